@@ -26,9 +26,10 @@
  *
  * Recovery (plog_open): the segment directory is listed; each segment's index files are checked and
  * rebuilt from the segment where missing or damaged; records past the recovery point (a lower bound of
- * what was durable, kept in `recovery.meta`) are verified by checksum and a torn tail is cut; a record
- * that fails its checksum below the recovery point, or valid records after a damaged one, are damage in
- * the middle of the log: plog_open fails with -EBADMSG and says where in the report.
+ * what was durable, kept in `recovery.meta`) are verified by checksum and a torn tail is cut (records
+ * below it only have their envelopes checked, unless opts.verify_all); a record that fails its checks
+ * below the recovery point, or valid records after a damaged one, are damage in the middle of the log:
+ * plog_open fails with -EBADMSG, changes nothing, and says where in the report.
  *
  * Threading: a plog belongs to the loop of its flusher and is used only on that loop.
  *
@@ -65,6 +66,11 @@ struct plog_opts {
 	uint32_t interval_ms;       /* for PLOG_DURABILITY_INTERVAL (default 1000) */
 	uint64_t first_index;       /* Raft index of the first record of a new log (default 1) */
 	uint64_t first_offset;      /* offset of the first message of a new log (default 0) */
+	/*
+	 * Verify every record's checksums at open, not only those past the recovery point (slower: reads the
+	 * whole log). Without it, damage to records below the recovery point is not looked for at open.
+	 */
+	bool verify_all;
 	/* Clock for stamping, µs since the epoch (default: CLOCK_REALTIME). */
 	uint64_t (*clock_us)(void *ud);
 	void *clock_ud;
