@@ -544,8 +544,9 @@ Test(plog, every_injected_error_at_every_call_leaves_a_readable_log)
 	struct plog_opts o = small_opts(2048);
 	for (int err = 0; err < 2; err++) {
 		for (uint64_t nth = 1; nth < 120; nth++) {
-			char dir[32];
-			snprintf(dir, sizeof(dir), "e%d_%llu", err, (unsigned long long)nth);
+			const char *dir = "e";
+			pio_destroy(sim);
+			sim = pio_sim_new();
 			pio_sim_fail_nth(sim, nth, err ? ENOSPC : EIO);
 			struct plog *l;
 			if (plog_open(sim, fl, dir, &o, NULL, &l) != 0)

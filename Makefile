@@ -1,0 +1,41 @@
+# The two commands of the README's quick start: `make run` and `make test`.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build run test test-unit fuzz valgrind bench-storage clean
+
+all: build
+
+deps:
+	./scripts/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+# One galgod with embedded defaults: data in ./local_data, TCP 8090, QUIC 8080, HTTP 3000.
+run: build
+	$(BUILD)/galgod --with-default-root-credentials
+
+# Everything CI runs: unit tests under ASan+UBSan, the fuzz targets for a fixed time, valgrind.
+test: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	./scripts/fuzz 20
+	$(MAKE) --no-print-directory valgrind
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j1
+
+fuzz: deps
+	./scripts/fuzz 60
+
+# The storage engine on the real disk under valgrind (a small benchmark run): no errors, no leaks.
+valgrind: build
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  $(BUILD)/galgo-storage-bench --total-mb 4 --partitions 1,4 --policies fsync,none --no-fio >/dev/null
+
+bench-storage: build
+	$(BUILD)/galgo-storage-bench
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
