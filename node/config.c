@@ -263,7 +263,7 @@ int config_split_address(const char *addr, char *host, size_t hostlen, uint16_t 
 		}
 	}
 	uint64_t p;
-	if (config_parse_u64(colon + 1, &p) < 0 || p < 1 || p > 65535)
+	if (config_parse_u64(colon + 1, &p) < 0 || p > 65535)
 		return -EINVAL;
 	if (host != NULL) {
 		if (hlen + 1 > hostlen)
@@ -345,7 +345,7 @@ static int config_set(struct galgo_config *cfg, const struct config_setting *s, 
 		break;
 	case CT_ADDRESS:
 		if (config_split_address(v, NULL, 0, NULL) < 0) {
-			config_err(why, whylen, "invalid address '%s' (expected host:port with a port in 1..65535)", v);
+			config_err(why, whylen, "invalid address '%s' (expected host:port with a port in 0..65535)", v);
 			return -EINVAL;
 		}
 		break;

@@ -24,7 +24,7 @@
  * Value syntax by type: numbers are decimal; sizes are a number with an optional suffix, B, K/KiB,
  * M/MiB, G/GiB, T/TiB (powers of 1024) or KB, MB, GB, TB (powers of 1000), case-insensitive, with
  * optional space ("512MiB", "1 GiB", "65536"); booleans are true/false, yes/no, on/off, 1/0; addresses
- * are host:port or [ipv6]:port with a port in 1..65535.
+ * are host:port or [ipv6]:port with a port in 0..65535 (0: any free port).
  *
  * Errors (unknown sections, keys or flags, bad numbers, sizes, booleans, enum values and addresses, a
  * missing file) make config_load fail with a message that names the source: "FILE:LINE: ...",
@@ -115,7 +115,7 @@ int config_parse_size(const char *s, uint64_t *out);
 
 /*
  * Splits an address "host:port" or "[ipv6]:port" into host (without brackets) and port. Returns 0,
- * -EINVAL if it is not such an address (empty host, bad characters, port outside 1..65535) or
+ * -EINVAL if it is not such an address (empty host, bad characters, port above 65535) or
  * -ENAMETOOLONG if the host does not fit in hostlen bytes.
  */
 int config_split_address(const char *addr, char *host, size_t hostlen, uint16_t *port);

@@ -2,12 +2,13 @@
  * galgod — the Galgo server process.
  *
  * Startup: read the configuration (exit 2 on a bad one, 0 after --help), lock the data directory (exit 1
- * if that fails), open every partition found under <data_dir>/partitions/<stream>/<topic>/<partition>/
- * and log "galgod ready". A partition that cannot be opened is logged and skipped. SIGINT and SIGTERM
- * stop the process cleanly: every partition log is closed (which flushes it), the loop is torn down,
- * the lock released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
+ * if that fails), load the metadata and open every partition it names (node/server), start the TCP
+ * listener (transport/tcp) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly: the
+ * listener closes, every partition log is closed (which flushes it), the loop is torn down, the lock
+ * released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
+ *
+ * This file is the wiring: it maps the TCP transport's callbacks onto server sessions.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -24,17 +24,11 @@
 #include "node/log.h"
 #include "partition/flusher.h"
 #include "partition/pio.h"
+#include "node/server.h"
 #include "partition/plog.h"
+#include "transport/tcp.h"
 
 #define TAG "galgod"
-
-/* One partition found on disk. */
-struct galgod_partition {
-	uint32_t stream_id, topic_id, partition_id;
-	char tag[64];               /* "partition S/T/P": plog's log tag, so it must live as long as the log */
-	struct plog *log;
-	struct galgod_partition *next;
-};
 
 struct galgod {
 	struct galgo_config cfg;
@@ -43,193 +37,85 @@ struct galgod {
 	bool loop_ready;
 	struct flusher *fl;
 	struct pio *pio;
-	struct galgod_partition *parts, **parts_tail;
-	size_t n_open, n_failed;
+	struct srv *srv;
+	struct tcp_server *tcp;
+	uv_timer_t tick;
+	bool tick_ready;
 	uv_signal_t sigint, sigterm, sighup;
 	bool signals_ready;
 	int stop_signal;            /* the signal that started the shutdown, 0 before */
 };
 
-/* True if name is a decimal number that fits in 32 bits; stores it in *out. */
-static bool galgod_parse_id(const char *name, uint32_t *out)
-{
-	uint64_t v = 0;
-	if (name[0] == '\0')
-		return false;
-	for (const char *p = name; *p != '\0'; p++) {
-		if (*p < '0' || *p > '9')
-			return false;
-		v = v * 10 + (uint64_t)(*p - '0');
-		if (v > UINT32_MAX)
-			return false;
-	}
-	*out = (uint32_t)v;
-	return true;
-}
+/* ---- TCP transport -> server sessions ---- */
 
-static int galgod_cmp_u32(const void *a, const void *b)
+static int galgod_tcp_send(void *ctx, const struct srv_piece *pieces, size_t n, void (*done)(void *, int),
+			   void *arg)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/*
- * Lists the subdirectories of dir whose names are decimal ids, in increasing order. *ids is malloc'd.
- * Returns 0 or a negative errno (-ENOENT if dir does not exist).
- */
-static int galgod_list_ids(const char *dir, uint32_t **ids, size_t *n)
-{
-	DIR *d = opendir(dir);
-	size_t cap = 0;
-	*ids = NULL;
-	*n = 0;
-	if (d == NULL)
-		return -errno;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		uint32_t id;
-		struct stat st;
-		char path[PATH_MAX];
-		if (!galgod_parse_id(e->d_name, &id))
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
-			continue;
-		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
-			continue;
-		if (*n == cap) {
-			size_t ncap = cap != 0 ? cap * 2 : 16;
-			uint32_t *grown = realloc(*ids, ncap * sizeof(**ids));
-			if (grown == NULL) {
-				closedir(d);
-				free(*ids);
-				*ids = NULL;
-				*n = 0;
-				return -ENOMEM;
-			}
-			*ids = grown;
-			cap = ncap;
-		}
-		(*ids)[(*n)++] = id;
+	struct tcp_piece local[8] = {0}, *tp = n <= 8 ? local : malloc(n * sizeof(*tp));
+	int rc = -ENOMEM;
+	if (tp != NULL) {
+		for (size_t i = 0; i < n; i++)
+			tp[i] = pieces[i].mem != NULL ? TCP_REF(pieces[i].mem, pieces[i].len)
+						      : TCP_FILE(pieces[i].fd, pieces[i].off, pieces[i].len);
+		rc = tcp_conn_send(ctx, tp, n, done, arg);
+		if (tp != local)
+			free(tp);
 	}
-	closedir(d);
-	if (*n > 0)
-		qsort(*ids, *n, sizeof(**ids), galgod_cmp_u32);
+	if (rc != 0)
+		done(arg, rc); /* the server's contract: done is called exactly once */
 	return 0;
 }
 
-/* The plog options that the [storage] settings describe. */
-static void galgod_plog_opts(const struct galgo_config *cfg, struct plog_opts *o)
+static void galgod_on_connect(struct tcp_conn *c)
 {
-	plog_opts_default(o);
-	o->segment_size = cfg->storage.segment_size;
-	o->index_interval = cfg->storage.index_interval;
-	switch (cfg->storage.durability) {
-	case CONFIG_DURABILITY_FSYNC:
-		o->durability = PLOG_DURABILITY_FSYNC;
-		break;
-	case CONFIG_DURABILITY_INTERVAL:
-		o->durability = PLOG_DURABILITY_INTERVAL;
-		break;
-	case CONFIG_DURABILITY_NONE:
-		o->durability = PLOG_DURABILITY_NONE;
-		break;
+	struct galgod *g = tcp_server_data(tcp_conn_server(c));
+	struct srv_session *ss =
+		srv_session_open(g->srv, SRV_TCP, tcp_conn_peer(c), tcp_conn_id(c), galgod_tcp_send, c);
+	if (ss == NULL) {
+		tcp_conn_abort(c);
+		return;
 	}
-	o->interval_ms = cfg->storage.interval_ms;
-	o->log = glog_sink;
+	tcp_conn_set_data(c, ss);
 }
 
-/* Opens one partition; a failure is logged and the partition skipped. Returns -ENOMEM only. */
-static int galgod_open_partition(struct galgod *g, const char *dir, uint32_t s, uint32_t t, uint32_t p)
+static void galgod_on_frame(struct tcp_conn *c, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
-	struct galgod_partition *part = calloc(1, sizeof(*part));
-	struct plog_report rep;
-	struct plog_opts opts;
-
-	if (part == NULL)
-		return -ENOMEM;
-	part->stream_id = s;
-	part->topic_id = t;
-	part->partition_id = p;
-	snprintf(part->tag, sizeof(part->tag), "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32, s, t, p);
-	galgod_plog_opts(&g->cfg, &opts);
-	opts.log_ud = part->tag;
-	memset(&rep, 0, sizeof(rep));
-
-	int rc = plog_open(g->pio, g->fl, dir, &opts, &rep, &part->log);
-	if (rc < 0) {
-		if (rc == -EBADMSG)
-			glog_error(part->tag,
-				   "cannot open %s: %s: damage in segment %s at index %" PRIu64 ", position %" PRIu64
-				   " (segments %" PRIu32 ", records verified %" PRIu64 "); partition skipped",
-				   dir, strerror(-rc), rep.damaged_segment[0] != '\0' ? rep.damaged_segment : "?",
-				   rep.damaged_index, rep.damaged_pos, rep.segments, rep.records_verified);
-		else
-			glog_error(part->tag, "cannot open %s: %s (segments %" PRIu32 "); partition skipped", dir,
-				   strerror(-rc), rep.segments);
-		free(part);
-		g->n_failed++;
-		return 0;
-	}
-	enum glog_level level = rep.indexes_rebuilt != 0 || rep.torn_bytes_cut != 0 ? GLOG_INFO : GLOG_DEBUG;
-	glog_log(level, part->tag,
-		 "opened: %" PRIu32 " segments, offsets %" PRIu64 "..%" PRIu64 ", %" PRIu32
-		 " indexes rebuilt, %" PRIu64 " torn bytes cut, %" PRIu64 " records verified",
-		 rep.segments, plog_first_offset(part->log), plog_next_offset(part->log), rep.indexes_rebuilt,
-		 rep.torn_bytes_cut, rep.records_verified);
-	*g->parts_tail = part;
-	g->parts_tail = &part->next;
-	g->n_open++;
-	return 0;
+	struct srv_session *ss = tcp_conn_get_data(c);
+	/* The body lies in the connection's own read buffer, which the server may stamp in place. */
+	if (ss != NULL)
+		srv_session_frame(ss, hdr, (uint8_t *)body, len);
 }
 
-/* Opens every partition under <data_dir>/partitions. Returns 0 or -ENOMEM. */
-static int galgod_open_partitions(struct galgod *g)
+static void galgod_on_close(struct tcp_conn *c)
 {
-	char root[PATH_MAX], sdir[PATH_MAX], tdir[PATH_MAX], pdir[PATH_MAX];
-	uint32_t *streams = NULL, *topics = NULL, *parts = NULL;
-	size_t n_streams, n_topics, n_parts;
-	int rc;
+	struct srv_session *ss = tcp_conn_get_data(c);
+	if (ss != NULL)
+		srv_session_close(ss);
+	tcp_conn_set_data(c, NULL);
+}
 
-	if (snprintf(root, sizeof(root), "%s/partitions", g->cfg.node.data_dir) >= (int)sizeof(root))
-		return -ENAMETOOLONG;
-	rc = galgod_list_ids(root, &streams, &n_streams);
-	if (rc == -ENOENT)
-		return 0;
-	if (rc < 0) {
-		glog_error(TAG, "cannot list %s: %s", root, strerror(-rc));
-		return rc == -ENOMEM ? rc : 0;
-	}
-	for (size_t i = 0; i < n_streams && rc == 0; i++) {
-		if (snprintf(sdir, sizeof(sdir), "%s/%" PRIu32, root, streams[i]) >= (int)sizeof(sdir))
-			continue;
-		rc = galgod_list_ids(sdir, &topics, &n_topics);
-		if (rc < 0) {
-			glog_error(TAG, "cannot list %s: %s", sdir, strerror(-rc));
-			rc = rc == -ENOMEM ? rc : 0;
-			continue;
-		}
-		for (size_t j = 0; j < n_topics && rc == 0; j++) {
-			if (snprintf(tdir, sizeof(tdir), "%s/%" PRIu32, sdir, topics[j]) >= (int)sizeof(tdir))
-				continue;
-			rc = galgod_list_ids(tdir, &parts, &n_parts);
-			if (rc < 0) {
-				glog_error(TAG, "cannot list %s: %s", tdir, strerror(-rc));
-				rc = rc == -ENOMEM ? rc : 0;
-				continue;
-			}
-			for (size_t k = 0; k < n_parts && rc == 0; k++) {
-				if (snprintf(pdir, sizeof(pdir), "%s/%" PRIu32, tdir, parts[k]) >= (int)sizeof(pdir))
-					continue;
-				rc = galgod_open_partition(g, pdir, streams[i], topics[j], parts[k]);
-			}
-			free(parts);
-			parts = NULL;
-		}
-		free(topics);
-		topics = NULL;
-	}
-	free(streams);
-	return rc;
+static void galgod_on_stale(struct tcp_conn *c)
+{
+	struct srv_session *ss = tcp_conn_get_data(c);
+	if (ss != NULL)
+		srv_session_stale(ss);
+	tcp_conn_close(c);
+}
+
+static const struct tcp_handler galgod_tcp_handler = {galgod_on_connect, galgod_on_frame, galgod_on_close,
+						      galgod_on_stale};
+
+static void galgod_tcp_log(void *ud, int level, const char *msg)
+{
+	static const enum glog_level map[] = {GLOG_DEBUG, GLOG_INFO, GLOG_WARN, GLOG_ERROR};
+	glog_log(map[level >= 0 && level <= 3 ? level : 3], "tcp", "%s", msg);
+	(void)ud;
+}
+
+static void galgod_on_tick(uv_timer_t *t)
+{
+	struct galgod *g = t->data;
+	srv_tick(g->srv);
 }
 
 /* SIGINT and SIGTERM start the shutdown (once); SIGHUP is ignored for now. */
@@ -277,19 +163,27 @@ static void galgod_close_walk(uv_handle_t *h, void *arg)
 /* Closes every partition, the flusher, the loop and the lock: whatever startup got to open. */
 static void galgod_shutdown(struct galgod *g)
 {
-	size_t closed = 0;
-	while (g->parts != NULL) {
-		struct galgod_partition *p = g->parts;
-		g->parts = p->next;
-		int rc = plog_close(p->log);
-		if (rc < 0)
-			glog_error(p->tag, "final flush failed: %s", strerror(-rc));
-		free(p);
-		closed++;
+	if (g->tick_ready) {
+		uv_timer_stop(&g->tick);
+		uv_close((uv_handle_t *)&g->tick, NULL);
+		g->tick_ready = false;
 	}
-	g->parts_tail = &g->parts;
-	if (closed > 0)
-		glog_info(TAG, "closed %zu partitions", closed);
+	if (g->signals_ready) {
+		/* Signal handles would keep the loop running while the listener closes. */
+		uv_close((uv_handle_t *)&g->sigint, NULL);
+		uv_close((uv_handle_t *)&g->sigterm, NULL);
+		uv_close((uv_handle_t *)&g->sighup, NULL);
+		g->signals_ready = false;
+	}
+	if (g->tcp != NULL) {
+		tcp_server_close(g->tcp);
+		g->tcp = NULL;
+		uv_run(&g->loop, UV_RUN_DEFAULT);
+	}
+	if (g->srv != NULL) {
+		srv_free(g->srv);
+		g->srv = NULL;
+	}
 	if (g->fl != NULL) {
 		flusher_close(g->fl);
 		g->fl = NULL;
@@ -312,13 +206,21 @@ static void galgod_shutdown(struct galgod *g)
 	}
 }
 
-/* Logs "galgod ready" with the configured addresses. */
+/* Logs "galgod ready" with the addresses (the TCP one with the port actually bound). */
 static void galgod_log_ready(const struct galgod *g)
 {
 	const struct galgo_config *c = &g->cfg;
+	char tcp[300] = "disabled";
+	if (g->tcp != NULL) {
+		char host[256];
+		uint16_t port;
+		if (config_split_address(c->tcp.address, host, sizeof(host), &port) == 0)
+			snprintf(tcp, sizeof(tcp), "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+				 strchr(host, ':') ? "]" : "", tcp_server_port(g->tcp));
+	}
 	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, quic %s, http %s", c->node.id,
-		  c->node.data_dir, c->tcp.enabled ? c->tcp.address : "disabled",
-		  c->quic.enabled ? c->quic.address : "disabled", c->http.enabled ? c->http.address : "disabled");
+		  c->node.data_dir, tcp, c->quic.enabled ? c->quic.address : "disabled",
+		  c->http.enabled ? c->http.address : "disabled");
 }
 
 int main(int argc, char **argv)
@@ -328,7 +230,6 @@ int main(int argc, char **argv)
 	enum glog_level level;
 	int rc;
 
-	g.parts_tail = &g.parts;
 	rc = config_load(&g.cfg, argc, argv, NULL, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "galgod: %s\n(see galgod --help)\n", err);
@@ -373,15 +274,27 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 
-	rc = galgod_open_partitions(&g);
+	rc = srv_new(&g.loop, &g.cfg, g.pio, g.fl, &g.srv);
 	if (rc < 0) {
-		glog_error(TAG, "cannot open partitions: %s", strerror(-rc));
+		glog_error(TAG, "cannot start the server: %s", strerror(-rc));
 		goto fail;
 	}
-	uint64_t messages = 0;
-	for (struct galgod_partition *p = g.parts; p != NULL; p = p->next)
-		messages += plog_next_offset(p->log) - plog_first_offset(p->log);
-	glog_info(TAG, "partitions opened: %zu (%zu failed), messages: %" PRIu64, g.n_open, g.n_failed, messages);
+	glog_info(TAG, "partitions opened: %" PRIu32, srv_partition_count(g.srv));
+	if (g.cfg.tcp.enabled) {
+		struct tcp_opts to;
+		tcp_opts_default(&to);
+		to.address = g.cfg.tcp.address;
+		to.log = galgod_tcp_log;
+		rc = tcp_server_new(&g.loop, &to, &galgod_tcp_handler, &g, &g.tcp);
+		if (rc < 0) {
+			glog_error(TAG, "cannot listen on %s: %s", g.cfg.tcp.address, strerror(-rc));
+			goto fail;
+		}
+	}
+	uv_timer_init(&g.loop, &g.tick);
+	g.tick.data = &g;
+	g.tick_ready = true;
+	uv_timer_start(&g.tick, galgod_on_tick, 1000, 1000);
 
 	if (galgod_start_signals(&g) < 0)
 		goto fail;

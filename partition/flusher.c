@@ -12,8 +12,8 @@ struct flusher {
 	struct flusher_item *dirty_head, *dirty_tail;
 	struct flusher_item *ready_head, *ready_tail;
 	struct flusher_item **round; /* the items of the running round */
-	size_t n_round, cap_round, round_pending;
-	bool round_running;
+	size_t n_round, cap_round;
+	size_t in_flight;            /* items whose sync runs */
 	int handles_open;
 	struct flusher_stats stats;
 };
@@ -27,21 +27,16 @@ static void kick_start(struct flusher *fl)
 		uv_idle_start(&fl->kick, kick_cb);
 }
 
-static void finish_round(struct flusher *fl)
+/* An item's sync finished: report it; if it was marked again meanwhile it goes out with the next batch. */
+static void item_finished(struct flusher *fl, struct flusher_item *it)
 {
-	fl->round_running = false;
-	fl->stats.rounds++;
-	size_t n = fl->n_round;
-	fl->n_round = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct flusher_item *it = fl->round[i];
-		it->in_round = false;
-		fl->stats.syncs++;
-		if (it->status != 0)
-			fl->stats.errors++;
-		/* done may mark the item (or others) dirty again; they go to the next round. */
-		it->ops->done(it, it->status);
-	}
+	it->in_round = false;
+	fl->in_flight--;
+	fl->stats.syncs++;
+	if (it->status != 0)
+		fl->stats.errors++;
+	/* done may mark the item (or others) dirty again. */
+	it->ops->done(it, it->status);
 	if (fl->dirty_head != NULL)
 		kick_start(fl);
 }
@@ -55,32 +50,33 @@ static void work_cb(uv_work_t *w)
 static void after_work_cb(uv_work_t *w, int status)
 {
 	struct flusher_item *it = w->data;
-	struct flusher *fl = it->fl;
 	if (status == UV_ECANCELED)
 		it->status = -ECANCELED;
-	if (--fl->round_pending == 0)
-		finish_round(fl);
+	item_finished(it->fl, it);
 }
 
 static uint64_t earliest_due(const struct flusher *fl)
 {
 	uint64_t m = UINT64_MAX;
 	for (const struct flusher_item *it = fl->dirty_head; it != NULL; it = it->next_dirty)
-		if (it->due_ms < m)
+		if (!it->in_round && it->due_ms < m)
 			m = it->due_ms;
 	return m;
 }
 
-/* Takes every due dirty item into a new round and runs it. */
+/*
+ * Starts a sync for every due dirty item that has none in flight. Items are independent: each one's
+ * done runs as soon as its own sync finishes, and an item marked while its sync runs goes out again right
+ * after, so a slow disk file never holds back the others.
+ */
 static void maybe_start_round(struct flusher *fl)
 {
-	if (fl->round_running || fl->dirty_head == NULL)
-		return;
 	uint64_t now = uv_now(fl->loop);
+	size_t n = 0;
 	struct flusher_item **pp = &fl->dirty_head, *prev = NULL;
 	while (*pp != NULL) {
 		struct flusher_item *it = *pp;
-		if (it->due_ms > now) {
+		if (it->due_ms > now || it->in_round) {
 			prev = it;
 			pp = &it->next_dirty;
 			continue;
@@ -107,30 +103,33 @@ static void maybe_start_round(struct flusher *fl)
 		}
 		fl->round[fl->n_round++] = it;
 		it->in_round = true;
+		n++;
 	}
 	uint64_t due = earliest_due(fl);
-	if (due != UINT64_MAX)
-		uv_timer_start(&fl->timer, timer_cb, due > now ? due - now : 0, 0);
-	if (fl->n_round == 0)
+	if (due != UINT64_MAX && due > now)
+		uv_timer_start(&fl->timer, timer_cb, due - now, 0);
+	if (n == 0)
 		return;
-	fl->round_running = true;
-	for (size_t i = 0; i < fl->n_round; i++)
+	fl->stats.rounds++;
+	size_t count = fl->n_round;
+	fl->n_round = 0;
+	fl->in_flight += count;
+	for (size_t i = 0; i < count; i++)
 		fl->round[i]->ops->prepare(fl->round[i]);
 	if (fl->inline_mode) {
-		for (size_t i = 0; i < fl->n_round; i++)
+		/* done never starts a batch itself (it only marks), so fl->round stays ours meanwhile. */
+		for (size_t i = 0; i < count; i++)
 			fl->round[i]->status = fl->round[i]->ops->sync(fl->round[i]);
-		finish_round(fl);
+		for (size_t i = 0; i < count; i++)
+			item_finished(fl, fl->round[i]);
 		return;
 	}
-	fl->round_pending = fl->n_round;
-	size_t n = fl->n_round;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < count; i++) {
 		struct flusher_item *it = fl->round[i];
 		it->work.data = it;
 		if (uv_queue_work(fl->loop, &it->work, work_cb, after_work_cb) != 0) {
 			it->status = -EIO;
-			if (--fl->round_pending == 0)
-				finish_round(fl);
+			item_finished(fl, it);
 		}
 	}
 }
@@ -188,7 +187,7 @@ static void handle_closed(uv_handle_t *h)
 
 void flusher_close(struct flusher *fl)
 {
-	while (fl->round_running)
+	while (fl->in_flight > 0)
 		uv_run(fl->loop, UV_RUN_ONCE);
 	run_ready(fl);
 	uv_close((uv_handle_t *)&fl->timer, handle_closed);
@@ -216,8 +215,8 @@ void flusher_mark(struct flusher *fl, struct flusher_item *it, uint32_t delay_ms
 			fl->dirty_head = it;
 		fl->dirty_tail = it;
 	}
-	if (fl->round_running)
-		return; /* the end of the round looks again */
+	if (it->in_round)
+		return; /* its sync's end looks again */
 	if (delay_ms == 0)
 		kick_start(fl);
 	else if (!uv_is_active((uv_handle_t *)&fl->timer) || uv_timer_get_due_in(&fl->timer) > delay_ms)
@@ -277,9 +276,9 @@ void flusher_drain(struct flusher *fl)
 {
 	for (;;) {
 		bool due = fl->dirty_head != NULL && earliest_due(fl) <= uv_now(fl->loop);
-		if (!fl->round_running && !due && fl->ready_head == NULL)
+		if (fl->in_flight == 0 && !due && fl->ready_head == NULL)
 			return;
-		if (!fl->round_running) {
+		if (fl->in_flight == 0) {
 			run_ready(fl);
 			maybe_start_round(fl);
 			continue;

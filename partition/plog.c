@@ -744,7 +744,7 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 		if (bh.batch_length != e->length || env.message_count == 0 || env.base_offset != s->next_offset ||
 		    env.timestamp < l->last_ts)
 			return -EINVAL;
-	} else if (e->type == RECORD_BARRIER || e->type == RECORD_CHANGE) {
+	} else if (e->type == RECORD_BARRIER || e->type == RECORD_CHANGE || e->type == RECORD_COMMAND) {
 		env.base_offset = s->next_offset;
 		env.timestamp = l->last_ts;
 		record_env_fill(&env, e->payload, e->length);

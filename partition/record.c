@@ -82,7 +82,7 @@ const char *record_strerror(int err)
 
 static bool type_known(uint8_t type)
 {
-	return type == RECORD_MESSAGES || type == RECORD_BARRIER || type == RECORD_CHANGE;
+	return type == RECORD_MESSAGES || type == RECORD_BARRIER || type == RECORD_CHANGE || type == RECORD_COMMAND;
 }
 
 void record_env_encode(const struct record_env *e, uint8_t out[RECORD_ENVELOPE_SIZE])

@@ -42,7 +42,9 @@
  *        4    1 version            1
  *        5    1 type               1 MESSAGES (Raft command: the payload is an Iggy batch),
  *                                  2 BARRIER (no payload), 3 CHANGE (Raft configuration, opaque payload);
- *                                  the numbers are libraft's entry types
+ *                                  the numbers are libraft's entry types; 4 COMMAND (a state-machine
+ *                                  command with an opaque payload: the metadata log's records, which
+ *                                  are Raft commands of the metadata group)
  *        6    2 flags              0 (reserved: bit 0 will mark a payload encrypted at rest)
  *        8    4 length             payload bytes after the envelope (= batch_length for MESSAGES)
  *       12    4 message_count      the batch's message_count for MESSAGES, else 0
@@ -79,6 +81,7 @@ enum record_type {
 	RECORD_MESSAGES = 1,
 	RECORD_BARRIER = 2,
 	RECORD_CHANGE = 3,
+	RECORD_COMMAND = 4,
 };
 
 /* Decoded envelope. */

@@ -314,10 +314,10 @@ Test(record, an_envelope_with_an_unknown_version_is_refused)
 
 Test(record, an_envelope_with_an_unknown_type_is_refused)
 {
-	// Types other than MESSAGES, BARRIER and CHANGE give RECORD_E_TYPE.
+	// Types other than MESSAGES, BARRIER, CHANGE and COMMAND give RECORD_E_TYPE.
 	struct record_env e = sample_env(), d;
 	uint8_t buf[RECORD_ENVELOPE_SIZE];
-	const uint8_t types[] = {0, 4, 9, 255};
+	const uint8_t types[] = {0, 5, 9, 255};
 	for (size_t i = 0; i < sizeof types; i++) {
 		e.type = types[i];
 		record_env_encode(&e, buf);

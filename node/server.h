@@ -1,0 +1,70 @@
+/*
+ * server — the request dispatcher of a single galgod: sessions, authentication and permissions, the
+ * metadata commands (applied through node/meta, persisted through node/metastore), and the message
+ * plane (send, poll, consumer offsets) on the partition logs.
+ *
+ * It knows no transport: a transport creates a session per client connection (srv_session_open) with a
+ * send function, hands it every decoded request frame (srv_session_frame) and closes it when the
+ * connection ends. Replies leave through the send function in request order, even when some are
+ * completed asynchronously (after a flush): each request takes a slot in its session's reply queue and
+ * replies are released from the head.
+ *
+ * Threading: everything runs on the server's loop.
+ */
+#ifndef GALGO_SERVER_H
+#define GALGO_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "node/config.h"
+#include "partition/flusher.h"
+#include "partition/pio.h"
+#include "transport/frame.h"
+
+struct srv;
+struct srv_session;
+
+/* A piece of a reply: memory (mem != NULL) or a file range (fd, off). */
+struct srv_piece {
+	const void *mem;
+	int fd;
+	uint64_t off;
+	size_t len;
+};
+
+/* Transport kinds as GetClients reports them. */
+enum srv_transport { SRV_TCP = 1, SRV_QUIC = 2, SRV_HTTP = 3 };
+
+/*
+ * Sends a whole reply (pieces in order). Memory pieces may be referenced until done; file ranges must be
+ * readable until done. done(arg, status) is called exactly once, also on failure.
+ */
+typedef int (*srv_send_fn)(void *ctx, const struct srv_piece *pieces, size_t n, void (*done)(void *arg, int status),
+			   void *arg);
+
+int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl,
+	    struct srv **out);
+
+/* Stops: fails pending work, closes every partition and the metadata store. */
+void srv_free(struct srv *s);
+
+/* Sessions. peer is "ip:port". client_id is a u32 unique per connection (GetMe's client_id). */
+struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, const char *peer, uint32_t client_id,
+				     srv_send_fn send, void *ctx);
+/* Hands over one request. The body may be modified in place during the call (stamping). */
+void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+/* The connection is gone: the session leaves its consumer groups and is freed once nothing is pending. */
+void srv_session_close(struct srv_session *ss);
+/* The connection missed its heartbeats: send eviction 13. */
+void srv_session_stale(struct srv_session *ss);
+
+/* Background work (retention): called by a timer in main. */
+void srv_tick(struct srv *s);
+
+/* Statistics for logs and tests. */
+uint32_t srv_partition_count(const struct srv *s);
+
+#endif /* GALGO_SERVER_H */

@@ -1,0 +1,1700 @@
+/*
+ * Tests of the metadata state machine (node/meta.h), its byte formats (node/metarec.h) and its
+ * persistence (node/metastore.h) on the simulated disk: the semantics of each command, determinism,
+ * codec round trips and robustness, snapshot round trips, reopening, log compaction and power loss at
+ * every write.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "node/log.h"
+#include "node/meta.h"
+#include "node/metarec.h"
+#include "node/metastore.h"
+#include "partition/piosim.h"
+#include "transport/wire.h"
+
+/* ---- Helpers ---- */
+
+static struct meta_cmd cmd(uint8_t type)
+{
+	struct meta_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.type = type;
+	c.ts = 1700000000000000ull;
+	return c;
+}
+
+static struct meta_cmd named(uint8_t type, const char *name)
+{
+	struct meta_cmd c = cmd(type);
+	c.name = name;
+	c.name_len = (uint8_t)strlen(name);
+	return c;
+}
+
+static int apply(struct meta *m, struct meta_cmd c)
+{
+	return meta_apply(m, &c, NULL);
+}
+
+/* Applies a command that must succeed and returns the id it created. */
+static uint32_t ok(struct meta *m, struct meta_cmd c)
+{
+	struct meta_result r;
+	int rv = meta_apply(m, &c, &r);
+	cr_assert_eq(rv, META_OK, "command %u failed with %d", c.type, rv);
+	return r.id;
+}
+
+static uint32_t mk_stream(struct meta *m, const char *name)
+{
+	return ok(m, named(META_CREATE_STREAM, name));
+}
+
+static uint32_t mk_topic(struct meta *m, uint32_t stream, const char *name, uint32_t parts)
+{
+	struct meta_cmd c = named(META_CREATE_TOPIC, name);
+	c.stream_id = stream;
+	c.count = parts;
+	c.compression = META_COMPRESSION_NONE;
+	c.message_expiry = META_NEVER;
+	c.max_topic_size = META_NEVER;
+	return ok(m, c);
+}
+
+static const char HASH[] = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo";
+
+static uint32_t mk_user(struct meta *m, const char *name)
+{
+	struct meta_cmd c = named(META_CREATE_USER, name);
+	c.password_hash = HASH;
+	c.status = META_USER_ACTIVE;
+	return ok(m, c);
+}
+
+static struct meta_cmd group_cmd(uint8_t type, uint32_t s, uint32_t t, uint32_t g, uint32_t client)
+{
+	struct meta_cmd c = cmd(type);
+	c.stream_id = s;
+	c.topic_id = t;
+	c.group_id = g;
+	c.client_id = client;
+	return c;
+}
+
+static uint32_t mk_group(struct meta *m, uint32_t s, uint32_t t, const char *name)
+{
+	struct meta_cmd c = named(META_CREATE_GROUP, name);
+	c.stream_id = s;
+	c.topic_id = t;
+	return ok(m, c);
+}
+
+static struct meta_cmd offset_cmd(uint8_t type, uint32_t s, uint32_t t, uint8_t kind, uint32_t consumer,
+				  uint32_t partition, uint64_t offset)
+{
+	struct meta_cmd c = cmd(type);
+	c.stream_id = s;
+	c.topic_id = t;
+	c.consumer_kind = kind;
+	c.consumer_id = consumer;
+	c.partition_id = partition;
+	c.offset = offset;
+	return c;
+}
+
+/* The snapshot bytes of a state (its canonical form). */
+static uint8_t *snap(const struct meta *m, size_t *len)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	cr_assert_eq(metarec_snapshot_encode(m, &b), 0);
+	uint8_t *p = wire_buf_take(&b, len);
+	cr_assert_not_null(p);
+	return p;
+}
+
+static bool same_state(const struct meta *a, const struct meta *b)
+{
+	size_t la, lb;
+	uint8_t *pa = snap(a, &la), *pb = snap(b, &lb);
+	bool same = la == lb && memcmp(pa, pb, la) == 0;
+	free(pa);
+	free(pb);
+	return same;
+}
+
+static void assert_partitions(const struct meta_member *mb, uint32_t n, const uint32_t *expect)
+{
+	cr_assert_eq(mb->n_partitions, n, "client %u has %u partitions, expected %u", mb->client_id,
+		     mb->n_partitions, n);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(mb->partitions[i], expect[i]);
+}
+
+/* ---- A scripted generator of random-ish commands (fixed seed) ---- */
+
+struct gen {
+	uint64_t s;
+	uint64_t ts;
+};
+
+static uint32_t rnd(struct gen *g, uint32_t n)
+{
+	g->s ^= g->s << 13;
+	g->s ^= g->s >> 7;
+	g->s ^= g->s << 17;
+	return n ? (uint32_t)(g->s % n) : 0;
+}
+
+/* A generated command with the memory its pointers refer to (not to be copied once filled). */
+struct gcmd {
+	struct meta_cmd c;
+	char name[32];
+	char hash[96];
+	uint8_t token[32];
+	struct meta_perms perms;
+	struct meta_perm_stream ps[2];
+	struct meta_perm_topic pt[2][2];
+};
+
+static void gen_perms(struct gen *g, struct gcmd *x)
+{
+	struct meta_perms *p = &x->perms;
+	p->manage_servers = rnd(g, 2);
+	p->read_users = rnd(g, 2);
+	p->read_streams = rnd(g, 2);
+	p->send_messages = rnd(g, 2);
+	p->n_streams = rnd(g, 3);
+	p->streams = p->n_streams ? x->ps : NULL;
+	for (uint32_t i = 0; i < p->n_streams; i++) {
+		struct meta_perm_stream *s = &x->ps[i];
+		s->stream_id = i * 3 + rnd(g, 3);
+		s->read_stream = rnd(g, 2);
+		s->poll_messages = rnd(g, 2);
+		s->n_topics = rnd(g, 3);
+		s->topics = s->n_topics ? x->pt[i] : NULL;
+		for (uint32_t k = 0; k < s->n_topics; k++) {
+			x->pt[i][k].topic_id = k * 2 + rnd(g, 2);
+			x->pt[i][k].send_messages = rnd(g, 2);
+			x->pt[i][k].manage_topic = rnd(g, 2);
+		}
+	}
+}
+
+static void gen_next(struct gen *g, struct gcmd *x)
+{
+	static const char *const words[] = {"alpha", "bravo", "carol", "delta", "echo"};
+	static const uint8_t types[] = {
+		META_CREATE_STREAM, META_CREATE_STREAM, META_CREATE_STREAM, META_UPDATE_STREAM, META_DELETE_STREAM,
+		META_PURGE_STREAM, META_CREATE_TOPIC, META_CREATE_TOPIC, META_CREATE_TOPIC, META_CREATE_TOPIC,
+		META_UPDATE_TOPIC, META_DELETE_TOPIC, META_PURGE_TOPIC, META_CREATE_PARTITIONS,
+		META_CREATE_PARTITIONS, META_DELETE_PARTITIONS, META_CREATE_USER, META_CREATE_USER, META_UPDATE_USER,
+		META_DELETE_USER, META_CHANGE_PASSWORD, META_UPDATE_PERMISSIONS, META_CREATE_PAT, META_CREATE_PAT,
+		META_DELETE_PAT, META_CREATE_GROUP, META_CREATE_GROUP, META_CREATE_GROUP, META_DELETE_GROUP,
+		META_JOIN_GROUP, META_JOIN_GROUP, META_JOIN_GROUP, META_JOIN_GROUP, META_LEAVE_GROUP,
+		META_LEAVE_GROUP, META_REMOVE_MEMBER, META_CLEAR_MEMBERS, META_STORE_OFFSET, META_STORE_OFFSET,
+		META_STORE_OFFSET, META_STORE_OFFSET, META_DELETE_OFFSET,
+	};
+	memset(x, 0, sizeof(*x));
+	struct meta_cmd *c = &x->c;
+	c->type = types[rnd(g, sizeof(types))];
+	c->ts = g->ts += 1000 + rnd(g, 1000);
+	c->stream_id = rnd(g, 4);
+	c->topic_id = rnd(g, 3);
+	c->group_id = rnd(g, 4);
+	c->user_id = rnd(g, 5);
+	c->client_id = 1 + rnd(g, 5);
+	c->count = rnd(g, 4) + (c->type == META_CREATE_TOPIC ? 0 : 1);
+	snprintf(x->name, sizeof(x->name), "%s%u", words[rnd(g, 5)], rnd(g, 2));
+	c->name = x->name;
+	c->name_len = (uint8_t)strlen(x->name);
+	switch (c->type) {
+	case META_CREATE_TOPIC:
+	case META_UPDATE_TOPIC:
+		c->compression = (uint8_t)(1 + rnd(g, 2));
+		c->durability = (uint8_t)rnd(g, 3);
+		c->replication_factor = (uint8_t)rnd(g, 2);
+		c->message_expiry = rnd(g, 2) ? META_NEVER : rnd(g, 1000000);
+		c->max_topic_size = rnd(g, 2) ? META_NEVER : (uint64_t)rnd(g, 1000) << 20;
+		c->dedup_window = rnd(g, 3) * 1000;
+		break;
+	case META_CREATE_USER:
+	case META_CHANGE_PASSWORD:
+	case META_UPDATE_PERMISSIONS:
+		snprintf(x->hash, sizeof(x->hash), "%s%u", HASH, rnd(g, 1000));
+		c->password_hash = x->hash;
+		c->status = (uint8_t)(1 + rnd(g, 2));
+		c->has_perms = rnd(g, 2);
+		if (c->has_perms) {
+			gen_perms(g, x);
+			c->perms = &x->perms;
+		}
+		break;
+	case META_UPDATE_USER:
+		if (rnd(g, 2)) {
+			c->name = NULL;
+			c->name_len = 0;
+		}
+		c->status = (uint8_t)rnd(g, 3);
+		break;
+	case META_CREATE_PAT:
+		for (int i = 0; i < 32; i++)
+			x->token[i] = (uint8_t)rnd(g, 256);
+		c->token_hash = x->token;
+		c->expiry_at = rnd(g, 2) ? 0 : c->ts + 3600000000ull;
+		break;
+	case META_STORE_OFFSET:
+	case META_DELETE_OFFSET:
+		c->consumer_kind = (uint8_t)(1 + rnd(g, 2));
+		c->consumer_id = rnd(g, 4);
+		c->partition_id = rnd(g, 5);
+		c->offset = rnd(g, 100000);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- State machine semantics ---- */
+
+Test(meta, streams_topics_and_users_take_the_lowest_free_id_after_deletes)
+{
+	/* A new stream, topic or user takes the lowest id that is free, reusing ids of deleted ones. */
+	struct meta *m = meta_new();
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "s%d", i);
+		cr_assert_eq(mk_stream(m, name), (uint32_t)i);
+	}
+	struct meta_cmd del = cmd(META_DELETE_STREAM);
+	del.stream_id = 1;
+	ok(m, del);
+	del.stream_id = 3;
+	ok(m, del);
+	cr_assert_eq(apply(m, del), META_E_STREAM_NOT_FOUND);
+	cr_assert_eq(mk_stream(m, "again1"), 1);
+	cr_assert_eq(mk_stream(m, "again3"), 3);
+	cr_assert_eq(mk_stream(m, "fresh"), 4);
+
+	cr_assert_eq(mk_topic(m, 0, "t0", 1), 0);
+	cr_assert_eq(mk_topic(m, 0, "t1", 1), 1);
+	cr_assert_eq(mk_topic(m, 0, "t2", 1), 2);
+	struct meta_cmd dt = cmd(META_DELETE_TOPIC);
+	dt.stream_id = 0;
+	dt.topic_id = 0;
+	ok(m, dt);
+	cr_assert_eq(apply(m, dt), META_E_TOPIC_NOT_FOUND);
+	cr_assert_eq(mk_topic(m, 0, "t3", 1), 0);
+	cr_assert_eq(mk_topic(m, 0, "t4", 1), 3);
+	/* Topic ids are per stream. */
+	cr_assert_eq(mk_topic(m, 4, "t0", 1), 0);
+	cr_assert_eq(meta_topic(meta_stream(m, 4), 0)->stream_id, 4);
+
+	cr_assert_eq(mk_user(m, "root"), 0);
+	cr_assert_eq(mk_user(m, "alice"), 1);
+	cr_assert_eq(mk_user(m, "bob"), 2);
+	struct meta_cmd du = cmd(META_DELETE_USER);
+	du.user_id = 1;
+	ok(m, du);
+	cr_assert_eq(apply(m, du), META_E_NOT_FOUND);
+	cr_assert_eq(mk_user(m, "carol"), 1);
+	cr_assert_eq(mk_user(m, "dave"), 3);
+	meta_free(m);
+}
+
+Test(meta, consumer_group_ids_are_monotonic_per_topic_and_never_reused)
+{
+	/* Group ids count up from 0 per topic; a deleted group's id is never given out again. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 2);
+	mk_topic(m, 0, "u", 2);
+	cr_assert_eq(mk_group(m, 0, 0, "g0"), 0);
+	cr_assert_eq(mk_group(m, 0, 0, "g1"), 1);
+	cr_assert_eq(mk_group(m, 0, 1, "g0"), 0);
+	ok(m, group_cmd(META_DELETE_GROUP, 0, 0, 1, 0));
+	ok(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0));
+	cr_assert_eq(apply(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0)), META_E_GROUP_NOT_FOUND);
+	cr_assert_null(meta_group(meta_topic(meta_stream(m, 0), 0), 0));
+	cr_assert_eq(mk_group(m, 0, 0, "g0"), 2);
+	cr_assert_eq(mk_group(m, 0, 0, "g3"), 3);
+	cr_assert_not_null(meta_group_by_name(meta_topic(meta_stream(m, 0), 0), "g0", 2));
+	cr_assert_eq(meta_group_by_name(meta_topic(meta_stream(m, 0), 0), "g0", 2)->id, 2);
+	/* A recreated topic starts again from 0. */
+	struct meta_cmd dt = cmd(META_DELETE_TOPIC);
+	ok(m, dt);
+	mk_topic(m, 0, "t", 1);
+	cr_assert_eq(mk_group(m, 0, 0, "x"), 0);
+	/* Unknown stream or topic. */
+	struct meta_cmd c = named(META_CREATE_GROUP, "y");
+	c.stream_id = 9;
+	cr_assert_eq(apply(m, c), META_E_STREAM_NOT_FOUND);
+	c.stream_id = 0;
+	c.topic_id = 9;
+	cr_assert_eq(apply(m, c), META_E_TOPIC_NOT_FOUND);
+	meta_free(m);
+}
+
+Test(meta, duplicate_names_are_rejected_with_their_codes_and_change_nothing)
+{
+	/* Creating or renaming onto a taken name fails with the Iggy code for it and leaves the state as it was. */
+	struct meta *m = meta_new();
+	mk_user(m, "root");
+	mk_user(m, "alice");
+	mk_stream(m, "orders");
+	mk_stream(m, "spare");
+	mk_topic(m, 0, "events", 2);
+	mk_topic(m, 0, "other", 2);
+	mk_group(m, 0, 0, "workers");
+	struct meta_cmd pat = named(META_CREATE_PAT, "ci");
+	uint8_t token[32] = {1, 2, 3};
+	pat.user_id = 1;
+	pat.token_hash = token;
+	ok(m, pat);
+	size_t before_len;
+	uint8_t *before = snap(m, &before_len);
+
+	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "orders")), META_E_STREAM_NAME_EXISTS);
+	struct meta_cmd us = named(META_UPDATE_STREAM, "orders");
+	us.stream_id = 1;
+	cr_assert_eq(apply(m, us), META_E_STREAM_NAME_EXISTS);
+	struct meta_cmd ct = named(META_CREATE_TOPIC, "events");
+	ct.compression = META_COMPRESSION_NONE;
+	cr_assert_eq(apply(m, ct), META_E_TOPIC_NAME_EXISTS);
+	struct meta_cmd ut = named(META_UPDATE_TOPIC, "events");
+	ut.topic_id = 1;
+	ut.compression = META_COMPRESSION_NONE;
+	cr_assert_eq(apply(m, ut), META_E_TOPIC_NAME_EXISTS);
+	struct meta_cmd cg = named(META_CREATE_GROUP, "workers");
+	cr_assert_eq(apply(m, cg), META_E_GROUP_NAME_EXISTS);
+	struct meta_cmd cu = named(META_CREATE_USER, "alice");
+	cu.password_hash = HASH;
+	cu.status = META_USER_ACTIVE;
+	cr_assert_eq(apply(m, cu), META_E_USER_EXISTS);
+	struct meta_cmd uu = named(META_UPDATE_USER, "root");
+	uu.user_id = 1;
+	cr_assert_eq(apply(m, uu), META_E_USER_EXISTS);
+	cr_assert_eq(apply(m, pat), META_E_PAT_EXISTS);
+	/* Names are bytes: a different case is a different name; renaming to its own name is fine. */
+	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "Orders")), META_OK);
+	us.stream_id = 0;
+	cr_assert_eq(apply(m, us), META_OK);
+
+	/* Invalid values change nothing either. */
+	size_t mid_len;
+	uint8_t *mid = snap(m, &mid_len);
+	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "")), META_E_INVALID_OPTION_VALUE);
+	cu = named(META_CREATE_USER, "ab");
+	cu.password_hash = HASH;
+	cu.status = META_USER_ACTIVE;
+	cr_assert_eq(apply(m, cu), META_E_INVALID_USERNAME);
+	ct = named(META_CREATE_TOPIC, "new");
+	ct.compression = 3;
+	cr_assert_eq(apply(m, ct), META_E_INVALID_OPTION_VALUE);
+	ct.compression = META_COMPRESSION_GZIP;
+	ct.count = META_MAX_PARTITIONS + 1;
+	cr_assert_eq(apply(m, ct), META_E_INVALID_PARTITIONS_COUNT);
+	struct meta_cmd bad = cmd(200);
+	cr_assert_eq(apply(m, bad), META_E_INVALID_OPTION_VALUE);
+	size_t after_len;
+	uint8_t *after = snap(m, &after_len);
+	cr_assert_eq(after_len, mid_len);
+	cr_assert_eq(memcmp(after, mid, mid_len), 0, "a failed command changed the state");
+	cr_assert_neq(before_len == mid_len && memcmp(before, mid, mid_len) == 0, true);
+	free(before);
+	free(mid);
+	free(after);
+	meta_free(m);
+}
+
+Test(meta, partitions_are_added_and_removed_at_the_end_and_take_their_offsets_with_them)
+{
+	/* CreatePartitions appends partitions stamped with the command's time; DeletePartitions drops the last ones. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 2);
+	struct meta_topic *t = meta_topic(meta_stream(m, 0), 0);
+	cr_assert_eq(t->n_partitions, 2);
+	struct meta_cmd cp = cmd(META_CREATE_PARTITIONS);
+	cp.count = 3;
+	cp.ts = 42;
+	ok(m, cp);
+	cr_assert_eq(t->n_partitions, 5);
+	cr_assert_eq(t->partitions[4].created_at, 42);
+	cr_assert_eq(t->partitions[1].created_at, 1700000000000000ull);
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 1, 4, 10));
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 1, 1, 11));
+	struct meta_cmd dp = cmd(META_DELETE_PARTITIONS);
+	dp.count = 2;
+	ok(m, dp);
+	cr_assert_eq(t->n_partitions, 3);
+	cr_assert_null(meta_offset_get(t, META_CONSUMER, 1, 4));
+	cr_assert_not_null(meta_offset_get(t, META_CONSUMER, 1, 1));
+	/* Counts: zero, more than exist, more than the per-request limit. */
+	dp.count = 4;
+	cr_assert_eq(apply(m, dp), META_E_INVALID_PARTITIONS_COUNT);
+	dp.count = 0;
+	cr_assert_eq(apply(m, dp), META_E_INVALID_PARTITIONS_COUNT);
+	cp.count = META_MAX_PARTITIONS + 1;
+	cr_assert_eq(apply(m, cp), META_E_INVALID_PARTITIONS_COUNT);
+	cp.topic_id = 5;
+	cp.count = 1;
+	cr_assert_eq(apply(m, cp), META_E_TOPIC_NOT_FOUND);
+	dp.count = 3;
+	ok(m, dp);
+	cr_assert_eq(t->n_partitions, 0);
+	meta_free(m);
+}
+
+Test(meta, group_partitions_are_dealt_round_robin_and_every_change_bumps_the_generation)
+{
+	/* Joins, leaves and partition changes re-deal partitions p to member p mod n and bump the generation. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 7);
+	mk_group(m, 0, 0, "g");
+	struct meta_group *g = meta_group(meta_topic(meta_stream(m, 0), 0), 0);
+	cr_assert_eq(g->generation, 0);
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 10));
+	cr_assert_eq(g->generation, 1);
+	assert_partitions(&g->members[0], 7, (uint32_t[]){0, 1, 2, 3, 4, 5, 6});
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 20));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 30));
+	cr_assert_eq(g->generation, 3);
+	cr_assert_eq(g->n_members, 3);
+	assert_partitions(meta_group_member(g, 10), 3, (uint32_t[]){0, 3, 6});
+	assert_partitions(meta_group_member(g, 20), 2, (uint32_t[]){1, 4});
+	assert_partitions(meta_group_member(g, 30), 2, (uint32_t[]){2, 5});
+	/* The first member leaves: the others move up in join order. */
+	ok(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 10));
+	cr_assert_eq(g->generation, 4);
+	cr_assert_null(meta_group_member(g, 10));
+	assert_partitions(meta_group_member(g, 20), 4, (uint32_t[]){0, 2, 4, 6});
+	assert_partitions(meta_group_member(g, 30), 3, (uint32_t[]){1, 3, 5});
+	/* Partition changes re-deal too. */
+	struct meta_cmd dp = cmd(META_DELETE_PARTITIONS);
+	dp.count = 5;
+	ok(m, dp);
+	cr_assert_eq(g->generation, 5);
+	assert_partitions(meta_group_member(g, 20), 1, (uint32_t[]){0});
+	assert_partitions(meta_group_member(g, 30), 1, (uint32_t[]){1});
+	dp.count = 1;
+	ok(m, dp);
+	cr_assert_eq(g->generation, 6);
+	assert_partitions(meta_group_member(g, 20), 1, (uint32_t[]){0});
+	assert_partitions(meta_group_member(g, 30), 0, NULL);
+	struct meta_cmd cp = cmd(META_CREATE_PARTITIONS);
+	cp.count = 3;
+	ok(m, cp);
+	cr_assert_eq(g->generation, 7);
+	assert_partitions(meta_group_member(g, 20), 2, (uint32_t[]){0, 2});
+	assert_partitions(meta_group_member(g, 30), 2, (uint32_t[]){1, 3});
+	/* A client that goes away leaves every group it is in; other groups are untouched. */
+	mk_group(m, 0, 0, "h");
+	struct meta_group *h = meta_group(meta_topic(meta_stream(m, 0), 0), 1);
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 1, 30));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 1, 40));
+	struct meta_cmd rm = cmd(META_REMOVE_MEMBER);
+	rm.client_id = 30;
+	ok(m, rm);
+	cr_assert_eq(g->generation, 8);
+	cr_assert_eq(h->generation, 3);
+	assert_partitions(meta_group_member(g, 20), 4, (uint32_t[]){0, 1, 2, 3});
+	assert_partitions(meta_group_member(h, 40), 4, (uint32_t[]){0, 1, 2, 3});
+	rm.client_id = 99;
+	ok(m, rm);
+	cr_assert_eq(g->generation, 8);
+	/* A restart clears every member and bumps the generation of groups that had members. */
+	mk_group(m, 0, 0, "empty");
+	ok(m, cmd(META_CLEAR_MEMBERS));
+	cr_assert_eq(g->n_members, 0);
+	cr_assert_eq(h->n_members, 0);
+	cr_assert_eq(g->generation, 9);
+	cr_assert_eq(meta_group(meta_topic(meta_stream(m, 0), 0), 2)->generation, 0);
+	/* Members can join again after that. */
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 50));
+	assert_partitions(meta_group_member(g, 50), 4, (uint32_t[]){0, 1, 2, 3});
+	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 7, 50)), META_E_GROUP_NOT_FOUND);
+	meta_free(m);
+}
+
+Test(meta, joining_a_group_twice_is_a_no_op)
+{
+	/* A second join by a member changes neither the members, their partitions nor the generation. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 4);
+	mk_group(m, 0, 0, "g");
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 1));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 2));
+	struct meta_group *g = meta_group(meta_topic(meta_stream(m, 0), 0), 0);
+	uint64_t gen = g->generation;
+	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 1)), META_OK);
+	cr_assert_eq(g->generation, gen);
+	cr_assert_eq(g->n_members, 2);
+	assert_partitions(meta_group_member(g, 1), 2, (uint32_t[]){0, 2});
+	assert_partitions(meta_group_member(g, 2), 2, (uint32_t[]){1, 3});
+	meta_free(m);
+}
+
+Test(meta, leaving_a_group_one_is_not_a_member_of_fails_with_5006)
+{
+	/* LeaveConsumerGroup by a client that is not a member fails with MEMBER_NOT_FOUND and changes nothing. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 2);
+	mk_group(m, 0, 0, "g");
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 1));
+	size_t l1;
+	uint8_t *s1 = snap(m, &l1);
+	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 2)), META_E_MEMBER_NOT_FOUND);
+	size_t l2;
+	uint8_t *s2 = snap(m, &l2);
+	cr_assert(l1 == l2 && memcmp(s1, s2, l1) == 0);
+	ok(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 1));
+	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 1)), META_E_MEMBER_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 3, 1)), META_E_GROUP_NOT_FOUND);
+	free(s1);
+	free(s2);
+	meta_free(m);
+}
+
+Test(meta, offsets_are_stored_read_overwritten_and_deleted)
+{
+	/* StoreOffset creates or overwrites; DeleteOffset removes and fails with 3021 when there is none. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 3);
+	mk_group(m, 0, 0, "g");
+	struct meta_topic *t = meta_topic(meta_stream(m, 0), 0);
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 7, 1, 100));
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER_GROUP, 0, 1, 200));
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 7, 2, 300));
+	cr_assert_eq(meta_offset_get(t, META_CONSUMER, 7, 1)->offset, 100);
+	cr_assert_eq(meta_offset_get(t, META_CONSUMER_GROUP, 0, 1)->offset, 200);
+	cr_assert_null(meta_offset_get(t, META_CONSUMER, 0, 1)); /* Kinds are separate. */
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 7, 1, 150));
+	cr_assert_eq(meta_offset_get(t, META_CONSUMER, 7, 1)->offset, 150);
+	cr_assert_eq(t->n_offsets, 3);
+	/* Errors. */
+	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 7, 3, 1)),
+		     META_E_PARTITION_NOT_FOUND);
+	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER_GROUP, 5, 0, 1)),
+		     META_E_GROUP_NOT_FOUND);
+	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, 3, 7, 0, 1)), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 1, 0, META_CONSUMER, 7, 0, 1)),
+		     META_E_STREAM_NOT_FOUND);
+	/* Delete. */
+	ok(m, offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 7, 1, 0));
+	cr_assert_null(meta_offset_get(t, META_CONSUMER, 7, 1));
+	cr_assert_eq(meta_offset_get(t, META_CONSUMER, 7, 2)->offset, 300);
+	cr_assert_eq(apply(m, offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 7, 1, 0)),
+		     META_E_OFFSET_NOT_FOUND);
+	/* A deleted group's offsets go with it. */
+	ok(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0));
+	cr_assert_null(meta_offset_get(t, META_CONSUMER_GROUP, 0, 1));
+	cr_assert_eq(t->n_offsets, 1);
+	meta_free(m);
+}
+
+Test(meta, the_root_user_cannot_be_deleted_nor_have_its_permissions_changed)
+{
+	/* User 0 is root: DeleteUser fails with 48 and UpdatePermissions with 49; other users can be. */
+	struct meta *m = meta_new();
+	mk_user(m, "iggy");
+	mk_user(m, "alice");
+	struct meta_cmd du = cmd(META_DELETE_USER);
+	cr_assert_eq(apply(m, du), META_E_CANNOT_DELETE_USER);
+	struct meta_perms p = {.read_streams = true};
+	struct meta_cmd up = cmd(META_UPDATE_PERMISSIONS);
+	up.has_perms = true;
+	up.perms = &p;
+	cr_assert_eq(apply(m, up), META_E_CANNOT_CHANGE_PERMISSIONS);
+	up.user_id = 1;
+	ok(m, up);
+	cr_assert(meta_user(m, 1)->has_perms && meta_user(m, 1)->perms.read_streams);
+	du.user_id = 1;
+	ok(m, du);
+	cr_assert_not_null(meta_user(m, 0));
+	cr_assert_null(meta_user(m, 1));
+	meta_free(m);
+}
+
+Test(meta, users_passwords_and_personal_access_tokens_follow_their_rules)
+{
+	/* Update, password change and PAT create/delete succeed on the right user and fail with the right codes. */
+	struct meta *m = meta_new();
+	mk_user(m, "iggy");
+	mk_user(m, "alice");
+	struct meta_cmd uu = named(META_UPDATE_USER, "alicia");
+	uu.user_id = 1;
+	uu.status = META_USER_INACTIVE;
+	ok(m, uu);
+	cr_assert_str_eq(meta_user(m, 1)->username, "alicia");
+	cr_assert_eq(meta_user(m, 1)->status, META_USER_INACTIVE);
+	uu.name = NULL;
+	uu.name_len = 0;
+	uu.status = 0;
+	ok(m, uu);
+	cr_assert_str_eq(meta_user(m, 1)->username, "alicia");
+	cr_assert_eq(meta_user(m, 1)->status, META_USER_INACTIVE);
+	uu.status = 9;
+	cr_assert_eq(apply(m, uu), META_E_INVALID_OPTION_VALUE);
+	uu.user_id = 5;
+	cr_assert_eq(apply(m, uu), META_E_NOT_FOUND);
+
+	struct meta_cmd cp = cmd(META_CHANGE_PASSWORD);
+	cp.user_id = 1;
+	cp.password_hash = "$argon2id$new";
+	ok(m, cp);
+	cr_assert_str_eq(meta_user(m, 1)->password_hash, "$argon2id$new");
+	cp.password_hash = NULL;
+	cr_assert_eq(apply(m, cp), META_E_INVALID_OPTION_VALUE);
+	cr_assert_str_eq(meta_user(m, 1)->password_hash, "$argon2id$new");
+
+	uint8_t token[32];
+	memset(token, 0xab, sizeof(token));
+	struct meta_cmd pat = named(META_CREATE_PAT, "t0");
+	pat.user_id = 1;
+	pat.token_hash = token;
+	pat.expiry_at = 77;
+	for (int i = 0; i < META_MAX_PATS_PER_USER; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "t%d", i);
+		pat.name = name;
+		pat.name_len = (uint8_t)strlen(name);
+		ok(m, pat);
+	}
+	pat.name = "one-more";
+	pat.name_len = 8;
+	cr_assert_eq(apply(m, pat), META_E_PAT_LIMIT);
+	cr_assert_eq(meta_user(m, 1)->pats[0].expiry_at, 77);
+	struct meta_cmd dp = named(META_DELETE_PAT, "t0");
+	dp.user_id = 1;
+	ok(m, dp);
+	cr_assert_eq(apply(m, dp), META_E_NOT_FOUND);
+	cr_assert_eq(meta_user(m, 1)->n_pats, META_MAX_PATS_PER_USER - 1);
+	ok(m, pat);
+	meta_free(m);
+}
+
+Test(meta, the_same_commands_from_the_same_state_give_the_same_state)
+{
+	/* Two fresh states that apply the same 200 scripted commands encode to the same snapshot bytes. */
+	struct meta *a = meta_new(), *b = meta_new();
+	struct gen g1 = {0x9e3779b97f4a7c15ull, 0}, g2 = g1;
+	int oks = 0;
+	for (int i = 0; i < 200; i++) {
+		struct gcmd x, y;
+		gen_next(&g1, &x);
+		gen_next(&g2, &y);
+		int ra = meta_apply(a, &x.c, NULL);
+		int rb = meta_apply(b, &y.c, NULL);
+		cr_assert_eq(ra, rb);
+		oks += ra == META_OK;
+	}
+	cr_assert_gt(oks, 60, "the script should mostly succeed (%d of 200)", oks);
+	cr_assert(same_state(a, b));
+	cr_assert_eq(a->applied, (uint64_t)oks);
+	meta_free(a);
+	meta_free(b);
+}
+
+/* Checks the state's invariants: ids match slots, names are unique, assignments and offsets are sound. */
+static void check_invariants(const struct meta *m)
+{
+	for (uint32_t i = 0; i < m->n_streams; i++) {
+		const struct meta_stream *s = m->streams[i];
+		if (s == NULL)
+			continue;
+		cr_assert_eq(s->id, i);
+		cr_assert_eq(meta_stream_by_name(m, s->name, strlen(s->name)), s, "stream names are not unique");
+		for (uint32_t k = 0; k < s->n_topics; k++) {
+			const struct meta_topic *t = s->topics[k];
+			if (t == NULL)
+				continue;
+			cr_assert_eq(t->id, k);
+			cr_assert_eq(t->stream_id, i);
+			cr_assert_eq(meta_topic_by_name(s, t->name, strlen(t->name)), t, "topic names are not unique");
+			uint32_t last_id = 0;
+			bool first = true;
+			for (uint32_t gi = 0; gi < t->n_groups; gi++) {
+				const struct meta_group *g = t->groups[gi];
+				if (g == NULL)
+					continue;
+				cr_assert(first || g->id > last_id, "group ids are not increasing");
+				cr_assert_lt(g->id, t->next_group_id);
+				first = false;
+				last_id = g->id;
+				cr_assert_eq(meta_group_by_name(t, g->name, strlen(g->name)), g, "group names are not unique");
+				/* Partition p belongs to member p mod n, in ascending order. */
+				uint32_t n = g->n_members;
+				for (uint32_t mi = 0; mi < n; mi++) {
+					const struct meta_member *mb = &g->members[mi];
+					cr_assert_eq(meta_group_member(g, mb->client_id), mb, "a client is a member twice");
+					uint32_t j = 0;
+					for (uint32_t p = mi; p < t->n_partitions; p += n)
+						cr_assert_eq(mb->partitions[j++], p);
+					cr_assert_eq(mb->n_partitions, j);
+				}
+			}
+			for (uint32_t oi = 0; oi < t->n_offsets; oi++) {
+				const struct meta_offset *o = &t->offsets[oi];
+				cr_assert_lt(o->partition_id, t->n_partitions, "an offset outlived its partition");
+				cr_assert(o->kind == META_CONSUMER || o->kind == META_CONSUMER_GROUP);
+				if (o->kind == META_CONSUMER_GROUP)
+					cr_assert_not_null(meta_group(t, o->consumer_id), "an offset outlived its group");
+				cr_assert_eq(meta_offset_get(t, o->kind, o->consumer_id, o->partition_id), o,
+					     "an offset is stored twice");
+			}
+		}
+	}
+	for (uint32_t i = 0; i < m->n_users; i++) {
+		const struct meta_user *u = m->users[i];
+		if (u == NULL)
+			continue;
+		cr_assert_eq(u->id, i);
+		cr_assert_not_null(u->password_hash);
+		cr_assert_eq(meta_user_by_name(m, u->username, strlen(u->username)), u, "usernames are not unique");
+		cr_assert(u->status == META_USER_ACTIVE || u->status == META_USER_INACTIVE);
+		cr_assert_leq(u->n_pats, META_MAX_PATS_PER_USER);
+	}
+}
+
+Test(meta, the_state_stays_consistent_after_every_command_of_a_long_script)
+{
+	/* After each of 3000 scripted commands, ids, names, assignments and offsets satisfy the invariants. */
+	struct meta *m = meta_new();
+	struct gen g = {0x6a09e667f3bcc908ull, 0};
+	for (int i = 0; i < 3000; i++) {
+		struct gcmd x;
+		gen_next(&g, &x);
+		size_t l1;
+		uint8_t *before = snap(m, &l1);
+		int rv = meta_apply(m, &x.c, NULL);
+		cr_assert(rv >= 0, "command %d (type %u) failed with errno %d", i, x.c.type, rv);
+		if (rv != META_OK) {
+			size_t l2;
+			uint8_t *after = snap(m, &l2);
+			cr_assert(l1 == l2 && memcmp(before, after, l1) == 0, "failed command %d (type %u, code %d) changed the state", i,
+				  x.c.type, rv);
+			free(after);
+		}
+		free(before);
+		check_invariants(m);
+	}
+	meta_free(m);
+}
+
+/* ---- Command records ---- */
+
+/*
+ * The base state of the codec tests: root and alice (with permissions and a PAT), stream 0 "orders"
+ * with topic 0 "events" (3 partitions, group 0 with member 7, two stored offsets), stream 1 "spare"
+ * with topic 0 "t".
+ */
+static struct meta_perm_topic base_pt[2] = {{.topic_id = 0, .read_topic = true}, {.topic_id = 4, .send_messages = true}};
+static struct meta_perm_stream base_ps[2] = {
+	{.stream_id = 0, .read_stream = true, .topics = base_pt, .n_topics = 2},
+	{.stream_id = 3, .manage_topics = true},
+};
+static struct meta_perms base_perms = {.read_servers = true, .poll_messages = true, .streams = base_ps, .n_streams = 2};
+static uint8_t base_token[32] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+
+static struct meta *base_state(void)
+{
+	struct meta *m = meta_new();
+	mk_user(m, "iggy");
+	struct meta_cmd cu = named(META_CREATE_USER, "alice");
+	cu.password_hash = HASH;
+	cu.status = META_USER_ACTIVE;
+	cu.has_perms = true;
+	cu.perms = &base_perms;
+	ok(m, cu);
+	struct meta_cmd pat = named(META_CREATE_PAT, "tok");
+	pat.user_id = 1;
+	pat.token_hash = base_token;
+	ok(m, pat);
+	mk_stream(m, "orders");
+	mk_stream(m, "spare");
+	mk_topic(m, 0, "events", 3);
+	mk_topic(m, 1, "t", 1);
+	mk_group(m, 0, 0, "workers");
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 7));
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 1, 0, 5));
+	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER_GROUP, 0, 1, 6));
+	return m;
+}
+
+static struct meta_perm_topic new_pt[1] = {{.topic_id = 2, .manage_topic = true, .poll_messages = true}};
+static struct meta_perm_stream new_ps[1] = {{.stream_id = 1, .send_messages = true, .topics = new_pt, .n_topics = 1}};
+static struct meta_perms new_perms = {.manage_users = true, .read_topics = true, .streams = new_ps, .n_streams = 1};
+static uint8_t new_token[32] = {0xff, 0xee, 0xdd};
+
+/* One command of every type (and a few variants), each of which applies to the base state. */
+static size_t all_commands(struct meta_cmd *out)
+{
+	size_t n = 0;
+	struct meta_cmd c;
+	out[n++] = named(META_CREATE_STREAM, "new");
+	c = named(META_UPDATE_STREAM, "renamed");
+	out[n++] = c;
+	c = cmd(META_DELETE_STREAM);
+	c.stream_id = 1;
+	out[n++] = c;
+	out[n++] = cmd(META_PURGE_STREAM);
+	c = named(META_CREATE_TOPIC, "t2");
+	c.count = 5;
+	c.compression = META_COMPRESSION_GZIP;
+	c.durability = META_DURABILITY_INTERVAL;
+	c.replication_factor = 1;
+	c.message_expiry = 60000000;
+	c.max_topic_size = 1ull << 30;
+	c.dedup_window = 1000;
+	out[n++] = c;
+	c = named(META_UPDATE_TOPIC, "events2");
+	c.compression = META_COMPRESSION_GZIP;
+	c.message_expiry = 5;
+	c.max_topic_size = 7;
+	out[n++] = c;
+	c = cmd(META_DELETE_TOPIC);
+	c.stream_id = 1;
+	out[n++] = c;
+	out[n++] = cmd(META_PURGE_TOPIC);
+	c = cmd(META_CREATE_PARTITIONS);
+	c.count = 2;
+	c.ts = 123;
+	out[n++] = c;
+	c = cmd(META_DELETE_PARTITIONS);
+	c.count = 1;
+	out[n++] = c;
+	c = named(META_CREATE_USER, "bob");
+	c.password_hash = "$argon2id$v=19$bob";
+	c.status = META_USER_INACTIVE;
+	c.has_perms = true;
+	c.perms = &new_perms;
+	out[n++] = c;
+	c = named(META_CREATE_USER, "eve");
+	c.password_hash = "";
+	c.status = META_USER_ACTIVE;
+	out[n++] = c;
+	c = named(META_UPDATE_USER, "alicia");
+	c.user_id = 1;
+	c.status = META_USER_INACTIVE;
+	out[n++] = c;
+	c = cmd(META_UPDATE_USER);
+	c.user_id = 1;
+	c.status = META_USER_INACTIVE;
+	out[n++] = c;
+	c = cmd(META_DELETE_USER);
+	c.user_id = 1;
+	out[n++] = c;
+	c = cmd(META_CHANGE_PASSWORD);
+	c.user_id = 1;
+	c.password_hash = "$argon2id$v=19$changed";
+	out[n++] = c;
+	c = cmd(META_UPDATE_PERMISSIONS);
+	c.user_id = 1;
+	c.has_perms = true;
+	c.perms = &new_perms;
+	out[n++] = c;
+	c = cmd(META_UPDATE_PERMISSIONS);
+	c.user_id = 1;
+	out[n++] = c;
+	c = named(META_CREATE_PAT, "ci");
+	c.user_id = 1;
+	c.token_hash = new_token;
+	c.expiry_at = 1800000000000000ull;
+	out[n++] = c;
+	c = named(META_DELETE_PAT, "tok");
+	c.user_id = 1;
+	out[n++] = c;
+	out[n++] = named(META_CREATE_GROUP, "readers");
+	out[n++] = group_cmd(META_DELETE_GROUP, 0, 0, 0, 0);
+	out[n++] = group_cmd(META_JOIN_GROUP, 0, 0, 0, 9);
+	out[n++] = group_cmd(META_LEAVE_GROUP, 0, 0, 0, 7);
+	c = cmd(META_REMOVE_MEMBER);
+	c.client_id = 7;
+	out[n++] = c;
+	out[n++] = cmd(META_CLEAR_MEMBERS);
+	out[n++] = offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 3, 2, 99);
+	out[n++] = offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 1, 0, 0);
+	return n;
+}
+
+static uint8_t *encode(const struct meta_cmd *c, size_t *len)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	cr_assert_eq(metarec_encode(c, &b), 0, "type %u does not encode", c->type);
+	uint8_t *p = wire_buf_take(&b, len);
+	cr_assert_not_null(p);
+	return p;
+}
+
+Test(metarec, every_command_type_round_trips_through_its_record)
+{
+	/* encode → decode → apply gives the same state as applying the original, and re-encodes to the same bytes. */
+	struct meta_cmd cmds[40];
+	size_t n = all_commands(cmds);
+	bool seen[META_DELETE_OFFSET + 1] = {false};
+	for (size_t i = 0; i < n; i++) {
+		struct meta *a = base_state(), *b = base_state();
+		size_t len;
+		uint8_t *rec = encode(&cmds[i], &len);
+		cr_assert_eq(rec[0], METAREC_VERSION);
+		cr_assert_eq(rec[1], cmds[i].type);
+		struct meta_cmd d;
+		struct meta_perms scratch;
+		cr_assert_eq(metarec_decode(rec, len, &d, &scratch), 0, "type %u does not decode", cmds[i].type);
+		cr_assert_eq(d.type, cmds[i].type);
+		size_t len2;
+		uint8_t *rec2 = encode(&d, &len2);
+		cr_assert(len == len2 && memcmp(rec, rec2, len) == 0, "type %u re-encodes differently", d.type);
+		cr_assert_eq(meta_apply(a, &cmds[i], NULL), META_OK, "command %zu (type %u) does not apply", i,
+			     cmds[i].type);
+		cr_assert_eq(meta_apply(b, &d, NULL), META_OK, "decoded type %u does not apply", d.type);
+		cr_assert(same_state(a, b), "type %u: the decoded command changes the state differently", d.type);
+		seen[d.type] = true;
+		meta_perms_free(&scratch);
+		free(rec);
+		free(rec2);
+		meta_free(a);
+		meta_free(b);
+	}
+	for (int t = META_CREATE_STREAM; t <= META_DELETE_OFFSET; t++)
+		cr_assert(seen[t], "type %d not covered", t);
+}
+
+Test(metarec, decoded_strings_point_into_the_record_and_the_hash_is_nul_terminated)
+{
+	/* A decoded CreateUser points into its input; its password hash is a C string there; perms go to scratch. */
+	struct meta_cmd c = named(META_CREATE_USER, "bob");
+	c.password_hash = "phc";
+	c.status = META_USER_ACTIVE;
+	c.has_perms = true;
+	c.perms = &new_perms;
+	size_t len;
+	uint8_t *rec = encode(&c, &len);
+	struct meta_cmd d;
+	struct meta_perms scratch;
+	cr_assert_eq(metarec_decode(rec, len, &d, &scratch), 0);
+	cr_assert((const uint8_t *)d.name > rec && (const uint8_t *)d.name < rec + len);
+	cr_assert_eq(d.name_len, 3);
+	cr_assert_str_eq(d.password_hash, "phc");
+	cr_assert((const uint8_t *)d.password_hash > rec && (const uint8_t *)d.password_hash < rec + len);
+	cr_assert_eq(d.perms, &scratch);
+	cr_assert_eq(scratch.n_streams, 1);
+	cr_assert_eq(scratch.streams[0].stream_id, 1);
+	cr_assert(scratch.streams[0].send_messages && !scratch.streams[0].read_stream);
+	cr_assert_eq(scratch.streams[0].n_topics, 1);
+	cr_assert(scratch.streams[0].topics[0].manage_topic && scratch.streams[0].topics[0].poll_messages);
+	cr_assert(scratch.manage_users && scratch.read_topics && !scratch.manage_servers);
+	meta_perms_free(&scratch);
+	free(rec);
+}
+
+Test(metarec, records_that_break_the_format_are_refused)
+{
+	/* Unknown versions and types, trailing bytes, non-boolean flags and zero bytes inside a hash fail with EBADMSG. */
+	struct meta_cmd d;
+	struct meta_perms scratch;
+	struct meta_cmd c = named(META_CREATE_STREAM, "s");
+	size_t len;
+	uint8_t *rec = encode(&c, &len);
+	uint8_t buf[64];
+	memcpy(buf, rec, len);
+	buf[0] = 2;
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	buf[0] = 1;
+	buf[1] = 0;
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	buf[1] = 26;
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	buf[1] = META_CREATE_STREAM;
+	buf[len] = 0;
+	cr_assert_eq(metarec_decode(buf, len + 1, &d, &scratch), -EBADMSG);
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), 0);
+	cr_assert_eq(metarec_decode(NULL, 0, &d, &scratch), -EBADMSG);
+	free(rec);
+
+	c = cmd(META_UPDATE_PERMISSIONS);
+	c.user_id = 1;
+	rec = encode(&c, &len);
+	memcpy(buf, rec, len);
+	buf[6] = 2; /* has_perms is neither 0 nor 1. */
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	free(rec);
+
+	c = cmd(META_CHANGE_PASSWORD);
+	c.password_hash = "abcd";
+	rec = encode(&c, &len);
+	memcpy(buf, rec, len);
+	buf[8] = 0; /* A zero byte inside the hash. */
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	memcpy(buf, rec, len);
+	buf[len - 1] = 'x'; /* No terminating zero. */
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	free(rec);
+
+	/* Permission flags outside their bits. */
+	c = cmd(META_UPDATE_PERMISSIONS);
+	c.has_perms = true;
+	c.perms = &new_perms;
+	rec = encode(&c, &len);
+	memcpy(buf, rec, len);
+	buf[8] |= 0x04; /* Global bit 10 is set. */
+	cr_assert_eq(metarec_decode(buf, len, &d, &scratch), -EBADMSG);
+	free(rec);
+}
+
+Test(metarec, commands_that_cannot_be_encoded_are_refused_and_the_buffer_stays_usable)
+{
+	/* The encoder refuses unknown types and missing hashes or permissions with EINVAL, writing nothing. */
+	struct wire_buf b;
+	wire_buf_init(&b);
+	struct meta_cmd c = cmd(99);
+	cr_assert_eq(metarec_encode(&c, &b), -EINVAL);
+	c = named(META_CREATE_USER, "bob");
+	cr_assert_eq(metarec_encode(&c, &b), -EINVAL);
+	c.password_hash = "h";
+	c.has_perms = true;
+	cr_assert_eq(metarec_encode(&c, &b), -EINVAL);
+	c = cmd(META_CHANGE_PASSWORD);
+	cr_assert_eq(metarec_encode(&c, &b), -EINVAL);
+	c = cmd(META_CREATE_PAT);
+	cr_assert_eq(metarec_encode(&c, &b), -EINVAL);
+	cr_assert_eq(b.len, 0);
+	cr_assert_eq(wire_buf_error(&b), 0);
+	c = named(META_CREATE_STREAM, "ok");
+	cr_assert_eq(metarec_encode(&c, &b), 0);
+	cr_assert_eq(b.len, 2 + 8 + 1 + 2);
+	wire_buf_free(&b);
+}
+
+/* Decodes mutated bytes: must not crash, must return 0 or EBADMSG; what decodes must also apply safely. */
+static void try_decode(const uint8_t *p, size_t len, bool must_fail)
+{
+	uint8_t *copy = malloc(len ? len : 1); /* Exactly len bytes, so ASan sees any overread. */
+	if (len)
+		memcpy(copy, p, len);
+	struct meta_cmd d;
+	struct meta_perms scratch;
+	int rv = metarec_decode(copy, len, &d, &scratch);
+	cr_assert(rv == 0 || rv == -EBADMSG, "decode returned %d", rv);
+	if (must_fail)
+		cr_assert_eq(rv, -EBADMSG, "a truncated record of %zu bytes decoded", len);
+	if (rv == 0) {
+		struct meta *m = base_state();
+		meta_apply(m, &d, NULL);
+		meta_free(m);
+		meta_perms_free(&scratch);
+	}
+	free(copy);
+}
+
+Test(metarec, truncated_or_bit_flipped_records_never_crash_the_decoder)
+{
+	/* Every strict prefix of every record fails; every single-bit flip decodes or fails, never reads out of bounds. */
+	struct meta_cmd cmds[40];
+	size_t n = all_commands(cmds);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		uint8_t *rec = encode(&cmds[i], &len);
+		for (size_t k = 0; k < len; k++)
+			try_decode(rec, k, true);
+		for (size_t k = 0; k < len; k++)
+			for (int bit = 0; bit < 8; bit++) {
+				rec[k] ^= (uint8_t)(1u << bit);
+				try_decode(rec, len, false);
+				rec[k] ^= (uint8_t)(1u << bit);
+			}
+		free(rec);
+	}
+}
+
+/* ---- Snapshots ---- */
+
+/* A state with a bit of everything, from the base state and the script. */
+static struct meta *rich_state(int steps)
+{
+	struct meta *m = base_state();
+	struct gen g = {0x2545f4914f6cdd1dull, 0};
+	for (int i = 0; i < steps; i++) {
+		struct gcmd x;
+		gen_next(&g, &x);
+		meta_apply(m, &x.c, NULL);
+	}
+	return m;
+}
+
+Test(snapshot, a_decoded_snapshot_encodes_to_the_same_bytes_and_behaves_the_same)
+{
+	/* encode(decode(encode(s))) == encode(s), and both states react identically to the same commands. */
+	for (int steps = 0; steps <= 400; steps += 100) {
+		struct meta *m = rich_state(steps);
+		size_t len;
+		uint8_t *bytes = snap(m, &len);
+		struct meta *d;
+		cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), 0);
+		size_t len2;
+		uint8_t *bytes2 = snap(d, &len2);
+		cr_assert(len == len2 && memcmp(bytes, bytes2, len) == 0);
+		cr_assert_eq(d->applied, m->applied);
+		/* Lowest free ids, group id counters, names and members carry over. */
+		struct gen g = {0xdeadbeefcafef00dull, 1ull << 50};
+		for (int i = 0; i < 300; i++) {
+			struct gcmd x;
+			gen_next(&g, &x);
+			struct meta_result r1, r2;
+			int a = meta_apply(m, &x.c, &r1);
+			int b = meta_apply(d, &x.c, &r2);
+			cr_assert_eq(a, b, "step %d: %d vs %d", i, a, b);
+			cr_assert_eq(r1.id, r2.id);
+		}
+		cr_assert(same_state(m, d));
+		free(bytes);
+		free(bytes2);
+		meta_free(m);
+		meta_free(d);
+	}
+}
+
+Test(snapshot, an_empty_state_round_trips)
+{
+	/* The empty state encodes to 17 bytes and decodes to an empty state. */
+	struct meta *m = meta_new();
+	size_t len;
+	uint8_t *bytes = snap(m, &len);
+	cr_assert_eq(len, 1 + 8 + 4 + 4);
+	struct meta *d;
+	cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), 0);
+	cr_assert_eq(d->n_streams, 0);
+	cr_assert_eq(d->n_users, 0);
+	free(bytes);
+	meta_free(m);
+	meta_free(d);
+}
+
+Test(snapshot, truncated_or_bit_flipped_snapshots_never_crash_the_decoder)
+{
+	/* Every strict prefix fails; every bit flip decodes or fails with EBADMSG, without overreads or leaks. */
+	struct meta *m = rich_state(150);
+	size_t len;
+	uint8_t *bytes = snap(m, &len);
+	for (size_t k = 0; k < len; k++) {
+		uint8_t *copy = malloc(k ? k : 1);
+		memcpy(copy, bytes, k);
+		struct meta *d = NULL;
+		cr_assert_eq(metarec_snapshot_decode(copy, k, &d), -EBADMSG, "a %zu-byte prefix decoded", k);
+		cr_assert_null(d);
+		free(copy);
+	}
+	uint8_t *copy = malloc(len);
+	for (size_t k = 0; k < len; k++)
+		for (int bit = 0; bit < 8; bit++) {
+			memcpy(copy, bytes, len);
+			copy[k] ^= (uint8_t)(1u << bit);
+			struct meta *d = NULL;
+			int rv = metarec_snapshot_decode(copy, len, &d);
+			cr_assert(rv == 0 || rv == -EBADMSG);
+			if (rv == 0) {
+				/* Whatever decoded is a state the machine can work on. */
+				struct meta_cmd c = named(META_CREATE_STREAM, "probe");
+				meta_apply(d, &c, NULL);
+				meta_apply(d, &(struct meta_cmd){.type = META_CLEAR_MEMBERS}, NULL);
+				meta_free(d);
+			}
+		}
+	free(copy);
+	free(bytes);
+	meta_free(m);
+}
+
+Test(snapshot, ids_out_of_order_or_out_of_range_are_refused)
+{
+	/* Streams must come by increasing id below METAREC_MAX_ID, groups below next_group_id. */
+	struct meta *m = meta_new();
+	mk_stream(m, "a");
+	mk_stream(m, "b");
+	size_t len;
+	uint8_t *bytes = snap(m, &len);
+	/* Layout: version(1) applied(8) n(4) then stream 0 at 13: id(4) name(1+1) created(8) n_topics(4). */
+	size_t second = 13 + 4 + 2 + 8 + 4;
+	struct meta *d;
+	bytes[second] = 0; /* The second stream's id 1 becomes 0. */
+	cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), -EBADMSG);
+	bytes[second] = 0;
+	bytes[second + 3] = 0x01; /* The id becomes 1 << 24. */
+	cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), -EBADMSG);
+	bytes[second + 3] = 0x00;
+	bytes[second] = 0xff;
+	bytes[second + 1] = 0xff;
+	bytes[second + 2] = 0x0f; /* The id 2^20 - 1 is allowed: ids may be sparse. */
+	cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), 0);
+	cr_assert_eq(d->n_streams, (1u << 20));
+	cr_assert_not_null(meta_stream(d, (1u << 20) - 1));
+	cr_assert_eq(mk_stream(d, "c"), 1); /* It takes the lowest free id. */
+	meta_free(d);
+	free(bytes);
+	meta_free(m);
+}
+
+/* ---- The store ---- */
+
+static uv_loop_t loop;
+static struct flusher *fl;
+static struct pio *sim;
+
+static void store_setup(void)
+{
+	glog_set_level(GLOG_ERROR);
+	uv_loop_init(&loop);
+	cr_assert_eq(flusher_new(&loop, true, &fl), 0);
+	sim = pio_sim_new();
+}
+
+static void store_teardown(void)
+{
+	flusher_close(fl);
+	if (sim != NULL)
+		pio_destroy(sim);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+struct ack {
+	bool fired;
+	int status;
+};
+
+static void ack_cb(void *arg, int status)
+{
+	struct ack *a = arg;
+	cr_assert_not(a->fired, "a callback fired twice");
+	a->fired = true;
+	a->status = status;
+}
+
+/* Applies scripted commands, appending those that apply, until `want` appends (or the script ends). */
+static int drive(struct metastore *ms, struct meta *state, struct gen *g, int want, struct ack *acks, int max_steps)
+{
+	int n = 0;
+	for (int step = 0; step < max_steps && n < want; step++) {
+		struct gcmd x;
+		gen_next(g, &x);
+		if (meta_apply(state, &x.c, NULL) != META_OK)
+			continue;
+		cr_assert_eq(metastore_append(ms, &x.c, ack_cb, &acks[n]), 0);
+		n++;
+		if (n % 7 == 0)
+			flusher_drain(fl);
+	}
+	flusher_drain(fl);
+	return n;
+}
+
+/* The log's own reports of repairs and failures, which the crash tests provoke by the hundred. */
+static void quiet(void *ud, int level, const char *msg)
+{
+	(void)ud;
+	(void)level;
+	(void)msg;
+}
+
+static struct metastore_opts small_opts(uint64_t segment, uint64_t every)
+{
+	struct metastore_opts o;
+	metastore_opts_default(&o);
+	o.segment_size = segment;
+	o.snapshot_every = every;
+	o.log = quiet;
+	return o;
+}
+
+TestSuite(metastore, .init = store_setup, .fini = store_teardown);
+
+Test(metastore, a_reopened_store_replays_its_log_into_the_same_state)
+{
+	/* 500 commands applied and appended, closed and reopened, give the same snapshot bytes. */
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &state, &ms), 0);
+	cr_assert_eq(metastore_last_index(ms), 0);
+	static struct ack acks[500];
+	memset(acks, 0, sizeof(acks));
+	struct gen g = {0x1234567887654321ull, 0};
+	int n = drive(ms, state, &g, 500, acks, 100000);
+	cr_assert_eq(n, 500);
+	for (int i = 0; i < n; i++)
+		cr_assert(acks[i].fired && acks[i].status == 0, "append %d not acknowledged", i);
+	cr_assert_eq(metastore_last_index(ms), 500);
+	cr_assert_eq(metastore_snapshot_index(ms), 0);
+	cr_assert_eq(metastore_close(ms), 0);
+	size_t len;
+	uint8_t *before = snap(state, &len);
+
+	struct meta *again;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &again, &ms), 0);
+	cr_assert_eq(metastore_last_index(ms), 500);
+	size_t len2;
+	uint8_t *after = snap(again, &len2);
+	cr_assert(len == len2 && memcmp(before, after, len) == 0, "the reopened state differs");
+	/* It continues where it left off. */
+	struct ack more[10] = {0};
+	cr_assert_eq(drive(ms, again, &g, 10, more, 100000), 10);
+	cr_assert_eq(metastore_last_index(ms), 510);
+	cr_assert_eq(metastore_close(ms), 0);
+	struct meta *third;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &third, &ms), 0);
+	cr_assert(same_state(again, third));
+	cr_assert_eq(metastore_close(ms), 0);
+	free(before);
+	free(after);
+	meta_free(state);
+	meta_free(again);
+	meta_free(third);
+}
+
+Test(metastore, snapshots_compact_the_log_and_a_reopen_still_gives_the_same_state)
+{
+	/* With a snapshot every 50 commands and small segments, old segments go and reopening restores the state. */
+	struct metastore_opts o = small_opts(4096, METASTORE_SNAPSHOT_EVERY);
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open_opts(sim, fl, "meta", &o, &state, &ms), 0);
+	metastore_set_snapshot_every(ms, 50);
+	static struct ack acks[500];
+	memset(acks, 0, sizeof(acks));
+	struct gen g = {0x0badc0ffee0ddf00ull, 0};
+	cr_assert_eq(drive(ms, state, &g, 500, acks, 100000), 500);
+	cr_assert_eq(metastore_snapshot_index(ms), 500);
+	cr_assert_gt(metastore_first_index(ms), 300, "the log was not compacted (first index %llu)",
+		     (unsigned long long)metastore_first_index(ms));
+	char **names;
+	size_t n;
+	cr_assert_eq(pio_list(sim, "meta/log", &names, &n), 0);
+	cr_assert_lt(n, 12, "%zu files remain in the log directory", n);
+	pio_list_free(names, n);
+	uint64_t size;
+	cr_assert_eq(pio_sim_durable_size(sim, "meta/snapshot", &size), 0);
+	cr_assert_gt(size, METASTORE_SNAPSHOT_HEADER);
+	/* A few more commands after the last snapshot are replayed from the log. */
+	struct ack more[20] = {0};
+	cr_assert_eq(drive(ms, state, &g, 20, more, 100000), 20);
+	cr_assert_eq(metastore_close(ms), 0);
+
+	struct meta *again;
+	cr_assert_eq(metastore_open_opts(sim, fl, "meta", &o, &again, &ms), 0);
+	cr_assert_eq(metastore_snapshot_index(ms), 500);
+	cr_assert_eq(metastore_last_index(ms), 520);
+	cr_assert(same_state(state, again), "the state from snapshot and log differs");
+	cr_assert_eq(metastore_close(ms), 0);
+	meta_free(state);
+	meta_free(again);
+}
+
+Test(metastore, a_snapshot_newer_than_the_durable_log_is_used_and_the_log_continues_after_it)
+{
+	/* If the power goes after a snapshot but before the log's tail is durable, the snapshot's state survives. */
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &state, &ms), 0);
+	static struct ack acks[40];
+	memset(acks, 0, sizeof(acks));
+	struct gen g = {0x5555aaaa5555aaaaull, 0};
+	cr_assert_eq(drive(ms, state, &g, 20, acks, 10000), 20);
+	/* Ten more appended but not yet flushed, then a snapshot, then the power goes. */
+	int k = 0;
+	while (k < 10) {
+		struct gcmd x;
+		gen_next(&g, &x);
+		if (meta_apply(state, &x.c, NULL) != META_OK)
+			continue;
+		cr_assert_eq(metastore_append(ms, &x.c, ack_cb, &acks[20 + k]), 0);
+		k++;
+	}
+	cr_assert_eq(metastore_snapshot(ms), 0);
+	cr_assert_eq(metastore_snapshot_index(ms), 30);
+	pio_sim_crash_after(sim, 0);
+	metastore_close(ms);
+	cr_assert_eq(pio_sim_power_loss(sim, 0), 0);
+
+	struct meta *again;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &again, &ms), 0);
+	cr_assert(same_state(state, again));
+	cr_assert_eq(metastore_last_index(ms), 30);
+	struct ack one = {0};
+	struct meta_cmd c = named(META_CREATE_STREAM, "after-the-crash");
+	cr_assert_eq(meta_apply(again, &c, NULL), META_OK);
+	cr_assert_eq(metastore_append(ms, &c, ack_cb, &one), 0);
+	flusher_drain(fl);
+	cr_assert(one.fired && one.status == 0);
+	cr_assert_eq(metastore_last_index(ms), 31);
+	cr_assert_eq(metastore_close(ms), 0);
+	struct meta *third;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &third, &ms), 0);
+	cr_assert(same_state(again, third));
+	cr_assert_eq(metastore_close(ms), 0);
+	meta_free(state);
+	meta_free(again);
+	meta_free(third);
+}
+
+Test(metastore, a_failed_fsync_fails_the_pending_appends_and_every_later_one)
+{
+	/* EIO from the flush reports the error to the callbacks; the store then refuses appends with EIO. */
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &state, &ms), 0);
+	struct meta_cmd c = named(META_CREATE_STREAM, "a");
+	cr_assert_eq(meta_apply(state, &c, NULL), META_OK);
+	struct ack a = {0}, b = {0};
+	cr_assert_eq(metastore_append(ms, &c, ack_cb, &a), 0);
+	pio_sim_fail_nth(sim, 1, EIO);
+	flusher_drain(fl);
+	cr_assert(a.fired && a.status == -EIO);
+	cr_assert(metastore_failed(ms));
+	cr_assert_eq(metastore_append(ms, &c, ack_cb, &b), -EIO);
+	cr_assert_not(b.fired);
+	cr_assert_eq(metastore_close(ms), -EIO);
+	meta_free(state);
+}
+
+Test(metastore, a_damaged_snapshot_is_ignored_while_the_log_still_holds_everything)
+{
+	/* A snapshot that fails its checksum is skipped; with the whole log still there the state is rebuilt. */
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &state, &ms), 0);
+	struct ack acks[30] = {0};
+	struct gen g = {77, 0};
+	cr_assert_eq(drive(ms, state, &g, 30, acks, 10000), 30);
+	cr_assert_eq(metastore_snapshot(ms), 0);
+	cr_assert_eq(metastore_first_index(ms), 1); /* One 4 MiB segment holds it all: nothing to cut. */
+	cr_assert_eq(metastore_close(ms), 0);
+	cr_assert_eq(pio_sim_corrupt(sim, "meta/snapshot", METASTORE_SNAPSHOT_HEADER + 5, 0x10), 0);
+	struct meta *again;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &again, &ms), 0);
+	cr_assert_eq(metastore_snapshot_index(ms), 0);
+	cr_assert(same_state(state, again));
+	cr_assert_eq(metastore_close(ms), 0);
+	meta_free(state);
+	meta_free(again);
+}
+
+Test(metastore, a_damaged_snapshot_whose_commands_left_the_log_fails_the_open)
+{
+	/* When the log was cut below a snapshot that is now damaged, the state cannot be rebuilt: EBADMSG. */
+	struct metastore_opts o = small_opts(1024, 40);
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open_opts(sim, fl, "meta", &o, &state, &ms), 0);
+	static struct ack acks[100];
+	memset(acks, 0, sizeof(acks));
+	struct gen g = {78, 0};
+	cr_assert_eq(drive(ms, state, &g, 100, acks, 10000), 100);
+	cr_assert_gt(metastore_first_index(ms), 1);
+	cr_assert_eq(metastore_close(ms), 0);
+	cr_assert_eq(pio_sim_corrupt(sim, "meta/snapshot", 9, 0x01), 0); /* This hits the header's index. */
+	struct meta *again;
+	cr_assert_eq(metastore_open_opts(sim, fl, "meta", &o, &again, &ms), -EBADMSG);
+	cr_assert_null(again);
+	cr_assert_null(ms);
+	meta_free(state);
+}
+
+Test(metastore, a_log_record_that_does_not_apply_fails_the_open)
+{
+	/* The log only holds commands that applied: one that fails on replay is damage (EBADMSG). */
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &state, &ms), 0);
+	struct meta_cmd c = named(META_CREATE_STREAM, "dup");
+	struct ack a = {0}, b = {0};
+	cr_assert_eq(metastore_append(ms, &c, ack_cb, &a), 0);
+	cr_assert_eq(metastore_append(ms, &c, ack_cb, &b), 0); /* A caller's bug: it did not apply twice. */
+	cr_assert_eq(metastore_close(ms), 0);
+	cr_assert(a.fired && b.fired);
+	struct meta *again;
+	cr_assert_eq(metastore_open(sim, fl, "meta", &again, &ms), -EBADMSG);
+	meta_free(state);
+}
+
+/*
+ * The power-loss workload: a store with small segments and a snapshot every few commands, driven by the
+ * script with flush rounds in between. The reference replays the same script without a store and keeps
+ * the snapshot bytes after each command that applied.
+ */
+#define PL_SCRIPT 160
+#define PL_SEED 0x0123456789abcdefull
+
+struct pl_run {
+	struct meta *state;
+	struct metastore *ms;
+	struct ack acks[PL_SCRIPT];
+	int appended;
+};
+
+static void pl_workload(struct pl_run *r, const struct metastore_opts *o)
+{
+	memset(r, 0, sizeof(*r));
+	if (metastore_open_opts(sim, fl, "m", o, &r->state, &r->ms) != 0)
+		return;
+	struct gen g = {PL_SEED, 0};
+	for (int i = 0; i < PL_SCRIPT; i++) {
+		struct gcmd x;
+		gen_next(&g, &x);
+		if (meta_apply(r->state, &x.c, NULL) != META_OK)
+			continue;
+		if (metastore_append(r->ms, &x.c, ack_cb, &r->acks[r->appended]) != 0)
+			break; /* That is fatal for the caller: it stops. */
+		r->appended++;
+		if (i % 3 == 2)
+			flusher_drain(fl);
+	}
+	flusher_drain(fl);
+}
+
+static void pl_close(struct pl_run *r)
+{
+	if (r->ms != NULL)
+		metastore_close(r->ms);
+	meta_free(r->state);
+	r->ms = NULL;
+	r->state = NULL;
+}
+
+struct pl_ref {
+	uint8_t *snap[PL_SCRIPT + 1];
+	size_t len[PL_SCRIPT + 1];
+	int n; /* How many commands applied. */
+};
+
+static void pl_reference(struct pl_ref *ref)
+{
+	struct meta *m = meta_new();
+	struct gen g = {PL_SEED, 0};
+	ref->n = 0;
+	ref->snap[0] = snap(m, &ref->len[0]);
+	for (int i = 0; i < PL_SCRIPT; i++) {
+		struct gcmd x;
+		gen_next(&g, &x);
+		if (meta_apply(m, &x.c, NULL) != META_OK)
+			continue;
+		ref->n++;
+		ref->snap[ref->n] = snap(m, &ref->len[ref->n]);
+	}
+	meta_free(m);
+}
+
+static void pl_check(const struct pl_run *r, const struct pl_ref *ref, const struct metastore_opts *o, uint64_t k,
+		     uint32_t tear)
+{
+	/* Acknowledgements come in order: the acknowledged commands are a prefix. */
+	int acked = 0;
+	while (acked < r->appended && r->acks[acked].fired && r->acks[acked].status == 0)
+		acked++;
+	for (int i = acked; i < r->appended; i++)
+		cr_assert(!(r->acks[i].fired && r->acks[i].status == 0), "crash after %llu: ack %d out of order",
+			  (unsigned long long)k, i);
+	struct meta *state;
+	struct metastore *ms;
+	int rv = metastore_open_opts(sim, fl, "m", o, &state, &ms);
+	cr_assert_eq(rv, 0, "crash after %llu calls (tear %u): reopen fails with %d", (unsigned long long)k, tear, rv);
+	size_t len;
+	uint8_t *got = snap(state, &len);
+	int match = -1;
+	for (int j = acked; j <= r->appended && match < 0; j++)
+		if (ref->len[j] == len && memcmp(ref->snap[j], got, len) == 0)
+			match = j;
+	cr_assert_geq(match, 0,
+		      "crash after %llu calls (tear %u): the state is not that after any prefix of %d..%d commands",
+		      (unsigned long long)k, tear, acked, r->appended);
+	cr_assert_eq(metastore_last_index(ms) >= (uint64_t)match, true);
+	/* The store takes commands again, and keeps them. */
+	struct meta_cmd c = named(META_CREATE_STREAM, "after-power-loss");
+	cr_assert_eq(meta_apply(state, &c, NULL), META_OK);
+	struct ack a = {0};
+	cr_assert_eq(metastore_append(ms, &c, ack_cb, &a), 0);
+	flusher_drain(fl);
+	cr_assert(a.fired && a.status == 0);
+	cr_assert_eq(metastore_close(ms), 0);
+	struct meta *again;
+	cr_assert_eq(metastore_open_opts(sim, fl, "m", o, &again, &ms), 0);
+	cr_assert(same_state(state, again));
+	cr_assert_eq(metastore_close(ms), 0);
+	free(got);
+	meta_free(state);
+	meta_free(again);
+}
+
+Test(metastore, power_loss_at_every_write_keeps_every_acknowledged_command_and_a_consistent_prefix)
+{
+	/* Crash after each mutating call of a workload with snapshots and compaction, with and without a torn write. */
+	struct metastore_opts o = small_opts(700, 6);
+	static struct pl_run run;
+	static struct pl_ref ref;
+	pl_reference(&ref);
+	cr_assert_gt(ref.n, 25, "only %d commands of the script apply", ref.n);
+	uint64_t m0 = pio_sim_mutations(sim);
+	pl_workload(&run, &o);
+	cr_assert_eq(run.appended, ref.n);
+	cr_assert_gt(metastore_snapshot_index(run.ms), 0);
+	cr_assert_gt(metastore_first_index(run.ms), 1, "the workload should compact its log");
+	pl_close(&run);
+	uint64_t total = pio_sim_mutations(sim) - m0;
+	cr_assert_gt(total, 60);
+	pio_destroy(sim);
+	for (uint64_t k = 0; k <= total; k++) {
+		for (uint32_t tear = 0; tear < 2; tear++) {
+			sim = pio_sim_new();
+			pio_sim_crash_after(sim, k);
+			pl_workload(&run, &o);
+			pl_close(&run);
+			cr_assert_eq(pio_sim_power_loss(sim, tear ? (uint32_t)(k * 31 + 7) : 0), 0);
+			pl_check(&run, &ref, &o, k, tear);
+			pio_destroy(sim);
+			sim = NULL;
+		}
+	}
+	for (int j = 0; j <= ref.n; j++)
+		free(ref.snap[j]);
+}
+
+Test(metastore, the_real_disk_backend_round_trips_a_store)
+{
+	/* The same store on real files in a temporary directory appends, snapshots, closes and reopens. */
+	char tmpl[] = "/tmp/galgo-meta-XXXXXX";
+	cr_assert_not_null(mkdtemp(tmpl));
+	struct pio *real = pio_real_new();
+	char dir[64];
+	snprintf(dir, sizeof(dir), "%s/meta", tmpl);
+	struct metastore_opts o = small_opts(2048, 25);
+	struct meta *state;
+	struct metastore *ms;
+	cr_assert_eq(metastore_open_opts(real, fl, dir, &o, &state, &ms), 0);
+	static struct ack acks[60];
+	memset(acks, 0, sizeof(acks));
+	struct gen g = {99, 0};
+	cr_assert_eq(drive(ms, state, &g, 60, acks, 10000), 60);
+	cr_assert_eq(metastore_snapshot_index(ms), 50);
+	cr_assert_eq(metastore_close(ms), 0);
+	struct meta *again;
+	cr_assert_eq(metastore_open_opts(real, fl, dir, &o, &again, &ms), 0);
+	cr_assert(same_state(state, again));
+	cr_assert_eq(metastore_close(ms), 0);
+	meta_free(state);
+	meta_free(again);
+	char cmdline[128];
+	snprintf(cmdline, sizeof(cmdline), "rm -rf '%s'", tmpl);
+	cr_assert_eq(system(cmdline), 0);
+	pio_destroy(real);
+}
