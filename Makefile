@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-unit fuzz valgrind bench-storage clean
+.PHONY: all deps build run test compat fuzz valgrind bench-storage clean
 
 all: build
 
@@ -18,13 +18,20 @@ build: deps
 run: build
 	$(BUILD)/galgod --with-default-root-credentials
 
-# Everything CI runs: unit tests under ASan+UBSan, the fuzz targets for a fixed time, valgrind.
+# Everything CI runs: the fuzz targets for a fixed time, valgrind, Iggy's official Python SDK against an
+# ASan+UBSan galgod, and the unit tests under ASan+UBSan.
 test: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	./scripts/fuzz 20
 	$(MAKE) --no-print-directory valgrind
-	cd $(ASAN_BUILD) && ctest --output-on-failure -j1
+	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
+
+compat: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
 
 fuzz: deps
 	./scripts/fuzz 60

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -240,7 +241,7 @@ static void topic_usage(struct srv *s, const struct meta_topic *t, uint64_t *byt
 		struct plog *l = part_log(s, t->stream_id, t->id, p);
 		if (l == NULL)
 			continue;
-		*bytes += plog_size(l);
+		*bytes += plog_payload_bytes(l);
 		*msgs += plog_next_offset(l) - plog_first_offset(l);
 	}
 }
@@ -542,8 +543,56 @@ static void put_topic_header(struct srv *s, struct wire_buf *b, const struct met
 	wire_put_u64(b, bytes);
 	wire_put_u64(b, msgs);
 	put_name(b, t->name);
-	wire_put_u32(b, 0); /* explicit options */
+	/* Explicit options: the settings that differ from the defaults. */
+	size_t at = wire_put_reserve(b, 4);
+	size_t start = b->len;
+	uint8_t v[8];
+	if (t->compression == META_COMPRESSION_GZIP)
+		wire_put_option(b, "compression_algorithm", 21, WIRE_KIND_STRING, "gzip", 4);
+	if (t->message_expiry != META_NEVER) {
+		record_put64(v, t->message_expiry);
+		wire_put_option(b, "message_expiry", 14, WIRE_KIND_UINT64, v, 8);
+	}
+	if (t->max_topic_size != META_NEVER) {
+		record_put64(v, t->max_topic_size);
+		wire_put_option(b, "max_topic_size", 14, WIRE_KIND_UINT64, v, 8);
+	}
+	wire_patch_u32(b, at, (uint32_t)(b->len - start));
 	wire_put_u32(b, 0); /* derived options */
+}
+
+/* The topic option catalog (DescribeOptions scope 1): key, kind, default, description. */
+static void put_topic_option_catalog(struct wire_buf *b)
+{
+	static const struct {
+		const char *key;
+		uint8_t kind;
+		uint8_t width;
+		uint64_t def;
+		const char *desc;
+	} cat[] = {
+		{"compression_algorithm", WIRE_KIND_STRING, 0, 0, "Compression of stored messages: none or gzip."},
+		{"message_expiry", WIRE_KIND_UINT64, 8, 0, "Age in microseconds after which messages are deleted; 0 uses the server default (never)."},
+		{"max_topic_size", WIRE_KIND_UINT64, 8, 0, "Size in bytes above which the oldest segments are deleted; 0 uses the server default (unlimited)."},
+		{"segment_size", WIRE_KIND_UINT64, 8, 1ull << 30, "Bytes per segment file before a new one is started."},
+		{"enforce_fsync", WIRE_KIND_BOOL, 1, 0, "Acknowledge messages only after they are flushed to disk (galgo does so by default)."},
+		{"messages_required_to_save", WIRE_KIND_UINT32, 4, 1, "Accepted for compatibility; galgo writes every batch at once."},
+		{"size_of_messages_required_to_save", WIRE_KIND_UINT64, 8, 0, "Accepted for compatibility; galgo writes every batch at once."},
+		{"preallocate_segments", WIRE_KIND_BOOL, 1, 0, "Accepted for compatibility; segments grow as written."},
+	};
+	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
+	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
+		uint8_t v[8];
+		put_name(b, cat[i].key);
+		wire_put_u8(b, cat[i].kind);
+		if (cat[i].kind == WIRE_KIND_STRING) {
+			wire_put_str32(b, "none", 4);
+		} else {
+			record_put64(v, cat[i].def);
+			wire_put_str32(b, v, cat[i].width);
+		}
+		wire_put_str32(b, cat[i].desc, strlen(cat[i].desc));
+	}
 }
 
 static void put_partitions(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
@@ -555,7 +604,7 @@ static void put_partitions(struct srv *s, struct wire_buf *b, const struct meta_
 		wire_put_u64(b, t->partitions[p].created_at);
 		wire_put_u32(b, l ? plog_segment_count(l) : 1);
 		wire_put_u64(b, next > 0 ? next - 1 : 0);
-		wire_put_u64(b, l ? plog_size(l) : 0);
+		wire_put_u64(b, l ? plog_payload_bytes(l) : 0);
 		wire_put_u64(b, next - first);
 	}
 }
@@ -920,11 +969,27 @@ static void effect_delete_stream(struct srv *s, const struct meta_cmd *c, const 
 }
 
 /* Topic options at create and update (reference §2.3): known keys, typed values. */
+static int parse_topic_option(const struct wire_opt *opt, struct meta_cmd *c, bool update);
+
 static int parse_topic_options(const struct wire_opts *o, struct meta_cmd *c, bool update)
 {
 	size_t pos = 0;
 	struct wire_opt opt;
 	while (wire_opts_next(o, &pos, &opt)) {
+		int rv = parse_topic_option(&opt, c, update);
+		if (rv != 0) {
+			glog_info(TAG, "topic option '%.*s' (kind %u, %zu bytes) refused: %d", (int)opt.key.len,
+				  (const char *)opt.key.ptr, opt.kind, opt.value.len, rv);
+			return rv;
+		}
+	}
+	return 0;
+}
+
+static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, bool update)
+{
+	const struct wire_opt opt = *optp;
+	{
 		const char *k = (const char *)opt.key.ptr;
 		size_t kl = opt.key.len;
 #define KEY_IS(s) (kl == strlen(s) && memcmp(k, s, kl) == 0)
@@ -958,8 +1023,14 @@ static int parse_topic_options(const struct wire_opts *o, struct meta_cmd *c, bo
 				c->durability = META_DURABILITY_INTERVAL;
 			else if (wire_str_eq(opt.value, "none"))
 				c->durability = META_DURABILITY_NONE;
-			else
+			else if (wire_str_eq(opt.value, "persisted"))
+				c->durability = META_DURABILITY_FSYNC;
+			else if (!wire_str_eq(opt.value, "replicated"))
 				return E_INVALID_OPTION_VALUE;
+			/*
+			 * Iggy's "replicated" (its SDK's default: acknowledged on a quorum in memory) keeps the
+			 * node's configured policy, fsync unless set otherwise: never weaker than asked.
+			 */
 		} else if (KEY_IS("enforce_fsync")) {
 			if (opt.kind != WIRE_KIND_BOOL || opt.value.len != 1)
 				return E_INVALID_OPTION_VALUE;
@@ -970,7 +1041,6 @@ static int parse_topic_options(const struct wire_opts *o, struct meta_cmd *c, bo
 			   KEY_IS("replication_factor") || KEY_IS("consumer_offset_durability")) {
 			/* Accepted and not used by a single node. */
 		} else {
-			glog_info(TAG, "unsupported topic option '%.*s' (kind %u)", (int)kl, k, opt.kind);
 			return E_UNSUPPORTED_OPTION;
 		}
 #undef KEY_IS
@@ -1795,8 +1865,14 @@ static void put_stats(struct srv *s, struct wire_buf *b)
 	wire_put_u32(b, 9000); /* semver 0.9.0 */
 	wire_put_u32(b, 0);    /* cache metrics */
 	wire_put_u32(b, 1);    /* threads */
-	wire_put_u64(b, 0);    /* free disk */
-	wire_put_u64(b, 0);    /* total disk */
+	struct statvfs vfs;
+	uint64_t free_disk = 0, total_disk = 0;
+	if (statvfs(s->cfg->node.data_dir, &vfs) == 0) {
+		free_disk = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		total_disk = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	}
+	wire_put_u64(b, free_disk);
+	wire_put_u64(b, total_disk);
 }
 
 static void put_cluster(struct srv *s, struct wire_buf *b)
@@ -1855,12 +1931,16 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 	case FRAME_CODE_GET_CLUSTER_METADATA:
 		put_cluster(s, &b);
 		break;
-	case FRAME_CODE_DESCRIBE_OPTIONS:
-		(void)wire_get_u8(&r);
-		if (wire_rd_done(&r) != 0)
+	case FRAME_CODE_DESCRIBE_OPTIONS: {
+		uint8_t scope = wire_get_u8(&r);
+		if (wire_rd_done(&r) != 0 || scope < 1 || scope > 3)
 			goto bad;
-		wire_put_u32(&b, 0);
+		if (scope == 1)
+			put_topic_option_catalog(&b);
+		else
+			wire_put_u32(&b, 0);
 		break;
+	}
 	case FRAME_CODE_GET_ME:
 		put_client(s, &b, ss, true);
 		break;
@@ -2037,6 +2117,10 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 {
 	if (ss->closed)
 		return;
+	if (glog_get_level() <= GLOG_DEBUG)
+		glog_debug(TAG, "client %u: %s%s%s, %zu bytes", ss->client_id, frame_op_name(hdr->operation),
+			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",
+			   hdr->operation == FRAME_OP_NON_REPLICATED ? frame_code_name(hdr->code) : "", len);
 	if (frame_request_checksum_verify(hdr, body, len) != 0) {
 		struct pending *p = pending_new(ss, hdr);
 		if (p != NULL)

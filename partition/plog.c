@@ -1267,6 +1267,17 @@ uint64_t plog_size(const struct plog *l)
 	return n;
 }
 
+uint64_t plog_payload_bytes(const struct plog *l)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < l->n_segs; i++) {
+		const struct segment *s = l->segs[i];
+		uint64_t records = s->last_index + 1 - s->first_index;
+		n += s->size - SEGMENT_HEADER_SIZE - records * RECORD_ENVELOPE_SIZE;
+	}
+	return n;
+}
+
 uint32_t plog_segment_count(const struct plog *l)
 {
 	return (uint32_t)l->n_segs;

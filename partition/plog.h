@@ -228,6 +228,7 @@ uint64_t plog_first_offset(const struct plog *l);   /* offset of the first messa
 uint64_t plog_next_offset(const struct plog *l);    /* offset the next message will get */
 uint64_t plog_durable_next_offset(const struct plog *l); /* next_offset as of the durable index */
 uint64_t plog_size(const struct plog *l);           /* bytes in all segments */
+uint64_t plog_payload_bytes(const struct plog *l);  /* bytes of the stored batches alone (no headers, envelopes) */
 uint32_t plog_segment_count(const struct plog *l);
 uint64_t plog_last_timestamp(const struct plog *l);
 bool plog_failed(const struct plog *l);
