@@ -28,6 +28,7 @@
 #include <xxhash.h>
 
 #include "node/auth.h"
+#include "node/dedup.h"
 #include "node/log.h"
 #include "node/meta.h"
 #include "node/metastore.h"
@@ -59,6 +60,7 @@ enum {
 struct tparts {
 	uint32_t stream_id, topic_id;
 	struct plog **logs;
+	struct dedup **dd;         /* per partition; NULL entries when the topic has no dedup window */
 	uint32_t n;
 	uint32_t rr;
 	struct tparts *next;
@@ -163,6 +165,58 @@ static void plog_opts_for(struct srv *s, const struct meta_topic *t, uint32_t pi
 	(void)pid;
 }
 
+/* Calls fn on every frame of the batches in buf (a sequence of stored batches). */
+static void each_frame(const uint8_t *buf, size_t len, void (*fn)(void *arg, const uint8_t *frame), void *arg)
+{
+	size_t at = 0;
+	while (at + RECORD_BATCH_HEADER_SIZE <= len) {
+		struct record_batch_hdr h;
+		record_batch_hdr_decode(buf + at, &h);
+		if (h.batch_length < RECORD_BATCH_HEADER_SIZE || h.batch_length > len - at)
+			return;
+		size_t f = at + RECORD_BATCH_HEADER_SIZE, end = at + h.batch_length;
+		for (uint32_t i = 0; i < h.message_count && f + RECORD_FRAME_HEADER_SIZE <= end; i++) {
+			fn(arg, buf + f);
+			f += RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(buf + f + 36) + record_le32(buf + f + 32);
+		}
+		at = end;
+	}
+}
+
+static bool id_is_zero(const uint8_t *id)
+{
+	static const uint8_t zero[16];
+	return memcmp(id, zero, 16) == 0;
+}
+
+static void add_frame_id(void *arg, const uint8_t *frame)
+{
+	if (!id_is_zero(frame + 8))
+		dedup_add(arg, frame + 8);
+}
+
+/* Fills a partition's dedup window with the ids of its last messages (it is derived from the log). */
+static void dedup_rebuild(struct plog *l, struct dedup *d)
+{
+	if (d == NULL)
+		return;
+	uint64_t next = plog_next_offset(l), first = plog_first_offset(l), cap = dedup_capacity(d);
+	uint64_t from = next - first > cap ? next - cap : first;
+	while (from < next) {
+		struct plog_slice sl;
+		if (plog_read(l, from, 100000, 16u << 20, next - 1, &sl) != 0 || sl.messages == 0) {
+			plog_slice_release(&sl);
+			return;
+		}
+		uint8_t *buf = malloc(sl.bytes);
+		if (buf != NULL && plog_slice_copy(&sl, buf) == 0)
+			each_frame(buf, sl.bytes, add_frame_id, d);
+		free(buf);
+		from = sl.last_offset + 1;
+		plog_slice_release(&sl);
+	}
+}
+
 /* Makes the open logs of a topic match its partition count (opening new ones, destroying removed ones). */
 static int tparts_sync(struct srv *s, const struct meta_topic *t)
 {
@@ -179,6 +233,7 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 	int rv = 0;
 	while (tp->n > t->n_partitions) {
 		struct plog *l = tp->logs[--tp->n];
+		dedup_free(tp->dd[tp->n]);
 		if (l != NULL)
 			plog_destroy(l);
 	}
@@ -187,6 +242,10 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 		if (a == NULL)
 			return -ENOMEM;
 		tp->logs = a;
+		struct dedup **d = realloc(tp->dd, t->n_partitions * sizeof(*d));
+		if (d == NULL)
+			return -ENOMEM;
+		tp->dd = d;
 		for (uint32_t p = tp->n; p < t->n_partitions; p++) {
 			char dir[4096];
 			struct plog_opts o;
@@ -194,10 +253,14 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 			part_dir(s, t->stream_id, t->id, p, dir, sizeof(dir));
 			plog_opts_for(s, t, p, &o);
 			int r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
+			tp->dd[p] = NULL;
 			if (r != 0) {
 				glog_error(TAG, "partition %s cannot be opened: %s", dir, strerror(-r));
 				tp->logs[p] = NULL;
 				rv = r;
+			} else if (t->dedup_window > 0) {
+				tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > 10000000 ? 10000000 : t->dedup_window));
+				dedup_rebuild(tp->logs[p], tp->dd[p]);
 			}
 		}
 		tp->n = t->n_partitions;
@@ -212,10 +275,13 @@ static void tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bo
 		struct tparts *tp = *pp;
 		if (tp->stream_id != stream_id || tp->topic_id != topic_id)
 			continue;
-		for (uint32_t i = 0; i < tp->n; i++)
+		for (uint32_t i = 0; i < tp->n; i++) {
+			dedup_free(tp->dd[i]);
 			if (tp->logs[i] != NULL)
 				destroy ? plog_destroy(tp->logs[i]) : plog_close(tp->logs[i]);
+		}
 		*pp = tp->next;
+		free(tp->dd);
 		free(tp->logs);
 		free(tp);
 		break;
@@ -579,6 +645,7 @@ static void put_topic_option_catalog(struct wire_buf *b)
 		{"messages_required_to_save", WIRE_KIND_UINT32, 4, 1, "Accepted for compatibility; galgo writes every batch at once."},
 		{"size_of_messages_required_to_save", WIRE_KIND_UINT64, 8, 0, "Accepted for compatibility; galgo writes every batch at once."},
 		{"preallocate_segments", WIRE_KIND_BOOL, 1, 0, "Accepted for compatibility; segments grow as written."},
+		{"dedup_window", WIRE_KIND_UINT64, 8, 0, "Galgo: how many recent message ids each partition remembers; a message with a remembered nonzero id is dropped as a retry. 0 = off."},
 	};
 	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
 	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
@@ -1031,6 +1098,10 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			 * Iggy's "replicated" (its SDK's default: acknowledged on a quorum in memory) keeps the
 			 * node's configured policy, fsync unless set otherwise: never weaker than asked.
 			 */
+		} else if (KEY_IS("dedup_window")) {
+			if (!num || v > 10000000)
+				return E_INVALID_OPTION_VALUE;
+			c->dedup_window = v;
 		} else if (KEY_IS("enforce_fsync")) {
 			if (opt.kind != WIRE_KIND_BOOL || opt.value.len != 1)
 				return E_INVALID_OPTION_VALUE;
@@ -1493,6 +1564,51 @@ static uint32_t batch_error(int rec_err)
 	}
 }
 
+struct id_ref {
+	const uint8_t *id;
+	uint32_t index;
+};
+
+static int id_ref_cmp(const void *a, const void *b)
+{
+	const struct id_ref *x = a, *y = b;
+	int c = memcmp(x->id, y->id, 16);
+	return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/*
+ * Drops the messages of a verified batch whose id the window remembers or that repeat an id earlier in
+ * the same batch (id 0 never counts). Returns the batch's new length, 0 when every message was dropped.
+ */
+static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len)
+{
+	uint32_t n = record_le32(batch + 48);
+	struct id_ref *ids = malloc(n * sizeof(*ids));
+	bool *keep = malloc(n * sizeof(*keep));
+	size_t out = len;
+	if (ids == NULL || keep == NULL)
+		goto done; /* keep everything: at-least-once, as without a window */
+	size_t f = RECORD_BATCH_HEADER_SIZE;
+	bool all = true;
+	for (uint32_t i = 0; i < n; i++) {
+		ids[i] = (struct id_ref){batch + f + 8, i};
+		keep[i] = id_is_zero(batch + f + 8) || !dedup_seen(d, batch + f + 8);
+		f += RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(batch + f + 36) + record_le32(batch + f + 32);
+	}
+	qsort(ids, n, sizeof(*ids), id_ref_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (memcmp(ids[i].id, ids[i - 1].id, 16) == 0 && !id_is_zero(ids[i].id))
+			keep[ids[i].index] = false;
+	for (uint32_t i = 0; i < n; i++)
+		all &= keep[i];
+	if (!all)
+		out = record_batch_filter(batch, len, keep);
+done:
+	free(ids);
+	free(keep);
+	return out;
+}
+
 static void handle_send(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
@@ -1551,6 +1667,16 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		finish(p, E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
+	struct dedup *dd = tp->dd != NULL ? tp->dd[pid] : NULL;
+	if (dd != NULL) {
+		blen = drop_duplicates(dd, batch, blen);
+		if (blen == 0) {
+			/* Every message is a retry of one already stored: committed, offsets not reported. */
+			uint8_t zero[4] = {0};
+			finish(p, 0, false, zero, sizeof(zero));
+			return;
+		}
+	}
 	struct send_wait *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		finish(p, E_ERROR, false, NULL, 0);
@@ -1567,7 +1693,10 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 	if (rv != 0) {
 		free(w);
 		finish(p, E_ERROR, false, NULL, 0);
+		return;
 	}
+	if (dd != NULL)
+		each_frame(batch, blen, add_frame_id, dd);
 }
 
 /* Resolves the consumer of a poll or offset request: kind and numeric id (a group's id). */

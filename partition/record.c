@@ -405,3 +405,32 @@ size_t record_batch_build(uint8_t *out, size_t cap, uint32_t n, const void *cons
 	record_put64(out + BH_CHECKSUM, record_batch_checksum(out));
 	return (size_t)total;
 }
+
+size_t record_batch_filter(uint8_t *batch, size_t length, const bool *keep)
+{
+	uint32_t n = record_le32(batch + BH_COUNT), kept = 0;
+	size_t in = RECORD_BATCH_HEADER_SIZE, out = RECORD_BATCH_HEADER_SIZE;
+	for (uint32_t i = 0; i < n; i++)
+		kept += keep[i];
+	if (kept == 0)
+		return 0;
+	kept = 0;
+	for (uint32_t i = 0; i < n && in < length; i++) {
+		uint8_t *f = batch + in;
+		size_t size = RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(f + FH_PAYLOAD_LEN) +
+			      record_le32(f + FH_HEADERS_LEN);
+		if (keep[i]) {
+			if (out != in)
+				memmove(batch + out, f, size);
+			uint8_t *g = batch + out;
+			record_put32(g + FH_OFFSET_DELTA, kept++);
+			record_put64(g + FH_CHECKSUM, XXH3_64bits(g + FH_ID, size - FH_ID));
+			out += size;
+		}
+		in += size;
+	}
+	record_put32(batch + BH_COUNT, kept);
+	record_put64(batch + BH_LENGTH, out);
+	record_put64(batch + BH_CHECKSUM, record_batch_checksum(batch));
+	return out;
+}

@@ -207,6 +207,14 @@ int record_batch_slice(const uint8_t *batch, size_t length, uint32_t first, uint
 		       uint8_t out[RECORD_BATCH_HEADER_SIZE], size_t *frames_off, size_t *frames_len);
 
 /*
+ * Compacts a verified batch in place, keeping only the frames whose `keep[i]` is true: the kept frames
+ * move to the front with offset_deltas renumbered 0..k-1 and their checksums recomputed; message_count,
+ * batch_length and the batch checksum are rewritten (origin_timestamp and timestamp deltas are kept).
+ * Returns the new length, or 0 if no frame is kept (the batch is then unchanged).
+ */
+size_t record_batch_filter(uint8_t *batch, size_t length, const bool *keep);
+
+/*
  * Test and tool helper: builds a batch in `out` (capacity `cap`) from n payloads, as a producer does
  * (ids 1..n unless ids is given, origin timestamps `origin` for all, no user headers unless given,
  * deltas 0..n-1, checksums computed, partition/offset/timestamp zero). Returns the batch length, or 0
