@@ -2240,6 +2240,43 @@ bad:
 	finish(p, E_INVALID_COMMAND, false, NULL, 0);
 }
 
+/* DeleteSegments (op 138, not result-framed): the n oldest whole segments of a partition. */
+static void handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+				   size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	struct wire_id sid, tid;
+	wire_rd_init(&r, body, len);
+	wire_get_id(&r, &sid);
+	wire_get_id(&r, &tid);
+	uint32_t pid = wire_get_u32(&r), n = wire_get_u32(&r);
+	if (wire_rd_done(&r) != 0) {
+		finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		return;
+	}
+	struct meta_stream *st = find_stream(s, &sid);
+	struct meta_topic *t = find_topic(st, &tid);
+	if (t == NULL) {
+		finish(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND, false, NULL, 0);
+		return;
+	}
+	if (!auth_allowed(session_user(ss), AUTH_MANAGE_TOPIC, st->id, t->id)) {
+		finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		return;
+	}
+	struct plog *l = part_log(s, st->id, t->id, pid);
+	if (l == NULL) {
+		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
+		return;
+	}
+	int rv = plog_drop_segments(l, n, plog_durable_index(l));
+	finish(p, rv < 0 ? E_ERROR : 0, false, NULL, 0);
+}
+
 /* ---- Dispatch ---- */
 
 void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
@@ -2288,6 +2325,8 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 	}
 	if (hdr->operation == FRAME_OP_SEND_MESSAGES)
 		handle_send(ss, hdr, body, len);
+	else if (hdr->operation == FRAME_OP_DELETE_SEGMENTS)
+		handle_delete_segments(ss, hdr, body, len);
 	else if (hdr->operation == FRAME_OP_STORE_CONSUMER_OFFSET || hdr->operation == FRAME_OP_DELETE_CONSUMER_OFFSET)
 		handle_offset(ss, hdr, body, len);
 	else if (hdr->operation >= FRAME_OP_CREATE_STREAM && hdr->operation <= FRAME_OP_LEAVE_CONSUMER_GROUP &&
@@ -2296,8 +2335,7 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 	else {
 		struct pending *p = pending_new(ss, hdr);
 		if (p != NULL)
-			finish(p, hdr->operation == FRAME_OP_DELETE_SEGMENTS ? E_FEATURE_UNAVAILABLE : E_INVALID_COMMAND,
-			       false, NULL, 0);
+			finish(p, E_INVALID_COMMAND, false, NULL, 0);
 	}
 }
 

@@ -1183,6 +1183,18 @@ int plog_retain(struct plog *l, uint64_t now_us, uint64_t max_age_us, uint64_t m
 	return deleted;
 }
 
+int plog_drop_segments(struct plog *l, uint32_t n, uint64_t safe_index)
+{
+	int deleted = 0;
+	while ((uint32_t)deleted < n && l->n_segs > 1 && l->segs[0]->last_index <= safe_index) {
+		remove_segment(l, 0);
+		deleted++;
+	}
+	if (deleted > 0)
+		flusher_mark(l->fl, &l->fitem, 0);
+	return deleted;
+}
+
 int plog_purge(struct plog *l, uint64_t next_offset)
 {
 	uint64_t next_index = active(l)->last_index + 1;

@@ -213,6 +213,12 @@ int plog_truncate(struct plog *l, uint64_t index);
 int plog_retain(struct plog *l, uint64_t now_us, uint64_t max_age_us, uint64_t max_bytes, uint64_t safe_index);
 
 /*
+ * Deletes up to n whole segments from the start of the log (never the active one, never one holding an
+ * index above safe_index). Returns the number deleted or a negative errno. (Iggy's DeleteSegments.)
+ */
+int plog_drop_segments(struct plog *l, uint32_t n, uint64_t safe_index);
+
+/*
  * Deletes every record. The log continues at the same next Raft index; offsets restart at next_offset.
  * Pending appends fail with -ECANCELED.
  */

@@ -358,6 +358,27 @@ Test(plog, retention_deletes_old_segments_by_age_and_by_size_but_never_the_activ
 	cr_assert_eq(plog_close(l), 0);
 }
 
+Test(plog, dropping_segments_removes_the_oldest_whole_segments_only)
+{
+	/* plog_drop_segments deletes the n oldest segments, never the active one nor past the safe index. */
+	struct plog_opts o = small_opts(2048);
+	struct plog *l;
+	cr_assert_eq(plog_open(sim, fl, "p0", &o, NULL, &l), 0);
+	struct ack a;
+	for (int i = 0; i < 40; i++)
+		cr_assert_eq(append_msgs(l, &a, 2, 100, (uint32_t)i), 0);
+	uint32_t segs = plog_segment_count(l);
+	cr_assert_gt(segs, 4);
+	cr_assert_eq(plog_drop_segments(l, 2, 0), 0, "nothing is below the safe index 0");
+	cr_assert_eq(plog_drop_segments(l, 2, UINT64_MAX), 2);
+	cr_assert_eq(plog_segment_count(l), segs - 2);
+	cr_assert_gt(plog_first_offset(l), 0);
+	cr_assert_eq(plog_drop_segments(l, 1000, UINT64_MAX), (int)segs - 3);
+	cr_assert_eq(plog_segment_count(l), 1);
+	cr_assert_eq(plog_next_offset(l), 80);
+	cr_assert_eq(plog_close(l), 0);
+}
+
 Test(plog, truncation_removes_the_suffix_and_offsets_roll_back)
 {
 	/* Truncating from a Raft index removes those records, later appends reuse the offsets. */
