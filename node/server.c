@@ -1714,10 +1714,16 @@ static int resolve_consumer(const struct meta_topic *t, const struct wire_consum
 	return 0;
 }
 
-/* The last committed (served) offset of a partition log and the bound reads stop at. */
-static uint64_t served_next(const struct plog *l)
+/*
+ * The offset after the last message consumers may see: for fsync topics what is durable (what was
+ * acknowledged), for the other policies what is written (they acknowledge on write).
+ */
+static uint64_t served_next(const struct meta_topic *t, const struct plog *l)
 {
-	return plog_durable_next_offset(l) > plog_next_offset(l) ? plog_next_offset(l) : plog_durable_next_offset(l);
+	uint64_t next = plog_next_offset(l), durable = plog_durable_next_offset(l);
+	if (t->durability != META_DURABILITY_FSYNC || durable > next)
+		return next;
+	return durable;
 }
 
 static void store_offset_async(struct srv *s, const struct meta_topic *t, uint8_t kind, uint32_t cid,
@@ -1793,7 +1799,7 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	uint64_t next = served_next(l), first = plog_first_offset(l);
+	uint64_t next = served_next(t, l), first = plog_first_offset(l);
 	uint64_t current = next > 0 ? next - 1 : 0;
 	uint64_t from = 0;
 	bool empty = next == first || count == 0;
@@ -1896,7 +1902,7 @@ static void handle_offset(struct srv_session *ss, const struct frame_request *hd
 		finish(p, get ? META_E_PARTITION_NOT_FOUND : E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	uint64_t next = served_next(l);
+	uint64_t next = served_next(t, l);
 	if (get) {
 		const struct meta_offset *o = meta_offset_get(t, kind, cid, pid);
 		if (o == NULL) {
