@@ -19,13 +19,14 @@ run: build
 	$(BUILD)/galgod --with-default-root-credentials
 
 # Everything CI runs: the fuzz targets for a fixed time, valgrind, Iggy's official Python SDK against an
-# ASan+UBSan galgod, and the unit tests under ASan+UBSan.
+# ASan+UBSan galgod, the HTTP API suite against it, and the unit tests under ASan+UBSan.
 test: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	./scripts/fuzz 20
 	$(MAKE) --no-print-directory valgrind
 	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
+	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/http -q -p no:cacheprovider
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
 
 compat: deps

@@ -26,6 +26,9 @@
  *                      14 → 14003 IncompatibleProtocolVersion, 15 → 4 InvalidFormat, 2..6 → 3
  *                      InvalidCommand, the others → 40 Unauthenticated). An eviction also ends the
  *                      session (the client is logged out); gclient_last_eviction tells its reason.
+ * One positive code is produced locally: a write (any operation other than Register and NonReplicated)
+ * before login returns 40 (Unauthenticated) without sending anything, because the server silently drops
+ * such a frame with session 0 (reference §1.2) and the client would only time out.
  * After a transport failure or a protocol violation the connection is unusable (the stream of replies
  * may be out of step) and every later call returns -ENOTCONN. A positive code leaves it usable.
  *
@@ -357,7 +360,7 @@ int gclient_polled_verify(const struct gclient_polled *polled);
 
 /*
  * Sends any command by its code (reference §2.2) with a pre-encoded body and waits for the reply. The
- * operation byte and the result section follow the code's table entry. On success *reply/*reply_len
+ * operation byte and the result section follow the code's table entry. On success *reply and *reply_len
  * (may be NULL) is the reply payload after the result section; it stays valid until the next call.
  * Codes 38, 39, 40, 44 and 45 are refused with -EINVAL (use the login and logout calls).
  */

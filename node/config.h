@@ -61,7 +61,13 @@ struct galgo_config {
 		uint32_t id;             /* this node's id, 1.. */
 		char *data_dir;          /* where partitions and the lock file live */
 	} node;
-	struct config_listener tcp, quic, http;
+	struct config_listener tcp, quic;
+	struct {
+		bool enabled;
+		char *address;               /* host:port */
+		char *jwt_secret;            /* HS256 key of the access tokens; empty: random per start */
+		uint64_t max_request_size;   /* bodies above it are answered 413 */
+	} http;
 	struct {
 		char *level;             /* debug, info, warn or error (normalized to these names) */
 	} log;

@@ -7,7 +7,9 @@
  * listener closes, every partition log is closed (which flushes it), the loop is torn down, the lock
  * released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
  *
- * This file is the wiring: it maps the TCP transport's callbacks onto server sessions.
+ * This file is the wiring: it maps the TCP transport's callbacks onto server sessions, and those of the HTTP
+ * API (transport/http) too: there every REST request is a session of its own, bound to the user of its
+ * access token (srv_session_bind_user) or logged in by the Register frame the listener forwards.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +28,7 @@
 #include "partition/pio.h"
 #include "node/server.h"
 #include "partition/plog.h"
+#include "transport/http.h"
 #include "transport/tcp.h"
 
 #define TAG "galgod"
@@ -39,6 +42,7 @@ struct galgod {
 	struct pio *pio;
 	struct srv *srv;
 	struct tcp_server *tcp;
+	struct http_server *http;
 	uv_timer_t tick;
 	bool tick_ready;
 	uv_signal_t sigint, sigterm, sighup;
@@ -112,6 +116,70 @@ static void galgod_tcp_log(void *ud, int level, const char *msg)
 	(void)ud;
 }
 
+/* ---- HTTP transport -> server sessions (a session per request) ---- */
+
+/* HTTP sessions get client ids with the high bit set, so that they never meet a TCP connection's. */
+#define GALGOD_HTTP_CLIENT_BIT 0x80000000u
+
+static int galgod_http_send(void *ctx, const struct srv_piece *pieces, size_t n, void (*done)(void *, int),
+			    void *arg)
+{
+	struct http_piece local[8], *hp = n <= 8 ? local : malloc(n * sizeof(*hp));
+	if (hp == NULL) {
+		done(arg, -ENOMEM);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		hp[i] = (struct http_piece){pieces[i].mem, pieces[i].fd, pieces[i].off, pieces[i].len};
+	http_call_send(ctx, hp, n, done, arg);
+	if (hp != local)
+		free(hp);
+	return 0;
+}
+
+static int galgod_http_open(struct http_call *c)
+{
+	struct galgod *g = http_server_data(http_call_server(c));
+	struct srv_session *ss = srv_session_open(g->srv, SRV_HTTP, http_call_peer(c),
+						  GALGOD_HTTP_CLIENT_BIT | http_call_id(c), galgod_http_send, c);
+	if (ss == NULL)
+		return -ENOMEM;
+	http_call_set_data(c, ss);
+	return 0;
+}
+
+static int galgod_http_auth(struct http_call *c, uint32_t user_id)
+{
+	return srv_session_bind_user(http_call_get_data(c), user_id);
+}
+
+static void galgod_http_frame(struct http_call *c, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	srv_session_frame(http_call_get_data(c), hdr, body, len);
+}
+
+static void galgod_http_close(struct http_call *c)
+{
+	srv_session_close(http_call_get_data(c));
+	http_call_set_data(c, NULL);
+}
+
+static const struct http_handler galgod_http_handler = {galgod_http_open, galgod_http_auth, galgod_http_frame,
+							galgod_http_close};
+
+static int galgod_http_metrics(void *ud, char **out, size_t *len)
+{
+	struct galgod *g = ud;
+	return srv_metrics_text(g->srv, out, len);
+}
+
+static void galgod_http_log(void *ud, int level, const char *msg)
+{
+	static const enum glog_level map[] = {GLOG_DEBUG, GLOG_INFO, GLOG_WARN, GLOG_ERROR};
+	glog_log(map[level >= 0 && level <= 3 ? level : 3], "http", "%s", msg);
+	(void)ud;
+}
+
 static void galgod_on_tick(uv_timer_t *t)
 {
 	struct galgod *g = t->data;
@@ -175,6 +243,13 @@ static void galgod_shutdown(struct galgod *g)
 		uv_close((uv_handle_t *)&g->sighup, NULL);
 		g->signals_ready = false;
 	}
+	if (g->http != NULL) {
+		/* Closed with the TCP listener; the loop then runs until both are gone. */
+		http_server_close(g->http);
+		g->http = NULL;
+		if (g->tcp == NULL)
+			uv_run(&g->loop, UV_RUN_DEFAULT);
+	}
 	if (g->tcp != NULL) {
 		tcp_server_close(g->tcp);
 		g->tcp = NULL;
@@ -210,7 +285,7 @@ static void galgod_shutdown(struct galgod *g)
 static void galgod_log_ready(const struct galgod *g)
 {
 	const struct galgo_config *c = &g->cfg;
-	char tcp[300] = "disabled";
+	char tcp[300] = "disabled", http[300] = "disabled";
 	if (g->tcp != NULL) {
 		char host[256];
 		uint16_t port;
@@ -218,9 +293,15 @@ static void galgod_log_ready(const struct galgod *g)
 			snprintf(tcp, sizeof(tcp), "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
 				 strchr(host, ':') ? "]" : "", tcp_server_port(g->tcp));
 	}
+	if (g->http != NULL) {
+		char host[256];
+		uint16_t port;
+		if (config_split_address(c->http.address, host, sizeof(host), &port) == 0)
+			snprintf(http, sizeof(http), "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+				 strchr(host, ':') ? "]" : "", http_server_port(g->http));
+	}
 	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, quic %s, http %s", c->node.id,
-		  c->node.data_dir, tcp, c->quic.enabled ? c->quic.address : "disabled",
-		  c->http.enabled ? c->http.address : "disabled");
+		  c->node.data_dir, tcp, c->quic.enabled ? c->quic.address : "disabled", http);
 }
 
 int main(int argc, char **argv)
@@ -288,6 +369,21 @@ int main(int argc, char **argv)
 		rc = tcp_server_new(&g.loop, &to, &galgod_tcp_handler, &g, &g.tcp);
 		if (rc < 0) {
 			glog_error(TAG, "cannot listen on %s: %s", g.cfg.tcp.address, strerror(-rc));
+			goto fail;
+		}
+	}
+	if (g.cfg.http.enabled) {
+		struct http_opts ho;
+		http_opts_default(&ho);
+		ho.address = g.cfg.http.address;
+		ho.max_request_size = (size_t)g.cfg.http.max_request_size;
+		ho.jwt_secret = g.cfg.http.jwt_secret;
+		ho.metrics = galgod_http_metrics;
+		ho.log = galgod_http_log;
+		ho.log_ud = &g;
+		rc = http_server_new(&g.loop, &ho, &galgod_http_handler, &g, &g.http);
+		if (rc < 0) {
+			glog_error(TAG, "cannot listen on %s (http): %s", g.cfg.http.address, strerror(-rc));
 			goto fail;
 		}
 	}

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,18 @@ enum {
 	E_INVALID_OPTION_VALUE = 4042,
 };
 
+/* Request latency buckets of the metrics, in microseconds (upper bounds; +Inf is implicit). */
+static const uint64_t lat_bounds_us[] = {500, 1000, 5000, 10000, 50000, 100000, 500000, 1000000, 5000000};
+#define LAT_BUCKETS (sizeof(lat_bounds_us) / sizeof(lat_bounds_us[0]))
+
+/* Request counters of one transport kind. */
+struct srv_tstats {
+	uint64_t requests;                /* frames received */
+	uint64_t replies;                 /* replies handed to the transport */
+	uint64_t latency_sum_us;
+	uint64_t latency_buckets[LAT_BUCKETS]; /* not cumulative */
+};
+
 /* The partition logs of one topic. */
 struct tparts {
 	uint32_t stream_id, topic_id;
@@ -77,6 +90,7 @@ struct pending {
 	struct plog_slice slice;   /* poll data after buf */
 	bool has_slice;
 	struct srv_piece *pieces;
+	uint64_t t0;               /* uv_hrtime() when the request arrived (latency metric) */
 };
 
 struct srv_session {
@@ -107,6 +121,7 @@ struct srv {
 	struct srv_session *sessions;
 	uint64_t next_session;
 	uint64_t start_us;
+	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 };
 
@@ -332,8 +347,24 @@ static void sent_cb(void *arg, int status)
 	pending_free(arg);
 }
 
+/* Counts a reply leaving and the time since its request arrived. */
+static void observe_latency(struct srv_session *ss, const struct pending *p)
+{
+	struct srv_tstats *t = &ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0];
+	uint64_t us = (uv_hrtime() - p->t0) / 1000u;
+	size_t i = 0;
+	while (i < LAT_BUCKETS && us > lat_bounds_us[i])
+		i++;
+	if (i < LAT_BUCKETS)
+		t->latency_buckets[i]++;
+	t->latency_sum_us += us;
+	t->replies++;
+}
+
 static void flush_queue(struct srv_session *ss)
 {
+	/* Freeing a closed session's last reply frees the session: hold it until the loop is done. */
+	ss->refs++;
 	while (ss->head != NULL && ss->head->ready) {
 		struct pending *p = ss->head;
 		ss->head = p->next;
@@ -343,6 +374,7 @@ static void flush_queue(struct srv_session *ss)
 			pending_free(p);
 			continue;
 		}
+		observe_latency(ss, p);
 		size_t n = 1 + (p->has_slice ? p->slice.n_pieces : 0);
 		p->pieces = calloc(n, sizeof(*p->pieces));
 		if (p->pieces == NULL) {
@@ -361,6 +393,7 @@ static void flush_queue(struct srv_session *ss)
 		if (ss->send(ss->ctx, p->pieces, n, sent_cb, p) != 0)
 			continue; /* the transport called (or will call) sent_cb */
 	}
+	session_unref(ss);
 }
 
 static struct pending *pending_new(struct srv_session *ss, const struct frame_request *hdr)
@@ -370,6 +403,7 @@ static struct pending *pending_new(struct srv_session *ss, const struct frame_re
 		return NULL;
 	p->ss = ss;
 	p->hdr = *hdr;
+	p->t0 = uv_hrtime();
 	ss->refs++;
 	if (ss->tail != NULL)
 		ss->tail->next = p;
@@ -1490,7 +1524,8 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 		auth_pat_hash(token, AUTH_PAT_LEN, th);
 		c.type = META_CREATE_PAT;
 		c.token_hash = th;
-		c.expiry_at = expiry == 0 || expiry == UINT64_MAX ? 0 : c.ts + expiry;
+		/* 0 and u64::MAX mean never; so does an expiry beyond the clock's range (no wrap to the past). */
+		c.expiry_at = expiry == 0 || expiry > UINT64_MAX - c.ts ? 0 : c.ts + expiry;
 		struct meta_result res;
 		rv = meta_apply(s->meta, &c, &res);
 		if (rv != META_OK) {
@@ -2289,6 +2324,7 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 {
 	if (ss->closed)
 		return;
+	ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0].requests++;
 	if (glog_get_level() <= GLOG_DEBUG)
 		glog_debug(TAG, "client %u: %s%s%s, %zu bytes", ss->client_id, frame_op_name(hdr->operation),
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",
@@ -2517,4 +2553,121 @@ uint32_t srv_partition_count(const struct srv *s)
 	for (const struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
 		n += tp->n;
 	return n;
+}
+
+int srv_session_bind_user(struct srv_session *ss, uint32_t user_id)
+{
+	struct meta_user *u = meta_user(ss->srv->meta, user_id);
+	if (u == NULL || u->status != META_USER_ACTIVE)
+		return -ENOENT;
+	ss->bound = true;
+	ss->user_id = user_id;
+	ss->session = ++ss->srv->next_session;
+	return 0;
+}
+
+/* ---- Metrics ---- */
+
+/* Appends a label value with the escapes of the Prometheus text format (backslash, quote, newline). */
+static void metrics_label(struct wire_buf *b, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			wire_put_u8(b, '\\');
+		if (*v == '\n')
+			wire_put_bytes(b, "\\n", 2);
+		else
+			wire_put_u8(b, (uint8_t)*v);
+	}
+}
+
+static void metrics_printf(struct wire_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void metrics_printf(struct wire_buf *b, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		wire_put_bytes(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* One per-partition sample: name{stream="..",topic="..",partition="N"} value. */
+static void metrics_partition(struct wire_buf *b, const char *name, const struct meta_stream *st,
+			      const struct meta_topic *t, uint32_t pid, uint64_t v)
+{
+	metrics_printf(b, "%s{stream_id=\"%" PRIu32 "\",stream=\"", name, st->id);
+	metrics_label(b, st->name);
+	metrics_printf(b, "\",topic_id=\"%" PRIu32 "\",topic=\"", t->id);
+	metrics_label(b, t->name);
+	metrics_printf(b, "\",partition=\"%" PRIu32 "\"} %" PRIu64 "\n", pid, v);
+}
+
+int srv_metrics_text(struct srv *s, char **out, size_t *len)
+{
+	static const char *const kinds[] = {"", "tcp", "quic", "http"};
+	static const struct {
+		const char *name, *help;
+	} part_metrics[] = {
+		{"galgo_partition_messages", "Messages held by the partition."},
+		{"galgo_partition_bytes", "Bytes of the message batches held by the partition."},
+		{"galgo_partition_current_offset", "Offset of the partition's last message (0 when empty)."},
+	};
+	struct wire_buf b;
+	wire_buf_init(&b);
+	for (size_t m = 0; m < 3; m++) {
+		metrics_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n", part_metrics[m].name, part_metrics[m].help,
+			       part_metrics[m].name);
+		for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+			const struct meta_stream *st = s->meta->streams[i];
+			for (uint32_t k = 0; st != NULL && k < st->n_topics; k++) {
+				const struct meta_topic *t = st->topics[k];
+				for (uint32_t pid = 0; t != NULL && pid < t->n_partitions; pid++) {
+					struct plog *l = part_log(s, st->id, t->id, pid);
+					uint64_t next = l != NULL ? plog_next_offset(l) : 0;
+					uint64_t v = m == 0   ? (l != NULL ? next - plog_first_offset(l) : 0)
+						     : m == 1 ? (l != NULL ? plog_payload_bytes(l) : 0)
+							      : (next > 0 ? next - 1 : 0);
+					metrics_partition(&b, part_metrics[m].name, st, t, pid, v);
+				}
+			}
+		}
+	}
+	uint32_t conns[SRV_HTTP + 1] = {0};
+	for (const struct srv_session *ss = s->sessions; ss != NULL; ss = ss->next)
+		conns[ss->kind <= SRV_HTTP ? ss->kind : 0]++;
+	metrics_printf(&b, "# HELP galgo_connections Client sessions open (an HTTP request holds one while it runs).\n"
+			   "# TYPE galgo_connections gauge\n");
+	for (int k = SRV_TCP; k <= SRV_HTTP; k++)
+		metrics_printf(&b, "galgo_connections{transport=\"%s\"} %" PRIu32 "\n", kinds[k], conns[k]);
+	metrics_printf(&b, "# HELP galgo_requests_total Request frames received.\n"
+			   "# TYPE galgo_requests_total counter\n");
+	for (int k = SRV_TCP; k <= SRV_HTTP; k++)
+		metrics_printf(&b, "galgo_requests_total{transport=\"%s\"} %" PRIu64 "\n", kinds[k], s->tstats[k].requests);
+	metrics_printf(&b, "# HELP galgo_request_duration_seconds Time from a request's arrival to its reply leaving.\n"
+			   "# TYPE galgo_request_duration_seconds histogram\n");
+	for (int k = SRV_TCP; k <= SRV_HTTP; k++) {
+		const struct srv_tstats *t = &s->tstats[k];
+		uint64_t cum = 0;
+		for (size_t i = 0; i < LAT_BUCKETS; i++) {
+			cum += t->latency_buckets[i];
+			metrics_printf(&b, "galgo_request_duration_seconds_bucket{transport=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+				       kinds[k], (double)lat_bounds_us[i] / 1e6, cum);
+		}
+		metrics_printf(&b, "galgo_request_duration_seconds_bucket{transport=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+			       kinds[k], t->replies);
+		metrics_printf(&b, "galgo_request_duration_seconds_sum{transport=\"%s\"} %.6f\n", kinds[k],
+			       (double)t->latency_sum_us / 1e6);
+		metrics_printf(&b, "galgo_request_duration_seconds_count{transport=\"%s\"} %" PRIu64 "\n", kinds[k],
+			       t->replies);
+	}
+	wire_put_u8(&b, 0);
+	if (wire_buf_error(&b) != 0) {
+		wire_buf_free(&b);
+		return -ENOMEM;
+	}
+	*len = b.len - 1;
+	*out = (char *)wire_buf_take(&b, &(size_t){0});
+	return 0;
 }

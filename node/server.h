@@ -60,11 +60,26 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 void srv_session_close(struct srv_session *ss);
 /* The connection missed its heartbeats: send eviction 13. */
 void srv_session_stale(struct srv_session *ss);
+/*
+ * Binds a session to a user authenticated by the transport itself (the HTTP API's access tokens), as a
+ * successful login would. Returns 0, or -ENOENT when the user does not exist or is inactive.
+ */
+int srv_session_bind_user(struct srv_session *ss, uint32_t user_id);
 
 /* Background work (retention): called by a timer in main. */
 void srv_tick(struct srv *s);
 
 /* Statistics for logs and tests. */
 uint32_t srv_partition_count(const struct srv *s);
+
+/*
+ * The metrics in the Prometheus text format (version 0.0.4): per partition (labels stream_id, stream,
+ * topic_id, topic, partition) the gauges galgo_partition_messages, galgo_partition_bytes and
+ * galgo_partition_current_offset; per transport (label transport: tcp, quic, http) the gauge
+ * galgo_connections (open sessions), the counter galgo_requests_total (request frames) and the histogram
+ * galgo_request_duration_seconds (arrival of a request to its reply leaving). *out is a NUL-terminated
+ * malloc'd string of *len bytes (free it). Returns 0 or -ENOMEM.
+ */
+int srv_metrics_text(struct srv *s, char **out, size_t *len);
 
 #endif /* GALGO_SERVER_H */

@@ -6,8 +6,9 @@
  * One server world is built once (and rebuilt now and then, see world_check): a uv loop, the real file
  * backend, an inline flusher and a srv on a temporary data directory (in /dev/shm when there is one),
  * a "main" session logged in as root (iggy/iggy) through a Register frame, a stream "fuzz" (id 0) with a
- * topic "t" (id 0) of 2 partitions, a consumer group "g" (id 0) the main session has joined, and a
- * personal access token used to log sessions in again cheaply (a password login costs an Argon2 hash).
+ * topic "t" (id 0) and a topic "d" (id 1, with a message-id dedup window of 16) of 2 partitions holding 3
+ * messages each, a consumer group "g" (id 0) on "t" the main session has joined, and a personal access
+ * token used to log sessions in again cheaply (a password login costs an Argon2 hash).
  *
  * Each input: byte 0 picks the request, the rest is its body.
  *   - (byte 0 & 0x7f) < N_OPS: ops[i] on the main session;
@@ -133,6 +134,9 @@ static struct {
 	size_t n_dones, cap_dones;
 	uint8_t *scratch;
 	size_t scratch_cap;
+	bool verbose; /* FUZZ_SERVER_VERBOSE set: print every reply (to check what the seeds reach) */
+	unsigned worlds;
+	uint64_t n_ok, n_denied, n_rejected, n_evicted; /* replies by outcome, printed at exit */
 } W;
 
 static uint64_t now_ms(void)
@@ -215,6 +219,9 @@ static void check_reply(struct fz_client *c, const uint8_t *hdr, const uint8_t *
 		CHECK(body_len == 0);
 		CHECK(frame_u128_eq(ev.client, e.client));
 		c->last_status = ev.reason;
+		W.n_evicted++;
+		if (W.verbose)
+			fprintf(stderr, "fuzz_server: %s: eviction %u\n", frame_op_name(e.op), ev.reason);
 		return;
 	}
 	struct frame_reply rep;
@@ -224,6 +231,14 @@ static void check_reply(struct fz_client *c, const uint8_t *hdr, const uint8_t *
 	CHECK(rep.request == e.request);
 	CHECK(rep.operation == e.op || (e.op == FRAME_OP_DELETE_SEGMENTS && rep.operation == 68));
 	c->last_status = rep.status;
+	if (W.verbose) {
+		uint32_t err = 0;
+		size_t off;
+		if (rep.status == 0 && frame_op_is_result_framed(rep.operation, body_len > 0))
+			(void)frame_result_split(body, body_len, &err, &off);
+		fprintf(stderr, "fuzz_server: %s %s: status %u, result %u, %zu body bytes\n", frame_op_name(e.op),
+			e.op == FRAME_OP_NON_REPLICATED ? frame_code_name(e.code) : "", rep.status, err, body_len);
+	}
 	if (c->capture) {
 		free(c->last);
 		c->last = malloc(body_len ? body_len : 1);
@@ -233,6 +248,7 @@ static void check_reply(struct fz_client *c, const uint8_t *hdr, const uint8_t *
 	}
 	if (rep.status != 0) {
 		CHECK(body_len == 0);
+		W.n_denied++;
 		return;
 	}
 	if (frame_op_is_result_framed(rep.operation, body_len > 0)) {
@@ -241,12 +257,14 @@ static void check_reply(struct fz_client *c, const uint8_t *hdr, const uint8_t *
 		CHECK(frame_result_split(body, body_len, &err, &off) == FRAME_OK);
 		if (err != 0)
 			CHECK(body_len == FRAME_RESULT_REJECT_SIZE);
+		err != 0 ? W.n_rejected++ : W.n_ok++;
 		if (e.op == FRAME_OP_REGISTER && err == 0) {
 			CHECK(body_len >= 4 + 4 + 8 + 4 + 2);
 			CHECK(record_le64(body + 8) > 0); /* the session */
 		}
 		return;
 	}
+	W.n_ok++;
 	if (e.op == FRAME_OP_SEND_MESSAGES) {
 		CHECK(body_len >= 4);
 		CHECK(body_len == 4 + (size_t)record_le32(body) * 20);
@@ -458,6 +476,11 @@ static void world_down(void)
 static void at_exit(void)
 {
 	world_down();
+	fprintf(stderr,
+		"fuzz_server: %u inputs, %u worlds; replies: %llu ok, %llu denied (status), %llu rejected (result), "
+		"%llu evictions\n",
+		W.inputs, W.worlds, (unsigned long long)W.n_ok, (unsigned long long)W.n_denied,
+		(unsigned long long)W.n_rejected, (unsigned long long)W.n_evicted);
 	free(W.dones);
 	free(W.scratch);
 }
@@ -496,6 +519,13 @@ static void world_up(void)
 	wire_put_u32(&b, 2);
 	wire_put_name(&b, "t", 1);
 	CHECK(call(m, id, FRAME_OP_CREATE_TOPIC, 0, &b) == 0 && last_result(m) == 0);
+	wire_put_id(&b, &s0); /* CreateTopic "d" with 2 partitions and a dedup window of 16: id 1 */
+	wire_put_u32(&b, 2);
+	wire_put_name(&b, "d", 1);
+	uint8_t window[8];
+	record_put64(window, 16);
+	wire_put_option(&b, "dedup_window", 12, WIRE_KIND_UINT64, window, 8);
+	CHECK(call(m, id, FRAME_OP_CREATE_TOPIC, 0, &b) == 0 && last_result(m) == 0);
 	wire_put_id(&b, &s0); /* CreateConsumerGroup "g": id 0, joined */
 	wire_put_id(&b, &t0);
 	wire_put_name(&b, "g", 1);
@@ -505,17 +535,35 @@ static void world_up(void)
 	wire_put_id(&b, &t0);
 	wire_put_id(&b, &g0);
 	CHECK(call(m, id, FRAME_OP_JOIN_CONSUMER_GROUP, 0, &b) == 0 && last_result(m) == 0);
+	for (uint32_t k = 0; k < 4; k++) { /* 3 messages in each partition of both topics */
+		uint32_t pid = k % 2;
+		struct wire_id tk = wire_id_num(k / 2);
+		const void *pl[3] = {"one", "two", "three"};
+		const uint32_t pll[3] = {3, 3, 5};
+		uint8_t batch[1024];
+		size_t blen = record_batch_build(batch, sizeof(batch), 3, pl, pll, NULL, NULL, 1000);
+		CHECK(blen > 0);
+		struct wire_partitioning part = {.kind = WIRE_PART_PARTITION_ID, .partition_id = pid};
+		size_t at = wire_put_reserve(&b, 4);
+		wire_put_id(&b, &s0);
+		wire_put_id(&b, &tk);
+		wire_put_partitioning(&b, &part);
+		wire_put_u32(&b, 3);
+		wire_patch_u32(&b, at, (uint32_t)(b.len - at - 4));
+		wire_put_bytes(&b, batch, blen);
+		CHECK(call(m, id, FRAME_OP_SEND_MESSAGES, 0, &b) == 0);
+	}
 	wire_put_name(&b, FIXTURE_PAT, strlen(FIXTURE_PAT)); /* the token for cheap logins */
 	wire_put_u64(&b, 0);
 	CHECK(call(m, id, FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN, 0, &b) == 0 && last_result(m) == 0);
-	CHECK(m->last_len >= 5 && m->last[4] > 0 && (size_t)m->last[4] + 5 <= m->last_len &&
-	      m->last[4] < sizeof(W.token));
+	CHECK(m->last_len >= 5 && m->last[4] > 0 && (size_t)m->last[4] + 5 <= m->last_len);
 	memcpy(W.token, m->last + 5, m->last[4]);
 	W.token[m->last[4]] = '\0';
 	wire_buf_free(&b);
 	free(m->last);
 	m->last = NULL;
 	W.ready = true;
+	W.worlds++;
 }
 
 /* Rebuilds the world now and then, when it has grown, or when root can no longer log in. */
@@ -532,6 +580,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	glog_set_level(GLOG_ERROR);
+	W.verbose = getenv("FUZZ_SERVER_VERBOSE") != NULL;
 	world_up();
 	atexit(at_exit);
 	return 0;
@@ -540,7 +589,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Folds a partition count between 17 and 1000 at `off` into 1..16. */
 static void fold_count(uint8_t *body, size_t len, size_t off)
 {
-	if (off + 4 > len)
+	if (off > len || len - off < 4)
 		return;
 	uint32_t n = record_le32(body + off);
 	if (n > 16 && n <= 1000)

@@ -1,0 +1,148 @@
+/*
+ * rgroup — one replica of one Raft group, driven through libraft's event API (raft_step, libraft 0.22.1).
+ *
+ * The group's Raft log IS its partition log (partition/plog.h): entry i of the Raft log is the record with
+ * Raft index i, whose envelope carries the entry's term and type. The group's durable term and vote live in
+ * the node's rmeta (raft/rmeta.h). Messages to the other replicas leave as bytes (raft/rmsg.h) through the
+ * environment's send function; whatever carries them to the other nodes is not this module's business, nor
+ * is what the entries mean: payloads are opaque (Iggy batches for a partition, commands for the metadata
+ * group) and committed entries are handed to the environment's apply function in log order.
+ *
+ * Everything runs on the loop that owns the plog, rmeta and flusher. There are no timers inside: the owner
+ * calls rgroup_tick when its clock reaches rgroup_timeout(), and feeds received messages to rgroup_receive.
+ * Persistence completions come from the plog's append callbacks and are reported to Raft on the loop (via
+ * the flusher's deferred callbacks).
+ *
+ * Durability: an entry counts as persisted (towards commitment, and in a follower's acknowledgement) when
+ * its plog append completes, which for PLOG_DURABILITY_FSYNC means after the fdatasync that covers it.
+ * With the other policies an acknowledgement means "in a quorum's memory", not on their disks.
+ *
+ * Failures: libraft 0.22.1 has no way to be told about a failed write. When a term/vote write, a log
+ * append or a log truncation fails, the group stops (rgroup_failed() returns the error, every call returns
+ * it, nothing more is sent) and must be closed and reopened from disk by its owner.
+ *
+ * Not in this phase: snapshots and InstallSnapshot (the log is never compacted; no RAFT_SNAPSHOT event is
+ * ever stepped, so libraft never sends InstallSnapshot), membership changes, leadership transfer.
+ */
+#ifndef GALGO_RGROUP_H
+#define GALGO_RGROUP_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "partition/flusher.h"
+#include "partition/plog.h"
+#include "raft/rmeta.h"
+
+struct rgroup;
+
+/* A committed entry, as handed to the apply function. */
+struct rgroup_entry {
+	uint64_t index;
+	uint64_t term;
+	uint8_t type;           /* enum record_type: the group's command type, RECORD_BARRIER or RECORD_CHANGE */
+	const void *payload;    /* valid during the call only */
+	uint32_t length;
+};
+
+struct rgroup_env {
+	void *ud;
+	/* Milliseconds of a monotonic clock (the clock of every raft_step event and of rgroup_timeout). */
+	uint64_t (*now_ms)(void *ud);
+	/*
+	 * Sends an encoded message to node `to`. The bytes are valid during the call only. Delivery is best
+	 * effort: Raft retries, so a full queue or a lost connection may drop the message (return non-zero).
+	 */
+	int (*send)(void *ud, uint64_t to, const void *buf, size_t len);
+	/* A committed entry, in index order, once per entry from config.applied_index + 1. */
+	void (*apply)(void *ud, const struct rgroup_entry *e);
+	/* Optional: the replica's Raft state changed (RAFT_FOLLOWER, RAFT_CANDIDATE, RAFT_LEADER). */
+	void (*state)(void *ud, int state, uint64_t term);
+	/* The group's log, the node's term-and-vote file and the loop's flusher; all must outlive the group. */
+	struct plog *log;
+	struct rmeta *meta;
+	struct flusher *fl;
+};
+
+struct rgroup_config {
+	uint64_t group_id;            /* non-zero */
+	uint64_t node_id;             /* this replica's server id, non-zero */
+	const char *address;          /* this replica's address (informational for libraft) */
+	unsigned election_timeout_ms; /* default 1000; libraft randomizes it in [1x, 2x) */
+	unsigned heartbeat_timeout_ms; /* default 100 */
+	bool no_pre_vote;             /* pre-vote (dissertation §9.6) is on unless this is set */
+	unsigned seed;                /* for libraft's election timer randomization */
+	unsigned max_inflight_entries; /* un-acknowledged entries per follower and per AppendEntries (default 32) */
+	uint32_t max_pending_entries; /* uncommitted entries the leader accepts before -EAGAIN (default 64) */
+	uint32_t max_entry_bytes;     /* largest payload accepted by rgroup_submit (default 1 MiB) */
+	uint8_t command_type;         /* record type of command entries: RECORD_COMMAND (default) or RECORD_MESSAGES */
+	uint64_t applied_index;       /* entries up to here were already applied by the owner; apply resumes after */
+	/*
+	 * The group's initial configuration, used when the log is empty and the persisted term is at most 1:
+	 * entry 1 becomes a RAFT_CHANGE entry of term 1 holding it. Every replica must be given the same one.
+	 */
+	const struct raft_configuration *bootstrap;
+};
+
+/* What a replica knows, for the owner, metrics and tests. */
+struct rgroup_status {
+	int state;              /* enum raft_state */
+	uint64_t term;
+	uint64_t voted_for;
+	uint64_t leader_id;     /* 0 if unknown */
+	uint64_t commit_index;
+	uint64_t applied_index;
+	uint64_t last_index;    /* last index in the log (written, maybe not durable) */
+	uint64_t durable_index; /* last index whose append completed */
+	uint64_t last_stored;   /* last index reported persisted to libraft */
+	int failed;             /* 0 or the error that stopped the group */
+	uint64_t stale_rejections; /* stale AppendEntries rejections dropped (see rgroup_receive in rgroup.c) */
+};
+
+/* Fills defaults for the optional fields (timeouts, caps, command type). */
+void rgroup_config_default(struct rgroup_config *c);
+
+/*
+ * Opens a replica on its (already opened) plog: reads the term and vote from rmeta and the entries' terms
+ * from the log, bootstraps an empty log if the config says so, and starts libraft (RAFT_START). A log whose
+ * first index is not 1 needs a snapshot to start from and is refused with -ENOTSUP in this phase.
+ * Returns 0 or a negative errno.
+ */
+int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, struct rgroup **out);
+
+/*
+ * Closes the replica. Appends still pending in the plog are left to complete there (their callbacks then
+ * only free their requests), so the plog may be closed after this, never before.
+ */
+void rgroup_close(struct rgroup *g);
+
+/* Feeds a message received from node `from`. Returns 0, -EBADMSG for bytes rmsg rejects, or the failure. */
+int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len);
+
+/* Absolute time (env clock, ms) at which rgroup_tick must be called next. */
+uint64_t rgroup_timeout(const struct rgroup *g);
+
+/* Fires libraft's timer if the clock has reached rgroup_timeout(); otherwise does nothing. */
+int rgroup_tick(struct rgroup *g);
+
+/*
+ * Leader only: appends a command entry holding a copy of payload and replicates it. *index (may be NULL) is
+ * the entry's Raft index; its outcome is known when apply reports that index (with this term) or when
+ * another entry takes the index. Returns 0, -EPERM when this replica is not the leader, -EAGAIN when
+ * max_pending_entries are uncommitted, -EMSGSIZE above max_entry_bytes, or the failure. For a group whose
+ * command type is RECORD_MESSAGES, the caller stamps the batch (plog_stamp) immediately before this call.
+ */
+int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64_t *index);
+
+void rgroup_status(const struct rgroup *g, struct rgroup_status *st);
+
+/* 0, or the error that stopped the group. */
+int rgroup_failed(const struct rgroup *g);
+
+/* Builds a configuration of n voters (ids[i], addresses[i]) for rgroup_config.bootstrap. */
+int rgroup_configuration(struct raft_configuration *conf, size_t n, const uint64_t *ids,
+			 const char *const *addresses);
+
+#endif /* GALGO_RGROUP_H */

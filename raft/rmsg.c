@@ -1,0 +1,296 @@
+/*
+ * rmsg — Raft messages as bytes. See rmsg.h for the behaviour.
+ *
+ * All integers are little-endian. XXH3 means XXH3_64bits() of libxxhash (seed 0).
+ *
+ * Header (64 bytes):
+ *
+ *     off size field
+ *       0    4 magic       0x4d524c47 (bytes "GLRM")
+ *       4    1 version     1
+ *       5    1 type        libraft's enum raft_message_type: 1 AppendEntries, 2 AppendEntriesResult,
+ *                          3 RequestVote, 4 RequestVoteResult, 6 TimeoutNow (5 InstallSnapshot: not yet)
+ *       6    1 flags       bit 0 disrupt_leader, bit 1 pre_vote, bit 2 vote_granted; other bits 0
+ *       7    1 rpc_version the `version` field of the libraft RPC struct, passed through
+ *       8    8 group       Raft group id
+ *      16    8 term        the RPC's term
+ *      24    8 a           per type, below
+ *      32    8 b
+ *      40    8 c
+ *      48    2 features    RequestVoteResult and AppendEntriesResult, else 0
+ *      50    2 capacity    RequestVoteResult and AppendEntriesResult, else 0
+ *      52    4 n_entries   AppendEntries: number of records that follow (≤ 65536), else 0
+ *      56    8 check       XXH3 of bytes 0..56
+ *
+ *   type                  a                b               c              flags used
+ *   AppendEntries         prev_log_index   prev_log_term   leader_commit  -
+ *   AppendEntriesResult   rejected         last_log_index  0              -
+ *   RequestVote           candidate_id     last_log_index  last_log_term  disrupt_leader, pre_vote
+ *   RequestVoteResult     0                0               0              vote_granted, pre_vote
+ *   TimeoutNow            last_log_index   last_log_term   0              -
+ *
+ * Fields a type does not use must be zero. The message is exactly the header followed, for
+ * AppendEntries, by n_entries records: each a 64-byte record envelope and `length` payload bytes
+ * (partition/record.h), the i-th with index prev_log_index + 1 + i.
+ */
+#include "raft/rmsg.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "partition/record.h"
+
+#define F_DISRUPT 1u
+#define F_PRE_VOTE 2u
+#define F_GRANTED 4u
+
+int rmsg_encode_header(uint64_t group, const struct raft_message *m, uint8_t out[RMSG_HEADER_SIZE])
+{
+	uint64_t term = 0, a = 0, b = 0, c = 0;
+	uint8_t flags = 0, rpc_version = 0;
+	uint16_t features = 0, capacity = 0;
+	uint32_t n = 0;
+	switch (m->type) {
+	case RAFT_APPEND_ENTRIES:
+		rpc_version = m->append_entries.version;
+		term = m->append_entries.term;
+		a = m->append_entries.prev_log_index;
+		b = m->append_entries.prev_log_term;
+		c = m->append_entries.leader_commit;
+		n = m->append_entries.n_entries;
+		break;
+	case RAFT_APPEND_ENTRIES_RESULT:
+		rpc_version = m->append_entries_result.version;
+		term = m->append_entries_result.term;
+		a = m->append_entries_result.rejected;
+		b = m->append_entries_result.last_log_index;
+		features = m->append_entries_result.features;
+		capacity = m->append_entries_result.capacity;
+		break;
+	case RAFT_REQUEST_VOTE:
+		rpc_version = m->request_vote.version;
+		term = m->request_vote.term;
+		a = m->request_vote.candidate_id;
+		b = m->request_vote.last_log_index;
+		c = m->request_vote.last_log_term;
+		flags = (uint8_t)((m->request_vote.disrupt_leader ? F_DISRUPT : 0) |
+				  (m->request_vote.pre_vote ? F_PRE_VOTE : 0));
+		break;
+	case RAFT_REQUEST_VOTE_RESULT:
+		rpc_version = m->request_vote_result.version;
+		term = m->request_vote_result.term;
+		flags = (uint8_t)((m->request_vote_result.vote_granted ? F_GRANTED : 0) |
+				  (m->request_vote_result.pre_vote ? F_PRE_VOTE : 0));
+		features = m->request_vote_result.features;
+		capacity = m->request_vote_result.capacity;
+		break;
+	case RAFT_TIMEOUT_NOW:
+		rpc_version = m->timeout_now.version;
+		term = m->timeout_now.term;
+		a = m->timeout_now.last_log_index;
+		b = m->timeout_now.last_log_term;
+		break;
+	case RAFT_INSTALL_SNAPSHOT:
+		return -ENOTSUP;
+	default:
+		return -EINVAL;
+	}
+	if (n > RMSG_MAX_ENTRIES)
+		return -E2BIG;
+	memset(out, 0, RMSG_HEADER_SIZE);
+	record_put32(out, RMSG_MAGIC);
+	out[4] = RMSG_VERSION;
+	out[5] = (uint8_t)m->type;
+	out[6] = flags;
+	out[7] = rpc_version;
+	record_put64(out + 8, group);
+	record_put64(out + 16, term);
+	record_put64(out + 24, a);
+	record_put64(out + 32, b);
+	record_put64(out + 40, c);
+	out[48] = (uint8_t)features;
+	out[49] = (uint8_t)(features >> 8);
+	out[50] = (uint8_t)capacity;
+	out[51] = (uint8_t)(capacity >> 8);
+	record_put32(out + 52, n);
+	record_put64(out + 56, XXH3_64bits(out, 56));
+	return 0;
+}
+
+static int header_check(const uint8_t *p, size_t len)
+{
+	if (len < RMSG_HEADER_SIZE || record_le32(p) != RMSG_MAGIC || p[4] != RMSG_VERSION ||
+	    record_le64(p + 56) != XXH3_64bits(p, 56))
+		return -EBADMSG;
+	return 0;
+}
+
+int rmsg_peek_group(const void *buf, size_t len, uint64_t *group)
+{
+	const uint8_t *p = buf;
+	int rv = header_check(p, len);
+	if (rv == 0)
+		*group = record_le64(p + 8);
+	return rv;
+}
+
+/* Maps a stored record type to a libraft entry type; -1 if it has no place in this group. */
+static int entry_type(uint8_t record_type, uint8_t command_type)
+{
+	if (record_type == command_type)
+		return RAFT_COMMAND;
+	if (record_type == RECORD_BARRIER)
+		return RAFT_BARRIER;
+	if (record_type == RECORD_CHANGE)
+		return RAFT_CHANGE;
+	return -1;
+}
+
+/* Decodes and checks the records of an AppendEntries into one batch (see rmsg_decode). */
+static int decode_entries(const uint8_t *p, size_t len, uint8_t command_type, struct raft_append_entries *ae)
+{
+	uint32_t n = ae->n_entries;
+	/* First pass: check every record and add up the payload bytes. */
+	size_t at = 0, payload = 0;
+	uint64_t prev_term = ae->prev_log_index > 0 ? ae->prev_log_term : 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct record_env env;
+		if (len - at < RECORD_ENVELOPE_SIZE || record_env_decode(p + at, &env) != 0)
+			return -EBADMSG;
+		if (env.length > len - at - RECORD_ENVELOPE_SIZE || env.index != ae->prev_log_index + 1 + i ||
+		    env.term == 0 || env.term < prev_term || env.term > ae->term ||
+		    entry_type(env.type, command_type) < 0 ||
+		    record_payload_verify(&env, p + at + RECORD_ENVELOPE_SIZE, env.length) != 0)
+			return -EBADMSG;
+		prev_term = env.term;
+		payload += env.length;
+		at += RECORD_ENVELOPE_SIZE + env.length;
+	}
+	if (at != len)
+		return -EBADMSG;
+	struct raft_entry *entries = calloc(n, sizeof(*entries));
+	uint8_t *batch = raft_malloc(payload > 0 ? payload : 1);
+	if (entries == NULL || batch == NULL) {
+		free(entries);
+		if (batch != NULL)
+			raft_free(batch);
+		return -ENOMEM;
+	}
+	/* Second pass: copy the payloads into the batch. */
+	at = 0;
+	size_t boff = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct record_env env;
+		(void)record_env_decode(p + at, &env);
+		memcpy(batch + boff, p + at + RECORD_ENVELOPE_SIZE, env.length);
+		entries[i].term = env.term;
+		entries[i].type = (enum raft_entry_type)entry_type(env.type, command_type);
+		entries[i].buf.base = batch + boff;
+		entries[i].buf.len = env.length;
+		entries[i].batch = batch;
+		boff += env.length;
+		at += RECORD_ENVELOPE_SIZE + env.length;
+	}
+	ae->entries = entries;
+	return 0;
+}
+
+int rmsg_decode(const void *buf, size_t len, uint8_t command_type, struct rmsg_decoded *out)
+{
+	const uint8_t *p = buf;
+	memset(out, 0, sizeof(*out));
+	int rv = header_check(p, len);
+	if (rv != 0)
+		return rv;
+	uint8_t type = p[5], flags = p[6], rpc_version = p[7];
+	uint64_t term = record_le64(p + 16), a = record_le64(p + 24), b = record_le64(p + 32),
+		 c = record_le64(p + 40);
+	uint16_t features = (uint16_t)(p[48] | p[49] << 8), capacity = (uint16_t)(p[50] | p[51] << 8);
+	uint32_t n = record_le32(p + 52);
+	struct raft_message *m = &out->msg;
+	out->group = record_le64(p + 8);
+	bool results = type == RAFT_APPEND_ENTRIES_RESULT || type == RAFT_REQUEST_VOTE_RESULT;
+	if ((!results && (features != 0 || capacity != 0)) || (type != RAFT_APPEND_ENTRIES && n != 0) ||
+	    (len != RMSG_HEADER_SIZE && type != RAFT_APPEND_ENTRIES))
+		return -EBADMSG;
+	switch (type) {
+	case RAFT_APPEND_ENTRIES:
+		if (flags != 0 || n > RMSG_MAX_ENTRIES || (a == 0 && b != 0))
+			return -EBADMSG;
+		m->type = RAFT_APPEND_ENTRIES;
+		m->append_entries.version = rpc_version;
+		m->append_entries.term = term;
+		m->append_entries.prev_log_index = a;
+		m->append_entries.prev_log_term = b;
+		m->append_entries.leader_commit = c;
+		m->append_entries.n_entries = n;
+		m->append_entries.entries = NULL;
+		if (n == 0)
+			return len == RMSG_HEADER_SIZE ? 0 : -EBADMSG;
+		return decode_entries(p + RMSG_HEADER_SIZE, len - RMSG_HEADER_SIZE, command_type, &m->append_entries);
+	case RAFT_APPEND_ENTRIES_RESULT:
+		if (flags != 0 || c != 0)
+			return -EBADMSG;
+		m->type = RAFT_APPEND_ENTRIES_RESULT;
+		m->append_entries_result.version = rpc_version;
+		m->append_entries_result.term = term;
+		m->append_entries_result.rejected = a;
+		m->append_entries_result.last_log_index = b;
+		m->append_entries_result.features = features;
+		m->append_entries_result.capacity = capacity;
+		return 0;
+	case RAFT_REQUEST_VOTE:
+		if ((flags & ~(F_DISRUPT | F_PRE_VOTE)) != 0)
+			return -EBADMSG;
+		m->type = RAFT_REQUEST_VOTE;
+		m->request_vote.version = rpc_version;
+		m->request_vote.term = term;
+		m->request_vote.candidate_id = a;
+		m->request_vote.last_log_index = b;
+		m->request_vote.last_log_term = c;
+		m->request_vote.disrupt_leader = (flags & F_DISRUPT) != 0;
+		m->request_vote.pre_vote = (flags & F_PRE_VOTE) != 0;
+		return 0;
+	case RAFT_REQUEST_VOTE_RESULT:
+		if ((flags & ~(F_GRANTED | F_PRE_VOTE)) != 0 || a != 0 || b != 0 || c != 0)
+			return -EBADMSG;
+		m->type = RAFT_REQUEST_VOTE_RESULT;
+		m->request_vote_result.version = rpc_version;
+		m->request_vote_result.term = term;
+		m->request_vote_result.vote_granted = (flags & F_GRANTED) != 0;
+		m->request_vote_result.pre_vote = (flags & F_PRE_VOTE) != 0;
+		m->request_vote_result.features = features;
+		m->request_vote_result.capacity = capacity;
+		return 0;
+	case RAFT_TIMEOUT_NOW:
+		if (flags != 0 || c != 0)
+			return -EBADMSG;
+		m->type = RAFT_TIMEOUT_NOW;
+		m->timeout_now.version = rpc_version;
+		m->timeout_now.term = term;
+		m->timeout_now.last_log_index = a;
+		m->timeout_now.last_log_term = b;
+		return 0;
+	default:
+		return -EBADMSG;
+	}
+}
+
+void rmsg_release(struct rmsg_decoded *d)
+{
+	if (d->msg.type == RAFT_APPEND_ENTRIES) {
+		free(d->msg.append_entries.entries);
+		d->msg.append_entries.entries = NULL;
+	}
+}
+
+void rmsg_discard(struct rmsg_decoded *d)
+{
+	if (d->msg.type == RAFT_APPEND_ENTRIES && d->msg.append_entries.entries != NULL &&
+	    d->msg.append_entries.n_entries > 0)
+		raft_free(d->msg.append_entries.entries[0].batch);
+	rmsg_release(d);
+}

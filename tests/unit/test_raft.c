@@ -1,0 +1,1264 @@
+/*
+ * Tests of raft/rgroup on a simulated cluster: 3 or 5 replicas of one group, each with its own simulated
+ * disk (pio_sim, flusher inline), plog, rmeta and libuv loop, connected by a simulated network (a queue of
+ * messages with random delays, drops and partitions), all driven by one virtual clock stepped event by
+ * event. Everything is deterministic for a seed.
+ *
+ * The invariants of the Raft dissertation (Figure 3.2) are checked as the schedule runs and at its end:
+ *   - Election Safety: at most one leader per term (checked at every state change);
+ *   - Leader Completeness: a replica that becomes leader of term T holds every entry committed by a leader
+ *     of a term below T (checked at every election);
+ *   - State Machine Safety: no two replicas apply different entries at one index (checked at every apply),
+ *     and each applies indexes in order without gaps;
+ *   - Log Matching: two logs holding an entry with the same index and term are identical up to it (checked
+ *     periodically), and after healing every log is the same (same index -> same term and payload);
+ *   - durability: every committed entry is durable on a majority (checked whenever every replica is up);
+ *   - the client's values: each accepted value ends up committed exactly once (values whose entry was
+ *     overwritten are resubmitted, which is safe because the outcome is then known).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include <xxhash.h>
+
+#include "partition/piosim.h"
+#include "partition/plog.h"
+#include "partition/record.h"
+#include "raft/rgroup.h"
+#include "raft/rmeta.h"
+
+#define MAXN 5
+#define GROUP 7
+#define ELECTION_MS 200
+#define HEARTBEAT_MS 20
+
+/* Fails the test with the schedule's seed in the message. */
+static unsigned long long cur_seed;
+#define CHECK(cond, ...)                                                                                    \
+	do {                                                                                                \
+		if (!(cond)) {                                                                              \
+			char m_[512];                                                                       \
+			snprintf(m_, sizeof(m_), __VA_ARGS__);                                              \
+			cr_assert_fail("seed %llu: %s (%s)", cur_seed, m_, #cond);                          \
+		}                                                                                           \
+	} while (0)
+
+enum { EV_MSG, EV_DISK, EV_CLIENT, EV_POWEROFF };
+
+struct event {
+	uint64_t time, seq;
+	int kind;
+	int node;      /* destination or subject, 1-based */
+	int from;
+	uint32_t inc;  /* incarnation of the subject node the event belongs to (disk, power-off) */
+	uint8_t *buf;
+	size_t len;
+};
+
+struct sim;
+
+/*
+ * Each node's disk is a pio_sim behind a thin wrapper that can fail the writes of the term-and-vote file
+ * (every other call goes straight through).
+ */
+struct pio_file {
+	struct pio_file *inner;
+	bool meta;
+};
+
+struct fpio {
+	struct pio base;
+	struct pio *inner;
+	bool fail_meta;   /* fail every write of raft.meta with EIO */
+	bool meta_failed; /* such a write was refused */
+};
+
+struct node {
+	struct sim *s;
+	int id;
+	bool up;
+	uint32_t inc;
+	uv_loop_t loop;
+	struct flusher *fl;
+	struct fpio fpio;
+	struct pio *pio;  /* the simulated disk under fpio */
+	unsigned disk_max; /* this disk's flush latency is 1..disk_max ms */
+	uint64_t sent;    /* messages sent */
+	uint64_t last_before_stop;
+	struct plog *log;
+	struct rmeta *meta;
+	struct rgroup *g;
+	bool disk_pending;
+	uint64_t applied;
+};
+
+/* A client value: 0 not (or no longer) submitted, 1 submitted with unknown outcome, 2 committed. */
+struct value {
+	int st;
+	uint64_t index, term;
+};
+
+struct committed {
+	bool set;
+	uint64_t term, sum, value, commit_term;
+};
+
+struct sim {
+	int n;
+	struct node nodes[MAXN + 1];
+	uint64_t now, seq, rng;
+	struct event *heap;
+	size_t n_heap, cap_heap;
+	bool cut[MAXN + 1][MAXN + 1];
+	unsigned drop_pct;
+	unsigned net_min, net_max;
+	struct raft_configuration conf;
+	/* What is known committed, by index. */
+	struct committed *com;
+	size_t cap_com;
+	uint64_t max_com;
+	/* Leader of each term. */
+	int *leader_of;
+	size_t cap_leader;
+	/* Client. */
+	struct value *vals;
+	uint32_t n_vals, cursor;
+	unsigned client_period;
+	bool client_on;
+	uint64_t fillers;
+	/* Entries (index, term) submitted while a test watches (the split scenario). */
+	bool record_subs;
+	uint64_t subs[512][2];
+	size_t n_subs;
+	int subs_to;
+	/* Stats. */
+	uint64_t events, elections, restarts, lost_tails;
+};
+
+/* Deterministic randomness: splitmix64. */
+static uint64_t rnd(struct sim *s)
+{
+	uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rnd_in(struct sim *s, uint64_t lo, uint64_t hi)
+{
+	return lo + rnd(s) % (hi - lo + 1);
+}
+
+/* The event queue: a binary heap ordered by (time, seq). */
+static bool ev_less(const struct event *a, const struct event *b)
+{
+	return a->time < b->time || (a->time == b->time && a->seq < b->seq);
+}
+
+static void push(struct sim *s, struct event e)
+{
+	if (s->n_heap == s->cap_heap) {
+		s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 256;
+		s->heap = realloc(s->heap, s->cap_heap * sizeof(*s->heap));
+		cr_assert_not_null(s->heap);
+	}
+	e.seq = s->seq++;
+	size_t i = s->n_heap++;
+	while (i > 0 && ev_less(&e, &s->heap[(i - 1) / 2])) {
+		s->heap[i] = s->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	s->heap[i] = e;
+}
+
+static struct event pop(struct sim *s)
+{
+	struct event top = s->heap[0];
+	struct event last = s->heap[--s->n_heap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= s->n_heap)
+			break;
+		if (c + 1 < s->n_heap && ev_less(&s->heap[c + 1], &s->heap[c]))
+			c++;
+		if (!ev_less(&s->heap[c], &last))
+			break;
+		s->heap[i] = s->heap[c];
+		i = c;
+	}
+	if (s->n_heap > 0)
+		s->heap[i] = last;
+	return top;
+}
+
+/* Committed-entry bookkeeping. */
+
+static struct committed *com_at(struct sim *s, uint64_t index)
+{
+	if (index >= s->cap_com) {
+		size_t cap = s->cap_com ? s->cap_com : 256;
+		while (cap <= index)
+			cap *= 2;
+		s->com = realloc(s->com, cap * sizeof(*s->com));
+		cr_assert_not_null(s->com);
+		memset(s->com + s->cap_com, 0, (cap - s->cap_com) * sizeof(*s->com));
+		s->cap_com = cap;
+	}
+	return &s->com[index];
+}
+
+static uint64_t payload_value(uint8_t type, const void *payload, uint32_t len)
+{
+	if (type != RECORD_COMMAND || len < 8)
+		return 0;
+	return record_le64(payload);
+}
+
+/* Environment callbacks. */
+
+static uint64_t env_now(void *ud)
+{
+	struct node *n = ud;
+	return n->s->now;
+}
+
+static int env_send(void *ud, uint64_t to, const void *buf, size_t len)
+{
+	struct node *n = ud;
+	struct sim *s = n->s;
+	CHECK(to >= 1 && to <= (uint64_t)s->n && to != (uint64_t)n->id, "send to %llu", (unsigned long long)to);
+	/* Nothing leaves a replica whose term or vote could not be made durable. */
+	CHECK(!n->fpio.meta_failed, "node %d sends after a failed term/vote write", n->id);
+	n->sent++;
+	if (s->cut[n->id][to] || rnd_in(s, 1, 100) <= s->drop_pct)
+		return 0;
+	uint8_t *copy = malloc(len);
+	cr_assert_not_null(copy);
+	memcpy(copy, buf, len);
+	struct event e = {.time = s->now + rnd_in(s, s->net_min, s->net_max), .kind = EV_MSG, .node = (int)to,
+			  .from = n->id, .buf = copy, .len = len};
+	push(s, e);
+	return 0;
+}
+
+static void env_apply(void *ud, const struct rgroup_entry *e)
+{
+	struct node *n = ud;
+	struct sim *s = n->s;
+	CHECK(e->index == n->applied + 1, "node %d applied %llu after %llu", n->id, (unsigned long long)e->index,
+	      (unsigned long long)n->applied);
+	n->applied = e->index;
+	uint64_t sum = XXH3_64bits(e->payload, e->length);
+	/*
+	 * The applier's term bounds the term of the leader that committed the entry (that leader applies it
+	 * first, in its own term). During rgroup_open only the bootstrap entry is applied, committed by
+	 * construction before any leader.
+	 */
+	uint64_t term = e->term;
+	if (n->g != NULL) {
+		struct rgroup_status st;
+		rgroup_status(n->g, &st);
+		term = st.term;
+	}
+	struct committed *c = com_at(s, e->index);
+	if (c->set) {
+		/* State Machine Safety: one entry per index, whoever applies it. */
+		CHECK(c->term == e->term && c->sum == sum, "node %d applies %llu^%llu, but %llu^%llu was committed",
+		      n->id, (unsigned long long)e->index, (unsigned long long)e->term, (unsigned long long)e->index,
+		      (unsigned long long)c->term);
+		if (term < c->commit_term)
+			c->commit_term = term;
+	} else {
+		*c = (struct committed){true, e->term, sum, payload_value(e->type, e->payload, e->length), term};
+		if (e->index > s->max_com)
+			s->max_com = e->index;
+	}
+}
+
+/* Reads a node's whole log: term, payload checksum and value per index (arrays of last + 1). */
+static uint64_t read_log(struct node *n, uint64_t **terms, uint64_t **sums, uint64_t **values)
+{
+	uint64_t last = plog_last_index(n->log);
+	*terms = calloc(last + 1, sizeof(uint64_t));
+	*sums = calloc(last + 1, sizeof(uint64_t));
+	*values = calloc(last + 1, sizeof(uint64_t));
+	for (uint64_t from = 1; from <= last;) {
+		struct plog_slice sl;
+		uint32_t k;
+		cr_assert_eq(plog_read_records(n->log, from, last, 1 << 20, &sl, &k), 0);
+		uint8_t *buf = malloc(sl.bytes + 1);
+		cr_assert_eq(plog_slice_copy(&sl, buf), 0);
+		size_t at = 0;
+		for (uint32_t i = 0; i < k; i++) {
+			struct record_env env;
+			cr_assert_eq(record_env_decode(buf + at, &env), 0);
+			cr_assert_eq(env.index, from + i);
+			(*terms)[env.index] = env.term;
+			(*sums)[env.index] = XXH3_64bits(buf + at + 64, env.length);
+			(*values)[env.index] = payload_value(env.type, buf + at + 64, env.length);
+			at += 64 + env.length;
+		}
+		free(buf);
+		plog_slice_release(&sl);
+		from += k;
+	}
+	return last;
+}
+
+static void free_log(uint64_t *t, uint64_t *su, uint64_t *v)
+{
+	free(t);
+	free(su);
+	free(v);
+}
+
+static void env_state(void *ud, int state, uint64_t term)
+{
+	struct node *n = ud;
+	struct sim *s = n->s;
+	if (state != RAFT_LEADER)
+		return;
+	s->elections++;
+	/* Election Safety: at most one leader per term. */
+	if (term >= s->cap_leader) {
+		size_t cap = s->cap_leader ? s->cap_leader : 64;
+		while (cap <= term)
+			cap *= 2;
+		s->leader_of = realloc(s->leader_of, cap * sizeof(int));
+		memset(s->leader_of + s->cap_leader, 0, (cap - s->cap_leader) * sizeof(int));
+		s->cap_leader = cap;
+	}
+	CHECK(s->leader_of[term] == 0 || s->leader_of[term] == n->id, "term %llu has leaders %d and %d",
+	      (unsigned long long)term, s->leader_of[term], n->id);
+	s->leader_of[term] = n->id;
+	/* Leader Completeness: every entry committed in an earlier term is in the new leader's log. */
+	uint64_t *t, *su, *v;
+	uint64_t last = read_log(n, &t, &su, &v);
+	for (uint64_t i = 1; i <= s->max_com; i++) {
+		const struct committed *c = &s->com[i];
+		if (!c->set || c->commit_term >= term)
+			continue;
+		CHECK(i <= last && t[i] == c->term && su[i] == c->sum,
+		      "new leader %d of term %llu lacks committed entry %llu^%llu", n->id, (unsigned long long)term,
+		      (unsigned long long)i, (unsigned long long)c->term);
+	}
+	free_log(t, su, v);
+}
+
+/* The wrapping pio. */
+
+static struct fpio *fp(struct pio *p)
+{
+	return (struct fpio *)p;
+}
+
+static int f_open(struct pio *p, const char *path, int flags, struct pio_file **out)
+{
+	struct pio_file *f = calloc(1, sizeof(*f));
+	cr_assert_not_null(f);
+	int rv = pio_open(fp(p)->inner, path, flags, &f->inner);
+	if (rv != 0) {
+		free(f);
+		return rv;
+	}
+	f->meta = strstr(path, RMETA_FILE) != NULL;
+	*out = f;
+	return 0;
+}
+
+static void f_close(struct pio *p, struct pio_file *f)
+{
+	pio_close(fp(p)->inner, f->inner);
+	free(f);
+}
+
+static int f_pwritev(struct pio *p, struct pio_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	if (f->meta && fp(p)->fail_meta) {
+		fp(p)->meta_failed = true;
+		return -EIO;
+	}
+	return pio_pwritev(fp(p)->inner, f->inner, iov, n, off);
+}
+
+static ssize_t f_pread(struct pio *p, struct pio_file *f, void *buf, size_t len, uint64_t off)
+{
+	return pio_pread(fp(p)->inner, f->inner, buf, len, off);
+}
+
+static int f_datasync(struct pio *p, struct pio_file *f)
+{
+	return pio_datasync(fp(p)->inner, f->inner);
+}
+
+static int f_truncate(struct pio *p, struct pio_file *f, uint64_t size)
+{
+	return pio_truncate(fp(p)->inner, f->inner, size);
+}
+
+static int f_size(struct pio *p, struct pio_file *f, uint64_t *out)
+{
+	return pio_size(fp(p)->inner, f->inner, out);
+}
+
+static int f_fd(struct pio *p, struct pio_file *f)
+{
+	return pio_fd(fp(p)->inner, f->inner);
+}
+
+static int f_rename(struct pio *p, const char *from, const char *to)
+{
+	return pio_rename(fp(p)->inner, from, to);
+}
+
+static int f_unlink(struct pio *p, const char *path)
+{
+	return pio_unlink(fp(p)->inner, path);
+}
+
+static int f_mkdir(struct pio *p, const char *path)
+{
+	return pio_mkdir(fp(p)->inner, path);
+}
+
+static int f_rmdir(struct pio *p, const char *path)
+{
+	return pio_rmdir(fp(p)->inner, path);
+}
+
+static int f_syncdir(struct pio *p, const char *path)
+{
+	return pio_syncdir(fp(p)->inner, path);
+}
+
+static int f_list(struct pio *p, const char *dir, char ***names, size_t *count)
+{
+	return pio_list(fp(p)->inner, dir, names, count);
+}
+
+static void f_destroy(struct pio *p)
+{
+	(void)p;
+}
+
+static const struct pio_ops fpio_ops = {f_open,	  f_close, f_pwritev, f_pread, f_datasync,
+					f_truncate, f_size,  f_fd,      f_rename, f_unlink,
+					f_mkdir,    f_rmdir, f_syncdir, f_list,   f_destroy};
+
+static void fpio_init(struct fpio *f, struct pio *inner)
+{
+	memset(f, 0, sizeof(*f));
+	f->base.ops = &fpio_ops;
+	f->inner = inner;
+}
+
+/* Nodes. */
+
+static uint64_t plog_clock(void *ud)
+{
+	struct node *n = ud;
+	return 1700000000000000ull + n->s->now * 1000;
+}
+
+static void schedule_disk(struct node *n)
+{
+	struct sim *s = n->s;
+	if (!n->up || n->disk_pending || plog_durable_index(n->log) >= plog_last_index(n->log))
+		return;
+	n->disk_pending = true;
+	struct event e = {.time = s->now + rnd_in(s, 1, n->disk_max), .kind = EV_DISK, .node = n->id,
+			  .inc = n->inc};
+	push(s, e);
+}
+
+static void node_start(struct sim *s, int id)
+{
+	struct node *n = &s->nodes[id];
+	cr_assert(!n->up);
+	cr_assert_eq(uv_loop_init(&n->loop), 0);
+	cr_assert_eq(flusher_new(&n->loop, true, &n->fl), 0);
+	struct plog_opts o;
+	plog_opts_default(&o);
+	o.segment_size = 16384;
+	o.index_interval = 512;
+	o.clock_us = plog_clock;
+	o.clock_ud = n;
+	cr_assert_eq(plog_open(&n->fpio.base, n->fl, "group", &o, NULL, &n->log), 0);
+	cr_assert_eq(rmeta_open(&n->fpio.base, "meta", &n->meta), 0);
+	if (n->inc > 0) {
+		s->restarts++;
+		s->lost_tails += plog_last_index(n->log) < n->last_before_stop;
+	}
+	struct rgroup_config c;
+	rgroup_config_default(&c);
+	c.group_id = GROUP;
+	c.node_id = (uint64_t)id;
+	c.address = "sim";
+	c.election_timeout_ms = ELECTION_MS;
+	c.heartbeat_timeout_ms = HEARTBEAT_MS;
+	c.seed = (unsigned)(rnd(s) | 1);
+	c.max_pending_entries = 32;
+	c.max_inflight_entries = 8;
+	c.bootstrap = &s->conf;
+	struct rgroup_env env = {.ud = n, .now_ms = env_now, .send = env_send, .apply = env_apply,
+				 .state = env_state, .log = n->log, .meta = n->meta, .fl = n->fl};
+	n->applied = 0;
+	n->up = true;
+	n->disk_pending = false;
+	int rv = rgroup_open(&c, &env, &n->g);
+	CHECK(rv == 0, "rgroup_open on node %d: %d", id, rv);
+	schedule_disk(n);
+}
+
+/* Stops a node. crash: the disk dies first, then loses power (tear: see pio_sim_power_loss). */
+static void node_stop(struct sim *s, int id, bool crash, uint32_t tear)
+{
+	struct node *n = &s->nodes[id];
+	if (!n->up)
+		return;
+	if (crash)
+		pio_sim_crash_after(n->pio, 0);
+	n->last_before_stop = plog_last_index(n->log);
+	rgroup_close(n->g);
+	n->g = NULL;
+	int rv = plog_close(n->log);
+	cr_assert(crash || rv == 0);
+	n->log = NULL;
+	rmeta_close(n->meta);
+	n->meta = NULL;
+	flusher_close(n->fl);
+	n->fl = NULL;
+	uv_run(&n->loop, UV_RUN_NOWAIT);
+	cr_assert_eq(uv_loop_close(&n->loop), 0);
+	if (crash)
+		cr_assert_eq(pio_sim_power_loss(n->pio, tear), 0);
+	n->up = false;
+	n->inc++;
+}
+
+static bool alive(const struct node *n)
+{
+	return n->up && rgroup_failed(n->g) == 0;
+}
+
+/* The node a client talks to: the live leader with the highest term (0 if none). */
+static int leader(struct sim *s)
+{
+	int best = 0;
+	uint64_t best_term = 0;
+	for (int i = 1; i <= s->n; i++) {
+		struct node *n = &s->nodes[i];
+		if (!alive(n))
+			continue;
+		struct rgroup_status st;
+		rgroup_status(n->g, &st);
+		if (st.state == RAFT_LEADER && st.term > best_term) {
+			best = i;
+			best_term = st.term;
+		}
+	}
+	return best;
+}
+
+/* Client. */
+
+/* Settles the outcome of submitted values whose index is now known committed. */
+static void resolve_values(struct sim *s)
+{
+	for (uint32_t v = 1; v <= s->n_vals; v++) {
+		struct value *x = &s->vals[v];
+		if (x->st != 1 || x->index > s->max_com || !s->com[x->index].set)
+			continue;
+		const struct committed *c = &s->com[x->index];
+		if (c->term == x->term) {
+			CHECK(c->value == v, "index %llu term %llu holds value %llu, not %u", (unsigned long long)x->index,
+			      (unsigned long long)x->term, (unsigned long long)c->value, v);
+			x->st = 2;
+		} else {
+			x->st = 0; /* another entry took its index: it was not committed, submit it again */
+			if (v < s->cursor)
+				s->cursor = v;
+		}
+	}
+}
+
+static bool values_done(struct sim *s)
+{
+	for (uint32_t v = 1; v <= s->n_vals; v++)
+		if (s->vals[v].st != 2)
+			return false;
+	return true;
+}
+
+static void client_submit(struct sim *s)
+{
+	resolve_values(s);
+	int l = leader(s);
+	if (l == 0)
+		return;
+	while (s->cursor <= s->n_vals && s->vals[s->cursor].st != 0)
+		s->cursor++;
+	uint32_t v = s->cursor <= s->n_vals ? s->cursor : 0;
+	if (v == 0) {
+		bool unknown = false;
+		for (uint32_t i = 1; i <= s->n_vals && !unknown; i++)
+			unknown = s->vals[i].st == 1;
+		if (!unknown)
+			return;
+	}
+	uint8_t payload[256];
+	uint32_t len = 16 + (uint32_t)rnd_in(s, 0, 200);
+	record_put64(payload, v);
+	record_put64(payload + 8, v == 0 ? ++s->fillers : 0);
+	for (uint32_t i = 16; i < len; i++)
+		payload[i] = (uint8_t)(v * 31 + i);
+	struct node *n = &s->nodes[l];
+	uint64_t index;
+	int rv = rgroup_submit(n->g, payload, len, &index);
+	if (rv == -EAGAIN || rv == -EPERM || (rv != 0 && rgroup_failed(n->g) == rv))
+		return; /* not (or no longer) the leader, too much in flight, or its disk is dying */
+	CHECK(rv == 0, "submit on node %d: %d", l, rv);
+	struct rgroup_status st;
+	rgroup_status(n->g, &st);
+	if (v != 0)
+		s->vals[v] = (struct value){1, index, st.term};
+	if (s->record_subs && l == s->subs_to && s->n_subs < 512) {
+		s->subs[s->n_subs][0] = index;
+		s->subs[s->n_subs][1] = st.term;
+		s->n_subs++;
+	}
+	schedule_disk(n);
+}
+
+/* The event loop. */
+
+/* With RAFT_SIM_TRACE set, prints every delivered message (for debugging one seed). */
+static void trace_msg(struct sim *s, const struct event *e)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("RAFT_SIM_TRACE") != NULL;
+	if (!on)
+		return;
+	const uint8_t *p = e->buf;
+	fprintf(stderr, "t=%llu %d->%d type %u term %llu a %llu b %llu c %llu n %u flags %u\n",
+		(unsigned long long)s->now, e->from, e->node, p[5], (unsigned long long)record_le64(p + 16),
+		(unsigned long long)record_le64(p + 24), (unsigned long long)record_le64(p + 32),
+		(unsigned long long)record_le64(p + 40), record_le32(p + 52), p[6]);
+}
+
+static void deliver(struct sim *s, struct event *e)
+{
+	struct node *n = &s->nodes[e->node];
+	if (alive(n) && !s->cut[e->from][e->node]) {
+		trace_msg(s, e);
+		int rv = rgroup_receive(n->g, (uint64_t)e->from, e->buf, e->len);
+		CHECK(rv == 0 || rgroup_failed(n->g) != 0, "receive on node %d: %d", n->id, rv);
+		schedule_disk(n);
+	}
+	free(e->buf);
+}
+
+/* Runs events and timers up to virtual time `until`. */
+static void run_until(struct sim *s, uint64_t until)
+{
+	for (;;) {
+		uint64_t t_ev = s->n_heap > 0 ? s->heap[0].time : UINT64_MAX;
+		uint64_t t_tm = UINT64_MAX;
+		int tn = 0;
+		for (int i = 1; i <= s->n; i++) {
+			struct node *n = &s->nodes[i];
+			if (!alive(n))
+				continue;
+			uint64_t t = rgroup_timeout(n->g);
+			if (t < t_tm) {
+				t_tm = t;
+				tn = i;
+			}
+		}
+		uint64_t next = t_ev < t_tm ? t_ev : t_tm;
+		if (next > until) {
+			s->now = until;
+			return;
+		}
+		if (next > s->now)
+			s->now = next;
+		s->events++;
+		CHECK(s->events < 20000000, "runaway schedule");
+		if (t_tm <= t_ev) {
+			struct node *n = &s->nodes[tn];
+			int rv = rgroup_tick(n->g);
+			CHECK(rv == 0 || rgroup_failed(n->g) != 0, "tick on node %d: %d", tn, rv);
+			CHECK(rgroup_failed(n->g) != 0 || rgroup_timeout(n->g) > s->now, "timer of node %d stuck", tn);
+			schedule_disk(n);
+			continue;
+		}
+		struct event e = pop(s);
+		struct node *n = &s->nodes[e.node];
+		switch (e.kind) {
+		case EV_MSG:
+			deliver(s, &e);
+			break;
+		case EV_DISK:
+			if (n->up && e.inc == n->inc) {
+				n->disk_pending = false;
+				flusher_drain(n->fl);
+				schedule_disk(n);
+			}
+			break;
+		case EV_CLIENT:
+			if (s->client_on) {
+				client_submit(s);
+				push(s, (struct event){.time = s->now + s->client_period, .kind = EV_CLIENT});
+			}
+			break;
+		case EV_POWEROFF:
+			if (n->up && e.inc == n->inc)
+				node_stop(s, n->id, true, (uint32_t)e.len);
+			break;
+		}
+	}
+}
+
+/* Checks. */
+
+/* Log Matching (Figure 3.2) between every two live logs. */
+static void check_log_matching(struct sim *s)
+{
+	uint64_t *t[MAXN + 1] = {0}, *su[MAXN + 1] = {0}, *v[MAXN + 1] = {0}, last[MAXN + 1] = {0};
+	for (int i = 1; i <= s->n; i++)
+		if (s->nodes[i].up)
+			last[i] = read_log(&s->nodes[i], &t[i], &su[i], &v[i]);
+	for (int a = 1; a <= s->n; a++)
+		for (int b = a + 1; b <= s->n; b++) {
+			if (!s->nodes[a].up || !s->nodes[b].up)
+				continue;
+			uint64_t m = last[a] < last[b] ? last[a] : last[b];
+			uint64_t k = 0;
+			for (uint64_t i = m; i >= 1 && k == 0; i--)
+				if (t[a][i] == t[b][i])
+					k = i;
+			for (uint64_t i = 1; i <= k; i++)
+				CHECK(t[a][i] == t[b][i] && su[a][i] == su[b][i],
+				      "logs of %d and %d match at %llu but differ at %llu", a, b, (unsigned long long)k,
+				      (unsigned long long)i);
+		}
+	for (int i = 1; i <= s->n; i++)
+		if (s->nodes[i].up)
+			free_log(t[i], su[i], v[i]);
+}
+
+/* Every committed entry is durable on a majority (meaningful when every node is up). */
+static void check_durable_majority(struct sim *s)
+{
+	uint64_t *t[MAXN + 1] = {0}, *su[MAXN + 1] = {0}, *v[MAXN + 1] = {0}, last[MAXN + 1] = {0};
+	for (int i = 1; i <= s->n; i++) {
+		cr_assert(s->nodes[i].up);
+		last[i] = read_log(&s->nodes[i], &t[i], &su[i], &v[i]);
+	}
+	for (uint64_t x = 1; x <= s->max_com; x++) {
+		const struct committed *c = &s->com[x];
+		if (!c->set)
+			continue;
+		int count = 0;
+		for (int i = 1; i <= s->n; i++)
+			if (x <= last[i] && x <= plog_durable_index(s->nodes[i].log) && t[i][x] == c->term &&
+			    su[i][x] == c->sum)
+				count++;
+		CHECK(count > s->n / 2, "committed entry %llu^%llu durable on %d of %d", (unsigned long long)x,
+		      (unsigned long long)c->term, count, s->n);
+	}
+	for (int i = 1; i <= s->n; i++)
+		free_log(t[i], su[i], v[i]);
+}
+
+static bool converged(struct sim *s)
+{
+	uint64_t last = 0;
+	for (int i = 1; i <= s->n; i++) {
+		struct node *n = &s->nodes[i];
+		if (!alive(n))
+			return false;
+		struct rgroup_status st;
+		rgroup_status(n->g, &st);
+		if (i == 1)
+			last = st.last_index;
+		if (st.last_index != last || st.commit_index != last || st.applied_index != last ||
+		    st.durable_index != last)
+			return false;
+	}
+	return leader(s) != 0;
+}
+
+/* Heals everything, runs until every value is committed and all logs agree, then checks them. */
+static void finish(struct sim *s, uint64_t budget_ms)
+{
+	memset(s->cut, 0, sizeof(s->cut));
+	s->drop_pct = 0;
+	uint64_t deadline = s->now + budget_ms;
+	while (s->now < deadline) {
+		/* Nodes that are down, or whose dying disk stopped their group, are (re)started from their disks. */
+		for (int i = 1; i <= s->n; i++) {
+			if (s->nodes[i].up && !alive(&s->nodes[i]))
+				node_stop(s, i, true, 0);
+			if (!s->nodes[i].up)
+				node_start(s, i);
+		}
+		run_until(s, s->now + 50);
+		resolve_values(s);
+		if (values_done(s) && converged(s))
+			break;
+	}
+	if (!(values_done(s) && converged(s)))
+		for (int i = 1; i <= s->n; i++) {
+			struct node *n = &s->nodes[i];
+			if (!n->up) {
+				fprintf(stderr, "node %d down\n", i);
+				continue;
+			}
+			struct rgroup_status st;
+			rgroup_status(n->g, &st);
+			fprintf(stderr,
+				"node %d: state %d term %llu leader %llu commit %llu applied %llu last %llu durable %llu "
+				"stored %llu failed %d plog durable %llu\n",
+				i, st.state, (unsigned long long)st.term, (unsigned long long)st.leader_id,
+				(unsigned long long)st.commit_index, (unsigned long long)st.applied_index,
+				(unsigned long long)st.last_index, (unsigned long long)st.durable_index,
+				(unsigned long long)st.last_stored, st.failed,
+				(unsigned long long)plog_durable_index(n->log));
+		}
+	CHECK(values_done(s) && converged(s), "no convergence by t=%llu (leader %d)", (unsigned long long)s->now,
+	      leader(s));
+	check_durable_majority(s);
+	/* Every log is the same, holds every committed entry, and every value exactly once. */
+	uint64_t *t[MAXN + 1], *su[MAXN + 1], *v[MAXN + 1], last[MAXN + 1];
+	for (int i = 1; i <= s->n; i++)
+		last[i] = read_log(&s->nodes[i], &t[i], &su[i], &v[i]);
+	uint32_t *seen = calloc(s->n_vals + 1, sizeof(uint32_t));
+	CHECK(last[1] >= s->max_com, "the log ends at %llu below committed entry %llu", (unsigned long long)last[1],
+	      (unsigned long long)s->max_com);
+	for (int i = 1; i <= s->n; i++) {
+		CHECK(last[i] == last[1], "node %d has %llu entries, node 1 %llu", i, (unsigned long long)last[i],
+		      (unsigned long long)last[1]);
+		for (uint64_t x = 1; x <= last[1]; x++) {
+			CHECK(t[i][x] == t[1][x] && su[i][x] == su[1][x], "node %d differs from node 1 at %llu", i,
+			      (unsigned long long)x);
+			const struct committed *c = &s->com[x];
+			CHECK(x <= s->max_com && c->set && c->term == t[i][x] && c->sum == su[i][x],
+			      "entry %llu not as committed", (unsigned long long)x);
+		}
+	}
+	for (uint64_t x = 1; x <= last[1]; x++)
+		if (v[1][x] != 0) {
+			CHECK(v[1][x] <= s->n_vals, "unknown value %llu", (unsigned long long)v[1][x]);
+			seen[v[1][x]]++;
+		}
+	for (uint32_t x = 1; x <= s->n_vals; x++)
+		CHECK(seen[x] == 1, "value %u is in the log %u times", x, seen[x]);
+	free(seen);
+	for (int i = 1; i <= s->n; i++)
+		free_log(t[i], su[i], v[i]);
+}
+
+/* Setup and teardown of one schedule. */
+
+/* A new cluster of n nodes for schedule `seed`, or NULL when RAFT_SIM_SEED asks for another schedule. */
+static struct sim *sim_new(int n, unsigned long long seed)
+{
+	const char *only = getenv("RAFT_SIM_SEED");
+	if (only != NULL && strtoull(only, NULL, 10) != seed)
+		return NULL;
+	cur_seed = seed;
+	struct sim *s = calloc(1, sizeof(*s));
+	cr_assert_not_null(s);
+	s->n = n;
+	s->rng = seed * 0x2545f4914f6cdd1dull + 1;
+	s->now = 1000;
+	s->net_min = 1;
+	/* Some schedules have slow networks, some slow disks (a leader may commit before its own flush). */
+	s->net_max = rnd_in(s, 0, 3) == 0 ? 30 : 8;
+	s->client_period = 4;
+	uint64_t ids[MAXN];
+	for (int i = 0; i < n; i++)
+		ids[i] = (uint64_t)i + 1;
+	cr_assert_eq(rgroup_configuration(&s->conf, (size_t)n, ids, NULL), 0);
+	for (int i = 1; i <= n; i++) {
+		s->nodes[i].s = s;
+		s->nodes[i].id = i;
+		s->nodes[i].pio = pio_sim_new();
+		fpio_init(&s->nodes[i].fpio, s->nodes[i].pio);
+		static const unsigned lat[] = {2, 4, 10, 40};
+		s->nodes[i].disk_max = lat[rnd_in(s, 0, 3)];
+		node_start(s, i);
+	}
+	return s;
+}
+
+static void sim_free(struct sim *s)
+{
+	if (getenv("RAFT_SIM_VERBOSE") != NULL)
+		fprintf(stderr,
+			"seed %llu: n=%d t=%llu events=%llu elections=%llu committed=%llu fillers=%llu restarts=%llu "
+			"lost_tails=%llu\n",
+			cur_seed, s->n, (unsigned long long)s->now, (unsigned long long)s->events,
+			(unsigned long long)s->elections, (unsigned long long)s->max_com,
+			(unsigned long long)s->fillers, (unsigned long long)s->restarts,
+			(unsigned long long)s->lost_tails);
+	for (int i = 1; i <= s->n; i++) {
+		node_stop(s, i, false, 0);
+		pio_destroy(s->nodes[i].pio);
+	}
+	for (size_t i = 0; i < s->n_heap; i++)
+		free(s->heap[i].buf);
+	free(s->heap);
+	free(s->com);
+	free(s->leader_of);
+	free(s->vals);
+	raft_configuration_close(&s->conf);
+	free(s);
+}
+
+static void client_start(struct sim *s, uint32_t n_vals)
+{
+	s->n_vals = n_vals;
+	s->vals = calloc(n_vals + 1, sizeof(*s->vals));
+	s->cursor = 1;
+	s->client_on = true;
+	push(s, (struct event){.time = s->now + 1, .kind = EV_CLIENT});
+}
+
+/* Runs until some node is a leader; returns it. */
+static int await_leader(struct sim *s, uint64_t budget_ms)
+{
+	uint64_t deadline = s->now + budget_ms;
+	while (leader(s) == 0 && s->now < deadline)
+		run_until(s, s->now + 10);
+	int l = leader(s);
+	CHECK(l != 0, "no leader by t=%llu", (unsigned long long)s->now);
+	return l;
+}
+
+static uint64_t commit_of(struct sim *s, int id)
+{
+	struct rgroup_status st;
+	rgroup_status(s->nodes[id].g, &st);
+	return st.commit_index;
+}
+
+/* Schedules per scenario (and cluster size): 20, or RAFT_SIM_SEEDS for longer hunts. */
+static unsigned long long seeds(void)
+{
+	const char *v = getenv("RAFT_SIM_SEEDS");
+	return v != NULL ? strtoull(v, NULL, 10) : 20;
+}
+
+TestSuite(raft, .timeout = 120);
+
+Test(raft, a_leader_is_elected_and_others_follow_it)
+{
+	/* With a quiet network one leader emerges quickly, and every other replica follows it in its term. */
+	for (int n = 3; n <= 5; n += 2)
+		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+			struct sim *s = sim_new(n, seed * 100 + (unsigned long long)n);
+			if (s == NULL)
+				continue; /* RAFT_SIM_SEED names another schedule */
+			int l = await_leader(s, 3000);
+			CHECK(s->now < 1000 + 3 * ELECTION_MS * 2, "leader only at t=%llu", (unsigned long long)s->now);
+			run_until(s, s->now + 500);
+			cr_assert_eq(leader(s), l);
+			struct rgroup_status ls;
+			rgroup_status(s->nodes[l].g, &ls);
+			for (int i = 1; i <= n; i++) {
+				struct rgroup_status st;
+				rgroup_status(s->nodes[i].g, &st);
+				CHECK(st.term == ls.term, "node %d in term %llu, leader in %llu", i,
+				      (unsigned long long)st.term, (unsigned long long)ls.term);
+				CHECK(i == l || (st.state == RAFT_FOLLOWER && st.leader_id == (uint64_t)l),
+				      "node %d: state %d leader %llu", i, st.state, (unsigned long long)st.leader_id);
+				/*
+				 * Everyone knows the leader's commit index and applied up to it. (With only the bootstrap
+				 * entry in the log the new leader appends no barrier: libraft does so only when its last
+				 * index is above its commit index.)
+				 */
+				CHECK(st.commit_index == ls.commit_index && st.applied_index == st.commit_index &&
+				      st.last_index == ls.last_index,
+				      "node %d commit %llu applied %llu last %llu", i, (unsigned long long)st.commit_index,
+				      (unsigned long long)st.applied_index, (unsigned long long)st.last_index);
+			}
+			check_log_matching(s);
+			sim_free(s);
+		}
+}
+
+Test(raft, submitted_entries_are_committed_and_applied_on_all_in_the_same_order)
+{
+	/* 150 values through a lossy, reordering network: each is committed once, the same on every replica. */
+	for (int n = 3; n <= 5; n += 2)
+		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+			struct sim *s = sim_new(n, seed * 1000 + (unsigned long long)n);
+			if (s == NULL)
+				continue; /* RAFT_SIM_SEED names another schedule */
+			s->drop_pct = 3;
+			await_leader(s, 3000);
+			client_start(s, 150);
+			for (int k = 0; k < 20; k++) {
+				run_until(s, s->now + 100);
+				check_log_matching(s);
+			}
+			finish(s, 20000);
+			sim_free(s);
+		}
+}
+
+Test(raft, a_split_leader_cannot_commit_the_majority_moves_on_and_logs_converge_after_healing)
+{
+	/*
+	 * 5 replicas; the leader and one follower are cut off from the other three while the client keeps
+	 * writing. The old leader commits nothing more, the majority elects a leader and commits, and after
+	 * healing the old leader's entries of the split are gone from every log.
+	 */
+	for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+		struct sim *s = sim_new(5, seed * 7 + 5000);
+		if (s == NULL)
+			continue; /* RAFT_SIM_SEED names another schedule */
+		s->drop_pct = 1;
+		int old = await_leader(s, 3000);
+		client_start(s, 120);
+		run_until(s, s->now + rnd_in(s, 20, 200));
+		old = leader(s);
+		cr_assert_neq(old, 0);
+		struct rgroup_status os;
+		rgroup_status(s->nodes[old].g, &os);
+		int buddy = old % 5 + 1;
+		for (int a = 1; a <= 5; a++)
+			for (int b = 1; b <= 5; b++) {
+				bool sa = a == old || a == buddy, sb = b == old || b == buddy;
+				s->cut[a][b] = sa != sb;
+			}
+		s->record_subs = true;
+		s->subs_to = old;
+		/*
+		 * The old leader may still commit what a majority acknowledged before the cut once its own (slow)
+		 * disk catches up; after that it can commit nothing more.
+		 */
+		run_until(s, s->now + 150);
+		uint64_t old_commit = commit_of(s, old);
+		run_until(s, s->now + 1500);
+		s->record_subs = false;
+		/* The minority commits nothing; the majority has a leader of a higher term that committed more. */
+		CHECK(!alive(&s->nodes[old]) || commit_of(s, old) == old_commit, "split leader %d committed %llu > %llu",
+		      old, (unsigned long long)commit_of(s, old), (unsigned long long)old_commit);
+		CHECK(commit_of(s, buddy) <= old_commit, "minority follower committed");
+		int nl = leader(s);
+		CHECK(nl != 0 && nl != old && nl != buddy, "majority leader %d", nl);
+		struct rgroup_status ns;
+		rgroup_status(s->nodes[nl].g, &ns);
+		CHECK(ns.term > os.term && ns.commit_index > old_commit, "majority term %llu commit %llu",
+		      (unsigned long long)ns.term, (unsigned long long)ns.commit_index);
+		check_log_matching(s);
+		finish(s, 30000);
+		/* Entries the old leader took during the split were never committed: other entries hold their indexes. */
+		uint64_t *t, *su, *v;
+		uint64_t last = read_log(&s->nodes[1], &t, &su, &v);
+		for (size_t i = 0; i < s->n_subs; i++) {
+			uint64_t idx = s->subs[i][0], term = s->subs[i][1];
+			if (term != os.term)
+				continue;
+			CHECK(idx > last || t[idx] != term || idx <= old_commit, "split entry %llu^%llu survived",
+			      (unsigned long long)idx, (unsigned long long)term);
+		}
+		free_log(t, su, v);
+		sim_free(s);
+	}
+}
+
+/* Crashes node `id` at once or after a few more disk writes (then powers it off), with a random tear. */
+static void crash(struct sim *s, int id)
+{
+	uint32_t tear = (uint32_t)rnd_in(s, 0, 3) == 0 ? 0 : (uint32_t)rnd(s);
+	if (rnd_in(s, 0, 1) == 0) {
+		node_stop(s, id, true, tear);
+		return;
+	}
+	/* The disk dies after k more writes; the node notices (its group stops) and is powered off soon. */
+	pio_sim_crash_after(s->nodes[id].pio, rnd_in(s, 1, 6));
+	push(s, (struct event){.time = s->now + rnd_in(s, 0, 15), .kind = EV_POWEROFF, .node = id,
+			       .inc = s->nodes[id].inc, .len = tear});
+}
+
+static void await_down(struct sim *s, int id)
+{
+	while (s->nodes[id].up)
+		run_until(s, s->now + 5);
+}
+
+Test(raft, a_follower_that_crashes_and_restarts_catches_up)
+{
+	/* A follower loses power mid-stream (its unflushed writes vanish, the last one maybe torn), misses a
+	 * while, restarts from its disk and catches up; nothing it acknowledged is lost. */
+	for (int n = 3; n <= 5; n += 2)
+		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+			struct sim *s = sim_new(n, seed * 13 + 7000 + (unsigned long long)n);
+			if (s == NULL)
+				continue; /* RAFT_SIM_SEED names another schedule */
+			s->drop_pct = 2;
+			await_leader(s, 3000);
+			client_start(s, 120);
+			run_until(s, s->now + rnd_in(s, 10, 250));
+			int l = leader(s);
+			int f = l != 0 ? l % n + 1 : 1;
+			crash(s, f);
+			await_down(s, f);
+			run_until(s, s->now + rnd_in(s, 50, 600));
+			check_log_matching(s);
+			node_start(s, f);
+			check_durable_majority(s);
+			run_until(s, s->now + 300);
+			check_log_matching(s);
+			finish(s, 20000);
+			sim_free(s);
+		}
+}
+
+Test(raft, a_leader_that_crashes_mid_stream_loses_no_committed_entry)
+{
+	/* The leader loses power while entries are in flight; a new leader takes over with every committed
+	 * entry (checked at its election), the old one restarts and converges. */
+	for (int n = 3; n <= 5; n += 2)
+		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+			struct sim *s = sim_new(n, seed * 17 + 9000 + (unsigned long long)n);
+			if (s == NULL)
+				continue; /* RAFT_SIM_SEED names another schedule */
+			s->drop_pct = 2;
+			await_leader(s, 3000);
+			client_start(s, 120);
+			run_until(s, s->now + rnd_in(s, 10, 300));
+			int l = leader(s);
+			cr_assert_neq(l, 0);
+			uint64_t elections = s->elections;
+			crash(s, l);
+			await_down(s, l);
+			int nl = await_leader(s, 5000);
+			CHECK(nl != l && s->elections > elections, "no new election");
+			run_until(s, s->now + rnd_in(s, 0, 400));
+			check_log_matching(s);
+			node_start(s, l);
+			check_durable_majority(s);
+			finish(s, 20000);
+			sim_free(s);
+		}
+}
+
+Test(raft, random_partitions_crashes_and_losses_keep_every_invariant)
+{
+	/* A random schedule of partitions, message loss, crashes and restarts (never more than a minority
+	 * down at once), then healing: every invariant holds throughout and the logs converge. */
+	for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+		int n = seed % 2 ? 5 : 3;
+		struct sim *s = sim_new(n, seed * 31 + 11000);
+		if (s == NULL)
+			continue; /* RAFT_SIM_SEED names another schedule */
+		await_leader(s, 3000);
+		client_start(s, 150);
+		for (int step = 0; step < 12; step++) {
+			int what = (int)rnd_in(s, 0, 4);
+			if (what == 0) {
+				/* A random partition into two sides. */
+				uint64_t side = rnd(s);
+				for (int a = 1; a <= n; a++)
+					for (int b = 1; b <= n; b++)
+						s->cut[a][b] = ((side >> a) & 1) != ((side >> b) & 1);
+			} else if (what == 1) {
+				memset(s->cut, 0, sizeof(s->cut));
+			} else if (what == 2) {
+				int down = 0;
+				for (int i = 1; i <= n; i++)
+					down += !s->nodes[i].up;
+				int id = (int)rnd_in(s, 1, (uint64_t)n);
+				if (s->nodes[id].up && down + 1 <= (n - 1) / 2)
+					crash(s, id);
+			} else if (what == 3) {
+				for (int i = 1; i <= n; i++)
+					if (!s->nodes[i].up) {
+						node_start(s, i);
+						break;
+					}
+			} else {
+				s->drop_pct = (unsigned)rnd_in(s, 0, 20);
+			}
+			run_until(s, s->now + rnd_in(s, 50, 700));
+			check_log_matching(s);
+		}
+		finish(s, 30000);
+		sim_free(s);
+	}
+}
+
+Test(raft, every_node_losing_power_at_once_loses_no_committed_entry)
+{
+	/* All replicas lose power at the same moment mid-stream (each keeps only what it had flushed, maybe
+	 * with a torn last write); after restarting, every entry that was committed before is still there. */
+	for (int n = 3; n <= 5; n += 2)
+		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+			struct sim *s = sim_new(n, seed * 19 + 13000 + (unsigned long long)n);
+			if (s == NULL)
+				continue; /* RAFT_SIM_SEED names another schedule */
+			s->drop_pct = 2;
+			await_leader(s, 3000);
+			client_start(s, 120);
+			run_until(s, s->now + rnd_in(s, 10, 400));
+			uint64_t committed = s->max_com;
+			for (int i = 1; i <= n; i++)
+				node_stop(s, i, true, rnd_in(s, 0, 1) ? (uint32_t)rnd(s) : 0);
+			run_until(s, s->now + rnd_in(s, 0, 100)); /* messages still in flight are lost */
+			for (int i = 1; i <= n; i++)
+				node_start(s, i);
+			check_durable_majority(s);
+			check_log_matching(s);
+			finish(s, 20000);
+			CHECK(s->max_com >= committed, "committed shrank");
+			sim_free(s);
+		}
+}
+
+Test(raft, a_failed_term_or_vote_write_stops_the_replica_before_any_message_leaves)
+{
+	/*
+	 * A follower's term-and-vote file refuses writes; the leader is then cut off, so an election starts
+	 * and the follower must record a new term. Its group stops with the error and sends nothing more
+	 * (env_send checks it); the others elect a leader and go on; reopened from its disk, it catches up.
+	 */
+	for (unsigned long long seed = 1; seed <= seeds(); seed++) {
+		struct sim *s = sim_new(3, seed * 23 + 15000);
+		if (s == NULL)
+			continue; /* RAFT_SIM_SEED names another schedule */
+		int l = await_leader(s, 3000);
+		client_start(s, 60);
+		run_until(s, s->now + 100);
+		l = leader(s);
+		int f = l % 3 + 1;
+		s->nodes[f].fpio.fail_meta = true;
+		for (int i = 1; i <= 3; i++)
+			s->cut[l][i] = s->cut[i][l] = i != l;
+		for (int k = 0; k < 100 && rgroup_failed(s->nodes[f].g) == 0; k++)
+			run_until(s, s->now + 20);
+		CHECK(s->nodes[f].fpio.meta_failed && rgroup_failed(s->nodes[f].g) == -EIO, "follower %d did not stop",
+		      f);
+		uint64_t sent = s->nodes[f].sent;
+		CHECK(rgroup_submit(s->nodes[f].g, "x", 1, NULL) == -EIO, "a stopped group accepts work");
+		run_until(s, s->now + 500);
+		CHECK(s->nodes[f].sent == sent, "stopped follower sent messages");
+		/* The owner reopens the replica from its disk once the disk works again. */
+		s->nodes[f].fpio.fail_meta = false;
+		s->nodes[f].fpio.meta_failed = false;
+		node_stop(s, f, false, 0);
+		node_start(s, f);
+		finish(s, 20000);
+		sim_free(s);
+	}
+}
