@@ -17,7 +17,10 @@
  *   4. a state change is reported to the owner;
  *   5. a new commit index is applied afterwards, outside the step (see settle()).
  *
- * Persistence reports. Each append completes through its plog callback, in append order. The highest index
+ * Persistence reports. A server persists new entries before they count towards their commitment
+ * (dissertation §3.8), so an entry is reported to libraft (which then counts it for the leader's own
+ * majority, or acknowledges it to the leader on a follower) only once its plog append has completed.
+ * Each append completes through its plog callback, in append order. The highest index
  * completed without a truncation in between is `durable`; it is reported with RAFT_PERSISTED_ENTRIES when
  * it is above libraft's last_stored and the plog still holds that entry with the term it was appended with
  * (the "prefix whose terms still match" rule). A truncation lowers `durable` below the truncation point, as
@@ -402,7 +405,11 @@ static int apply_some(struct rgroup *g, uint64_t to)
 			break;
 		}
 		const uint8_t *payload = buf + at + RECORD_ENVELOPE_SIZE;
-		/* Committed configurations are fed back to libraft (it has no state machine callbacks). */
+		/*
+		 * Committed configurations are fed back to libraft (it has no state machine callbacks), which then
+		 * treats the configuration as committed and allows the next change (dissertation §4.1: one change
+		 * at a time, the next only after the previous one committed).
+		 */
 		if (env.type == RECORD_CHANGE && (rv = push_conf(g, env.index, payload, env.length)) != 0)
 			break;
 		g->applied = env.index;
@@ -418,7 +425,9 @@ static int apply_some(struct rgroup *g, uint64_t to)
 
 /*
  * Does what is left after an event: feeds back committed configurations, reports persisted entries and
- * applies committed ones, until none is left. Runs only in the outermost call.
+ * applies committed ones ("once a follower learns that a log entry is committed, it applies the entry to
+ * its local state machine (in log order)", dissertation §3.5), until none is left. Runs only in the
+ * outermost call.
  */
 static void settle(struct rgroup *g)
 {
@@ -649,6 +658,13 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 		raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
 		raft_set_pre_vote(&g->raft, !cfg->no_pre_vote);
 		raft_set_max_inflight_entries(&g->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries : 32);
+		/*
+		 * Snapshots never trigger in this phase. In the raft_step API libraft has no snapshot threshold or
+		 * trailing count of its own (raft_set_snapshot_threshold/trailing only drive the legacy raft_io
+		 * path): a snapshot exists only when the owner steps RAFT_SNAPSHOT, which rgroup never does. So the
+		 * log is never compacted, every follower is caught up from the log by AppendEntries, and libraft
+		 * never sends InstallSnapshot (rmsg could not encode it; handle_update refuses UPDATE_SNAPSHOT).
+		 */
 		struct raft_event ev;
 		memset(&ev, 0, sizeof(ev));
 		ev.type = RAFT_START;

@@ -31,8 +31,10 @@
  * a session, and a poll reply's records verify, belong to the partition named and hold the number of
  * messages announced. After each input the loop runs until every request of a live session is answered.
  *
- * Seeds (tests/fuzz/corpus/server/) are valid bodies for the fixture: create stream and topic, send a
- * batch, poll, store and get offsets, get stream and topic, consumer groups, and so on.
+ * Seeds (tests/fuzz/corpus/server/) are valid bodies for the fixture: create stream and topic (with
+ * options), send batches (by partition id, balanced with user headers, by key on a dropped connection, to
+ * the dedup topic), polls (by offset, by group, before login), store and delete offsets, get stream and
+ * topic, consumer groups, partitions, users and permissions, a login.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -86,7 +88,7 @@ static const struct fz_op ops[] = {
 #define ROOT_PASSWORD "iggy"
 #define FIXTURE_PAT "fuzz-fixture-token"
 #define RESET_EVERY 20000u      /* inputs between rebuilds of the world */
-#define MAX_PARTITIONS 64u      /* open partitions above which the world is rebuilt */
+#define MAX_PARTITIONS 128u     /* open partitions above which the world is rebuilt */
 #define REPLY_DEADLINE_MS 20000 /* how long a live session's request may stay unanswered */
 
 /* A request waiting for its reply. */
@@ -635,7 +637,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (drop || unbound) {
 		struct fz_client t;
 		open_session(&t);
-		bool bound = drop && login(&t, false);
+		if (drop)
+			login(&t, false);
 		send_frame(&t, new_client_id(), o->op, o->code, body, len);
 		if (drop) {
 			t.qlen = 0; /* replies not sent yet are dropped with the session */
@@ -646,7 +649,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			close_session(&t);
 			pump(NULL);
 		}
-		(void)bound;
 	} else {
 		send_frame(&W.main, new_client_id(), o->op, o->code, body, len);
 		pump(&W.main);
