@@ -1370,9 +1370,10 @@ int main(int argc, char **argv)
 	}
 
 	printf("galgo-bench %s: %s, %u producer(s), %u consumer(s), %u stream(s) x %u partition(s), "
-	       "%u B messages, %u per batch, durability %s, inflight %u\n",
+	       "%u B messages, %u per batch, %s%s, inflight %u\n",
 	       mode_names[o->mode], o->address, produce ? o->producers : 0, consume ? o->consumers : 0, o->streams,
-	       o->partitions, o->message_size, o->per_batch, o->durability ? o->durability : "default", o->inflight);
+	       o->partitions, o->message_size, o->per_batch, produce ? "durability " : "reading existing streams",
+	       produce ? (o->durability ? o->durability : "default") : "", o->inflight);
 	if (produce)
 		printf("  %" PRIu64 " batches per producer (%.1f MB each), rate limit %s\n", batches,
 		       (double)batches * o->per_batch * o->message_size / MB,

@@ -124,7 +124,7 @@ static void galgod_tcp_log(void *ud, int level, const char *msg)
 static int galgod_http_send(void *ctx, const struct srv_piece *pieces, size_t n, void (*done)(void *, int),
 			    void *arg)
 {
-	struct http_piece local[8], *hp = n <= 8 ? local : malloc(n * sizeof(*hp));
+	struct http_piece local[8] = {{0}}, *hp = n <= 8 ? local : malloc(n * sizeof(*hp));
 	if (hp == NULL) {
 		done(arg, -ENOMEM);
 		return 0;

@@ -660,8 +660,10 @@ static char *jwt_issue(struct http_server *s, uint32_t user_id, uint64_t *exp)
 		return NULL;
 	snprintf(tok, total, "%s.%s", h64, c64);
 	jwt_sign(s, tok, hl + 1 + cl, mac);
-	b64_encode(mac, sizeof(mac), sig64, b64_url, false);
-	snprintf(tok + hl + 1 + cl, total - hl - 1 - cl, ".%s", sig64);
+	size_t sl = b64_encode(mac, sizeof(mac), sig64, b64_url, false); /* 43 characters */
+	tok[hl + 1 + cl] = '.';
+	memcpy(tok + hl + 1 + cl + 1, sig64, sl);
+	tok[hl + 1 + cl + 1 + sl] = '\0';
 	return tok;
 }
 

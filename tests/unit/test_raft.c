@@ -836,7 +836,7 @@ static void finish(struct sim *s, uint64_t budget_ms)
 	      leader(s));
 	check_durable_majority(s);
 	/* Every log is the same, holds every committed entry, and every value exactly once. */
-	uint64_t *t[MAXN + 1], *su[MAXN + 1], *v[MAXN + 1], last[MAXN + 1];
+	uint64_t *t[MAXN + 1], *su[MAXN + 1], *v[MAXN + 1], last[MAXN + 1] = {0};
 	for (int i = 1; i <= s->n; i++)
 		last[i] = read_log(&s->nodes[i], &t[i], &su[i], &v[i]);
 	uint32_t *seen = calloc(s->n_vals + 1, sizeof(uint32_t));
