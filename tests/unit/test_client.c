@@ -24,7 +24,10 @@
 #include <unistd.h>
 
 #include "client/gclient.h"
+#include "partition/record.h"
 #include "transport/frame.h"
+#include "transport/wire.h"
+#include <xxhash.h>
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define START_TIMEOUT_MS 15000
@@ -74,13 +77,15 @@ static char *read_log(void)
 }
 
 /* Starts galgod and waits (bounded) for its ready line; sets `address` to the bound TCP address. */
+static const char *galgod_extra_flag; /* one more flag for the next start, or NULL */
+
 static void galgod_start(void)
 {
 	char datadir[128], dataflag[160];
 	snprintf(datadir, sizeof(datadir), "%s/data", tmpdir);
 	snprintf(dataflag, sizeof(dataflag), "--node.data_dir=%s", datadir);
 	char *argv[] = {GALGOD, dataflag, "--tcp.address=127.0.0.1:0", "--quic.enabled=false", "--http.enabled=false",
-			"--with-default-root-credentials", NULL};
+			"--with-default-root-credentials", (char *)galgod_extra_flag, NULL};
 	char *envp[256];
 	int envc = 0;
 	for (char **e = environ; *e != NULL && envc < 255; e++)
@@ -812,4 +817,161 @@ Test(client_wire, a_reply_to_another_request_breaks_the_connection)
 	cr_assert_eq(gclient_ping(c), -ENOTCONN);
 	gclient_close(c);
 	fake_stop(&f);
+}
+
+/* ---- Message-id deduplication ---- */
+
+/* Sends a batch of messages with the given ids (raw SendMessages to partition 0); returns the reply count. */
+static uint32_t send_ids(struct gclient *c, const uint64_t *ids, uint32_t n)
+{
+	uint8_t batch[4096];
+	const void *pl[16];
+	uint32_t lens[16];
+	char bodies[16][16];
+	for (uint32_t i = 0; i < n; i++) {
+		lens[i] = (uint32_t)snprintf(bodies[i], sizeof(bodies[i]), "msg-%llu", (unsigned long long)ids[i]);
+		pl[i] = bodies[i];
+	}
+	size_t blen = record_batch_build(batch, sizeof(batch), n, pl, lens, NULL, NULL, 1000);
+	cr_assert_gt(blen, 0);
+	/* Set the ids and recompute the checksums. */
+	size_t f = 256;
+	for (uint32_t i = 0; i < n; i++) {
+		memset(batch + f + 8, 0, 16);
+		memcpy(batch + f + 8, &ids[i], 8);
+		size_t size = 48 + lens[i];
+		record_put64(batch + f, XXH3_64bits(batch + f + 8, size - 8));
+		f += size;
+	}
+	record_put64(batch + 40, record_batch_checksum(batch));
+	struct wire_buf b;
+	wire_buf_init(&b);
+	size_t at = wire_put_reserve(&b, 4);
+	struct wire_id s = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"dd", 2}};
+	struct wire_id t = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"t", 1}};
+	struct wire_partitioning part = {.kind = WIRE_PART_PARTITION_ID, .partition_id = 0};
+	wire_put_id(&b, &s);
+	wire_put_id(&b, &t);
+	wire_put_partitioning(&b, &part);
+	wire_put_u32(&b, n);
+	wire_patch_u32(&b, at, (uint32_t)(b.len - 4));
+	wire_put_bytes(&b, batch, blen);
+	cr_assert_eq(wire_buf_error(&b), 0);
+	const uint8_t *reply;
+	size_t rlen;
+	int rv = gclient_raw(c, FRAME_CODE_SEND_MESSAGES, b.p, b.len, &reply, &rlen);
+	wire_buf_free(&b);
+	cr_assert_eq(rv, 0, "send: %d", rv);
+	cr_assert_geq(rlen, 4);
+	return record_le32(reply);
+}
+
+/* Polls partition 0 of dd/t from offset 0 and returns the ids in offset order. */
+static uint32_t poll_ids(struct gclient *c, uint64_t *ids, uint32_t cap)
+{
+	struct wire_consumer cons = {.kind = WIRE_CONSUMER_SINGLE, .id = wire_id_num(1)};
+	struct wire_id s = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"dd", 2}};
+	struct wire_id t = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"t", 1}};
+	struct gclient_polled polled;
+	int rv = gclient_poll(c, &cons, &s, &t, 0, (struct wire_polling){WIRE_POLL_FIRST, 0}, 100, false, &polled);
+	cr_assert_eq(rv, 0, "poll: %d", rv);
+	struct gclient_msg_iter it;
+	struct gclient_msg m;
+	uint32_t n = 0;
+	gclient_msg_iter_init(&it, &polled);
+	while (gclient_msg_next(&it, &m) == 1 && n < cap) {
+		cr_assert_eq(m.offset, n, "offsets stay dense");
+		memcpy(&ids[n++], m.id, 8);
+	}
+	return n;
+}
+
+/* A topic with a dedup window drops messages whose id it remembers, also after a restart. */
+Test(client, a_dedup_window_drops_retried_ids_and_survives_a_restart)
+{
+	struct gclient *c = login_root();
+	cr_assert_eq(gclient_create_stream(c, "dd", NULL), 0);
+	struct wire_buf b;
+	wire_buf_init(&b);
+	struct wire_id s = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"dd", 2}};
+	wire_put_id(&b, &s);
+	wire_put_u32(&b, 1);
+	wire_put_name(&b, "t", 1);
+	uint8_t w[8];
+	record_put64(w, 100);
+	wire_put_option(&b, "dedup_window", 12, WIRE_KIND_UINT64, w, 8);
+	cr_assert_eq(gclient_raw(c, FRAME_CODE_CREATE_TOPIC, b.p, b.len, NULL, NULL), 0);
+	wire_buf_free(&b);
+
+	const uint64_t first[3] = {1, 2, 3}, overlap[3] = {3, 4, 5}, inner[3] = {6, 6, 7};
+	cr_assert_eq(send_ids(c, first, 3), 1);
+	cr_assert_eq(send_ids(c, first, 3), 0, "a retry of a whole batch is committed with no offsets");
+	cr_assert_eq(send_ids(c, overlap, 3), 1);
+	cr_assert_eq(send_ids(c, inner, 3), 1, "a repeat inside one batch keeps the first");
+	uint64_t ids[32];
+	uint32_t n = poll_ids(c, ids, 32);
+	const uint64_t want[7] = {1, 2, 3, 4, 5, 6, 7};
+	cr_assert_eq(n, 7);
+	cr_assert_eq(memcmp(ids, want, sizeof(want)), 0);
+	gclient_close(c);
+
+	/* The window is rebuilt from the log at start. */
+	galgod_stop();
+	galgod_start();
+	c = login_root();
+	const uint64_t again[3] = {5, 7, 8};
+	cr_assert_eq(send_ids(c, again, 3), 1);
+	n = poll_ids(c, ids, 32);
+	cr_assert_eq(n, 8);
+	cr_assert_eq(ids[7], 8);
+	gclient_close(c);
+}
+
+/* Topics with a message expiry lose their old segments in the background, never the active one. */
+Test(client, expired_segments_are_deleted_in_the_background)
+{
+	galgod_stop();
+	galgod_extra_flag = "--storage.segment_size=4KiB";
+	galgod_start();
+	struct gclient *c = login_root();
+	cr_assert_eq(gclient_create_stream(c, "dd", NULL), 0);
+	struct wire_buf b;
+	wire_buf_init(&b);
+	struct wire_id s = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"dd", 2}};
+	wire_put_id(&b, &s);
+	wire_put_u32(&b, 1);
+	wire_put_name(&b, "t", 1);
+	uint8_t w[8];
+	record_put64(w, 1500000); /* 1.5 s */
+	wire_put_option(&b, "message_expiry", 14, WIRE_KIND_UINT64, w, 8);
+	cr_assert_eq(gclient_raw(c, FRAME_CODE_CREATE_TOPIC, b.p, b.len, NULL, NULL), 0);
+	wire_buf_free(&b);
+	for (uint64_t i = 1; i <= 40; i++) {
+		uint64_t ids[3] = {i * 3, i * 3 + 1, i * 3 + 2};
+		cr_assert_eq(send_ids(c, ids, 3), 1);
+	}
+	uint64_t got[200];
+	cr_assert_eq(poll_ids(c, got, 200), 100); /* one poll: at most 100 */
+	/* Within ~1.5 s plus a tick, the sealed segments go; the active one keeps the newest messages. */
+	struct wire_consumer cons = {.kind = WIRE_CONSUMER_SINGLE, .id = wire_id_num(1)};
+	struct wire_id t = {.kind = WIRE_ID_STRING, .name = {(const uint8_t *)"t", 1}};
+	uint64_t first = 0, end = now_ms() + 8000;
+	while (now_ms() < end) {
+		struct gclient_polled polled;
+		cr_assert_eq(gclient_poll(c, &cons, &s, &t, 0, (struct wire_polling){WIRE_POLL_FIRST, 0}, 1, false,
+					  &polled),
+			     0);
+		struct gclient_msg_iter it;
+		struct gclient_msg m;
+		gclient_msg_iter_init(&it, &polled);
+		cr_assert_eq(gclient_msg_next(&it, &m), 1, "the active segment's messages stay");
+		first = m.offset;
+		if (first > 0)
+			break;
+		sleep_ms(200);
+	}
+	cr_assert_gt(first, 0, "no segment was deleted by retention");
+	cr_assert_lt(first, 120);
+	gclient_close(c);
+	galgod_extra_flag = NULL;
 }
