@@ -40,6 +40,8 @@
 #define SERVER_VERSION "0.9.0"
 #define POLL_MAX_BYTES (8u << 20)
 #define NO_PARTITION 0xffffffffu
+/* Ids remembered per partition at most: ~2.6 MB of window and table each. */
+#define DEDUP_WINDOW_MAX 65536u
 
 /* Iggy status codes used directly here (the metadata ones are in meta.h). */
 enum {
@@ -274,7 +276,7 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 				tp->logs[p] = NULL;
 				rv = r;
 			} else if (t->dedup_window > 0) {
-				tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > 10000000 ? 10000000 : t->dedup_window));
+				tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > DEDUP_WINDOW_MAX ? DEDUP_WINDOW_MAX : t->dedup_window));
 				dedup_rebuild(tp->logs[p], tp->dd[p]);
 			}
 		}
@@ -679,7 +681,7 @@ static void put_topic_option_catalog(struct wire_buf *b)
 		{"messages_required_to_save", WIRE_KIND_UINT32, 4, 1, "Accepted for compatibility; galgo writes every batch at once."},
 		{"size_of_messages_required_to_save", WIRE_KIND_UINT64, 8, 0, "Accepted for compatibility; galgo writes every batch at once."},
 		{"preallocate_segments", WIRE_KIND_BOOL, 1, 0, "Accepted for compatibility; segments grow as written."},
-		{"dedup_window", WIRE_KIND_UINT64, 8, 0, "Galgo: how many recent message ids each partition remembers; a message with a remembered nonzero id is dropped as a retry. 0 = off."},
+		{"dedup_window", WIRE_KIND_UINT64, 8, 0, "Galgo: how many recent message ids (at most 65536) each partition remembers; a message with a remembered nonzero id is dropped as a retry. 0 = off."},
 	};
 	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
 	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
@@ -1133,7 +1135,7 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			 * node's configured policy, fsync unless set otherwise: never weaker than asked.
 			 */
 		} else if (KEY_IS("dedup_window")) {
-			if (!num || v > 10000000)
+			if (!num || v > DEDUP_WINDOW_MAX)
 				return E_INVALID_OPTION_VALUE;
 			c->dedup_window = v;
 		} else if (KEY_IS("enforce_fsync")) {

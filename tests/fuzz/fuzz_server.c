@@ -29,7 +29,8 @@
  * request it answers (replies come in request order), a status denial has an empty body, a
  * result-framed body splits, a SendMessages reply is a whole list of confirmations, a login reply names
  * a session, and a poll reply's records verify, belong to the partition named and hold the number of
- * messages announced. After each input the loop runs until every request of a live session is answered.
+ * messages announced. After each input the loop runs until every request of a live session is answered;
+ * every 16 inputs srv_tick runs retention.
  *
  * Seeds (tests/fuzz/corpus/server/) are valid bodies for the fixture: create stream and topic (with
  * options), send batches (by partition id, balanced with user headers, by key on a dropped connection, to
@@ -654,6 +655,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pump(&W.main);
 	}
 	free(body);
+
+	/* Retention now and then (galgod ticks once a second), with whatever expiry and size options were set. */
+	if (W.inputs % 16 == 0) {
+		srv_tick(W.srv);
+		pump(NULL);
+	}
 
 	/* A Logout leaves the main session unbound: log it in again. */
 	if (o->op == FRAME_OP_LOGOUT && !unbound && !drop && !login(&W.main, true))
