@@ -67,6 +67,9 @@ static int galgod_tcp_send(void *ctx, const struct srv_piece *pieces, size_t n, 
 	}
 	if (rc != 0)
 		done(arg, rc); /* the server's contract: done is called exactly once */
+	struct srv_session *ss = tcp_conn_get_data(ctx);
+	if (ss != NULL && srv_session_owed(ss) == 0)
+		tcp_conn_hold(ctx, false);
 	return 0;
 }
 
@@ -86,8 +89,12 @@ static void galgod_on_frame(struct tcp_conn *c, const struct frame_request *hdr,
 {
 	struct srv_session *ss = tcp_conn_get_data(c);
 	/* The body lies in the connection's own read buffer, which the server may stamp in place. */
-	if (ss != NULL)
-		srv_session_frame(ss, hdr, (uint8_t *)body, len);
+	if (ss == NULL)
+		return;
+	srv_session_frame(ss, hdr, (uint8_t *)body, len);
+	/* A reply due after a flush must reach a client that has already closed its sending side. */
+	if (srv_session_owed(ss) > 0)
+		tcp_conn_hold(c, true);
 }
 
 static void galgod_on_close(struct tcp_conn *c)

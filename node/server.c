@@ -556,6 +556,14 @@ void srv_session_close(struct srv_session *ss)
 	session_unref(ss);
 }
 
+size_t srv_session_owed(const struct srv_session *ss)
+{
+	size_t n = 0;
+	for (const struct pending *p = ss->head; p != NULL; p = p->next)
+		n++;
+	return n;
+}
+
 void srv_session_stale(struct srv_session *ss)
 {
 	struct frame_request h = {.client = ss->vsr_client};

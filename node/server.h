@@ -56,6 +56,8 @@ struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, con
 				     srv_send_fn send, void *ctx);
 /* Hands over one request. The body may be modified in place during the call (stamping). */
 void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+/* Replies the session still owes (requests whose reply has not been handed to the transport yet). */
+size_t srv_session_owed(const struct srv_session *ss);
 /* The connection is gone: the session leaves its consumer groups and is freed once nothing is pending. */
 void srv_session_close(struct srv_session *ss);
 /* The connection missed its heartbeats: send eviction 13. */

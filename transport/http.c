@@ -91,6 +91,7 @@
  *   auto_commit (true|false).
  */
 #include "transport/http.h"
+#include "transport/list.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -151,38 +152,6 @@ enum {
 	E_INCOMPATIBLE_PROTOCOL = 14003,
 };
 
-/* ---- Small lists ---- */
-
-struct link {
-	struct link *prev, *next;
-};
-
-static void list_init(struct link *h)
-{
-	h->prev = h->next = h;
-}
-
-static bool list_empty(const struct link *h)
-{
-	return h->next == h;
-}
-
-static void list_push(struct link *h, struct link *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
-
-static void list_remove(struct link *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- Server, connections and calls ---- */
 

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE /* accept4, MSG_MORE */
 #include "transport/tcp.h"
+#include "transport/list.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,37 +45,6 @@
 #define SENDFILE_CHUNK (1u << 30)
 #define ACCEPT_BACKOFF_MS 100           /* pause of the listener when out of descriptors */
 
-/* An intrusive doubly linked list. */
-struct link {
-	struct link *prev, *next;
-};
-
-static void list_init(struct link *h)
-{
-	h->prev = h->next = h;
-}
-
-static bool list_empty(const struct link *h)
-{
-	return h->next == h;
-}
-
-static void list_push(struct link *h, struct link *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
-
-static void list_remove(struct link *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* One queued piece, advanced in place as bytes leave. */
 struct seg {
@@ -122,6 +92,7 @@ struct tcp_conn {
 	bool eof;        /* the peer closed its side */
 	bool bp_paused;  /* backpressure */
 	bool user_paused;
+	bool held;       /* replies are still to come: an end of file does not close yet */
 	bool want_parse; /* buffered frames to deliver from the idle callback */
 	bool in_parse;
 	bool stale_fired;
@@ -517,7 +488,7 @@ static void conn_update(struct tcp_conn *c)
 	if (c->closing)
 		return;
 	/* The peer closed its side: close once every frame it sent was delivered. */
-	if (c->eof && !c->close_req && !c->in_parse && !c->want_parse && !conn_paused(c)) {
+	if (c->eof && !c->close_req && !c->in_parse && !c->want_parse && !conn_paused(c) && !c->held) {
 		c->close_req = true;
 		c->close_req_at = uv_now(c->srv->loop);
 	}
@@ -963,6 +934,15 @@ void tcp_conn_resume(struct tcp_conn *c)
 	c->want_parse = true;
 	conn_defer(c);
 	conn_update(c);
+}
+
+void tcp_conn_hold(struct tcp_conn *c, bool held)
+{
+	if (c->closing || c->held == held)
+		return;
+	c->held = held;
+	if (!held)
+		conn_update(c);
 }
 
 void tcp_conn_set_data(struct tcp_conn *c, void *data)

@@ -172,6 +172,13 @@ void tcp_conn_abort(struct tcp_conn *c);
 void tcp_conn_pause(struct tcp_conn *c);
 void tcp_conn_resume(struct tcp_conn *c);
 
+/*
+ * Holds (held = true) or releases a connection whose handler still owes replies: while held, a peer
+ * that closed its sending side does not make the connection close, so late replies (after a flush)
+ * still reach it. Unlike tcp_conn_pause it does not hold back the next frames.
+ */
+void tcp_conn_hold(struct tcp_conn *c, bool held);
+
 void tcp_conn_set_data(struct tcp_conn *c, void *data);
 void *tcp_conn_get_data(const struct tcp_conn *c);
 

@@ -1268,12 +1268,10 @@ Test(badinput, a_token_with_a_huge_expiry_does_not_expire_at_once)
 
 /*
  * A client that sends a request and then shuts down its sending side (a half close) must still get the
- * reply (tcp.h: "the peer closing its side is a graceful close after the frames already received are
- * answered"). It does not yet for requests answered after a flush, such as SendMessages: the transport
- * closes as soon as its own write queue is empty, while the server still holds the reply (galgod does
- * not hold the connection with tcp_conn_pause while a reply is pending). Disabled until that is fixed.
+ * reply, also for requests answered after a flush such as SendMessages (galgod holds the connection
+ * with tcp_conn_hold while its session owes replies).
  */
-Test(badinput, a_half_closed_connection_still_gets_its_late_reply, .disabled = true)
+Test(badinput, a_half_closed_connection_still_gets_its_late_reply)
 {
 	struct conn c = root_conn();
 	message_fixture(&c);
