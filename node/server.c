@@ -123,6 +123,7 @@ struct srv {
 	struct srv_session *sessions;
 	uint64_t next_session;
 	uint64_t start_us;
+	uint32_t jobs;             /* thread-pool jobs in flight (password checks) */
 	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 };
@@ -465,11 +466,10 @@ static void reject(struct pending *p, uint32_t code)
 	finish(p, 0, false, b, sizeof(b));
 }
 
-static void evict(struct srv_session *ss, const struct frame_request *hdr, uint8_t reason)
+/* Completes a reply slot with an eviction frame instead of a reply. */
+static void finish_evict(struct pending *p, const struct frame_request *hdr, uint8_t reason)
 {
-	struct pending *p = pending_new(ss, hdr);
-	if (p == NULL)
-		return;
+	struct srv_session *ss = p->ss;
 	p->len = FRAME_HEADER_SIZE;
 	p->buf = calloc(1, p->len);
 	struct frame_eviction e = {.client = hdr->client, .reason = reason};
@@ -481,6 +481,13 @@ static void evict(struct srv_session *ss, const struct frame_request *hdr, uint8
 		frame_eviction_encode(p->buf, &e);
 	p->ready = true;
 	flush_queue(ss);
+}
+
+static void evict(struct srv_session *ss, const struct frame_request *hdr, uint8_t reason)
+{
+	struct pending *p = pending_new(ss, hdr);
+	if (p != NULL)
+		finish_evict(p, hdr, reason);
 }
 
 /* ---- Sessions ---- */
@@ -885,6 +892,82 @@ static void login_reply(struct pending *p, struct srv_session *ss)
 	finish_buf(p, 0, true, &b);
 }
 
+/*
+ * A password check runs on the thread pool (Argon2id takes tens of milliseconds): the reply slot is
+ * taken now, so replies stay in order, and filled when the check is done.
+ */
+struct login_job {
+	uv_work_t work;
+	struct pending *p;
+	uint32_t user_id;
+	char *hash;
+	char *pw;
+	size_t pw_len;
+	bool ok;
+};
+
+static void login_work(uv_work_t *w)
+{
+	struct login_job *j = w->data;
+	j->ok = auth_verify_password(j->hash, j->pw, j->pw_len);
+}
+
+static void login_after(uv_work_t *w, int status)
+{
+	struct login_job *j = w->data;
+	struct pending *p = j->p;
+	struct srv_session *ss = p->ss;
+	struct srv *s = ss->srv;
+	const struct meta_user *u = meta_user(s->meta, j->user_id);
+	s->jobs--;
+	if (status == 0 && j->ok && u != NULL && u->status == META_USER_ACTIVE && !ss->closed) {
+		if (!ss->bound) {
+			ss->bound = true;
+			ss->vsr_client = p->hdr.client;
+			ss->session = ++s->next_session;
+			ss->user_id = u->id;
+		}
+		login_reply(p, ss);
+	} else {
+		finish_evict(p, &p->hdr, FRAME_EVICT_INVALID_CREDENTIALS);
+	}
+	explicit_bzero(j->pw, j->pw_len);
+	free(j->pw);
+	free(j->hash);
+	free(j);
+}
+
+static int login_async(struct srv_session *ss, const struct frame_request *hdr, const struct meta_user *u,
+		       struct wire_str pw)
+{
+	struct srv *s = ss->srv;
+	struct login_job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -ENOMEM;
+	j->user_id = u->id;
+	j->hash = strdup(u->password_hash);
+	j->pw = malloc(pw.len + 1);
+	j->pw_len = pw.len;
+	j->p = j->hash && j->pw ? pending_new(ss, hdr) : NULL;
+	if (j->p == NULL) {
+		free(j->hash);
+		free(j->pw);
+		free(j);
+		return -ENOMEM;
+	}
+	memcpy(j->pw, pw.ptr, pw.len);
+	j->work.data = j;
+	if (uv_queue_work(s->loop, &j->work, login_work, login_after) != 0) {
+		/* No thread pool: check on the loop. */
+		j->ok = auth_verify_password(j->hash, j->pw, j->pw_len);
+		s->jobs++;
+		login_after(&j->work, 0);
+		return 0;
+	}
+	s->jobs++;
+	return 0;
+}
+
 static void handle_register(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
@@ -915,11 +998,10 @@ static void handle_register(struct srv_session *ss, const struct frame_request *
 	bool cred_failure = false;
 	if (wire_rd_done(&r) == 0) {
 		u = meta_user_by_name(s->meta, (const char *)user.ptr, user.len);
-		if (u == NULL || !auth_verify_password(u->password_hash, (const char *)pw.ptr, pw.len) ||
-		    u->status != META_USER_ACTIVE) {
-			u = NULL;
-			cred_failure = true;
-		}
+		if (u != NULL && u->status == META_USER_ACTIVE && login_async(ss, hdr, u, pw) == 0)
+			return;
+		u = NULL;
+		cred_failure = true;
 	}
 	if (u == NULL) {
 		wire_rd_init(&r, body + after_version, len - after_version);
@@ -2530,6 +2612,8 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 
 void srv_free(struct srv *s)
 {
+	while (s->jobs > 0)
+		uv_run(s->loop, UV_RUN_ONCE);
 	while (s->sessions != NULL)
 		srv_session_close(s->sessions);
 	while (s->parts != NULL)
