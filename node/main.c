@@ -288,27 +288,28 @@ static void galgod_shutdown(struct galgod *g)
 	}
 }
 
-/* Logs "galgod ready" with the addresses (the TCP one with the port actually bound). */
+/* "host:port" with the port actually bound (IPv6 hosts in brackets), or "disabled". */
+static void galgod_bound(char *out, size_t n, const char *address, bool on, int port)
+{
+	char host[256];
+	uint16_t configured;
+	if (!on || config_split_address(address, host, sizeof(host), &configured) != 0) {
+		snprintf(out, n, "disabled");
+		return;
+	}
+	bool v6 = strchr(host, ':') != NULL;
+	snprintf(out, n, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+/* Logs "galgod ready" with the addresses actually bound. */
 static void galgod_log_ready(const struct galgod *g)
 {
 	const struct galgo_config *c = &g->cfg;
-	char tcp[300] = "disabled", http[300] = "disabled";
-	if (g->tcp != NULL) {
-		char host[256];
-		uint16_t port;
-		if (config_split_address(c->tcp.address, host, sizeof(host), &port) == 0)
-			snprintf(tcp, sizeof(tcp), "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
-				 strchr(host, ':') ? "]" : "", tcp_server_port(g->tcp));
-	}
-	if (g->http != NULL) {
-		char host[256];
-		uint16_t port;
-		if (config_split_address(c->http.address, host, sizeof(host), &port) == 0)
-			snprintf(http, sizeof(http), "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
-				 strchr(host, ':') ? "]" : "", http_server_port(g->http));
-	}
-	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, quic %s, http %s", c->node.id,
-		  c->node.data_dir, tcp, c->quic.enabled ? c->quic.address : "disabled", http);
+	char tcp[300], http[300];
+	galgod_bound(tcp, sizeof(tcp), c->tcp.address, g->tcp != NULL, g->tcp ? tcp_server_port(g->tcp) : 0);
+	galgod_bound(http, sizeof(http), c->http.address, g->http != NULL, g->http ? http_server_port(g->http) : 0);
+	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, http %s, quic %s", c->node.id,
+		  c->node.data_dir, tcp, http, c->quic.enabled ? "not served yet" : "disabled");
 }
 
 int main(int argc, char **argv)

@@ -12,8 +12,9 @@
  * round of items before reporting any; with 64 partitions that halved throughput.)
  *
  * Due time: an item marked with delay 0 is due at once (the `fsync` durability policy); with a delay of
- * D ms it is due D ms after it was first marked (the `interval` policy). Nothing is ever marked for the
- * `none` policy except at seal and close, which partitions do synchronously.
+ * D ms it is due D ms after it was first marked (the `interval` policy). Under the `none` policy a
+ * partition marks itself only when a segment is sealed or files are created or removed; close flushes
+ * synchronously.
  *
  * flusher_defer queues an item's `ready` callback to run on the loop soon (before the loop next sleeps),
  * for completions that need no flush.
