@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,12 @@ int main(int argc, char **argv)
 	}
 	if (glog_parse_level(g.cfg.log.level, &level) == 0)
 		glog_set_level(level);
+	/*
+	 * A fixed mmap threshold: Argon2id allocates 19 MiB per password check on the thread pool, and with
+	 * glibc's adaptive threshold those blocks would stay in per-thread arenas after the first free
+	 * (measured: 90 MiB RSS after eight logins instead of 26 MiB).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	signal(SIGPIPE, SIG_IGN);
 
 	config_dump(&g.cfg, dump, sizeof(dump));
