@@ -1254,6 +1254,117 @@ static bool allowed(struct srv_session *ss, struct pending *p, enum auth_action 
 	return false;
 }
 
+/*
+ * CreateUser and ChangePassword hash (and check) passwords on the thread pool, like logins: the command
+ * is built with copies of everything it names, then applied and persisted when the hashing is done.
+ */
+struct pw_job {
+	uv_work_t work;
+	struct srv *s;
+	struct pending *p;
+	struct meta_cmd c;
+	char name[META_NAME_MAX + 1];
+	struct meta_perms perms;
+	char *pw, *cur_pw, *cur_hash; /* cur_*: the current password to check first (ChangePassword) */
+	size_t pw_len, cur_len;
+	char hash[AUTH_HASH_MAX];
+	int hash_rv;
+	bool cur_ok;
+	void (*build)(struct srv *s, struct wire_buf *b, const struct meta_cmd *c, const struct meta_result *res);
+};
+
+static void pw_job_free(struct pw_job *j)
+{
+	if (j->pw != NULL)
+		explicit_bzero(j->pw, j->pw_len);
+	if (j->cur_pw != NULL)
+		explicit_bzero(j->cur_pw, j->cur_len);
+	free(j->pw);
+	free(j->cur_pw);
+	free(j->cur_hash);
+	meta_perms_free(&j->perms);
+	free(j);
+}
+
+static void pw_work(uv_work_t *w)
+{
+	struct pw_job *j = w->data;
+	j->cur_ok = j->cur_hash == NULL || auth_verify_password(j->cur_hash, j->cur_pw, j->cur_len);
+	j->hash_rv = j->cur_ok ? auth_hash_password(j->pw, j->pw_len, j->hash) : 0;
+}
+
+static void meta_write(struct srv *s, struct pending *p, const struct meta_cmd *c,
+		       void (*build)(struct srv *s, struct wire_buf *b, const struct meta_cmd *c,
+				     const struct meta_result *res),
+		       void (*effect)(struct srv *s, const struct meta_cmd *c, const struct meta_result *res));
+
+static void pw_after(uv_work_t *w, int status)
+{
+	struct pw_job *j = w->data;
+	j->s->jobs--;
+	if (!j->cur_ok) {
+		reject(j->p, META_E_INVALID_CREDENTIALS);
+	} else if (status != 0 || j->hash_rv != 0) {
+		finish(j->p, E_ERROR, false, NULL, 0);
+	} else {
+		j->c.password_hash = j->hash;
+		meta_write(j->s, j->p, &j->c, j->build, NULL);
+	}
+	pw_job_free(j);
+}
+
+/* Copies what the command names into the job and queues it; consumes `perms` (if any). */
+static void pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *c, struct meta_perms *perms,
+			 struct wire_str pw, const char *cur_hash, struct wire_str cur,
+			 void (*build)(struct srv *, struct wire_buf *, const struct meta_cmd *,
+				       const struct meta_result *))
+{
+	struct pw_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		meta_perms_free(perms);
+		finish(p, E_ERROR, false, NULL, 0);
+		return;
+	}
+	j->s = s;
+	j->p = p;
+	j->c = *c;
+	j->build = build;
+	if (c->name != NULL) {
+		memcpy(j->name, c->name, c->name_len);
+		j->name[c->name_len] = '\0';
+		j->c.name = j->name;
+	}
+	if (perms != NULL) {
+		j->perms = *perms; /* takes ownership */
+		memset(perms, 0, sizeof(*perms));
+		j->c.perms = &j->perms;
+	}
+	j->pw = malloc(pw.len + 1);
+	j->pw_len = pw.len;
+	bool ok = j->pw != NULL;
+	if (ok)
+		memcpy(j->pw, pw.ptr, pw.len);
+	if (ok && cur_hash != NULL) {
+		j->cur_hash = strdup(cur_hash);
+		j->cur_pw = malloc(cur.len + 1);
+		j->cur_len = cur.len;
+		ok = j->cur_hash != NULL && j->cur_pw != NULL;
+		if (ok)
+			memcpy(j->cur_pw, cur.ptr, cur.len);
+	}
+	j->work.data = j;
+	if (!ok) {
+		pw_job_free(j);
+		finish(p, E_ERROR, false, NULL, 0);
+		return;
+	}
+	s->jobs++;
+	if (uv_queue_work(s->loop, &j->work, pw_work, pw_after) != 0) {
+		pw_work(&j->work);
+		pw_after(&j->work, 0);
+	}
+}
+
 static void handle_meta(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
@@ -1269,7 +1380,6 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 	struct meta_stream *st;
 	struct meta_topic *t;
 	struct meta_perms perms = {0};
-	char hash[AUTH_HASH_MAX];
 	int rv;
 	switch (hdr->operation) {
 	case FRAME_OP_CREATE_STREAM:
@@ -1491,18 +1601,11 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 			reject(p, 44);
 			return;
 		}
-		if (auth_hash_password((const char *)pw.ptr, pw.len, hash) != 0) {
-			meta_perms_free(&perms);
-			finish(p, E_ERROR, false, NULL, 0);
-			return;
-		}
 		c.type = META_CREATE_USER;
 		c.name = (const char *)name.ptr;
 		c.name_len = (uint8_t)name.len;
-		c.password_hash = hash;
 		c.has_perms = has == 1;
-		c.perms = &perms;
-		meta_write(s, p, &c, build_user, NULL);
+		pw_job_start(s, p, &c, has == 1 ? &perms : NULL, pw, NULL, (struct wire_str){0}, build_user);
 		meta_perms_free(&perms);
 		return;
 	}
@@ -1572,20 +1675,13 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 			c.has_perms = has == 1;
 			c.perms = &perms;
 		} else {
-			if (!auth_verify_password(u->password_hash, (const char *)cur.ptr, cur.len)) {
-				reject(p, META_E_INVALID_CREDENTIALS);
-				return;
-			}
 			if (nw.len < 3 || nw.len > 100) {
 				reject(p, 44);
 				return;
 			}
-			if (auth_hash_password((const char *)nw.ptr, nw.len, hash) != 0) {
-				finish(p, E_ERROR, false, NULL, 0);
-				return;
-			}
 			c.type = META_CHANGE_PASSWORD;
-			c.password_hash = hash;
+			pw_job_start(s, p, &c, NULL, nw, u->password_hash, cur, NULL);
+			return;
 		}
 		meta_write(s, p, &c, NULL, NULL);
 		meta_perms_free(&perms);
