@@ -61,7 +61,14 @@ struct galgo_config {
 		uint32_t id;             /* this node's id, 1.. */
 		char *data_dir;          /* where partitions and the lock file live */
 	} node;
-	struct config_listener tcp, quic;
+	struct {
+		bool enabled;
+		char *address;           /* host:port */
+		bool tls_enabled;        /* TLS around the TCP byte stream */
+		char *tls_cert;          /* PEM certificate chain; empty with tls_key empty: a generated one */
+		char *tls_key;           /* PEM private key of tls_cert */
+	} tcp;
+	struct config_listener quic;
 	struct {
 		bool enabled;
 		char *address;               /* host:port */

@@ -3,7 +3,8 @@
  *
  * Startup: read the configuration (exit 2 on a bad one, 0 after --help), lock the data directory (exit 1
  * if that fails), load the metadata and open every partition it names (node/server), start the TCP
- * listener (transport/tcp) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly: the
+ * listener (transport/tcp; with tcp.tls_enabled, inside TLS with the context node/tlscert makes, exit 1
+ * if that fails) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly: the
  * listener closes, every partition log is closed (which flushes it), the loop is torn down, the lock
  * released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
  *
@@ -28,6 +29,7 @@
 #include "partition/flusher.h"
 #include "partition/pio.h"
 #include "node/server.h"
+#include "node/tlscert.h"
 #include "partition/plog.h"
 #include "transport/http.h"
 #include "transport/tcp.h"
@@ -381,7 +383,23 @@ int main(int argc, char **argv)
 		tcp_opts_default(&to);
 		to.address = g.cfg.tcp.address;
 		to.log = galgod_tcp_log;
+		if (g.cfg.tcp.tls_enabled) {
+			char cert[4096];
+			bool generated;
+			rc = tlscert_server_ctx(g.cfg.tcp.tls_cert, g.cfg.tcp.tls_key, g.cfg.node.data_dir, &to.ssl_ctx,
+						cert, sizeof(cert), &generated, err, sizeof(err));
+			if (rc < 0) {
+				glog_error(TAG, "TLS: %s", err);
+				goto fail;
+			}
+			glog_info(TAG, "TLS on the TCP listener with %s certificate %s",
+				  generated ? "a new self-signed development" : g.cfg.tcp.tls_cert[0] ? "the" : "the development",
+				  cert);
+		}
 		rc = tcp_server_new(&g.loop, &to, &galgod_tcp_handler, &g, &g.tcp);
+		/* The server holds its own reference on the context. */
+		if (to.ssl_ctx != NULL)
+			SSL_CTX_free(to.ssl_ctx);
 		if (rc < 0) {
 			glog_error(TAG, "cannot listen on %s: %s", g.cfg.tcp.address, strerror(-rc));
 			goto fail;

@@ -13,6 +13,16 @@
  * when a connection resumes after a pause. A connection with deferred work sits on the server's
  * pending list.
  *
+ * TLS (only with tcp_opts.ssl_ctx; a NULL SSL pointer on the connection means plain TCP and every
+ * TLS branch below is skipped). Until the handshake is done, a connection polls for exactly what
+ * SSL_accept last asked for and nothing else runs on it. After it, the level-triggered rules above
+ * hold, with two additions: OpenSSL may keep decrypted bytes that the socket no longer signals, so a
+ * connection with such bytes is revisited from the idle callback; and a read that needs the socket
+ * writable (or a write that needs it readable) adds that event until it has run. Writes never hand
+ * OpenSSL the queue itself: the next bytes of the queue, up to one record, are copied into a bounce
+ * buffer (file ranges with pread), and SSL_write is retried on that buffer, unchanged, until it took
+ * all of it, as OpenSSL requires after WANT_WRITE.
+ *
  * Lifetime. A connection is freed only in the close callback of its poll handle, which libuv runs in
  * its own phase, never inside another callback of this file. So within any callback every connection
  * pointer stays valid; aborting only sets `closing` and starts uv_close.
@@ -23,9 +33,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +57,7 @@
 #define IOV_BATCH 64                    /* memory pieces gathered into one sendmsg(2) */
 #define SENDFILE_CHUNK (1u << 30)
 #define ACCEPT_BACKOFF_MS 100           /* pause of the listener when out of descriptors */
+#define TLS_BOUNCE (16u * 1024)         /* the bounce buffer of a TLS connection: one record's payload */
 
 
 /* One queued piece, advanced in place as bytes leave. */
@@ -99,6 +113,17 @@ struct tcp_conn {
 	int close_status; /* for sends not written when the connection closed */
 	uint64_t last_rx, last_tx, close_req_at;
 	struct frame_u128 last_client;
+
+	/* TLS; ssl is NULL on a plain connection. */
+	SSL *ssl;
+	bool tls_ready;            /* the handshake is done (and on_connect was called) */
+	int tls_hs_events;         /* during the handshake: the poll events SSL_accept waits for */
+	bool tls_read_wants_write; /* the last SSL_read needs the socket writable */
+	bool tls_write_wants_read; /* the last SSL_write needs the socket readable */
+	uint64_t accepted_at;
+	/* Bytes [bpos, blen) of the bounce buffer are the next bytes of the queue, not yet taken by SSL_write. */
+	uint8_t *bounce;
+	size_t bpos, blen;
 };
 
 struct tcp_server {
@@ -123,6 +148,12 @@ struct tcp_server {
 static void conn_update(struct tcp_conn *c);
 static void conn_abort(struct tcp_conn *c, int status);
 static void conn_parse(struct tcp_conn *c);
+static void conn_read(struct tcp_conn *c);
+static bool conn_may_read(const struct tcp_conn *c);
+static int tls_conn_init(struct tcp_conn *c);
+static void tls_handshake(struct tcp_conn *c);
+static void tls_read(struct tcp_conn *c);
+static void tls_flush(struct tcp_conn *c);
 
 __attribute__((format(printf, 3, 4))) static void slog(struct tcp_server *s, int level, const char *fmt, ...)
 {
@@ -145,6 +176,7 @@ void tcp_opts_default(struct tcp_opts *o)
 	o->write_high_water = 16u * 1024 * 1024;
 	o->close_linger_ms = 5000;
 	o->backlog = 511;
+	o->tls_handshake_timeout_ms = 10000;
 }
 
 /* ---- Addresses ---- */
@@ -235,13 +267,21 @@ static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
 
 /* ---- Server lifetime ---- */
 
+/* Frees a server whose handles are all closed, with its reference on the TLS context. */
+static void server_free(struct tcp_server *s)
+{
+	if (s->opts.ssl_ctx)
+		SSL_CTX_free(s->opts.ssl_ctx);
+	free(s);
+}
+
 static void server_handle_closed(uv_handle_t *h)
 {
 	struct tcp_server *s = h->data;
 	if (h == (uv_handle_t *)&s->lpoll)
 		close(s->lfd);
 	if (--s->handles == 0)
-		free(s);
+		server_free(s);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -326,16 +366,20 @@ int tcp_server_new(uv_loop_t *loop, const struct tcp_opts *opts, const struct tc
 	uv_idle_init(loop, &s->idle);
 	s->idle.data = s;
 	s->handles = 4;
+	if (s->opts.ssl_ctx)
+		SSL_CTX_up_ref(s->opts.ssl_ctx);
 	ignore_sigpipe();
 	uv_poll_start(&s->lpoll, UV_READABLE, on_listen);
 	uint64_t period = 1000;
 	if (opts->heartbeat_timeout_ms > 0 && opts->heartbeat_timeout_ms / 4 < period)
 		period = opts->heartbeat_timeout_ms / 4 ? opts->heartbeat_timeout_ms / 4 : 1;
+	if (opts->ssl_ctx && opts->tls_handshake_timeout_ms > 0 && opts->tls_handshake_timeout_ms / 4 < period)
+		period = opts->tls_handshake_timeout_ms / 4 ? opts->tls_handshake_timeout_ms / 4 : 1;
 	uv_timer_start(&s->timer, on_timer, period, period);
 
 	char name[80];
 	addr_name(&bound, name, sizeof name);
-	slog(s, TCP_LOG_INFO, "listening on %s", name);
+	slog(s, TCP_LOG_INFO, "listening on %s%s", name, s->opts.ssl_ctx ? " (TLS)" : "");
 	*out = s;
 	return 0;
 
@@ -422,6 +466,9 @@ static void on_idle(uv_idle_t *h)
 			c->want_parse = false;
 			conn_parse(c);
 		}
+		/* Bytes OpenSSL already holds are not signalled by the socket: read them now. */
+		if (c->ssl && c->tls_ready && conn_may_read(c) && SSL_has_pending(c->ssl))
+			conn_read(c);
 		conn_update(c);
 	}
 	if (!s->closing && list_empty(&s->pending))
@@ -447,6 +494,8 @@ static void conn_closed(uv_handle_t *h)
 	struct tcp_conn *c = container_of(h, struct tcp_conn, poll);
 	struct tcp_server *s = c->srv;
 
+	if (c->ssl)
+		SSL_free(c->ssl);
 	close(c->fd);
 	if (c->in_pending)
 		list_remove(&c->pend);
@@ -466,9 +515,10 @@ static void conn_closed(uv_handle_t *h)
 	if (c->connected && s->h.on_close)
 		s->h.on_close(c);
 	free(c->rbuf);
+	free(c->bounce);
 	free(c);
 	if (--s->handles == 0)
-		free(s);
+		server_free(s);
 }
 
 static void conn_abort(struct tcp_conn *c, int status)
@@ -477,6 +527,12 @@ static void conn_abort(struct tcp_conn *c, int status)
 		return;
 	c->closing = true;
 	c->close_status = status;
+	/* A graceful close of a TLS session says so (best effort: the socket is not waited for). */
+	if (c->ssl && c->tls_ready && status == 0) {
+		ERR_clear_error();
+		SSL_shutdown(c->ssl);
+		ERR_clear_error();
+	}
 	slog(c->srv, TCP_LOG_DEBUG, "connection %u (%s) closed (%s)", c->id, c->peer,
 	     status ? strerror(-status) : "normally");
 	uv_close((uv_handle_t *)&c->poll, conn_closed);
@@ -497,10 +553,18 @@ static void conn_update(struct tcp_conn *c)
 		return;
 	}
 	int ev = 0;
-	if (conn_may_read(c))
-		ev |= UV_READABLE;
-	if (c->sq_head)
-		ev |= UV_WRITABLE;
+	if (c->ssl && !c->tls_ready) {
+		ev = c->tls_hs_events;
+	} else {
+		if (conn_may_read(c))
+			ev |= UV_READABLE;
+		if (c->sq_head)
+			ev |= UV_WRITABLE;
+		if (c->tls_read_wants_write && conn_may_read(c))
+			ev |= UV_WRITABLE;
+		if (c->tls_write_wants_read && c->sq_head)
+			ev |= UV_READABLE;
+	}
 	if (ev == c->poll_events)
 		return;
 	int rc = ev ? uv_poll_start(&c->poll, ev, on_conn_poll) : uv_poll_stop(&c->poll);
@@ -521,8 +585,16 @@ static void conn_new(struct tcp_server *s, int fd, const struct sockaddr_storage
 	}
 	c->srv = s;
 	c->fd = fd;
+	if (s->opts.ssl_ctx && tls_conn_init(c) != 0) {
+		slog(s, TCP_LOG_ERROR, "cannot start a TLS session on an accepted socket");
+		close(fd);
+		free(c);
+		return;
+	}
 	if (uv_poll_init(s->loop, &c->poll, fd) != 0) {
 		slog(s, TCP_LOG_ERROR, "cannot watch an accepted socket");
+		if (c->ssl)
+			SSL_free(c->ssl);
 		close(fd);
 		free(c);
 		return;
@@ -538,8 +610,14 @@ static void conn_new(struct tcp_server *s, int fd, const struct sockaddr_storage
 	list_push(&s->conns, &c->link);
 	s->nconns++;
 	s->handles++;
-	c->last_rx = c->last_tx = uv_now(s->loop);
+	c->last_rx = c->last_tx = c->accepted_at = uv_now(s->loop);
 	slog(s, TCP_LOG_DEBUG, "connection %u from %s", c->id, c->peer);
+	if (c->ssl) {
+		/* on_connect waits for the handshake, which starts with the client's hello. */
+		c->tls_hs_events = UV_READABLE;
+		conn_update(c);
+		return;
+	}
 	conn_update(c);
 	c->connected = true;
 	if (s->h.on_connect)
@@ -668,24 +746,36 @@ static void conn_parse(struct tcp_conn *c)
 	}
 }
 
+/* Makes room at the end of the receive buffer for the next read. Returns 0 or -ENOMEM. */
+static int rbuf_room(struct tcp_conn *c)
+{
+	if (c->rcap - c->rlen < READ_MIN_ROOM && c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	if (c->rcap == c->rlen) {
+		/* Only the first read gets here: rbuf_fit makes room for every frame seen. */
+		size_t cap = c->rcap ? c->rcap * 2 : RBUF_INITIAL;
+		uint8_t *p = realloc(c->rbuf, cap);
+		if (!p)
+			return -ENOMEM;
+		c->rbuf = p;
+		c->rcap = cap;
+	}
+	return 0;
+}
+
 static void conn_read(struct tcp_conn *c)
 {
+	if (c->ssl) {
+		tls_read(c);
+		return;
+	}
 	for (int i = 0; i < READS_PER_WAKEUP && conn_may_read(c); i++) {
-		if (c->rcap - c->rlen < READ_MIN_ROOM && c->rpos > 0) {
-			memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-			c->rlen -= c->rpos;
-			c->rpos = 0;
-		}
-		if (c->rcap == c->rlen) {
-			/* Only the first read gets here: rbuf_fit makes room for every frame seen. */
-			size_t cap = c->rcap ? c->rcap * 2 : RBUF_INITIAL;
-			uint8_t *p = realloc(c->rbuf, cap);
-			if (!p) {
-				conn_abort(c, -ENOMEM);
-				return;
-			}
-			c->rbuf = p;
-			c->rcap = cap;
+		if (rbuf_room(c) != 0) {
+			conn_abort(c, -ENOMEM);
+			return;
 		}
 		size_t room = c->rcap - c->rlen;
 		ssize_t n = read(c->fd, c->rbuf + c->rlen, room);
@@ -771,11 +861,28 @@ static int gather(struct tcp_conn *c, struct iovec *iov, bool *then_file)
 	return n;
 }
 
+/* After a write: notes the progress and lifts the backpressure once the queue has drained enough. */
+static void conn_wrote(struct tcp_conn *c, bool progress)
+{
+	struct tcp_server *s = c->srv;
+	if (progress)
+		c->last_tx = uv_now(s->loop);
+	if (c->bp_paused && c->queued <= s->opts.write_high_water / 2) {
+		c->bp_paused = false;
+		c->want_parse = true;
+		conn_defer(c);
+	}
+}
+
 /* Writes as much of the queue as the socket takes. */
 static void conn_flush(struct tcp_conn *c)
 {
 	struct tcp_server *s = c->srv;
 	bool progress = false;
+	if (c->ssl) {
+		tls_flush(c);
+		return;
+	}
 	while (c->sq_head && !c->closing) {
 		struct send *snd = c->sq_head;
 		struct seg *sg = &snd->segs[snd->cur];
@@ -807,13 +914,7 @@ static void conn_flush(struct tcp_conn *c)
 		conn_advance(c, (size_t)n);
 		progress = true;
 	}
-	if (progress)
-		c->last_tx = uv_now(s->loop);
-	if (c->bp_paused && c->queued <= s->opts.write_high_water / 2) {
-		c->bp_paused = false;
-		c->want_parse = true;
-		conn_defer(c);
-	}
+	conn_wrote(c, progress);
 }
 
 static void on_conn_poll(uv_poll_t *h, int status, int events)
@@ -825,9 +926,18 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
 		conn_abort(c, status);
 		return;
 	}
-	if (events & UV_WRITABLE)
+	if (c->ssl && !c->tls_ready) {
+		tls_handshake(c);
+		/* The client's first request may follow its Finished message at once. */
+		if (!c->closing && c->tls_ready && conn_may_read(c))
+			conn_read(c);
+		conn_update(c);
+		return;
+	}
+	/* The tls_ flags are false on plain connections: there, only the events themselves count. */
+	if ((events & UV_WRITABLE) || ((events & UV_READABLE) && c->tls_write_wants_read))
 		conn_flush(c);
-	if ((events & UV_READABLE) && conn_may_read(c))
+	if (((events & UV_READABLE) || ((events & UV_WRITABLE) && c->tls_read_wants_write)) && conn_may_read(c))
 		conn_read(c);
 	conn_update(c);
 }
@@ -998,6 +1108,220 @@ int tcp_conn_evict(struct tcp_conn *c, uint8_t reason)
 	return tcp_conn_send(c, &p, 1, NULL, NULL);
 }
 
+/* ---- TLS ---- */
+
+/* Starts the server side of a TLS session on a new connection. Returns 0 or -ENOMEM. */
+static int tls_conn_init(struct tcp_conn *c)
+{
+	c->ssl = SSL_new(c->srv->opts.ssl_ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+		if (c->ssl)
+			SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	SSL_set_accept_state(c->ssl);
+	SSL_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return 0;
+}
+
+/* Describes why an OpenSSL call failed (err from SSL_get_error, e the errno right after the call). */
+static void tls_why(int err, int e, char *out, size_t cap)
+{
+	unsigned long code = ERR_peek_last_error();
+	const char *reason = code ? ERR_reason_error_string(code) : NULL;
+	if (reason)
+		snprintf(out, cap, "%s", reason);
+	else if (code)
+		snprintf(out, cap, "OpenSSL error %lx", code);
+	else if (err == SSL_ERROR_SYSCALL && e != 0)
+		snprintf(out, cap, "%s", strerror(e));
+	else if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN)
+		snprintf(out, cap, "closed by the peer");
+	else
+		snprintf(out, cap, "TLS error %d", err);
+	ERR_clear_error();
+}
+
+/* Runs the handshake as far as the socket allows; on success the handler learns of the connection. */
+static void tls_handshake(struct tcp_conn *c)
+{
+	struct tcp_server *s = c->srv;
+	ERR_clear_error();
+	errno = 0;
+	int rc = SSL_accept(c->ssl);
+	if (rc == 1) {
+		c->tls_ready = true;
+		c->tls_hs_events = 0;
+		c->last_rx = c->last_tx = uv_now(s->loop);
+		slog(s, TCP_LOG_DEBUG, "connection %u (%s): TLS handshake done (%s, %s)", c->id, c->peer,
+		     SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+		c->connected = true;
+		if (s->h.on_connect)
+			s->h.on_connect(c);
+		return;
+	}
+	int e = errno;
+	int err = SSL_get_error(c->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ) {
+		c->tls_hs_events = UV_READABLE;
+		return;
+	}
+	if (err == SSL_ERROR_WANT_WRITE) {
+		c->tls_hs_events = UV_WRITABLE;
+		return;
+	}
+	if (err == SSL_ERROR_SYSCALL && e == EINTR) {
+		c->tls_hs_events = UV_READABLE | UV_WRITABLE;
+		return;
+	}
+	char why[160];
+	tls_why(err, e, why, sizeof why);
+	slog(s, TCP_LOG_INFO, "connection %u (%s): TLS handshake failed: %s", c->id, c->peer, why);
+	conn_abort(c, -EPROTO);
+}
+
+/* conn_read for a TLS connection whose handshake is done. */
+static void tls_read(struct tcp_conn *c)
+{
+	struct tcp_server *s = c->srv;
+	c->tls_read_wants_write = false;
+	for (int i = 0; i < READS_PER_WAKEUP && conn_may_read(c); i++) {
+		if (rbuf_room(c) != 0) {
+			conn_abort(c, -ENOMEM);
+			return;
+		}
+		size_t room = c->rcap - c->rlen;
+		ERR_clear_error();
+		errno = 0;
+		int n = SSL_read(c->ssl, c->rbuf + c->rlen, room > INT_MAX ? INT_MAX : (int)room);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			c->last_rx = uv_now(s->loop);
+			c->stale_fired = false;
+			conn_parse(c);
+			continue;
+		}
+		int e = errno;
+		int err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_READ)
+			return;
+		if (err == SSL_ERROR_WANT_WRITE) {
+			c->tls_read_wants_write = true;
+			return;
+		}
+		if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && e == 0)) {
+			ERR_clear_error();
+			c->eof = true;
+			return;
+		}
+		if (err == SSL_ERROR_SYSCALL && e == EINTR)
+			continue;
+		char why[160];
+		tls_why(err, e, why, sizeof why);
+		slog(s, TCP_LOG_INFO, "connection %u (%s): TLS read failed: %s", c->id, c->peer, why);
+		conn_abort(c, err == SSL_ERROR_SYSCALL ? -e : -EPROTO);
+		return;
+	}
+	/* Stopped by the read limit: what OpenSSL still holds waits for the idle callback, not the socket. */
+	if (conn_may_read(c) && SSL_has_pending(c->ssl))
+		conn_defer(c);
+}
+
+/*
+ * Copies the next bytes of the queue, up to TLS_BOUNCE, into the empty bounce buffer: memory pieces
+ * with memcpy, file ranges with pread. Returns 0, or a negative errno when nothing could be copied.
+ */
+static int tls_bounce_fill(struct tcp_conn *c)
+{
+	struct tcp_server *s = c->srv;
+	if (!c->bounce) {
+		c->bounce = malloc(TLS_BOUNCE);
+		if (!c->bounce)
+			return -ENOMEM;
+	}
+	size_t n = 0;
+	for (struct send *snd = c->sq_head; snd && n < TLS_BOUNCE; snd = snd->next) {
+		for (size_t i = snd->cur; i < snd->nsegs && n < TLS_BOUNCE; i++) {
+			const struct seg *sg = &snd->segs[i];
+			size_t take = sg->len < TLS_BOUNCE - n ? sg->len : TLS_BOUNCE - n;
+			if (!sg->file) {
+				memcpy(c->bounce + n, sg->base, take);
+				n += take;
+				continue;
+			}
+			ssize_t r;
+			do
+				r = pread(sg->fd, c->bounce + n, take, (off_t)sg->off);
+			while (r < 0 && errno == EINTR);
+			if (r <= 0 && n > 0)
+				goto filled; /* what was copied goes first; the range is read again next time */
+			if (r == 0) {
+				slog(s, TCP_LOG_ERROR, "connection %u: file range ends early (fd %d, offset %llu)", c->id,
+				     sg->fd, (unsigned long long)sg->off);
+				return -EIO;
+			}
+			if (r < 0)
+				return -errno;
+			n += (size_t)r;
+			if ((size_t)r < take)
+				goto filled;
+		}
+	}
+filled:
+	c->bpos = 0;
+	c->blen = n;
+	return 0;
+}
+
+/* conn_flush for a TLS connection: encrypts the queue through the bounce buffer. */
+static void tls_flush(struct tcp_conn *c)
+{
+	struct tcp_server *s = c->srv;
+	bool progress = false;
+	c->tls_write_wants_read = false;
+	if (!c->tls_ready)
+		return;
+	while (c->sq_head && !c->closing) {
+		if (c->bpos == c->blen) {
+			int rc = tls_bounce_fill(c);
+			if (rc < 0) {
+				conn_abort(c, rc);
+				return;
+			}
+		}
+		ERR_clear_error();
+		errno = 0;
+		int n = SSL_write(c->ssl, c->bounce + c->bpos, (int)(c->blen - c->bpos));
+		if (n > 0) {
+			c->bpos += (size_t)n;
+			if (c->bpos == c->blen)
+				c->bpos = c->blen = 0;
+			conn_advance(c, (size_t)n);
+			progress = true;
+			continue;
+		}
+		int e = errno;
+		int err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_WRITE)
+			break;
+		if (err == SSL_ERROR_WANT_READ) {
+			c->tls_write_wants_read = true;
+			break;
+		}
+		if (err == SSL_ERROR_SYSCALL && e == EINTR)
+			continue;
+		char why[160];
+		tls_why(err, e, why, sizeof why);
+		slog(s, TCP_LOG_DEBUG, "connection %u (%s): TLS write failed: %s", c->id, c->peer, why);
+		conn_abort(c, err == SSL_ERROR_SYSCALL && e != 0 ? -e : -EPROTO);
+		return;
+	}
+	conn_wrote(c, progress);
+}
+
 /* ---- Heartbeat and lingering closes ---- */
 
 static void conn_stale(struct tcp_conn *c)
@@ -1023,6 +1347,15 @@ static void on_timer(uv_timer_t *t)
 		struct tcp_conn *c = container_of(l, struct tcp_conn, link);
 		if (c->closing)
 			continue;
+		if (c->ssl && !c->tls_ready) {
+			uint64_t limit = s->opts.tls_handshake_timeout_ms;
+			if (limit > 0 && now - c->accepted_at >= limit) {
+				slog(s, TCP_LOG_INFO, "connection %u (%s): no TLS handshake within %u ms; closing", c->id,
+				     c->peer, s->opts.tls_handshake_timeout_ms);
+				conn_abort(c, -ETIMEDOUT);
+			}
+			continue;
+		}
 		uint64_t last = c->last_rx > c->last_tx ? c->last_rx : c->last_tx;
 		if (c->close_req) {
 			uint64_t since = c->close_req_at > c->last_tx ? c->close_req_at : c->last_tx;

@@ -23,8 +23,9 @@
  *   - TCP_PIECE_REF: the bytes are referenced, not copied; the caller keeps them unchanged until
  *     `done` is called (large bodies built once);
  *   - TCP_PIECE_FILE: `len` bytes of file descriptor `fd` from offset `off`, sent with sendfile(2)
- *     without passing through user space; the caller keeps the descriptor open and the range
- *     unchanged until `done` (the storage layer hands over segment ranges for poll replies).
+ *     without passing through user space (under TLS: through a bounce buffer, see TLS below); the
+ *     caller keeps the descriptor open and the range unchanged until `done` (the storage layer hands
+ *     over segment ranges for poll replies).
  * Bytes leave in queue order: pieces in the order given, sends in the order queued. The queue is
  * written as far as the socket takes it (partial writes and EAGAIN are handled; memory pieces are
  * gathered into one sendmsg). `done(arg, status)` is called exactly once per queued send, never from
@@ -51,6 +52,22 @@
  * on_close is called once for every connection that got on_connect, after the `done` of its sends; the
  * connection must not be used after on_close returns.
  *
+ * TLS. With tcp_opts.ssl_ctx set, every connection is a TLS server session of that context around the
+ * same byte stream; without it the server is plain TCP and none of what follows applies. The handshake
+ * (SSL_accept) is driven by the poll events: OpenSSL's WANT_READ and WANT_WRITE become UV_READABLE and
+ * UV_WRITABLE. on_connect is called only once the handshake has completed, so the handler never sees
+ * a connection that is not yet secured (and on_close only follows an on_connect, as above). A
+ * handshake that fails (garbage or plain frames instead of a ClientHello, a certificate the peer
+ * rejects, the peer closing midway) or does not complete within tls_handshake_timeout_ms closes that
+ * connection alone, without any callback. After the handshake, reads go through SSL_read into the same
+ * receive buffer and writes through SSL_write, with the same framing, backpressure, heartbeat, limits
+ * and ordering. There is no sendfile(2) under TLS, since the kernel cannot encrypt: file pieces are
+ * read with pread(2) into a per-connection bounce buffer of one TLS record (16 KiB), together with
+ * the memory pieces around them, and encrypted from there. The server takes its own reference on the
+ * SSL_CTX (the caller may free its reference after tcp_server_new). Renegotiation is refused, and a
+ * peer that closes without close_notify is treated as an ordinary end of file (the frames carry their
+ * own lengths, so truncation cannot go unnoticed). A graceful close sends close_notify.
+ *
  * SIGPIPE: a write to a connection the peer has reset must not kill the process. Memory pieces are sent
  * with MSG_NOSIGNAL, but sendfile(2) has no such flag, so tcp_server_new sets SIGPIPE to SIG_IGN when its
  * disposition is still the default.
@@ -62,6 +79,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "transport/frame.h"
@@ -86,6 +104,9 @@ struct tcp_opts {
 	size_t write_high_water;       /* default 16 MiB: queued bytes beyond which reading pauses */
 	uint32_t close_linger_ms;      /* default 5000: how long a graceful close waits for the peer */
 	int backlog;                   /* default 511 */
+	/* TLS (see TLS above): a server context made by the caller, or NULL for plain TCP (the default). */
+	SSL_CTX *ssl_ctx;
+	uint32_t tls_handshake_timeout_ms; /* default 10000: how long a TLS handshake may take */
 	/* Where the server says what it does (default: nowhere). level: enum tcp_log_level. */
 	void (*log)(void *ud, int level, const char *msg);
 	void *log_ud;

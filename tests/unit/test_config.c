@@ -85,6 +85,9 @@ Test(config, defaults_are_the_documented_values)
 	cr_assert_str_eq(c.node.data_dir, "./local_data");
 	cr_assert(c.tcp.enabled);
 	cr_assert_str_eq(c.tcp.address, "127.0.0.1:8090");
+	cr_assert(!c.tcp.tls_enabled);
+	cr_assert_str_eq(c.tcp.tls_cert, "");
+	cr_assert_str_eq(c.tcp.tls_key, "");
 	cr_assert(c.quic.enabled);
 	cr_assert_str_eq(c.quic.address, "127.0.0.1:8080");
 	cr_assert(c.http.enabled);
@@ -238,6 +241,24 @@ Test(config, flags_override_env)
 	cr_assert_eq(LOAD(&c, env, err, "--tcp.address=10.0.0.3:3000", "--node.id", "6"), 0, "%s", err);
 	cr_assert_str_eq(c.tcp.address, "10.0.0.3:3000");
 	cr_assert_eq(c.node.id, 6);
+	config_free(&c);
+}
+
+/* The TLS settings of the TCP listener come from flags, GALGO_ variables or Iggy's IGGY_TCP_TLS_* names. */
+Test(config, tcp_tls_settings_and_their_iggy_aliases)
+{
+	struct galgo_config c;
+	char err[256];
+	char *env[] = {"IGGY_TCP_TLS_ENABLED=true", "IGGY_TCP_TLS_CERT_FILE=/a/cert.pem", "IGGY_TCP_TLS_KEY_FILE=/a/key.pem",
+		       "GALGO_TCP_TLS_KEY=/b/key.pem", NULL};
+	cr_assert_eq(LOAD(&c, env, err), 0, "%s", err);
+	cr_assert(c.tcp.tls_enabled);
+	cr_assert_str_eq(c.tcp.tls_cert, "/a/cert.pem");
+	cr_assert_str_eq(c.tcp.tls_key, "/b/key.pem");
+	config_free(&c);
+	char *none[] = {NULL};
+	cr_assert_eq(LOAD(&c, none, err, "--tcp.tls_enabled"), 0, "%s", err);
+	cr_assert(c.tcp.tls_enabled);
 	config_free(&c);
 }
 

@@ -2,7 +2,8 @@
  * Tests of transport/tcp against real sockets: a server on 127.0.0.1 (port 0) runs its loop in a
  * thread, and each test talks to it with plain blocking client sockets. The test handler answers
  * pings, echoes bodies, sends bulk replies, replies from file ranges and replies late (to check
- * ordering with tcp_conn_pause). Counters shared with the loop thread are atomics; the loop thread never
+ * ordering with tcp_conn_pause). Some tests run again under TLS (a server context from node/tlscert's
+ * development certificate, blocking OpenSSL clients that verify it). Counters shared with the loop thread are atomics; the loop thread never
  * asserts (criterion's asserts belong to the test thread): it records the first problem in `fault`.
  */
 #define _GNU_SOURCE /* usleep */
@@ -19,8 +20,11 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
+#include "node/tlscert.h"
 #include "transport/frame.h"
 #include "transport/tcp.h"
 #include "transport/wire.h"
@@ -300,6 +304,43 @@ static void stop_server(void)
 
 /* ---- Client side (test thread) ---- */
 
+/* TLS: the server's context, the clients' context, and the client session of each descriptor. */
+#define MAX_CLI_FD 4096
+static SSL_CTX *tls_srv_ctx, *tls_cli_ctx;
+static SSL *cli_tls[MAX_CLI_FD];
+static char tls_dir[64];
+
+/* Makes a development certificate in a temporary directory and the contexts that use it. */
+static void tls_setup(void)
+{
+	snprintf(tls_dir, sizeof tls_dir, "/tmp/galgo-tcp-tls-XXXXXX");
+	cr_assert_not_null(mkdtemp(tls_dir));
+	char cert[256], err[512];
+	bool generated;
+	int rc = tlscert_server_ctx(NULL, NULL, tls_dir, &tls_srv_ctx, cert, sizeof cert, &generated, err, sizeof err);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert(generated);
+	tls_cli_ctx = SSL_CTX_new(TLS_client_method());
+	cr_assert_not_null(tls_cli_ctx);
+	cr_assert_eq(SSL_CTX_load_verify_locations(tls_cli_ctx, cert, NULL), 1);
+	SSL_CTX_set_verify(tls_cli_ctx, SSL_VERIFY_PEER, NULL);
+}
+
+static void tls_teardown(void)
+{
+	SSL_CTX_free(tls_srv_ctx);
+	SSL_CTX_free(tls_cli_ctx);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tls_dir);
+}
+
+static void with_tls(struct tcp_opts *o)
+{
+	o->ssl_ctx = tls_srv_ctx;
+}
+
 static int cli_connect_opts(int rcvbuf)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -322,9 +363,44 @@ static int cli_connect(void)
 	return cli_connect_opts(0);
 }
 
+/* A connection, over TLS (verifying the certificate and the name localhost) when tls is set. */
+static int cli_open(bool tls, int rcvbuf)
+{
+	int fd = cli_connect_opts(rcvbuf);
+	if (!tls)
+		return fd;
+	cr_assert_lt(fd, MAX_CLI_FD);
+	SSL *s = SSL_new(tls_cli_ctx);
+	cr_assert_not_null(s);
+	cr_assert_eq(SSL_set_fd(s, fd), 1);
+	cr_assert_eq(SSL_set1_host(s, "localhost"), 1);
+	cr_assert_eq(SSL_connect(s), 1, "TLS handshake failed (verify result %ld)", SSL_get_verify_result(s));
+	cli_tls[fd] = s;
+	return fd;
+}
+
+/* Closes a connection made by cli_open. */
+static void cli_close(int fd)
+{
+	if (fd < MAX_CLI_FD && cli_tls[fd]) {
+		SSL_free(cli_tls[fd]);
+		cli_tls[fd] = NULL;
+	}
+	close(fd);
+}
+
 static void send_all(int fd, const void *p, size_t n)
 {
 	const uint8_t *b = p;
+	if (fd < MAX_CLI_FD && cli_tls[fd]) {
+		while (n > 0) {
+			int w = SSL_write(cli_tls[fd], b, n > INT32_MAX ? INT32_MAX : (int)n);
+			cr_assert_gt(w, 0, "SSL_write failed");
+			b += w;
+			n -= (size_t)w;
+		}
+		return;
+	}
 	while (n > 0) {
 		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
 		cr_assert_gt(w, 0, "send: %s", strerror(errno));
@@ -338,7 +414,8 @@ static bool recv_all(int fd, void *p, size_t n)
 {
 	uint8_t *b = p;
 	while (n > 0) {
-		ssize_t r = recv(fd, b, n, 0);
+		ssize_t r = fd < MAX_CLI_FD && cli_tls[fd] ? SSL_read(cli_tls[fd], b, n > INT32_MAX ? INT32_MAX : (int)n)
+							   : recv(fd, b, n, 0);
 		if (r <= 0)
 			return false;
 		b += r;
@@ -656,12 +733,14 @@ static void make_test_file(size_t size)
 	close(fd);
 }
 
-Test(tcp, file_range_pieces_arrive_byte_for_byte_between_memory_pieces)
+/* Ranges of an 8 MiB file between memory markers, pipelined between two pings, arrive exactly and in order. */
+static void file_ranges_case(bool tls)
 {
-	// Ranges of an 8 MiB file sent with sendfile between memory markers, pipelined between two pings, arrive exactly and in order.
 	make_test_file(8u << 20);
-	start_server(NULL);
-	int fd = cli_connect();
+	if (tls)
+		tls_setup();
+	start_server(tls ? with_tls : NULL);
+	int fd = cli_open(tls, 0);
 	const struct {
 		uint64_t off;
 		uint32_t len;
@@ -696,10 +775,24 @@ Test(tcp, file_range_pieces_arrive_byte_for_byte_between_memory_pieces)
 	free(cli_reply(fd, &rep));
 	cr_assert_eq(rep.request, 3);
 	cr_assert(wait_for(&n_done_ok, 3, 5000));
-	close(fd);
+	cli_close(fd);
 	stop_server();
 	unlink(file_path);
 	cr_assert_eq(atomic_load(&n_done_err), 0);
+	if (tls)
+		tls_teardown();
+}
+
+Test(tcp, file_range_pieces_arrive_byte_for_byte_between_memory_pieces)
+{
+	// The ranges go out with sendfile.
+	file_ranges_case(false);
+}
+
+Test(tcp, under_tls_file_range_pieces_arrive_byte_for_byte_between_memory_pieces)
+{
+	// The ranges go through the bounce buffer (pread, then SSL_write).
+	file_ranges_case(true);
 }
 
 Test(tcp, a_file_range_shorter_than_announced_closes_the_connection)
@@ -742,13 +835,24 @@ static void probe_bulk(void *arg)
 	}
 }
 
-Test(tcp, a_client_that_never_reads_stops_being_read_and_its_queue_stays_bounded)
+static void tls_high_water_4mib(struct tcp_opts *o)
 {
-	// 64 pipelined requests for 1 MiB replies from a client that does not read: the server pauses with at most high water + one reply queued, serves another client, and answers all 64 once the client reads.
-	start_server(high_water_4mib);
+	high_water_4mib(o);
+	with_tls(o);
+}
+
+/*
+ * 64 pipelined requests for 1 MiB replies from a client that does not read: the server pauses with at
+ * most high water + one reply queued, serves another client, and answers all 64 once the client reads.
+ */
+static void slow_reader_case(bool tls)
+{
+	if (tls)
+		tls_setup();
+	start_server(tls ? tls_high_water_4mib : high_water_4mib);
 	const int N = 64;
 	const uint32_t reply_len = 1u << 20;
-	int slow = cli_connect_opts(64 * 1024);
+	int slow = cli_open(tls, 64 * 1024);
 	uint8_t *buf = malloc((size_t)N * (FRAME_HEADER_SIZE + 4)), body[4];
 	frame_put32(body, reply_len);
 	size_t len = 0;
@@ -778,10 +882,10 @@ Test(tcp, a_client_that_never_reads_stops_being_read_and_its_queue_stays_bounded
 	cr_assert_leq(atomic_load(&max_queued), bound, "queued %zu", atomic_load(&max_queued));
 
 	/* Another client is served meanwhile. */
-	int other = cli_connect();
+	int other = cli_open(tls, 0);
 	for (uint64_t i = 1; i <= 5; i++)
 		cli_ping(other, i);
-	close(other);
+	cli_close(other);
 
 	/* Once the slow client reads, every reply arrives, whole and in order. */
 	uint8_t *want = malloc(reply_len);
@@ -798,8 +902,58 @@ Test(tcp, a_client_that_never_reads_stops_being_read_and_its_queue_stays_bounded
 	free(want);
 	cr_assert_eq(atomic_load(&n_bulk), N);
 	cr_assert_leq(atomic_load(&max_queued), bound);
-	close(slow);
+	cli_close(slow);
 	stop_server();
+	if (tls)
+		tls_teardown();
+}
+
+Test(tcp, a_client_that_never_reads_stops_being_read_and_its_queue_stays_bounded)
+{
+	slow_reader_case(false);
+}
+
+Test(tcp, under_tls_a_client_that_never_reads_stops_being_read_and_its_queue_stays_bounded)
+{
+	slow_reader_case(true);
+}
+
+static void tls_short_handshake(struct tcp_opts *o)
+{
+	with_tls(o);
+	o->tls_handshake_timeout_ms = 300;
+}
+
+Test(tcp, under_tls_a_bad_or_missing_handshake_closes_only_that_connection)
+{
+	// Plain bytes instead of a ClientHello, and silence past the handshake limit, each close their connection without on_connect; a TLS client is unaffected.
+	tls_setup();
+	start_server(tls_short_handshake);
+	int good = cli_open(true, 0);
+	cli_ping(good, 1);
+	cr_assert(wait_for(&n_connect, 1, 5000));
+
+	int junk = cli_connect();
+	uint8_t frame[FRAME_HEADER_SIZE];
+	build_req(frame, 1, FRAME_CODE_PING, NULL, 0);
+	send_all(junk, frame, sizeof frame);
+	cr_assert(cli_closed(junk));
+	close(junk);
+
+	int silent = cli_connect();
+	uint64_t t0 = now_ms();
+	cr_assert(cli_closed(silent));
+	cr_assert_geq(now_ms() - t0, 250);
+	close(silent);
+
+	cli_ping(good, 2);
+	cr_assert_eq(atomic_load(&n_connect), 1, "on_connect for a connection without a handshake");
+	cr_assert_eq(atomic_load(&n_close), 0);
+	cli_close(good);
+	cr_assert(wait_for(&n_close, 1, 5000));
+	stop_server();
+	cr_assert_eq(atomic_load(&n_close), 1);
+	tls_teardown();
 }
 
 /* ---- Limits and heartbeat ---- */
