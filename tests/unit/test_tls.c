@@ -42,160 +42,23 @@
 /* galgod's TLS handshake limit (tcp_opts.tls_handshake_timeout_ms) plus its timer's period and slack. */
 #define HANDSHAKE_DROP_MS 15000
 
-extern char **environ;
+#include "galgod_child.h"
 
-/* ---- galgod as a child process ---- */
+static char cert_path[192]; /* the development certificate galgod makes */
 
-static struct {
-	char tmpdir[64];
-	char cert[160];
-	pid_t pid;
-	int out;
-	char *buf;
-	size_t len, cap;
-	bool eof;
-	int port;
-} G;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Reads what galgod printed, waiting at most timeout_ms for something. */
-static void child_pump(int timeout_ms)
-{
-	struct pollfd p = {.fd = G.out, .events = POLLIN};
-	if (G.eof || poll(&p, 1, timeout_ms) <= 0)
-		return;
-	for (;;) {
-		if (G.cap - G.len < 4096) {
-			G.cap = G.cap * 2 + 8192;
-			G.buf = realloc(G.buf, G.cap);
-			cr_assert_not_null(G.buf);
-		}
-		ssize_t n = read(G.out, G.buf + G.len, G.cap - G.len - 1);
-		if (n > 0) {
-			G.len += (size_t)n;
-			G.buf[G.len] = '\0';
-			continue;
-		}
-		if (n == 0)
-			G.eof = true;
-		return;
-	}
-}
-
-static const char *child_output(void)
-{
-	return G.buf != NULL ? G.buf : "";
-}
-
-/* Starts galgod with TLS and waits for "galgod ready: ... tcp 127.0.0.1:PORT,". */
 static void galgod_start(void)
 {
-	char datadir[128], flag[160];
-	snprintf(datadir, sizeof(datadir), "%s/data", G.tmpdir);
-	snprintf(flag, sizeof(flag), "--node.data_dir=%s", datadir);
-	snprintf(G.cert, sizeof(G.cert), "%s/tls/cert.pem", datadir);
-	char *argv[] = {GALGOD, flag, "--tcp.address=127.0.0.1:0", "--tcp.tls_enabled=true", "--quic.enabled=false",
-			"--http.enabled=false", "--with-default-root-credentials", NULL};
-	char *envp[256];
-	int envc = 0;
-	for (char **e = environ; *e != NULL && envc < 255; e++)
-		if (strncmp(*e, "GALGO_", 6) != 0 && strncmp(*e, "IGGY_", 5) != 0)
-			envp[envc++] = *e;
-	envp[envc] = NULL;
-
-	if (G.out >= 0)
-		close(G.out);
-	G.len = 0;
-	G.eof = false;
-	if (G.buf != NULL)
-		G.buf[0] = '\0';
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	cr_assert_eq(fcntl(fds[0], F_SETFD, FD_CLOEXEC), 0);
-	cr_assert_eq(fcntl(fds[1], F_SETFD, FD_CLOEXEC), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
-		if (chdir(G.tmpdir) < 0)
-			_exit(126);
-		execve(GALGOD, argv, envp);
-		_exit(127);
-	}
-	close(fds[1]);
-	cr_assert_eq(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
-	G.pid = pid;
-	G.out = fds[0];
-
-	uint64_t end = now_ms() + CHILD_TIMEOUT_MS;
-	const char *ready = NULL;
-	while ((ready = G.buf != NULL ? strstr(G.buf, "galgod ready") : NULL) == NULL || strchr(ready, '\n') == NULL) {
-		cr_assert(!G.eof && now_ms() < end, "no 'galgod ready'; output:\n%s", child_output());
-		child_pump(50);
-	}
-	const char *tcp = strstr(ready, "tcp 127.0.0.1:");
-	cr_assert_not_null(tcp, "%s", ready);
-	G.port = atoi(tcp + strlen("tcp 127.0.0.1:"));
-	cr_assert(G.port > 0 && G.port < 65536, "%s", ready);
-}
-
-/* Stops galgod with SIGTERM and requires exit status 0. */
-static void galgod_stop(void)
-{
-	cr_assert_eq(kill(G.pid, SIGTERM), 0);
-	uint64_t end = now_ms() + CHILD_TIMEOUT_MS;
-	int status = -1;
-	for (;;) {
-		child_pump(20);
-		pid_t r = waitpid(G.pid, &status, WNOHANG);
-		if (r == G.pid)
-			break;
-		if (now_ms() >= end) {
-			kill(G.pid, SIGKILL);
-			waitpid(G.pid, NULL, 0);
-			G.pid = 0;
-			cr_assert_fail("galgod did not stop within %d ms; output:\n%s", CHILD_TIMEOUT_MS, child_output());
-		}
-	}
-	G.pid = 0;
-	for (uint64_t e2 = now_ms() + 2000; !G.eof && now_ms() < e2;)
-		child_pump(20);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "galgod exit status 0x%x; output:\n%s",
-		  (unsigned)status, child_output());
+	galgod_start_with("--tcp.tls_enabled=true");
+	snprintf(cert_path, sizeof(cert_path), "%s/data/tls/cert.pem", G.tmpdir);
 }
 
 static void setup(void)
 {
-	memset(&G, 0, sizeof(G));
-	G.out = -1;
-	strcpy(G.tmpdir, "/tmp/galgo-test-tls-XXXXXX");
-	cr_assert_not_null(mkdtemp(G.tmpdir));
-	signal(SIGPIPE, SIG_IGN);
+	child_setup("/tmp/galgo-test-tls-");
 	galgod_start();
 }
 
-static void teardown(void)
-{
-	if (G.pid > 0 && kill(G.pid, SIGKILL) == 0)
-		waitpid(G.pid, NULL, 0);
-	if (G.out >= 0)
-		close(G.out);
-	free(G.buf);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", G.tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", G.tmpdir);
-}
-
-TestSuite(tls, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(tls, .init = setup, .fini = child_teardown, .timeout = 90);
 
 /* ---- Clients ---- */
 
@@ -267,7 +130,7 @@ static SSL_CTX *client_ctx(void)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	cr_assert_not_null(ctx);
-	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, G.cert, NULL), 1, "cannot load %s: %s", G.cert, ssl_error());
+	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, cert_path, NULL), 1, "cannot load %s: %s", cert_path, ssl_error());
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	return ctx;
 }
@@ -441,8 +304,8 @@ static size_t client_hello(uint8_t *out, size_t cap)
 /* Login and ping travel over TLS, verified against the generated certificate; its path is logged. */
 Test(tls, login_and_ping_round_trip)
 {
-	cr_assert(strstr(child_output(), G.cert) != NULL, "the certificate path is not logged:\n%s", child_output());
-	cr_assert_eq(access(G.cert, R_OK), 0);
+	cr_assert(strstr(child_output(), cert_path) != NULL, "the certificate path is not logged:\n%s", child_output());
+	cr_assert_eq(access(cert_path, R_OK), 0);
 	struct tconn a = good_client();
 	struct tconn b = good_client();
 	for (int i = 0; i < 20; i++) {
@@ -527,7 +390,7 @@ Test(tls, plain_frames_to_the_tls_port_are_refused)
 /* The development certificate is made once: a restart on the same data directory reuses it. */
 Test(tls, the_development_certificate_is_reused)
 {
-	FILE *f = fopen(G.cert, "r");
+	FILE *f = fopen(cert_path, "r");
 	cr_assert_not_null(f);
 	char first[8192] = {0}, second[8192] = {0};
 	cr_assert_gt(fread(first, 1, sizeof(first) - 1, f), 0);
@@ -537,8 +400,8 @@ Test(tls, the_development_certificate_is_reused)
 
 	galgod_start();
 	cr_assert(strstr(child_output(), "new self-signed") == NULL, "%s", child_output());
-	cr_assert(strstr(child_output(), G.cert) != NULL, "%s", child_output());
-	f = fopen(G.cert, "r");
+	cr_assert(strstr(child_output(), cert_path) != NULL, "%s", child_output());
+	f = fopen(cert_path, "r");
 	cr_assert_not_null(f);
 	cr_assert_gt(fread(second, 1, sizeof(second) - 1, f), 0);
 	fclose(f);
