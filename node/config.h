@@ -68,10 +68,21 @@ struct galgo_config {
 		char *tls_cert;          /* PEM certificate chain; empty with tls_key empty: a generated one */
 		char *tls_key;           /* PEM private key of tls_cert */
 	} tcp;
-	struct config_listener quic;
+	struct {
+		bool enabled;
+		char *address;           /* host:port (UDP) */
+		char *tls_cert;          /* PEM certificate chain; empty with tls_key empty: the development one */
+		char *tls_key;           /* PEM private key of tls_cert */
+		uint32_t idle_timeout_ms;    /* a connection silent this long is dropped */
+		uint32_t max_streams;        /* concurrent request streams per connection */
+		uint32_t max_connections;    /* connections beyond it are refused */
+	} quic;
 	struct {
 		bool enabled;
 		char *address;               /* host:port */
+		bool tls_enabled;            /* HTTPS instead of HTTP */
+		char *tls_cert;              /* as tcp.tls_cert */
+		char *tls_key;               /* as tcp.tls_key */
 		char *jwt_secret;            /* HS256 key of the access tokens; empty: random per start */
 		uint64_t max_request_size;   /* bodies above it are answered 413 */
 	} http;

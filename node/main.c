@@ -414,7 +414,22 @@ int main(int argc, char **argv)
 		ho.metrics = galgod_http_metrics;
 		ho.log = galgod_http_log;
 		ho.log_ud = &g;
+		if (g.cfg.http.tls_enabled) {
+			char cert[4096];
+			bool generated;
+			rc = tlscert_server_ctx(g.cfg.http.tls_cert, g.cfg.http.tls_key, g.cfg.node.data_dir, &ho.ssl_ctx,
+						cert, sizeof(cert), &generated, err, sizeof(err));
+			if (rc < 0) {
+				glog_error(TAG, "TLS (http): %s", err);
+				goto fail;
+			}
+			glog_info(TAG, "HTTPS with %s certificate %s",
+				  generated ? "a new self-signed development" : g.cfg.http.tls_cert[0] ? "the" : "the development",
+				  cert);
+		}
 		rc = http_server_new(&g.loop, &ho, &galgod_http_handler, &g, &g.http);
+		if (ho.ssl_ctx != NULL)
+			SSL_CTX_free(ho.ssl_ctx);
 		if (rc < 0) {
 			glog_error(TAG, "cannot listen on %s (http): %s", g.cfg.http.address, strerror(-rc));
 			goto fail;

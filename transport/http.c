@@ -3472,6 +3472,8 @@ static void server_maybe_free(struct http_server *s)
 	if (s->ctx_ready)
 		h2o_context_dispose(&s->ctx);
 	h2o_config_dispose(&s->config);
+	if (s->opts.ssl_ctx != NULL)
+		SSL_CTX_free(s->opts.ssl_ctx);
 	while (!list_empty(&s->revoked)) {
 		struct revoked *r = container_of(s->revoked.next, struct revoked, link);
 		list_remove(&r->link);
@@ -3580,6 +3582,15 @@ int http_server_new(uv_loop_t *loop, const struct http_opts *opts, const struct 
 	s->ctx_ready = true;
 	s->accept_ctx.ctx = &s->ctx;
 	s->accept_ctx.hosts = s->config.hosts;
+	if (opts->ssl_ctx != NULL) {
+		/*
+		 * h2o's list is h2 (and its drafts) only: a client offering just http/1.1 gets no ALPN answer,
+		 * which h2o takes as HTTP/1.1, so both are served.
+		 */
+		SSL_CTX_up_ref(opts->ssl_ctx);
+		h2o_ssl_register_alpn_protocols(opts->ssl_ctx, h2o_http2_alpn_protocols);
+		s->accept_ctx.ssl_ctx = opts->ssl_ctx;
+	}
 
 	int rc = uv_tcp_init(loop, &s->listener);
 	if (rc != 0) {

@@ -1,6 +1,7 @@
 /*
  * http — the HTTP REST API of Apache Iggy (shared reference iggy-protocol.md §6) on h2o 2.2.5 (libuv
- * flavour), serving HTTP/1.1 and HTTP/2 (h2c, also with prior knowledge) on the caller's loop.
+ * flavour), serving HTTP/1.1 and HTTP/2 (h2c, also with prior knowledge) on the caller's loop, or HTTPS
+ * (HTTP/1.1 and h2 chosen by ALPN) with http_opts.ssl_ctx.
  *
  * The listener is a translator: it turns each REST request into exactly the binary request of the
  * Iggy protocol that it stands for (a struct frame_request header and a body built with wire_buf,
@@ -34,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "transport/frame.h"
@@ -60,6 +62,12 @@ struct http_opts {
 	/* Where the listener says what it does (default: nowhere). level: enum http_log_level. */
 	void (*log)(void *ud, int level, const char *msg);
 	void *log_ud;             /* passed to metrics and log */
+	/*
+	 * HTTPS: every connection is a TLS server session of this context, ALPN offering h2 and http/1.1
+	 * (registered on the context by http_server_new). The server takes its own reference; NULL: plain
+	 * HTTP (and h2c).
+	 */
+	SSL_CTX *ssl_ctx;
 };
 
 /* Fills the defaults (address NULL: the caller sets it). */

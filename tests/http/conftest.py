@@ -42,8 +42,9 @@ def find_galgod() -> Path:
 
 
 class Galgod:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None):
         self.workdir = workdir
+        self.extra_args = list(extra_args or [])
         self.http_port = free_port()
         self.tcp_port = free_port()
         while self.tcp_port == self.http_port:
@@ -61,6 +62,7 @@ class Galgod:
             f"--http.address=127.0.0.1:{self.http_port}",
             f"--http.max_request_size={MAX_REQUEST_SIZE}",
             "--with-default-root-credentials",
+            *self.extra_args,
         ]
         err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
@@ -78,11 +80,12 @@ class Galgod:
                     pytest.fail(f"galgod did not listen within {START_TIMEOUT}s:\n{self.stderr()}", pytrace=False)
                 time.sleep(0.05)
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM; the exit status, or -999 if galgod had to be killed after `timeout` seconds."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=STOP_TIMEOUT)
+            return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
