@@ -1081,10 +1081,10 @@ int plog_entry_at(struct plog *l, uint64_t index, struct record_env *env)
 /* Removing records. */
 
 /* Takes segment i out of the log (files unlinked; open handles live on in references). */
-static void remove_segment(struct plog *l, size_t i)
+/* Drops segment i from the log's bookkeeping (its files are left alone). */
+static void forget_segment(struct plog *l, size_t i)
 {
 	struct segment *s = l->segs[i];
-	segment_unlink(s);
 	memmove(&l->segs[i], &l->segs[i + 1], (l->n_segs - i - 1) * sizeof(*l->segs));
 	l->n_segs--;
 	for (size_t k = 0; k < l->n_dirty; k++)
@@ -1095,6 +1095,12 @@ static void remove_segment(struct plog *l, size_t i)
 		}
 	segment_unref(s);
 	l->dir_dirty = true;
+}
+
+static void remove_segment(struct plog *l, size_t i)
+{
+	segment_unlink(l->segs[i]);
+	forget_segment(l, i);
 }
 
 int plog_truncate(struct plog *l, uint64_t index)
@@ -1226,6 +1232,45 @@ int plog_purge(struct plog *l, uint64_t next_offset)
 	l->epoch++;
 	l->last_ts = 0;
 	l->durable_next_offset = next_offset;
+	rv = dirty_add(l, s);
+	l->dir_dirty = true;
+	flusher_mark(l->fl, &l->fitem, 0);
+	cancel_from(l, 0, -ECANCELED);
+	return rv;
+}
+
+/*
+ * The old history goes before the new one starts, each step durable, so a power loss at any point leaves
+ * a log recovery accepts: the recovery point is lowered to 0 first (what is left of the old history is then
+ * never mistaken for damage), the old segments are unlinked newest first (a directory that kept only some
+ * of them keeps a prefix of the log) and the directory synced; only then is the new segment created (so a
+ * file of the same name is never clobbered). A failure after the first unlink leaves the log failed.
+ */
+int plog_reset(struct plog *l, uint64_t first_index, uint64_t first_offset)
+{
+	if (first_index == 0 || first_index == UINT64_MAX)
+		return -EINVAL;
+	int rv = meta_write(l, 0, true);
+	if (rv != 0)
+		return rv;
+	for (size_t i = l->n_segs; i-- > 0;)
+		segment_unlink(l->segs[i]);
+	rv = pio_syncdir(l->pio, l->dir);
+	struct segment *s = NULL;
+	if (rv == 0)
+		rv = segment_create(l->pio, l->dir, first_index, first_offset, l->o.clock_us(l->o.clock_ud),
+				    l->o.index_interval, &s);
+	if (rv != 0) {
+		l->failed = true; /* the old segments' files are gone; reads still work through their handles */
+		return rv;
+	}
+	while (l->n_segs > 0)
+		forget_segment(l, l->n_segs - 1);
+	l->segs[l->n_segs++] = s;
+	l->epoch++;
+	l->last_ts = 0;
+	l->durable_index = first_index - 1;
+	l->durable_next_offset = first_offset;
 	rv = dirty_add(l, s);
 	l->dir_dirty = true;
 	flusher_mark(l->fl, &l->fitem, 0);

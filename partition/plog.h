@@ -224,6 +224,16 @@ int plog_drop_segments(struct plog *l, uint32_t n, uint64_t safe_index);
  */
 int plog_purge(struct plog *l, uint64_t next_offset);
 
+/*
+ * Replaces the whole log by an empty one whose next record has Raft index first_index and offset
+ * first_offset (a replica installing a snapshot from its leader: the records it fetches continue there).
+ * Pending appends fail with -ECANCELED. Crash-safe: after a power loss at any point the log reopens as
+ * either a prefix of the old log or the new one (possibly empty, or with no segment at all, in which case
+ * plog_open starts at opts.first_index). -EINVAL for index 0; on an I/O error after the old files started
+ * to go, the log is failed (see plog_failed).
+ */
+int plog_reset(struct plog *l, uint64_t first_index, uint64_t first_offset);
+
 /* Removes the partition's files and directory and frees the log (deleting a partition). */
 int plog_destroy(struct plog *l);
 

@@ -35,8 +35,11 @@
 
 #include "partition/record.h"
 #include "raft/rmsg.h"
+#include "raft/rsnap.h"
 
 #define APPLY_READ_BYTES (1u << 20)
+/* The data libraft carries in an InstallSnapshot: keep_from, next_offset, then the owner's data. */
+#define WIRE_PREFIX 16
 
 /* One plog append in flight. */
 struct pending {
@@ -50,6 +53,18 @@ struct pending {
 struct conf_event {
 	uint64_t index;
 	struct raft_configuration conf;
+};
+
+/* A configuration entry applied (or loaded as applied): a snapshot takes the last one at or below it. */
+struct conf_rec {
+	uint64_t index;
+	uint8_t *buf;
+	uint32_t len;
+};
+
+/* An uncommitted entry this leader submitted, for max_pending_bytes. */
+struct pend_bytes {
+	uint64_t index, term, len;
 };
 
 struct peer {
@@ -77,6 +92,27 @@ struct rgroup {
 	struct conf_event *confs;
 	size_t n_confs, cap_confs;
 	uint64_t stale_rejections;
+	/* Snapshots. */
+	bool have_snap;
+	struct rsnap snap;        /* the persisted snapshot */
+	uint8_t *wire;            /* its InstallSnapshot data (WIRE_PREFIX + owner data) */
+	size_t wire_len;
+	struct conf_rec *hist;
+	size_t n_hist, cap_hist;
+	struct {
+		bool active;
+		struct raft_snapshot_metadata meta; /* its configuration is ours until PERSISTED_SNAPSHOT */
+		uint64_t keep_from, next_offset;
+		uint8_t *data;
+		size_t data_len;
+		bool reset;         /* the log was reset to take the fetched records */
+		uint64_t next;      /* next index to fetch */
+		uint64_t source;    /* who sent the InstallSnapshot */
+		uint64_t deadline;  /* when to ask again */
+	} inst;
+	struct pend_bytes *pb;
+	size_t n_pb, cap_pb;
+	uint64_t installs, fetched, served, max_message;
 };
 
 void rgroup_config_default(struct rgroup_config *c)
@@ -88,6 +124,8 @@ void rgroup_config_default(struct rgroup_config *c)
 	c->max_pending_entries = 64;
 	c->max_entry_bytes = 1u << 20;
 	c->command_type = RECORD_COMMAND;
+	c->max_pending_bytes = 64ull << 20;
+	c->max_message_bytes = 1u << 20;
 }
 
 static uint64_t now(const struct rgroup *g)
@@ -277,21 +315,62 @@ static int persist_entries(struct rgroup *g, uint64_t index, struct raft_entry *
 
 /* Messages. */
 
+static void send_bytes(struct rgroup *g, uint64_t to, const void *buf, size_t len)
+{
+	if (len > g->max_message)
+		g->max_message = len;
+	(void)g->env.send(g->env.ud, to, buf, len);
+}
+
+/* InstallSnapshot: libraft sets the indexes and terms; the configuration and data come from our snapshot. */
+static void send_snapshot(struct rgroup *g, const struct raft_message *m)
+{
+	if (!g->have_snap || m->install_snapshot.last_index != g->snap.index)
+		return; /* cannot happen: libraft only sends the snapshot it was told about */
+	struct raft_message c = *m;
+	raft_configuration_init(&c.install_snapshot.conf);
+	struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if (raft_configuration_decode(&b, &c.install_snapshot.conf) == 0) {
+		c.install_snapshot.conf_index = g->snap.conf_index;
+		c.install_snapshot.data.base = g->wire;
+		c.install_snapshot.data.len = g->wire_len;
+		if (rmsg_encode_snapshot(g->cfg.group_id, &c, &buf, &len) == 0)
+			send_bytes(g, m->server_id, buf, len);
+	}
+	free(buf);
+	raft_configuration_close(&c.install_snapshot.conf);
+}
+
 static void send_message(struct rgroup *g, const struct raft_message *m)
 {
+	if (m->type == RAFT_INSTALL_SNAPSHOT) {
+		send_snapshot(g, m);
+		return;
+	}
 	uint8_t hdr[RMSG_HEADER_SIZE];
 	if (rmsg_encode_header(g->cfg.group_id, m, hdr) != 0)
-		return; /* InstallSnapshot cannot occur: no snapshot is ever taken in this phase */
+		return;
 	size_t len = RMSG_HEADER_SIZE;
 	if (m->type == RAFT_APPEND_ENTRIES && m->append_entries.n_entries > 0) {
-		/* libraft names the entries (prev + 1 .. prev + n); their bytes come from our log. */
+		/*
+		 * libraft names the entries (prev + 1 .. prev + n); their bytes come from our log. Past
+		 * max_message_bytes fewer are sent (at least one): the follower acknowledges what it got and the
+		 * leader's next AppendEntries resumes there (after one rejection when it was pipelining).
+		 */
 		uint64_t from = m->append_entries.prev_log_index + 1;
 		uint64_t to = m->append_entries.prev_log_index + m->append_entries.n_entries;
 		struct plog_slice s;
 		uint32_t n = 0;
-		int rv = plog_read_records(g->env.log, from, to, UINT64_MAX, &s, &n);
-		if (rv == 0 && n != m->append_entries.n_entries)
+		int rv = plog_read_records(g->env.log, from, to, g->cfg.max_message_bytes, &s, &n);
+		if (rv == 0 && (n == 0 || n > m->append_entries.n_entries))
 			rv = -EIO;
+		if (rv == 0 && n < m->append_entries.n_entries) {
+			struct raft_message c = *m;
+			c.append_entries.n_entries = n;
+			rv = rmsg_encode_header(g->cfg.group_id, &c, hdr);
+		}
 		if (rv == 0)
 			rv = reserve(g, RMSG_HEADER_SIZE + s.bytes);
 		if (rv == 0)
@@ -304,7 +383,290 @@ static void send_message(struct rgroup *g, const struct raft_message *m)
 		return;
 	}
 	memcpy(g->buf, hdr, RMSG_HEADER_SIZE);
-	(void)g->env.send(g->env.ud, m->server_id, g->buf, len);
+	send_bytes(g, m->server_id, g->buf, len);
+}
+
+/* Installing a snapshot from the leader (follower side). */
+
+static unsigned fetch_retry_ms(const struct rgroup *g)
+{
+	unsigned hb = g->cfg.heartbeat_timeout_ms ? g->cfg.heartbeat_timeout_ms : 100;
+	return 3 * hb;
+}
+
+static void send_fetch(struct rgroup *g)
+{
+	raft_id leader = 0;
+	const char *addr = NULL;
+	raft_leader(&g->raft, &leader, &addr);
+	uint64_t to = leader != 0 && leader != g->cfg.node_id ? leader : g->inst.source;
+	g->inst.deadline = now(g) + fetch_retry_ms(g);
+	struct rmsg_fetch f = {.kind = RMSG_FETCH, .term = raft_current_term(&g->raft), .start = g->inst.next,
+			       .end = g->inst.meta.index, .budget = g->cfg.max_message_bytes};
+	uint8_t hdr[RMSG_HEADER_SIZE];
+	if (to != 0 && rmsg_encode_fetch(g->cfg.group_id, &f, hdr) == 0)
+		send_bytes(g, to, hdr, sizeof(hdr));
+}
+
+static void install_free(struct rgroup *g)
+{
+	if (!g->inst.active)
+		return;
+	raft_configuration_close(&g->inst.meta.configuration);
+	free(g->inst.data);
+	memset(&g->inst, 0, sizeof(g->inst));
+}
+
+/*
+ * RAFT_UPDATE_SNAPSHOT: libraft has forgotten its log and waits for RAFT_PERSISTED_SNAPSHOT (it ignores
+ * entries and votes meanwhile and does not campaign). The configuration and chunk are ours now. The chunk
+ * was checked in rgroup_receive (wire_ok).
+ */
+static void install_start(struct rgroup *g, struct raft_snapshot_metadata *meta, struct raft_buffer chunk)
+{
+	install_free(g);
+	if (g->cfg.snapshot_dir == NULL || chunk.len < WIRE_PREFIX) {
+		raft_configuration_close(&meta->configuration);
+		raft_free(chunk.base);
+		fail(g, -ENOTSUP);
+		return;
+	}
+	const uint8_t *w = chunk.base;
+	g->inst.meta = *meta;
+	g->inst.keep_from = record_le64(w);
+	g->inst.next_offset = record_le64(w + 8);
+	g->inst.data_len = chunk.len - WIRE_PREFIX;
+	g->inst.data = malloc(g->inst.data_len ? g->inst.data_len : 1);
+	if (g->inst.data != NULL)
+		memcpy(g->inst.data, w + WIRE_PREFIX, g->inst.data_len);
+	raft_free(chunk.base);
+	g->inst.active = true;
+	if (g->inst.data == NULL) {
+		fail(g, -ENOMEM);
+		return;
+	}
+	g->inst.next = g->inst.keep_from;
+	raft_id leader = 0;
+	const char *addr = NULL;
+	raft_leader(&g->raft, &leader, &addr);
+	g->inst.source = leader;
+	if (g->inst.next <= meta->index)
+		send_fetch(g);
+}
+
+/* Restarts the log at `index` (offset `offset`) for the records that follow. */
+static int install_reset(struct rgroup *g, uint64_t index, uint64_t offset)
+{
+	int rv = plog_reset(g->env.log, index, offset);
+	if (rv != 0)
+		return rv;
+	g->durable = index - 1;
+	g->durable_term = 0;
+	g->inst.reset = true;
+	g->inst.next = index;
+	return 0;
+}
+
+/* A FetchReply while installing: appends the records that continue the staged range. */
+static int install_records(struct rgroup *g, const struct rmsg_fetch *f)
+{
+	if (!g->inst.active || f->end != g->inst.meta.index)
+		return 0; /* not (or no longer) asked for */
+	int rv = 0;
+	if (f->gone) {
+		/* Nothing of the range is left anywhere we can ask: the log restarts after the snapshot. */
+		if (f->first <= g->inst.meta.index)
+			return 0;
+		rv = install_reset(g, g->inst.meta.index + 1, g->inst.next_offset);
+		return rv != 0 ? fail(g, rv) : 0;
+	}
+	if (f->n == 0)
+		return 0;
+	bool restart = (!g->inst.reset && f->start == g->inst.next) || (f->start > g->inst.next && f->start == f->first);
+	if (!restart && !(g->inst.reset && f->start == g->inst.next))
+		return 0; /* a duplicate or a reply to an older request */
+	const uint8_t *p = f->records;
+	for (uint32_t i = 0; i < f->n && rv == 0; i++) {
+		struct record_env env;
+		(void)record_env_decode(p, &env); /* checked by rmsg_decode */
+		if (i == 0 && restart)
+			rv = install_reset(g, env.index, env.base_offset);
+		if (rv == 0 && env.index == g->inst.meta.index && env.term != g->inst.meta.term)
+			rv = -EIO; /* the leader's log disagrees with its own snapshot: stop rather than diverge */
+		if (rv == 0)
+			rv = append_entry(g, env.index, env.term, env.type, p + RECORD_ENVELOPE_SIZE, env.length);
+		if (rv == 0) {
+			g->inst.next = env.index + 1;
+			g->fetched++;
+		}
+		p += RECORD_ENVELOPE_SIZE + env.length;
+	}
+	if (rv != 0)
+		return fail(g, rv);
+	if (g->inst.next <= g->inst.meta.index)
+		send_fetch(g);
+	return 0;
+}
+
+/* Remembers a configuration entry (index order; a later one replaces any at or above its index). */
+static int hist_add(struct rgroup *g, uint64_t index, const void *buf, uint32_t len)
+{
+	while (g->n_hist > 0 && g->hist[g->n_hist - 1].index >= index)
+		free(g->hist[--g->n_hist].buf);
+	if (g->n_hist == g->cap_hist) {
+		size_t cap = g->cap_hist ? g->cap_hist * 2 : 4;
+		struct conf_rec *v = realloc(g->hist, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		g->hist = v;
+		g->cap_hist = cap;
+	}
+	uint8_t *b = malloc(len ? len : 1);
+	if (b == NULL)
+		return -ENOMEM;
+	memcpy(b, buf, len);
+	g->hist[g->n_hist++] = (struct conf_rec){index, b, len};
+	return 0;
+}
+
+/* Keeps only the configuration entries a later snapshot may still need (the last one at or below index). */
+static void hist_prune(struct rgroup *g, uint64_t index)
+{
+	size_t keep = 0;
+	while (keep + 1 < g->n_hist && g->hist[keep + 1].index <= index)
+		keep++;
+	for (size_t i = 0; i < keep; i++)
+		free(g->hist[i].buf);
+	memmove(g->hist, g->hist + keep, (g->n_hist - keep) * sizeof(*g->hist));
+	g->n_hist -= keep;
+}
+
+/* Makes s the group's snapshot in memory (it is already on disk); takes its buffers. */
+static int snap_adopt(struct rgroup *g, struct rsnap *s)
+{
+	uint8_t *w = malloc(WIRE_PREFIX + s->data_len);
+	if (w == NULL) {
+		rsnap_free(s);
+		return -ENOMEM;
+	}
+	record_put64(w, s->keep_from);
+	record_put64(w + 8, s->next_offset);
+	memcpy(w + WIRE_PREFIX, s->data, s->data_len);
+	if (g->have_snap)
+		rsnap_free(&g->snap);
+	free(g->wire);
+	g->snap = *s;
+	g->have_snap = true;
+	g->wire = w;
+	g->wire_len = WIRE_PREFIX + s->data_len;
+	return 0;
+}
+
+static int do_step(struct rgroup *g, struct raft_event *ev);
+
+/*
+ * Completes the install once every fetched record is durable: the snapshot file is written (the commit
+ * point, see the header comment), then libraft is told and the owner restores its state.
+ */
+static int install_progress(struct rgroup *g)
+{
+	uint64_t index = g->inst.meta.index;
+	int rv = 0;
+	if (!g->inst.reset && g->inst.keep_from > index)
+		rv = install_reset(g, index + 1, g->inst.next_offset);
+	if (rv != 0 || !g->inst.reset || g->inst.next <= index || g->durable < index ||
+	    plog_last_index(g->env.log) != index)
+		return rv;
+	struct rsnap sn = {.group = g->cfg.group_id, .index = index, .term = g->inst.meta.term,
+			   .conf_index = g->inst.meta.configuration_index, .keep_from = plog_first_index(g->env.log),
+			   .next_offset = g->inst.next_offset, .data_len = (uint32_t)g->inst.data_len};
+	struct raft_buffer cb;
+	rv = raft_errno(raft_configuration_encode(&g->inst.meta.configuration, &cb));
+	if (rv != 0)
+		return rv;
+	sn.conf = malloc(cb.len ? cb.len : 1);
+	sn.conf_len = (uint32_t)cb.len;
+	if (sn.conf != NULL)
+		memcpy(sn.conf, cb.base, cb.len);
+	raft_free(cb.base);
+	sn.data = g->inst.data;
+	g->inst.data = NULL;
+	if (sn.conf == NULL) {
+		rsnap_free(&sn);
+		return -ENOMEM;
+	}
+	rv = rsnap_write(g->env.pio, g->cfg.snapshot_dir, &sn);
+	if (rv == 0)
+		rv = hist_add(g, sn.conf_index, sn.conf, sn.conf_len);
+	if (rv != 0) {
+		rsnap_free(&sn);
+		return rv;
+	}
+	hist_prune(g, index);
+	learn_peers(g, &g->inst.meta.configuration);
+	if ((rv = snap_adopt(g, &sn)) != 0)
+		return rv;
+	struct raft_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = RAFT_PERSISTED_SNAPSHOT;
+	ev.persisted_snapshot.metadata = g->inst.meta; /* the configuration passes to libraft */
+	ev.persisted_snapshot.offset = 0;
+	ev.persisted_snapshot.last = true;
+	memset(&g->inst, 0, sizeof(g->inst));
+	g->durable_term = sn.term;
+	g->installs++;
+	g->depth--;
+	rv = do_step(g, &ev);
+	g->depth++;
+	if (rv != 0)
+		return rv;
+	g->applied = index;
+	if (g->env.restore != NULL) {
+		g->in_cb = true;
+		g->env.restore(g->env.ud, index, g->snap.data, g->snap.data_len);
+		g->in_cb = false;
+	}
+	return 0;
+}
+
+/* A Fetch from an installing replica: served from our log while we lead. */
+static void serve_fetch(struct rgroup *g, uint64_t from, const struct rmsg_fetch *f)
+{
+	if (raft_state(&g->raft) != RAFT_LEADER)
+		return;
+	struct plog *log = g->env.log;
+	uint64_t first = plog_first_index(log), last = plog_last_index(log);
+	struct rmsg_fetch r = {.kind = RMSG_FETCH_REPLY, .term = raft_current_term(&g->raft), .start = f->start,
+			       .end = f->end, .first = first};
+	uint8_t hdr[RMSG_HEADER_SIZE];
+	if (first > f->end) {
+		r.gone = true;
+		if (rmsg_encode_fetch(g->cfg.group_id, &r, hdr) == 0)
+			send_bytes(g, from, hdr, sizeof(hdr));
+		return;
+	}
+	if (r.start < first)
+		r.start = first;
+	if (r.start > last)
+		return; /* not here yet: the replica asks again */
+	uint64_t to = f->end < last ? f->end : last;
+	uint64_t budget = f->budget < g->cfg.max_message_bytes ? f->budget : g->cfg.max_message_bytes;
+	struct plog_slice sl;
+	uint32_t n = 0;
+	int rv = plog_read_records(log, r.start, to, budget, &sl, &n);
+	r.n = n;
+	if (rv == 0)
+		rv = reserve(g, RMSG_HEADER_SIZE + sl.bytes);
+	if (rv == 0)
+		rv = plog_slice_copy(&sl, g->buf + RMSG_HEADER_SIZE);
+	if (rv == 0)
+		rv = rmsg_encode_fetch(g->cfg.group_id, &r, g->buf);
+	size_t len = RMSG_HEADER_SIZE + sl.bytes;
+	plog_slice_release(&sl);
+	if (rv == 0) {
+		g->served += n;
+		send_bytes(g, from, g->buf, len);
+	}
 }
 
 /* Carries out an update, in the order of the header comment. Returns 0 or the failure. */
@@ -316,12 +678,8 @@ static int handle_update(struct rgroup *g, struct raft_update *u)
 		if (rv != 0)
 			fail(g, rv);
 	}
-	if (u->flags & RAFT_UPDATE_SNAPSHOT) {
-		/* Unreachable in this phase (no snapshot is ever taken); refuse rather than lose data. */
-		raft_configuration_close(&u->snapshot.metadata.configuration);
-		raft_free(u->snapshot.chunk.base);
-		fail(g, -ENOTSUP);
-	}
+	if (u->flags & RAFT_UPDATE_SNAPSHOT)
+		install_start(g, &u->snapshot.metadata, u->snapshot.chunk);
 	if (u->flags & RAFT_UPDATE_ENTRIES) {
 		if (g->failed)
 			free_batches(u->entries.batch, u->entries.n);
@@ -378,7 +736,7 @@ static int push_conf(struct rgroup *g, uint64_t index, const uint8_t *payload, u
 	c->index = index;
 	learn_peers(g, &c->conf);
 	g->n_confs++;
-	return 0;
+	return hist_add(g, index, payload, length);
 }
 
 /* Applies committed entries from applied + 1, up to about APPLY_READ_BYTES of them. */
@@ -435,6 +793,15 @@ static void settle(struct rgroup *g)
 		return;
 	g->depth++;
 	while (!g->failed) {
+		if (g->inst.active) {
+			/* The log is being replaced: nothing is reported or applied until the install completes. */
+			int rv = install_progress(g);
+			if (rv != 0)
+				fail(g, rv);
+			if (g->inst.active)
+				break;
+			continue;
+		}
 		struct raft_event ev;
 		memset(&ev, 0, sizeof(ev));
 		uint64_t last = plog_last_index(g->env.log);
@@ -538,23 +905,24 @@ static int bootstrap(struct rgroup *g, uint64_t voted_for)
 static int load_entries(struct rgroup *g, struct raft_entry **out, unsigned *n_out)
 {
 	struct plog *log = g->env.log;
-	uint64_t last = plog_last_index(log);
+	uint64_t first = plog_first_index(log), last = plog_last_index(log);
 	*out = NULL;
 	*n_out = 0;
-	if (last == 0)
+	if (last < first)
 		return 0;
-	if (last > UINT32_MAX)
+	if (last - first + 1 > UINT32_MAX)
 		return -EFBIG;
-	struct raft_entry *v = calloc(last, sizeof(*v));
+	uint64_t count = last - first + 1;
+	struct raft_entry *v = calloc(count, sizeof(*v));
 	if (v == NULL)
 		return -ENOMEM;
 	int rv = 0;
-	for (uint64_t i = 1; rv == 0 && i <= last; i++) {
+	for (uint64_t i = first; rv == 0 && i <= last; i++) {
 		struct record_env env;
 		rv = plog_entry_at(log, i, &env);
 		if (rv != 0)
 			break;
-		struct raft_entry *e = &v[i - 1];
+		struct raft_entry *e = &v[i - first];
 		e->term = env.term;
 		e->type = env.type == RECORD_BARRIER ? RAFT_BARRIER : env.type == RECORD_CHANGE ? RAFT_CHANGE
 												 : RAFT_COMMAND;
@@ -576,6 +944,9 @@ static int load_entries(struct rgroup *g, struct raft_entry **out, unsigned *n_o
 		plog_slice_release(&s);
 		if (rv == 0 && record_payload_verify(&env, rec + RECORD_ENVELOPE_SIZE, env.length) != 0)
 			rv = -EBADMSG;
+		/* Applied configurations are remembered for snapshots; later ones are added as they are applied. */
+		if (rv == 0 && i <= g->applied)
+			rv = hist_add(g, i, rec + RECORD_ENVELOPE_SIZE, env.length);
 		if (rec != NULL) {
 			e->batch = rec;
 			e->buf.base = rec + RECORD_ENVELOPE_SIZE;
@@ -583,13 +954,33 @@ static int load_entries(struct rgroup *g, struct raft_entry **out, unsigned *n_o
 		}
 	}
 	if (rv != 0) {
-		free_batches(v, (unsigned)last);
+		free_batches(v, (unsigned)count);
 		free(v);
 		return rv;
 	}
 	*out = v;
-	*n_out = (unsigned)last;
+	*n_out = (unsigned)count;
 	return 0;
+}
+
+/*
+ * Makes the log and the persisted snapshot agree (see the header comment on installs): the log must hold
+ * the snapshot's last entry with its term, or start right after it; without a snapshot it must start at 1.
+ * Anything else is what an interrupted install left, and the log restarts right after the snapshot.
+ */
+static int reconcile(struct rgroup *g)
+{
+	struct plog *log = g->env.log;
+	uint64_t first = plog_first_index(log), last = plog_last_index(log);
+	uint64_t si = g->have_snap ? g->snap.index : 0;
+	bool ok = first <= si + 1 && last >= si;
+	if (ok && g->have_snap && first <= si) {
+		struct record_env env;
+		ok = plog_entry_at(log, si, &env) == 0 && env.term == g->snap.term;
+	}
+	if (ok)
+		return 0;
+	return plog_reset(log, si + 1, g->have_snap ? g->snap.next_offset : 0);
 }
 
 int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, struct rgroup **out)
@@ -599,8 +990,10 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 	    (cfg->command_type != RECORD_COMMAND && cfg->command_type != RECORD_MESSAGES))
 		return -EINVAL;
 	struct plog *log = env->log;
-	if (plog_first_index(log) != 1)
-		return -ENOTSUP; /* a compacted log starts from a snapshot: not in this phase */
+	if (cfg->snapshot_dir == NULL && plog_first_index(log) != 1)
+		return -ENOTSUP; /* a compacted log starts from a snapshot */
+	if (cfg->snapshot_dir != NULL && env->pio == NULL)
+		return -EINVAL;
 	struct rgroup *g = calloc(1, sizeof(*g));
 	if (g == NULL)
 		return -ENOMEM;
@@ -609,12 +1002,38 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 	g->env = *env;
 	g->item.ops = &rgroup_item_ops;
 	g->applied = cfg->applied_index;
+	if (g->cfg.max_message_bytes == 0)
+		g->cfg.max_message_bytes = 1u << 20;
+	if (g->cfg.max_pending_bytes == 0)
+		g->cfg.max_pending_bytes = 64ull << 20;
 	g->address = strdup(cfg->address != NULL ? cfg->address : "");
-	int rv = g->address != NULL ? 0 : -ENOMEM;
+	g->cfg.address = NULL;
+	g->cfg.snapshot_dir = cfg->snapshot_dir != NULL ? strdup(cfg->snapshot_dir) : NULL;
+	int rv = g->address != NULL && (cfg->snapshot_dir == NULL || g->cfg.snapshot_dir != NULL) ? 0 : -ENOMEM;
+	if (rv == 0 && cfg->snapshot_dir != NULL) {
+		rv = rsnap_read(env->pio, cfg->snapshot_dir, cfg->group_id, &g->snap);
+		if (rv == 0) {
+			struct rsnap copy = g->snap;
+			memset(&g->snap, 0, sizeof(g->snap));
+			rv = snap_adopt(g, &copy);
+			if (rv == 0)
+				rv = hist_add(g, g->snap.conf_index, g->snap.conf, g->snap.conf_len);
+		} else if (rv == -ENOENT) {
+			rv = 0;
+		}
+		if (rv == 0)
+			rv = reconcile(g);
+	}
+	if (rv == 0 && g->have_snap && g->applied < g->snap.index) {
+		/* The owner's state predates the snapshot (an install completed just before a crash). */
+		if (g->env.restore != NULL)
+			g->env.restore(g->env.ud, g->snap.index, g->snap.data, g->snap.data_len);
+		g->applied = g->snap.index;
+	}
 	uint64_t term = 0, vote = 0;
 	if (rv == 0) {
 		(void)rmeta_get(env->meta, cfg->group_id, &term, &vote);
-		if (plog_last_index(log) == 0 && cfg->bootstrap != NULL && term <= 1) {
+		if (plog_last_index(log) == 0 && !g->have_snap && cfg->bootstrap != NULL && term <= 1) {
 			g->cfg.bootstrap = cfg->bootstrap;
 			rv = bootstrap(g, term == 1 ? vote : 0);
 			g->cfg.bootstrap = NULL;
@@ -628,6 +1047,19 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 	unsigned n = 0;
 	if (rv == 0)
 		rv = load_entries(g, &entries, &n);
+	if (g->have_snap) {
+		g->durable_term = g->snap.term;
+		if (term < g->snap.term) {
+			term = g->snap.term;
+			vote = 0;
+		}
+		struct raft_configuration c;
+		struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
+		raft_configuration_init(&c);
+		if (raft_configuration_decode(&b, &c) == 0)
+			learn_peers(g, &c);
+		raft_configuration_close(&c);
+	}
 	if (rv == 0 && n > 0) {
 		g->durable_term = entries[n - 1].term;
 		/*
@@ -658,23 +1090,36 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 		raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
 		raft_set_pre_vote(&g->raft, !cfg->no_pre_vote);
 		raft_set_max_inflight_entries(&g->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries : 32);
+		unsigned et = cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000;
+		raft_set_install_snapshot_timeout(&g->raft, cfg->install_snapshot_timeout_ms ? cfg->install_snapshot_timeout_ms
+											    : 10 * et);
 		/*
-		 * Snapshots never trigger in this phase. In the raft_step API libraft has no snapshot threshold or
-		 * trailing count of its own (raft_set_snapshot_threshold/trailing only drive the legacy raft_io
-		 * path): a snapshot exists only when the owner steps RAFT_SNAPSHOT, which rgroup never does. So the
-		 * log is never compacted, every follower is caught up from the log by AppendEntries, and libraft
-		 * never sends InstallSnapshot (rmsg could not encode it; handle_update refuses UPDATE_SNAPSHOT).
+		 * In the raft_step API libraft has no snapshot threshold or trailing count of its own: a snapshot
+		 * exists only when the owner calls rgroup_snapshot, which steps RAFT_SNAPSHOT with its trailing.
 		 */
+		struct raft_snapshot_metadata meta;
+		memset(&meta, 0, sizeof(meta));
+		raft_configuration_init(&meta.configuration);
+		if (g->have_snap) {
+			meta.index = g->snap.index;
+			meta.term = g->snap.term;
+			meta.configuration_index = g->snap.conf_index;
+			struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
+			rv = raft_errno(raft_configuration_decode(&b, &meta.configuration));
+		}
 		struct raft_event ev;
 		memset(&ev, 0, sizeof(ev));
 		ev.type = RAFT_START;
 		ev.start.term = term;
 		ev.start.voted_for = vote;
-		ev.start.metadata = NULL;
-		ev.start.start_index = 1;
+		ev.start.metadata = g->have_snap ? &meta : NULL; /* its configuration passes to libraft */
+		ev.start.start_index = plog_first_index(log);
 		ev.start.entries = entries;
 		ev.start.n_entries = n;
-		rv = do_step(g, &ev);
+		if (rv == 0)
+			rv = do_step(g, &ev);
+		else
+			raft_configuration_close(&meta.configuration);
 	}
 	/* libraft only read the entries during RAFT_START; they stay ours. */
 	free_batches(entries, n);
@@ -703,6 +1148,15 @@ void rgroup_close(struct rgroup *g)
 	for (size_t i = 0; i < g->n_confs; i++)
 		raft_configuration_close(&g->confs[i].conf);
 	free(g->confs);
+	install_free(g);
+	if (g->have_snap)
+		rsnap_free(&g->snap);
+	free(g->wire);
+	for (size_t i = 0; i < g->n_hist; i++)
+		free(g->hist[i].buf);
+	free(g->hist);
+	free(g->pb);
+	free((char *)g->cfg.snapshot_dir);
 	for (size_t i = 0; i < g->n_peers; i++)
 		free(g->peers[i].address);
 	free(g->peers);
@@ -731,6 +1185,29 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 	}
 	if (rv != 0)
 		return rv;
+	if (d.kind == RMSG_FETCH) {
+		serve_fetch(g, from, &d.fetch);
+		return 0;
+	}
+	if (d.kind == RMSG_FETCH_REPLY) {
+		rv = install_records(g, &d.fetch);
+		if (rv == 0)
+			settle(g);
+		return g->failed;
+	}
+	if (d.msg.type == RAFT_INSTALL_SNAPSHOT) {
+		const struct raft_install_snapshot *is = &d.msg.install_snapshot;
+		const uint8_t *w = is->data.base;
+		bool ok = is->data.len >= WIRE_PREFIX && record_le64(w) >= 1 && record_le64(w) <= is->last_index + 1;
+		/*
+		 * While an install runs, libraft 0.22.1 drops a further InstallSnapshot without freeing its
+		 * configuration and data (raft/README.md); it would be dropped anyway, so it is dropped here.
+		 */
+		if (!ok || g->inst.active || g->cfg.snapshot_dir == NULL) {
+			rmsg_discard(&d);
+			return ok ? 0 : -EBADMSG;
+		}
+	}
 	/*
 	 * Work around a libraft 0.22.1 liveness bug (raft/README.md): a leader probing a follower accepts a
 	 * reordered, stale rejection of an index the follower has already acknowledged, sets next_index to
@@ -764,7 +1241,10 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 
 uint64_t rgroup_timeout(const struct rgroup *g)
 {
-	return raft_timeout(&g->raft);
+	uint64_t t = raft_timeout(&g->raft);
+	if (g->inst.active && g->inst.next <= g->inst.meta.index && g->inst.deadline < t)
+		t = g->inst.deadline;
+	return t;
 }
 
 int rgroup_tick(struct rgroup *g)
@@ -772,6 +1252,8 @@ int rgroup_tick(struct rgroup *g)
 	int rv = enter(g);
 	if (rv != 0)
 		return rv;
+	if (g->inst.active && g->inst.next <= g->inst.meta.index && now(g) >= g->inst.deadline)
+		send_fetch(g); /* the last request or its reply was lost, or the leader changed */
 	if (now(g) < raft_timeout(&g->raft))
 		return 0;
 	struct raft_event ev;
@@ -780,6 +1262,72 @@ int rgroup_tick(struct rgroup *g)
 	rv = do_step(g, &ev);
 	if (rv != 0)
 		return fail(g, rv);
+	settle(g);
+	return g->failed;
+}
+
+/* Uncommitted payload bytes this leader submitted in its term (entries of earlier terms are not counted). */
+static uint64_t pending_bytes(struct rgroup *g)
+{
+	uint64_t commit = raft_commit_index(&g->raft), term = raft_current_term(&g->raft), sum = 0;
+	size_t keep = 0;
+	for (size_t i = 0; i < g->n_pb; i++)
+		if (g->pb[i].index > commit && g->pb[i].term == term) {
+			g->pb[keep++] = g->pb[i];
+			sum += g->pb[i].len;
+		}
+	g->n_pb = keep;
+	return sum;
+}
+
+/* Appends one entry of `type` holding a copy of payload (leader only; checks done by the caller). */
+static int submit_entry(struct rgroup *g, enum raft_entry_type type, const void *payload, size_t length,
+			uint64_t *index)
+{
+	uint64_t last = plog_last_index(g->env.log);
+	if (g->n_pb == g->cap_pb) {
+		size_t cap = g->cap_pb ? g->cap_pb * 2 : 16;
+		struct pend_bytes *v = realloc(g->pb, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		g->pb = v;
+		g->cap_pb = cap;
+	}
+	void *batch = raft_malloc(length > 0 ? length : 1);
+	if (batch == NULL)
+		return -ENOMEM;
+	if (length > 0)
+		memcpy(batch, payload, length);
+	struct raft_entry e;
+	memset(&e, 0, sizeof(e));
+	e.term = raft_current_term(&g->raft);
+	e.type = type;
+	e.buf.base = batch;
+	e.buf.len = length;
+	e.batch = batch;
+	struct raft_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = RAFT_SUBMIT;
+	ev.submit.entries = &e;
+	ev.submit.n = 1;
+	g->depth++;
+	struct raft_update u;
+	memset(&u, 0, sizeof(u));
+	ev.time = now(g);
+	int rv = raft_step(&g->raft, &ev, &u);
+	if (rv != 0) {
+		/* Refused before it was taken into the log: the batch is still ours. */
+		g->depth--;
+		raft_free(batch);
+		return raft_errno(rv);
+	}
+	rv = handle_update(g, &u);
+	g->depth--;
+	if (rv != 0)
+		return fail(g, rv);
+	g->pb[g->n_pb++] = (struct pend_bytes){last + 1, e.term, length};
+	if (index != NULL)
+		*index = last + 1;
 	settle(g);
 	return g->failed;
 }
@@ -793,46 +1341,17 @@ int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64
 		return -EPERM;
 	if (length > g->cfg.max_entry_bytes)
 		return -EMSGSIZE;
-	/* Bound memory and the work at risk: at most max_pending_entries entries are uncommitted. */
+	/*
+	 * Bound memory and the work at risk: at most max_pending_entries entries and max_pending_bytes bytes
+	 * are uncommitted (one entry is always accepted, however large, when nothing is pending).
+	 */
 	uint64_t last = plog_last_index(g->env.log);
 	if (last - raft_commit_index(&g->raft) >= g->cfg.max_pending_entries)
 		return -EAGAIN;
-	void *batch = raft_malloc(length > 0 ? length : 1);
-	if (batch == NULL)
-		return -ENOMEM;
-	if (length > 0)
-		memcpy(batch, payload, length);
-	struct raft_entry e;
-	memset(&e, 0, sizeof(e));
-	e.term = raft_current_term(&g->raft);
-	e.type = RAFT_COMMAND;
-	e.buf.base = batch;
-	e.buf.len = length;
-	e.batch = batch;
-	struct raft_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = RAFT_SUBMIT;
-	ev.submit.entries = &e;
-	ev.submit.n = 1;
-	g->depth++;
-	struct raft_update u;
-	memset(&u, 0, sizeof(u));
-	ev.time = now(g);
-	rv = raft_step(&g->raft, &ev, &u);
-	if (rv != 0) {
-		/* Refused before it was taken into the log: the batch is still ours. */
-		g->depth--;
-		raft_free(batch);
-		return raft_errno(rv);
-	}
-	rv = handle_update(g, &u);
-	g->depth--;
-	if (rv != 0)
-		return fail(g, rv);
-	if (index != NULL)
-		*index = last + 1;
-	settle(g);
-	return g->failed;
+	uint64_t pb = pending_bytes(g);
+	if (pb > 0 && pb + length > g->cfg.max_pending_bytes)
+		return -EAGAIN;
+	return submit_entry(g, RAFT_COMMAND, payload, length, index);
 }
 
 void rgroup_status(const struct rgroup *g, struct rgroup_status *st)
@@ -853,6 +1372,231 @@ void rgroup_status(const struct rgroup *g, struct rgroup_status *st)
 	st->last_stored = r->last_stored;
 	st->failed = g->failed;
 	st->stale_rejections = g->stale_rejections;
+	st->snapshot_index = g->have_snap ? g->snap.index : 0;
+	st->installing = g->inst.active;
+	st->installs = g->installs;
+	st->fetched_records = g->fetched;
+	st->served_records = g->served;
+	st->max_message = g->max_message;
+}
+
+int rgroup_snapshot(struct rgroup *g, uint64_t index, uint64_t keep_from, const void *data, size_t len)
+{
+	int rv = enter(g);
+	if (rv != 0)
+		return rv;
+	if (g->cfg.snapshot_dir == NULL)
+		return -ENOTSUP;
+	if (g->inst.active)
+		return -EBUSY;
+	struct plog *log = g->env.log;
+	if (index == 0 || index > g->applied || index > g->durable || index < plog_first_index(log) ||
+	    (g->have_snap && index <= g->snap.index) || keep_from == 0 || keep_from > index + 1 ||
+	    keep_from < plog_first_index(log) || len > RSNAP_MAX_DATA || (len > 0 && data == NULL))
+		return -EINVAL;
+	struct record_env env;
+	rv = plog_entry_at(log, index, &env);
+	if (rv != 0)
+		return rv;
+	/* The configuration in force at index: the last configuration entry at or below it. */
+	const struct conf_rec *c = NULL;
+	for (size_t i = 0; i < g->n_hist; i++)
+		if (g->hist[i].index <= index)
+			c = &g->hist[i];
+	if (c == NULL)
+		return -EIO;
+	struct rsnap sn = {.group = g->cfg.group_id, .index = index, .term = env.term, .conf_index = c->index,
+			   .keep_from = keep_from,
+			   .next_offset = env.base_offset + (env.type == RECORD_MESSAGES ? env.message_count : 0),
+			   .conf_len = c->len, .data_len = (uint32_t)len};
+	sn.conf = malloc(c->len ? c->len : 1);
+	sn.data = malloc(len ? len : 1);
+	if (sn.conf == NULL || sn.data == NULL) {
+		rsnap_free(&sn);
+		return -ENOMEM;
+	}
+	memcpy(sn.conf, c->buf, c->len);
+	if (len > 0)
+		memcpy(sn.data, data, len);
+	struct raft_event ev;
+	memset(&ev, 0, sizeof(ev));
+	raft_configuration_init(&ev.snapshot.metadata.configuration);
+	struct raft_buffer b = {sn.conf, sn.conf_len};
+	rv = raft_errno(raft_configuration_decode(&b, &ev.snapshot.metadata.configuration));
+	if (rv == 0)
+		rv = rsnap_write(g->env.pio, g->cfg.snapshot_dir, &sn);
+	if (rv != 0) {
+		raft_configuration_close(&ev.snapshot.metadata.configuration);
+		rsnap_free(&sn);
+		return rv == -ENOMEM || rv == -EINVAL ? rv : fail(g, rv);
+	}
+	hist_prune(g, index);
+	rv = snap_adopt(g, &sn);
+	if (rv != 0) {
+		raft_configuration_close(&ev.snapshot.metadata.configuration);
+		return fail(g, rv);
+	}
+	/* libraft keeps its trail from index - trailing + 1 = keep_from on. */
+	ev.type = RAFT_SNAPSHOT;
+	ev.snapshot.metadata.index = index;
+	ev.snapshot.metadata.term = env.term;
+	ev.snapshot.metadata.configuration_index = c->index;
+	ev.snapshot.trailing = (unsigned)(index + 1 - keep_from);
+	rv = do_step(g, &ev);
+	if (rv != 0)
+		return fail(g, rv);
+	settle(g);
+	return g->failed;
+}
+
+static int leader_enter(struct rgroup *g)
+{
+	int rv = enter(g);
+	if (rv != 0)
+		return rv;
+	if (raft_state(&g->raft) != RAFT_LEADER)
+		return -EPERM;
+	return 0;
+}
+
+static const struct raft_server *member(const struct rgroup *g, uint64_t id)
+{
+	const struct raft_configuration *c = &g->raft.configuration;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->servers[i].id == id)
+			return &c->servers[i];
+	return NULL;
+}
+
+/*
+ * Submits the current configuration with `id` set to `role` (added with `address` if missing), or
+ * removed when role < 0. One change at a time (dissertation §4.1).
+ */
+static int change(struct rgroup *g, uint64_t id, const char *address, int role)
+{
+	if (g->raft.configuration_uncommitted_index != 0)
+		return -EBUSY;
+	if (raft_transferee(&g->raft) != 0)
+		return -EPERM;
+	struct raft_configuration c;
+	raft_configuration_init(&c);
+	const struct raft_configuration *cur = &g->raft.configuration;
+	int rv = 0;
+	bool found = false;
+	for (unsigned i = 0; rv == 0 && i < cur->n; i++) {
+		const struct raft_server *sv = &cur->servers[i];
+		if (sv->id == id) {
+			found = true;
+			if (role < 0)
+				continue;
+			rv = raft_configuration_add(&c, sv->id, sv->address, role);
+		} else {
+			rv = raft_configuration_add(&c, sv->id, sv->address, sv->role);
+		}
+	}
+	if (rv == 0 && !found && role >= 0)
+		rv = raft_configuration_add(&c, id, address, role);
+	struct raft_buffer b = {NULL, 0};
+	if (rv == 0)
+		rv = raft_configuration_encode(&c, &b);
+	raft_configuration_close(&c);
+	if (rv != 0)
+		return raft_errno(rv);
+	rv = submit_entry(g, RAFT_CHANGE, b.base, b.len, NULL);
+	raft_free(b.base);
+	return rv;
+}
+
+int rgroup_add(struct rgroup *g, uint64_t id, const char *address)
+{
+	int rv = leader_enter(g);
+	if (rv != 0)
+		return rv;
+	if (id == 0)
+		return -EINVAL;
+	if (member(g, id) != NULL)
+		return -EEXIST;
+	char tmp[32];
+	if (address == NULL) {
+		snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)id);
+		address = tmp;
+	}
+	(void)peer_address(g, id, address);
+	return change(g, id, address, RAFT_STANDBY);
+}
+
+int rgroup_promote(struct rgroup *g, uint64_t id)
+{
+	int rv = leader_enter(g);
+	if (rv != 0)
+		return rv;
+	const struct raft_server *sv = member(g, id);
+	if (sv == NULL)
+		return -ENOENT;
+	if (sv->role == RAFT_VOTER)
+		return -EALREADY;
+	if (g->raft.configuration_uncommitted_index != 0)
+		return -EBUSY;
+	int status = RAFT_CATCH_UP_NONE;
+	if (raft_catch_up(&g->raft, id, &status) != 0)
+		return -ENOENT;
+	if (status == RAFT_CATCH_UP_RUNNING)
+		return -EINPROGRESS;
+	if (status != RAFT_CATCH_UP_FINISHED) {
+		/* libraft's catch-up rounds (dissertation §4.2.1): the new voter must not stall commitment. */
+		struct raft_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = RAFT_CATCH_UP;
+		ev.catch_up.server_id = id;
+		rv = do_step(g, &ev);
+		if (rv != 0)
+			return fail(g, rv);
+		settle(g);
+		return g->failed ? g->failed : -EINPROGRESS;
+	}
+	return change(g, id, NULL, RAFT_VOTER);
+}
+
+int rgroup_remove(struct rgroup *g, uint64_t id)
+{
+	int rv = leader_enter(g);
+	if (rv != 0)
+		return rv;
+	if (member(g, id) == NULL)
+		return -ENOENT;
+	return change(g, id, NULL, -1);
+}
+
+int rgroup_transfer(struct rgroup *g, uint64_t id)
+{
+	int rv = leader_enter(g);
+	if (rv != 0)
+		return rv;
+	if (id != 0) {
+		const struct raft_server *sv = member(g, id);
+		if (sv == NULL || sv->role != RAFT_VOTER || id == g->cfg.node_id)
+			return -ENOENT;
+	}
+	if (raft_transferee(&g->raft) != 0)
+		return -EBUSY;
+	struct raft_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = RAFT_TRANSFER;
+	ev.transfer.server_id = id;
+	rv = do_step(g, &ev);
+	if (rv == -EIO || rv == -ENOMEM)
+		return fail(g, rv);
+	if (rv == 0)
+		settle(g);
+	return rv != 0 ? rv : g->failed;
+}
+
+size_t rgroup_members(const struct rgroup *g, struct rgroup_member *out, size_t cap)
+{
+	const struct raft_configuration *c = &g->raft.configuration;
+	for (unsigned i = 0; i < c->n && i < cap; i++)
+		out[i] = (struct rgroup_member){c->servers[i].id, c->servers[i].role, c->servers[i].address};
+	return c->n;
 }
 
 int rgroup_failed(const struct rgroup *g)

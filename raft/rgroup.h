@@ -21,8 +21,15 @@
  * append or a log truncation fails, the group stops (rgroup_failed() returns the error, every call returns
  * it, nothing more is sent) and must be closed and reopened from disk by its owner.
  *
- * Not in this phase: snapshots and InstallSnapshot (the log is never compacted; no RAFT_SNAPSHOT event is
- * ever stepped, so libraft never sends InstallSnapshot), membership changes, leadership transfer.
+ * Snapshots. The owner captures its state through an applied index and calls rgroup_snapshot, which
+ * persists it (raft/rsnap.h) and tells libraft the log is kept from keep_from; the owner may then delete
+ * entries below keep_from (plog_retain / plog_drop_segments with safe_index keep_from - 1). A follower too
+ * far behind gets InstallSnapshot: it fetches the records [keep_from..index] from the leader out of band,
+ * in bounded chunks, into its own log (reset to start there), and completes the install once they are
+ * durable; env.restore then hands the owner the snapshot's data. See rgroup.c for the crash argument.
+ *
+ * Membership: rgroup_add (a standby that replicates but does not vote), rgroup_promote (to voter, after
+ * libraft's catch-up rounds), rgroup_remove, one change at a time; rgroup_transfer moves leadership.
  */
 #ifndef GALGO_RGROUP_H
 #define GALGO_RGROUP_H
@@ -64,6 +71,14 @@ struct rgroup_env {
 	struct plog *log;
 	struct rmeta *meta;
 	struct flusher *fl;
+	/* The disk of config.snapshot_dir (required with it). */
+	struct pio *pio;
+	/*
+	 * Optional: the owner's state must become the snapshot's `data`, which captured it through `index`;
+	 * apply continues at index + 1. Called when an install from the leader completes, and at open when
+	 * config.applied_index is below the persisted snapshot. The log then holds [plog_first_index ..].
+	 */
+	void (*restore)(void *ud, uint64_t index, const void *data, size_t len);
 };
 
 struct rgroup_config {
@@ -84,6 +99,14 @@ struct rgroup_config {
 	 * entry 1 becomes a RAFT_CHANGE entry of term 1 holding it. Every replica must be given the same one.
 	 */
 	const struct raft_configuration *bootstrap;
+	/*
+	 * Directory of the group's snapshot file (created if missing; env.pio). NULL: no snapshots, and a log
+	 * whose first index is not 1 is refused with -ENOTSUP.
+	 */
+	const char *snapshot_dir;
+	uint64_t max_pending_bytes;   /* uncommitted payload bytes the leader accepts before -EAGAIN (default 64 MiB) */
+	uint32_t max_message_bytes;   /* record bytes per AppendEntries or FetchReply, at least one record (1 MiB) */
+	unsigned install_snapshot_timeout_ms; /* leader re-sends InstallSnapshot after this (default 10 x election) */
 };
 
 /* What a replica knows, for the owner, metrics and tests. */
@@ -99,6 +122,12 @@ struct rgroup_status {
 	uint64_t last_stored;   /* last index reported persisted to libraft */
 	int failed;             /* 0 or the error that stopped the group */
 	uint64_t stale_rejections; /* stale AppendEntries rejections dropped (see rgroup_receive in rgroup.c) */
+	uint64_t snapshot_index;   /* index of the persisted snapshot (0: none) */
+	bool installing;           /* an InstallSnapshot is being completed (records being fetched) */
+	uint64_t installs;         /* installs completed since open */
+	uint64_t fetched_records;  /* records fetched out of band since open */
+	uint64_t served_records;   /* records served to fetching replicas since open */
+	uint64_t max_message;      /* largest message sent since open, bytes */
 };
 
 /* Fills defaults for the optional fields (timeouts, caps, command type). */
@@ -140,6 +169,42 @@ void rgroup_status(const struct rgroup *g, struct rgroup_status *st);
 
 /* 0, or the error that stopped the group. */
 int rgroup_failed(const struct rgroup *g);
+
+/*
+ * Persists a snapshot of the owner's state through `index` (≤ the applied index, and durable in the log),
+ * captured by data/len (opaque here, ≤ 64 MiB), and lets libraft forget the entries below keep_from
+ * (≤ index + 1, ≥ the log's first index). Only after it returns 0 may the owner delete entries below
+ * keep_from. Returns 0, -EINVAL (bad arguments, or not above the last snapshot), -ENOTSUP without
+ * snapshot_dir, -EBUSY while an install runs, or the failure (the group stops on a write error).
+ */
+int rgroup_snapshot(struct rgroup *g, uint64_t index, uint64_t keep_from, const void *data, size_t len);
+
+/*
+ * Membership changes (leader only; each submits a configuration entry and returns once it is in the log;
+ * the change takes effect at once and is final when committed). One change at a time: -EBUSY while the
+ * previous one is uncommitted. -EPERM when not the leader.
+ *   rgroup_add:     a new member as a standby (replicates, does not vote); -EEXIST if already a member.
+ *   rgroup_promote: a standby to voter. The first calls start libraft's catch-up rounds and return
+ *                   -EINPROGRESS; call again (e.g. at every tick) until it returns 0. -ENOENT if not a member,
+ *                   -EALREADY if a voter.
+ *   rgroup_remove:  any member, the leader itself included (it steps down once the change commits).
+ * rgroup_transfer: leadership to `id` (0: let libraft pick the most up-to-date voter); submits are refused
+ * with -EPERM while it runs. -ENOENT for an id that is not a voter.
+ */
+int rgroup_add(struct rgroup *g, uint64_t id, const char *address);
+int rgroup_promote(struct rgroup *g, uint64_t id);
+int rgroup_remove(struct rgroup *g, uint64_t id);
+int rgroup_transfer(struct rgroup *g, uint64_t id);
+
+/* A member of the configuration this replica follows (the latest in its log, maybe uncommitted). */
+struct rgroup_member {
+	uint64_t id;
+	int role;              /* RAFT_VOTER, RAFT_STANDBY or RAFT_SPARE */
+	const char *address;   /* valid until the next call into the group */
+};
+
+/* Fills up to cap members and returns how many there are. */
+size_t rgroup_members(const struct rgroup *g, struct rgroup_member *out, size_t cap);
 
 /* Builds a configuration of n voters (ids[i], addresses[i]) for rgroup_config.bootstrap. */
 int rgroup_configuration(struct raft_configuration *conf, size_t n, const uint64_t *ids,
