@@ -517,9 +517,11 @@ static void conn_flush(struct conn *c)
 {
 	struct rnet *n = c->n;
 	size_t count = 0, size = 0;
+	bool data = false;
 	for (struct msg *m = c->q_head; m; m = m->next) {
 		count++;
 		size += m->size;
+		data |= m->data;
 	}
 	struct batch *b = malloc(sizeof *b + count * sizeof(uv_buf_t));
 	if (!b) {
@@ -543,7 +545,7 @@ static void conn_flush(struct conn *c)
 		return;
 	}
 	c->writing = true;
-	c->sent_since_tick = true;
+	c->sent_since_tick |= data; /* a keepalive alone does not put off the next one */
 	n->st.writes++;
 }
 
