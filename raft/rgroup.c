@@ -1540,9 +1540,9 @@ int rgroup_promote(struct rgroup *g, uint64_t id)
 	int status = RAFT_CATCH_UP_NONE;
 	if (raft_catch_up(&g->raft, id, &status) != 0)
 		return -ENOENT;
-	if (status == RAFT_CATCH_UP_RUNNING)
-		return -EINPROGRESS;
-	if (status != RAFT_CATCH_UP_FINISHED) {
+	if (status == RAFT_CATCH_UP_FINISHED)
+		return change(g, id, NULL, RAFT_VOTER);
+	if (status != RAFT_CATCH_UP_RUNNING) {
 		/* libraft's catch-up rounds (dissertation §4.2.1): the new voter must not stall commitment. */
 		struct raft_event ev;
 		memset(&ev, 0, sizeof(ev));
@@ -1552,9 +1552,22 @@ int rgroup_promote(struct rgroup *g, uint64_t id)
 		if (rv != 0)
 			return fail(g, rv);
 		settle(g);
-		return g->failed ? g->failed : -EINPROGRESS;
+		if (g->failed)
+			return g->failed;
 	}
-	return change(g, id, NULL, RAFT_VOTER);
+	/*
+	 * libraft 0.22.1 ends a round only when the promotee acknowledges a new entry (raft/README.md): a
+	 * standby already up to date on an idle log would never finish. An empty barrier gives it one.
+	 */
+	raft_index match = 0;
+	uint64_t last = plog_last_index(g->env.log);
+	if (raft_match_index(&g->raft, id, &match) == 0 && match == last && raft_commit_index(&g->raft) == last) {
+		static const uint8_t zero[8];
+		rv = submit_entry(g, RAFT_BARRIER, zero, sizeof(zero), NULL);
+		if (rv != 0 && rv != -EPERM && rv != -EBUSY)
+			return rv;
+	}
+	return -EINPROGRESS;
 }
 
 int rgroup_remove(struct rgroup *g, uint64_t id)
