@@ -52,6 +52,7 @@ struct node {
 	size_t last_len;
 	uint8_t last[64];
 	uint64_t any;
+	int on_message_action; /* 1: rnet_close itself, 2: rnet_remove_peer(sender), at the first message */
 };
 static struct node N[MAXN + 1];
 
@@ -124,6 +125,14 @@ static void on_message(void *ud, uint64_t from, uint8_t kind, const void *buf, s
 	struct node *nd = ud;
 	const uint8_t *b = buf;
 	nd->any++;
+	if (nd->on_message_action == 1) {
+		rnet_close(nd->rn);
+		nd->rn = NULL;
+		nd->on_message_action = 0;
+	} else if (nd->on_message_action == 2) {
+		rnet_remove_peer(nd->rn, from);
+		nd->on_message_action = 0;
+	}
 	if (!nd->structured) {
 		nd->last_from = from;
 		nd->last_kind = kind;
@@ -989,5 +998,86 @@ Test(rnet, unauthenticated_connections_are_capped)
 	raw_auth(&R[70], 1, 5);
 	cr_assert(rnet_connected(N[5].rn, 1));
 	raw_close(&R[70]);
+	teardown();
+}
+
+struct trickle {
+	struct raw *r;
+	uv_timer_t t;
+	uint8_t h[120];
+	size_t sent;
+};
+
+static void on_trickle(uv_timer_t *t)
+{
+	struct trickle *tr = t->data;
+	if (tr->sent < 119 && send(tr->r->fd, tr->h + tr->sent, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+		tr->sent++;
+}
+
+Test(rnet, a_handshake_trickled_byte_by_byte_is_cut_after_five_seconds)
+{
+	// A peer that keeps sending one HELLO byte every 100 ms is never idle, but is closed when the handshake has not completed within 5 s.
+	raw_target(2000, 0);
+	static struct trickle tr;
+	uint8_t nonce[32] = {7};
+	hello(tr.h, 1, 5, nonce, "galgo");
+	tr.r = &R[0];
+	tr.sent = 0;
+	raw_connect(&R[0], N[5].port);
+	uv_timer_init(&loop, &tr.t);
+	tr.t.data = &tr;
+	uv_timer_start(&tr.t, on_trickle, 100, 100);
+	cr_assert(raw_closed(&R[0], 10000), "the node closes the trickling connection");
+	cr_assert_lt(tr.sent, 119, "the HELLO never completed");
+	cr_assert_eq(stats(5).auth_failures, 1);
+	uv_close((uv_handle_t *)&tr.t, NULL);
+	raw_close(&R[0]);
+	teardown();
+}
+
+Test(rnet, closing_with_work_in_flight_frees_everything)
+{
+	// rnet_close with a resolution, a connect, queued and half-written messages pending, called without running the loop first: the loop then ends with every handle closed and no leak.
+	node_start(1);
+	node_start(2);
+	uint64_t ids[] = {1, 2};
+	mesh(ids, 2);
+	wait_up(1, 2);
+	for (uint64_t seq = 0; seq < 3; seq++)
+		cr_assert_eq(send_mk(1, 2, seq, BIG), 0);
+	for (uint64_t seq = 3; seq < 100; seq++)
+		cr_assert_eq(send_mk(2, 1, seq - 3, 100), 0);
+	/* Let the 8 MiB writes start, then add peers that are being resolved and dialed. */
+	uv_run(&loop, UV_RUN_NOWAIT);
+	cr_assert_eq(rnet_add_peer(N[1].rn, 3, "localhost", 1), 0);
+	cr_assert_eq(rnet_add_peer(N[2].rn, 4, "127.0.0.1", 1), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	cr_assert_eq(rnet_add_peer(N[2].rn, 6, "localhost", 9), 0);
+	teardown();
+}
+
+Test(rnet, closing_or_removing_from_inside_on_message_stops_delivery)
+{
+	// A node that closes itself in on_message, with more frames of the same read buffered, delivers nothing more and frees everything; one that removes the sender stops its delivery too.
+	node_start(1);
+	node_start(2);
+	node_start(3);
+	uint64_t ids[] = {1, 2, 3};
+	mesh(ids, 3);
+	wait_up(1, 2);
+	wait_up(1, 3);
+	N[2].on_message_action = 1;
+	N[3].on_message_action = 2;
+	for (uint64_t seq = 0; seq < 20; seq++) {
+		cr_assert_eq(send_mk(1, 2, seq, 50), 0);
+		cr_assert_eq(send_mk(1, 3, seq, 50), 0);
+	}
+	struct pair p = {1, 3};
+	cr_assert(run_until(down_seen, &p, 10000), "node 1 sees node 3 drop the connection");
+	run_for(100);
+	cr_assert_eq(N[2].any, 1, "nothing is delivered after rnet_close");
+	cr_assert_eq(N[3].any, 1, "nothing more is delivered from a removed peer");
+	cr_assert_null(N[2].rn);
 	teardown();
 }
