@@ -32,6 +32,7 @@
 #include "node/tlscert.h"
 #include "partition/plog.h"
 #include "transport/http.h"
+#include "transport/quic.h"
 #include "transport/tcp.h"
 
 #define TAG "galgod"
@@ -46,6 +47,7 @@ struct galgod {
 	struct srv *srv;
 	struct tcp_server *tcp;
 	struct http_server *http;
+	struct quic_server *quic;
 	uv_timer_t tick;
 	bool tick_ready;
 	uv_signal_t sigint, sigterm, sighup;
@@ -177,6 +179,58 @@ static void galgod_http_close(struct http_call *c)
 static const struct http_handler galgod_http_handler = {galgod_http_open, galgod_http_auth, galgod_http_frame,
 							galgod_http_close};
 
+/* ---- QUIC transport -> server sessions (a session per connection, a stream per request) ---- */
+
+/* QUIC sessions get client ids with bit 30 set, so that they never meet TCP's or HTTP's. */
+#define GALGOD_QUIC_CLIENT_BIT 0x40000000u
+
+static int galgod_quic_send(void *ctx, const struct srv_piece *pieces, size_t n, void (*done)(void *, int),
+			    void *arg)
+{
+	struct quic_piece local[8] = {{0}}, *qp = n <= 8 ? local : malloc(n * sizeof(*qp));
+	if (qp == NULL) {
+		done(arg, -ENOMEM);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		qp[i] = (struct quic_piece){pieces[i].mem, pieces[i].fd, pieces[i].off, pieces[i].len};
+	quic_conn_send(ctx, qp, n, done, arg);
+	if (qp != local)
+		free(qp);
+	return 0;
+}
+
+static int galgod_quic_open(struct quic_conn *c)
+{
+	struct galgod *g = quic_server_data(quic_conn_server(c));
+	struct srv_session *ss = srv_session_open(g->srv, SRV_QUIC, quic_conn_peer(c),
+						  GALGOD_QUIC_CLIENT_BIT | quic_conn_id(c), galgod_quic_send, c);
+	if (ss == NULL)
+		return -ENOMEM;
+	quic_conn_set_data(c, ss);
+	return 0;
+}
+
+static void galgod_quic_frame(struct quic_conn *c, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	srv_session_frame(quic_conn_get_data(c), hdr, body, len);
+}
+
+static void galgod_quic_close(struct quic_conn *c)
+{
+	srv_session_close(quic_conn_get_data(c));
+	quic_conn_set_data(c, NULL);
+}
+
+static const struct quic_handler galgod_quic_handler = {galgod_quic_open, galgod_quic_frame, galgod_quic_close};
+
+static void galgod_quic_log(void *ud, int level, const char *msg)
+{
+	static const enum glog_level map[] = {GLOG_DEBUG, GLOG_INFO, GLOG_WARN, GLOG_ERROR};
+	glog_log(map[level >= 0 && level <= 3 ? level : 3], "quic", "%s", msg);
+	(void)ud;
+}
+
 static int galgod_http_metrics(void *ud, char **out, size_t *len)
 {
 	struct galgod *g = ud;
@@ -253,6 +307,13 @@ static void galgod_shutdown(struct galgod *g)
 		uv_close((uv_handle_t *)&g->sighup, NULL);
 		g->signals_ready = false;
 	}
+	if (g->quic != NULL) {
+		/* Every connection gets its CONNECTION_CLOSE now; the loop runs below, with the others'. */
+		quic_server_close(g->quic);
+		g->quic = NULL;
+		if (g->tcp == NULL && g->http == NULL)
+			uv_run(&g->loop, UV_RUN_DEFAULT);
+	}
 	if (g->http != NULL) {
 		/* Closed with the TCP listener; the loop then runs until both are gone. */
 		http_server_close(g->http);
@@ -308,11 +369,12 @@ static void galgod_bound(char *out, size_t n, const char *address, bool on, int 
 static void galgod_log_ready(const struct galgod *g)
 {
 	const struct galgo_config *c = &g->cfg;
-	char tcp[300], http[300];
+	char tcp[300], http[300], quic[300];
 	galgod_bound(tcp, sizeof(tcp), c->tcp.address, g->tcp != NULL, g->tcp ? tcp_server_port(g->tcp) : 0);
 	galgod_bound(http, sizeof(http), c->http.address, g->http != NULL, g->http ? http_server_port(g->http) : 0);
-	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, http %s, quic %s", c->node.id,
-		  c->node.data_dir, tcp, http, c->quic.enabled ? "not served yet" : "disabled");
+	galgod_bound(quic, sizeof(quic), c->quic.address, g->quic != NULL, g->quic ? quic_server_port(g->quic) : 0);
+	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, http %s%s, quic %s", c->node.id,
+		  c->node.data_dir, tcp, http, g->http != NULL && c->http.tls_enabled ? " (https)" : "", quic);
 }
 
 int main(int argc, char **argv)
@@ -434,6 +496,43 @@ int main(int argc, char **argv)
 			glog_error(TAG, "cannot listen on %s (http): %s", g.cfg.http.address, strerror(-rc));
 			goto fail;
 		}
+	}
+	if (g.cfg.quic.enabled) {
+		/* GnuTLS reads the PEM files itself; without configured ones, the development pair (made if need be). */
+		char cert[4096], key[4096];
+		bool generated = false;
+		snprintf(cert, sizeof(cert), "%s", g.cfg.quic.tls_cert);
+		snprintf(key, sizeof(key), "%s", g.cfg.quic.tls_key);
+		if (cert[0] == '\0' && key[0] == '\0') {
+			SSL_CTX *dev = NULL;
+			rc = tlscert_server_ctx(NULL, NULL, g.cfg.node.data_dir, &dev, cert, sizeof(cert), &generated, err,
+						sizeof(err));
+			if (rc < 0) {
+				glog_error(TAG, "TLS (quic): %s", err);
+				goto fail;
+			}
+			SSL_CTX_free(dev);
+			snprintf(key, sizeof(key), "%s/%s/%s", g.cfg.node.data_dir, TLSCERT_DIR, TLSCERT_KEY_FILE);
+		} else if (cert[0] == '\0' || key[0] == '\0') {
+			glog_error(TAG, "TLS (quic): quic.tls_cert and quic.tls_key must be set together");
+			goto fail;
+		}
+		struct quic_opts qo;
+		quic_opts_default(&qo);
+		qo.address = g.cfg.quic.address;
+		qo.cert_file = cert;
+		qo.key_file = key;
+		qo.idle_timeout_ms = g.cfg.quic.idle_timeout_ms;
+		qo.max_streams = g.cfg.quic.max_streams;
+		qo.max_connections = g.cfg.quic.max_connections;
+		qo.log = galgod_quic_log;
+		rc = quic_server_new(&g.loop, &qo, &galgod_quic_handler, &g, &g.quic, err, sizeof(err));
+		if (rc < 0) {
+			glog_error(TAG, "quic: %s", err);
+			goto fail;
+		}
+		glog_info(TAG, "QUIC with %s certificate %s",
+			  generated ? "a new self-signed development" : g.cfg.quic.tls_cert[0] ? "the" : "the development", cert);
 	}
 	uv_timer_init(&g.loop, &g.tick);
 	g.tick.data = &g;

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from galgo_compat import TEST_TIMEOUT, GalgodServer, HarnessError  # noqa: E402
+from galgo_compat import TEST_TIMEOUT, TRANSPORTS, GalgodServer, HarnessError  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,10 +47,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     return True
 
 
-@pytest.fixture
-def server(tmp_path: Path):
-    """A galgod of its own for this test, started before and stopped (SIGTERM) after it."""
-    srv = GalgodServer(tmp_path / "galgod")
+@pytest.fixture(params=TRANSPORTS)
+def server(request, tmp_path: Path):
+    """A galgod of its own for this test, started before and stopped (SIGTERM) after it; the test runs
+    once per transport of TRANSPORTS (its clients connect over that one)."""
+    srv = GalgodServer(tmp_path / "galgod", transport=request.param)
     problem = None
     try:
         srv.start()

@@ -29,6 +29,8 @@ from apache_iggy import (
     IggyConsumer,
     IggyProducer,
     PollingStrategy,
+    QuicConfig,
+    QuicReconnectionConfig,
     SendMessage,
     TcpConfig,
     TcpReconnectionConfig,
@@ -55,11 +57,16 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A TCP (or, with SOCK_DGRAM, UDP) port on 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The binary transports the SDK speaks that the `server` fixture runs every test over (comma-separated
+# in GALGO_COMPAT_TRANSPORTS): "tcp" and "quic".
+TRANSPORTS = [t for t in os.environ.get("GALGO_COMPAT_TRANSPORTS", "tcp,quic").split(",") if t]
 
 
 def find_galgod() -> Path:
@@ -115,11 +122,15 @@ class GalgodServer:
     address and the server must recover everything it had committed.
     """
 
-    def __init__(self, workdir: Path, binary: Path | None = None):
+    def __init__(self, workdir: Path, binary: Path | None = None, transport: str = "tcp"):
+        if transport not in ("tcp", "quic"):
+            raise HarnessError(f"unknown transport {transport!r}")
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.binary = binary
+        self.transport = transport  # what server.client() connects with
         self.port = free_port()
+        self.quic_port = free_port(socket.SOCK_DGRAM) if transport == "quic" else 0
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
         self.generation = 0  # how many times galgod was started
@@ -138,12 +149,19 @@ class GalgodServer:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def quic_address(self) -> str:
+        return f"{self.host}:{self.quic_port}"
+
     def argv(self) -> list[str]:
+        quic = ["--quic.enabled=false"]
+        if self.transport == "quic":
+            quic = ["--quic.enabled=true", f"--quic.address={self.quic_address}"]
         return [
             str(self.binary),
             f"--node.data_dir={self.data_dir}",
             f"--tcp.address={self.address}",
-            "--quic.enabled=false",
+            *quic,
             "--http.enabled=false",
             "--with-default-root-credentials",
         ]
@@ -199,7 +217,9 @@ class GalgodServer:
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
+                    # The QUIC socket is bound after the TCP listener: its "ready" line says when.
+                    if self.transport != "quic" or "galgod ready" in _tail(self.stderr_path, 400, True):
+                        return
             except OSError:
                 pass
             if time.monotonic() >= deadline:
@@ -295,6 +315,29 @@ class GalgodServer:
             reconnection=reconnection,
         )
 
+    def quic_config(self, *, auto_login: AutoLogin | None = None, reconnect: bool = False) -> QuicConfig:
+        """QUIC config for this server (the development certificate is not validated, as Iggy's SDK
+        defaults); reconnection as in tcp_config."""
+        if reconnect:
+            reconnection = QuicReconnectionConfig(
+                enabled=True,
+                max_retries=40,
+                interval=timedelta(milliseconds=250),
+                reestablish_after=timedelta(0),
+            )
+        else:
+            reconnection = QuicReconnectionConfig(enabled=False)
+        return QuicConfig(
+            server_address=self.quic_address,
+            auto_login=auto_login or AutoLogin.disabled(),
+            reconnection=reconnection,
+        )
+
+    def config(self, *, auto_login: AutoLogin | None = None, reconnect: bool = False) -> TcpConfig | QuicConfig:
+        """The SDK config of this server's transport (see `transport`)."""
+        make = self.quic_config if self.transport == "quic" else self.tcp_config
+        return make(auto_login=auto_login, reconnect=reconnect)
+
     async def client(
         self,
         username: str | None = ROOT_USERNAME,
@@ -305,7 +348,7 @@ class GalgodServer:
     ) -> "Bounded":
         """A new connected IggyClient; logged in with `login_user(username, password)` unless
         `username` is None."""
-        c = Bounded(IggyClient(self.tcp_config(reconnect=reconnect)), "IggyClient")
+        c = Bounded(IggyClient(self.config(reconnect=reconnect)), "IggyClient")
         self._clients.append(c)
         if connect:
             await c.connect()

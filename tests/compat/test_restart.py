@@ -250,7 +250,7 @@ async def test_data_survives_two_restarts_in_a_row(server):
 async def test_a_client_with_auto_login_resumes_after_a_restart(server):
     """A client with auto-login and reconnection works again after a restart without login_user."""
     raw = IggyClient(
-        server.tcp_config(
+        server.config(
             auto_login=AutoLogin.username_password(ROOT_USERNAME, ROOT_PASSWORD),
             reconnect=True,
         )

@@ -137,9 +137,13 @@ async def test_describe_options_rejects_an_unknown_scope(server):
 
 async def test_a_client_from_a_connection_string_logs_in_on_connect(server):
     """IggyClient.from_connection_string with credentials is authenticated right after connect()."""
-    raw = IggyClient.from_connection_string(
-        f"iggy://{ROOT_USERNAME}:{ROOT_PASSWORD}@{server.address}?reconnection_retries=0"
-    )
+    # iggy:// is TCP; the QUIC run uses the iggy+quic:// scheme on the QUIC port (whose option for the
+    # same thing is named reconnection_max_retries).
+    if server.transport == "quic":
+        url = f"iggy+quic://{ROOT_USERNAME}:{ROOT_PASSWORD}@{server.quic_address}?reconnection_max_retries=0"
+    else:
+        url = f"iggy://{ROOT_USERNAME}:{ROOT_PASSWORD}@{server.address}?reconnection_retries=0"
+    raw = IggyClient.from_connection_string(url)
     c = server.wrap(raw)
     await c.connect()
     await c.create_stream("via-connection-string")
@@ -147,8 +151,8 @@ async def test_a_client_from_a_connection_string_logs_in_on_connect(server):
 
 
 async def test_a_client_with_auto_login_is_authenticated_after_connect(server):
-    """A TcpConfig with AutoLogin.username_password logs in during connect()."""
-    raw = IggyClient(server.tcp_config(auto_login=AutoLogin.username_password(ROOT_USERNAME, ROOT_PASSWORD)))
+    """A TcpConfig (QuicConfig) with AutoLogin.username_password logs in during connect()."""
+    raw = IggyClient(server.config(auto_login=AutoLogin.username_password(ROOT_USERNAME, ROOT_PASSWORD)))
     c = server.wrap(raw)
     await c.connect()
     assert await c.get_streams() == []
