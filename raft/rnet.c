@@ -72,6 +72,14 @@
  * back to 50 ms once authenticated) and resolves its host at every attempt, trying the addresses in
  * order when connecting fails.
  *
+ * Choices where rnet.h is silent. listen_host must be an IP literal (NULL: 0.0.0.0). -EAGAIN is
+ * returned when the queue is not empty and the message would take it past max_queue_bytes, so an empty
+ * queue takes any message up to max_message_bytes whatever the two caps are. A connection replaced by a
+ * newer one is reported as on_peer(down) then on_peer(up); rnet_remove_peer reports nothing. Counters:
+ * messages_sent and bytes_sent (payload bytes) count messages whose write completed; dropped counts
+ * every refused rnet_send and every message lost with its connection; keepalives count nowhere but in
+ * writes. Zero max_queue_bytes, max_message_bytes or idle_timeout_ms mean the defaults.
+ *
  * Lifetime. A connection is freed in its handle's close callback and a peer once its timer is closed and
  * no resolution is pending; both happen in libuv's own phases, never inside a callback of this file or of
  * the user, so every pointer stays valid for the rest of any callback that closes something. The rnet
