@@ -740,6 +740,8 @@ static void conn_authenticated(struct conn *c, struct peer *p)
 		old->peer = NULL;
 		conn_close(old, WHY_LOCAL);
 		notify_peer(n, p->id, false);
+		if (c->closing)
+			return; /* the callback removed the peer or closed the rnet */
 	}
 	notify_peer(n, p->id, true);
 }
