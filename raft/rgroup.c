@@ -25,6 +25,33 @@
  * it is above libraft's last_stored and the plog still holds that entry with the term it was appended with
  * (the "prefix whose terms still match" rule). A truncation lowers `durable` below the truncation point, as
  * libraft lowers last_stored, and cancels the appends it removes (their callbacks carry -ECANCELED).
+ *
+ * Snapshots. rgroup_snapshot writes the snapshot file (raft/rsnap.c, the commit point) and then steps
+ * RAFT_SNAPSHOT with trailing = index + 1 - keep_from, so libraft's trail (and every AppendEntries it asks
+ * for) starts at keep_from and a follower that needs anything older gets InstallSnapshot. The snapshot's
+ * data travels wrapped (WIRE_PREFIX: keep_from, next_offset, then the owner's data) and is kept in memory.
+ *
+ * Installing (follower). On RAFT_UPDATE_SNAPSHOT the records [keep_from..index] are fetched from the
+ * leader with Fetch messages (one outstanding, at most max_message_bytes of records per reply, re-asked
+ * after 3 heartbeats), written straight into the live log, which is first reset to start at the first
+ * record fetched (plog_reset), and once every one of them is durable the snapshot file is written and
+ * RAFT_PERSISTED_SNAPSHOT stepped. When the leader no longer holds keep_from the log starts at its first
+ * index; when it holds nothing of the range, right after the snapshot (at its next_offset).
+ *
+ * Why not stage the records elsewhere and switch atomically: a power loss in the middle of an install
+ * here leaves the previous snapshot with a log that does not connect to it (it starts above
+ * snapshot.index + 1, or is a prefix of the old log, or is empty), never a log that claims entries it does
+ * not have. rgroup_open recognises a log that does not hold the snapshot's last entry (with its term) or
+ * start right after it as an interrupted install and resets it to start after the snapshot; libraft then
+ * asks for the install again. What the replica loses is safe to lose: libraft sends InstallSnapshot only
+ * when the follower's log matches the leader's at no index from keep_from on (else the probe would have
+ * found the match), so every entry the follower holds is either at or below keep_from - 1 <= index <=
+ * the leader's commit index, hence committed and held by the majority that acknowledged the commit index
+ * (which excludes this follower, whose log does not reach it), or conflicts with the leader's log and so
+ * is uncommitted. An AppendEntries acknowledged to this leader beyond index makes the install a no-op in
+ * libraft (it already has the entry). This saves a second copy of the records and an owner-level directory
+ * switch; the simulation checks it (every committed entry stays on a majority, counting a replica only
+ * for what its persisted snapshot or its durable log holds) with a power loss at every write of an install.
  */
 #include "raft/rgroup.h"
 

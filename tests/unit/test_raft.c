@@ -1004,14 +1004,22 @@ static struct sim *sim_new(int n, unsigned long long seed)
 
 static void sim_free(struct sim *s)
 {
+	uint64_t installs = 0;
+	for (int i = 1; i <= s->n; i++)
+		if (s->nodes[i].up) {
+			struct rgroup_status st;
+			rgroup_status(s->nodes[i].g, &st);
+			installs += st.installs;
+		}
 	if (getenv("RAFT_SIM_VERBOSE") != NULL)
 		fprintf(stderr,
 			"seed %llu: n=%d t=%llu events=%llu elections=%llu committed=%llu fillers=%llu restarts=%llu "
-			"lost_tails=%llu split_entries=%zu\n",
+			"lost_tails=%llu split_entries=%zu snapshots=%llu installs=%llu\n",
 			cur_seed, s->n, (unsigned long long)s->now, (unsigned long long)s->events,
 			(unsigned long long)s->elections, (unsigned long long)s->max_com,
 			(unsigned long long)s->fillers, (unsigned long long)s->restarts,
-			(unsigned long long)s->lost_tails, s->n_subs);
+			(unsigned long long)s->lost_tails, s->n_subs, (unsigned long long)s->snapshots,
+			(unsigned long long)installs);
 	for (int i = 1; i <= s->n; i++) {
 		node_stop(s, i, false, 0);
 		pio_destroy(s->nodes[i].pio);
