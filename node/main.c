@@ -8,8 +8,10 @@
  * listener closes, every partition log is closed (which flushes it), the loop is torn down, the lock
  * released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
  *
- * This file is the wiring: it maps the TCP transport's callbacks onto server sessions, and those of the HTTP
- * API (transport/http) too: there every REST request is a session of its own, bound to the user of its
+ * This file is the wiring: it maps the TCP transport's callbacks onto server sessions, those of QUIC
+ * (transport/quic: a session per connection, a stream per request; TLS from quic.tls_cert/tls_key or the
+ * development certificate node/tlscert makes) and those of the HTTP API (transport/http, HTTPS with
+ * http.tls_enabled) too: there every REST request is a session of its own, bound to the user of its
  * access token (srv_session_bind_user) or logged in by the Register frame the listener forwards.
  */
 #include <errno.h>
