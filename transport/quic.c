@@ -60,8 +60,8 @@ struct qstream {
 	struct link q_link;         /* in c->awaiting while dispatched and its reply not yet here */
 	struct link s_link;         /* in c->sending while reply bytes or the FIN remain */
 	uint8_t head[FRAME_OFF_SIZE + 4];
-	uint8_t *buf;               /* the whole frame, once its size is known */
-	size_t len, size;
+	uint8_t *buf;               /* the frame's bytes so far, once its size is known */
+	size_t len, cap, size;
 	uint64_t reject;            /* application error code, 0: none */
 	bool complete, dispatched, closed, blocked, fin_sent;
 	uint8_t *reply;
@@ -311,6 +311,8 @@ static void stream_reject(struct qstream *st, uint64_t code)
 static void stream_consume(struct qstream *st, const uint8_t *data, size_t n)
 {
 	struct quic_server *s = st->c->srv;
+	if (n == 0)
+		return; /* a bare FIN: data may be NULL */
 	if (st->buf == NULL) {
 		size_t take = sizeof(st->head) - st->len;
 		if (take > n)
@@ -328,7 +330,9 @@ static void stream_consume(struct qstream *st, const uint8_t *data, size_t n)
 			stream_reject(st, QUIC_APP_INVALID_FORMAT);
 			return;
 		}
-		st->buf = malloc(size);
+		/* Memory follows the bytes that came, not the size claimed: a header alone holds little. */
+		st->cap = size < 64 * 1024 ? size : 64 * 1024;
+		st->buf = malloc(st->cap);
 		if (st->buf == NULL) {
 			stream_reject(st, QUIC_APP_INVALID_FORMAT);
 			return;
@@ -341,6 +345,18 @@ static void stream_consume(struct qstream *st, const uint8_t *data, size_t n)
 		     st->c->id, (long long)st->id, st->size);
 		stream_reject(st, QUIC_APP_INVALID_FORMAT);
 		return;
+	}
+	if (st->len + n > st->cap) {
+		size_t cap = st->cap * 2 > st->len + n ? st->cap * 2 : st->len + n;
+		if (cap > st->size)
+			cap = st->size;
+		uint8_t *p = realloc(st->buf, cap);
+		if (p == NULL) {
+			stream_reject(st, QUIC_APP_INVALID_FORMAT);
+			return;
+		}
+		st->buf = p;
+		st->cap = cap;
 	}
 	memcpy(st->buf + st->len, data, n);
 	st->len += n;

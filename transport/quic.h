@@ -20,8 +20,9 @@
  *
  * Connection IDs: 16 random bytes; every ID the connection issues, and the client's original
  * destination ID, map to it until the connection ends. Flow control: a stream's and the connection's
- * receive credit is returned as soon as bytes are buffered, so the memory a connection can hold is
- * bounded by max_streams × max_frame. Sending: packets go out with uv_udp_try_send; when the socket
+ * receive credit is returned as soon as bytes are buffered (a request buffer grows with the bytes that
+ * came, not with the size its header claims), so the memory a connection can hold is bounded by
+ * max_streams × max_frame of bytes actually sent. Sending: packets go out with uv_udp_try_send; when the socket
  * would block they are copied to a queue (uv_udp_send), and connections stop producing packets while
  * the queue holds more than 4 MiB. Idle timeout and loss recovery are ngtcp2's, driven by one timer per
  * connection from ngtcp2_conn_get_expiry. A connection closed by either side lingers three PTOs (closing

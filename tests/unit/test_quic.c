@@ -11,8 +11,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -49,6 +54,8 @@ struct tnode {
 	bool deadline_hit;
 	uv_timer_t deadline;
 	char dir[64];
+	int galgod_port;             /* the real galgod's QUIC port (tests that start one), else 0 */
+	pid_t galgod_pid;
 };
 
 static struct tnode N;
@@ -412,7 +419,7 @@ static struct tclient *tc_new(const char *alpn)
 	cr_assert_eq(uv_udp_bind(&tc->udp, (const struct sockaddr *)&tc->local, 0), 0);
 	int len = sizeof(tc->local);
 	uv_udp_getsockname(&tc->udp, (struct sockaddr *)&tc->local, &len);
-	uv_ip4_addr("127.0.0.1", quic_server_port(N.qs), &tc->remote);
+	uv_ip4_addr("127.0.0.1", N.qs != NULL ? quic_server_port(N.qs) : N.galgod_port, &tc->remote);
 	uv_udp_recv_start(&tc->udp, tc_alloc, tc_on_recv);
 
 	ngtcp2_cid dcid = {.datalen = 16}, scid = {.datalen = 12};
@@ -505,6 +512,12 @@ static bool stream_done(void *arg)
 {
 	struct stream_ref *r = arg;
 	return r->tc->st[r->i].done || r->tc->closed;
+}
+
+static bool stream_all_sent(void *arg)
+{
+	const struct tstream *s = arg;
+	return s->outoff == s->outlen;
 }
 
 static struct tstream *tc_wait(struct tclient *tc, int i)
@@ -626,6 +639,24 @@ Test(quic, replies_from_files_and_from_later_callbacks)
 	f = request(CODE_LATER, 0, 10, &n);
 	s = tc_wait(tc, tc_send(tc, f, n, true));
 	assert_reply(s, f, NULL, 0);
+	free(f);
+	tc_free(tc);
+}
+
+/* The request's bytes first and the FIN alone in a later, empty STREAM frame (as some clients do). */
+Test(quic, a_fin_in_an_empty_stream_frame_completes_the_request)
+{
+	start_server(16, 0);
+	struct tclient *tc = tc_connect(NULL);
+	size_t n;
+	uint8_t *f = request(CODE_ECHO, 40, 5, &n);
+	int i = tc_send(tc, f, n, false);
+	struct tstream *s = &tc->st[i];
+	/* Every byte goes out without FIN; then the FIN follows on its own. */
+	run_until(stream_all_sent, s, "the request bytes to leave");
+	s->fin = true;
+	tc_write(tc);
+	assert_reply(tc_wait(tc, i), f, f + FRAME_HEADER_SIZE, 40);
 	free(f);
 	tc_free(tc);
 }
@@ -877,4 +908,137 @@ Test(quic, bad_options_are_refused)
 	cr_assert_eq(quic_server_new(&N.loop, &o, &node_handler, NULL, &s, err, sizeof(err)), -EIO);
 	cr_assert(strstr(err, "/nonexistent") != NULL, "%s", err);
 	cr_assert_null(s);
+}
+
+/* ---- The real galgod over QUIC ---- */
+
+extern char **environ;
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Starts GALGO_BUILD_DIR/galgod with QUIC on a free port; returns its output pipe once it is ready. */
+static int galgod_start(char *out, size_t cap)
+{
+	char data[128];
+	snprintf(data, sizeof(data), "--node.data_dir=%s/data", N.dir);
+	char *argv[] = {GALGO_BUILD_DIR "/galgod", data, "--tcp.address=127.0.0.1:0", "--http.enabled=false",
+			"--quic.address=127.0.0.1:0", "--with-default-root-credentials", NULL};
+	char *envp[256];
+	int envc = 0;
+	for (char **e = environ; *e != NULL && envc < 255; e++)
+		if (strncmp(*e, "GALGO_", 6) != 0 && strncmp(*e, "IGGY_", 5) != 0)
+			envp[envc++] = *e;
+	envp[envc] = NULL;
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		close(fds[0]);
+		close(fds[1]);
+		if (chdir(N.dir) != 0)
+			_exit(126);
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	close(fds[1]);
+	N.galgod_pid = pid;
+	size_t len = 0;
+	out[0] = '\0';
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	const char *ready;
+	while ((ready = strstr(out, "galgod ready")) == NULL || strchr(ready, '\n') == NULL) {
+		struct pollfd p = {.fd = fds[0], .events = POLLIN};
+		cr_assert(mono_ms() < end, "no 'galgod ready':\n%s", out);
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fds[0], out + len, cap - len - 1);
+		cr_assert(n > 0, "galgod exited:\n%s", out);
+		len += (size_t)n;
+		out[len] = '\0';
+	}
+	const char *q = strstr(ready, "quic 127.0.0.1:");
+	cr_assert_not_null(q, "%s", ready);
+	N.galgod_port = atoi(q + strlen("quic 127.0.0.1:"));
+	cr_assert(N.galgod_port > 0, "%s", ready);
+	return fds[0];
+}
+
+/* SIGTERM; galgod must exit 0 (under ASan: also without leaks). */
+static void galgod_stop(void)
+{
+	/* A pidfd becomes readable when the process exits: the wait is for that event, bounded. */
+	int pfd = (int)syscall(SYS_pidfd_open, N.galgod_pid, 0);
+	cr_assert_eq(kill(N.galgod_pid, SIGTERM), 0);
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	int status = 0;
+	pid_t r;
+	while ((r = waitpid(N.galgod_pid, &status, WNOHANG)) == 0 && mono_ms() < end) {
+		struct pollfd p = {.fd = pfd, .events = POLLIN};
+		poll(pfd >= 0 ? &p : NULL, pfd >= 0 ? 1 : 0, pfd >= 0 ? (int)(end - mono_ms()) : 20);
+	}
+	if (pfd >= 0)
+		close(pfd);
+	if (r == 0)
+		kill(N.galgod_pid, SIGKILL);
+	cr_assert(r == N.galgod_pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "galgod status 0x%x",
+		  (unsigned)status);
+	N.galgod_pid = 0;
+}
+
+/* A request frame to the real galgod (NonReplicated `code`, empty body) on a new stream; the reply. */
+static struct tstream *galgod_call(struct tclient *tc, uint32_t code, uint64_t client)
+{
+	uint8_t f[FRAME_HEADER_SIZE];
+	struct frame_request r = {.size = FRAME_HEADER_SIZE, .client = {client, 0}, .operation = FRAME_OP_NON_REPLICATED,
+				  .code = code};
+	frame_request_encode(f, &r);
+	return tc_wait(tc, tc_send(tc, f, sizeof(f), true));
+}
+
+static uint32_t reply_status(const struct tstream *s)
+{
+	struct frame_reply rep;
+	cr_assert(!s->reset, "stream reset with %llu", (unsigned long long)s->code);
+	cr_assert_eq(frame_reply_decode(s->in, &rep), 0);
+	cr_assert_eq(rep.size, s->inlen);
+	return rep.status;
+}
+
+/* galgod over QUIC: requests are answered by the server, malformed streams reset, galgod stays up. */
+Test(quic, galgod_answers_over_quic_and_survives_bad_streams)
+{
+	static char out[1 << 16];
+	int fd = galgod_start(out, sizeof(out));
+	struct tclient *tc = tc_connect(NULL);
+	cr_assert(tc->hs_done, "handshake with galgod");
+	cr_assert_eq(reply_status(galgod_call(tc, FRAME_CODE_PING, 42)), 0, "ping");
+	/* Before login a read is refused with Iggy's Unauthenticated (40), on the stream of the request. */
+	cr_assert_eq(reply_status(galgod_call(tc, FRAME_CODE_GET_STREAMS, 42)), 40);
+	uint8_t junk[300];
+	memset(junk, 0x5A, sizeof(junk));
+	struct tstream *s = tc_wait(tc, tc_send(tc, junk, sizeof(junk), true));
+	cr_assert(s->reset && s->code == QUIC_APP_INVALID_FORMAT, "junk stream: reset %d code %llu", s->reset,
+		  (unsigned long long)s->code);
+	uint8_t half[FRAME_HEADER_SIZE];
+	struct frame_request r = {.size = 1000, .client = {42, 0}, .operation = FRAME_OP_NON_REPLICATED, .code = 1};
+	frame_request_encode(half, &r);
+	s = tc_wait(tc, tc_send(tc, half, sizeof(half), true));
+	cr_assert(s->reset && s->code == QUIC_APP_INVALID_FORMAT, "truncated frame");
+	cr_assert_eq(reply_status(galgod_call(tc, FRAME_CODE_PING, 42)), 0, "ping after bad streams");
+	/* A second connection works alongside. */
+	struct tclient *other = tc_connect("iggy");
+	cr_assert_eq(reply_status(galgod_call(other, FRAME_CODE_PING, 43)), 0);
+	tc_free(other);
+	tc_free(tc);
+	galgod_stop();
+	close(fd);
 }
