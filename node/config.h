@@ -87,6 +87,14 @@ struct galgo_config {
 		uint64_t max_request_size;   /* bodies above it are answered 413 */
 	} http;
 	struct {
+		char *nodes;             /* roster: ID@HOST:RAFT_PORT[:TCP[:QUIC[:HTTP]]],...; empty: single node */
+		char *listen;            /* node-to-node listener IP:PORT; empty: 0.0.0.0:own RAFT_PORT */
+		char *name;              /* cluster name */
+		char *secret;            /* node-to-node shared secret */
+		uint32_t replication_factor;
+		uint32_t election_timeout_ms;
+	} cluster;
+	struct {
 		char *level;             /* debug, info, warn or error (normalized to these names) */
 	} log;
 	struct {

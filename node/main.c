@@ -302,6 +302,8 @@ static void galgod_shutdown(struct galgod *g)
 		uv_close((uv_handle_t *)&g->tick, NULL);
 		g->tick_ready = false;
 	}
+	if (g->srv != NULL)
+		srv_stop_network(g->srv);
 	if (g->signals_ready) {
 		/* Signal handles would keep the loop running while the listener closes. */
 		uv_close((uv_handle_t *)&g->sigint, NULL);

@@ -48,6 +48,10 @@ typedef int (*srv_send_fn)(void *ctx, const struct srv_piece *pieces, size_t n, 
 int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl,
 	    struct srv **out);
 
+/* The start of a shutdown: closes the node-to-node links, so that only the clients' connections keep the
+ * loop running while they drain. */
+void srv_stop_network(struct srv *s);
+
 /* Stops: fails pending work, closes every partition and the metadata store. */
 void srv_free(struct srv *s);
 

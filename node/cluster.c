@@ -1,0 +1,594 @@
+/*
+ * cluster — the node's replication layer. See cluster.h.
+ *
+ * Timers: libraft in raft_step mode asks for an absolute wake-up time per group (rgroup_timeout). One
+ * libuv timer serves all groups: a check handle, which runs once per loop iteration after the I/O
+ * callbacks, finds the earliest wake-up among the groups and re-arms the timer for it; the timer's
+ * callback ticks every group that is due. The scan is linear in the number of groups hosted here,
+ * which is cheap at the partition counts measured so far (a heap replaces it when it shows up in a
+ * profile).
+ */
+#include "node/cluster.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "node/log.h"
+#include "partition/record.h"
+#include "raft/rmeta.h"
+#include "raft/rmsg.h"
+#include "raft/rnet.h"
+
+#define TAG "cluster"
+#define BUCKETS 1024u
+
+struct clu_group {
+	struct clu *c;
+	uint64_t gid;
+	struct rgroup *g;
+	struct clu_group_ops ops;
+	void *ud;
+	struct clu_group *next; /* bucket chain */
+	bool failed_logged;
+};
+
+struct handler {
+	void (*fn)(void *ud, uint64_t from, const void *buf, size_t len);
+	void *ud;
+};
+
+struct clu {
+	uv_loop_t *loop;
+	const struct galgo_config *cfg;
+	struct pio *pio;
+	struct flusher *fl;
+	uint64_t node_id;
+	struct clu_node nodes[CLU_MAX_NODES];
+	size_t n_nodes;
+	struct rnet *net;
+	struct rmeta *rm;
+	struct clu_group *buckets[BUCKETS];
+	size_t n_groups;
+	uv_timer_t timer;
+	uv_check_t check;
+	uint64_t armed; /* absolute ms the timer is armed for; 0: not armed */
+	struct handler handlers[CLU_KIND_MAX];
+	unsigned seed;
+};
+
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+/* ---- Roster ---- */
+
+static int parse_port(const char **p, uint16_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(*p, &end, 10);
+	if (end == *p || v == 0 || v > 65535)
+		return -EINVAL;
+	*out = (uint16_t)v;
+	*p = end;
+	return 0;
+}
+
+int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err, size_t errlen)
+{
+	size_t n = 0;
+	const char *p = s;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	while (*p != '\0') {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		if (n == max) {
+			snprintf(err, errlen, "more than %zu nodes", max);
+			return -EINVAL;
+		}
+		struct clu_node *nd = &out[n];
+		memset(nd, 0, sizeof(*nd));
+		char *end;
+		unsigned long long id = strtoull(p, &end, 10);
+		if (end == p || *end != '@' || id == 0 || id > UINT32_MAX) {
+			snprintf(err, errlen, "node %zu: expected ID@HOST:RAFT_PORT", n + 1);
+			return -EINVAL;
+		}
+		nd->id = id;
+		p = end + 1;
+		const char *h = p;
+		while (*p != '\0' && *p != ':' && *p != ',')
+			p++;
+		size_t hl = (size_t)(p - h);
+		if (hl == 0 || hl >= sizeof(nd->host) || *p != ':') {
+			snprintf(err, errlen, "node %llu: bad host", id);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < hl; i++) {
+			char ch = h[i];
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+			      ch == '.' || ch == '-' || ch == '_')) {
+				snprintf(err, errlen, "node %llu: bad character in host", id);
+				return -EINVAL;
+			}
+		}
+		memcpy(nd->host, h, hl);
+		uint16_t *ports[4] = {&nd->raft_port, &nd->tcp_port, &nd->quic_port, &nd->http_port};
+		for (int k = 0; k < 4 && *p == ':'; k++) {
+			p++;
+			if (parse_port(&p, ports[k]) != 0) {
+				snprintf(err, errlen, "node %llu: bad port", id);
+				return -EINVAL;
+			}
+		}
+		if (*p != '\0' && *p != ',') {
+			snprintf(err, errlen, "node %llu: unexpected '%c'", id, *p);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (out[i].id == nd->id) {
+				snprintf(err, errlen, "node %llu listed twice", id);
+				return -EINVAL;
+			}
+		n++;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "empty roster");
+		return -EINVAL;
+	}
+	/* Sorted by id: placement depends on the order, and every node must compute the same. */
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && out[k - 1].id > out[k].id; k--) {
+			struct clu_node t = out[k];
+			out[k] = out[k - 1];
+			out[k - 1] = t;
+		}
+	return (int)n;
+}
+
+/* ---- Groups ---- */
+
+static struct clu_group **bucket(struct clu *c, uint64_t gid)
+{
+	return &c->buckets[XXH3_64bits(&gid, sizeof(gid)) % BUCKETS];
+}
+
+static struct clu_group *find_group(struct clu *c, uint64_t gid)
+{
+	for (struct clu_group *g = *bucket(c, gid); g != NULL; g = g->next)
+		if (g->gid == gid)
+			return g;
+	return NULL;
+}
+
+static uint64_t env_now(void *ud)
+{
+	(void)ud;
+	return now_ms();
+}
+
+static int env_send(void *ud, uint64_t to, const void *buf, size_t len)
+{
+	struct clu_group *g = ud;
+	if (g->c->net == NULL)
+		return -ENOTCONN;
+	return rnet_send(g->c->net, to, CLU_KIND_RAFT, buf, len);
+}
+
+static void env_apply(void *ud, const struct rgroup_entry *e)
+{
+	struct clu_group *g = ud;
+	g->ops.apply(g->ud, e);
+}
+
+static void env_state(void *ud, int state, uint64_t term)
+{
+	struct clu_group *g = ud;
+	glog_debug(TAG, "group %" PRIx64 ": %s in term %" PRIu64, g->gid,
+		   state == RAFT_LEADER ? "leader" : state == RAFT_CANDIDATE ? "candidate" : "follower", term);
+	if (g->ops.state != NULL)
+		g->ops.state(g->ud, state, term);
+}
+
+int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n,
+		   uint8_t command_type, uint64_t applied_index, const struct clu_group_ops *ops, void *ud,
+		   struct clu_group **out)
+{
+	if (find_group(c, gid) != NULL)
+		return -EEXIST;
+	struct clu_group *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return -ENOMEM;
+	g->c = c;
+	g->gid = gid;
+	g->ops = *ops;
+	g->ud = ud;
+	char addrs[CLU_MAX_NODES][32];
+	const char *ap[CLU_MAX_NODES];
+	if (n > CLU_MAX_NODES) {
+		free(g);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "node-%" PRIu64, ids[i]);
+		ap[i] = addrs[i];
+	}
+	struct raft_configuration conf;
+	int rv = rgroup_configuration(&conf, n, ids, ap);
+	if (rv != 0) {
+		free(g);
+		return rv;
+	}
+	struct rgroup_config rc;
+	rgroup_config_default(&rc);
+	char self[32];
+	snprintf(self, sizeof(self), "node-%" PRIu64, c->node_id);
+	rc.group_id = gid;
+	rc.node_id = c->node_id;
+	rc.address = self;
+	rc.election_timeout_ms = c->cfg->cluster.election_timeout_ms;
+	rc.heartbeat_timeout_ms = rc.election_timeout_ms / 10 > 0 ? rc.election_timeout_ms / 10 : 1;
+	rc.seed = c->seed + (unsigned)gid * 2654435761u;
+	rc.command_type = command_type;
+	rc.applied_index = applied_index;
+	rc.max_pending_entries = 1024;
+	rc.max_entry_bytes = 64u << 20;
+	rc.bootstrap = &conf;
+	struct rgroup_env env = {.ud = g,
+				 .now_ms = env_now,
+				 .send = env_send,
+				 .apply = env_apply,
+				 .state = env_state,
+				 .log = log,
+				 .meta = c->rm,
+				 .fl = c->fl};
+	/* Registered before opening: a single voter elects itself and applies inside rgroup_open. */
+	struct clu_group **b = bucket(c, gid);
+	g->next = *b;
+	*b = g;
+	c->n_groups++;
+	rv = rgroup_open(&rc, &env, &g->g);
+	raft_configuration_close(&conf);
+	if (rv != 0) {
+		*b = g->next;
+		c->n_groups--;
+		free(g);
+		return rv;
+	}
+	*out = g;
+	return 0;
+}
+
+void clu_group_close(struct clu_group *g, bool destroy)
+{
+	struct clu *c = g->c;
+	for (struct clu_group **pp = bucket(c, g->gid); *pp != NULL; pp = &(*pp)->next)
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	c->n_groups--;
+	rgroup_close(g->g);
+	if (destroy)
+		rmeta_drop(c->rm, g->gid);
+	free(g);
+}
+
+int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term)
+{
+	struct rgroup_status st;
+	rgroup_status(g->g, &st);
+	int rv = rgroup_submit(g->g, payload, len, index);
+	if (term != NULL)
+		*term = st.term;
+	return rv;
+}
+
+bool clu_group_leader(const struct clu_group *g)
+{
+	struct rgroup_status st;
+	rgroup_status(g->g, &st);
+	return st.state == RAFT_LEADER;
+}
+
+uint64_t clu_group_leader_id(const struct clu_group *g)
+{
+	struct rgroup_status st;
+	rgroup_status(g->g, &st);
+	return st.leader_id;
+}
+
+void clu_group_status(const struct clu_group *g, struct rgroup_status *st)
+{
+	rgroup_status(g->g, st);
+}
+
+uint64_t clu_group_id(const struct clu_group *g)
+{
+	return g->gid;
+}
+
+void clu_each_group(struct clu *c, void (*fn)(void *arg, struct clu_group *g), void *arg)
+{
+	for (size_t b = 0; b < BUCKETS; b++)
+		for (struct clu_group *g = c->buckets[b], *next; g != NULL; g = next) {
+			next = g->next;
+			fn(arg, g);
+		}
+}
+
+/* ---- Placement ---- */
+
+uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic_created_us, uint32_t partition_id)
+{
+	uint8_t k[20];
+	memcpy(k, &stream_id, 4);
+	memcpy(k + 4, &topic_id, 4);
+	memcpy(k + 8, &topic_created_us, 8);
+	memcpy(k + 16, &partition_id, 4);
+	return XXH3_64bits(k, sizeof(k)) | (1ull << 63);
+}
+
+size_t clu_placement(const struct clu *c, uint64_t gid, uint64_t *ids)
+{
+	size_t rf = c->cfg->cluster.replication_factor;
+	if (rf > c->n_nodes)
+		rf = c->n_nodes;
+	if (rf == 0)
+		rf = 1;
+	size_t start = (size_t)((gid ^ (gid >> 29)) % c->n_nodes);
+	for (size_t i = 0; i < rf; i++)
+		ids[i] = c->nodes[(start + i) % c->n_nodes].id;
+	return rf;
+}
+
+bool clu_hosts(const struct clu *c, uint64_t gid)
+{
+	uint64_t ids[CLU_MAX_NODES];
+	size_t n = clu_placement(c, gid, ids);
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == c->node_id)
+			return true;
+	return false;
+}
+
+/* ---- Network ---- */
+
+static void net_message(void *ud, uint64_t from, uint8_t kind, const void *buf, size_t len)
+{
+	struct clu *c = ud;
+	if (kind == CLU_KIND_RAFT) {
+		uint64_t gid;
+		if (rmsg_peek_group(buf, len, &gid) != 0)
+			return;
+		struct clu_group *g = find_group(c, gid);
+		if (g == NULL)
+			return; /* not (yet) hosted here: the sender retries */
+		int rv = rgroup_receive(g->g, from, buf, len);
+		if (rv != 0 && rv != -EBADMSG && !g->failed_logged) {
+			g->failed_logged = true;
+			glog_error(TAG, "group %" PRIx64 " stopped: %s", gid, strerror(-rv));
+		}
+		return;
+	}
+	if (kind < CLU_KIND_MAX && c->handlers[kind].fn != NULL)
+		c->handlers[kind].fn(c->handlers[kind].ud, from, buf, len);
+}
+
+static void net_peer(void *ud, uint64_t peer, bool up)
+{
+	(void)ud;
+	glog_info(TAG, "node %" PRIu64 " %s", peer, up ? "connected" : "disconnected");
+}
+
+void clu_on(struct clu *c, uint8_t kind, void (*fn)(void *ud, uint64_t from, const void *buf, size_t len), void *ud)
+{
+	if (kind < CLU_KIND_MAX) {
+		c->handlers[kind].fn = fn;
+		c->handlers[kind].ud = ud;
+	}
+}
+
+int clu_send(struct clu *c, uint64_t to, uint8_t kind, const uv_buf_t *bufs, size_t n)
+{
+	if (c->net == NULL)
+		return -ENOTCONN;
+	return rnet_sendv(c->net, to, kind, bufs, n);
+}
+
+/* ---- Timer ---- */
+
+struct tick_arg {
+	uint64_t now, next;
+};
+
+static void tick_one(void *arg, struct clu_group *g)
+{
+	struct tick_arg *a = arg;
+	if (rgroup_failed(g->g) != 0)
+		return;
+	if (rgroup_timeout(g->g) <= a->now) {
+		int rv = rgroup_tick(g->g);
+		if (rv != 0 && !g->failed_logged) {
+			g->failed_logged = true;
+			glog_error(TAG, "group %" PRIx64 " stopped: %s", g->gid, strerror(-rv));
+		}
+	}
+}
+
+static void min_one(void *arg, struct clu_group *g)
+{
+	struct tick_arg *a = arg;
+	if (rgroup_failed(g->g) != 0)
+		return;
+	uint64_t t = rgroup_timeout(g->g);
+	if (a->next == 0 || t < a->next)
+		a->next = t;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct clu *c = t->data;
+	c->armed = 0;
+	struct tick_arg a = {now_ms(), 0};
+	clu_each_group(c, tick_one, &a);
+}
+
+static void on_check(uv_check_t *h)
+{
+	struct clu *c = h->data;
+	struct tick_arg a = {now_ms(), 0};
+	clu_each_group(c, min_one, &a);
+	if (a.next == 0)
+		return;
+	if (c->armed != 0 && c->armed <= a.next)
+		return;
+	uint64_t delay = a.next > a.now ? a.next - a.now : 0;
+	c->armed = a.next;
+	uv_timer_start(&c->timer, on_timer, delay, 0);
+}
+
+/* ---- Life cycle ---- */
+
+int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl, struct clu **out)
+{
+	struct clu *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+	c->loop = loop;
+	c->cfg = cfg;
+	c->pio = pio;
+	c->fl = fl;
+	c->node_id = cfg->node.id;
+	c->seed = (unsigned)(uv_hrtime() ^ (cfg->node.id * 7919u));
+	char err[256];
+	if (cfg->cluster.nodes != NULL && cfg->cluster.nodes[0] != '\0') {
+		int n = clu_roster_parse(cfg->cluster.nodes, c->nodes, CLU_MAX_NODES, err, sizeof(err));
+		if (n < 0) {
+			glog_error(TAG, "cluster.nodes: %s", err);
+			free(c);
+			return -EINVAL;
+		}
+		c->n_nodes = (size_t)n;
+	} else {
+		c->n_nodes = 1;
+		c->nodes[0].id = c->node_id;
+		snprintf(c->nodes[0].host, sizeof(c->nodes[0].host), "127.0.0.1");
+	}
+	const struct clu_node *self = clu_node(c, c->node_id);
+	if (self == NULL) {
+		glog_error(TAG, "cluster.nodes does not list this node's id %" PRIu64, c->node_id);
+		free(c);
+		return -EINVAL;
+	}
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/raft", cfg->node.data_dir);
+	int rv = pio_mkdir(pio, dir);
+	if (rv == 0)
+		rv = rmeta_open(pio, dir, &c->rm);
+	if (rv != 0) {
+		glog_error(TAG, "%s: %s", dir, strerror(-rv));
+		free(c);
+		return rv;
+	}
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	/* Raft's timers alone do not keep the loop running: the listeners and connections do. */
+	uv_unref((uv_handle_t *)&c->timer);
+	uv_check_init(loop, &c->check);
+	c->check.data = c;
+	uv_check_start(&c->check, on_check);
+	uv_unref((uv_handle_t *)&c->check);
+	if (c->n_nodes > 1) {
+		if (cfg->cluster.secret == NULL || cfg->cluster.secret[0] == '\0') {
+			glog_error(TAG, "cluster.secret must be set when cluster.nodes lists more than one node");
+			clu_free(c);
+			return -EINVAL;
+		}
+		struct rnet_config nc;
+		rnet_config_default(&nc);
+		char host[256] = "0.0.0.0";
+		uint16_t port = self->raft_port;
+		if (cfg->cluster.listen != NULL && cfg->cluster.listen[0] != '\0' &&
+		    config_split_address(cfg->cluster.listen, host, sizeof(host), &port) != 0) {
+			glog_error(TAG, "cluster.listen: not an IP:PORT address");
+			clu_free(c);
+			return -EINVAL;
+		}
+		nc.node_id = c->node_id;
+		nc.cluster = cfg->cluster.name;
+		nc.secret = cfg->cluster.secret;
+		nc.listen_host = host;
+		nc.listen_port = port;
+		struct rnet_callbacks cb = {.ud = c, .on_message = net_message, .on_peer = net_peer};
+		rv = rnet_open(loop, &nc, &cb, &c->net);
+		if (rv != 0) {
+			glog_error(TAG, "node-to-node listener on %s:%u: %s", host, port, strerror(-rv));
+			clu_free(c);
+			return rv;
+		}
+		for (size_t i = 0; i < c->n_nodes; i++)
+			if (c->nodes[i].id != c->node_id)
+				rnet_add_peer(c->net, c->nodes[i].id, c->nodes[i].host, c->nodes[i].raft_port);
+		glog_info(TAG, "node %" PRIu64 " of %zu; node-to-node on %s:%u", c->node_id, c->n_nodes, host,
+			  rnet_port(c->net));
+	}
+	*out = c;
+	return 0;
+}
+
+static void close_one(void *arg, struct clu_group *g)
+{
+	(void)arg;
+	glog_warn(TAG, "group %" PRIx64 " still open at shutdown", g->gid);
+	clu_group_close(g, false);
+}
+
+void clu_stop_network(struct clu *c)
+{
+	if (c != NULL && c->net != NULL) {
+		rnet_close(c->net);
+		c->net = NULL;
+	}
+}
+
+void clu_free(struct clu *c)
+{
+	if (c == NULL)
+		return;
+	clu_each_group(c, close_one, NULL);
+	clu_stop_network(c);
+	if (c->rm != NULL)
+		rmeta_close(c->rm);
+	uv_close((uv_handle_t *)&c->check, NULL);
+	uv_close((uv_handle_t *)&c->timer, NULL);
+	/* The handles live in c: let libuv finish closing them before it goes. */
+	uv_run(c->loop, UV_RUN_NOWAIT);
+	free(c);
+}
+
+uint64_t clu_node_id(const struct clu *c)
+{
+	return c->node_id;
+}
+
+size_t clu_nodes(const struct clu *c, const struct clu_node **nodes)
+{
+	*nodes = c->nodes;
+	return c->n_nodes;
+}
+
+const struct clu_node *clu_node(const struct clu *c, uint64_t id)
+{
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].id == id)
+			return &c->nodes[i];
+	return NULL;
+}

@@ -1,0 +1,106 @@
+/*
+ * cluster — the node's replication layer: the roster, the node-to-node transport (raft/rnet), the
+ * durable terms and votes of every group (raft/rmeta), and the Raft groups hosted here (raft/rgroup):
+ * the metadata group and one group per partition replica. One timer drives every group's ticks; Raft
+ * messages are routed by the group id in their header; other message kinds (forwarded commands and
+ * sends, and their replies) go to handlers the server registers.
+ *
+ * A single node is a one-voter cluster: the same code path, without a network (rnet is not opened).
+ *
+ * Group ids: the metadata group is 1; a partition's group id is derived from the partition's identity
+ * (see clu_partition_gid), never 1, and has the top bit set.
+ *
+ * Roster syntax (cluster.nodes): comma-separated ID@HOST:RAFT_PORT[:TCP_PORT[:QUIC_PORT[:HTTP_PORT]]].
+ *
+ * Threading: everything on the server's loop.
+ */
+#ifndef GALGO_CLUSTER_H
+#define GALGO_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "node/config.h"
+#include "partition/flusher.h"
+#include "partition/pio.h"
+#include "raft/rgroup.h"
+
+#define CLU_META_GROUP 1u
+#define CLU_MAX_NODES 16
+
+/* Message kinds on the node-to-node link (raft/rnet's one-byte kind). */
+enum clu_kind {
+	CLU_KIND_RAFT = 1,        /* an rmsg message of some group */
+	CLU_KIND_META_FWD = 2,    /* a metadata command for the metadata leader */
+	CLU_KIND_META_REPLY = 3,  /* its outcome */
+	CLU_KIND_SEND_FWD = 4,    /* a producer's batch for a partition leader */
+	CLU_KIND_SEND_REPLY = 5,  /* its outcome */
+	CLU_KIND_MAX = 16,
+};
+
+struct clu_node {
+	uint64_t id;
+	char host[256];
+	uint16_t raft_port, tcp_port, quic_port, http_port;
+};
+
+/* Parses a roster. Ports left out are 0. Returns the number of nodes (>= 1) or -EINVAL; err says why. */
+int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err, size_t errlen);
+
+struct clu;
+struct clu_group;
+
+struct clu_group_ops {
+	void (*apply)(void *ud, const struct rgroup_entry *e);
+	void (*state)(void *ud, int state, uint64_t term); /* optional */
+};
+
+/* Creates the layer; with more than one node in the roster also opens the node-to-node listener. */
+int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl, struct clu **out);
+void clu_free(struct clu *c);
+/* Closes the node-to-node transport (the start of a shutdown): the groups stay, cut off. */
+void clu_stop_network(struct clu *c);
+
+uint64_t clu_node_id(const struct clu *c);
+size_t clu_nodes(const struct clu *c, const struct clu_node **nodes);
+const struct clu_node *clu_node(const struct clu *c, uint64_t id);
+
+/* Registers the handler of a non-Raft message kind. */
+void clu_on(struct clu *c, uint8_t kind, void (*fn)(void *ud, uint64_t from, const void *buf, size_t len), void *ud);
+
+/* Sends a message of a non-Raft kind. Returns 0 or a negative errno (-ENOTCONN, -EAGAIN, ...). */
+int clu_send(struct clu *c, uint64_t to, uint8_t kind, const uv_buf_t *bufs, size_t n);
+
+/*
+ * The replicas of a partition: replication_factor nodes (at most the roster's size) taken from the
+ * sorted roster starting at a position derived from the group id, so leaders spread over the nodes.
+ */
+size_t clu_placement(const struct clu *c, uint64_t gid, uint64_t *ids);
+bool clu_hosts(const struct clu *c, uint64_t gid);
+
+/* The group id of a partition (stream, topic, its creation time, partition id). */
+uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic_created_us, uint32_t partition_id);
+
+/*
+ * Opens a group on its plog with voters `ids` (the bootstrap configuration when its log is empty).
+ * applied_index: entries the owner already applied. command_type: RECORD_COMMAND or RECORD_MESSAGES.
+ */
+int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n,
+		   uint8_t command_type, uint64_t applied_index, const struct clu_group_ops *ops, void *ud,
+		   struct clu_group **out);
+/* Closes a group (the plog stays the caller's, to close after this); destroy also forgets its term/vote. */
+void clu_group_close(struct clu_group *g, bool destroy);
+
+/* rgroup_submit, with the term of the entry. */
+int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term);
+bool clu_group_leader(const struct clu_group *g);
+uint64_t clu_group_leader_id(const struct clu_group *g);
+void clu_group_status(const struct clu_group *g, struct rgroup_status *st);
+uint64_t clu_group_id(const struct clu_group *g);
+
+/* Visits every group (metrics). */
+void clu_each_group(struct clu *c, void (*fn)(void *arg, struct clu_group *g), void *arg);
+
+#endif /* GALGO_CLUSTER_H */
