@@ -55,6 +55,7 @@ enum {
 	E_RESOURCE_NOT_FOUND = 20,
 	E_UNAUTHENTICATED = 40,
 	E_UNAUTHORIZED = 41,
+	E_NOT_ACCEPTED = 58,        /* TransientNotAccepted: never admitted, safe to re-issue (reference §8) */
 	E_INVALID_MESSAGE_CHECKSUM = 4027,
 	E_INVALID_BATCH_CHECKSUM = 4039,
 	E_UNSUPPORTED_OPTION = 4041,
@@ -131,6 +132,7 @@ struct mwait {
 	bool placed;               /* index and term known: waiting for the apply */
 	uint64_t index, term;
 	uint64_t deadline, retry_at;
+	uint64_t admit_by;         /* not taken by a leader by then: refused as never admitted */
 	mdone_fn done;
 	struct pending *p;
 	void (*build)(struct srv *s, struct wire_buf *b, const struct meta_cmd *c, const struct meta_result *res);
@@ -717,6 +719,7 @@ static void session_unref(struct srv_session *ss)
 #define META_DEADLINE_MS 10000u
 #define RETRY_MS 50u
 #define SEND_DEADLINE_MS 10000u
+#define ADMIT_MS 2000u
 
 static uint64_t mono_ms(void)
 {
@@ -834,6 +837,7 @@ static struct mwait *meta_submit(struct srv *s, const struct meta_cmd *c, mdone_
 	w->done = done;
 	w->req_id = ++s->next_req;
 	w->deadline = mono_ms() + META_DEADLINE_MS;
+	w->admit_by = mono_ms() + ADMIT_MS;
 	w->next = s->mwaits;
 	s->mwaits = w;
 	return w;
@@ -1413,7 +1417,9 @@ static void meta_reply_done(struct srv *s, struct mwait *w, int status, int rv, 
 {
 	if (w->p == NULL)
 		return;
-	if (status != 0) {
+	if (status == -EAGAIN) {
+		reject(w->p, E_NOT_ACCEPTED);
+	} else if (status != 0) {
 		finish(w->p, E_ERROR, false, NULL, 0);
 	} else if (rv != META_OK) {
 		if (w->pat && rv == META_E_PAT_LIMIT)
@@ -1615,6 +1621,8 @@ static void on_house(uv_timer_t *t)
 		next = w->next;
 		if (now >= w->deadline)
 			mwait_done(s, w, -ETIMEDOUT, 0, NULL);
+		else if (!w->placed && !w->sent && now >= w->admit_by)
+			mwait_done(s, w, -EAGAIN, 0, NULL);
 		else if (!w->placed && w->retry_at <= now)
 			mwait_push(s, w);
 	}
@@ -2299,8 +2307,9 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 	int rv = clu_group_submit(pt->g, batch, (uint32_t)blen, &index, &term);
 	if (rv != 0) {
 		free(w);
-		if (rv != -EPERM)
-			glog_warn(TAG, "send to partition %" PRIu32 " refused: %s", pt->pid, strerror(-rv));
+		if (rv == -EPERM || rv == -EAGAIN || rv == -ENOSPC)
+			return E_NOT_ACCEPTED; /* lost the leadership, or too much uncommitted: re-issue */
+		glog_warn(TAG, "send to partition %" PRIu32 " refused: %s", pt->pid, strerror(-rv));
 		return E_ERROR;
 	}
 	if (pt->dd != NULL)
@@ -2340,7 +2349,7 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, cons
 	struct fwd *f = calloc(1, sizeof(*f));
 	if (leader == 0 || leader == clu_node_id(s->clu) || f == NULL) {
 		free(f);
-		finish(p, E_ERROR, false, NULL, 0); /* no leader known: the client retries */
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
 		return;
 	}
 	f->req_id = ++s->next_req;
@@ -2355,7 +2364,7 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, cons
 	uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)batch, (unsigned)blen)};
 	if (clu_send(s->clu, leader, CLU_KIND_SEND_FWD, b, 2) != 0) {
 		free(f);
-		finish(p, E_ERROR, false, NULL, 0);
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
 		return;
 	}
 	f->next = s->fwds;
@@ -2371,9 +2380,10 @@ static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	uint8_t *b = (uint8_t *)buf; /* rnet's receive buffer, ours during the call: stamped in place */
 	uint64_t req = record_le64(b), gid = record_le64(b + 8);
 	struct part *pt = part_by_gid(s, gid);
-	uint32_t code = E_ERROR;
-	if (pt != NULL && clu_group_leader(pt->g) && record_batch_verify(b + 16, len - 16, true) == 0)
-		code = send_local(pt, NULL, from, req, b + 16, len - 16);
+	uint32_t code = E_NOT_ACCEPTED;
+	if (pt != NULL && clu_group_leader(pt->g))
+		code = record_batch_verify(b + 16, len - 16, true) == 0 ? send_local(pt, NULL, from, req, b + 16, len - 16)
+									: E_INVALID_COMMAND;
 	if (code != 0)
 		send_reply_remote(s, from, req, code, 0);
 }
@@ -2704,7 +2714,7 @@ static void offset_done(struct srv *s, struct mwait *w, int status, int rv, cons
 	(void)s;
 	(void)res;
 	if (status != 0)
-		finish(w->p, E_ERROR, false, NULL, 0);
+		finish(w->p, status == -EAGAIN ? E_NOT_ACCEPTED : E_ERROR, false, NULL, 0);
 	else if (rv != META_OK)
 		finish(w->p, rv < 0 ? E_ERROR : (uint32_t)rv, false, NULL, 0);
 	else
@@ -2867,26 +2877,36 @@ static void put_stats(struct srv *s, struct wire_buf *b)
 	wire_put_u64(b, total_disk);
 }
 
+/*
+ * GetClusterMetadata: every node of the roster with its client endpoints; the metadata leader is marked
+ * Leader (the SDK moves its connection there after login, reference §8). Ports a roster entry leaves out
+ * are taken to be this node's own (nodes on different hosts usually share them).
+ */
 static void put_cluster(struct srv *s, struct wire_buf *b)
 {
-	char host[256] = "127.0.0.1";
+	char host[256] = "127.0.0.1", h2[256];
 	uint16_t tcp = 0, quic = 0, http = 0;
 	config_split_address(s->cfg->tcp.address, host, sizeof(host), &tcp);
-	char h2[256];
 	config_split_address(s->cfg->quic.address, h2, sizeof(h2), &quic);
 	config_split_address(s->cfg->http.address, h2, sizeof(h2), &http);
-	wire_put_str32(b, "single-node", 11);
-	wire_put_u32(b, 1);
-	char name[32];
-	snprintf(name, sizeof(name), "galgo-node-%" PRIu32, s->cfg->node.id);
-	wire_put_str32(b, name, strlen(name));
-	wire_put_str32(b, host, strlen(host));
-	wire_put_u16(b, tcp);
-	wire_put_u16(b, s->cfg->quic.enabled ? quic : 0);
-	wire_put_u16(b, s->cfg->http.enabled ? http : 0);
-	wire_put_u16(b, 0);
-	wire_put_u8(b, 0); /* leader */
-	wire_put_u8(b, 0); /* healthy */
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	uint64_t leader = clu_group_leader_id(s->mg);
+	wire_put_str32(b, s->cfg->cluster.name, strlen(s->cfg->cluster.name));
+	wire_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
+		const char *ip = n == 1 ? host : nodes[i].host;
+		wire_put_str32(b, name, strlen(name));
+		wire_put_str32(b, ip, strlen(ip));
+		wire_put_u16(b, nodes[i].tcp_port != 0 ? nodes[i].tcp_port : tcp);
+		wire_put_u16(b, s->cfg->quic.enabled ? (nodes[i].quic_port != 0 ? nodes[i].quic_port : quic) : 0);
+		wire_put_u16(b, s->cfg->http.enabled ? (nodes[i].http_port != 0 ? nodes[i].http_port : http) : 0);
+		wire_put_u16(b, 0);
+		wire_put_u8(b, n == 1 || nodes[i].id == leader ? 0 : 1); /* 0 Leader, 1 Follower */
+		wire_put_u8(b, 0);                                     /* healthy */
+	}
 }
 
 static void handle_read(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
