@@ -55,7 +55,8 @@ enum {
 	E_RESOURCE_NOT_FOUND = 20,
 	E_UNAUTHENTICATED = 40,
 	E_UNAUTHORIZED = 41,
-	E_NOT_ACCEPTED = 58,        /* TransientNotAccepted: never admitted, safe to re-issue (reference §8) */
+	E_NOT_ACCEPTED = 58,
+	E_GALGO_NOT_LEADER = 10058, /* docs/protocol-extensions.md, in redirect mode */        /* TransientNotAccepted: never admitted, safe to re-issue (reference §8) */
 	E_INVALID_MESSAGE_CHECKSUM = 4027,
 	E_INVALID_BATCH_CHECKSUM = 4039,
 	E_UNSUPPORTED_OPTION = 4041,
@@ -176,6 +177,7 @@ struct srv_session {
 	struct frame_u128 vsr_client;
 	uint64_t session;
 	uint32_t user_id;
+	bool redirect;             /* NotLeader replies instead of forwarding (docs/protocol-extensions.md) */
 	struct pending *head, *tail;
 	struct srv_session *next;
 };
@@ -330,7 +332,7 @@ static void part_apply(void *ud, const struct rgroup_entry *e)
 		base = record_le64(b + 8);
 		pt->committed_next = base + record_le32(b + 48);
 		/* The leader remembered the ids when it took the batch; the others learn them here. */
-		if (pt->dd != NULL && !clu_group_leader(pt->g))
+		if (pt->dd != NULL && pt->g != NULL && !clu_group_leader(pt->g)) /* (NULL: a replay in part_open) */
 			each_frame(b, e->length, add_frame_id, pt->dd);
 	} else {
 		pt->other_bytes += e->length;
@@ -2372,6 +2374,80 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, cons
 	house_arm(s);
 }
 
+/* Redirect mode: status NotLeader with the leader's id, epoch and endpoint. */
+static void not_leader(struct srv *s, struct pending *p, struct part *pt)
+{
+	struct rgroup_status st;
+	clu_group_status(pt->g, &st);
+	const struct clu_node *n = st.leader_id != 0 ? clu_node(s->clu, st.leader_id) : NULL;
+	struct wire_buf wb;
+	wire_buf_init(&wb);
+	wire_put_u32(&wb, n != NULL ? (uint32_t)st.leader_id : 0);
+	wire_put_u64(&wb, n != NULL ? st.term : 0);
+	const char *host = n != NULL ? n->host : "";
+	wire_put_str8(&wb, host, strlen(host));
+	char h[256];
+	uint16_t tcp = 0;
+	config_split_address(s->cfg->tcp.address, h, sizeof(h), &tcp);
+	wire_put_u16(&wb, n != NULL ? (n->tcp_port != 0 ? n->tcp_port : tcp) : 0);
+	finish_buf(p, E_GALGO_NOT_LEADER, false, &wb);
+	wire_buf_free(&wb);
+}
+
+/* GetPartitionLeaders (docs/protocol-extensions.md). */
+static void put_partition_leaders(struct srv *s, struct wire_buf *b)
+{
+	char h[256];
+	uint16_t tcp = 0, quic = 0, http = 0;
+	config_split_address(s->cfg->tcp.address, h, sizeof(h), &tcp);
+	config_split_address(s->cfg->quic.address, h, sizeof(h), &quic);
+	config_split_address(s->cfg->http.address, h, sizeof(h), &http);
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	wire_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		wire_put_u32(b, (uint32_t)nodes[i].id);
+		wire_put_str8(b, nodes[i].host, strlen(nodes[i].host));
+		wire_put_u16(b, nodes[i].tcp_port != 0 ? nodes[i].tcp_port : tcp);
+		wire_put_u16(b, s->cfg->quic.enabled ? (nodes[i].quic_port != 0 ? nodes[i].quic_port : quic) : 0);
+		wire_put_u16(b, s->cfg->http.enabled ? (nodes[i].http_port != 0 ? nodes[i].http_port : http) : 0);
+	}
+	struct rgroup_status ms;
+	clu_group_status(s->mg, &ms);
+	wire_put_u32(b, (uint32_t)ms.leader_id);
+	wire_put_u64(b, ms.term);
+	size_t count_at = b->len;
+	wire_put_u32(b, 0);
+	uint32_t count = 0;
+	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+		const struct meta_stream *st = s->meta->streams[i];
+		for (uint32_t k = 0; st != NULL && k < st->n_topics; k++) {
+			const struct meta_topic *t = st->topics[k];
+			struct tparts *tp = t != NULL ? tparts_find(s, st->id, t->id) : NULL;
+			for (uint32_t pid = 0; t != NULL && pid < t->n_partitions; pid++) {
+				uint64_t gid = clu_partition_gid(st->id, t->id, t->created_at, pid);
+				struct part *pt = tp != NULL && pid < tp->n ? tp->pp[pid] : NULL;
+				struct rgroup_status gs = {0};
+				if (pt != NULL)
+					clu_group_status(pt->g, &gs);
+				wire_put_u32(b, st->id);
+				wire_put_u32(b, t->id);
+				wire_put_u32(b, pid);
+				wire_put_u32(b, (uint32_t)gs.leader_id);
+				wire_put_u64(b, gs.leader_id != 0 ? gs.term : 0);
+				uint64_t ids[CLU_MAX_NODES];
+				size_t nr = clu_placement(s->clu, gid, ids);
+				wire_put_u8(b, (uint8_t)nr);
+				for (size_t r = 0; r < nr; r++)
+					wire_put_u32(b, (uint32_t)ids[r]);
+				count++;
+			}
+		}
+	}
+	if (b->err == 0)
+		record_put32(b->p + count_at, count);
+}
+
 static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
@@ -2539,7 +2615,10 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		return;
 	}
 	if (!clu_group_leader(pt->g)) {
-		send_forward(s, p, pt, batch, blen);
+		if (ss->redirect)
+			not_leader(s, p, pt);
+		else
+			send_forward(s, p, pt, batch, blen);
 		return;
 	}
 	uint32_t st_code = send_local(pt, p, 0, 0, batch, blen);
@@ -2940,6 +3019,18 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 			goto denied;
 		put_stats(s, &b);
 		break;
+	case FRAME_CODE_GALGO_PARTITION_LEADERS:
+		if (wire_rd_done(&r) != 0)
+			goto bad;
+		put_partition_leaders(s, &b);
+		break;
+	case FRAME_CODE_GALGO_SET_REDIRECT: {
+		uint8_t mode = wire_get_u8(&r);
+		if (wire_rd_done(&r) != 0 || mode > 1)
+			goto bad;
+		ss->redirect = mode == 1;
+		break;
+	}
 	case FRAME_CODE_GET_CLUSTER_METADATA:
 		put_cluster(s, &b);
 		break;
