@@ -882,6 +882,61 @@ static int j_str(const json_t *o, const char *k, const char **s, size_t *n)
 	return 0;
 }
 
+/*
+ * Parses a request body. jansson's integers are int64, and it refuses a larger literal outright, yet
+ * Iggy's bodies carry u64 values such as u64::MAX (IggyExpiry::NeverExpire) as plain numbers, and
+ * message ids up to u128. Such literals (non-negative integers above INT64_MAX, outside strings) are
+ * turned into decimal strings first, which every reader of numbers here also accepts.
+ */
+static json_t *json_load_body(const char *p, size_t n, json_error_t *err)
+{
+	char *q = malloc(n + n / 8 + 16), *o = q;
+	if (q == NULL)
+		return NULL;
+	bool in_str = false;
+	for (size_t i = 0; i < n;) {
+		char ch = p[i];
+		if (in_str) {
+			*o++ = ch;
+			i++;
+			if (ch == '\\' && i < n)
+				*o++ = p[i++];
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		if (ch == '"') {
+			in_str = true;
+			*o++ = p[i++];
+			continue;
+		}
+		if (ch >= '0' && ch <= '9' && (i == 0 || strchr("-.+eE0123456789", p[i - 1]) == NULL)) {
+			size_t j = i;
+			while (j < n && p[j] >= '0' && p[j] <= '9')
+				j++;
+			size_t len = j - i;
+			bool plain = j >= n || strchr(".eE", p[j]) == NULL;
+			/* 20 digits at most fit in a u64; 19 fit in an int64 when not above its maximum. */
+			if (plain && (len > 19 || (len == 19 && memcmp(p + i, "9223372036854775807", 19) > 0))) {
+				*o++ = '"';
+				memcpy(o, p + i, len);
+				o += len;
+				*o++ = '"';
+				i = j;
+				continue;
+			}
+			memcpy(o, p + i, len);
+			o += len;
+			i = j;
+			continue;
+		}
+		*o++ = p[i++];
+	}
+	json_t *j = json_loadb(q, (size_t)(o - q), 0, err);
+	free(q);
+	return j;
+}
+
 static int j_u64(const json_t *o, const char *k, uint64_t *out)
 {
 	const json_t *v = json_object_get(o, k);
@@ -1741,8 +1796,12 @@ static void reply_options(struct http_call *c, const uint8_t *p, size_t n)
 		jw_key(&w, "key");
 		jw_name(&w, key);
 		JW_KSTR(&w, "kind", kind < N_KINDS ? kind_names[kind] : "unknown");
+		/* The SDK reads the default as its raw bytes in the kind's encoding (a JSON array of bytes). */
 		jw_key(&w, "default_value");
-		jw_opt_value(&w, kind, def.ptr, def.len);
+		jw_open(&w, '[');
+		for (size_t k = 0; k < def.len; k++)
+			jw_u64(&w, def.ptr[k]);
+		jw_close(&w, ']');
 		jw_key(&w, "description");
 		jw_name(&w, desc);
 		jw_close(&w, '}');
@@ -1794,13 +1853,15 @@ static void reply_stats(struct http_call *c, const uint8_t *p, size_t n)
 	}
 	JW_KU64(&w, "iggy_server_semver", wire_get_u32(&r));
 	uint32_t nc = wire_get_u32(&r);
+	/* A map keyed "stream-topic-partition" (the SDK's Stats reads an object, not a list). */
 	jw_key(&w, "cache_metrics");
-	jw_open(&w, '[');
+	jw_open(&w, '{');
 	for (uint32_t i = 0; i < nc && wire_rd_error(&r) == 0; i++) {
+		char key[40];
+		uint32_t sid = wire_get_u32(&r), tid = wire_get_u32(&r), pid = wire_get_u32(&r);
+		snprintf(key, sizeof(key), "%" PRIu32 "-%" PRIu32 "-%" PRIu32, sid, tid, pid);
+		jw_key(&w, key);
 		jw_open(&w, '{');
-		JW_KU64(&w, "stream_id", wire_get_u32(&r));
-		JW_KU64(&w, "topic_id", wire_get_u32(&r));
-		JW_KU64(&w, "partition_id", wire_get_u32(&r));
 		JW_KU64(&w, "hits", wire_get_u64(&r));
 		JW_KU64(&w, "misses", wire_get_u64(&r));
 		u = wire_get_u32(&r);
@@ -1809,7 +1870,7 @@ static void reply_stats(struct http_call *c, const uint8_t *p, size_t n)
 		jw_f64(&w, (double)f);
 		jw_close(&w, '}');
 	}
-	jw_close(&w, ']');
+	jw_close(&w, '}');
 	JW_KU64(&w, "threads_count", wire_get_u32(&r));
 	JW_KU64(&w, "free_disk_space", wire_get_u64(&r));
 	JW_KU64(&w, "total_disk_space", wire_get_u64(&r));
@@ -1992,8 +2053,12 @@ static void reply_polled(struct http_call *c, const uint8_t *p, size_t n)
 			jw_close(&w, '}');
 			jw_key(&w, "payload");
 			jw_b64(&w, payload, pl);
+			/* null, not []: the SDK reports a message without headers as having none. */
 			jw_key(&w, "user_headers");
-			jw_user_headers(&w, hdrs, hl);
+			if (hl == 0)
+				jw_null(&w);
+			else
+				jw_user_headers(&w, hdrs, hl);
 			jw_close(&w, '}');
 		}
 	}
@@ -3444,8 +3509,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (c->n_params != nseg) {
 			call_error(c, E_ERROR);
 		} else if (c->route->json &&
-			   ((c->json = json_loadb(req->entity.base != NULL ? req->entity.base : "", req->entity.len, 0,
-						  &jerr)) == NULL ||
+			   ((c->json = json_load_body(req->entity.base != NULL ? req->entity.base : "", req->entity.len,
+						      &jerr)) == NULL ||
 			    !json_is_object(c->json))) {
 			call_error(c, E_INVALID_FORMAT);
 		} else {

@@ -47,10 +47,60 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     return True
 
 
+_NO_GROUPS = "the SDK's HTTP client has no consumer-group membership (join, leave, consumer_group): Feature is unavailable"
+_RAW = "send_binary_request is binary-transport only (over HTTP: Feature is unavailable)"
+_NO_AUTO_LOGIN = "HttpConfig has no auto-login"
+
+# Tests of what Iggy's SDK (0.9.0) does not offer over HTTP, skipped in the HTTP run with the reason.
+HTTP_SKIPS = {
+    **{
+        name: _NO_GROUPS
+        for name in (
+            "test_joining_makes_the_client_a_member_owning_every_partition",
+            "test_leaving_removes_the_member_and_leaving_again_fails",
+            "test_joining_a_missing_group_fails",
+            "test_two_members_split_the_partitions_between_them",
+            "test_logging_out_removes_the_client_from_its_groups",
+            "test_a_member_is_given_partitions_added_to_the_topic",
+            "test_two_members_polling_a_group_consume_every_message_exactly_once",
+            "test_a_group_consumer_reports_its_name_stream_topic_and_offsets",
+            "test_a_group_consumer_without_auto_create_needs_an_existing_group",
+            "test_iter_messages_yields_messages_in_order_and_tracks_the_consumed_offset",
+            "test_consume_messages_calls_back_for_each_message_until_shutdown",
+            "test_a_stored_group_offset_lets_a_new_member_resume_after_it",
+            "test_auto_commit_when_polling_stores_the_group_offset",
+            "test_delete_offset_makes_the_group_start_again_from_offset_0",
+            "test_two_group_consumers_consume_every_message_exactly_once",
+            "test_stored_consumer_offsets_survive_a_restart",
+        )
+    },
+    **{
+        name: _RAW
+        for name in (
+            "test_an_unknown_command_code_is_rejected_as_an_invalid_command",
+            "test_a_raw_ping_returns_an_empty_body",
+            "test_a_raw_get_stats_returns_the_stats_layout",
+            "test_a_raw_get_streams_returns_stream_headers_in_wire_layout",
+            "test_a_raw_get_stream_of_a_numeric_id_returns_its_header",
+        )
+    },
+    "test_a_client_with_auto_login_is_authenticated_after_connect": _NO_AUTO_LOGIN,
+    "test_a_client_with_auto_login_resumes_after_a_restart": _NO_AUTO_LOGIN,
+    "test_message_ids_round_trip_and_zero_ids_are_replaced_by_the_sdk":
+        "the SDK's HTTP client panics serializing a 128-bit message id (serde_json: number out of range)",
+    "test_a_topic_created_with_explicit_settings_reports_them":
+        "over HTTP topic options come back as strings (reference §6: {\"value\": string, \"explicit\": bool})",
+    "test_get_stats_reports_this_process_and_the_resources_it_holds":
+        "HTTP keeps no client connections, so clients_count cannot reach 2",
+}
+
+
 @pytest.fixture(params=TRANSPORTS)
 def server(request, tmp_path: Path):
     """A galgod of its own for this test, started before and stopped (SIGTERM) after it; the test runs
     once per transport of TRANSPORTS (its clients connect over that one)."""
+    if request.param == "http" and request.function.__name__ in HTTP_SKIPS:
+        pytest.skip(f"not over HTTP: {HTTP_SKIPS[request.function.__name__]}")
     srv = GalgodServer(tmp_path / "galgod", transport=request.param)
     problem = None
     try:

@@ -25,6 +25,7 @@ import pytest
 from apache_iggy import (
     AutoLogin,
     Consumer,
+    HttpConfig,
     IggyClient,
     IggyConsumer,
     IggyProducer,
@@ -64,9 +65,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-# The binary transports the SDK speaks that the `server` fixture runs every test over (comma-separated
-# in GALGO_COMPAT_TRANSPORTS): "tcp" and "quic".
-TRANSPORTS = [t for t in os.environ.get("GALGO_COMPAT_TRANSPORTS", "tcp,quic").split(",") if t]
+# The transports the `server` fixture runs every test over (comma-separated in GALGO_COMPAT_TRANSPORTS):
+# "tcp", "quic" and "http" (the REST API; tests of what the SDK has only on the binary transports are
+# skipped there, see conftest.py).
+TRANSPORTS = [t for t in os.environ.get("GALGO_COMPAT_TRANSPORTS", "tcp,quic,http").split(",") if t]
 
 
 def find_galgod() -> Path:
@@ -123,7 +125,7 @@ class GalgodServer:
     """
 
     def __init__(self, workdir: Path, binary: Path | None = None, transport: str = "tcp"):
-        if transport not in ("tcp", "quic"):
+        if transport not in ("tcp", "quic", "http"):
             raise HarnessError(f"unknown transport {transport!r}")
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
@@ -131,6 +133,7 @@ class GalgodServer:
         self.transport = transport  # what server.client() connects with
         self.port = free_port()
         self.quic_port = free_port(socket.SOCK_DGRAM) if transport == "quic" else 0
+        self.http_port = free_port() if transport == "http" else 0
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
         self.generation = 0  # how many times galgod was started
@@ -157,12 +160,15 @@ class GalgodServer:
         quic = ["--quic.enabled=false"]
         if self.transport == "quic":
             quic = ["--quic.enabled=true", f"--quic.address={self.quic_address}"]
+        http = ["--http.enabled=false"]
+        if self.transport == "http":
+            http = ["--http.enabled=true", f"--http.address={self.host}:{self.http_port}"]
         return [
             str(self.binary),
             f"--node.data_dir={self.data_dir}",
             f"--tcp.address={self.address}",
             *quic,
-            "--http.enabled=false",
+            *http,
             "--with-default-root-credentials",
         ]
 
@@ -217,8 +223,8 @@ class GalgodServer:
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    # The QUIC socket is bound after the TCP listener: its "ready" line says when.
-                    if self.transport != "quic" or "galgod ready" in _tail(self.stderr_path, 400, True):
+                    # QUIC and HTTP are bound after the TCP listener: the "ready" line says when.
+                    if self.transport == "tcp" or "galgod ready" in _tail(self.stderr_path, 400, True):
                         return
             except OSError:
                 pass
@@ -333,9 +339,17 @@ class GalgodServer:
             reconnection=reconnection,
         )
 
-    def config(self, *, auto_login: AutoLogin | None = None, reconnect: bool = False) -> TcpConfig | QuicConfig:
+    def http_config(self, *, auto_login: AutoLogin | None = None, reconnect: bool = False) -> HttpConfig:
+        """HTTP config for this server: no automatic replays (as the binary transports); HttpConfig has no
+        auto-login and no reconnection, so neither may be asked for."""
+        assert auto_login is None and not reconnect, "HttpConfig has no auto-login or reconnection"
+        return HttpConfig(api_url=f"http://{self.host}:{self.http_port}", retries=0)
+
+    def config(
+        self, *, auto_login: AutoLogin | None = None, reconnect: bool = False
+    ) -> TcpConfig | QuicConfig | HttpConfig:
         """The SDK config of this server's transport (see `transport`)."""
-        make = self.quic_config if self.transport == "quic" else self.tcp_config
+        make = {"quic": self.quic_config, "http": self.http_config}.get(self.transport, self.tcp_config)
         return make(auto_login=auto_login, reconnect=reconnect)
 
     async def client(
