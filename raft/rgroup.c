@@ -119,6 +119,9 @@ struct rgroup {
 	struct conf_event *confs;
 	size_t n_confs, cap_confs;
 	uint64_t stale_rejections;
+	uint64_t lost_peer;        /* the follower whose stale rejections are being counted */
+	unsigned lost_count;       /* consecutive stale rejections from it that said its log is shorter */
+	uint64_t lost_transfers;
 	/* Snapshots. */
 	bool have_snap;
 	struct rsnap snap;        /* the persisted snapshot */
@@ -1248,6 +1251,29 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 		raft_index match = 0;
 		if (raft_match_index(&g->raft, from, &match) == 0 && d.msg.append_entries_result.rejected <= match) {
 			g->stale_rejections++;
+			/*
+			 * A follower that keeps rejecting below its match index with a log shorter than that index
+			 * has lost its log (a node restarted with an empty data directory: outside Raft's model,
+			 * which assumes durable state). libraft 0.22.1 cannot lower a match index, so this leader
+			 * could never repair it; a new leader starts with no match index for anyone. So the
+			 * leadership is handed to another voter, which then catches the follower up from scratch.
+			 */
+			bool shorter = d.msg.append_entries_result.last_log_index < match;
+			if (!shorter || from != g->lost_peer) {
+				g->lost_peer = shorter ? from : 0;
+				g->lost_count = shorter ? 1 : 0;
+			} else if (++g->lost_count >= 8 && raft_transferee(&g->raft) == 0) {
+				g->lost_count = 0;
+				const struct raft_configuration *c = &g->raft.configuration;
+				for (unsigned i = 0; i < c->n; i++) {
+					const struct raft_server *sv = &c->servers[i];
+					if (sv->role == RAFT_VOTER && sv->id != g->cfg.node_id && sv->id != from) {
+						if (rgroup_transfer(g, sv->id) == 0)
+							g->lost_transfers++;
+						break;
+					}
+				}
+			}
 			return 0;
 		}
 	}

@@ -1,0 +1,426 @@
+/*
+ * Three real galgod processes on loopback, a cluster of three (replication factor 3), driven through the
+ * C client: a partition leader killed with SIGKILL in the middle of a stream of acknowledged sends, the
+ * producer carrying on through a survivor (which forwards to the new leader), the killed node restarted
+ * with its data, and a node restarted with an empty data directory. Asserts: no acknowledged message is
+ * lost (each is found at the offset its acknowledgement gave), offsets are dense and hold one message
+ * each, and every replica holds the same messages at the same offsets (ids and payload checksums), read
+ * from each node's own copy.
+ *
+ * Each node's output goes to <tmp>/nodeN.log; a failing assertion prints where. Every wait is bounded.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "client/gclient.h"
+#include "partition/record.h"
+#include "transport/wire.h"
+
+#define GALGOD GALGO_BUILD_DIR "/galgod"
+#define N 3
+#define WAIT_MS 30000
+
+struct node {
+	uint32_t id;
+	pid_t pid;
+	int tcp, raft;
+	char dir[128];
+	char log[128];
+	int starts;
+};
+
+static char tmpdir[64];
+static struct node nodes[N];
+static char roster[512];
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t l = sizeof(a);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* How many times the node's log says it became ready. */
+static int ready_count(const struct node *n)
+{
+	FILE *f = fopen(n->log, "r");
+	if (f == NULL)
+		return 0;
+	char line[1024];
+	int c = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		c += strstr(line, "galgod ready:") != NULL;
+	fclose(f);
+	return c;
+}
+
+static void node_start(struct node *n)
+{
+	int before = ready_count(n);
+	char a_id[32], a_dir[160], a_tcp[64], a_nodes[600];
+	snprintf(a_id, sizeof(a_id), "--node.id=%u", n->id);
+	snprintf(a_dir, sizeof(a_dir), "--node.data_dir=%s", n->dir);
+	snprintf(a_tcp, sizeof(a_tcp), "--tcp.address=127.0.0.1:%d", n->tcp);
+	snprintf(a_nodes, sizeof(a_nodes), "--cluster.nodes=%s", roster);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd < 0)
+			_exit(127);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(GALGOD, GALGOD, a_id, a_dir, a_tcp, a_nodes, "--cluster.secret=test-secret",
+		      "--cluster.election_timeout_ms=500", "--quic.enabled=false", "--http.enabled=false",
+		      "--with-default-root-credentials", (char *)NULL);
+		_exit(127);
+	}
+	n->pid = pid;
+	n->starts++;
+	uint64_t until = now_ms() + WAIT_MS;
+	while (ready_count(n) <= before) {
+		int st;
+		cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "node %u exited at start; see %s", n->id, n->log);
+		cr_assert_lt(now_ms(), until, "node %u not ready; see %s", n->id, n->log);
+		pause_ms(20);
+	}
+}
+
+static void node_kill(struct node *n)
+{
+	cr_assert_gt(n->pid, 0);
+	kill(n->pid, SIGKILL);
+	int st;
+	waitpid(n->pid, &st, 0);
+	n->pid = 0;
+}
+
+/* SIGTERM, and exit status 0 (under ASan: no error, no leak). */
+static void node_stop(struct node *n)
+{
+	if (n->pid <= 0)
+		return;
+	kill(n->pid, SIGTERM);
+	uint64_t until = now_ms() + WAIT_MS;
+	int st = 0;
+	pid_t r;
+	while ((r = waitpid(n->pid, &st, WNOHANG)) == 0 && now_ms() < until)
+		pause_ms(20);
+	if (r == 0) {
+		kill(n->pid, SIGKILL);
+		waitpid(n->pid, &st, 0);
+	}
+	pid_t was = n->pid;
+	n->pid = 0;
+	cr_assert_neq(r, 0, "node %u (pid %d) did not stop on SIGTERM; see %s", n->id, (int)was, n->log);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %u exited with status %d; see %s", n->id, st,
+		  n->log);
+}
+
+static void rm_rf(const char *path)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void cluster_setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-cluster-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	size_t at = 0;
+	for (int i = 0; i < N; i++) {
+		struct node *n = &nodes[i];
+		memset(n, 0, sizeof(*n));
+		n->id = (uint32_t)i + 1;
+		n->tcp = free_port();
+		n->raft = free_port();
+		snprintf(n->dir, sizeof(n->dir), "%s/node%u", tmpdir, n->id);
+		snprintf(n->log, sizeof(n->log), "%s/node%u.log", tmpdir, n->id);
+		at += (size_t)snprintf(roster + at, sizeof(roster) - at, "%s%u@127.0.0.1:%d:%d", i ? "," : "", n->id,
+				       n->raft, n->tcp);
+	}
+	for (int i = 0; i < N; i++)
+		node_start(&nodes[i]);
+}
+
+static void cluster_teardown(void)
+{
+	for (int i = 0; i < N; i++)
+		if (nodes[i].pid > 0) {
+			kill(nodes[i].pid, SIGKILL);
+			waitpid(nodes[i].pid, NULL, 0);
+		}
+	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
+		rm_rf(tmpdir);
+}
+
+/* A logged-in client of node n; the root user exists once a metadata leader was elected. */
+static struct gclient *client_of(const struct node *n)
+{
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", n->tcp);
+	struct gclient_opts o = {.connect_timeout_ms = 2000, .io_timeout_ms = 15000};
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		struct gclient *c = NULL;
+		int rv = gclient_connect(addr, &o, &c);
+		if (rv == 0 && (rv = gclient_login(c, "iggy", "iggy")) == 0)
+			return c;
+		gclient_close(c);
+		cr_assert_lt(now_ms(), until, "cannot log in to node %u: %d; see %s", n->id, rv, n->log);
+		pause_ms(100);
+	}
+}
+
+/* GetPartitionLeaders (docs/protocol-extensions.md): the leader of partition `pid` of the only topic. */
+static uint32_t partition_leader(struct gclient *c, uint32_t pid, uint64_t *epoch)
+{
+	const uint8_t *r;
+	size_t len;
+	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+	cr_assert_eq(rv, 0, "GetPartitionLeaders: %d", rv);
+	struct wire_rd rd;
+	wire_rd_init(&rd, r, len);
+	uint32_t nn = wire_get_u32(&rd);
+	for (uint32_t i = 0; i < nn; i++) {
+		(void)wire_get_u32(&rd);
+		uint8_t hl = wire_get_u8(&rd);
+		for (uint8_t k = 0; k < hl; k++)
+			(void)wire_get_u8(&rd);
+		(void)wire_get_u16(&rd);
+		(void)wire_get_u16(&rd);
+		(void)wire_get_u16(&rd);
+	}
+	(void)wire_get_u32(&rd);
+	(void)wire_get_u64(&rd);
+	uint32_t np = wire_get_u32(&rd);
+	uint32_t leader = 0;
+	for (uint32_t i = 0; i < np; i++) {
+		(void)wire_get_u32(&rd);
+		(void)wire_get_u32(&rd);
+		uint32_t p = wire_get_u32(&rd);
+		uint32_t l = wire_get_u32(&rd);
+		uint64_t e = wire_get_u64(&rd);
+		uint8_t nr = wire_get_u8(&rd);
+		cr_assert_eq(nr, N, "replication factor 3 on 3 nodes");
+		for (uint8_t k = 0; k < nr; k++)
+			(void)wire_get_u32(&rd);
+		if (p == pid) {
+			leader = l;
+			if (epoch != NULL)
+				*epoch = e;
+		}
+	}
+	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
+	return leader;
+}
+
+static uint32_t await_leader(struct gclient *c, uint32_t pid, uint32_t not, uint64_t *epoch)
+{
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		uint32_t l = partition_leader(c, pid, epoch);
+		if (l != 0 && l != not)
+			return l;
+		cr_assert_lt(now_ms(), until, "no leader for partition %u", pid);
+		pause_ms(50);
+	}
+}
+
+/* What a replica holds: per offset the message's id and payload hash. */
+struct held {
+	uint64_t n;
+	uint8_t (*id)[16];
+	uint64_t *hash;
+	char (*payload)[16];
+};
+
+static void held_free(struct held *h)
+{
+	free(h->id);
+	free(h->hash);
+	free(h->payload);
+	memset(h, 0, sizeof(*h));
+}
+
+/* Reads node n's own copy of partition 0 from offset 0 until it holds `want` messages (bounded). */
+static void read_replica(const struct node *n, uint64_t want, struct held *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->id = calloc(want + 1, 16);
+	h->hash = calloc(want + 1, sizeof(uint64_t));
+	h->payload = calloc(want + 1, 16);
+	struct gclient *c = client_of(n);
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+	struct wire_consumer who = {.kind = WIRE_CONSUMER_SINGLE, .id = gclient_id_name("checker")};
+	uint64_t until = now_ms() + WAIT_MS;
+	while (h->n < want) {
+		struct gclient_polled pr;
+		struct wire_polling at = {.kind = WIRE_POLL_OFFSET, .value = h->n};
+		int rv = gclient_poll(c, &who, &s, &t, 0, at, 500, false, &pr);
+		cr_assert_eq(rv, 0, "poll of node %u: %d", n->id, rv);
+		cr_assert_eq(gclient_polled_verify(&pr), 0, "node %u returned a damaged batch", n->id);
+		struct gclient_msg_iter it;
+		gclient_msg_iter_init(&it, &pr);
+		struct gclient_msg m;
+		while (gclient_msg_next(&it, &m) == 1) {
+			cr_assert_eq(m.offset, h->n, "node %u: offset %lu where %lu was due (dense offsets)", n->id,
+				     (unsigned long)m.offset, (unsigned long)h->n);
+			cr_assert_lt(h->n, want + 1);
+			memcpy(h->id[h->n], m.id, 16);
+			h->hash[h->n] = XXH3_64bits(m.payload, m.payload_len);
+			snprintf(h->payload[h->n], 16, "%.*s", (int)(m.payload_len < 15 ? m.payload_len : 15),
+				 (const char *)m.payload);
+			h->n++;
+		}
+		if (h->n < want) {
+			cr_assert_lt(now_ms(), until, "node %u holds %lu of %lu messages; see %s", n->id,
+				     (unsigned long)h->n, (unsigned long)want, n->log);
+			if (pr.count == 0)
+				pause_ms(50);
+		}
+	}
+	gclient_close(c);
+}
+
+struct acked {
+	uint64_t offset; /* UINT64_MAX: not acknowledged */
+};
+
+/* Every replica holds the same messages at the same offsets, and each acknowledged one where its ack said. */
+static void check_replicas(uint64_t want, const struct acked *acks, uint32_t n_acks)
+{
+	struct held h[N];
+	for (int i = 0; i < N; i++)
+		read_replica(&nodes[i], want, &h[i]);
+	for (int i = 1; i < N; i++)
+		for (uint64_t o = 0; o < want; o++) {
+			cr_assert(memcmp(h[0].id[o], h[i].id[o], 16) == 0 && h[0].hash[o] == h[i].hash[o],
+				  "offset %lu differs between node 1 and node %d", (unsigned long)o, i + 1);
+		}
+	for (uint32_t k = 0; k < n_acks; k++) {
+		if (acks[k].offset == UINT64_MAX)
+			continue;
+		char expect[16];
+		snprintf(expect, sizeof(expect), "m-%05u", k);
+		cr_assert_lt(acks[k].offset, want);
+		cr_assert_str_eq(h[0].payload[acks[k].offset], expect, "acknowledged message %u lost: offset %lu holds %s",
+				 k, (unsigned long)acks[k].offset, h[0].payload[acks[k].offset]);
+	}
+	for (int i = 0; i < N; i++)
+		held_free(&h[i]);
+}
+
+/* Sends message k ("m-%05u") through c until acknowledged (an election answers 58 or an error meanwhile). */
+static uint64_t send_until_acked(struct gclient **c, const struct node *via, uint32_t k, uint32_t *retries)
+{
+	char payload[16];
+	snprintf(payload, sizeof(payload), "m-%05u", k);
+	const void *pl[1] = {payload};
+	uint32_t len[1] = {(uint32_t)strlen(payload)};
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		struct gclient_sent out;
+		int rv = gclient_send(*c, &s, &t, 0, 1, pl, len, &out);
+		if (rv == 0)
+			return out.base_offset;
+		(*retries)++;
+		cr_assert_lt(now_ms(), until, "message %u not acknowledged within %d ms: %d", k, WAIT_MS, rv);
+		if (rv < 0) { /* the connection broke: a new one */
+			gclient_close(*c);
+			*c = client_of(via);
+		}
+		pause_ms(50);
+	}
+}
+
+TestSuite(cluster, .init = cluster_setup, .fini = cluster_teardown, .timeout = 240);
+
+Test(cluster, a_killed_partition_leader_loses_no_acknowledged_message_and_replicas_converge)
+{
+	struct gclient *admin = client_of(&nodes[0]);
+	struct gclient_stream st;
+	cr_assert_eq(gclient_create_stream(admin, "s", &st), 0);
+	struct wire_id s = gclient_id_name("s");
+	cr_assert_eq(gclient_create_topic(admin, &s, "t", 1, "fsync", NULL), 0);
+	uint64_t epoch0 = 0;
+	uint32_t leader = await_leader(admin, 0, 0, &epoch0);
+	gclient_close(admin);
+
+	/* The producer talks to a node that does not lead the partition: its sends are forwarded. */
+	const struct node *via = &nodes[leader % N]; /* ids are 1..3: this is the next node */
+	cr_assert_neq(via->id, leader);
+	struct gclient *prod = client_of(via);
+	enum { TOTAL = 300, KILL_AT = 100, RESTART_AT = 200 };
+	struct acked acks[TOTAL];
+	uint32_t retries = 0;
+	uint32_t new_leader = 0;
+	for (uint32_t k = 0; k < TOTAL; k++) {
+		if (k == KILL_AT)
+			node_kill(&nodes[leader - 1]); /* the next sends meet the election: 58, retried */
+		if (k == RESTART_AT)
+			node_start(&nodes[leader - 1]);
+		acks[k].offset = send_until_acked(&prod, via, k, &retries);
+	}
+	new_leader = await_leader(prod, 0, 0, NULL);
+	gclient_close(prod);
+	cr_assert_neq(new_leader, 0);
+	uint64_t want = 0;
+	for (uint32_t k = 0; k < TOTAL; k++)
+		if (acks[k].offset + 1 > want)
+			want = acks[k].offset + 1;
+	cr_assert_geq(want, TOTAL, "every message was acknowledged at a distinct offset");
+	/* The restarted node catches up, and all three agree. */
+	check_replicas(want, acks, TOTAL);
+
+	/* A follower restarted with an empty data directory is caught up from its peers. */
+	admin = client_of(via);
+	uint32_t now_leader = await_leader(admin, 0, 0, NULL);
+	gclient_close(admin);
+	struct node *wiped = NULL;
+	for (int i = 0; i < N && wiped == NULL; i++)
+		if (nodes[i].id != now_leader && &nodes[i] != via)
+			wiped = &nodes[i];
+	cr_assert_not_null(wiped);
+	node_kill(wiped);
+	rm_rf(wiped->dir);
+	node_start(wiped);
+	check_replicas(want, acks, TOTAL);
+
+	for (int i = 0; i < N; i++)
+		node_stop(&nodes[i]);
+	cr_log_info("leader %u killed, %u now, %u retried sends, %lu messages", leader, new_leader, retries,
+		    (unsigned long)want);
+}
