@@ -64,7 +64,8 @@
  *                  partitions_count, partitions: [u32]}].
  *   PolledMessages {partition_id, current_offset, count, messages: [{header: {checksum, id, offset,
  *                  timestamp, origin_timestamp, user_headers_length, payload_length, reserved},
- *                  payload: base64, user_headers: [UserHeader]}]}; timestamp is the batch's base
+ *                  payload: base64, user_headers: [UserHeader] or null when the message has none}]};
+ *                  timestamp is the batch's base
  *                  timestamp, origin_timestamp the batch's plus the message's delta.
  *   UserHeader     {"key": {"kind": K, "value": base64}, "value": {"kind": K, "value": base64}}, K one
  *                  of raw, string, bool, int8, int16, int32, int64, int128, uint8, uint16, uint32,

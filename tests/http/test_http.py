@@ -377,3 +377,22 @@ def test_fire_and_forget_segments_and_clients(root):
     status, _, raw = root.call("GET", "/clients/999999")
     assert status == 404
     assert_error(raw, 100, "client_not_found")
+
+
+def test_u64_values_beyond_int64_in_bodies(root):
+    """u64::MAX (IggyExpiry::NeverExpire, unlimited size) travels as a bare JSON number and is read exactly;
+    a number beyond u64 is a clear 400 and creates nothing."""
+    assert root.json("POST", "/streams", {"name": "wide"})["name"] == "wide"
+    t = root.json("POST", "/streams/wide/topics", {"name": "t", "partitions_count": 1, "compression_algorithm": "none",
+                                                   "message_expiry": 0, "max_topic_size": 0})
+    status, _, body = root.call("PUT", f"/streams/wide/topics/{t['id']}", raw=(
+        b'{"name":"t","message_expiry":18446744073709551615,"max_topic_size":18446744073709551615,'
+        b'"compression_algorithm":null,"options":{}}'), headers={"Content-Type": "application/json"})
+    assert status in (200, 204), body
+    got = root.json("GET", "/streams/wide/topics/t")
+    assert got["message_expiry"] == 2**64 - 1 and got["max_topic_size"] == 2**64 - 1
+    status, _, body = root.call("POST", "/streams/wide/topics", raw=(
+        b'{"name":"t2","partitions_count":1,"compression_algorithm":"none","message_expiry":18446744073709551616,'
+        b'"max_topic_size":0}'), headers={"Content-Type": "application/json"})
+    assert status == 400, body
+    assert [x["name"] for x in root.json("GET", "/streams/wide/topics")] == ["t"]
