@@ -62,6 +62,7 @@ struct gclient {
 	size_t batch_cap;
 	uint8_t *rbuf;        /* the last reply body */
 	size_t rcap;
+	size_t rlen;          /* its length; kept for refused replies too (gclient_last_reply) */
 };
 
 /* ---- Small helpers ---- */
@@ -272,9 +273,11 @@ static int read_reply(struct gclient *c, uint8_t op, uint64_t request, const uin
 		c->rbuf = nb;
 		c->rcap = cap;
 	}
+	c->rlen = 0;
 	rv = io_read(c, c->rbuf, len);
 	if (rv != 0)
 		return rv;
+	c->rlen = len;
 	bool op_ok = rep.operation == op || (op == FRAME_OP_DELETE_SEGMENTS && rep.operation == FRAME_OP_TRUNCATE_PARTITION);
 	if (rep.request != request || !op_ok)
 		return fail(c, -EPROTO);
@@ -1194,6 +1197,12 @@ int gclient_raw(struct gclient *c, uint32_t code, const void *body, size_t len, 
 	return transact2(c, op, code, body, len, NULL, 0, reply, reply_len);
 }
 
+void gclient_last_reply(const struct gclient *c, const uint8_t **body, size_t *len)
+{
+	*body = c->rbuf;
+	*len = c->rbuf != NULL ? c->rlen : 0;
+}
+
 /* ---- Errors ---- */
 
 static const struct {
@@ -1230,6 +1239,8 @@ static const struct {
 	{5004, "ConsumerGroupNameAlreadyExists"},
 	{5006, "ConsumerGroupMemberNotFound"},
 	{14003, "IncompatibleProtocolVersion"},
+	{58, "TransientNotAccepted"},
+	{10058, "GalgoNotLeader"},
 };
 
 const char *gclient_strerror(int rv, char *buf, size_t len)

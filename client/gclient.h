@@ -367,6 +367,13 @@ int gclient_polled_verify(const struct gclient_polled *polled);
 int gclient_raw(struct gclient *c, uint32_t code, const void *body, size_t len, const uint8_t **reply,
 		size_t *reply_len);
 
+/*
+ * The whole body of the last reply read on this connection, whatever its status: the body of a refused
+ * request (e.g. Galgo's NotLeader, docs/protocol-extensions.md) is only reachable this way. It stays
+ * valid until the next call on the client; (NULL, 0) before any reply.
+ */
+void gclient_last_reply(const struct gclient *c, const uint8_t **body, size_t *len);
+
 /* A short English description of a gclient return value (errno text or "Iggy error N"). */
 const char *gclient_strerror(int rv, char *buf, size_t len);
 
