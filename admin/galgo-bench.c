@@ -37,6 +37,14 @@
  * log-linear histogram (≤ 3 % relative error). With --server-pid, /proc/<pid>/stat and status are read
  * every 100 ms: peak RSS and the average CPU use of galgod over the run (100 % = one core).
  *
+ * Cluster: with --cluster HOST:PORT,... producers use client/gcluster.h: each keeps one connection per
+ * partition leader (in redirect mode, docs/protocol-extensions.md) and sends every batch straight to its
+ * partition's leader, following NotLeader replies and lost connections (balanced-producer then picks
+ * the partitions round robin itself). Setup, consumers and cleanup use the first node of the list (a
+ * node forwards metadata writes to the metadata leader). How many replicas a partition has is the
+ * cluster's setting; --durability picks the topic's acknowledgement: fsync = after a quorum flushed,
+ * none = after a quorum has it in memory.
+ *
  * The bench streams are deleted at the end unless --keep. Exit status: 0 when every actor finished,
  * 1 when one failed, 2 on bad usage or setup failures.
  */
@@ -57,6 +65,7 @@
 #include <unistd.h>
 
 #include "client/gclient.h"
+#include "client/gcluster.h"
 
 #define MB 1e6
 #define TOPIC_NAME "topic-1"
@@ -84,6 +93,7 @@ static const char *const mode_names[] = {
 struct opts {
 	enum mode mode;
 	const char *address;
+	const char *cluster;     /* seeds of --cluster, NULL: a single server */
 	const char *username;
 	const char *password;
 	uint32_t producers, consumers, streams, partitions;
@@ -237,8 +247,9 @@ struct actor {
 	double start, end;
 	struct hist lat;           /* batch round trip or poll round trip */
 	struct hist e2e_lat;       /* end-to-end, consumers of the end-to-end mode */
+	uint64_t hops;             /* cluster producers: redirect hops taken */
 	int error;
-	char errmsg[256];
+	char errmsg[512];
 };
 
 struct sample_stats {
@@ -291,17 +302,71 @@ static int client_open(const struct opts *o, struct gclient **out)
 
 /* ---- Producer ---- */
 
+/* A producer's way to the server: one connection, or a cluster client with one per leader. */
+struct pconn {
+	struct gclient *c;
+	struct gcluster *gc;
+};
+
+static int pconn_open(const struct opts *o, struct pconn *pc)
+{
+	if (o->cluster == NULL)
+		return client_open(o, &pc->c);
+	struct gcluster_opts co = {.username = o->username, .password = o->password,
+				   .conn = {.connect_timeout_ms = 5000, .io_timeout_ms = 60000,
+					    .sndbuf = 4 << 20, .rcvbuf = 4 << 20}};
+	return gcluster_open(o->cluster, &co, &pc->gc);
+}
+
+static int pconn_send(struct pconn *pc, const struct wire_id *s, const struct wire_id *t, uint32_t part, uint32_t n,
+		      const void *const *ptrs, const uint32_t *lens)
+{
+	return pc->gc ? gcluster_send_async(pc->gc, s, t, part, n, ptrs, lens)
+		      : gclient_send_async(pc->c, s, t, part, n, ptrs, lens);
+}
+
+static int pconn_wait(struct pconn *pc, struct gclient_sent *sent)
+{
+	return pc->gc ? gcluster_wait(pc->gc, sent) : gclient_wait(pc->c, sent);
+}
+
+static uint32_t pconn_inflight(const struct pconn *pc)
+{
+	return pc->gc ? gcluster_inflight(pc->gc) : pc->c ? gclient_inflight(pc->c) : 0;
+}
+
+/* A failure, with gcluster's own account of it when there is one. */
+static void pconn_fail(struct actor *a, const struct pconn *pc, int rv, const char *what)
+{
+	actor_fail(a, rv, what);
+	if (pc->gc != NULL && gcluster_last_error(pc->gc)[0] != '\0') {
+		size_t l = strlen(a->errmsg);
+		snprintf(a->errmsg + l, sizeof(a->errmsg) - l, " (%s)", gcluster_last_error(pc->gc));
+	}
+}
+
+static void pconn_close(struct actor *a, struct pconn *pc)
+{
+	if (pc->gc != NULL) {
+		struct gcluster_stats st;
+		gcluster_get_stats(pc->gc, &st);
+		a->hops = st.hops;
+	}
+	gcluster_close(pc->gc);
+	gclient_close(pc->c);
+}
+
 static void *producer_main(void *arg)
 {
 	struct actor *a = arg;
 	const struct opts *o = &a->b->o;
-	struct gclient *c = NULL;
+	struct pconn pc = {0};
 	uint32_t n = o->per_batch;
 	uint8_t *payload = malloc(o->message_size > 0 ? o->message_size : 1);
 	const void **ptrs = calloc(n, sizeof(*ptrs));
 	uint32_t *lens = calloc(n, sizeof(*lens));
 	double *sent_at = calloc(o->inflight, sizeof(*sent_at));
-	int rv = payload && ptrs && lens && sent_at ? client_open(o, &c) : -ENOMEM;
+	int rv = payload && ptrs && lens && sent_at ? pconn_open(o, &pc) : -ENOMEM;
 	pthread_barrier_wait(&a->b->start_barrier);
 	if (rv != 0) {
 		actor_fail(a, rv, "connect and login");
@@ -321,12 +386,12 @@ static void *producer_main(void *arg)
 	double rate = o->rate_limit > 0 ? o->rate_limit / o->producers : 0;
 	uint32_t head = 0; /* ring of send times, oldest at head */
 	a->start = now_s();
-	for (uint64_t k = 0; k < a->batches || gclient_inflight(c) > 0;) {
-		bool can_send = k < a->batches && gclient_inflight(c) < o->inflight;
+	for (uint64_t k = 0; k < a->batches || pconn_inflight(&pc) > 0;) {
+		bool can_send = k < a->batches && pconn_inflight(&pc) < o->inflight;
 		if (can_send && rate > 0) {
 			double slot = a->start + (double)k * batch_bytes / rate;
 			double wait = slot - now_s();
-			if (wait > 0 && gclient_inflight(c) > 0)
+			if (wait > 0 && pconn_inflight(&pc) > 0)
 				can_send = false; /* collect a reply while waiting for the slot */
 			else
 				sleep_s(wait);
@@ -338,20 +403,20 @@ static void *producer_main(void *arg)
 				uint64_t ts = realtime_ns();
 				memcpy(payload, &ts, sizeof(ts));
 			}
-			rv = gclient_send_async(c, &s, &t, part, n, ptrs, lens);
+			rv = pconn_send(&pc, &s, &t, part, n, ptrs, lens);
 			if (rv != 0) {
-				actor_fail(a, rv, "send");
+				pconn_fail(a, &pc, rv, "send");
 				break;
 			}
-			sent_at[(head + gclient_inflight(c) - 1) % o->inflight] = t0;
+			sent_at[(head + pconn_inflight(&pc) - 1) % o->inflight] = t0;
 			k++;
 			continue;
 		}
 		struct gclient_sent sent;
-		rv = gclient_wait(c, &sent);
+		rv = pconn_wait(&pc, &sent);
 		double t1 = now_s();
 		if (rv != 0) {
-			actor_fail(a, rv, "send reply");
+			pconn_fail(a, &pc, rv, "send reply");
 			break;
 		}
 		h_add(&a->lat, (uint64_t)((t1 - sent_at[head]) * 1e9));
@@ -362,7 +427,7 @@ static void *producer_main(void *arg)
 	}
 	a->end = now_s();
 out:
-	gclient_close(c);
+	pconn_close(a, &pc);
 	free(payload);
 	free(ptrs);
 	free(lens);
@@ -717,13 +782,26 @@ static void *sampler_main(void *arg)
 
 /* ---- Setup ---- */
 
+/*
+ * A cluster answers metadata writes with 58 (TransientNotAccepted) while its metadata group elects a
+ * leader, e.g. just after it started: such a write changed nothing and is issued again, for up to 30 s.
+ */
+#define RETRY_58(call)                                                                                     \
+	({                                                                                                 \
+		int rv_;                                                                                   \
+		double end_ = now_s() + 30;                                                                \
+		while ((rv_ = (call)) == 58 && now_s() < end_)                                             \
+			sleep_s(0.05);                                                                     \
+		rv_;                                                                                       \
+	})
+
 /* Deletes a bench stream if it exists. */
 static int drop_stream(struct gclient *c, uint32_t n)
 {
 	char sname[64];
 	stream_name(n, sname, sizeof(sname));
 	struct wire_id s = gclient_id_name(sname);
-	int rv = gclient_delete_stream(c, &s);
+	int rv = RETRY_58(gclient_delete_stream(c, &s));
 	return rv == 1009 ? 0 : rv; /* StreamIdNotFound: nothing to delete */
 }
 
@@ -737,9 +815,9 @@ static int create_streams(const struct opts *o, struct gclient *c, uint32_t n)
 		struct wire_id s = gclient_id_name(sname);
 		int rv = drop_stream(c, i);
 		if (rv == 0)
-			rv = gclient_create_stream(c, sname, NULL);
+			rv = RETRY_58(gclient_create_stream(c, sname, NULL));
 		if (rv == 0)
-			rv = gclient_create_topic(c, &s, TOPIC_NAME, o->partitions, o->durability, NULL);
+			rv = RETRY_58(gclient_create_topic(c, &s, TOPIC_NAME, o->partitions, o->durability, NULL));
 		if (rv != 0) {
 			fprintf(stderr, "galgo-bench: cannot create %s: %s\n", sname, gclient_strerror(rv, e, sizeof(e)));
 			return rv;
@@ -821,7 +899,7 @@ static int run_actors(struct bench *b)
 
 struct agg {
 	uint32_t actors;
-	uint64_t messages, bytes, requests;
+	uint64_t messages, bytes, requests, hops;
 	double start, end;
 	double sum_mb_s;
 	struct hist lat;
@@ -842,6 +920,7 @@ static void aggregate(const struct bench *b, enum actor_kind kind, struct agg *g
 		g->messages += a->messages;
 		g->bytes += a->bytes;
 		g->requests += a->requests;
+		g->hops += a->hops;
 		if (a->end > g->end)
 			g->end = a->end;
 		if (a->end > a->start)
@@ -878,6 +957,8 @@ static void print_agg(const char *what, const struct agg *g, bool e2e)
 	printf("%s (%u): %" PRIu64 " msgs, %.1f MB in %.2f s: %.1f MB/s (sum of actors %.1f), %.0f msgs/s\n", what,
 	       g->actors, g->messages, (double)g->bytes / MB, s, s > 0 ? (double)g->bytes / MB / s : 0, g->sum_mb_s,
 	       s > 0 ? (double)g->messages / s : 0);
+	if (g->hops > 0)
+		printf("  redirect hops: %" PRIu64 "\n", g->hops);
 	print_lat(strcmp(what, "producers") == 0 ? "  batch round trip ms:" : "  poll round trip ms:", &g->lat);
 	if (e2e)
 		print_lat("  end-to-end latency ms:", &g->e2e);
@@ -938,8 +1019,8 @@ static void json_side(FILE *f, const struct bench *b, enum actor_kind kind, cons
 	}
 	double s = g->end - g->start;
 	fprintf(f, "],\n   \"aggregate\": {\"actors\": %u, \"messages\": %" PRIu64 ", \"bytes\": %" PRIu64
-		   ", \"seconds\": %.6f, \"mb_per_s\": %.3f, \"sum_of_actors_mb_per_s\": %.3f, \"msgs_per_s\": %.1f, ",
-		g->actors, g->messages, g->bytes, s, s > 0 ? (double)g->bytes / MB / s : 0, g->sum_mb_s,
+		   ", \"redirect_hops\": %" PRIu64 ", \"seconds\": %.6f, \"mb_per_s\": %.3f, \"sum_of_actors_mb_per_s\": %.3f, \"msgs_per_s\": %.1f, ",
+		g->actors, g->messages, g->bytes, g->hops, s, s > 0 ? (double)g->bytes / MB / s : 0, g->sum_mb_s,
 		s > 0 ? (double)g->messages / s : 0);
 	json_hist(f, kind == A_PRODUCER ? "batch_latency_ms" : "poll_latency_ms", &g->lat);
 	if (e2e && kind == A_CONSUMER) {
@@ -960,6 +1041,11 @@ static int write_json(const struct bench *b, const struct agg *prod, const struc
 	}
 	fprintf(f, "{\n  \"tool\": \"galgo-bench\",\n  \"mode\": \"%s\",\n  \"address\": ", mode_names[o->mode]);
 	json_string(f, o->address);
+	fprintf(f, ",\n  \"cluster\": ");
+	if (o->cluster != NULL)
+		json_string(f, o->cluster);
+	else
+		fprintf(f, "null");
 	fprintf(f, ",\n  \"params\": {\"producers\": %u, \"consumers\": %u, \"streams\": %u, \"partitions\": %u, "
 		   "\"message_size\": %u, \"messages_per_batch\": %u, \"total_data\": %" PRIu64
 		   ", \"message_batches\": %" PRIu64 ", \"rate_limit_bytes_per_s\": %.0f, \"durability\": ",
@@ -1042,7 +1128,8 @@ static void usage(FILE *f)
 		"usage: galgo-bench MODE [options]\n"
 		"modes: pinned-producer, pinned-consumer, pinned-producer-and-consumer, balanced-producer,\n"
 		"       balanced-consumer-group, end-to-end\n"
-		"  --address HOST:PORT        server (default 127.0.0.1:8090)\n"
+		"  --address HOST:PORT        server (default 127.0.0.1:8090; with --cluster, its first node)\n"
+		"  --cluster H:P,H:P,...      a Galgo cluster: producers send to partition leaders (gcluster)\n"
 		"  --username U --password P  login (default iggy / iggy)\n"
 		"  --producers N              producer threads (default 8)\n"
 		"  --consumers N              consumer threads (default: the producers)\n"
@@ -1073,6 +1160,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{"durability", required_argument, NULL, 'd'},   {"inflight", required_argument, NULL, 'i'},
 		{"json", required_argument, NULL, 'j'},         {"keep", no_argument, NULL, 'k'},
 		{"verify", no_argument, NULL, 'v'},             {"server-pid", required_argument, NULL, 's'},
+		{"cluster", required_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
 	};
 	*o = (struct opts){.address = "127.0.0.1:8090", .username = "iggy", .password = "iggy", .producers = 8,
@@ -1101,11 +1189,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	int ch;
 	double v = 0;
 	uint32_t u = 0;
+	bool address_set = false;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		int bad = 0;
 		switch (ch) {
 		case 'a':
 			o->address = optarg;
+			address_set = true;
+			break;
+		case 'c':
+			o->cluster = optarg;
+			bad = strchr(optarg, ':') == NULL;
 			break;
 		case 'u':
 			o->username = optarg;
@@ -1185,6 +1279,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (optind < argc) {
 		fprintf(stderr, "galgo-bench: unexpected argument '%s'\n", argv[optind]);
 		return -1;
+	}
+	if (o->cluster != NULL && !address_set) {
+		static char first[256];
+		size_t l = strcspn(o->cluster, ",");
+		if (l >= sizeof(first))
+			l = sizeof(first) - 1;
+		memcpy(first, o->cluster, l);
+		first[l] = '\0';
+		o->address = first;
 	}
 	if (o->total_data > 0 && o->message_batches > 0) {
 		fprintf(stderr, "galgo-bench: give --total-data or --message-batches, not both\n");
@@ -1369,9 +1472,10 @@ int main(int argc, char **argv)
 		}
 	}
 
-	printf("galgo-bench %s: %s, %u producer(s), %u consumer(s), %u stream(s) x %u partition(s), "
+	printf("galgo-bench %s: %s%s%s, %u producer(s), %u consumer(s), %u stream(s) x %u partition(s), "
 	       "%u B messages, %u per batch, %s%s, inflight %u\n",
-	       mode_names[o->mode], o->address, produce ? o->producers : 0, consume ? o->consumers : 0, o->streams,
+	       mode_names[o->mode], o->address, o->cluster ? ", producers to partition leaders of " : "",
+	       o->cluster ? o->cluster : "", produce ? o->producers : 0, consume ? o->consumers : 0, o->streams,
 	       o->partitions, o->message_size, o->per_batch, produce ? "durability " : "reading existing streams",
 	       produce ? (o->durability ? o->durability : "default") : "", o->inflight);
 	if (produce)

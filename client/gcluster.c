@@ -61,7 +61,8 @@ struct gcluster {
 	char **seeds;
 	size_t n_seeds;
 	struct gclient *ctl;
-	uint32_t ctl_node; /* the node ctl is connected to, 0: a seed not matched to a node */
+	uint32_t ctl_node; /* the node ctl is connected to, 0: a seed (see ctl_addr) */
+	char ctl_addr[300];
 	struct node *nodes;
 	size_t n_nodes;
 	struct gcluster_part *parts;
@@ -223,6 +224,7 @@ static int ctl_ensure(struct gcluster *gc)
 			rv = conn_open(gc, addr, false, &gc->ctl);
 			if (rv == 0) {
 				gc->ctl_node = nd != NULL ? nd->id : 0;
+				snprintf(gc->ctl_addr, sizeof(gc->ctl_addr), "%s", addr);
 				return 0;
 			}
 			if (nd != NULL)
@@ -231,6 +233,22 @@ static int ctl_ensure(struct gcluster *gc)
 		}
 	}
 	return rv;
+}
+
+/* The control connection broke: its node counts as down and the next use opens another. */
+static void ctl_failed(struct gcluster *gc)
+{
+	struct node *cn = gc->ctl_node ? node_find(gc, gc->ctl_node) : NULL;
+	for (size_t i = 0; cn == NULL && i < gc->n_nodes; i++) {
+		char addr[300];
+		node_addr(&gc->nodes[i], addr, sizeof(addr));
+		if (strcmp(addr, gc->ctl_addr) == 0)
+			cn = &gc->nodes[i]; /* a seed that is a node of the map */
+	}
+	if (cn != NULL)
+		cn->failed_at = mono_ms() | 1;
+	gclient_close(gc->ctl);
+	gc->ctl = NULL;
 }
 
 /* ---- The map ---- */
@@ -377,11 +395,7 @@ int gcluster_refresh(struct gcluster *gc)
 			rv = r2;
 			if (r2 > 0)
 				break;
-			struct node *cn = gc->ctl_node ? node_find(gc, gc->ctl_node) : NULL;
-			if (cn != NULL)
-				cn->failed_at = mono_ms();
-			gclient_close(gc->ctl);
-			gc->ctl = NULL;
+			ctl_failed(gc);
 		}
 	}
 	if (answered)
@@ -551,11 +565,18 @@ static int resolve(struct gcluster *gc, const struct wire_id *stream, const stru
 	}
 	struct gclient_stream s;
 	struct gclient_topic t;
-	int rv = ctl_ensure(gc);
-	if (rv == 0)
-		rv = gclient_get_stream(gc->ctl, stream, &s);
-	if (rv == 0)
-		rv = gclient_get_topic(gc->ctl, stream, topic, &t, NULL, 0);
+	int rv = -EHOSTUNREACH;
+	/* A control connection that broke (its node died) is replaced by one to another node. */
+	for (size_t attempt = 0; attempt <= gc->n_nodes + gc->n_seeds; attempt++) {
+		rv = ctl_ensure(gc);
+		if (rv == 0)
+			rv = gclient_get_stream(gc->ctl, stream, &s);
+		if (rv == 0)
+			rv = gclient_get_topic(gc->ctl, stream, topic, &t, NULL, 0);
+		if (rv >= 0)
+			break;
+		ctl_failed(gc);
+	}
 	if (rv != 0) {
 		set_err(gc, "cannot resolve the stream and topic: %s", errtext(rv));
 		return rv;
