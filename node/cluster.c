@@ -188,6 +188,19 @@ static void env_apply(void *ud, const struct rgroup_entry *e)
 	g->ops.apply(g->ud, e);
 }
 
+static void env_restore(void *ud, uint64_t index, const void *data, size_t len)
+{
+	struct clu_group *g = ud;
+	glog_info(TAG, "group %" PRIx64 ": state restored from a snapshot through index %" PRIu64, g->gid, index);
+	if (g->ops.restore != NULL)
+		g->ops.restore(g->ud, index, data, len);
+}
+
+static void snap_dir(const struct clu *c, uint64_t gid, char *out, size_t n)
+{
+	snprintf(out, n, "%s/raft/snap/%016" PRIx64, c->cfg->node.data_dir, gid);
+}
+
 static void env_state(void *ud, int state, uint64_t term)
 {
 	struct clu_group *g = ud;
@@ -241,7 +254,12 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	rc.max_pending_entries = 1024;
 	rc.max_entry_bytes = 64u << 20;
 	rc.bootstrap = &conf;
+	char sdir[4200];
+	snap_dir(c, gid, sdir, sizeof(sdir));
+	rc.snapshot_dir = sdir;
 	struct rgroup_env env = {.ud = g,
+				 .pio = c->pio,
+				 .restore = env_restore,
 				 .now_ms = env_now,
 				 .send = env_send,
 				 .apply = env_apply,
@@ -276,8 +294,21 @@ void clu_group_close(struct clu_group *g, bool destroy)
 		}
 	c->n_groups--;
 	rgroup_close(g->g);
-	if (destroy)
+	if (destroy) {
 		rmeta_drop(c->rm, g->gid);
+		char dir[4200], path[4500];
+		snap_dir(c, g->gid, dir, sizeof(dir));
+		char **names;
+		size_t n;
+		if (pio_list(c->pio, dir, &names, &n) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+				pio_unlink(c->pio, path);
+			}
+			pio_list_free(names, n);
+			pio_rmdir(c->pio, dir);
+		}
+	}
 	free(g);
 }
 
@@ -289,6 +320,11 @@ int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uin
 	if (term != NULL)
 		*term = st.term;
 	return rv;
+}
+
+int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len)
+{
+	return rgroup_snapshot(g->g, index, keep_from, data, len);
 }
 
 bool clu_group_leader(const struct clu_group *g)
@@ -491,6 +527,10 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/raft", cfg->node.data_dir);
 	int rv = pio_mkdir(pio, dir);
+	char sdir[4200];
+	snprintf(sdir, sizeof(sdir), "%s/snap", dir);
+	if (rv == 0)
+		rv = pio_mkdir(pio, sdir);
 	if (rv == 0)
 		rv = rmeta_open(pio, dir, &c->rm);
 	if (rv != 0) {

@@ -7,6 +7,8 @@
  *
  * A single node is a one-voter cluster: the same code path, without a network (rnet is not opened).
  *
+ * Each group keeps its snapshot file (raft/rsnap.h) in <data_dir>/raft/snap/<group id, 16 hex digits>.
+ *
  * Group ids: the metadata group is 1; a partition's group id is derived from the partition's identity
  * (see clu_partition_gid), never 1, and has the top bit set.
  *
@@ -55,6 +57,8 @@ struct clu_group;
 struct clu_group_ops {
 	void (*apply)(void *ud, const struct rgroup_entry *e);
 	void (*state)(void *ud, int state, uint64_t term); /* optional */
+	/* Optional: the owner's state becomes a snapshot's data, through `index` (raft/rgroup.h env.restore). */
+	void (*restore)(void *ud, uint64_t index, const void *data, size_t len);
 };
 
 /* Creates the layer; with more than one node in the roster also opens the node-to-node listener. */
@@ -95,6 +99,8 @@ void clu_group_close(struct clu_group *g, bool destroy);
 
 /* rgroup_submit, with the term of the entry. */
 int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term);
+/* rgroup_snapshot: the owner's state through `index`; entries below keep_from may go once it returns 0. */
+int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len);
 bool clu_group_leader(const struct clu_group *g);
 uint64_t clu_group_leader_id(const struct clu_group *g);
 void clu_group_status(const struct clu_group *g, struct rgroup_status *st);

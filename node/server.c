@@ -195,6 +195,7 @@ struct srv {
 	struct clu_group *mg;
 	uint64_t meta_applied;     /* last metadata index applied to meta */
 	uint64_t meta_replay_to;   /* last index the log held at open: applying up to it is a replay */
+	uint64_t meta_snap;        /* index of the last metadata snapshot */
 	bool meta_caught_up;       /* the replay is done (orphans were removed) */
 	bool leader_work;          /* a new metadata leader still has its start-of-term housekeeping to do */
 	struct mwait *mwaits;      /* metadata commands waiting for their entry */
@@ -356,7 +357,45 @@ static void part_state(void *ud, int state, uint64_t term)
 		dedup_rebuild(pt->log, pt->dd);
 }
 
-static const struct clu_group_ops part_ops = {part_apply, part_state};
+/*
+ * A partition's snapshot is a manifest of 8 bytes: the offset after the last message it covers (u64 LE).
+ * The messages themselves stay in the log from keep_from on; a follower fetches them from the leader
+ * (raft/rgroup.h) before this runs.
+ */
+static void part_restore(void *ud, uint64_t index, const void *data, size_t len)
+{
+	struct part *pt = ud;
+	(void)index;
+	if (len >= 8)
+		pt->committed_next = record_le64(data);
+	pt->other_bytes = 0;
+	if (pt->dd != NULL)
+		dedup_rebuild(pt->log, pt->dd);
+}
+
+static const struct clu_group_ops part_ops = {part_apply, part_state, part_restore};
+
+/*
+ * Before entries below keep_from leave the log (retention, DeleteSegments), the group records a snapshot
+ * through its applied index, so that Raft never asks for them again. Returns 0 when they may go.
+ */
+static int part_compact(struct part *pt, uint64_t keep_from)
+{
+	struct rgroup_status st;
+	clu_group_status(pt->g, &st);
+	if (keep_from <= plog_first_index(pt->log) || keep_from > st.applied_index + 1)
+		return -EINVAL;
+	uint8_t manifest[8];
+	record_put64(manifest, pt->committed_next);
+	return clu_group_snapshot(pt->g, st.applied_index, keep_from, manifest, sizeof(manifest));
+}
+
+static uint64_t part_applied(const struct part *pt)
+{
+	struct rgroup_status st;
+	clu_group_status(pt->g, &st);
+	return st.applied_index;
+}
 
 static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, uint64_t gid, struct plog *log,
 		     struct dedup *dd, struct part **out)
@@ -1565,6 +1604,7 @@ static void meta_effects(struct srv *s, const struct meta_cmd *c, const struct m
 
 static void meta_leader_ready(struct srv *s);
 static void remove_orphans(struct srv *s);
+static void meta_compact(struct srv *s, bool force);
 
 /* A committed metadata entry, on every node in log order. */
 static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
@@ -1611,7 +1651,74 @@ static void meta_state(void *ud, int state, uint64_t term)
 		house_arm(s);
 }
 
-static const struct clu_group_ops meta_ops = {meta_apply_entry, meta_state};
+/* Opens what the metadata names and not open yet, closes and deletes what it no longer names. */
+static void reconcile_parts(struct srv *s)
+{
+	for (struct tparts *tp = s->parts, *next; tp != NULL; tp = next) {
+		next = tp->next;
+		if (meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id) == NULL)
+			tparts_drop(s, tp->stream_id, tp->topic_id, true);
+	}
+	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+		struct meta_stream *st = s->meta->streams[i];
+		for (uint32_t k = 0; st != NULL && k < st->n_topics; k++)
+			if (st->topics[k] != NULL)
+				tparts_sync(s, st->topics[k]);
+	}
+}
+
+/* The metadata state becomes a snapshot's (metarec_snapshot_encode): at open, or installed from the leader. */
+static void meta_restore(void *ud, uint64_t index, const void *data, size_t len)
+{
+	struct srv *s = ud;
+	struct meta *m = NULL;
+	int rv = metarec_snapshot_decode(data, len, &m);
+	if (rv != 0) {
+		/* Checksummed on disk and on the wire: this is a bug, and going on would diverge. */
+		glog_error(TAG, "metadata snapshot through %" PRIu64 " does not decode (%s); stopping", index,
+			   strerror(-rv));
+		abort();
+	}
+	meta_free(s->meta);
+	s->meta = m;
+	s->meta_applied = index;
+	s->meta_snap = index;
+	reconcile_parts(s);
+}
+
+/*
+ * Every META_SNAPSHOT_EVERY applied commands the metadata is snapshotted and the log segments wholly
+ * before the last META_TRAILING entries go (followers that far behind get the snapshot instead).
+ */
+#define META_SNAPSHOT_EVERY 1024u
+#define META_TRAILING 256u
+static void meta_compact(struct srv *s, bool force)
+{
+	if (s->mg == NULL || s->meta_applied <= s->meta_snap ||
+	    (!force && s->meta_applied - s->meta_snap < META_SNAPSHOT_EVERY))
+		return;
+	struct wire_buf b;
+	wire_buf_init(&b);
+	if (metarec_snapshot_encode(s->meta, &b) != 0 || b.err != 0) {
+		wire_buf_free(&b);
+		return;
+	}
+	uint64_t index = s->meta_applied;
+	uint64_t keep = index > META_TRAILING ? index - META_TRAILING + 1 : 1;
+	if (keep < plog_first_index(s->mlog))
+		keep = plog_first_index(s->mlog);
+	int rv = clu_group_snapshot(s->mg, index, keep, b.p, b.len);
+	wire_buf_free(&b);
+	if (rv != 0) {
+		glog_warn(TAG, "metadata snapshot through %" PRIu64 " failed: %s", index, strerror(-rv));
+		return;
+	}
+	s->meta_snap = index;
+	if (keep > 1)
+		plog_drop_segments(s->mlog, UINT32_MAX, keep - 1);
+}
+
+static const struct clu_group_ops meta_ops = {meta_apply_entry, meta_state, meta_restore};
 
 /* ---- Housekeeping: retries and deadlines of replicated work ---- */
 
@@ -3242,12 +3349,20 @@ static void handle_delete_segments(struct srv_session *ss, const struct frame_re
 		finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
-	struct plog *l = part_log(s, st->id, t->id, pid);
-	if (l == NULL) {
+	struct tparts *tp = tparts_find(s, st->id, t->id);
+	struct part *pt = tp != NULL && pid < tp->n ? tp->pp[pid] : NULL;
+	if (pt == NULL) {
 		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	int rv = plog_drop_segments(l, n, plog_durable_index(l));
+	/* This replica's segments only: every replica keeps its own retained range (a snapshot covers the rest). */
+	int rv = 0;
+	uint64_t keep = plog_drop_keep_from(pt->log, n, part_applied(pt));
+	if (keep > plog_first_index(pt->log)) {
+		rv = part_compact(pt, keep);
+		if (rv == 0)
+			rv = plog_drop_segments(pt->log, n, keep - 1);
+	}
 	finish(p, rv < 0 ? E_ERROR : 0, false, NULL, 0);
 }
 
@@ -3558,10 +3673,16 @@ void srv_tick(struct srv *s)
 		uint64_t size = t->max_topic_size == META_NEVER ? 0 : t->max_topic_size / (tp->n ? tp->n : 1);
 		if (age == 0 && size == 0)
 			continue;
-		for (uint32_t i = 0; i < tp->n; i++)
-			if (tp->logs[i] != NULL)
-				plog_retain(tp->logs[i], now, age, size, plog_durable_index(tp->logs[i]));
+		for (uint32_t i = 0; i < tp->n; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL)
+				continue;
+			uint64_t keep = plog_retain_keep_from(pt->log, now, age, size, part_applied(pt));
+			if (part_compact(pt, keep) == 0)
+				plog_retain(pt->log, now, age, size, keep - 1);
+		}
 	}
+	meta_compact(s, false);
 }
 
 uint32_t srv_partition_count(const struct srv *s)

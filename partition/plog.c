@@ -1189,6 +1189,29 @@ int plog_retain(struct plog *l, uint64_t now_us, uint64_t max_age_us, uint64_t m
 	return deleted;
 }
 
+uint64_t plog_retain_keep_from(const struct plog *l, uint64_t now_us, uint64_t max_age_us, uint64_t max_bytes,
+			       uint64_t safe_index)
+{
+	uint64_t size = plog_size(l);
+	for (size_t i = 0; i + 1 < l->n_segs; i++) {
+		const struct segment *s = l->segs[i];
+		bool old = max_age_us != 0 && now_us > max_age_us && s->last_ts < now_us - max_age_us;
+		bool big = max_bytes != 0 && size > max_bytes;
+		if (s->last_index > safe_index || (!old && !big))
+			return s->first_index;
+		size -= s->size;
+	}
+	return active(l)->first_index;
+}
+
+uint64_t plog_drop_keep_from(const struct plog *l, uint32_t n, uint64_t safe_index)
+{
+	size_t i = 0;
+	while (i < n && i + 1 < l->n_segs && l->segs[i]->last_index <= safe_index)
+		i++;
+	return l->segs[i]->first_index;
+}
+
 int plog_drop_segments(struct plog *l, uint32_t n, uint64_t safe_index)
 {
 	int deleted = 0;

@@ -219,6 +219,15 @@ int plog_retain(struct plog *l, uint64_t now_us, uint64_t max_age_us, uint64_t m
 int plog_drop_segments(struct plog *l, uint32_t n, uint64_t safe_index);
 
 /*
+ * What plog_retain and plog_drop_segments would do, without doing it: the first Raft index the log would
+ * still hold (its first index when nothing would go). A replicated log records a snapshot covering the
+ * entries below it before they are deleted (raft/rgroup.h).
+ */
+uint64_t plog_retain_keep_from(const struct plog *l, uint64_t now_us, uint64_t max_age_us, uint64_t max_bytes,
+			       uint64_t safe_index);
+uint64_t plog_drop_keep_from(const struct plog *l, uint32_t n, uint64_t safe_index);
+
+/*
  * Deletes every record. The log continues at the same next Raft index; offsets restart at next_offset.
  * Pending appends fail with -ECANCELED.
  */
