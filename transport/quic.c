@@ -31,7 +31,7 @@
 
 #define SCID_LEN 16
 #define CID_BUCKETS 4096u
-#define SEND_QUEUE_LIMIT (4u * 1024 * 1024) /* bytes queued on the socket before connections pause */
+#define SEND_QUEUE_LIMIT (4u * 1024 * 1024) /* default quic_opts.send_queue_limit */
 #define RECV_BUF_SIZE 65536
 #define STREAM_WINDOW (1u * 1024 * 1024)
 #define CONN_WINDOW (16u * 1024 * 1024)
@@ -114,6 +114,8 @@ struct quic_server {
 	uint32_t next_id;
 	size_t queued;              /* bytes in uv_udp_send requests */
 	size_t nsends;              /* uv_udp_send requests outstanding */
+	uint64_t queued_total;      /* datagrams ever queued */
+	uint64_t pauses;            /* times a connection paused on a full queue */
 	int open_handles;           /* udp + connection timers */
 	bool closing;
 	uint8_t rbuf[RECV_BUF_SIZE];
@@ -228,12 +230,12 @@ static void on_sent(uv_udp_send_t *req, int status)
 	s->nsends--;
 	free(q);
 	/* Connections that paused on a full queue resume once half of it has gone. */
-	if (!s->closing && s->queued <= SEND_QUEUE_LIMIT / 2) {
+	if (!s->closing && s->queued <= s->opts.send_queue_limit / 2) {
 		while (!list_empty(&s->blocked)) {
 			struct quic_conn *c = container_of(s->blocked.next, struct quic_conn, blocked_link);
 			list_remove(&c->blocked_link);
 			conn_write(c);
-			if (s->queued > SEND_QUEUE_LIMIT)
+			if (s->queued > s->opts.send_queue_limit)
 				break;
 		}
 	}
@@ -243,7 +245,7 @@ static void on_sent(uv_udp_send_t *req, int status)
 static void send_packet(struct quic_server *s, const struct sockaddr *to, const uint8_t *p, size_t n)
 {
 	uv_buf_t b = uv_buf_init((char *)p, (unsigned int)n);
-	if (s->nsends == 0) {
+	if (s->nsends == 0 && !s->opts.queue_all) {
 		int rc = uv_udp_try_send(&s->udp, &b, 1, to);
 		if (rc >= 0)
 			return;
@@ -266,6 +268,7 @@ static void send_packet(struct quic_server *s, const struct sockaddr *to, const 
 	}
 	s->queued += n;
 	s->nsends++;
+	s->queued_total++;
 }
 
 /* ---- Streams ---- */
@@ -660,15 +663,23 @@ static void conn_process(struct quic_conn *c)
 	}
 }
 
+/* The send queue is full: the connection writes again once it has drained to half (on_sent). */
+static void conn_pause(struct quic_conn *c)
+{
+	if (list_empty(&c->blocked_link)) {
+		list_push(&c->srv->blocked, &c->blocked_link);
+		c->srv->pauses++;
+	}
+}
+
 /* Writes whatever ngtcp2 has to send: replies, acknowledgements, retransmissions, control frames. */
 static void conn_write(struct quic_conn *c)
 {
 	struct quic_server *s = c->srv;
 	if (c->state != CS_ACTIVE || c->in_io)
 		return;
-	if (s->queued > SEND_QUEUE_LIMIT) {
-		list_remove(&c->blocked_link);
-		list_push(&s->blocked, &c->blocked_link);
+	if (s->queued > s->opts.send_queue_limit) {
+		conn_pause(c);
 		return;
 	}
 	/* Any packet may have brought credit: every stream gets another try. */
@@ -729,9 +740,8 @@ static void conn_write(struct quic_conn *c)
 		if (n == 0)
 			break;
 		send_packet(s, (const struct sockaddr *)ps.path.remote.addr, buf, (size_t)n);
-		if (s->queued > SEND_QUEUE_LIMIT) {
-			list_remove(&c->blocked_link);
-			list_push(&s->blocked, &c->blocked_link);
+		if (s->queued > s->opts.send_queue_limit) {
+			conn_pause(c);
 			break;
 		}
 	}
@@ -949,6 +959,7 @@ void quic_opts_default(struct quic_opts *o)
 	o->max_streams = 16;
 	o->max_connections = 1024;
 	o->max_frame = FRAME_MAX_SIZE;
+	o->send_queue_limit = SEND_QUEUE_LIMIT;
 }
 
 static void server_maybe_free(struct quic_server *s)
@@ -1002,7 +1013,8 @@ int quic_server_new(uv_loop_t *loop, const struct quic_opts *opts, const struct 
 		return -EINVAL;
 	}
 	if (opts->cert_file == NULL || opts->key_file == NULL || opts->max_streams == 0 || opts->max_connections == 0 ||
-	    opts->idle_timeout_ms == 0 || opts->max_frame < FRAME_HEADER_SIZE || h->on_open == NULL ||
+	    opts->idle_timeout_ms == 0 || opts->max_frame < FRAME_HEADER_SIZE || opts->send_queue_limit == 0 ||
+	    h->on_open == NULL ||
 	    h->on_frame == NULL || h->on_close == NULL) {
 		errf(errbuf, errlen, "bad options");
 		return -EINVAL;
@@ -1068,6 +1080,12 @@ void *quic_server_data(const struct quic_server *s)
 uint32_t quic_server_conn_count(const struct quic_server *s)
 {
 	return s->nconns;
+}
+
+void quic_server_send_stats(const struct quic_server *s, uint64_t *queued, uint64_t *pauses)
+{
+	*queued = s->queued_total;
+	*pauses = s->pauses;
 }
 
 void quic_server_close(struct quic_server *s)

@@ -24,7 +24,7 @@
  * came, not with the size its header claims), so the memory a connection can hold is bounded by
  * max_streams × max_frame of bytes actually sent. Sending: packets go out with uv_udp_try_send; when the socket
  * would block they are copied to a queue (uv_udp_send), and connections stop producing packets while
- * the queue holds more than 4 MiB. Idle timeout and loss recovery are ngtcp2's, driven by one timer per
+ * the queue holds more than send_queue_limit bytes, until it has drained to half. Idle timeout and loss recovery are ngtcp2's, driven by one timer per
  * connection from ngtcp2_conn_get_expiry. A connection closed by either side lingers three PTOs (closing
  * or draining period) before it is freed. Not implemented: Retry (address validation tokens),
  * stateless resets for unknown connection IDs, 0-RTT, connection migration beyond what ngtcp2 does
@@ -69,6 +69,8 @@ struct quic_opts {
 	uint32_t max_streams;         /* concurrent bidirectional streams per connection; default 16 */
 	uint32_t max_connections;     /* default 1024: further Initials are answered CONNECTION_REFUSED */
 	uint32_t max_frame;           /* default FRAME_MAX_SIZE */
+	size_t send_queue_limit;      /* bytes queued on a full socket before connections pause; 4 MiB */
+	bool queue_all;               /* every datagram through the queue, as if the socket were full (tests) */
 	void (*log)(void *ud, int level, const char *msg);
 	void *log_ud;
 };
@@ -105,6 +107,8 @@ int quic_server_port(const struct quic_server *s);
 void *quic_server_data(const struct quic_server *s);
 /* Connections with a completed handshake that are not closing. */
 uint32_t quic_server_conn_count(const struct quic_server *s);
+/* Datagrams that went through the send queue, and the times a connection paused on a full queue. */
+void quic_server_send_stats(const struct quic_server *s, uint64_t *queued, uint64_t *pauses);
 
 /*
  * Graceful close: every connection gets a CONNECTION_CLOSE (NO_ERROR), on_close is called for those

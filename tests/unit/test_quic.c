@@ -121,6 +121,8 @@ static void run_until(bool (*cond)(void *), void *arg, const char *what)
 	cr_assert(!N.deadline_hit, "timed out waiting for %s", what);
 }
 
+static bool server_queue_all; /* for the next start_server: every datagram through a 16 KiB queue */
+
 static void start_server(uint32_t max_connections, uint32_t idle_ms)
 {
 	char cert[128], key[128], err[256];
@@ -136,6 +138,10 @@ static void start_server(uint32_t max_connections, uint32_t idle_ms)
 	if (idle_ms > 0)
 		o.idle_timeout_ms = idle_ms;
 	o.max_streams = 8;
+	if (server_queue_all) {
+		o.queue_all = true;
+		o.send_queue_limit = 16 * 1024;
+	}
 	cr_assert_eq(quic_server_new(&N.loop, &o, &node_handler, &N, &N.qs, err, sizeof(err)), 0, "%s", err);
 }
 
@@ -622,6 +628,34 @@ Test(quic, many_streams_at_once_and_large_frames)
 		free(f[k]);
 	cr_assert_eq(N.frames, 28);
 	tc_free(tc);
+}
+
+/*
+ * Every datagram through a small send queue (as when the socket is full): connections pause when it is
+ * full and resume as it drains, and every reply arrives intact.
+ */
+Test(quic, a_full_send_queue_pauses_connections_and_everything_arrives)
+{
+	server_queue_all = true;
+	start_server(16, 0);
+	struct tclient *a = tc_connect(NULL), *b = tc_connect(NULL);
+	size_t n[4];
+	uint8_t *f[4];
+	int idx[4];
+	for (int k = 0; k < 4; k++) {
+		f[k] = request(CODE_ECHO, (1u << 20) + (size_t)k, 30 + (uint64_t)k, &n[k]);
+		idx[k] = tc_send(k % 2 ? b : a, f[k], n[k], true);
+	}
+	for (int k = 0; k < 4; k++) {
+		assert_reply(tc_wait(k % 2 ? b : a, idx[k]), f[k], f[k] + FRAME_HEADER_SIZE, (1u << 20) + (size_t)k);
+		free(f[k]);
+	}
+	uint64_t queued, pauses;
+	quic_server_send_stats(N.qs, &queued, &pauses);
+	cr_assert_gt(queued, 4 * 700, "every reply datagram went through the queue (%llu)", (unsigned long long)queued);
+	cr_assert_gt(pauses, 0, "the 16 KiB queue filled up");
+	tc_free(a);
+	tc_free(b);
 }
 
 Test(quic, replies_from_files_and_from_later_callbacks)
