@@ -211,8 +211,8 @@ static void env_state(void *ud, int state, uint64_t term)
 }
 
 int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n,
-		   uint8_t command_type, uint64_t applied_index, const struct clu_group_ops *ops, void *ud,
-		   struct clu_group **out)
+		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
+		   void *ud, struct clu_group **out)
 {
 	if (find_group(c, gid) != NULL)
 		return -EEXIST;
@@ -251,6 +251,7 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	rc.seed = c->seed + (unsigned)gid * 2654435761u;
 	rc.command_type = command_type;
 	rc.applied_index = applied_index;
+	rc.apply_envelopes = apply_envelopes;
 	rc.max_pending_entries = 1024;
 	rc.max_entry_bytes = 64u << 20;
 	rc.bootstrap = &conf;

@@ -90,10 +90,11 @@ uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic
 /*
  * Opens a group on its plog with voters `ids` (the bootstrap configuration when its log is empty).
  * applied_index: entries the owner already applied. command_type: RECORD_COMMAND or RECORD_MESSAGES.
+ * apply_envelopes: apply without payloads (raft/rgroup.h).
  */
 int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n,
-		   uint8_t command_type, uint64_t applied_index, const struct clu_group_ops *ops, void *ud,
-		   struct clu_group **out);
+		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
+		   void *ud, struct clu_group **out);
 /* Closes a group (the plog stays the caller's, to close after this); destroy also forgets its term/vote. */
 void clu_group_close(struct clu_group *g, bool destroy);
 

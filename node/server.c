@@ -326,15 +326,17 @@ static void swait_finish(struct part *pt, struct swait *w, int status, uint64_t 
 static void part_apply(void *ud, const struct rgroup_entry *e)
 {
 	struct part *pt = ud;
-	const uint8_t *b = e->payload;
 	uint64_t base = 0;
 	bool msgs = e->type == RECORD_MESSAGES && e->length >= RECORD_BATCH_HEADER_SIZE;
 	if (msgs) {
-		base = record_le64(b + 8);
-		pt->committed_next = base + record_le32(b + 48);
-		/* The leader remembered the ids when it took the batch; the others learn them here. */
-		if (pt->dd != NULL && pt->g != NULL && !clu_group_leader(pt->g)) /* (NULL: a replay in part_open) */
-			each_frame(b, e->length, add_frame_id, pt->dd);
+		base = e->base_offset;
+		pt->committed_next = base + e->message_count;
+		/*
+		 * The leader remembered the ids when it took the batch; the others learn them here (payloads are
+		 * read back only for topics with a dedup window, see part_open).
+		 */
+		if (pt->dd != NULL && e->payload != NULL && pt->g != NULL && !clu_group_leader(pt->g))
+			each_frame(e->payload, e->length, add_frame_id, pt->dd);
 	} else {
 		pt->other_bytes += e->length;
 	}
@@ -415,7 +417,7 @@ static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, ui
 		dedup_rebuild(log, dd);
 	uint64_t ids[CLU_MAX_NODES];
 	size_t n = clu_placement(s->clu, gid, ids);
-	int rv = clu_group_open(s->clu, gid, log, ids, n, RECORD_MESSAGES, 0, &part_ops, pt, &pt->g);
+	int rv = clu_group_open(s->clu, gid, log, ids, n, RECORD_MESSAGES, 0, dd == NULL, &part_ops, pt, &pt->g);
 	if (rv != 0) {
 		free(pt);
 		return rv;
@@ -3602,7 +3604,7 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	uint64_t ids[CLU_MAX_NODES];
 	for (size_t i = 0; i < n; i++)
 		ids[i] = nodes[i].id;
-	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, RECORD_COMMAND, 0, &meta_ops, s, &s->mg);
+	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, RECORD_COMMAND, 0, false, &meta_ops, s, &s->mg);
 	if (rv != 0) {
 		glog_error(TAG, "metadata group cannot start: %s", strerror(-rv));
 		srv_free(s);

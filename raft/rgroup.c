@@ -770,6 +770,30 @@ static int push_conf(struct rgroup *g, uint64_t index, const uint8_t *payload, u
 }
 
 /* Applies committed entries from applied + 1, up to about APPLY_READ_BYTES of them. */
+static int apply_some(struct rgroup *g, uint64_t to);
+
+/* apply_some for config.apply_envelopes: envelopes from the log's index, no payloads. */
+static int apply_envelopes(struct rgroup *g, uint64_t to)
+{
+	for (unsigned n = 0; g->applied < to && n < 4096; n++) {
+		struct record_env env;
+		int rv = plog_entry_at(g->env.log, g->applied + 1, &env);
+		if (rv != 0)
+			return rv;
+		if (env.index != g->applied + 1)
+			return -EBADMSG;
+		if (env.type == RECORD_CHANGE)
+			return apply_some(g, env.index); /* the configuration is needed: read it */
+		g->applied = env.index;
+		struct rgroup_entry e = {env.index, env.term, env.type, NULL, env.length, env.base_offset,
+					 env.message_count};
+		g->in_cb = true;
+		g->env.apply(g->env.ud, &e);
+		g->in_cb = false;
+	}
+	return 0;
+}
+
 static int apply_some(struct rgroup *g, uint64_t to)
 {
 	struct plog_slice s;
@@ -801,7 +825,8 @@ static int apply_some(struct rgroup *g, uint64_t to)
 		if (env.type == RECORD_CHANGE && (rv = push_conf(g, env.index, payload, env.length)) != 0)
 			break;
 		g->applied = env.index;
-		struct rgroup_entry e = {env.index, env.term, env.type, payload, env.length};
+		struct rgroup_entry e = {env.index, env.term, env.type, payload, env.length, env.base_offset,
+					 env.message_count};
 		g->in_cb = true;
 		g->env.apply(g->env.ud, &e);
 		g->in_cb = false;
@@ -871,7 +896,7 @@ static void settle(struct rgroup *g)
 		uint64_t commit = raft_commit_index(&g->raft);
 		uint64_t to = commit < last ? commit : last;
 		if (g->applied < to) {
-			int rv = apply_some(g, to);
+			int rv = g->cfg.apply_envelopes ? apply_envelopes(g, to) : apply_some(g, to);
 			if (rv != 0)
 				fail(g, rv);
 			continue;

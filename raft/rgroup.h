@@ -50,8 +50,10 @@ struct rgroup_entry {
 	uint64_t index;
 	uint64_t term;
 	uint8_t type;           /* enum record_type: the group's command type, RECORD_BARRIER or RECORD_CHANGE */
-	const void *payload;    /* valid during the call only */
+	const void *payload;    /* valid during the call only; NULL with config.apply_envelopes (see there) */
 	uint32_t length;
+	uint64_t base_offset;   /* the stored envelope's base_offset and message_count (partition/record.h) */
+	uint32_t message_count;
 };
 
 struct rgroup_env {
@@ -104,6 +106,12 @@ struct rgroup_config {
 	 * whose first index is not 1 is refused with -ENOTSUP.
 	 */
 	const char *snapshot_dir;
+	/*
+	 * Apply hands over only what the stored envelopes say (index, term, type, length, base offset and
+	 * message count), with payload NULL, for every entry but configuration changes: the owner of a
+	 * partition needs no more, and the batches are not read back from the log.
+	 */
+	bool apply_envelopes;
 	uint64_t max_pending_bytes;   /* uncommitted payload bytes the leader accepts before -EAGAIN (default 64 MiB) */
 	uint32_t max_message_bytes;   /* record bytes per AppendEntries or FetchReply, at least one record (1 MiB) */
 	unsigned install_snapshot_timeout_ms; /* leader re-sends InstallSnapshot after this (default 10 x election) */
