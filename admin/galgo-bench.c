@@ -1315,6 +1315,36 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+/*
+ * A new topic's partitions elect their leaders after it is created (an election timeout or so): wait
+ * for every partition of the cluster to have one, so the run measures sending, not elections.
+ */
+static int await_leaders(const struct opts *o)
+{
+	struct gcluster *gc = NULL;
+	struct gcluster_opts co = {.username = o->username, .password = o->password};
+	int rv = gcluster_open(o->cluster, &co, &gc);
+	for (double end = now_s() + 30; rv == 0;) {
+		size_t n = gcluster_partition_count(gc), led = 0;
+		for (size_t i = 0; i < n; i++)
+			led += gcluster_partition(gc, i)->leader != 0;
+		if (n > 0 && led == n)
+			break;
+		if (now_s() > end)
+			rv = -ETIMEDOUT;
+		else {
+			sleep_s(0.05);
+			rv = gcluster_refresh(gc);
+		}
+	}
+	if (rv != 0) {
+		char e[128];
+		fprintf(stderr, "galgo-bench: partition leaders: %s\n", gclient_strerror(rv, e, sizeof(e)));
+	}
+	gcluster_close(gc);
+	return rv;
+}
+
 /* ---- Phases ---- */
 
 static struct actor *add_actor(struct bench *b, enum actor_kind kind, uint32_t index)
@@ -1440,6 +1470,8 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (produce && o->cluster != NULL && await_leaders(o) != 0)
+		return 2;
 	uint64_t batches = batches_per_actor(o, o->producers);
 	if (produce)
 		add_producers(&b, o->producers, balanced, e2e, batches);
