@@ -328,6 +328,16 @@ int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, 
 	return rgroup_snapshot(g->g, index, keep_from, data, len);
 }
 
+int clu_group_transfer(struct clu_group *g, uint64_t to)
+{
+	return rgroup_transfer(g->g, to);
+}
+
+bool clu_connected(const struct clu *c, uint64_t node)
+{
+	return node == c->node_id || (c->net != NULL && rnet_connected(c->net, node));
+}
+
 bool clu_group_leader(const struct clu_group *g)
 {
 	struct rgroup_status st;

@@ -71,6 +71,9 @@ uint64_t clu_node_id(const struct clu *c);
 size_t clu_nodes(const struct clu *c, const struct clu_node **nodes);
 const struct clu_node *clu_node(const struct clu *c, uint64_t id);
 
+/* Whether the node-to-node link to `node` is up (always true for this node). */
+bool clu_connected(const struct clu *c, uint64_t node);
+
 /* Registers the handler of a non-Raft message kind. */
 void clu_on(struct clu *c, uint8_t kind, void (*fn)(void *ud, uint64_t from, const void *buf, size_t len), void *ud);
 
@@ -102,6 +105,8 @@ void clu_group_close(struct clu_group *g, bool destroy);
 int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term);
 /* rgroup_snapshot: the owner's state through `index`; entries below keep_from may go once it returns 0. */
 int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len);
+/* rgroup_transfer: hands leadership to `to` once it has caught up. */
+int clu_group_transfer(struct clu_group *g, uint64_t to);
 bool clu_group_leader(const struct clu_group *g);
 uint64_t clu_group_leader_id(const struct clu_group *g);
 void clu_group_status(const struct clu_group *g, struct rgroup_status *st);

@@ -94,6 +94,7 @@ struct part {
 	struct clu_group *g;
 	uint64_t committed_next;    /* offset after the last committed message: what polls may read */
 	uint64_t other_bytes;       /* payload bytes of applied entries that hold no messages (Raft's own) */
+	uint64_t transfer_at;       /* ms of the last leadership hand-over to the preferred replica */
 	struct swait *waits, *waits_tail; /* in index order */
 };
 
@@ -139,6 +140,8 @@ struct mwait {
 	void (*build)(struct srv *s, struct wire_buf *b, const struct meta_cmd *c, const struct meta_result *res);
 	struct wire_buf body;      /* a reply body made before (PAT creation) */
 	bool pat;
+	bool barrier;              /* no command: done once this node applied the leader's commit index */
+	void *arg;
 };
 
 /* A send forwarded to the partition leader (origin side). */
@@ -202,6 +205,9 @@ struct srv {
 	struct mresult ring[256];  /* outcomes of the last applied metadata entries */
 	struct fwd *fwds;          /* sends forwarded to a partition leader, waiting for its reply */
 	uint64_t next_req;
+	uint32_t next_client;      /* low bits of the last client id given out */
+	bool root_seen;
+	bool closing;              /* srv_free runs */
 	uv_timer_t house;          /* retries and deadlines of the above */
 	struct srv_session *sessions;
 	uint64_t next_session;
@@ -321,6 +327,11 @@ static void dedup_rebuild(struct plog *l, struct dedup *d)
 /* Makes the open logs of a topic match its partition count (opening new ones, destroying removed ones). */
 /* ---- Partition replicas (one Raft group each) ---- */
 
+static uint64_t mono_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
 static void swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset);
 
 static void part_apply(void *ud, const struct rgroup_entry *e)
@@ -357,6 +368,9 @@ static void part_state(void *ud, int state, uint64_t term)
 	/* A new leader answers for every id its log holds, committed or not. */
 	if (state == RAFT_LEADER && pt->dd != NULL)
 		dedup_rebuild(pt->log, pt->dd);
+	/* A leadership hand-over to the preferred replica waits BALANCE_MS after an election (see balance_leaders). */
+	if (state == RAFT_LEADER)
+		pt->transfer_at = mono_ms();
 }
 
 /*
@@ -663,7 +677,8 @@ static struct pending *pending_new(struct srv_session *ss, const struct frame_re
 static void finish(struct pending *p, uint32_t status, bool framed, const void *body, size_t body_len)
 {
 	size_t extra = status == 0 && framed ? 4 : 0;
-	if (status != 0)
+	/* Error replies carry no body, except Galgo's NotLeader (docs/protocol-extensions.md). */
+	if (status != 0 && status != E_GALGO_NOT_LEADER)
 		body_len = 0;
 	size_t slice_len = p->has_slice ? p->slice.bytes : 0;
 	p->len = FRAME_HEADER_SIZE + extra + body_len;
@@ -741,7 +756,19 @@ struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, con
 	ss->srv = s;
 	ss->kind = kind;
 	snprintf(ss->peer, sizeof(ss->peer), "%s", peer ? peer : "");
-	ss->client_id = client_id;
+	/*
+	 * Client ids name consumer-group members in the replicated metadata, so they must be unique in the
+	 * cluster, across transports: the node's position in the roster (1..16) in the top 5 bits, a counter
+	 * below. The transport's own connection number is not used.
+	 */
+	(void)client_id;
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes), pos = 0;
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i].id == clu_node_id(s->clu))
+			pos = i;
+	s->next_client = s->next_client % ((1u << 27) - 1) + 1;
+	ss->client_id = (uint32_t)((pos + 1) << 27) | s->next_client;
 	ss->send = send;
 	ss->ctx = ctx;
 	ss->refs = 1;
@@ -764,10 +791,6 @@ static void session_unref(struct srv_session *ss)
 #define SEND_DEADLINE_MS 10000u
 #define ADMIT_MS 2000u
 
-static uint64_t mono_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
 
 static void mwait_free(struct mwait *w)
 {
@@ -805,6 +828,10 @@ static bool mwait_try_resolve(struct srv *s, struct mwait *w)
 {
 	if (!w->placed || s->meta_applied < w->index)
 		return false;
+	if (w->barrier) {
+		mwait_done(s, w, 0, 0, NULL);
+		return true;
+	}
 	const struct mresult *r = ring_find(s, w->index);
 	if (r == NULL || r->term != w->term)
 		mwait_done(s, w, r == NULL ? -ETIMEDOUT : -ECANCELED, 0, NULL);
@@ -819,6 +846,14 @@ static void house_arm(struct srv *s);
 static void mwait_push(struct srv *s, struct mwait *w)
 {
 	uint64_t now = mono_ms();
+	if (w->barrier && clu_group_leader(s->mg)) {
+		struct rgroup_status st;
+		clu_group_status(s->mg, &st);
+		w->placed = true;
+		w->index = st.commit_index;
+		mwait_try_resolve(s, w);
+		return;
+	}
 	if (clu_group_leader(s->mg)) {
 		uint64_t index, term;
 		int rv = clu_group_submit(s->mg, w->enc, (uint32_t)w->enc_len, &index, &term);
@@ -839,7 +874,7 @@ static void mwait_push(struct srv *s, struct mwait *w)
 			uint8_t h[8];
 			record_put64(h, w->req_id);
 			uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)w->enc, (unsigned)w->enc_len)};
-			if (clu_send(s->clu, leader, CLU_KIND_META_FWD, b, 2) == 0) {
+			if (clu_send(s->clu, leader, CLU_KIND_META_FWD, b, w->enc_len > 0 ? 2 : 1) == 0) {
 				w->sent = true;
 				w->retry_at = now + 1000; /* no answer within a second: ask again */
 				house_arm(s);
@@ -896,6 +931,30 @@ static int commit(struct srv *s, const struct meta_cmd *c)
 	return 0;
 }
 
+/*
+ * A read barrier ("read index", dissertation §6.4, without the leader's heartbeat round): done(s, w, ...)
+ * runs once this node has applied everything the metadata leader had committed when asked, or after 2 s
+ * without a leader (status -EAGAIN). A follower passes one before a login, so that a password or user
+ * changed through another node is seen.
+ */
+static struct mwait *meta_barrier(struct srv *s, mdone_fn done, void *arg)
+{
+	struct mwait *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return NULL;
+	wire_buf_init(&w->body);
+	w->barrier = true;
+	w->done = done;
+	w->arg = arg;
+	w->req_id = ++s->next_req;
+	w->deadline = mono_ms() + META_DEADLINE_MS;
+	w->admit_by = mono_ms() + ADMIT_MS;
+	w->next = s->mwaits;
+	s->mwaits = w;
+	mwait_push(s, w);
+	return w;
+}
+
 /* The metadata leader's side of a forwarded command: submit it and say where it went. */
 static void on_meta_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
@@ -908,7 +967,15 @@ static void on_meta_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	int rv = -EPERM;
 	struct meta_cmd c;
 	struct meta_perms scratch;
-	if (metarec_decode((const uint8_t *)buf + 8, len - 8, &c, &scratch) != 0) {
+	if (len == 8) {
+		/* A read barrier: the commit index the asking node must apply before it answers a read. */
+		if (clu_group_leader(s->mg)) {
+			struct rgroup_status st;
+			clu_group_status(s->mg, &st);
+			rv = 0;
+			index = st.commit_index;
+		}
+	} else if (metarec_decode((const uint8_t *)buf + 8, len - 8, &c, &scratch) != 0) {
 		rv = -EBADMSG;
 	} else {
 		meta_perms_free(&scratch);
@@ -1386,7 +1453,53 @@ static int login_async(struct srv_session *ss, const struct frame_request *hdr, 
 	return 0;
 }
 
+/* A login waiting for its read barrier on a follower. */
+struct deferred_login {
+	struct srv_session *ss;
+	struct frame_request hdr;
+	size_t len;
+	uint8_t body[];
+};
+
+static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+				size_t len);
+
+static void login_barrier_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
+{
+	(void)s;
+	(void)status; /* without a leader the login goes on with what this node knows */
+	(void)rv;
+	(void)res;
+	struct deferred_login *d = w->arg;
+	if (!d->ss->closed)
+		handle_register_now(d->ss, &d->hdr, d->body, d->len);
+	session_unref(d->ss);
+	free(d);
+}
+
 static void handle_register(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	if (!clu_group_leader(s->mg) && !s->closing) {
+		/* SDKs send nothing else on a connection until the login is answered, so deferring keeps the order. */
+		struct deferred_login *d = malloc(sizeof(*d) + len);
+		if (d != NULL) {
+			d->ss = ss;
+			d->hdr = *hdr;
+			d->len = len;
+			memcpy(d->body, body, len);
+			ss->refs++;
+			if (meta_barrier(s, login_barrier_done, d) != NULL)
+				return;
+			ss->refs--;
+			free(d);
+		}
+	}
+	handle_register_now(ss, hdr, body, len);
+}
+
+static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+				size_t len)
 {
 	struct srv *s = ss->srv;
 	struct wire_rd r;
@@ -1498,6 +1611,21 @@ static void meta_write(struct srv *s, struct pending *p, const struct meta_cmd *
 	w->p = p;
 	w->build = build;
 	mwait_push(s, w);
+}
+
+/*
+ * A purge empties each replica's log where it stands when the command applies, which is one consistent
+ * cut only with a single replica; with several it would need to be an entry of each partition's own
+ * log. Until then a cluster of more than one node refuses it (5, FeatureUnavailable).
+ */
+static void purge_write(struct srv *s, struct pending *p, const struct meta_cmd *c)
+{
+	const struct clu_node *nodes;
+	if (clu_nodes(s->clu, &nodes) > 1) {
+		finish(p, E_FEATURE_UNAVAILABLE, false, NULL, 0);
+		return;
+	}
+	meta_write(s, p, c, NULL);
 }
 
 static void build_stream(struct srv *s, struct wire_buf *b, const struct meta_cmd *c, const struct meta_result *res)
@@ -1631,6 +1759,11 @@ static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
 		}
 	}
 	s->meta_applied = e->index;
+	if (!s->root_seen && meta_user(s->meta, 0) != NULL) {
+		/* Logins can succeed here from now on (scripts wait for this line). */
+		s->root_seen = true;
+		glog_info(TAG, "metadata ready: the root user exists");
+	}
 	for (struct mwait *w = s->mwaits, *next; w != NULL; w = next) {
 		next = w->next;
 		if (w->placed && w->index <= e->index)
@@ -2043,7 +2176,7 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 			meta_write(s, p, &c, NULL);
 		} else {
 			c.type = META_PURGE_STREAM;
-			meta_write(s, p, &c, NULL);
+			purge_write(s, p, &c);
 		}
 		return;
 	case FRAME_OP_CREATE_TOPIC:
@@ -2123,7 +2256,7 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 			return;
 		case FRAME_OP_PURGE_TOPIC:
 			c.type = META_PURGE_TOPIC;
-			meta_write(s, p, &c, NULL);
+			purge_write(s, p, &c);
 			return;
 		default:
 			c.type = hdr->operation == FRAME_OP_CREATE_PARTITIONS ? META_CREATE_PARTITIONS
@@ -3639,6 +3772,7 @@ void srv_stop_network(struct srv *s)
 
 void srv_free(struct srv *s)
 {
+	s->closing = true;
 	while (s->jobs > 0)
 		uv_run(s->loop, UV_RUN_ONCE);
 	while (s->sessions != NULL)
@@ -3664,6 +3798,31 @@ void srv_free(struct srv *s)
 	free(s);
 }
 
+/*
+ * Leadership balance: the first replica of a partition's placement is its preferred leader, and the
+ * placement's start rotates over the roster (clu_placement), so preferred leaders spread evenly over the
+ * nodes. A leader that is not the preferred one hands over to it when its link is up, at most every
+ * BALANCE_MS per partition; libraft sends the TimeoutNow only once the target has caught up.
+ */
+#define BALANCE_MS 5000u
+static void balance_leaders(struct srv *s)
+{
+	uint64_t now = mono_ms(), self = clu_node_id(s->clu);
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
+		for (uint32_t i = 0; i < tp->n; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL || !clu_group_leader(pt->g) || now - pt->transfer_at < BALANCE_MS)
+				continue;
+			uint64_t ids[CLU_MAX_NODES];
+			if (clu_placement(s->clu, pt->gid, ids) < 2 || ids[0] == self || !clu_connected(s->clu, ids[0]))
+				continue;
+			pt->transfer_at = now;
+			if (clu_group_transfer(pt->g, ids[0]) == 0)
+				glog_debug(TAG, "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": leadership to node %" PRIu64,
+					   pt->stream_id, pt->topic_id, pt->pid, ids[0]);
+		}
+}
+
 void srv_tick(struct srv *s)
 {
 	uint64_t now = now_us();
@@ -3685,6 +3844,7 @@ void srv_tick(struct srv *s)
 		}
 	}
 	meta_compact(s, false);
+	balance_leaders(s);
 }
 
 uint32_t srv_partition_count(const struct srv *s)

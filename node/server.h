@@ -1,7 +1,7 @@
 /*
- * server — the request dispatcher of a single galgod: sessions, authentication and permissions, the
- * metadata commands (applied through node/meta, persisted through node/metastore), and the message
- * plane (send, poll, consumer offsets) on the partition logs.
+ * server — the request dispatcher of a galgod: sessions, authentication and permissions, the metadata
+ * commands (replicated by the metadata Raft group and applied through node/meta once committed), and the
+ * message plane (send, poll, consumer offsets) on the partition replicas, each a Raft group (node/cluster).
  *
  * It knows no transport: a transport creates a session per client connection (srv_session_open) with a
  * send function, hands it every decoded request frame (srv_session_frame) and closes it when the
@@ -55,7 +55,8 @@ void srv_stop_network(struct srv *s);
 /* Stops: fails pending work, closes every partition and the metadata store. */
 void srv_free(struct srv *s);
 
-/* Sessions. peer is "ip:port". client_id is a u32 unique per connection (GetMe's client_id). */
+/* Sessions. peer is "ip:port". client_id is ignored: the server gives each session an id unique in the
+ * cluster (GetMe's client_id; see srv_session_open in server.c). */
 struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, const char *peer, uint32_t client_id,
 				     srv_send_fn send, void *ctx);
 /* Hands over one request. The body may be modified in place during the call (stamping). */

@@ -125,7 +125,7 @@ class GalgodServer:
     """
 
     def __init__(self, workdir: Path, binary: Path | None = None, transport: str = "tcp"):
-        if transport not in ("tcp", "quic", "http"):
+        if transport not in ("tcp", "quic", "http", "cluster"):
             raise HarnessError(f"unknown transport {transport!r}")
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
@@ -141,6 +141,16 @@ class GalgodServer:
         self.stderr_path = self.workdir / "galgod.stderr"
         self.stdout_path = self.workdir / "galgod.stdout"
         self._clients: list[Bounded] = []
+        # transport "cluster": this process is node 1 of three (TCP; the clients connect to node 1, and the
+        # SDK moves to the metadata leader after login); nodes 2 and 3 are `peers`. Partition leaders are
+        # spread over the nodes, so sends are forwarded between them.
+        self.peers: list[subprocess.Popen | None] = []
+        if transport == "cluster":
+            self.raft_ports = [free_port() for _ in range(3)]
+            self.tcp_ports = [self.port, free_port(), free_port()]
+            self.roster = ",".join(
+                f"{i + 1}@127.0.0.1:{self.raft_ports[i]}:{self.tcp_ports[i]}" for i in range(3)
+            )
 
     # ----------------------------------------------------------------- process control
 
@@ -163,7 +173,7 @@ class GalgodServer:
         http = ["--http.enabled=false"]
         if self.transport == "http":
             http = ["--http.enabled=true", f"--http.address={self.host}:{self.http_port}"]
-        return [
+        return self.node_argv(1) if self.transport == "cluster" else [
             str(self.binary),
             f"--node.data_dir={self.data_dir}",
             f"--tcp.address={self.address}",
@@ -171,6 +181,69 @@ class GalgodServer:
             *http,
             "--with-default-root-credentials",
         ]
+
+    def node_argv(self, node: int) -> list[str]:
+        """The command line of cluster node `node` (1..3)."""
+        data = self.data_dir if node == 1 else self.workdir / f"data{node}"
+        return [
+            str(self.binary),
+            f"--node.id={node}",
+            f"--node.data_dir={data}",
+            f"--tcp.address={self.host}:{self.tcp_ports[node - 1]}",
+            "--quic.enabled=false",
+            "--http.enabled=false",
+            f"--cluster.nodes={self.roster}",
+            "--cluster.secret=compat-suite",
+            "--cluster.election_timeout_ms=500",
+            "--with-default-root-credentials",
+        ]
+
+    def _start_peers(self) -> None:
+        self.peers = []
+        for node in (2, 3):
+            (self.workdir / f"data{node}").mkdir(parents=True, exist_ok=True)
+            log = open(self.workdir / f"node{node}.log", "ab")
+            try:
+                self.peers.append(subprocess.Popen(
+                    self.node_argv(node), cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                ))
+            finally:
+                log.close()
+
+    def _wait_peers(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        for node, port in ((2, self.tcp_ports[1]), (3, self.tcp_ports[2])):
+            while True:
+                try:
+                    with socket.create_connection((self.host, port), timeout=0.5):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() >= deadline:
+                    raise HarnessError(f"cluster node {node} did not listen on {port}")
+                time.sleep(0.05)
+
+    def _stop_peers(self, kill: bool = False) -> None:
+        problems = []
+        for node, proc in zip((2, 3), self.peers):
+            if proc is None or proc.poll() is not None:
+                if proc is not None and proc.returncode != 0 and not kill:
+                    problems.append(f"node {node} had exited with status {proc.returncode}")
+                continue
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                problems.append(f"node {node} did not exit within {STOP_TIMEOUT:g}s of SIGTERM")
+                continue
+            if rc != 0 and not kill:
+                problems.append(f"node {node} exited with status {rc}")
+        self.peers = []
+        if problems:
+            log = "\n".join(_tail(self.workdir / f"node{n}.log", 30) for n in (2, 3))
+            raise HarnessError("; ".join(problems) + "\n" + log)
 
     def start(self) -> None:
         if self.proc is not None:
@@ -194,6 +267,8 @@ class GalgodServer:
         err.write(marker)
         out.flush()
         err.flush()
+        if self.transport == "cluster":
+            self._start_peers()
         try:
             # cwd = workdir so a ./galgo.ini in the caller's directory is never picked up.
             self.proc = subprocess.Popen(
@@ -208,6 +283,14 @@ class GalgodServer:
             err.close()
         _live.add(self)
         self._wait_until_listening()
+        if self.transport == "cluster":
+            self._wait_peers()
+            # Logins work once the elected metadata leader has created the root user and node 1 applied it.
+            deadline = time.monotonic() + START_TIMEOUT
+            while "metadata ready" not in _tail(self.stderr_path, 400, True):
+                if time.monotonic() >= deadline:
+                    raise HarnessError(f"the cluster's metadata did not become ready; stderr:\n{self.stderr_tail()}")
+                time.sleep(0.05)
 
     def _wait_until_listening(self) -> None:
         global _never_listened
@@ -261,10 +344,12 @@ class GalgodServer:
             ) from None
         self._forget()
         if rc != 0:
+            self._stop_peers(kill=True)
             raise HarnessError(
                 f"galgod (pid {proc.pid}) exited with status {rc} after SIGTERM (expected 0); "
                 f"stderr:\n{self.stderr_tail()}"
             )
+        self._stop_peers()
 
     def restart(self) -> None:
         """Stop galgod cleanly and start it again on the same data directory and port."""
@@ -272,6 +357,7 @@ class GalgodServer:
         self.start()
 
     def _kill(self) -> None:
+        self._stop_peers(kill=True)
         if self.proc is None:
             return
         try:

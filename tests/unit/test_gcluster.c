@@ -415,23 +415,39 @@ Test(gcluster, a_follower_in_redirect_mode_names_the_leader_in_its_not_leader_re
 	create_topic(1, &sid, &tid);
 	struct gcluster *gc;
 	cr_assert_eq(gcluster_open(seeds, NULL, &gc), 0);
-	await_leaders(gc, sid, tid, 1, 0);
-	const struct gcluster_part *e = gcluster_lookup(gc, sid, tid, 0);
-	uint32_t follower = e->leader % NODES + 1;
-	struct gclient *c = login_to((int)follower);
-	uint8_t mode = 1, payload[10] = {0};
-	const void *ptrs[1] = {payload};
-	uint32_t lens[1] = {sizeof(payload)};
-	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
-	cr_assert_eq(gclient_raw(c, GCLUSTER_CODE_SET_REDIRECT, &mode, 1, NULL, NULL), 0);
-	cr_assert_eq(gclient_send(c, &s, &t, 0, 1, ptrs, lens, NULL), GCLUSTER_NOT_LEADER);
-	const uint8_t *body;
-	size_t len;
+	/*
+	 * Leadership may move while this runs (the preferred replica takes it over within seconds of the
+	 * election): the probe is repeated until the map read before and after it names the same leader.
+	 */
+	struct gclient *c = NULL;
 	struct gcluster_not_leader nl;
-	gclient_last_reply(c, &body, &len);
-	int prv = gcluster_parse_not_leader(body, len, &nl);
-	uint32_t leader = e->leader;
-	uint64_t epoch = e->epoch;
+	int prv = -1;
+	size_t len = 0;
+	uint32_t leader = 0;
+	uint64_t epoch = 0;
+	for (int attempt = 0; attempt < 20; attempt++) {
+		await_leaders(gc, sid, tid, 1, 0);
+		const struct gcluster_part *e = gcluster_lookup(gc, sid, tid, 0);
+		leader = e->leader;
+		epoch = e->epoch;
+		uint32_t follower = leader % NODES + 1;
+		gclient_close(c);
+		c = login_to((int)follower);
+		uint8_t mode = 1, payload[10] = {0};
+		const void *ptrs[1] = {payload};
+		uint32_t lens[1] = {sizeof(payload)};
+		struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+		cr_assert_eq(gclient_raw(c, GCLUSTER_CODE_SET_REDIRECT, &mode, 1, NULL, NULL), 0);
+		int rv = gclient_send(c, &s, &t, 0, 1, ptrs, lens, NULL);
+		const uint8_t *body;
+		gclient_last_reply(c, &body, &len);
+		prv = rv == GCLUSTER_NOT_LEADER ? gcluster_parse_not_leader(body, len, &nl) : -1;
+		await_leaders(gc, sid, tid, 1, 0);
+		e = gcluster_lookup(gc, sid, tid, 0);
+		if (prv == 0 && e->leader == leader && nl.leader == leader)
+			break;
+		pause_ms(200);
+	}
 	gclient_close(c);
 	gcluster_close(gc);
 	stop_cluster();
@@ -507,7 +523,8 @@ Test(gcluster, after_kill_9_of_the_leader_sends_reach_the_successor)
 	cr_assert_eq(gcluster_open(seeds, &quick, &gq), 0);
 	kill9((int)successor);
 	rv = gcluster_send(gq, &s, &t, 0, 4, ptrs, lens, NULL);
-	cr_assert(rv == -EHOSTUNREACH || rv == -ELOOP, "rv %d (%s)", rv, gcluster_last_error(gq));
+	/* (-ETIMEDOUT when the connection it resolves names on was to the node just killed.) */
+	cr_assert(rv == -EHOSTUNREACH || rv == -ELOOP || rv == -ETIMEDOUT, "rv %d (%s)", rv, gcluster_last_error(gq));
 	cr_assert_neq(gcluster_last_error(gq)[0], '\0');
 	gcluster_close(gq);
 
