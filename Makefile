@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test compat fuzz valgrind bench-storage clean
+.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage clean
 
 all: build
 
@@ -17,6 +17,10 @@ build: deps
 # One galgod with embedded defaults: data in ./local_data, TCP 8090, QUIC 8080, HTTP 3000.
 run: build
 	$(BUILD)/galgod --with-default-root-credentials
+
+# Three nodes on loopback for a person to try (scripts/cluster); Ctrl-C stops them.
+cluster: build
+	./scripts/cluster $(BUILD)/galgod
 
 # Everything CI runs: the fuzz targets for a fixed time, valgrind, Iggy's official Python SDK against an
 # ASan+UBSan galgod, the HTTP API suite against it, and the unit tests under ASan+UBSan.
@@ -33,6 +37,11 @@ compat: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
+
+compat-cluster: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	GALGO_COMPAT_TRANSPORTS=cluster GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
 
 fuzz: deps
 	./scripts/fuzz 60

@@ -144,6 +144,15 @@ struct mwait {
 	void *arg;
 };
 
+/* A CreateTopic/CreatePartitions reply waiting for the new partitions' leaders (see topic_leaders_known). */
+struct lwait {
+	struct lwait *next;
+	struct pending *p;
+	struct wire_buf body;
+	uint32_t stream_id, topic_id;
+	uint64_t deadline;
+};
+
 /* A send forwarded to the partition leader (origin side). */
 struct fwd {
 	struct fwd *next;
@@ -151,6 +160,8 @@ struct fwd {
 	struct pending *p;
 	uint32_t stream_id, topic_id, partition_id;
 	uint64_t deadline;
+	bool acked;                /* committed on the leader: waiting for this replica to apply `index` */
+	uint64_t index, base;
 };
 
 /* One reply slot in a session's queue. */
@@ -204,9 +215,14 @@ struct srv {
 	struct mwait *mwaits;      /* metadata commands waiting for their entry */
 	struct mresult ring[256];  /* outcomes of the last applied metadata entries */
 	struct fwd *fwds;          /* sends forwarded to a partition leader, waiting for its reply */
+	struct lwait *lwaits;      /* topic creations waiting for their leaders */
 	uint64_t next_req;
 	uint32_t next_client;      /* low bits of the last client id given out */
 	bool root_seen;
+	/* Forwarded commands taken lately (leader side): a re-sent one gets its first answer again. */
+	struct {
+		uint64_t from, req_id, index, term;
+	} taken[512];
 	bool closing;              /* srv_free runs */
 	uv_timer_t house;          /* retries and deadlines of the above */
 	struct srv_session *sessions;
@@ -333,6 +349,7 @@ static uint64_t mono_ms(void)
 }
 
 static void swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset);
+static void send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base);
 
 static void part_apply(void *ud, const struct rgroup_entry *e)
 {
@@ -350,6 +367,17 @@ static void part_apply(void *ud, const struct rgroup_entry *e)
 			each_frame(e->payload, e->length, add_frame_id, pt->dd);
 	} else {
 		pt->other_bytes += e->length;
+	}
+	for (struct fwd **pp = &pt->srv->fwds; *pp != NULL;) {
+		struct fwd *f = *pp;
+		if (!f->acked || f->index > e->index || f->stream_id != pt->stream_id || f->topic_id != pt->topic_id ||
+		    f->partition_id != pt->pid) {
+			pp = &f->next;
+			continue;
+		}
+		*pp = f->next;
+		send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, f->base);
+		free(f);
 	}
 	while (pt->waits != NULL && pt->waits->index <= e->index) {
 		struct swait *w = pt->waits;
@@ -979,8 +1007,25 @@ static void on_meta_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 		rv = -EBADMSG;
 	} else {
 		meta_perms_free(&scratch);
-		if (clu_group_leader(s->mg))
+		/*
+		 * The origin re-sends a command it got no answer for; submitting it twice would apply it twice.
+		 * Request ids only grow per origin, so the slot is a function of both.
+		 */
+		uint64_t req = record_le64(buf);
+		size_t slot = (size_t)((req * 31 + from) % (sizeof(s->taken) / sizeof(s->taken[0])));
+		if (s->taken[slot].from == from && s->taken[slot].req_id == req) {
+			rv = 0;
+			index = s->taken[slot].index;
+			term = s->taken[slot].term;
+		} else if (clu_group_leader(s->mg)) {
 			rv = clu_group_submit(s->mg, (const uint8_t *)buf + 8, (uint32_t)(len - 8), &index, &term);
+			if (rv == 0) {
+				s->taken[slot].from = from;
+				s->taken[slot].req_id = req;
+				s->taken[slot].index = index;
+				s->taken[slot].term = term;
+			}
+		}
 	}
 	record_put32(out + 8, (uint32_t)-rv);
 	record_put64(out + 12, index);
@@ -1589,9 +1634,38 @@ static void meta_reply_done(struct srv *s, struct mwait *w, int status, int rv, 
 		wire_buf_init(&body);
 		if (w->build != NULL)
 			w->build(s, &body, &w->c, res);
+		const struct clu_node *nodes;
+		struct lwait *lw = NULL;
+		if ((w->c.type == META_CREATE_TOPIC || w->c.type == META_CREATE_PARTITIONS) &&
+		    clu_nodes(s->clu, &nodes) > 1 && (lw = calloc(1, sizeof(*lw))) != NULL) {
+			/*
+			 * In a cluster a new partition has no leader for a moment (its first election): the reply
+			 * waits for them (at most 5 s), as Kafka's CreateTopics does, so that the first send does
+			 * not meet the election (and the SDK's 58 replays).
+			 */
+			lw->p = w->p;
+			lw->body = body;
+			lw->stream_id = w->c.stream_id;
+			lw->topic_id = w->c.type == META_CREATE_TOPIC ? res->id : w->c.topic_id;
+			lw->deadline = mono_ms() + 5000;
+			lw->next = s->lwaits;
+			s->lwaits = lw;
+			house_arm(s);
+			return;
+		}
 		finish_buf(w->p, 0, true, &body);
 		wire_buf_free(&body);
 	}
+}
+
+/* Whether every partition of a topic hosted here knows its leader. */
+static bool topic_leaders_known(struct srv *s, uint32_t stream_id, uint32_t topic_id)
+{
+	struct tparts *tp = tparts_find(s, stream_id, topic_id);
+	for (uint32_t i = 0; tp != NULL && i < tp->n; i++)
+		if (tp->pp[i] != NULL && clu_group_leader_id(tp->pp[i]->g) == 0)
+			return false;
+	return true;
 }
 
 /*
@@ -1877,7 +1951,10 @@ static void on_house(uv_timer_t *t)
 			continue;
 		}
 		*pp = f->next;
-		finish(f->p, E_ERROR, false, NULL, 0);
+		if (f->acked) /* committed; only this replica lags */
+			send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, f->base);
+		else
+			finish(f->p, E_ERROR, false, NULL, 0);
 		free(f);
 	}
 	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
@@ -1892,6 +1969,17 @@ static void on_house(uv_timer_t *t)
 				swait_finish(pt, w, -ETIMEDOUT, 0);
 			}
 		}
+	for (struct lwait **pp = &s->lwaits; *pp != NULL;) {
+		struct lwait *lw = *pp;
+		if (now < lw->deadline && !topic_leaders_known(s, lw->stream_id, lw->topic_id)) {
+			pp = &lw->next;
+			continue;
+		}
+		*pp = lw->next;
+		finish_buf(lw->p, 0, true, &lw->body);
+		wire_buf_free(&lw->body);
+		free(lw);
+	}
 	if (s->leader_work)
 		meta_leader_ready(s);
 	house_arm(s);
@@ -1899,7 +1987,7 @@ static void on_house(uv_timer_t *t)
 
 static void house_arm(struct srv *s)
 {
-	bool work = s->fwds != NULL || s->mwaits != NULL || s->leader_work;
+	bool work = s->fwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
 	for (struct tparts *tp = s->parts; tp != NULL && !work; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n && !work; i++)
 			work = tp->pp[i] != NULL && tp->pp[i]->waits != NULL;
@@ -2494,13 +2582,18 @@ static void send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_
 	wire_buf_free(&wb);
 }
 
-/* A forwarded send's outcome, leader to origin: req_id u64, status u32 (Iggy code, 0 = ok), base u64. */
-static void send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uint32_t status, uint64_t base)
+/*
+ * A forwarded send's outcome, leader to origin: req_id u64, status u32 (Iggy code, 0 = ok), base offset u64
+ * (UINT64_MAX: every message was a retry already stored), the entry's Raft index u64 (0: none).
+ */
+static void send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uint32_t status, uint64_t base,
+			      uint64_t index)
 {
-	uint8_t out[20];
+	uint8_t out[28];
 	record_put64(out, req_id);
 	record_put32(out + 8, status);
 	record_put64(out + 12, base);
+	record_put64(out + 20, index);
 	uv_buf_t b = uv_buf_init((char *)out, sizeof(out));
 	clu_send(s->clu, origin, CLU_KIND_SEND_REPLY, &b, 1);
 }
@@ -2516,7 +2609,7 @@ static void swait_finish(struct part *pt, struct swait *w, int status, uint64_t 
 		else
 			finish(w->p, code, false, NULL, 0);
 	} else {
-		send_reply_remote(pt->srv, w->origin, w->req_id, code, base_offset);
+		send_reply_remote(pt->srv, w->origin, w->req_id, code, base_offset, w->index);
 	}
 	free(w);
 }
@@ -2538,7 +2631,7 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 				uint8_t zero[4] = {0};
 				finish(p, 0, false, zero, sizeof(zero));
 			} else {
-				send_reply_remote(s, origin, req_id, 0, UINT64_MAX);
+				send_reply_remote(s, origin, req_id, 0, UINT64_MAX, 0);
 			}
 			return 0;
 		}
@@ -2703,24 +2796,36 @@ static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 		code = record_batch_verify(b + 16, len - 16, true) == 0 ? send_local(pt, NULL, from, req, b + 16, len - 16)
 									: E_INVALID_COMMAND;
 	if (code != 0)
-		send_reply_remote(s, from, req, code, 0);
+		send_reply_remote(s, from, req, code, 0, 0);
 }
 
 static void on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
 	(void)from;
-	if (len != 20)
+	if (len != 28)
 		return;
 	const uint8_t *b = buf;
 	uint64_t req = record_le64(b);
 	for (struct fwd **pp = &s->fwds; *pp != NULL; pp = &(*pp)->next) {
 		struct fwd *f = *pp;
-		if (f->req_id != req)
+		if (f->req_id != req || f->acked)
 			continue;
-		*pp = f->next;
 		uint32_t code = record_le32(b + 8);
-		uint64_t base = record_le64(b + 12);
+		uint64_t base = record_le64(b + 12), index = record_le64(b + 20);
+		/*
+		 * Committed. The reply waits until this replica has applied the entry too, so that the client
+		 * reads its write here (polls are served from the local replica).
+		 */
+		struct tparts *tp = tparts_find(s, f->stream_id, f->topic_id);
+		struct part *pt = tp != NULL && f->partition_id < tp->n ? tp->pp[f->partition_id] : NULL;
+		if (code == 0 && index != 0 && pt != NULL && part_applied(pt) < index) {
+			f->acked = true;
+			f->index = index;
+			f->base = base;
+			return;
+		}
+		*pp = f->next;
 		if (code != 0) {
 			finish(f->p, code, false, NULL, 0);
 		} else if (base == UINT64_MAX) {
@@ -3509,9 +3614,9 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 		return;
 	ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0].requests++;
 	if (glog_get_level() <= GLOG_DEBUG)
-		glog_debug(TAG, "client %u: %s%s%s, %zu bytes", ss->client_id, frame_op_name(hdr->operation),
+		glog_debug(TAG, "client %u: %s%s%s (code %u), %zu bytes", ss->client_id, frame_op_name(hdr->operation),
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",
-			   hdr->operation == FRAME_OP_NON_REPLICATED ? frame_code_name(hdr->code) : "", len);
+			   hdr->operation == FRAME_OP_NON_REPLICATED ? frame_code_name(hdr->code) : "", hdr->code, len);
 	if (frame_request_checksum_verify(hdr, body, len) != 0) {
 		struct pending *p = pending_new(ss, hdr);
 		if (p != NULL)
@@ -3781,6 +3886,13 @@ void srv_free(struct srv *s)
 		tparts_drop(s, s->parts->stream_id, s->parts->topic_id, false);
 	while (s->mwaits != NULL)
 		mwait_done(s, s->mwaits, -ECANCELED, 0, NULL);
+	while (s->lwaits != NULL) {
+		struct lwait *lw = s->lwaits;
+		s->lwaits = lw->next;
+		finish_buf(lw->p, 0, true, &lw->body);
+		wire_buf_free(&lw->body);
+		free(lw);
+	}
 	while (s->fwds != NULL) {
 		struct fwd *f = s->fwds;
 		s->fwds = f->next;
