@@ -2992,6 +2992,27 @@ static int resolve_consumer(const struct meta_topic *t, const struct wire_consum
  * The offset after the last message consumers may see: for fsync topics what is durable (what was
  * acknowledged), for the other policies what is written (they acknowledge on write).
  */
+/*
+ * Whether this replica may answer a poll in a cluster: it knows a leader and has applied everything it
+ * knows to be committed, and an entry of the current term is committed (before that, entries the previous
+ * leader committed may be unknown to a new leader, dissertation §6.4, and to its followers). Right after a restart or an
+ * election a replica therefore answers 58 (TransientNotAccepted) for a moment instead of a stale or empty
+ * reply. A single node is always readable (it settles before it says it is ready).
+ */
+static bool part_readable(struct srv *s, struct part *pt)
+{
+	const struct clu_node *nodes;
+	if (pt == NULL || clu_nodes(s->clu, &nodes) == 1)
+		return true;
+	struct rgroup_status st;
+	clu_group_status(pt->g, &st);
+	if (st.leader_id == 0 || st.applied_index < st.commit_index)
+		return false;
+	/* (A follower likewise: until it learns a commit of the current term, its commit index may be old.) */
+	struct record_env env;
+	return st.commit_index > 0 && plog_entry_at(pt->log, st.commit_index, &env) == 0 && env.term == st.term;
+}
+
 /* The offset after the last message a consumer may read: the last committed one's. */
 static uint64_t served_next(struct srv *s, const struct meta_topic *t, uint32_t pid)
 {
@@ -3072,6 +3093,10 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 	struct plog *l = part_log(s, st->id, t->id, pid);
 	if (pid >= t->n_partitions || l == NULL) {
 		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
+		return;
+	}
+	if (!part_readable(s, tparts_find(s, st->id, t->id)->pp[pid])) {
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* the SDK asks again shortly */
 		return;
 	}
 	uint64_t next = served_next(s, t, pid), first = plog_first_offset(l);
@@ -3339,7 +3364,7 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 {
 	struct srv *s = ss->srv;
 	uint32_t code = hdr->code;
-	if (code == FRAME_CODE_POLL_MESSAGES) {
+	if (code == FRAME_CODE_POLL_MESSAGES || code == FRAME_CODE_POLL_MESSAGES_ON_PRIMARY) {
 		handle_poll(ss, hdr, body, len);
 		return;
 	}

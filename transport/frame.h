@@ -175,6 +175,12 @@ enum frame_code {
 	FRAME_CODE_LOGIN_WITH_PERSONAL_ACCESS_TOKEN = 44, /* legacy: answered with Eviction(15) */
 	FRAME_CODE_LOGIN_REGISTER_WITH_PAT = 45,
 	FRAME_CODE_POLL_MESSAGES = 100,
+	/*
+	 * PollMessages addressed to the primary: the same body and reply. Iggy's SDK (0.9.0) sends it for a poll
+	 * with auto-commit once GetClusterMetadata lists more than one node (not in the reference; seen on the
+	 * wire against a Galgo cluster, and Iggy's server handles both codes alike).
+	 */
+	FRAME_CODE_POLL_MESSAGES_ON_PRIMARY = 103,
 	FRAME_CODE_SEND_MESSAGES = 101,
 	FRAME_CODE_FLUSH_UNSAVED_BUFFER = 102,
 	FRAME_CODE_GET_CONSUMER_OFFSET = 120,
