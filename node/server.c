@@ -4041,6 +4041,52 @@ static void metrics_partition(struct wire_buf *b, const char *name, const struct
 	metrics_printf(b, "\",partition=\"%" PRIu32 "\"} %" PRIu64 "\n", pid, v);
 }
 
+/*
+ * Per Raft group hosted here (label group: "meta" or the partition's stream/topic/partition labels):
+ * galgo_raft_term, galgo_raft_leader (1 on the leader), galgo_raft_commit_lag (entries in this replica's log
+ * not known committed) and galgo_raft_apply_lag (committed, not applied); galgo_raft_leader_id names the
+ * leader this replica knows (0: none).
+ */
+static void metrics_raft_one(struct wire_buf *b, const char *name, const char *labels, uint64_t v)
+{
+	metrics_printf(b, "%s{%s} %" PRIu64 "\n", name, labels, v);
+}
+
+static void metrics_raft(struct srv *s, struct wire_buf *b)
+{
+	static const struct {
+		const char *name, *help;
+	} m[] = {
+		{"galgo_raft_term", "Current Raft term of the group on this node."},
+		{"galgo_raft_leader", "1 when this node leads the group."},
+		{"galgo_raft_leader_id", "The leader this replica knows (0: none)."},
+		{"galgo_raft_commit_lag", "Entries in this replica's log not yet known to be committed."},
+		{"galgo_raft_apply_lag", "Committed entries not yet applied here."},
+	};
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+		metrics_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", m[k].name, m[k].help, m[k].name);
+		struct rgroup_status st;
+		clu_group_status(s->mg, &st);
+		uint64_t v[] = {st.term, st.state == RAFT_LEADER, st.leader_id,
+				st.last_index > st.commit_index ? st.last_index - st.commit_index : 0,
+				st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0};
+		metrics_raft_one(b, m[k].name, "group=\"meta\"", v[k]);
+		for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
+			for (uint32_t i = 0; i < tp->n; i++) {
+				if (tp->pp[i] == NULL)
+					continue;
+				clu_group_status(tp->pp[i]->g, &st);
+				uint64_t w[] = {st.term, st.state == RAFT_LEADER, st.leader_id,
+						st.last_index > st.commit_index ? st.last_index - st.commit_index : 0,
+						st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0};
+				char labels[96];
+				snprintf(labels, sizeof(labels), "group=\"partition\",stream_id=\"%" PRIu32 "\",topic_id=\"%" PRIu32
+					 "\",partition=\"%" PRIu32 "\"", tp->stream_id, tp->topic_id, i);
+				metrics_raft_one(b, m[k].name, labels, w[k]);
+			}
+	}
+}
+
 int srv_metrics_text(struct srv *s, char **out, size_t *len)
 {
 	static const char *const kinds[] = {"", "tcp", "quic", "http"};
@@ -4099,6 +4145,7 @@ int srv_metrics_text(struct srv *s, char **out, size_t *len)
 		metrics_printf(&b, "galgo_request_duration_seconds_count{transport=\"%s\"} %" PRIu64 "\n", kinds[k],
 			       t->replies);
 	}
+	metrics_raft(s, &b);
 	wire_put_u8(&b, 0);
 	if (wire_buf_error(&b) != 0) {
 		wire_buf_free(&b);

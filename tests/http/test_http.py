@@ -354,6 +354,12 @@ def test_metrics(root):
     hist = [s for s in families["galgo_request_duration_seconds"].samples
             if s.name.endswith("_count") and s.labels["transport"] == "http"]
     assert hist and hist[0].value > 0
+    # Raft: the single node leads the metadata group and both partitions' groups, nothing lags.
+    leaders = {s.labels.get("partition", "meta"): s.value for s in families["galgo_raft_leader"].samples
+               if s.labels["group"] == "meta" or s.labels.get("stream_id") is not None}
+    assert leaders["meta"] == 1 and leaders["0"] == 1 and leaders["1"] == 1
+    assert all(s.value >= 1 for s in families["galgo_raft_term"].samples)
+    assert all(s.value == 0 for s in families["galgo_raft_apply_lag"].samples)
     assert Api(root.port).call("GET", "/metrics")[0] == 401
 
 
