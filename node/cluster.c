@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,6 +569,15 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	c->check.data = c;
 	uv_check_start(&c->check, on_check);
 	uv_unref((uv_handle_t *)&c->check);
+	/* Mutual TLS between nodes is all three files or none: half a setting is a mistake, not "off". */
+	int tls_set = (cfg->cluster.tls_ca != NULL && cfg->cluster.tls_ca[0] != '\0') +
+		      (cfg->cluster.tls_cert != NULL && cfg->cluster.tls_cert[0] != '\0') +
+		      (cfg->cluster.tls_key != NULL && cfg->cluster.tls_key[0] != '\0');
+	if (tls_set != 0 && tls_set != 3) {
+		glog_error(TAG, "cluster.tls_ca, cluster.tls_cert and cluster.tls_key must be set all three or none");
+		clu_free(c);
+		return -EINVAL;
+	}
 	if (c->n_nodes > 1) {
 		if (cfg->cluster.secret == NULL || cfg->cluster.secret[0] == '\0') {
 			glog_error(TAG, "cluster.secret must be set when cluster.nodes lists more than one node");
@@ -589,8 +599,24 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 		nc.secret = cfg->cluster.secret;
 		nc.listen_host = host;
 		nc.listen_port = port;
+		if (tls_set == 3) {
+			nc.tls_ca = cfg->cluster.tls_ca;
+			nc.tls_cert = cfg->cluster.tls_cert;
+			nc.tls_key = cfg->cluster.tls_key;
+		}
 		struct rnet_callbacks cb = {.ud = c, .on_message = net_message, .on_peer = net_peer};
+		ERR_clear_error();
 		rv = rnet_open(loop, &nc, &cb, &c->net);
+		if (rv == -EIO && tls_set == 3) {
+			/* rnet leaves OpenSSL's reason (a missing file, a key of another certificate) in its queue. */
+			char why[256];
+			ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+			glog_error(TAG, "cluster.tls_ca/tls_cert/tls_key (%s, %s, %s): cannot load: %s", cfg->cluster.tls_ca,
+				   cfg->cluster.tls_cert, cfg->cluster.tls_key, why);
+			ERR_clear_error();
+			clu_free(c);
+			return rv;
+		}
 		if (rv != 0) {
 			glog_error(TAG, "node-to-node listener on %s:%u: %s", host, port, strerror(-rv));
 			clu_free(c);

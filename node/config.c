@@ -104,6 +104,16 @@ static const struct config_setting config_table[] = {
 	{"cluster", "secret", CT_STRING, CFG_OFF(cluster.secret), "",
 	 "Shared secret that authenticates nodes to each other (required with more than one node).", 0, 0, false,
 	 true, NULL},
+	{"cluster", "tls_ca", CT_STRING, CFG_OFF(cluster.tls_ca), "",
+	 "Mutual TLS between nodes (TLS 1.3): PEM file of the CA every node's certificate must chain to.\n      "
+	 "tls_ca, tls_cert and tls_key are set all three (TLS) or none (plain TCP, the secret alone).", 0, 0, false,
+	 false, NULL},
+	{"cluster", "tls_cert", CT_STRING, CFG_OFF(cluster.tls_cert), "",
+	 "PEM certificate (chain) of this node, used as TLS server and client certificate (no extended key\n      "
+	 "usage, or both serverAuth and clientAuth); it must name the host peers dial when that is a DNS name.", 0,
+	 0, false, false, NULL},
+	{"cluster", "tls_key", CT_STRING, CFG_OFF(cluster.tls_key), "",
+	 "PEM private key of cluster.tls_cert.", 0, 0, false, false, NULL},
 	{"cluster", "replication_factor", CT_U32, CFG_OFF(cluster.replication_factor), "3",
 	 "Replicas of each partition (at most the number of nodes).", 1, 7, false, false, NULL},
 	{"cluster", "election_timeout_ms", CT_U32, CFG_OFF(cluster.election_timeout_ms), "1000",

@@ -91,6 +91,9 @@ struct galgo_config {
 		char *listen;            /* node-to-node listener IP:PORT; empty: 0.0.0.0:own RAFT_PORT */
 		char *name;              /* cluster name */
 		char *secret;            /* node-to-node shared secret */
+		char *tls_ca;            /* mutual TLS between nodes: CA PEM file; all three empty = plain TCP */
+		char *tls_cert;          /* this node's certificate (chain), PEM */
+		char *tls_key;           /* its private key, PEM */
 		uint32_t replication_factor;
 		uint32_t election_timeout_ms;
 	} cluster;

@@ -3,6 +3,22 @@
  *
  * All integers are little-endian. A connection carries, in order: the handshake, then frames both ways.
  *
+ * TLS. When the rnet_config names a CA, a certificate and a key, a connection starts with a TLS handshake
+ * (RFC 8446; the dialer is the TLS client, the acceptor the server; TLS 1.3 only, no session tickets so
+ * no resumption: every connection verifies both certificates afresh). Both sides require the other's
+ * certificate and verify it against the CA (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT). Every
+ * byte specified below (HELLO, PROOF, FRAME) is then TLS application data, unchanged: the dialer sends
+ * its HELLO once its TLS handshake has completed. The secret handshake inside TLS is defence in depth
+ * (a stolen certificate alone is not enough) and what binds the connection to node ids, since the
+ * certificates say nothing about ids. Name check: the dialer has OpenSSL check that the acceptor's
+ * certificate names the roster host (X509_VERIFY_PARAM_set1_host, which also sends it as SNI) when that
+ * host is a DNS name. A host given as an IP literal is not checked against the certificate's IP
+ * addresses: certificates are issued to names far more often than to addresses, and an address that now
+ * leads to another member is already refused by the HELLO's receiver id. The acceptor checks no name
+ * (it knows the dialer's address, not its name; the id in HELLO, proven with the secret, is what
+ * identifies it). Either side closes the connection on any TLS failure, and a peer that speaks plain
+ * rnet to a TLS node (or TLS to a plain one) fails the handshake and is closed.
+ *
  * HELLO (120 bytes). The dialer sends one as soon as TCP connects; the acceptor answers with its own
  * once it has checked the dialer's.
  *
@@ -42,10 +58,12 @@
  * before it is authenticated, for any reason but this node's own shutdown, counts in auth_failures.
  * Until then the receiver reads exactly the handshake bytes it expects next into a buffer inside the
  * connection (at most 152 bytes in all) and allocates nothing else; bytes a peer sends ahead stay in
- * the kernel. At most 64 accepted connections may be unauthenticated at once, and the handshake
+ * the kernel (with TLS: the SSL object and a 32 KiB ciphertext buffer too, and bytes a peer sends ahead
+ * stay in TLS's buffers, at most what one read brought). At most 64 accepted connections may be unauthenticated at once, and the handshake
  * (including TCP connect on the dialer) must finish within 5 s and without a silence of idle_timeout_ms.
- * Known limit: only the handshake is authenticated. Frames carry no MAC and nothing is encrypted, so
- * the network between nodes must be trusted against an attacker on the path (TLS would be the fix).
+ * Known limit without TLS: only the handshake is authenticated. Frames carry no MAC and nothing is
+ * encrypted, so the network between nodes must be trusted against an attacker on the path; with TLS,
+ * every byte after the TLS handshake is encrypted and authenticated by TLS.
  *
  * FRAME (8-byte header, then the payload):
  *
@@ -59,6 +77,16 @@
  * the allocation callback lets reads land where they should: before authentication into the small
  * handshake buffer, sized to exactly the bytes still expected; after it into a receive buffer grown to
  * the size of the frame being received, so even an 8 MiB message is read in place and copied once.
+ *
+ * TLS runs over the same uv_tcp_t streams through two memory BIOs per connection, rather than handing
+ * the fd to OpenSSL (uv_poll): reads and writes keep libuv's buffering, partial writes and close
+ * handling, and the plain and TLS paths share everything but the byte conversion. Ciphertext read
+ * goes into a 32 KiB buffer, then into the read BIO; plaintext is then pulled with SSL_read straight
+ * into the buffer the plain path would have read into (the handshake buffer, exactly the bytes expected
+ * next; or the receive buffer), until OpenSSL wants more ciphertext. Writing puts the plaintext through
+ * SSL_write into the write BIO and its content, one copy, goes out with one uv_write; every such drain
+ * is written at once, so ciphertext leaves in the order it was made (uv_write keeps order per stream).
+ * A batch thus costs one more copy (and, transiently, two more buffers of its size) with TLS.
  *
  * Sending appends a copy (header + payload, one allocation) to the connection's queue. A uv_check
  * handle writes each queue with one uv_write of all its messages, at most one write in flight per
@@ -95,7 +123,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +149,7 @@
 #define RBUF_INITIAL (64u * 1024)        /* receive buffer of an authenticated connection */
 #define RBUF_SHRINK_ABOVE (1024u * 1024) /* a buffer grown past this goes back to RBUF_INITIAL once drained */
 #define LISTEN_BACKLOG 128
+#define TLS_IN (32u * 1024)              /* ciphertext read buffer of a TLS connection */
 
 static const uint8_t MAGIC[4] = {'G', 'L', 'R', 'N'};
 static const char LABEL_DIAL[17] = "galgo rnet dial ";
@@ -158,7 +190,15 @@ struct batch {
 	struct conn *c;
 	struct msg *head;
 	size_t size;
+	uint8_t *cipher; /* TLS: the batch's ciphertext, the one buffer written */
 	uv_buf_t bufs[];
+};
+
+/* A write of ciphertext made by TLS outside a batch (its handshake, the rnet handshake, alerts). */
+struct rawout {
+	uv_write_t req;
+	struct conn *c;
+	uint8_t bytes[];
 };
 
 enum cstate {
@@ -189,6 +229,11 @@ struct conn {
 	uv_connect_t creq;
 	uint8_t *rbuf; /* after authentication */
 	size_t rcap, rlen, rneed;
+	SSL *ssl;      /* TLS only, with its memory BIOs: */
+	BIO *rbio;     /* ciphertext received, read by OpenSSL */
+	BIO *wbio;     /* ciphertext OpenSSL made, to be written */
+	uint8_t *tin;  /* TLS_IN bytes: where ciphertext is read */
+	bool tls_up;   /* the TLS handshake completed */
 	struct msg *q_head, *q_tail;
 	size_t queued; /* wire bytes queued or being written */
 };
@@ -216,6 +261,7 @@ struct rnet {
 	uint8_t cluster[CLUSTER_FIELD];
 	char *secret;
 	size_t secret_len;
+	SSL_CTX *tls; /* NULL: plain TCP */
 	uv_tcp_t listener;
 	uv_timer_t tick;
 	uv_check_t check;
@@ -350,6 +396,7 @@ static void maybe_free(struct rnet *n)
 		return;
 	free(n->secret);
 	free((char *)n->cfg.listen_host);
+	SSL_CTX_free(n->tls);
 	free(n);
 }
 
@@ -410,6 +457,8 @@ static void on_conn_closed(uv_handle_t *h)
 		c->next->prev = c->prev;
 	free_msgs(n, c->q_head, true);
 	free(c->rbuf);
+	SSL_free(c->ssl); /* and its BIOs */
+	free(c->tin);
 	free(c);
 	n->live--;
 	maybe_free(n);
@@ -479,7 +528,94 @@ static struct conn *conn_new(struct rnet *n)
 		conn_close(c, WHY_LOCAL);
 		return NULL;
 	}
+	if (n->tls) {
+		/* The role (client or server) is set by the dialer or the acceptor. */
+		c->tin = malloc(TLS_IN);
+		c->ssl = SSL_new(n->tls);
+		c->rbio = BIO_new(BIO_s_mem());
+		c->wbio = BIO_new(BIO_s_mem());
+		if (!c->tin || !c->ssl || !c->rbio || !c->wbio) {
+			BIO_free(c->rbio);
+			BIO_free(c->wbio);
+			c->rbio = c->wbio = NULL;
+			conn_close(c, WHY_LOCAL);
+			return NULL;
+		}
+		/* An empty read BIO means "wait for more" (SSL_ERROR_WANT_READ), never end of stream. */
+		BIO_set_mem_eof_return(c->rbio, -1);
+		SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns both BIOs from here */
+	}
 	return c;
+}
+
+/* ---------------------------------------------------------------------------------------- TLS */
+
+static void on_rawout_written(uv_write_t *req, int status)
+{
+	struct rawout *w = req->data;
+	struct conn *c = w->c;
+	free(w);
+	if (status < 0 && status != UV_ECANCELED)
+		conn_close(c, WHY_REMOTE);
+}
+
+/* Writes out whatever ciphertext OpenSSL has produced, at once, so that it leaves in order. */
+static int tls_drain(struct conn *c)
+{
+	size_t len = BIO_ctrl_pending(c->wbio), got = 0;
+	if (len == 0)
+		return 0;
+	struct rawout *w = malloc(sizeof *w + len);
+	if (!w)
+		return -ENOMEM;
+	if (BIO_read_ex(c->wbio, w->bytes, len, &got) != 1 || got != len) {
+		free(w);
+		return -EIO;
+	}
+	w->c = c;
+	w->req.data = w;
+	uv_buf_t b = uv_buf_init((char *)w->bytes, (unsigned)len);
+	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_rawout_written);
+	if (rc != 0)
+		free(w);
+	return rc;
+}
+
+/* Puts plaintext through TLS into the write BIO (a memory BIO takes it all). */
+static int tls_put(struct conn *c, const void *bytes, size_t len)
+{
+	size_t done = 0;
+	ERR_clear_error();
+	if (SSL_write_ex(c->ssl, bytes, len, &done) != 1 || done != len) {
+		ERR_clear_error();
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Starts TLS on a connected stream: the dialer as client (sending its ClientHello now), the acceptor
+ * as server (waiting for it). host is the roster host the dialer dialed.
+ */
+static int tls_start(struct conn *c, const char *host)
+{
+	if (!c->dialer) {
+		SSL_set_accept_state(c->ssl);
+		return 0;
+	}
+	SSL_set_connect_state(c->ssl);
+	struct in6_addr a;
+	bool literal = inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+	/* A DNS name must be in the acceptor's certificate (see the top of this file for IP literals). */
+	if (!literal && (SSL_set1_host(c->ssl, host) != 1 || SSL_set_tlsext_host_name(c->ssl, host) != 1))
+		return -EIO;
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+		ERR_clear_error();
+		return -EIO;
+	}
+	return tls_drain(c);
 }
 
 /* ---------------------------------------------------------------------------------------- sending */
@@ -514,6 +650,7 @@ static void on_batch_written(uv_write_t *req, int status)
 		}
 	}
 	free_msgs(n, b->head, status != 0);
+	free(b->cipher);
 	free(b);
 	if (status < 0 && status != UV_ECANCELED)
 		conn_close(c, WHY_REMOTE);
@@ -542,12 +679,28 @@ static void conn_flush(struct conn *c)
 	b->c = c;
 	b->head = c->q_head;
 	b->size = size;
+	b->cipher = NULL;
 	b->req.data = b;
 	c->q_head = c->q_tail = NULL;
-	int rc = uv_write(&b->req, (uv_stream_t *)&c->tcp, b->bufs, (unsigned)count, on_batch_written);
+	int rc = 0;
+	if (c->ssl) {
+		/* The whole batch through TLS, then its ciphertext as the one buffer of the write. */
+		for (i = 0; i < count && rc == 0; i++)
+			rc = tls_put(c, b->bufs[i].base, b->bufs[i].len);
+		size_t clen = BIO_ctrl_pending(c->wbio), got = 0;
+		if (rc == 0 && (b->cipher = malloc(clen ? clen : 1)) == NULL)
+			rc = -ENOMEM;
+		if (rc == 0 && (BIO_read_ex(c->wbio, b->cipher, clen, &got) != 1 || got != clen))
+			rc = -EIO;
+		b->bufs[0] = uv_buf_init((char *)b->cipher, (unsigned)clen);
+		count = 1;
+	}
+	if (rc == 0)
+		rc = uv_write(&b->req, (uv_stream_t *)&c->tcp, b->bufs, (unsigned)count, on_batch_written);
 	if (rc != 0) {
 		c->queued -= size;
 		free_msgs(n, b->head, true);
+		free(b->cipher);
 		free(b);
 		conn_close(c, WHY_REMOTE);
 		return;
@@ -644,15 +797,20 @@ int rnet_send(struct rnet *n, uint64_t to, uint8_t kind, const void *buf, size_t
 
 /* ---------------------------------------------------------------------------------------- receiving */
 
+/* Where the next plaintext bytes go (read from the socket, or pulled out of TLS). */
+static uv_buf_t plain_target(struct conn *c)
+{
+	if (c->st != C_AUTHED) {
+		/* Exactly the handshake bytes expected next: nothing more is read before authentication. */
+		return uv_buf_init((char *)c->hs + c->hs_len, (unsigned)(c->hs_need - c->hs_len));
+	}
+	return uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
-	if (c->st != C_AUTHED) {
-		/* Exactly the handshake bytes expected next: nothing more is read before authentication. */
-		*buf = uv_buf_init((char *)c->hs + c->hs_len, (unsigned)(c->hs_need - c->hs_len));
-		return;
-	}
-	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+	*buf = c->ssl ? uv_buf_init((char *)c->tin, TLS_IN) : plain_target(c);
 }
 
 /* Delivers the complete frames at the start of the receive buffer and makes room for the next one. */
@@ -705,6 +863,10 @@ static void on_hs_written(uv_write_t *req, int status)
 
 static int hs_write(struct conn *c, uv_write_t *req, uint8_t *bytes, size_t len)
 {
+	if (c->ssl) {
+		int rc = tls_put(c, bytes, len);
+		return rc != 0 ? rc : tls_drain(c);
+	}
 	uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
 	req->data = c;
 	return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_hs_written);
@@ -811,6 +973,58 @@ fail:
 	conn_close(c, WHY_REMOTE);
 }
 
+/* len plaintext bytes have landed where plain_target said. */
+static void plain_input(struct conn *c, size_t len)
+{
+	if (c->st != C_AUTHED) {
+		c->hs_len += len;
+		if (c->hs_len == c->hs_need)
+			handshake_step(c);
+		return;
+	}
+	c->rlen += len;
+	if (c->rlen >= c->rneed)
+		conn_frames(c);
+}
+
+static int send_hello(struct conn *c);
+
+/* len bytes of ciphertext are in c->tin: feed TLS, advance its handshake, then take the plaintext out. */
+static void tls_input(struct conn *c, size_t len)
+{
+	size_t done = 0;
+	ERR_clear_error();
+	if (BIO_write_ex(c->rbio, c->tin, len, &done) != 1 || done != len)
+		goto fail;
+	if (!c->tls_up) {
+		int r = SSL_do_handshake(c->ssl);
+		int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+		/* Written even on failure: it may be the alert telling the peer why. */
+		if (tls_drain(c) != 0 || (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ))
+			goto fail;
+		if (e == SSL_ERROR_WANT_READ)
+			return;
+		c->tls_up = true;
+		if (c->dialer && send_hello(c) != 0)
+			goto fail;
+	}
+	/* Pulled until TLS needs more ciphertext; each step may change where the next bytes go. */
+	while (!c->closing) {
+		uv_buf_t t = plain_target(c);
+		if (SSL_read_ex(c->ssl, t.base, t.len, &done) != 1) {
+			int e = SSL_get_error(c->ssl, 0);
+			if (tls_drain(c) != 0 || e != SSL_ERROR_WANT_READ)
+				goto fail; /* a close_notify (SSL_ERROR_ZERO_RETURN) included: the peer is leaving */
+			return;
+		}
+		plain_input(c, done);
+	}
+	return;
+fail:
+	ERR_clear_error();
+	conn_close(c, WHY_REMOTE);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = s->data;
@@ -823,15 +1037,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	c->last_rx = uv_now(c->n->loop);
-	if (c->st != C_AUTHED) {
-		c->hs_len += (size_t)nread;
-		if (c->hs_len == c->hs_need)
-			handshake_step(c);
-		return;
-	}
-	c->rlen += (size_t)nread;
-	if (c->rlen >= c->rneed)
-		conn_frames(c);
+	if (c->ssl)
+		tls_input(c, (size_t)nread);
+	else
+		plain_input(c, (size_t)nread);
 }
 
 /* ---------------------------------------------------------------------------------------- dialing */
@@ -858,14 +1067,23 @@ static void on_connect(uv_connect_t *req, int status)
 	c->established = true;
 	c->last_rx = uv_now(n->loop);
 	uv_tcp_nodelay(&c->tcp, 1);
-	struct rnet__hello h = {.from = n->cfg.node_id, .to = p->id};
+	c->st = C_REPLY;
+	c->hs_need = HELLO_SIZE + PROOF_SIZE;
+	/* With TLS, the HELLO waits for the TLS handshake (tls_input sends it). */
+	if ((c->ssl ? tls_start(c, p->host) : send_hello(c)) != 0 ||
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+		conn_close(c, WHY_REMOTE);
+}
+
+/* The dialer's HELLO. */
+static int send_hello(struct conn *c)
+{
+	struct rnet *n = c->n;
+	struct rnet__hello h = {.from = n->cfg.node_id, .to = c->peer_id};
 	memcpy(h.nonce, c->my_nonce, NONCE_SIZE);
 	memcpy(h.cluster, n->cluster, CLUSTER_FIELD);
 	rnet__hello_encode(c->hs_out, &h);
-	c->st = C_REPLY;
-	c->hs_need = HELLO_SIZE + PROOF_SIZE;
-	if (hs_write(c, &c->hs_req, c->hs_out, HELLO_SIZE) != 0 || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-		conn_close(c, WHY_REMOTE);
+	return hs_write(c, &c->hs_req, c->hs_out, HELLO_SIZE);
 }
 
 /* Connects to the first address of ai that takes a connect request; when none does, backs off. */
@@ -1000,6 +1218,8 @@ static void on_accept(uv_stream_t *server, int status)
 	c->preauth_counted = true;
 	n->preauth++;
 	uv_tcp_nodelay(&c->tcp, 1);
+	if (c->ssl)
+		tls_start(c, NULL); /* the acceptor only waits for the ClientHello */
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
 		conn_close(c, WHY_REMOTE);
 }
@@ -1040,6 +1260,33 @@ static int listen_socket(const char *host, uint16_t port, int *out)
 	return 0;
 }
 
+static bool set(const char *s)
+{
+	return s && s[0];
+}
+
+/* The one TLS context of an rnet: the node's identity and the CA, for both roles. */
+static int tls_context(const struct rnet_config *cfg, SSL_CTX **out)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+	if (!ctx)
+		return -ENOMEM;
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1 || SSL_CTX_load_verify_locations(ctx, cfg->tls_ca, NULL) != 1) {
+		SSL_CTX_free(ctx); /* OpenSSL's error queue keeps the reason for the caller */
+		return -EIO;
+	}
+	/* Mutual: the acceptor demands a client certificate; both verify against the CA alone. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* No resumption: connections are rare and every one should verify the certificates again. */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	*out = ctx;
+	return 0;
+}
+
 int rnet_open(uv_loop_t *loop, const struct rnet_config *cfg, const struct rnet_callbacks *cb, struct rnet **out)
 {
 	const char *cluster = cfg->cluster ? cfg->cluster : "galgo";
@@ -1048,9 +1295,21 @@ int rnet_open(uv_loop_t *loop, const struct rnet_config *cfg, const struct rnet_
 	if (cfg->node_id == 0 || !cfg->secret || !cfg->secret[0] || clen == 0 || clen > CLUSTER_FIELD ||
 	    cfg->max_message_bytes > UINT32_MAX - FRAME_HDR || cfg->idle_timeout_ms > 24u * 3600 * 1000 || strlen(cfg->secret) > INT32_MAX)
 		return -EINVAL;
+	int ntls = set(cfg->tls_ca) + set(cfg->tls_cert) + set(cfg->tls_key);
+	if (ntls != 0 && ntls != 3)
+		return -EINVAL;
+	SSL_CTX *tls = NULL;
+	if (ntls == 3) {
+		int trc = tls_context(cfg, &tls);
+		if (trc != 0)
+			return trc;
+	}
 	struct rnet *n = calloc(1, sizeof *n);
-	if (!n)
+	if (!n) {
+		SSL_CTX_free(tls);
 		return -ENOMEM;
+	}
+	n->tls = tls;
 	n->loop = loop;
 	n->cfg = *cfg;
 	if (cb)
@@ -1066,6 +1325,7 @@ int rnet_open(uv_loop_t *loop, const struct rnet_config *cfg, const struct rnet_
 	n->secret_len = strlen(cfg->secret);
 	n->secret = strdup(cfg->secret);
 	n->cfg.secret = NULL;
+	n->cfg.tls_ca = n->cfg.tls_cert = n->cfg.tls_key = NULL; /* loaded into n->tls, not kept */
 	n->cfg.listen_host = strdup(host);
 	int fd = -1, rc = -ENOMEM;
 	if (!n->secret || !n->cfg.listen_host)
@@ -1098,6 +1358,7 @@ int rnet_open(uv_loop_t *loop, const struct rnet_config *cfg, const struct rnet_
 err_after_alloc:
 	free(n->secret);
 	free((char *)n->cfg.listen_host);
+	SSL_CTX_free(n->tls);
 	free(n);
 	return rc;
 }

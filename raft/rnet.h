@@ -11,10 +11,12 @@
  * received for idle_timeout_ms is closed and, on the dialing side, dialed again. A new authenticated
  * connection from a peer replaces an older one from the same peer.
  *
- * Authentication. Both sides prove knowledge of the cluster secret without sending it (HMAC-SHA256
- * challenge and response over both nonces and both node ids) and check the cluster name; a peer that
- * fails, names an id that is not in the roster, or does not complete within 5 s is disconnected. The
- * handshake and frame formats are specified at the top of rnet.c.
+ * Authentication. With tls_* configured, the connection is first a mutual TLS 1.3 session in which each
+ * side verifies the other's certificate against the CA. Then, in TLS or on plain TCP alike, both sides
+ * prove knowledge of the cluster secret without sending it (HMAC-SHA256 challenge and response over
+ * both nonces and both node ids) and check the cluster name; a peer that fails, names an id that is not
+ * in the roster, or does not complete (TLS included) within 5 s is disconnected. The handshake and frame
+ * formats are specified at the top of rnet.c.
  *
  * Sending. rnet_send copies the message into the peer's output queue; queues are written once per loop
  * iteration (uv_check), so every message queued to a peer during one iteration (appends and heartbeats
@@ -55,12 +57,26 @@ struct rnet_config {
 	size_t max_queue_bytes;    /* per peer output queue cap (default 64 MiB) */
 	size_t max_message_bytes;  /* largest message accepted or sent (default 64 MiB) */
 	unsigned idle_timeout_ms;  /* default 5000; a keepalive is sent every idle_timeout_ms / 5 */
+	/*
+	 * Mutual TLS (TLS 1.3 at least), on when all three are set (NULL or "" = off: plain TCP). PEM files:
+	 * the CA every peer's certificate must chain to, this node's certificate (chain) and its key. The
+	 * certificate serves both as server and as client certificate (no extended key usage, or both
+	 * serverAuth and clientAuth). The dialer also checks that the peer's certificate names the roster
+	 * host when that host is a DNS name. The secret handshake still runs, inside TLS.
+	 */
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
 };
 
 /* Fills the defaults of the optional fields (and zeroes the rest). */
 void rnet_config_default(struct rnet_config *c);
 
-/* Binds and listens; copies every string of cfg. Returns 0 or a negative errno (e.g. -EADDRINUSE). */
+/*
+ * Binds and listens; copies every string of cfg. Returns 0 or a negative errno (e.g. -EADDRINUSE;
+ * -EINVAL also for one or two of the tls_* fields set without the others; -EIO when a TLS file cannot be
+ * loaded or the key does not match the certificate, OpenSSL's error queue then says why).
+ */
 int rnet_open(uv_loop_t *loop, const struct rnet_config *cfg, const struct rnet_callbacks *cb, struct rnet **out);
 
 /* The port actually listened on. */

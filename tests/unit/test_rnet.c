@@ -16,9 +16,12 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1080,4 +1083,295 @@ Test(rnet, closing_or_removing_from_inside_on_message_stops_delivery)
 	cr_assert_eq(N[3].any, 1, "nothing more is delivered from a removed peer");
 	cr_assert_null(N[2].rn);
 	teardown();
+}
+
+/* ------------------------------------------------------------------------------------- mutual TLS */
+
+/*
+ * A throwaway PKI made with OpenSSL's API in a temporary directory: CA "A" and CA "B" (P-256,
+ * self-signed, CA:TRUE), and node certificates (no extended key usage, so good as client and server)
+ * with a DNS name in subjectAltName. PEM files: ca-X.pem, ID.pem and ID.key.
+ */
+struct pki {
+	char dir[64];
+	EVP_PKEY *ca_key[2];
+	X509 *ca[2];
+};
+static struct pki P;
+
+static void pem_write(const char *name, X509 *cert, EVP_PKEY *key)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/%s", P.dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(cert ? PEM_write_X509(f, cert) : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+}
+
+static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	cr_assert_not_null(ext);
+	cr_assert_eq(X509_add_ext(cert, ext, -1), 1);
+	X509_EXTENSION_free(ext);
+}
+
+/* A certificate for key, named cn, signed by CA ca (0: A, 1: B) for DNS name dns, or (ca -1) a CA. */
+static X509 *cert_make(EVP_PKEY *key, const char *cn, int ca, const char *dns)
+{
+	static long serial = 1;
+	X509 *x = X509_new();
+	cr_assert_not_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509 *issuer = ca >= 0 ? P.ca[ca] : x;
+	X509_set_issuer_name(x, X509_get_subject_name(issuer));
+	if (ca < 0) {
+		add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
+		add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
+	} else {
+		add_ext(x, issuer, NID_subject_alt_name, dns);
+	}
+	cr_assert_gt(X509_sign(x, ca >= 0 ? P.ca_key[ca] : key, EVP_sha256()), 0);
+	return x;
+}
+
+static void pki_make(void)
+{
+	snprintf(P.dir, sizeof P.dir, "/tmp/rnet-tls-XXXXXX");
+	cr_assert_not_null(mkdtemp(P.dir));
+	for (int i = 0; i < 2; i++) {
+		P.ca_key[i] = EVP_EC_gen("P-256");
+		cr_assert_not_null(P.ca_key[i]);
+		P.ca[i] = cert_make(P.ca_key[i], i ? "galgo test CA B" : "galgo test CA A", -1, NULL);
+		pem_write(i ? "ca-B.pem" : "ca-A.pem", P.ca[i], NULL);
+	}
+}
+
+/* Node id's key and certificate, signed by CA ca (0: A, 1: B), for DNS name dns ("DNS:localhost"). */
+static void pki_node(uint64_t id, int ca, const char *dns)
+{
+	char name[32];
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	cr_assert_not_null(k);
+	X509 *x = cert_make(k, "galgo node", ca, dns);
+	snprintf(name, sizeof name, "%lu.pem", (unsigned long)id);
+	pem_write(name, x, NULL);
+	snprintf(name, sizeof name, "%lu.key", (unsigned long)id);
+	pem_write(name, NULL, k);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+static void pki_free(void)
+{
+	for (int i = 0; i < 2; i++) {
+		X509_free(P.ca[i]);
+		EVP_PKEY_free(P.ca_key[i]);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", P.dir); /* the directory this file made, nothing else */
+	cr_assert_eq(system(cmd), 0);
+	memset(&P, 0, sizeof P);
+}
+
+/* Per node paths; rnet_open loads the files and keeps nothing of the paths. */
+static char tls_paths[MAXN + 1][3][128];
+
+/* Opens node id with mutual TLS: trusting CA ca_trusted, with the certificate pki_node made for it. */
+static void tls_node_start(uint64_t id, int ca_trusted)
+{
+	struct rnet_config c = cfg_for(id);
+	snprintf(tls_paths[id][0], 128, "%s/ca-%c.pem", P.dir, ca_trusted ? 'B' : 'A');
+	snprintf(tls_paths[id][1], 128, "%s/%lu.pem", P.dir, (unsigned long)id);
+	snprintf(tls_paths[id][2], 128, "%s/%lu.key", P.dir, (unsigned long)id);
+	c.tls_ca = tls_paths[id][0];
+	c.tls_cert = tls_paths[id][1];
+	c.tls_key = tls_paths[id][2];
+	node_open(&c);
+}
+
+/* a dials b (a < b) at host; b knows a at 127.0.0.1. */
+static void link_pair(uint64_t a, uint64_t b, const char *host)
+{
+	cr_assert_eq(rnet_add_peer(N[a].rn, b, host, N[b].port), 0);
+	cr_assert_eq(rnet_add_peer(N[b].rn, a, "127.0.0.1", N[a].port), 0);
+}
+
+#define TLS_BIG (2u << 20)
+
+Test(rnet, mutual_tls_nodes_exchange_messages_both_ways)
+{
+	// Two nodes with certificates of the same CA connect over mutual TLS (the dialer checking the name "localhost" in the acceptor's certificate) and exchange small messages and a 2 MiB one both ways, in order and intact.
+	pki_make();
+	pki_node(1, 0, "DNS:localhost");
+	pki_node(2, 0, "DNS:localhost");
+	tls_node_start(1, 0);
+	tls_node_start(2, 0);
+	link_pair(1, 2, "localhost");
+	wait_up(1, 2);
+	for (int dir = 0; dir < 2; dir++) {
+		uint64_t from = dir ? 2 : 1, to = dir ? 1 : 2, seq = 0;
+		for (; seq < 100; seq++)
+			cr_assert_eq(send_mk(from, to, seq, 24 + (seq * 37) % 3000), 0);
+		cr_assert_eq(send_mk(from, to, seq++, TLS_BIG), 0);
+		for (; seq < 150; seq++)
+			cr_assert_eq(send_mk(from, to, seq, 24 + seq), 0);
+	}
+	wait_got(2, 1, 150);
+	wait_got(1, 2, 150);
+	for (uint64_t id = 1; id <= 2; id++) {
+		struct rnet_stats st = stats(id);
+		cr_assert_eq(st.messages_received, 150);
+		cr_assert_eq(st.bytes_received, stats(id == 1 ? 2 : 1).bytes_received, "same traffic both ways");
+		cr_assert_eq(st.auth_failures, 0);
+		cr_assert_eq(st.connects, 1);
+		cr_assert_eq(st.dropped, 0);
+	}
+	teardown();
+	pki_free();
+}
+
+Test(rnet, mutual_tls_peer_of_another_ca_never_connects)
+{
+	// A node whose certificate another CA signed (and which trusts only that CA) is refused by a TLS node in both directions of dialing: never connected, nothing delivered, failures counted on both sides.
+	pki_make();
+	pki_node(1, 0, "DNS:localhost");
+	pki_node(2, 1, "DNS:localhost"); /* CA B, trusting B */
+	pki_node(3, 0, "DNS:localhost");
+	pki_node(4, 1, "DNS:localhost");
+	tls_node_start(1, 0); /* A, trusting A: dials node 2 */
+	tls_node_start(2, 1); /* B, trusting B */
+	tls_node_start(3, 1); /* A, trusting B: its server (node 4) accepts, but node 4 refuses it */
+	tls_node_start(4, 1); /* B, trusting B */
+	link_pair(1, 2, "localhost");
+	link_pair(3, 4, "localhost");
+	for (uint64_t id = 1; id <= 4; id++) {
+		struct counter f = {id, 0, 3};
+		cr_assert(run_until(counter_reached, &f, 15000), "node %lu fails handshakes", (unsigned long)id);
+	}
+	cr_assert(!rnet_connected(N[1].rn, 2) && !rnet_connected(N[2].rn, 1));
+	cr_assert(!rnet_connected(N[3].rn, 4) && !rnet_connected(N[4].rn, 3));
+	cr_assert_eq(rnet_send(N[1].rn, 2, 0, "x", 1), -ENOTCONN);
+	cr_assert_eq(rnet_send(N[4].rn, 3, 0, "x", 1), -ENOTCONN);
+	for (uint64_t id = 1; id <= 4; id++) {
+		cr_assert_eq(stats(id).connects, 0);
+		cr_assert_eq(N[id].any, 0);
+	}
+	cr_assert_eq(N[1].ups[2] + N[2].ups[1] + N[3].ups[4] + N[4].ups[3], 0);
+	teardown();
+	pki_free();
+}
+
+Test(rnet, mutual_tls_dialer_checks_the_host_name)
+{
+	// The acceptor's certificate (right CA) names another host than the one the dialer dialed: the dialer refuses it; dialed by IP literal instead, the same pair connects.
+	pki_make();
+	pki_node(1, 0, "DNS:localhost");
+	pki_node(2, 0, "DNS:elsewhere.invalid");
+	tls_node_start(1, 0);
+	tls_node_start(2, 0);
+	link_pair(1, 2, "localhost");
+	struct counter f1 = {1, 0, 3}, f2 = {2, 0, 3};
+	cr_assert(run_until(counter_reached, &f1, 15000), "the dialer refuses the certificate");
+	cr_assert(run_until(counter_reached, &f2, 15000), "the acceptor sees the handshakes fail");
+	cr_assert_eq(stats(1).connects + stats(2).connects, 0);
+	cr_assert_eq(N[1].any + N[2].any, 0);
+	/* The next attempt resolves the new address: an IP literal is not checked against the name. */
+	cr_assert_eq(rnet_add_peer(N[1].rn, 2, "127.0.0.1", N[2].port), 0);
+	wait_up(1, 2);
+	cr_assert_eq(send_mk(1, 2, 0, 64), 0);
+	wait_got(2, 1, 1);
+	teardown();
+	pki_free();
+}
+
+Test(rnet, plain_and_tls_nodes_refuse_each_other)
+{
+	// A plain node dialing a TLS node, and a TLS node dialing a plain one, both fail their handshakes again and again: never connected, nothing delivered.
+	pki_make();
+	pki_node(2, 0, "DNS:localhost");
+	pki_node(3, 0, "DNS:localhost");
+	node_start(1);        /* plain, dials TLS node 2 */
+	tls_node_start(2, 0);
+	tls_node_start(3, 0); /* TLS, dials plain node 4 */
+	node_start(4);
+	link_pair(1, 2, "127.0.0.1");
+	link_pair(3, 4, "127.0.0.1");
+	for (uint64_t id = 1; id <= 4; id++) {
+		struct counter f = {id, 0, 3};
+		cr_assert(run_until(counter_reached, &f, 15000), "node %lu fails handshakes", (unsigned long)id);
+	}
+	for (uint64_t id = 1; id <= 4; id++) {
+		cr_assert_eq(stats(id).connects, 0);
+		cr_assert_eq(N[id].any, 0);
+	}
+	cr_assert(!rnet_connected(N[1].rn, 2) && !rnet_connected(N[3].rn, 4));
+	teardown();
+	pki_free();
+}
+
+Test(rnet, raw_plain_hello_to_a_tls_node_is_closed)
+{
+	// A raw socket that sends a valid plain HELLO to a TLS node is closed without an answer of rnet bytes, and counted as a failed handshake.
+	pki_make();
+	pki_node(2, 0, "DNS:localhost");
+	tls_node_start(2, 0);
+	cr_assert_eq(rnet_add_peer(N[2].rn, 1, "127.0.0.1", 1), 0);
+	struct raw *r = &R[0];
+	raw_connect(r, N[2].port);
+	uint8_t h[120], nonce[32] = {0};
+	hello(h, 1, 2, nonce, "galgo");
+	raw_send(r, h, sizeof h);
+	uint8_t reply[152];
+	cr_assert(!raw_recv(r, reply, sizeof reply, 5000), "no HELLO + PROOF comes back");
+	struct counter f = {2, 0, 1};
+	cr_assert(run_until(counter_reached, &f, 5000));
+	cr_assert_eq(stats(2).connects, 0);
+	raw_close(r);
+	teardown();
+	pki_free();
+}
+
+Test(rnet, tls_settings_are_all_or_nothing_and_loaded_at_open)
+{
+	// rnet_open refuses one or two TLS files without the others (-EINVAL), missing files or a key that does not match the certificate (-EIO), and opens nothing then.
+	pki_make();
+	pki_node(1, 0, "DNS:localhost");
+	pki_node(2, 0, "DNS:localhost");
+	char ca[128], cert[128], key[128], key2[128];
+	snprintf(ca, sizeof ca, "%s/ca-A.pem", P.dir);
+	snprintf(cert, sizeof cert, "%s/1.pem", P.dir);
+	snprintf(key, sizeof key, "%s/1.key", P.dir);
+	snprintf(key2, sizeof key2, "%s/2.key", P.dir);
+	struct rnet_callbacks cb = {.ud = &N[1], .on_message = on_message};
+	struct rnet *rn = NULL;
+	struct rnet_config c = cfg_for(1);
+	c.tls_ca = ca;
+	cr_assert_eq(rnet_open(&loop, &c, &cb, &rn), -EINVAL);
+	c.tls_cert = cert;
+	cr_assert_eq(rnet_open(&loop, &c, &cb, &rn), -EINVAL);
+	c.tls_key = "";
+	cr_assert_eq(rnet_open(&loop, &c, &cb, &rn), -EINVAL, "an empty string is unset");
+	c.tls_key = key2;
+	cr_assert_eq(rnet_open(&loop, &c, &cb, &rn), -EIO, "the key of another certificate");
+	c.tls_key = key;
+	c.tls_ca = "/nonexistent/ca.pem";
+	cr_assert_eq(rnet_open(&loop, &c, &cb, &rn), -EIO);
+	c.tls_ca = ca;
+	cr_assert_null(rn);
+	cr_assert_eq(rnet_open(&loop, &c, &cb, &rn), 0);
+	N[1].rn = rn;
+	ERR_clear_error();
+	teardown();
+	pki_free();
 }
