@@ -2993,11 +2993,13 @@ static int resolve_consumer(const struct meta_topic *t, const struct wire_consum
  * acknowledged), for the other policies what is written (they acknowledge on write).
  */
 /*
- * Whether this replica may answer a poll in a cluster: it knows a leader and has applied everything it
- * knows to be committed, and an entry of the current term is committed (before that, entries the previous
- * leader committed may be unknown to a new leader, dissertation §6.4, and to its followers). Right after a restart or an
- * election a replica therefore answers 58 (TransientNotAccepted) for a moment instead of a stale or empty
- * reply. A single node is always readable (it settles before it says it is ready).
+ * Whether this replica may answer a poll in a cluster: it knows a leader, has applied everything it knows
+ * to be committed, and either its whole log is committed or an entry of the current term is (before that,
+ * entries the previous leader committed may be unknown to a new leader, dissertation §6.4, and to its
+ * followers). Right after a restart or an election a replica therefore answers 58 (TransientNotAccepted)
+ * for a moment instead of a stale or empty reply. Not closed: a follower restarted empty that has heard
+ * from the leader but not yet received entries holds a fully committed log of one entry, and answers
+ * empty polls until it catches up. A single node is always readable (it settles before it says ready).
  */
 static bool part_readable(struct srv *s, struct part *pt)
 {
@@ -3008,6 +3010,13 @@ static bool part_readable(struct srv *s, struct part *pt)
 	clu_group_status(pt->g, &st);
 	if (st.leader_id == 0 || st.applied_index < st.commit_index)
 		return false;
+	/*
+	 * A replica whose whole log is known committed lacks no committed entry (a leader holds every one, a
+	 * follower learnt its commit index from the leader): libraft appends no barrier for a new leader whose
+	 * log is fully committed, so waiting for one would wait forever.
+	 */
+	if (st.commit_index == st.last_index)
+		return true;
 	/* (A follower likewise: until it learns a commit of the current term, its commit index may be old.) */
 	struct record_env env;
 	return st.commit_index > 0 && plog_entry_at(pt->log, st.commit_index, &env) == 0 && env.term == st.term;

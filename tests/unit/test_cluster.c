@@ -290,6 +290,10 @@ static void read_replica_from(const struct node *n, uint64_t from, uint64_t want
 		struct gclient_polled pr;
 		struct wire_polling at = {.kind = WIRE_POLL_OFFSET, .value = h->n};
 		int rv = gclient_poll(c, &who, &s, &t, 0, at, 500, false, &pr);
+		if (rv == 58 && now_ms() < until) { /* not readable yet (just restarted, or an election) */
+			pause_ms(50);
+			continue;
+		}
 		cr_assert_eq(rv, 0, "poll of node %u: %d", n->id, rv);
 		cr_assert_eq(gclient_polled_verify(&pr), 0, "node %u returned a damaged batch", n->id);
 		struct gclient_msg_iter it;
@@ -449,7 +453,7 @@ static uint64_t first_offset(const struct node *n)
 	struct wire_consumer who = {.kind = WIRE_CONSUMER_SINGLE, .id = gclient_id_name("checker")};
 	struct gclient_polled pr;
 	struct wire_polling first = {.kind = WIRE_POLL_FIRST};
-	cr_assert_eq(gclient_poll(c, &who, &s, &t, 0, first, 1, false, &pr), 0);
+	RETRY(gclient_poll(c, &who, &s, &t, 0, first, 1, false, &pr));
 	struct gclient_msg_iter it;
 	gclient_msg_iter_init(&it, &pr);
 	struct gclient_msg m;
