@@ -625,8 +625,8 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 		for (size_t i = 0; i < c->n_nodes; i++)
 			if (c->nodes[i].id != c->node_id)
 				rnet_add_peer(c->net, c->nodes[i].id, c->nodes[i].host, c->nodes[i].raft_port);
-		glog_info(TAG, "node %" PRIu64 " of %zu; node-to-node on %s:%u", c->node_id, c->n_nodes, host,
-			  rnet_port(c->net));
+		glog_info(TAG, "node %" PRIu64 " of %zu; node-to-node on %s:%u (%s)", c->node_id, c->n_nodes, host,
+			  rnet_port(c->net), nc.tls_ca != NULL ? "mutual TLS and the cluster secret" : "the cluster secret");
 	}
 	*out = c;
 	return 0;

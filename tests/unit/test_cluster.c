@@ -44,6 +44,7 @@ struct node {
 static char tmpdir[64];
 static struct node nodes[N];
 static char roster[512];
+static bool with_tls; /* node-to-node mutual TLS with the certificates made by make_pki */
 
 static uint64_t now_ms(void)
 {
@@ -87,7 +88,10 @@ static int ready_count(const struct node *n)
 static void node_start(struct node *n)
 {
 	int before = ready_count(n);
-	char a_id[32], a_dir[160], a_tcp[64], a_nodes[600];
+	char a_id[32], a_dir[160], a_tcp[64], a_nodes[600], a_ca[160], a_cert[160], a_key[160];
+	snprintf(a_ca, sizeof(a_ca), "--cluster.tls_ca=%s/ca.pem", tmpdir);
+	snprintf(a_cert, sizeof(a_cert), "--cluster.tls_cert=%s/node%u.pem", tmpdir, n->id);
+	snprintf(a_key, sizeof(a_key), "--cluster.tls_key=%s/node%u.key", tmpdir, n->id);
 	snprintf(a_id, sizeof(a_id), "--node.id=%u", n->id);
 	snprintf(a_dir, sizeof(a_dir), "--node.data_dir=%s", n->dir);
 	snprintf(a_tcp, sizeof(a_tcp), "--tcp.address=127.0.0.1:%d", n->tcp);
@@ -100,9 +104,12 @@ static void node_start(struct node *n)
 			_exit(127);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl(GALGOD, GALGOD, a_id, a_dir, a_tcp, a_nodes, "--cluster.secret=test-secret",
-		      "--cluster.election_timeout_ms=500", "--storage.segment_size=16KiB", "--quic.enabled=false", "--http.enabled=false",
-		      "--with-default-root-credentials", (char *)NULL);
+		char *argv[] = {GALGOD, a_id, a_dir, a_tcp, a_nodes, "--cluster.secret=test-secret",
+				"--cluster.election_timeout_ms=500", "--storage.segment_size=16KiB", "--quic.enabled=false",
+				"--http.enabled=false", "--with-default-root-credentials", a_ca, a_cert, a_key, NULL};
+		if (!with_tls)
+			argv[11] = NULL;
+		execv(GALGOD, argv);
 		_exit(127);
 	}
 	n->pid = pid;
@@ -154,10 +161,9 @@ static void rm_rf(const char *path)
 	cr_assert_eq(system(cmd), 0);
 }
 
-static void cluster_setup(void)
+/* Ports, roster and the three nodes, in tmpdir (made by the caller). */
+static void cluster_start(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-cluster-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
 	size_t at = 0;
 	for (int i = 0; i < N; i++) {
 		struct node *n = &nodes[i];
@@ -172,6 +178,13 @@ static void cluster_setup(void)
 	}
 	for (int i = 0; i < N; i++)
 		node_start(&nodes[i]);
+}
+
+static void cluster_setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-cluster-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	cluster_start();
 }
 
 static void cluster_teardown(void)
@@ -558,6 +571,69 @@ Test(cluster, a_follower_behind_the_retained_log_is_caught_up_by_snapshots_and_a
 		pause_ms(50);
 	}
 	gclient_close(fc);
+	for (int i = 0; i < N; i++)
+		node_stop(&nodes[i]);
+}
+
+/* A throwaway CA and a certificate per node, made with the openssl command in the test's directory. */
+static void make_pki(void)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+		 "-subj '/CN=galgo test CA' -keyout ca.key -out ca.pem 2>/dev/null && "
+		 "for i in 1 2 3; do openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		 "-subj /CN=node$i -keyout node$i.key -out node$i.csr 2>/dev/null && "
+		 "openssl x509 -req -in node$i.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+		 "-out node$i.pem 2>/dev/null || exit 1; done",
+		 tmpdir);
+	cr_assert_eq(system(cmd), 0, "openssl could not make the test certificates");
+}
+
+/* cluster_setup with node-to-node mutual TLS: the certificates go in the test's directory first. */
+static void tls_cluster_setup(void)
+{
+	with_tls = true;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-cluster-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	make_pki();
+	cluster_start();
+}
+
+static void tls_cluster_teardown(void)
+{
+	with_tls = false;
+	cluster_teardown();
+}
+
+/* The same replication over mutually authenticated TLS between the nodes (cluster.tls_*). */
+Test(cluster, nodes_replicate_over_mutual_tls, .init = tls_cluster_setup, .fini = tls_cluster_teardown)
+{
+	struct gclient *admin = client_of(&nodes[0]);
+	struct gclient_stream st;
+	RETRY(gclient_create_stream(admin, "s", &st));
+	struct wire_id s = gclient_id_name("s");
+	RETRY(gclient_create_topic(admin, &s, "t", 1, "fsync", NULL));
+	uint32_t leader = await_leader(admin, 0, 0, NULL);
+	gclient_close(admin);
+	const struct node *via = &nodes[leader % N]; /* a follower: its sends are forwarded over TLS */
+	struct gclient *prod = client_of(via);
+	struct acked acks[50];
+	uint32_t retries = 0;
+	for (uint32_t k = 0; k < 50; k++)
+		acks[k].offset = send_until_acked(&prod, via, k, &retries);
+	gclient_close(prod);
+	check_replicas(50, acks, 50);
+	for (int i = 0; i < N; i++) {
+		FILE *f = fopen(nodes[i].log, "r");
+		cr_assert_not_null(f);
+		char line[1024];
+		bool tls = false;
+		while (fgets(line, sizeof(line), f) != NULL)
+			tls |= strstr(line, "mutual TLS") != NULL;
+		fclose(f);
+		cr_assert(tls, "node %u does not say it uses mutual TLS between nodes; see %s", nodes[i].id, nodes[i].log);
+	}
 	for (int i = 0; i < N; i++)
 		node_stop(&nodes[i]);
 }
