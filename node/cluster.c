@@ -252,14 +252,18 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	rc.election_timeout_ms = c->cfg->cluster.election_timeout_ms;
 	rc.heartbeat_timeout_ms = rc.election_timeout_ms / 10 > 0 ? rc.election_timeout_ms / 10 : 1;
 	/*
-	 * The preferred replica of a partition (the first of its placement) waits a quarter of the election
-	 * timeout: a new partition gets its leader in a fraction of a second, and after a leader's loss the
-	 * preferred replica usually wins. Pre-vote keeps it from disturbing a live leader.
+	 * A partition's replicas wait (position in its placement + 1) quarters of the election timeout, at
+	 * most a whole one: a new partition gets its preferred leader in a fraction of a second, and when a
+	 * leader is lost the next replica in line campaigns first instead of all of them after a whole timeout
+	 * (failover time). Pre-vote keeps an eager replica from disturbing a live leader.
 	 */
 	uint64_t place[CLU_MAX_NODES];
-	if (gid != CLU_META_GROUP && clu_placement(c, gid, place) > 1 && place[0] == c->node_id &&
-	    rc.election_timeout_ms / 4 > 2 * rc.heartbeat_timeout_ms)
-		rc.election_timeout_ms /= 4;
+	size_t np = gid != CLU_META_GROUP ? clu_placement(c, gid, place) : 0;
+	for (size_t i = 0; np > 1 && i < np && i < 3; i++) {
+		unsigned t = rc.election_timeout_ms * (unsigned)(i + 1) / 4;
+		if (place[i] == c->node_id && t > 2 * rc.heartbeat_timeout_ms)
+			rc.election_timeout_ms = t;
+	}
 	rc.seed = c->seed + (unsigned)gid * 2654435761u;
 	rc.command_type = command_type;
 	rc.applied_index = applied_index;
