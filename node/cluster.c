@@ -389,13 +389,15 @@ void clu_each_group(struct clu *c, void (*fn)(void *arg, struct clu_group *g), v
 
 /* ---- Placement ---- */
 
-uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic_created_us, uint32_t partition_id)
+uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic_created_us, uint32_t partition_id,
+			   uint64_t partition_created_us)
 {
-	uint8_t k[20];
+	uint8_t k[28];
 	memcpy(k, &stream_id, 4);
 	memcpy(k + 4, &topic_id, 4);
 	memcpy(k + 8, &topic_created_us, 8);
 	memcpy(k + 16, &partition_id, 4);
+	memcpy(k + 20, &partition_created_us, 8);
 	return XXH3_64bits(k, sizeof(k)) | (1ull << 63);
 }
 

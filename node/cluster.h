@@ -87,8 +87,13 @@ int clu_send(struct clu *c, uint64_t to, uint8_t kind, const uv_buf_t *bufs, siz
 size_t clu_placement(const struct clu *c, uint64_t gid, uint64_t *ids);
 bool clu_hosts(const struct clu *c, uint64_t gid);
 
-/* The group id of a partition (stream, topic, its creation time, partition id). */
-uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic_created_us, uint32_t partition_id);
+/*
+ * The group id of a partition: stream, topic, the topic's creation time, partition id and the partition's
+ * creation time, so that a partition deleted and added again (or a topic deleted and created again with
+ * the same ids) is a new group that no message of the old one can reach.
+ */
+uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic_created_us, uint32_t partition_id,
+			   uint64_t partition_created_us);
 
 /*
  * Opens a group on its plog with voters `ids` (the bootstrap configuration when its log is empty).

@@ -531,7 +531,7 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 			tp->dd[p] = NULL;
 			tp->pp[p] = NULL;
 			tp->logs[p] = NULL;
-			uint64_t gid = clu_partition_gid(t->stream_id, t->id, t->created_at, p);
+			uint64_t gid = clu_partition_gid(t->stream_id, t->id, t->created_at, p, t->partitions[p].created_at);
 			if (!clu_hosts(s->clu, gid))
 				continue;
 			part_dir(s, t->stream_id, t->id, p, dir, sizeof(dir));
@@ -2760,7 +2760,7 @@ static void put_partition_leaders(struct srv *s, struct wire_buf *b)
 			const struct meta_topic *t = st->topics[k];
 			struct tparts *tp = t != NULL ? tparts_find(s, st->id, t->id) : NULL;
 			for (uint32_t pid = 0; t != NULL && pid < t->n_partitions; pid++) {
-				uint64_t gid = clu_partition_gid(st->id, t->id, t->created_at, pid);
+				uint64_t gid = clu_partition_gid(st->id, t->id, t->created_at, pid, t->partitions[pid].created_at);
 				struct part *pt = tp != NULL && pid < tp->n ? tp->pp[pid] : NULL;
 				struct rgroup_status gs = {0};
 				if (pt != NULL)
