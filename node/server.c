@@ -965,11 +965,11 @@ static int commit(struct srv *s, const struct meta_cmd *c)
  * without a leader (status -EAGAIN). A follower passes one before a login, so that a password or user
  * changed through another node is seen.
  */
-static struct mwait *meta_barrier(struct srv *s, mdone_fn done, void *arg)
+static int meta_barrier(struct srv *s, mdone_fn done, void *arg)
 {
 	struct mwait *w = calloc(1, sizeof(*w));
 	if (w == NULL)
-		return NULL;
+		return -ENOMEM;
 	wire_buf_init(&w->body);
 	w->barrier = true;
 	w->done = done;
@@ -979,8 +979,8 @@ static struct mwait *meta_barrier(struct srv *s, mdone_fn done, void *arg)
 	w->admit_by = mono_ms() + ADMIT_MS;
 	w->next = s->mwaits;
 	s->mwaits = w;
-	mwait_push(s, w);
-	return w;
+	mwait_push(s, w); /* (done may already have run) */
+	return 0;
 }
 
 /* The metadata leader's side of a forwarded command: submit it and say where it went. */
@@ -1534,7 +1534,7 @@ static void handle_register(struct srv_session *ss, const struct frame_request *
 			d->len = len;
 			memcpy(d->body, body, len);
 			ss->refs++;
-			if (meta_barrier(s, login_barrier_done, d) != NULL)
+			if (meta_barrier(s, login_barrier_done, d) == 0)
 				return;
 			ss->refs--;
 			free(d);
