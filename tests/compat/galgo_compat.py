@@ -58,11 +58,19 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_given_ports: set[int] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A TCP (or, with SOCK_DGRAM, UDP) port on 127.0.0.1 that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP (or, with SOCK_DGRAM, UDP) port on 127.0.0.1 that nothing is bound to right now, and not one
+    handed out before in this session (the kernel may offer the same port twice in a row)."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 # The transports the `server` fixture runs every test over (comma-separated in GALGO_COMPAT_TRANSPORTS):

@@ -59,16 +59,28 @@ static void pause_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* A free loopback port, never one handed out before in this process (the kernel may offer one twice). */
 static int free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	socklen_t l = sizeof(a);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-	close(fd);
-	return ntohs(a.sin_port);
+	static int given[64];
+	static size_t n_given;
+	for (;;) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_geq(fd, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		socklen_t l = sizeof(a);
+		cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+		close(fd);
+		int port = ntohs(a.sin_port);
+		bool seen = false;
+		for (size_t i = 0; i < n_given && i < 64; i++)
+			seen |= given[i] == port;
+		if (seen)
+			continue;
+		given[n_given++ % 64] = port;
+		return port;
+	}
 }
 
 /* How many times the node's log says it became ready. */
