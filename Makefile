@@ -23,13 +23,15 @@ cluster: build
 	./scripts/cluster $(BUILD)/galgod
 
 # Everything CI runs: the fuzz targets for a fixed time, valgrind, Iggy's official Python SDK against an
-# ASan+UBSan galgod, the HTTP API suite against it, and the unit tests under ASan+UBSan.
+# ASan+UBSan galgod (over TCP, QUIC and HTTP, then against a three-node cluster), the HTTP API suite
+# against it, and the unit tests under ASan+UBSan.
 test: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	./scripts/fuzz 20
 	$(MAKE) --no-print-directory valgrind
 	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
+	GALGO_COMPAT_TRANSPORTS=cluster GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
 	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/http -q -p no:cacheprovider
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
 
