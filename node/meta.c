@@ -629,6 +629,19 @@ static void remove_member_everywhere(struct meta_topic *t, const struct meta_cmd
 			remove_member(t, t->groups[i], c->client_id);
 }
 
+static void clear_node_members(struct meta_topic *t, const struct meta_cmd *c)
+{
+	for (uint32_t i = 0; i < t->n_groups; i++) {
+		struct meta_group *g = t->groups[i];
+		for (uint32_t k = 0; g != NULL && k < g->n_members;) {
+			if ((g->members[k].client_id >> 27) == (c->client_id >> 27))
+				remove_member(t, g, g->members[k].client_id); /* shifts the rest down */
+			else
+				k++;
+		}
+	}
+}
+
 static void clear_members(struct meta_topic *t, const struct meta_cmd *c)
 {
 	(void)c;
@@ -774,6 +787,10 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 		break;
 	case META_CLEAR_MEMBERS:
 		each_topic(m, clear_members, c);
+		rv = META_OK;
+		break;
+	case META_CLEAR_NODE_MEMBERS:
+		each_topic(m, clear_node_members, c);
 		rv = META_OK;
 		break;
 	case META_STORE_OFFSET:

@@ -350,6 +350,7 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		wire_put_u32(b, c->client_id);
 		break;
 	case META_REMOVE_MEMBER:
+	case META_CLEAR_NODE_MEMBERS:
 		wire_put_u32(b, c->client_id);
 		break;
 	case META_CLEAR_MEMBERS:
@@ -486,6 +487,7 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		c->client_id = wire_get_u32(r);
 		break;
 	case META_REMOVE_MEMBER:
+	case META_CLEAR_NODE_MEMBERS:
 		c->client_id = wire_get_u32(r);
 		break;
 	case META_CLEAR_MEMBERS:

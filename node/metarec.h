@@ -58,6 +58,7 @@
  *                             [partition_id u32][offset u64]
  *     25  DELETE_OFFSET       [stream_id u32][topic_id u32][consumer_kind u8][consumer_id u32]
  *                             [partition_id u32]
+ *     26  CLEAR_NODE_MEMBERS  [client_id u32] (members whose client id has these top 5 bits go)
  *
  *    The record ends with the last field: trailing bytes are refused. A field a type does not list is
  *    zero (NULL for pointers) in the decoded command. A decoder of a later version keeps reading

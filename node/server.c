@@ -224,6 +224,7 @@ struct srv {
 		uint64_t from, req_id, index, term;
 	} taken[512];
 	bool closing;              /* srv_free runs */
+	int clear_state;           /* clear_own_members: 0 pending, 1 done, -1 failed */
 	uv_timer_t house;          /* retries and deadlines of the above */
 	struct srv_session *sessions;
 	uint64_t next_session;
@@ -775,6 +776,8 @@ static void evict(struct srv_session *ss, const struct frame_request *hdr, uint8
 
 /* ---- Sessions ---- */
 
+static uint32_t roster_pos(const struct srv *s);
+
 struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, const char *peer, uint32_t client_id,
 				     srv_send_fn send, void *ctx)
 {
@@ -790,13 +793,8 @@ struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, con
 	 * below. The transport's own connection number is not used.
 	 */
 	(void)client_id;
-	const struct clu_node *nodes;
-	size_t n = clu_nodes(s->clu, &nodes), pos = 0;
-	for (size_t i = 0; i < n; i++)
-		if (nodes[i].id == clu_node_id(s->clu))
-			pos = i;
 	s->next_client = s->next_client % ((1u << 27) - 1) + 1;
-	ss->client_id = (uint32_t)((pos + 1) << 27) | s->next_client;
+	ss->client_id = (roster_pos(s) << 27) | s->next_client;
 	ss->send = send;
 	ss->ctx = ctx;
 	ss->refs = 1;
@@ -892,7 +890,8 @@ static void mwait_push(struct srv *s, struct mwait *w)
 			mwait_try_resolve(s, w);
 			return;
 		}
-		if (rv != -EPERM && rv != -EAGAIN) {
+		/* -EBUSY: called from within an apply (rgroup refuses reentry); the housekeeping timer retries. */
+		if (rv != -EPERM && rv != -EAGAIN && rv != -EBUSY) {
 			mwait_done(s, w, rv, 0, NULL);
 			return;
 		}
@@ -1848,7 +1847,7 @@ static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
 		remove_orphans(s);
 	}
 	if (s->leader_work)
-		meta_leader_ready(s);
+		house_arm(s); /* meta_leader_ready submits: not from within an apply */
 }
 
 static void meta_state(void *ud, int state, uint64_t term)
@@ -2396,6 +2395,11 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 			if (!allowed(ss, p, AUTH_POLL_MESSAGES, st->id, t->id))
 				return;
 			c.type = hdr->operation == FRAME_OP_JOIN_CONSUMER_GROUP ? META_JOIN_GROUP : META_LEAVE_GROUP;
+		}
+		if (c.type == META_JOIN_GROUP && s->clear_state != 1) {
+			/* This node's previous members are not removed yet (clear_own_members): re-issue shortly. */
+			finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+			return;
 		}
 		meta_write(s, p, &c, NULL);
 		return;
@@ -3822,6 +3826,50 @@ static void meta_leader_ready(struct srv *s)
 	}
 }
 
+/* This node's position in the sorted roster, 1.., as the top 5 bits of its client ids carry it. */
+static uint32_t roster_pos(const struct srv *s)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes), pos = 0;
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i].id == clu_node_id(s->clu))
+			pos = i;
+	return (uint32_t)pos + 1;
+}
+
+/*
+ * A cluster node that (re)starts has no client: the consumer-group members of its previous run (client
+ * ids with its roster position in the top bits) are removed through the metadata group, so that their
+ * partitions go to members on other nodes. Until that has applied, a JoinConsumerGroup on this node is
+ * answered 58 (re-issue), so a new client of this run is never taken for an old one. Resubmitted until it
+ * applies (the metadata group needs a quorum).
+ */
+static void clear_own_members(struct srv *s);
+
+static void clear_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
+{
+	(void)w;
+	(void)rv;
+	(void)res;
+	s->clear_state = status == 0 ? 1 : -1;
+	if (status == 0)
+		glog_info(TAG, "consumer-group members of this node's previous run removed");
+	else if (!s->closing)
+		clear_own_members(s);
+}
+
+static void clear_own_members(struct srv *s)
+{
+	struct meta_cmd c = {.type = META_CLEAR_NODE_MEMBERS, .ts = now_us(), .client_id = roster_pos(s) << 27};
+	struct mwait *w = meta_submit(s, &c, clear_done);
+	s->clear_state = 0;
+	if (w == NULL) {
+		s->clear_state = 1; /* out of memory at start: give up on it */
+		return;
+	}
+	mwait_push(s, w);
+}
+
 int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl, struct srv **out)
 {
 	struct srv *s = calloc(1, sizeof(*s));
@@ -3882,6 +3930,10 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 		srv_free(s);
 		return rv;
 	}
+	if (n > 1)
+		clear_own_members(s);
+	else
+		s->clear_state = 1; /* a single node empties every group instead (meta_leader_ready) */
 	if (n == 1) {
 		/* A single node has its state at once: wait for the replay and the root user. */
 		uint64_t until = mono_ms() + 30000;

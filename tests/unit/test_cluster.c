@@ -649,3 +649,61 @@ Test(cluster, nodes_replicate_over_mutual_tls, .init = tls_cluster_setup, .fini 
 	for (int i = 0; i < N; i++)
 		node_stop(&nodes[i]);
 }
+
+/* GetConsumerGroup (600) of group "g" of s/t, through node n: the number of members. */
+static uint32_t group_members(const struct node *n)
+{
+	struct gclient *c = client_of(n);
+	struct wire_buf b;
+	wire_buf_init(&b);
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t"), g = gclient_id_name("g");
+	wire_put_id(&b, &s);
+	wire_put_id(&b, &t);
+	wire_put_id(&b, &g);
+	const uint8_t *r;
+	size_t len;
+	int rv = gclient_raw(c, 600, b.p, b.len, &r, &len);
+	cr_assert_eq(rv, 0, "GetConsumerGroup through node %u: %d", n->id, rv);
+	cr_assert_geq(len, 12);
+	uint32_t members = record_le32(r + 8);
+	wire_buf_free(&b);
+	gclient_close(c);
+	return members;
+}
+
+/*
+ * A consumer-group member connected to a node that is killed stays a member while the node is down (no
+ * one can tell a crash from a slow client), and is gone once that node has restarted: it removes its
+ * previous run's members before it serves clients, so their partitions go to the members elsewhere.
+ */
+Test(cluster, the_group_members_of_a_killed_node_are_removed_when_it_restarts)
+{
+	struct gclient *admin = client_of(&nodes[0]);
+	struct gclient_stream st;
+	RETRY(gclient_create_stream(admin, "s", &st));
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t"), g = gclient_id_name("g");
+	RETRY(gclient_create_topic(admin, &s, "t", 2, "fsync", NULL));
+	uint32_t gid;
+	RETRY(gclient_create_group(admin, &s, &t, "g", &gid));
+	gclient_close(admin);
+	struct gclient *m2 = client_of(&nodes[1]), *m3 = client_of(&nodes[2]);
+	RETRY(gclient_join_group(m2, &s, &t, &g));
+	RETRY(gclient_join_group(m3, &s, &t, &g));
+	uint64_t until = now_ms() + WAIT_MS;
+	while (group_members(&nodes[0]) != 2) {
+		cr_assert_lt(now_ms(), until, "the two members are not seen on node 1");
+		pause_ms(50);
+	}
+	node_kill(&nodes[2]);
+	gclient_close(m3);
+	cr_assert_eq(group_members(&nodes[0]), 2, "a killed node's member stays until the node is back");
+	node_start(&nodes[2]);
+	until = now_ms() + WAIT_MS;
+	while (group_members(&nodes[0]) != 1) {
+		cr_assert_lt(now_ms(), until, "node 3's member was not removed after its restart");
+		pause_ms(50);
+	}
+	gclient_close(m2);
+	for (int i = 0; i < N; i++)
+		node_stop(&nodes[i]);
+}

@@ -523,6 +523,35 @@ Test(meta, group_partitions_are_dealt_round_robin_and_every_change_bumps_the_gen
 	meta_free(m);
 }
 
+Test(meta, a_restarted_node_s_members_leave_every_group_and_the_others_take_their_partitions)
+{
+	/* Client ids carry the node's roster position in their top 5 bits: node 1's are 1 << 27 | n. */
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 4);
+	mk_group(m, 0, 0, "g");
+	uint32_t a1 = (1u << 27) | 1, b1 = (2u << 27) | 1, a2 = (1u << 27) | 2;
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, a1));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, b1));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, a2));
+	struct meta_group *g = meta_group(meta_topic(meta_stream(m, 0), 0), 0);
+	cr_assert_eq(g->n_members, 3);
+	uint64_t gen = g->generation;
+	struct meta_cmd c = cmd(META_CLEAR_NODE_MEMBERS);
+	c.client_id = 1u << 27;
+	ok(m, c);
+	cr_assert_eq(g->n_members, 1);
+	cr_assert_null(meta_group_member(g, a1));
+	cr_assert_null(meta_group_member(g, a2));
+	assert_partitions(meta_group_member(g, b1), 4, (uint32_t[]){0, 1, 2, 3});
+	cr_assert_gt(g->generation, gen);
+	/* Nothing of that node left: a second clear changes nothing. */
+	gen = g->generation;
+	ok(m, c);
+	cr_assert_eq(g->generation, gen);
+	meta_free(m);
+}
+
 Test(meta, joining_a_group_twice_is_a_no_op)
 {
 	/* A second join by a member changes neither the members, their partitions nor the generation. */
@@ -922,6 +951,9 @@ static size_t all_commands(struct meta_cmd *out)
 	c.client_id = 7;
 	out[n++] = c;
 	out[n++] = cmd(META_CLEAR_MEMBERS);
+	c = cmd(META_CLEAR_NODE_MEMBERS);
+	c.client_id = 2u << 27;
+	out[n++] = c;
 	out[n++] = offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 3, 2, 99);
 	out[n++] = offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 1, 0, 0);
 	return n;
@@ -942,7 +974,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 	/* encode → decode → apply gives the same state as applying the original, and re-encodes to the same bytes. */
 	struct meta_cmd cmds[40];
 	size_t n = all_commands(cmds);
-	bool seen[META_DELETE_OFFSET + 1] = {false};
+	bool seen[META_CLEAR_NODE_MEMBERS + 1] = {false};
 	for (size_t i = 0; i < n; i++) {
 		struct meta *a = base_state(), *b = base_state();
 		size_t len;
@@ -967,7 +999,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 		meta_free(a);
 		meta_free(b);
 	}
-	for (int t = META_CREATE_STREAM; t <= META_DELETE_OFFSET; t++)
+	for (int t = META_CREATE_STREAM; t <= META_CLEAR_NODE_MEMBERS; t++)
 		cr_assert(seen[t], "type %d not covered", t);
 }
 
