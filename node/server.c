@@ -3880,6 +3880,11 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	s->pio = pio;
 	s->fl = fl;
 	s->start_us = now_us();
+	/*
+	 * Request ids of forwarded commands must not repeat across restarts: the leader recognises a re-sent
+	 * command by (node, request id) and would answer a new one with an old entry.
+	 */
+	s->next_req = s->start_us << 10;
 	uv_timer_init(loop, &s->house);
 	s->house.data = s;
 	uv_unref((uv_handle_t *)&s->house);
