@@ -59,24 +59,33 @@ static void pause_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* A free loopback port, never one handed out before in this process (the kernel may offer one twice). */
+/*
+ * A free loopback port for a node, below Linux's ephemeral range (32768-60999) and never one handed out
+ * before in this process. Nodes are restarted on the same ports: a port from the ephemeral range could
+ * meanwhile be taken by an outgoing connection or by another test program's port-0 bind (ctest runs two
+ * programs at once), and the restart would fail with EADDRINUSE.
+ */
 static int free_port(void)
 {
 	static int given[64];
 	static size_t n_given;
+	static unsigned seed;
+	if (seed == 0)
+		seed = (unsigned)getpid() ^ (unsigned)now_ms();
 	for (;;) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert_geq(fd, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-		socklen_t l = sizeof(a);
-		cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-		close(fd);
-		int port = ntohs(a.sin_port);
+		int port = 20000 + (int)(rand_r(&seed) % 12000);
 		bool seen = false;
 		for (size_t i = 0; i < n_given && i < 64; i++)
 			seen |= given[i] == port;
 		if (seen)
+			continue;
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_geq(fd, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(fd);
+		if (!ok)
 			continue;
 		given[n_given++ % 64] = port;
 		return port;
@@ -129,7 +138,13 @@ static void node_start(struct node *n)
 	uint64_t until = now_ms() + WAIT_MS;
 	while (ready_count(n) <= before) {
 		int st;
-		cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "node %u exited at start; see %s", n->id, n->log);
+		if (waitpid(pid, &st, WNOHANG) != 0) {
+			char cmd[256];
+			snprintf(cmd, sizeof(cmd), "tail -5 '%s' >&2", n->log);
+			if (system(cmd) != 0)
+				fprintf(stderr, "(no log)\n");
+			cr_assert_fail("node %u exited at start (status %d); see %s", n->id, st, n->log);
+		}
 		cr_assert_lt(now_ms(), until, "node %u not ready; see %s", n->id, n->log);
 		pause_ms(20);
 	}
