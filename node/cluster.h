@@ -32,7 +32,15 @@
 #define CLU_META_GROUP 1u
 #define CLU_MAX_NODES 16
 
-/* Message kinds on the node-to-node link (raft/rnet's one-byte kind). */
+/*
+ * Message kinds on the node-to-node link (raft/rnet's one-byte kind). Bodies, little-endian:
+ *   RAFT        an rmsg message (raft/rmsg.c), routed by its group id
+ *   META_FWD    [req_id u64][metarec command (node/metarec.h)]; with no command: a read barrier
+ *   META_REPLY  [req_id u64][-errno u32: 0 taken][index u64][term u64] (a barrier: the commit index, term 0)
+ *   SEND_FWD    [req_id u64][group id u64][the verified Iggy batch]
+ *   SEND_REPLY  [req_id u64][Iggy status u32][base offset u64, UINT64_MAX: all retries][Raft index u64]
+ * Request ids start from the sender's boot time in µs << 10, so they do not repeat across restarts.
+ */
 enum clu_kind {
 	CLU_KIND_RAFT = 1,        /* an rmsg message of some group */
 	CLU_KIND_META_FWD = 2,    /* a metadata command for the metadata leader */
