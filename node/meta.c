@@ -273,14 +273,49 @@ static int get_topic(struct meta *m, const struct meta_cmd *c, struct meta_strea
 	return META_OK;
 }
 
-static int resize_partitions(struct meta_topic *t, uint32_t n, uint64_t ts)
+/* splitmix64's finalizer: spreads the first replica of consecutive topics over the nodes. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/*
+ * Placement of a new partition: rf consecutive nodes of the table (by id), starting at a position that
+ * is the topic's hash plus the partition id, so a topic's partitions (and their preferred leaders) rotate
+ * over the nodes. rf: the topic's, else the cluster's default, at most the node count.
+ */
+static void place(const struct meta *m, const struct meta_topic *t, uint32_t pid, struct meta_partition *p)
+{
+	p->n_replicas = 0;
+	p->moved = false;
+	if (m->n_nodes == 0)
+		return;
+	uint32_t rf = t->replication_factor ? t->replication_factor : (m->default_rf ? m->default_rf : 1);
+	if (rf > m->n_nodes)
+		rf = m->n_nodes;
+	if (rf > META_MAX_REPLICAS)
+		rf = META_MAX_REPLICAS;
+	uint64_t h = mix64(((uint64_t)t->stream_id << 32 | t->id) ^ mix64(t->created_at));
+	uint32_t start = (uint32_t)((h + pid) % m->n_nodes);
+	for (uint32_t i = 0; i < rf; i++)
+		p->replicas[p->n_replicas++] = m->nodes[(start + i) % m->n_nodes].id;
+}
+
+static int resize_partitions(const struct meta *m, struct meta_topic *t, uint32_t n, uint64_t ts)
 {
 	if (n > t->n_partitions) {
 		struct meta_partition *p = realloc(t->partitions, n * sizeof(*p));
 		if (p == NULL)
 			return -ENOMEM;
-		for (uint32_t i = t->n_partitions; i < n; i++)
+		for (uint32_t i = t->n_partitions; i < n; i++) {
+			memset(&p[i], 0, sizeof(p[i]));
 			p[i].created_at = ts;
+			place(m, t, i, &p[i]);
+		}
 		t->partitions = p;
 	}
 	/* Offsets of removed partitions go with them. */
@@ -292,6 +327,129 @@ static int resize_partitions(struct meta_topic *t, uint32_t n, uint64_t ts)
 	t->n_partitions = n;
 	reassign_all(t);
 	return 0;
+}
+
+bool meta_partition_hosts(const struct meta_partition *p, uint32_t id)
+{
+	for (uint32_t i = 0; i < p->n_replicas; i++)
+		if (p->replicas[i] == id)
+			return true;
+	return false;
+}
+
+const struct meta_node *meta_node(const struct meta *m, uint32_t id)
+{
+	for (uint32_t i = 0; i < m->n_nodes; i++)
+		if (m->nodes[i].id == id)
+			return &m->nodes[i];
+	return NULL;
+}
+
+/* ---- Cluster membership ---- */
+
+static bool node_valid(const struct meta_node *n)
+{
+	return n->id >= 1 && n->id <= META_MAX_NODE_ID && n->host[0] != '\0' &&
+	       memchr(n->host, '\0', sizeof(n->host)) != NULL;
+}
+
+/* Inserts a node keeping the table sorted by id. */
+static int node_insert(struct meta *m, const struct meta_node *n)
+{
+	if (!node_valid(n))
+		return META_E_INVALID_OPTION_VALUE;
+	if (meta_node(m, n->id) != NULL)
+		return META_E_NODE_EXISTS;
+	if (m->n_nodes == META_MAX_NODES)
+		return META_E_NODE_LIMIT;
+	uint32_t at = m->n_nodes;
+	while (at > 0 && m->nodes[at - 1].id > n->id) {
+		m->nodes[at] = m->nodes[at - 1];
+		at--;
+	}
+	m->nodes[at] = *n;
+	m->n_nodes++;
+	return META_OK;
+}
+
+static int nodes_init(struct meta *m, const struct meta_cmd *c)
+{
+	if (m->n_nodes > 0)
+		return META_OK; /* a second INIT (from a later leader that had not applied the first) */
+	if (c->n_nodes == 0 || c->n_nodes > META_MAX_NODES)
+		return META_E_INVALID_OPTION_VALUE;
+	for (uint32_t i = 0; i < c->n_nodes; i++) {
+		int rv = node_insert(m, &c->nodes[i]);
+		if (rv != META_OK) {
+			m->n_nodes = 0;
+			return rv;
+		}
+	}
+	m->default_rf = c->replication_factor ? c->replication_factor : 1;
+	return META_OK;
+}
+
+struct load {
+	uint32_t id, replicas;
+};
+
+static void count_loads(struct meta *m, struct load *ld)
+{
+	for (uint32_t i = 0; i < m->n_nodes; i++)
+		ld[i] = (struct load){m->nodes[i].id, 0};
+	for (uint32_t i = 0; i < m->n_streams; i++) {
+		struct meta_stream *s = m->streams[i];
+		for (uint32_t k = 0; s != NULL && k < s->n_topics; k++) {
+			struct meta_topic *t = s->topics[k];
+			for (uint32_t p = 0; t != NULL && p < t->n_partitions; p++)
+				for (uint32_t r = 0; r < t->partitions[p].n_replicas; r++)
+					for (uint32_t q = 0; q < m->n_nodes; q++)
+						if (ld[q].id == t->partitions[p].replicas[r])
+							ld[q].replicas++;
+		}
+	}
+}
+
+static int node_remove(struct meta *m, const struct meta_cmd *c)
+{
+	uint32_t at = 0;
+	while (at < m->n_nodes && m->nodes[at].id != c->node_id)
+		at++;
+	if (at == m->n_nodes)
+		return META_E_NODE_NOT_FOUND;
+	if (m->n_nodes == 1)
+		return META_E_NODE_LIMIT;
+	memmove(&m->nodes[at], &m->nodes[at + 1], (m->n_nodes - at - 1) * sizeof(m->nodes[0]));
+	m->n_nodes--;
+	struct load ld[META_MAX_NODES];
+	count_loads(m, ld);
+	for (uint32_t i = 0; i < m->n_streams; i++) {
+		struct meta_stream *s = m->streams[i];
+		for (uint32_t k = 0; s != NULL && k < s->n_topics; k++) {
+			struct meta_topic *t = s->topics[k];
+			for (uint32_t pi = 0; t != NULL && pi < t->n_partitions; pi++) {
+				struct meta_partition *p = &t->partitions[pi];
+				if (!meta_partition_hosts(p, c->node_id))
+					continue;
+				uint32_t w = 0;
+				for (uint32_t r = 0; r < p->n_replicas; r++)
+					if (p->replicas[r] != c->node_id)
+						p->replicas[w++] = p->replicas[r];
+				p->n_replicas = (uint8_t)w;
+				p->moved = true;
+				int best = -1;
+				for (uint32_t q = 0; q < m->n_nodes; q++)
+					if (!meta_partition_hosts(p, ld[q].id) &&
+					    (best < 0 || ld[q].replicas < ld[best].replicas))
+						best = (int)q;
+				if (best >= 0) {
+					p->replicas[p->n_replicas++] = ld[best].id;
+					ld[best].replicas++;
+				}
+			}
+		}
+	}
+	return META_OK;
 }
 
 /* Each command. */
@@ -336,7 +494,7 @@ static int create_topic(struct meta *m, const struct meta_cmd *c, struct meta_re
 	if (s == NULL)
 		return META_E_STREAM_NOT_FOUND;
 	if (c->name_len == 0 || c->compression < META_COMPRESSION_NONE || c->compression > META_COMPRESSION_GZIP ||
-	    c->durability > META_DURABILITY_NONE)
+	    c->durability > META_DURABILITY_NONE || c->replication_factor > META_MAX_REPLICAS)
 		return META_E_INVALID_OPTION_VALUE;
 	if (c->count > META_MAX_PARTITIONS)
 		return META_E_INVALID_PARTITIONS_COUNT;
@@ -356,9 +514,9 @@ static int create_topic(struct meta *m, const struct meta_cmd *c, struct meta_re
 	t->max_topic_size = c->max_topic_size;
 	t->compression = c->compression;
 	t->durability = c->durability;
-	t->replication_factor = c->replication_factor ? c->replication_factor : 1;
+	t->replication_factor = c->replication_factor;
 	t->dedup_window = c->dedup_window;
-	if (resize_partitions(t, c->count, c->ts) != 0) {
+	if (resize_partitions(m, t, c->count, c->ts) != 0) {
 		topic_free(t);
 		return -ENOMEM;
 	}
@@ -398,11 +556,11 @@ static int partitions(struct meta *m, const struct meta_cmd *c, bool create)
 	if (create) {
 		if (t->n_partitions + c->count > META_MAX_TOPIC_PARTITIONS)
 			return META_E_INVALID_PARTITIONS_COUNT;
-		return resize_partitions(t, t->n_partitions + c->count, c->ts);
+		return resize_partitions(m, t, t->n_partitions + c->count, c->ts);
 	}
 	if (c->count > t->n_partitions)
 		return META_E_INVALID_PARTITIONS_COUNT;
-	return resize_partitions(t, t->n_partitions - c->count, c->ts);
+	return resize_partitions(m, t, t->n_partitions - c->count, c->ts);
 }
 
 static int create_user(struct meta *m, const struct meta_cmd *c, struct meta_result *r)
@@ -796,6 +954,15 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 	case META_STORE_OFFSET:
 	case META_DELETE_OFFSET:
 		rv = store_offset(m, c, c->type == META_DELETE_OFFSET);
+		break;
+	case META_NODES_INIT:
+		rv = nodes_init(m, c);
+		break;
+	case META_NODE_ADD:
+		rv = c->n_nodes == 1 ? node_insert(m, &c->nodes[0]) : META_E_INVALID_OPTION_VALUE;
+		break;
+	case META_NODE_REMOVE:
+		rv = node_remove(m, c);
 		break;
 	default:
 		rv = META_E_INVALID_OPTION_VALUE;

@@ -27,6 +27,10 @@
 #define META_MAX_TOPIC_PARTITIONS 100000
 #define META_MAX_PATS_PER_USER 100
 #define META_NEVER UINT64_MAX
+#define META_MAX_NODES 16          /* nodes in a cluster (node ids are 1..META_MAX_NODE_ID) */
+#define META_MAX_NODE_ID 31        /* a node id fits the top 5 bits of a client id */
+#define META_MAX_REPLICAS 8        /* replicas of one partition */
+#define META_HOST_MAX 255
 
 /* Iggy error codes the state machine commits (reference §9). */
 enum meta_err {
@@ -52,6 +56,10 @@ enum meta_err {
 	META_E_GROUP_NOT_FOUND = 5000,
 	META_E_GROUP_NAME_EXISTS = 5004,
 	META_E_MEMBER_NOT_FOUND = 5006,
+	/* Galgo's own (docs/protocol-extensions.md): cluster membership. */
+	META_E_NODE_EXISTS = 10060,
+	META_E_NODE_NOT_FOUND = 10061,
+	META_E_NODE_LIMIT = 10062,       /* the roster is full, or the last node cannot go */
 };
 
 /* Permissions (reference §2.3), the same shape as on the wire. */
@@ -79,8 +87,25 @@ enum meta_durability { META_DURABILITY_FSYNC = 0, META_DURABILITY_INTERVAL = 1, 
 enum meta_user_status { META_USER_ACTIVE = 1, META_USER_INACTIVE = 2 };
 enum meta_consumer_kind { META_CONSUMER = 1, META_CONSUMER_GROUP = 2 };
 
+/*
+ * A partition's replicas: the nodes that host its Raft group, the first being its preferred leader.
+ * Chosen when the partition is created, from the node table at that point of the log (so every node
+ * computes the same), and changed only when a node is removed (its replicas move to other nodes).
+ * moved: the set is no longer the one the group was bootstrapped with, so a replica that opens the group
+ * with an empty log must not bootstrap it (it waits for the leader to add it).
+ */
 struct meta_partition {
 	uint64_t created_at;
+	uint8_t n_replicas;
+	bool moved;
+	uint32_t replicas[META_MAX_REPLICAS];
+};
+
+/* A node of the cluster, as the roster names it (node/cluster.h); ports 0 = not served. */
+struct meta_node {
+	uint32_t id;
+	char host[META_HOST_MAX + 1];
+	uint16_t raft_port, tcp_port, quic_port, http_port;
 };
 
 struct meta_member {
@@ -114,7 +139,7 @@ struct meta_topic {
 	uint64_t max_topic_size;        /* bytes; META_NEVER = unlimited */
 	uint8_t compression;            /* enum meta_compression */
 	uint8_t durability;             /* enum meta_durability */
-	uint8_t replication_factor;     /* 1 until replication exists */
+	uint8_t replication_factor;     /* replicas of each partition; 0 = the cluster's default */
 	uint64_t dedup_window;          /* message-id dedup window (ids remembered); 0 = off */
 	struct meta_partition *partitions;
 	uint32_t n_partitions;
@@ -157,6 +182,10 @@ struct meta {
 	struct meta_user **users;       /* indexed by id; NULL = free */
 	uint32_t n_users;
 	uint64_t applied;               /* commands applied (for snapshots) */
+	/* The cluster's nodes by increasing id (empty until META_NODES_INIT applies). */
+	struct meta_node nodes[META_MAX_NODES];
+	uint32_t n_nodes;
+	uint8_t default_rf;             /* replication factor of topics that set none */
 };
 
 enum meta_cmd_type {
@@ -191,6 +220,15 @@ enum meta_cmd_type {
 	 * srv_session_open), and deals their partitions to the others.
 	 */
 	META_CLEAR_NODE_MEMBERS = 26,
+	/*
+	 * Cluster membership. NODES_INIT sets the node table and the default replication factor once (the
+	 * metadata leader submits it before anything else; later ones change nothing). NODE_ADD adds a node
+	 * (new partitions may be placed on it). NODE_REMOVE removes one and moves each of its replicas to the
+	 * node, not yet a replica of that partition, that holds the fewest replicas (ties: the lowest id).
+	 */
+	META_NODES_INIT = 27,
+	META_NODE_ADD = 28,
+	META_NODE_REMOVE = 29,
 };
 
 /*
@@ -220,6 +258,10 @@ struct meta_cmd {
 	uint8_t consumer_kind;
 	uint32_t consumer_id, partition_id;
 	uint64_t offset;
+	/* cluster membership: nodes (INIT: all of them, ADD: one; replication_factor is INIT's default) */
+	struct meta_node nodes[META_MAX_NODES];
+	uint8_t n_nodes;
+	uint32_t node_id;               /* NODE_REMOVE */
 };
 
 /* What a successful apply produced. */
@@ -245,6 +287,9 @@ struct meta_user *meta_user_by_name(const struct meta *m, const char *name, size
 const struct meta_offset *meta_offset_get(const struct meta_topic *t, uint8_t kind, uint32_t consumer_id,
 					  uint32_t partition_id);
 struct meta_member *meta_group_member(const struct meta_group *g, uint32_t client_id);
+const struct meta_node *meta_node(const struct meta *m, uint32_t id);
+/* Whether node `id` hosts a replica of p. */
+bool meta_partition_hosts(const struct meta_partition *p, uint32_t id);
 
 /* Permission structures. */
 void meta_perms_free(struct meta_perms *p);

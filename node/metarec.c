@@ -19,7 +19,7 @@
 #define MIN_PERM_TOPIC 5
 #define MIN_STREAM 17
 #define MIN_TOPIC 56
-#define MIN_PARTITION 8
+#define MIN_PARTITION 10
 #define MIN_GROUP 17
 #define MIN_MEMBER 8
 #define MIN_MEMBER_PARTITION 4
@@ -217,6 +217,35 @@ static void get_topic_fields(struct wire_rd *r, struct meta_cmd *c)
 	c->replication_factor = wire_get_u8(r);
 }
 
+static void put_node(struct wire_buf *b, const struct meta_node *n)
+{
+	size_t hl = strnlen(n->host, sizeof(n->host) - 1);
+	wire_put_u32(b, n->id);
+	wire_put_str8(b, n->host, (uint8_t)hl);
+	wire_put_u16(b, n->raft_port);
+	wire_put_u16(b, n->tcp_port);
+	wire_put_u16(b, n->quic_port);
+	wire_put_u16(b, n->http_port);
+}
+
+/* A node; its host holds no zero byte (the state keeps it NUL-terminated). */
+static void get_node(struct wire_rd *r, struct meta_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->id = wire_get_u32(r);
+	struct wire_str h;
+	if (wire_get_str8(r, &h) != 0)
+		return;
+	if (memchr(h.ptr, 0, h.len) != NULL)
+		bad(r);
+	else
+		memcpy(n->host, h.ptr, h.len);
+	n->raft_port = wire_get_u16(r);
+	n->tcp_port = wire_get_u16(r);
+	n->quic_port = wire_get_u16(r);
+	n->http_port = wire_get_u16(r);
+}
+
 static bool hash_ok(const char *h)
 {
 	return h != NULL && strlen(h) <= UINT16_MAX;
@@ -365,6 +394,26 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		if (c->type == META_STORE_OFFSET)
 			wire_put_u64(b, c->offset);
 		break;
+	case META_NODES_INIT:
+		if (c->n_nodes == 0 || c->n_nodes > META_MAX_NODES) {
+			ok = false;
+			break;
+		}
+		wire_put_u8(b, c->replication_factor);
+		wire_put_u8(b, c->n_nodes);
+		for (uint32_t i = 0; i < c->n_nodes; i++)
+			put_node(b, &c->nodes[i]);
+		break;
+	case META_NODE_ADD:
+		if (c->n_nodes != 1) {
+			ok = false;
+			break;
+		}
+		put_node(b, &c->nodes[0]);
+		break;
+	case META_NODE_REMOVE:
+		wire_put_u32(b, c->node_id);
+		break;
 	default:
 		ok = false;
 		break;
@@ -502,6 +551,21 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		if (c->type == META_STORE_OFFSET)
 			c->offset = wire_get_u64(r);
 		break;
+	case META_NODES_INIT:
+		c->replication_factor = wire_get_u8(r);
+		c->n_nodes = wire_get_u8(r);
+		if (c->n_nodes == 0 || c->n_nodes > META_MAX_NODES)
+			bad(r);
+		for (uint32_t i = 0; i < c->n_nodes && !wire_rd_error(r); i++)
+			get_node(r, &c->nodes[i]);
+		break;
+	case META_NODE_ADD:
+		c->n_nodes = 1;
+		get_node(r, &c->nodes[0]);
+		break;
+	case META_NODE_REMOVE:
+		c->node_id = wire_get_u32(r);
+		break;
 	default:
 		bad(r);
 		break;
@@ -528,8 +592,14 @@ static void put_topic(struct wire_buf *b, const struct meta_topic *t)
 	wire_put_u8(b, t->durability);
 	wire_put_u8(b, t->replication_factor);
 	wire_put_u32(b, t->n_partitions);
-	for (uint32_t i = 0; i < t->n_partitions; i++)
-		wire_put_u64(b, t->partitions[i].created_at);
+	for (uint32_t i = 0; i < t->n_partitions; i++) {
+		const struct meta_partition *pp = &t->partitions[i];
+		wire_put_u64(b, pp->created_at);
+		wire_put_u8(b, pp->moved);
+		wire_put_u8(b, pp->n_replicas);
+		for (uint32_t k = 0; k < pp->n_replicas; k++)
+			wire_put_u32(b, pp->replicas[k]);
+	}
 	wire_put_u32(b, t->next_group_id);
 	uint32_t n_groups = 0;
 	for (uint32_t i = 0; i < t->n_groups; i++)
@@ -584,6 +654,10 @@ int metarec_snapshot_encode(const struct meta *m, struct wire_buf *b)
 {
 	wire_put_u8(b, METAREC_SNAPSHOT_VERSION);
 	wire_put_u64(b, m->applied);
+	wire_put_u8(b, m->default_rf);
+	wire_put_u8(b, (uint8_t)m->n_nodes);
+	for (uint32_t i = 0; i < m->n_nodes; i++)
+		put_node(b, &m->nodes[i]);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < m->n_streams; i++)
 		n += m->streams[i] != NULL;
@@ -690,8 +764,19 @@ static void get_topic(struct wire_rd *r, struct meta_topic *t)
 			return;
 		}
 		t->n_partitions = np;
-		for (uint32_t i = 0; i < np; i++)
-			t->partitions[i].created_at = wire_get_u64(r);
+		for (uint32_t i = 0; i < np && !wire_rd_error(r); i++) {
+			struct meta_partition *pp = &t->partitions[i];
+			memset(pp, 0, sizeof(*pp));
+			pp->created_at = wire_get_u64(r);
+			pp->moved = get_bool(r);
+			pp->n_replicas = wire_get_u8(r);
+			if (pp->n_replicas > META_MAX_REPLICAS) {
+				bad(r);
+				return;
+			}
+			for (uint32_t k = 0; k < pp->n_replicas; k++)
+				pp->replicas[k] = wire_get_u32(r);
+		}
 	}
 	t->next_group_id = wire_get_u32(r);
 	uint32_t ng = get_count(r, MIN_GROUP);
@@ -801,6 +886,17 @@ int metarec_snapshot_decode(const uint8_t *p, size_t len, struct meta **out)
 	if (wire_get_u8(r) != METAREC_SNAPSHOT_VERSION)
 		bad(r);
 	m->applied = wire_get_u64(r);
+	m->default_rf = wire_get_u8(r);
+	m->n_nodes = wire_get_u8(r);
+	if (m->n_nodes > META_MAX_NODES)
+		bad(r);
+	for (uint32_t i = 0; i < m->n_nodes && !wire_rd_error(r); i++) {
+		get_node(r, &m->nodes[i]);
+		/* by increasing id, each a valid node */
+		if (m->nodes[i].id == 0 || m->nodes[i].id > META_MAX_NODE_ID || m->nodes[i].host[0] == '\0' ||
+		    (i > 0 && m->nodes[i].id <= m->nodes[i - 1].id))
+			bad(r);
+	}
 	uint32_t n = get_count(r, MIN_STREAM), cap = 0;
 	for (uint32_t i = 0; i < n && !wire_rd_error(r); i++) {
 		uint32_t id = wire_get_u32(r);

@@ -59,20 +59,29 @@
  *     25  DELETE_OFFSET       [stream_id u32][topic_id u32][consumer_kind u8][consumer_id u32]
  *                             [partition_id u32]
  *     26  CLEAR_NODE_MEMBERS  [client_id u32] (members whose client id has these top 5 bits go)
+ *     27  NODES_INIT          [default_replication_factor u8][n u8, 1..16] then n × node
+ *     28  NODE_ADD            [node]
+ *     29  NODE_REMOVE         [node_id u32]
+ *                             where node = [id u32][host str8, no zero byte][raft_port u16][tcp_port u16]
+ *                             [quic_port u16][http_port u16] (a port 0: not served)
  *
  *    The record ends with the last field: trailing bytes are refused. A field a type does not list is
  *    zero (NULL for pointers) in the decoded command. A decoder of a later version keeps reading
  *    version 1 records.
  *
- * 2. Snapshot (version 1)
+ * 2. Snapshot (version 2)
  *
- *    [version u8 = 1][applied u64]
+ *    [version u8 = 2][applied u64]
+ *    [default_replication_factor u8][n_nodes u8, at most 16] then the nodes by increasing id, each a
+ *      node as in NODES_INIT (id 1..31, non-empty host)
  *    [n_streams u32] then the streams present, by increasing id:
  *      [id u32][name str8][created_at u64]
  *      [n_topics u32] then the topics present, by increasing id:
  *        [id u32][name str8][created_at u64][message_expiry u64][max_topic_size u64][dedup_window u64]
  *        [compression u8][durability u8][replication_factor u8]
- *        [n_partitions u32] then n_partitions × [created_at u64] (partition 0 first)
+ *        [n_partitions u32] then n_partitions × (partition 0 first):
+ *          [created_at u64][moved bool][n_replicas u8, at most 8] then n_replicas × [node_id u32]
+ *          (the replicas in placement order: the first is the preferred leader)
  *        [next_group_id u32]
  *        [n_groups u32] then the groups present, by increasing id (every id below next_group_id):
  *          [id u32][name str8][generation u64]
@@ -107,7 +116,7 @@
 #include "transport/wire.h"
 
 #define METAREC_VERSION 1
-#define METAREC_SNAPSHOT_VERSION 1
+#define METAREC_SNAPSHOT_VERSION 2
 #define METAREC_MAX_ID (1u << 24)
 
 /*

@@ -186,6 +186,22 @@ static void gen_perms(struct gen *g, struct gcmd *x)
 	}
 }
 
+/* A node table entry for commands. */
+static struct meta_node node_at(uint32_t id)
+{
+	struct meta_node n = {.id = id, .raft_port = (uint16_t)(8400 + id), .tcp_port = (uint16_t)(8100 + id)};
+	snprintf(n.host, sizeof(n.host), "galgo-%u.galgo", id);
+	return n;
+}
+
+static struct meta_cmd init_cmd(uint32_t n, uint8_t rf)
+{
+	struct meta_cmd c = {.type = META_NODES_INIT, .replication_factor = rf, .n_nodes = (uint8_t)n};
+	for (uint32_t i = 0; i < n; i++)
+		c.nodes[i] = node_at(i + 1);
+	return c;
+}
+
 static void gen_next(struct gen *g, struct gcmd *x)
 {
 	static const char *const words[] = {"alpha", "bravo", "carol", "delta", "echo"};
@@ -198,7 +214,7 @@ static void gen_next(struct gen *g, struct gcmd *x)
 		META_DELETE_PAT, META_CREATE_GROUP, META_CREATE_GROUP, META_CREATE_GROUP, META_DELETE_GROUP,
 		META_JOIN_GROUP, META_JOIN_GROUP, META_JOIN_GROUP, META_JOIN_GROUP, META_LEAVE_GROUP,
 		META_LEAVE_GROUP, META_REMOVE_MEMBER, META_CLEAR_MEMBERS, META_STORE_OFFSET, META_STORE_OFFSET,
-		META_STORE_OFFSET, META_STORE_OFFSET, META_DELETE_OFFSET,
+		META_STORE_OFFSET, META_STORE_OFFSET, META_DELETE_OFFSET, META_NODE_ADD, META_NODE_REMOVE,
 	};
 	memset(x, 0, sizeof(*x));
 	struct meta_cmd *c = &x->c;
@@ -254,6 +270,13 @@ static void gen_next(struct gen *g, struct gcmd *x)
 		c->consumer_id = rnd(g, 4);
 		c->partition_id = rnd(g, 5);
 		c->offset = rnd(g, 100000);
+		break;
+	case META_NODE_ADD:
+		c->n_nodes = 1;
+		c->nodes[0] = node_at(1 + rnd(g, 6));
+		break;
+	case META_NODE_REMOVE:
+		c->node_id = 1 + rnd(g, 6);
 		break;
 	default:
 		break;
@@ -838,6 +861,9 @@ static uint8_t base_token[32] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
 static struct meta *base_state(void)
 {
 	struct meta *m = meta_new();
+	cr_assert_eq(meta_apply(m, &(struct meta_cmd){0}, NULL), META_E_INVALID_OPTION_VALUE);
+	struct meta_cmd init = init_cmd(3, 3);
+	ok(m, init);
 	mk_user(m, "iggy");
 	struct meta_cmd cu = named(META_CREATE_USER, "alice");
 	cu.password_hash = HASH;
@@ -956,6 +982,11 @@ static size_t all_commands(struct meta_cmd *out)
 	out[n++] = c;
 	out[n++] = offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 3, 2, 99);
 	out[n++] = offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 1, 0, 0);
+	out[n++] = init_cmd(5, 2); /* applies as a no-op: the table is set */
+	c = (struct meta_cmd){.type = META_NODE_ADD, .n_nodes = 1};
+	c.nodes[0] = node_at(9);
+	out[n++] = c;
+	out[n++] = (struct meta_cmd){.type = META_NODE_REMOVE, .node_id = 2};
 	return n;
 }
 
@@ -974,7 +1005,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 	/* encode → decode → apply gives the same state as applying the original, and re-encodes to the same bytes. */
 	struct meta_cmd cmds[40];
 	size_t n = all_commands(cmds);
-	bool seen[META_CLEAR_NODE_MEMBERS + 1] = {false};
+	bool seen[META_NODE_REMOVE + 1] = {false};
 	for (size_t i = 0; i < n; i++) {
 		struct meta *a = base_state(), *b = base_state();
 		size_t len;
@@ -999,7 +1030,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 		meta_free(a);
 		meta_free(b);
 	}
-	for (int t = META_CREATE_STREAM; t <= META_CLEAR_NODE_MEMBERS; t++)
+	for (int t = META_CREATE_STREAM; t <= META_NODE_REMOVE; t++)
 		cr_assert(seen[t], "type %d not covered", t);
 }
 
@@ -1199,11 +1230,11 @@ Test(snapshot, a_decoded_snapshot_encodes_to_the_same_bytes_and_behaves_the_same
 
 Test(snapshot, an_empty_state_round_trips)
 {
-	/* The empty state encodes to 17 bytes and decodes to an empty state. */
+	/* The empty state encodes to 19 bytes and decodes to an empty state. */
 	struct meta *m = meta_new();
 	size_t len;
 	uint8_t *bytes = snap(m, &len);
-	cr_assert_eq(len, 1 + 8 + 4 + 4);
+	cr_assert_eq(len, 1 + 8 + 1 + 1 + 4 + 4);
 	struct meta *d;
 	cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), 0);
 	cr_assert_eq(d->n_streams, 0);
@@ -1256,8 +1287,11 @@ Test(snapshot, ids_out_of_order_or_out_of_range_are_refused)
 	mk_stream(m, "b");
 	size_t len;
 	uint8_t *bytes = snap(m, &len);
-	/* Layout: version(1) applied(8) n(4) then stream 0 at 13: id(4) name(1+1) created(8) n_topics(4). */
-	size_t second = 13 + 4 + 2 + 8 + 4;
+	/*
+	 * Layout: version(1) applied(8) default_rf(1) n_nodes(1) n(4) then stream 0 at 15: id(4) name(1+1)
+	 * created(8) n_topics(4).
+	 */
+	size_t second = 15 + 4 + 2 + 8 + 4;
 	struct meta *d;
 	bytes[second] = 0; /* The second stream's id 1 becomes 0. */
 	cr_assert_eq(metarec_snapshot_decode(bytes, len, &d), -EBADMSG);
@@ -1274,5 +1308,153 @@ Test(snapshot, ids_out_of_order_or_out_of_range_are_refused)
 	cr_assert_eq(mk_stream(d, "c"), 1); /* It takes the lowest free id. */
 	meta_free(d);
 	free(bytes);
+	meta_free(m);
+}
+
+/* ---- Cluster membership and placement ---- */
+
+static uint32_t mk_topic_rf(struct meta *m, uint32_t stream, const char *name, uint32_t parts, uint8_t rf)
+{
+	struct meta_cmd c = named(META_CREATE_TOPIC, name);
+	c.stream_id = stream;
+	c.count = parts;
+	c.compression = META_COMPRESSION_NONE;
+	c.message_expiry = META_NEVER;
+	c.max_topic_size = META_NEVER;
+	c.replication_factor = rf;
+	return ok(m, c);
+}
+
+static uint32_t load_of(const struct meta *m, uint32_t node)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < m->n_streams; i++)
+		for (uint32_t k = 0; m->streams[i] != NULL && k < m->streams[i]->n_topics; k++) {
+			const struct meta_topic *t = m->streams[i]->topics[k];
+			for (uint32_t p = 0; t != NULL && p < t->n_partitions; p++)
+				n += meta_partition_hosts(&t->partitions[p], node);
+		}
+	return n;
+}
+
+Test(meta, partitions_are_placed_on_consecutive_nodes_and_their_first_replicas_rotate)
+{
+	struct meta *m = meta_new();
+	mk_stream(m, "s");
+	/* Before the node table is set, a partition has no replica. */
+	uint32_t t0 = mk_topic(m, 0, "early", 1);
+	cr_assert_eq(meta_topic(meta_stream(m, 0), t0)->partitions[0].n_replicas, 0);
+	ok(m, init_cmd(5, 3));
+	cr_assert_eq(m->n_nodes, 5);
+	cr_assert_eq(m->default_rf, 3);
+	/* A second INIT changes nothing. */
+	ok(m, init_cmd(2, 1));
+	cr_assert_eq(m->n_nodes, 5);
+	cr_assert_eq(m->default_rf, 3);
+	const struct meta_topic *t = meta_topic(meta_stream(m, 0), mk_topic(m, 0, "five", 5));
+	bool first[6] = {false};
+	for (uint32_t p = 0; p < 5; p++) {
+		const struct meta_partition *pp = &t->partitions[p];
+		cr_assert_eq(pp->n_replicas, 3, "the default replication factor applies");
+		cr_assert_not(pp->moved);
+		for (uint32_t r = 1; r < 3; r++)
+			cr_assert_eq(pp->replicas[r], pp->replicas[r - 1] % 5 + 1, "replicas are consecutive nodes");
+		first[pp->replicas[0]] = true;
+	}
+	for (uint32_t n = 1; n <= 5; n++)
+		cr_assert(first[n], "node %u leads none of the five partitions", n);
+	/* An explicit factor wins, and is capped by the node count. */
+	t = meta_topic(meta_stream(m, 0), mk_topic_rf(m, 0, "one", 2, 1));
+	cr_assert_eq(t->partitions[0].n_replicas, 1);
+	t = meta_topic(meta_stream(m, 0), mk_topic_rf(m, 0, "all", 1, 7));
+	cr_assert_eq(t->partitions[0].n_replicas, 5);
+	struct meta_cmd big = named(META_CREATE_TOPIC, "nine");
+	big.compression = META_COMPRESSION_NONE;
+	big.replication_factor = META_MAX_REPLICAS + 1;
+	cr_assert_eq(apply(m, big), META_E_INVALID_OPTION_VALUE);
+	/* Partitions added later are placed the same way. */
+	struct meta_cmd cp = cmd(META_CREATE_PARTITIONS);
+	cp.stream_id = 0;
+	cp.topic_id = 1;
+	cp.count = 2;
+	ok(m, cp);
+	t = meta_topic(meta_stream(m, 0), 1);
+	cr_assert_eq(t->n_partitions, 7);
+	cr_assert_eq(t->partitions[6].n_replicas, 3);
+	meta_free(m);
+}
+
+Test(meta, a_removed_node_s_replicas_move_to_the_least_loaded_nodes_and_errors_change_nothing)
+{
+	struct meta *m = meta_new();
+	ok(m, init_cmd(4, 2));
+	mk_stream(m, "s");
+	uint32_t tid = mk_topic(m, 0, "t", 8);
+	for (uint32_t n = 1; n <= 4; n++)
+		cr_assert_eq(load_of(m, n), 4, "node %u hosts %u replicas", n, load_of(m, n));
+	struct meta_cmd rm = {.type = META_NODE_REMOVE, .node_id = 1};
+	ok(m, rm);
+	cr_assert_null(meta_node(m, 1));
+	cr_assert_eq(m->n_nodes, 3);
+	const struct meta_topic *t = meta_topic(meta_stream(m, 0), tid);
+	uint32_t moved = 0;
+	for (uint32_t p = 0; p < t->n_partitions; p++) {
+		const struct meta_partition *pp = &t->partitions[p];
+		cr_assert_eq(pp->n_replicas, 2, "partition %u keeps its replication factor", p);
+		cr_assert_neq(pp->replicas[0], pp->replicas[1]);
+		cr_assert_not(meta_partition_hosts(pp, 1));
+		moved += pp->moved;
+	}
+	cr_assert_eq(moved, 4, "exactly the partitions node 1 hosted moved");
+	uint32_t lo = UINT32_MAX, hi = 0;
+	for (uint32_t n = 2; n <= 4; n++) {
+		uint32_t l = load_of(m, n);
+		lo = l < lo ? l : lo;
+		hi = l > hi ? l : hi;
+	}
+	cr_assert(hi - lo <= 1, "replicas spread unevenly: %u..%u", lo, hi);
+	/* Errors: each leaves the state as it was. */
+	struct meta *before = meta_new();
+	ok(before, init_cmd(4, 2));
+	size_t len;
+	uint8_t *snap_before = snap(m, &len);
+	meta_free(before);
+	cr_assert_eq(apply(m, rm), META_E_NODE_NOT_FOUND);
+	struct meta_cmd add = {.type = META_NODE_ADD, .n_nodes = 1};
+	add.nodes[0] = node_at(3);
+	cr_assert_eq(apply(m, add), META_E_NODE_EXISTS);
+	add.nodes[0] = node_at(META_MAX_NODE_ID + 1);
+	cr_assert_eq(apply(m, add), META_E_INVALID_OPTION_VALUE);
+	add.nodes[0] = node_at(7);
+	add.nodes[0].host[0] = '\0';
+	cr_assert_eq(apply(m, add), META_E_INVALID_OPTION_VALUE);
+	size_t len2;
+	uint8_t *snap_after = snap(m, &len2);
+	cr_assert(len == len2 && memcmp(snap_before, snap_after, len) == 0);
+	free(snap_before);
+	free(snap_after);
+	/* A new node takes no existing replica, but the next removal can move replicas to it. */
+	add.nodes[0] = node_at(7);
+	ok(m, add);
+	cr_assert_eq(m->nodes[m->n_nodes - 1].id, 7, "the table stays sorted by id");
+	cr_assert_eq(load_of(m, 7), 0);
+	rm.node_id = 2;
+	ok(m, rm);
+	cr_assert(load_of(m, 7) > 0);
+	rm.node_id = 3;
+	ok(m, rm);
+	rm.node_id = 4;
+	ok(m, rm);
+	cr_assert_eq(m->n_nodes, 1);
+	for (uint32_t p = 0; p < t->n_partitions; p++)
+		cr_assert(t->partitions[p].n_replicas == 1 && t->partitions[p].replicas[0] == 7);
+	rm.node_id = 7;
+	cr_assert_eq(apply(m, rm), META_E_NODE_LIMIT, "the last node cannot go");
+	for (uint32_t id = 10; id < 10 + META_MAX_NODES - 1; id++) {
+		add.nodes[0] = node_at(id);
+		ok(m, add);
+	}
+	add.nodes[0] = node_at(30);
+	cr_assert_eq(apply(m, add), META_E_NODE_LIMIT, "the table is full");
 	meta_free(m);
 }
