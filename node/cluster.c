@@ -98,8 +98,8 @@ int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err,
 		memset(nd, 0, sizeof(*nd));
 		char *end;
 		unsigned long long id = strtoull(p, &end, 10);
-		if (end == p || *end != '@' || id == 0 || id > UINT32_MAX) {
-			snprintf(err, errlen, "node %zu: expected ID@HOST:RAFT_PORT", n + 1);
+		if (end == p || *end != '@' || id == 0 || id > CLU_MAX_NODE_ID) {
+			snprintf(err, errlen, "node %zu: expected ID@HOST:RAFT_PORT with ID 1..%u", n + 1, CLU_MAX_NODE_ID);
 			return -EINVAL;
 		}
 		nd->id = id;
@@ -156,8 +156,6 @@ int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err,
 
 /* ---- Groups ---- */
 
-size_t clu_placement(const struct clu *c, uint64_t gid, uint64_t *ids);
-
 static struct clu_group **bucket(struct clu *c, uint64_t gid)
 {
 	return &c->buckets[XXH3_64bits(&gid, sizeof(gid)) % BUCKETS];
@@ -213,7 +211,7 @@ static void env_state(void *ud, int state, uint64_t term)
 		g->ops.state(g->ud, state, term);
 }
 
-int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n,
+int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n, bool bootstrap,
 		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
 		   void *ud, struct clu_group **out)
 {
@@ -257,11 +255,9 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	 * leader is lost the next replica in line campaigns first instead of all of them after a whole timeout
 	 * (failover time). Pre-vote keeps an eager replica from disturbing a live leader.
 	 */
-	uint64_t place[CLU_MAX_NODES];
-	size_t np = gid != CLU_META_GROUP ? clu_placement(c, gid, place) : 0;
-	for (size_t i = 0; np > 1 && i < np && i < 3; i++) {
+	for (size_t i = 0; gid != CLU_META_GROUP && n > 1 && i < n && i < 3; i++) {
 		unsigned t = rc.election_timeout_ms * (unsigned)(i + 1) / 4;
-		if (place[i] == c->node_id && t > 2 * rc.heartbeat_timeout_ms)
+		if (ids[i] == c->node_id && t > 2 * rc.heartbeat_timeout_ms)
 			rc.election_timeout_ms = t;
 	}
 	rc.seed = c->seed + (unsigned)gid * 2654435761u;
@@ -270,7 +266,7 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	rc.apply_envelopes = apply_envelopes;
 	rc.max_pending_entries = 1024;
 	rc.max_entry_bytes = 64u << 20;
-	rc.bootstrap = &conf;
+	rc.bootstrap = bootstrap ? &conf : NULL;
 	char sdir[4200];
 	snap_dir(c, gid, sdir, sizeof(sdir));
 	rc.snapshot_dir = sdir;
@@ -349,6 +345,33 @@ int clu_group_transfer(struct clu_group *g, uint64_t to)
 	return rgroup_transfer(g->g, to);
 }
 
+static const char *node_address(uint64_t id, char *buf, size_t n)
+{
+	snprintf(buf, n, "node-%" PRIu64, id);
+	return buf;
+}
+
+int clu_group_add(struct clu_group *g, uint64_t id)
+{
+	char a[32];
+	return rgroup_add(g->g, id, node_address(id, a, sizeof(a)));
+}
+
+int clu_group_promote(struct clu_group *g, uint64_t id)
+{
+	return rgroup_promote(g->g, id);
+}
+
+int clu_group_remove(struct clu_group *g, uint64_t id)
+{
+	return rgroup_remove(g->g, id);
+}
+
+size_t clu_group_members(const struct clu_group *g, struct rgroup_member *out, size_t cap)
+{
+	return rgroup_members(g->g, out, cap);
+}
+
 bool clu_connected(const struct clu *c, uint64_t node)
 {
 	return node == c->node_id || (c->net != NULL && rnet_connected(c->net, node));
@@ -399,29 +422,6 @@ uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic
 	memcpy(k + 16, &partition_id, 4);
 	memcpy(k + 20, &partition_created_us, 8);
 	return XXH3_64bits(k, sizeof(k)) | (1ull << 63);
-}
-
-size_t clu_placement(const struct clu *c, uint64_t gid, uint64_t *ids)
-{
-	size_t rf = c->cfg->cluster.replication_factor;
-	if (rf > c->n_nodes)
-		rf = c->n_nodes;
-	if (rf == 0)
-		rf = 1;
-	size_t start = (size_t)((gid ^ (gid >> 29)) % c->n_nodes);
-	for (size_t i = 0; i < rf; i++)
-		ids[i] = c->nodes[(start + i) % c->n_nodes].id;
-	return rf;
-}
-
-bool clu_hosts(const struct clu *c, uint64_t gid)
-{
-	uint64_t ids[CLU_MAX_NODES];
-	size_t n = clu_placement(c, gid, ids);
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == c->node_id)
-			return true;
-	return false;
 }
 
 /* ---- Network ---- */
@@ -584,12 +584,17 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 		clu_free(c);
 		return -EINVAL;
 	}
-	if (c->n_nodes > 1) {
-		if (cfg->cluster.secret == NULL || cfg->cluster.secret[0] == '\0') {
-			glog_error(TAG, "cluster.secret must be set when cluster.nodes lists more than one node");
-			clu_free(c);
-			return -EINVAL;
-		}
+	bool secret = cfg->cluster.secret != NULL && cfg->cluster.secret[0] != '\0';
+	if ((c->n_nodes > 1 || cfg->cluster.join) && !secret) {
+		glog_error(TAG, "cluster.secret must be set when cluster.nodes lists more than one node or cluster.join is set");
+		clu_free(c);
+		return -EINVAL;
+	}
+	/*
+	 * The node-to-node listener opens for a roster of more than one node, and for a roster of one node
+	 * with a secret: such a node can take more nodes at runtime (AddNode).
+	 */
+	if (c->n_nodes > 1 || (secret && cfg->cluster.nodes != NULL && cfg->cluster.nodes[0] != '\0')) {
 		struct rnet_config nc;
 		rnet_config_default(&nc);
 		char host[256] = "0.0.0.0";
@@ -671,6 +676,49 @@ void clu_free(struct clu *c)
 uint64_t clu_node_id(const struct clu *c)
 {
 	return c->node_id;
+}
+
+int clu_set_nodes(struct clu *c, const struct clu_node *nodes, size_t n)
+{
+	if (n == 0 || n > CLU_MAX_NODES)
+		return -EINVAL;
+	struct clu_node next[CLU_MAX_NODES];
+	size_t k = 0;
+	bool self = false;
+	for (size_t i = 0; i < n; i++) {
+		if (nodes[i].id == 0 || (k > 0 && nodes[i].id <= next[k - 1].id))
+			return -EINVAL; /* by increasing id */
+		self |= nodes[i].id == c->node_id;
+		next[k++] = nodes[i];
+	}
+	if (!self) {
+		/* This node was removed: it keeps its own entry (it still answers clients until stopped). */
+		if (k == CLU_MAX_NODES)
+			return -EINVAL;
+		const struct clu_node *me = clu_node(c, c->node_id);
+		size_t at = k;
+		while (at > 0 && next[at - 1].id > c->node_id) {
+			next[at] = next[at - 1];
+			at--;
+		}
+		next[at] = *me;
+		k++;
+	}
+	if (c->net != NULL) {
+		for (size_t i = 0; i < c->n_nodes; i++) {
+			bool kept = false;
+			for (size_t j = 0; j < k; j++)
+				kept |= next[j].id == c->nodes[i].id;
+			if (!kept && c->nodes[i].id != c->node_id)
+				rnet_remove_peer(c->net, c->nodes[i].id);
+		}
+		for (size_t j = 0; j < k; j++)
+			if (next[j].id != c->node_id)
+				rnet_add_peer(c->net, next[j].id, next[j].host, next[j].raft_port);
+	}
+	memcpy(c->nodes, next, k * sizeof(next[0]));
+	c->n_nodes = k;
+	return 0;
 }
 
 size_t clu_nodes(const struct clu *c, const struct clu_node **nodes)

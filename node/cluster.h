@@ -12,7 +12,10 @@
  * Group ids: the metadata group is 1; a partition's group id is derived from the partition's identity
  * (see clu_partition_gid), never 1, and has the top bit set.
  *
- * Roster syntax (cluster.nodes): comma-separated ID@HOST:RAFT_PORT[:TCP_PORT[:QUIC_PORT[:HTTP_PORT]]].
+ * Roster syntax (cluster.nodes): comma-separated ID@HOST:RAFT_PORT[:TCP_PORT[:QUIC_PORT[:HTTP_PORT]]],
+ * ids 1..31. The configured roster is where a node starts: the nodes it dials, and (unless cluster.join)
+ * the voters it bootstraps the metadata group with. Once the metadata's node table is known (node/meta.h,
+ * changed at runtime by AddNode and RemoveNode) the server sets the roster from it (clu_set_nodes).
  *
  * Threading: everything on the server's loop.
  */
@@ -31,6 +34,7 @@
 
 #define CLU_META_GROUP 1u
 #define CLU_MAX_NODES 16
+#define CLU_MAX_NODE_ID 31 /* a node id fits the top 5 bits of a client id */
 
 /*
  * Message kinds on the node-to-node link (raft/rnet's one-byte kind). Bodies, little-endian:
@@ -79,6 +83,12 @@ uint64_t clu_node_id(const struct clu *c);
 size_t clu_nodes(const struct clu *c, const struct clu_node **nodes);
 const struct clu_node *clu_node(const struct clu *c, uint64_t id);
 
+/*
+ * Replaces the roster (nodes by increasing id): peers that left are disconnected, new ones dialed. A
+ * roster without this node keeps this node's entry. Returns 0 or -EINVAL.
+ */
+int clu_set_nodes(struct clu *c, const struct clu_node *nodes, size_t n);
+
 /* Whether the node-to-node link to `node` is up (always true for this node). */
 bool clu_connected(const struct clu *c, uint64_t node);
 
@@ -89,13 +99,6 @@ void clu_on(struct clu *c, uint8_t kind, void (*fn)(void *ud, uint64_t from, con
 int clu_send(struct clu *c, uint64_t to, uint8_t kind, const uv_buf_t *bufs, size_t n);
 
 /*
- * The replicas of a partition: replication_factor nodes (at most the roster's size) taken from the
- * sorted roster starting at a position derived from the group id, so leaders spread over the nodes.
- */
-size_t clu_placement(const struct clu *c, uint64_t gid, uint64_t *ids);
-bool clu_hosts(const struct clu *c, uint64_t gid);
-
-/*
  * The group id of a partition: stream, topic, the topic's creation time, partition id and the partition's
  * creation time, so that a partition deleted and added again (or a topic deleted and created again with
  * the same ids) is a new group that no message of the old one can reach.
@@ -104,11 +107,12 @@ uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic
 			   uint64_t partition_created_us);
 
 /*
- * Opens a group on its plog with voters `ids` (the bootstrap configuration when its log is empty).
- * applied_index: entries the owner already applied. command_type: RECORD_COMMAND or RECORD_MESSAGES.
- * apply_envelopes: apply without payloads (raft/rgroup.h).
+ * Opens a group on its plog. ids: its replicas in placement order (the first is the preferred leader;
+ * the next ones campaign a little later). bootstrap: an empty log starts with them as voters; without it
+ * an empty replica waits for a leader to add it. applied_index: entries the owner already applied.
+ * command_type: RECORD_COMMAND or RECORD_MESSAGES. apply_envelopes: apply without payloads (raft/rgroup.h).
  */
-int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n,
+int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n, bool bootstrap,
 		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
 		   void *ud, struct clu_group **out);
 /* Closes a group (the plog stays the caller's, to close after this); destroy also forgets its term/vote. */
@@ -120,6 +124,11 @@ int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uin
 int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len);
 /* rgroup_transfer: hands leadership to `to` once it has caught up. */
 int clu_group_transfer(struct clu_group *g, uint64_t to);
+/* Membership changes and the configuration, as raft/rgroup.h has them. */
+int clu_group_add(struct clu_group *g, uint64_t id);
+int clu_group_promote(struct clu_group *g, uint64_t id);
+int clu_group_remove(struct clu_group *g, uint64_t id);
+size_t clu_group_members(const struct clu_group *g, struct rgroup_member *out, size_t cap);
 bool clu_group_leader(const struct clu_group *g);
 uint64_t clu_group_leader_id(const struct clu_group *g);
 void clu_group_status(const struct clu_group *g, struct rgroup_status *st);

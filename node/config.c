@@ -45,7 +45,7 @@ struct config_setting {
 
 static const struct config_setting config_table[] = {
 	{"node", "id", CT_U32, CFG_OFF(node.id), "1",
-	 "This node's id in the cluster.", 1, UINT32_MAX, false, false, NULL},
+	 "This node's id in the cluster (1..31).", 1, 31, false, false, NULL},
 	{"node", "data_dir", CT_STRING, CFG_OFF(node.data_dir), "./local_data",
 	 "Directory that holds the partitions and the lock file.", 0, 0, true, false, NULL},
 	{"tcp", "enabled", CT_BOOL, CFG_OFF(tcp.enabled), "true",
@@ -102,7 +102,8 @@ static const struct config_setting config_table[] = {
 	{"cluster", "name", CT_STRING, CFG_OFF(cluster.name), "galgo",
 	 "Cluster name; nodes of differently named clusters refuse each other.", 0, 0, true, false, NULL},
 	{"cluster", "secret", CT_STRING, CFG_OFF(cluster.secret), "",
-	 "Shared secret that authenticates nodes to each other (required with more than one node).", 0, 0, false,
+	 "Shared secret that authenticates nodes to each other (required with more than one node, and for\n      "
+	 "a single node that is to take more nodes at runtime).", 0, 0, false,
 	 true, NULL},
 	{"cluster", "tls_ca", CT_STRING, CFG_OFF(cluster.tls_ca), "",
 	 "Mutual TLS between nodes (TLS 1.3): PEM file of the CA every node's certificate must chain to.\n      "
@@ -116,6 +117,10 @@ static const struct config_setting config_table[] = {
 	 "PEM private key of cluster.tls_cert.", 0, 0, false, false, NULL},
 	{"cluster", "replication_factor", CT_U32, CFG_OFF(cluster.replication_factor), "3",
 	 "Replicas of each partition (at most the number of nodes).", 1, 7, false, false, NULL},
+	{"cluster", "join", CT_BOOL, CFG_OFF(cluster.join), "false",
+	 "Join a running cluster instead of bootstrapping one: the node starts with an empty metadata group\n      "
+	 "and waits to be added (AddNode, through any member). cluster.nodes lists this node and the members.",
+	 0, 0, false, false, NULL},
 	{"cluster", "election_timeout_ms", CT_U32, CFG_OFF(cluster.election_timeout_ms), "1000",
 	 "Raft election timeout (randomized in [1x, 2x)); heartbeats go out every tenth of it.", 50, 60000, false,
 	 false, NULL},

@@ -96,6 +96,7 @@ struct galgo_config {
 		char *tls_key;           /* its private key, PEM */
 		uint32_t replication_factor;
 		uint32_t election_timeout_ms;
+		bool join;                   /* join a running cluster: no bootstrap */
 	} cluster;
 	struct {
 		char *level;             /* debug, info, warn or error (normalized to these names) */

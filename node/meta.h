@@ -216,7 +216,7 @@ enum meta_cmd_type {
 	META_DELETE_OFFSET = 25,
 	/*
 	 * A node of a cluster restarted: no client of it is connected any more. Removes, from every group,
-	 * the members whose client id has the top 5 bits of client_id (the node's roster position, see
+	 * the members whose client id has the top 5 bits of client_id (the node's id, see
 	 * srv_session_open), and deals their partitions to the others.
 	 */
 	META_CLEAR_NODE_MEMBERS = 26,

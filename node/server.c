@@ -95,6 +95,8 @@ struct part {
 	uint64_t committed_next;    /* offset after the last committed message: what polls may read */
 	uint64_t other_bytes;       /* payload bytes of applied entries that hold no messages (Raft's own) */
 	uint64_t transfer_at;       /* ms of the last leadership hand-over to the preferred replica */
+	uint64_t leaderless_since;  /* ms since which a leaving replica has known no leader (0: it knows one) */
+	bool leaving;               /* the metadata moved this replica away: it closes once removed */
 	struct swait *waits, *waits_tail; /* in index order */
 };
 
@@ -219,6 +221,7 @@ struct srv {
 	uint64_t next_req;
 	uint32_t next_client;      /* low bits of the last client id given out */
 	bool root_seen;
+	uint64_t init_term;        /* the term in which this leader submitted NODES_INIT (0: not submitted) */
 	/* Forwarded commands taken lately (leader side): a re-sent one gets its first answer again. */
 	struct {
 		uint64_t from, req_id, index, term;
@@ -458,9 +461,13 @@ static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, ui
 	pt->committed_next = plog_first_offset(log);
 	if (dd != NULL)
 		dedup_rebuild(log, dd);
-	uint64_t ids[CLU_MAX_NODES];
-	size_t n = clu_placement(s->clu, gid, ids);
-	int rv = clu_group_open(s->clu, gid, log, ids, n, RECORD_MESSAGES, 0, dd == NULL, &part_ops, pt, &pt->g);
+	uint64_t ids[META_MAX_REPLICAS];
+	const struct meta_partition *mp = &t->partitions[pid];
+	for (uint32_t i = 0; i < mp->n_replicas; i++)
+		ids[i] = mp->replicas[i];
+	/* The first replicas bootstrap the group; one that joined later waits for its leader to add it. */
+	int rv = clu_group_open(s->clu, gid, log, ids, mp->n_replicas, !mp->moved, RECORD_MESSAGES, 0, dd == NULL,
+				&part_ops, pt, &pt->g);
 	if (rv != 0) {
 		free(pt);
 		return rv;
@@ -491,6 +498,52 @@ static struct part *part_by_gid(struct srv *s, uint64_t gid)
 	return NULL;
 }
 
+/* Closes a replica hosted here and deletes its log (the partition went, or the replica moved away). */
+static void slot_drop(struct tparts *tp, uint32_t p)
+{
+	part_close(tp->pp[p], true);
+	tp->pp[p] = NULL;
+	dedup_free(tp->dd[p]);
+	tp->dd[p] = NULL;
+	if (tp->logs[p] != NULL)
+		plog_destroy(tp->logs[p]);
+	tp->logs[p] = NULL;
+}
+
+/*
+ * Makes slot p of a topic match the metadata: opens the replica when this node hosts it and it is not
+ * open; a replica open here that the metadata moved to other nodes is marked leaving and stays until the
+ * group has removed it (part_leave_check), so that it can still hand its log to the new replicas.
+ */
+static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *tp, uint32_t p)
+{
+	bool hosted = meta_partition_hosts(&t->partitions[p], (uint32_t)clu_node_id(s->clu));
+	if (tp->pp[p] != NULL) {
+		tp->pp[p]->leaving = !hosted;
+		return 0;
+	}
+	if (!hosted || tp->logs[p] != NULL)
+		return 0;
+	char dir[4096];
+	struct plog_opts o;
+	struct plog_report rep;
+	uint64_t gid = clu_partition_gid(t->stream_id, t->id, t->created_at, p, t->partitions[p].created_at);
+	part_dir(s, t->stream_id, t->id, p, dir, sizeof(dir));
+	plog_opts_for(s, t, p, &o);
+	int r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
+	if (r != 0) {
+		glog_error(TAG, "partition %s cannot be opened: %s", dir, strerror(-r));
+		tp->logs[p] = NULL;
+		return r;
+	}
+	if (t->dedup_window > 0)
+		tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > DEDUP_WINDOW_MAX ? DEDUP_WINDOW_MAX : t->dedup_window));
+	r = part_open(s, t, p, gid, tp->logs[p], tp->dd[p], &tp->pp[p]);
+	if (r != 0)
+		glog_error(TAG, "partition %s: its Raft group cannot start: %s", dir, strerror(-r));
+	return r;
+}
+
 static int tparts_sync(struct srv *s, const struct meta_topic *t)
 {
 	struct tparts *tp = tparts_find(s, t->stream_id, t->id);
@@ -504,14 +557,8 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 		s->parts = tp;
 	}
 	int rv = 0;
-	while (tp->n > t->n_partitions) {
-		tp->n--;
-		part_close(tp->pp[tp->n], true);
-		struct plog *l = tp->logs[tp->n];
-		dedup_free(tp->dd[tp->n]);
-		if (l != NULL)
-			plog_destroy(l);
-	}
+	while (tp->n > t->n_partitions)
+		slot_drop(tp, --tp->n);
 	if (t->n_partitions > tp->n) {
 		struct plog **a = realloc(tp->logs, t->n_partitions * sizeof(*a));
 		if (a == NULL)
@@ -526,33 +573,16 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 			return -ENOMEM;
 		tp->pp = pp;
 		for (uint32_t p = tp->n; p < t->n_partitions; p++) {
-			char dir[4096];
-			struct plog_opts o;
-			struct plog_report rep;
 			tp->dd[p] = NULL;
 			tp->pp[p] = NULL;
 			tp->logs[p] = NULL;
-			uint64_t gid = clu_partition_gid(t->stream_id, t->id, t->created_at, p, t->partitions[p].created_at);
-			if (!clu_hosts(s->clu, gid))
-				continue;
-			part_dir(s, t->stream_id, t->id, p, dir, sizeof(dir));
-			plog_opts_for(s, t, p, &o);
-			int r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
-			if (r != 0) {
-				glog_error(TAG, "partition %s cannot be opened: %s", dir, strerror(-r));
-				tp->logs[p] = NULL;
-				rv = r;
-				continue;
-			}
-			if (t->dedup_window > 0)
-				tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > DEDUP_WINDOW_MAX ? DEDUP_WINDOW_MAX : t->dedup_window));
-			r = part_open(s, t, p, gid, tp->logs[p], tp->dd[p], &tp->pp[p]);
-			if (r != 0) {
-				glog_error(TAG, "partition %s: its Raft group cannot start: %s", dir, strerror(-r));
-				rv = r;
-			}
 		}
 		tp->n = t->n_partitions;
+	}
+	for (uint32_t p = 0; p < tp->n; p++) {
+		int r = slot_sync(s, t, tp, p);
+		if (r != 0)
+			rv = r;
 	}
 	return rv;
 }
@@ -776,7 +806,6 @@ static void evict(struct srv_session *ss, const struct frame_request *hdr, uint8
 
 /* ---- Sessions ---- */
 
-static uint32_t roster_pos(const struct srv *s);
 
 struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, const char *peer, uint32_t client_id,
 				     srv_send_fn send, void *ctx)
@@ -789,12 +818,12 @@ struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, con
 	snprintf(ss->peer, sizeof(ss->peer), "%s", peer ? peer : "");
 	/*
 	 * Client ids name consumer-group members in the replicated metadata, so they must be unique in the
-	 * cluster, across transports: the node's position in the roster (1..16) in the top 5 bits, a counter
-	 * below. The transport's own connection number is not used.
+	 * cluster, across transports: the node's id (1..31) in the top 5 bits, a counter below. The
+	 * transport's own connection number is not used.
 	 */
 	(void)client_id;
 	s->next_client = s->next_client % ((1u << 27) - 1) + 1;
-	ss->client_id = (roster_pos(s) << 27) | s->next_client;
+	ss->client_id = ((uint32_t)clu_node_id(s->clu) << 27) | s->next_client;
 	ss->send = send;
 	ss->ctx = ctx;
 	ss->refs = 1;
@@ -868,6 +897,44 @@ static bool mwait_try_resolve(struct srv *s, struct mwait *w)
 
 static void house_arm(struct srv *s);
 
+/*
+ * The node table goes into the metadata log before any command that places partitions: a leader that
+ * finds it unset submits NODES_INIT (the configured roster) ahead of its first command, once per term.
+ * Log order then puts it before every later command; a second INIT (two leaders in a row before the
+ * first applied) changes nothing.
+ */
+static int nodes_init_submit(struct srv *s)
+{
+	struct rgroup_status st;
+	clu_group_status(s->mg, &st);
+	if (s->meta->n_nodes > 0 || s->init_term == st.term)
+		return 0;
+	struct meta_cmd c = {.type = META_NODES_INIT, .replication_factor = (uint8_t)s->cfg->cluster.replication_factor};
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	for (size_t i = 0; i < n && i < META_MAX_NODES; i++) {
+		struct meta_node *mn = &c.nodes[c.n_nodes++];
+		mn->id = (uint32_t)nodes[i].id;
+		snprintf(mn->host, sizeof(mn->host), "%s", nodes[i].host);
+		mn->raft_port = nodes[i].raft_port;
+		mn->tcp_port = nodes[i].tcp_port;
+		mn->quic_port = nodes[i].quic_port;
+		mn->http_port = nodes[i].http_port;
+	}
+	struct wire_buf b;
+	wire_buf_init(&b);
+	int rv = metarec_encode(&c, &b);
+	uint64_t index, term;
+	if (rv == 0)
+		rv = clu_group_submit(s->mg, b.p, (uint32_t)b.len, &index, &term);
+	wire_buf_free(&b);
+	if (rv == 0) {
+		s->init_term = term;
+		glog_info(TAG, "node table of %zu nodes submitted (entry %" PRIu64 ")", n, index);
+	}
+	return rv;
+}
+
 /* Submits w to the local replica when it leads, or forwards it to the leader. */
 static void mwait_push(struct srv *s, struct mwait *w)
 {
@@ -882,7 +949,9 @@ static void mwait_push(struct srv *s, struct mwait *w)
 	}
 	if (clu_group_leader(s->mg)) {
 		uint64_t index, term;
-		int rv = clu_group_submit(s->mg, w->enc, (uint32_t)w->enc_len, &index, &term);
+		int rv = nodes_init_submit(s);
+		if (rv == 0)
+			rv = clu_group_submit(s->mg, w->enc, (uint32_t)w->enc_len, &index, &term);
 		if (rv == 0) {
 			w->placed = true;
 			w->index = index;
@@ -1775,10 +1844,42 @@ static void effect_delete_stream(struct srv *s, const struct meta_cmd *c, const 
 	rm_tree(s->pio, dir);
 }
 
+/* The node table, once set, is the roster: peers to dial, GetClusterMetadata's nodes. */
+static void roster_from_meta(struct srv *s)
+{
+	if (s->meta->n_nodes == 0)
+		return;
+	struct clu_node nodes[CLU_MAX_NODES];
+	size_t n = 0;
+	for (uint32_t i = 0; i < s->meta->n_nodes && n < CLU_MAX_NODES; i++) {
+		const struct meta_node *mn = &s->meta->nodes[i];
+		struct clu_node *cn = &nodes[n++];
+		memset(cn, 0, sizeof(*cn));
+		cn->id = mn->id;
+		snprintf(cn->host, sizeof(cn->host), "%s", mn->host);
+		cn->raft_port = mn->raft_port;
+		cn->tcp_port = mn->tcp_port;
+		cn->quic_port = mn->quic_port;
+		cn->http_port = mn->http_port;
+	}
+	if (clu_set_nodes(s->clu, nodes, n) != 0)
+		glog_error(TAG, "the node table cannot become the roster");
+}
+
+static void reconcile_parts(struct srv *s);
+
 /* What an applied command does to the partitions, on every node, in log order. */
 static void meta_effects(struct srv *s, const struct meta_cmd *c, const struct meta_result *res, bool replay)
 {
 	switch (c->type) {
+	case META_NODES_INIT:
+	case META_NODE_ADD:
+		roster_from_meta(s);
+		break;
+	case META_NODE_REMOVE:
+		roster_from_meta(s);
+		reconcile_parts(s); /* replicas moved: open the new ones here, mark the old ones leaving */
+		break;
 	case META_CREATE_TOPIC:
 	case META_CREATE_PARTITIONS:
 	case META_DELETE_PARTITIONS:
@@ -1891,6 +1992,7 @@ static void meta_restore(void *ud, uint64_t index, const void *data, size_t len)
 	s->meta = m;
 	s->meta_applied = index;
 	s->meta_snap = index;
+	roster_from_meta(s);
 	reconcile_parts(s);
 }
 
@@ -2070,9 +2172,14 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 				return E_INVALID_OPTION_VALUE;
 			if (opt.value.ptr[0])
 				c->durability = META_DURABILITY_FSYNC;
+		} else if (KEY_IS("replication_factor")) {
+			/* Replicas of each partition; 0 = the cluster's default; at most the node count is used. */
+			if (!num || v > META_MAX_REPLICAS || update)
+				return E_INVALID_OPTION_VALUE;
+			c->replication_factor = (uint8_t)v;
 		} else if (KEY_IS("segment_size") || KEY_IS("messages_required_to_save") ||
 			   KEY_IS("size_of_messages_required_to_save") || KEY_IS("preallocate_segments") ||
-			   KEY_IS("replication_factor") || KEY_IS("consumer_offset_durability")) {
+			   KEY_IS("consumer_offset_durability")) {
 			/* Accepted and not used by a single node. */
 		} else {
 			return E_UNSUPPORTED_OPTION;
@@ -2288,7 +2395,7 @@ static void handle_meta(struct srv_session *ss, const struct frame_request *hdr,
 		c.max_topic_size = META_NEVER;
 		c.compression = META_COMPRESSION_NONE;
 		c.durability = (uint8_t)s->cfg->storage.durability;
-		c.replication_factor = 1;
+		c.replication_factor = 0; /* the cluster's default (cluster.replication_factor) */
 		rv = parse_topic_options(&opts, &c, false);
 		if (rv != 0) {
 			reject(p, (uint32_t)rv);
@@ -2764,7 +2871,6 @@ static void put_partition_leaders(struct srv *s, struct wire_buf *b)
 			const struct meta_topic *t = st->topics[k];
 			struct tparts *tp = t != NULL ? tparts_find(s, st->id, t->id) : NULL;
 			for (uint32_t pid = 0; t != NULL && pid < t->n_partitions; pid++) {
-				uint64_t gid = clu_partition_gid(st->id, t->id, t->created_at, pid, t->partitions[pid].created_at);
 				struct part *pt = tp != NULL && pid < tp->n ? tp->pp[pid] : NULL;
 				struct rgroup_status gs = {0};
 				if (pt != NULL)
@@ -2774,11 +2880,10 @@ static void put_partition_leaders(struct srv *s, struct wire_buf *b)
 				wire_put_u32(b, pid);
 				wire_put_u32(b, (uint32_t)gs.leader_id);
 				wire_put_u64(b, gs.leader_id != 0 ? gs.term : 0);
-				uint64_t ids[CLU_MAX_NODES];
-				size_t nr = clu_placement(s->clu, gid, ids);
-				wire_put_u8(b, (uint8_t)nr);
-				for (size_t r = 0; r < nr; r++)
-					wire_put_u32(b, (uint32_t)ids[r]);
+				const struct meta_partition *mp = &t->partitions[pid];
+				wire_put_u8(b, mp->n_replicas);
+				for (uint32_t r = 0; r < mp->n_replicas; r++)
+					wire_put_u32(b, mp->replicas[r]);
 				count++;
 			}
 		}
@@ -3373,6 +3478,79 @@ static void put_cluster(struct srv *s, struct wire_buf *b)
 	}
 }
 
+static void membership_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
+{
+	(void)s;
+	(void)res;
+	if (w->p == NULL)
+		return;
+	if (status == -EAGAIN)
+		finish(w->p, E_NOT_ACCEPTED, false, NULL, 0);
+	else if (status != 0 || rv < 0)
+		finish(w->p, E_ERROR, false, NULL, 0);
+	else
+		finish(w->p, (uint32_t)rv, false, NULL, 0);
+}
+
+/*
+ * AddNode (10003) and RemoveNode (10004), docs/protocol-extensions.md: a change of the node table through
+ * the metadata group, answered once applied here; the leaders then change their groups (membership_tick).
+ */
+static void handle_membership(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+			      size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.ts = now_us()};
+	if (hdr->code == FRAME_CODE_GALGO_ADD_NODE) {
+		struct meta_node *n = &c.nodes[0];
+		struct wire_str host;
+		c.type = META_NODE_ADD;
+		c.n_nodes = 1;
+		n->id = wire_get_u32(&r);
+		wire_get_str8(&r, &host);
+		n->raft_port = wire_get_u16(&r);
+		n->tcp_port = wire_get_u16(&r);
+		n->quic_port = wire_get_u16(&r);
+		n->http_port = wire_get_u16(&r);
+		if (wire_rd_done(&r) != 0 || host.len == 0 || n->raft_port == 0) {
+			finish(p, E_INVALID_COMMAND, false, NULL, 0);
+			return;
+		}
+		for (size_t i = 0; i < host.len; i++) {
+			char ch = (char)host.ptr[i];
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+			      ch == '-' || ch == '_')) {
+				finish(p, E_INVALID_COMMAND, false, NULL, 0);
+				return;
+			}
+		}
+		memcpy(n->host, host.ptr, host.len);
+	} else {
+		c.type = META_NODE_REMOVE;
+		c.node_id = wire_get_u32(&r);
+		if (wire_rd_done(&r) != 0) {
+			finish(p, E_INVALID_COMMAND, false, NULL, 0);
+			return;
+		}
+	}
+	if (!auth_allowed(session_user(ss), AUTH_MANAGE_SERVERS, 0, 0)) {
+		finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		return;
+	}
+	struct mwait *w = meta_submit(s, &c, membership_done);
+	if (w == NULL) {
+		finish(p, E_ERROR, false, NULL, 0);
+		return;
+	}
+	w->p = p;
+	mwait_push(s, w);
+}
+
 static void handle_read(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
@@ -3383,6 +3561,10 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 	}
 	if (code == FRAME_CODE_GET_CONSUMER_OFFSET) {
 		handle_offset(ss, hdr, body, len);
+		return;
+	}
+	if (code == FRAME_CODE_GALGO_ADD_NODE || code == FRAME_CODE_GALGO_REMOVE_NODE) {
+		handle_membership(ss, hdr, body, len);
 		return;
 	}
 	struct pending *p = pending_new(ss, hdr);
@@ -3745,9 +3927,13 @@ static void remove_orphans(struct srv *s)
 			size_t np;
 			if (pio_list(s->pio, td, &pn, &np) != 0)
 				continue;
+			struct tparts *tp = tparts_find(s, st->id, t->id);
 			for (size_t q = 0; q < np; q++) {
 				unsigned long pid = strtoul(pn[q], &end, 10);
-				if (*end != '\0' || pid >= t->n_partitions) {
+				/* (also a replica that moved away while this node was down: not open, not hosted) */
+				if (*end != '\0' || pid >= t->n_partitions ||
+				    (!meta_partition_hosts(&t->partitions[pid], (uint32_t)clu_node_id(s->clu)) &&
+				     (tp == NULL || pid >= tp->n || tp->logs[pid] == NULL))) {
 					char pd[3000];
 					snprintf(pd, sizeof(pd), "%.2699s/%.255s", td, pn[q]);
 					glog_warn(TAG, "removing %s: no such partition", pd);
@@ -3826,20 +4012,9 @@ static void meta_leader_ready(struct srv *s)
 	}
 }
 
-/* This node's position in the sorted roster, 1.., as the top 5 bits of its client ids carry it. */
-static uint32_t roster_pos(const struct srv *s)
-{
-	const struct clu_node *nodes;
-	size_t n = clu_nodes(s->clu, &nodes), pos = 0;
-	for (size_t i = 0; i < n; i++)
-		if (nodes[i].id == clu_node_id(s->clu))
-			pos = i;
-	return (uint32_t)pos + 1;
-}
-
 /*
  * A cluster node that (re)starts has no client: the consumer-group members of its previous run (client
- * ids with its roster position in the top bits) are removed through the metadata group, so that their
+ * ids with its node id in the top bits) are removed through the metadata group, so that their
  * partitions go to members on other nodes. Until that has applied, a JoinConsumerGroup on this node is
  * answered 58 (re-issue), so a new client of this run is never taken for an old one. Resubmitted until it
  * applies (the metadata group needs a quorum).
@@ -3860,7 +4035,7 @@ static void clear_done(struct srv *s, struct mwait *w, int status, int rv, const
 
 static void clear_own_members(struct srv *s)
 {
-	struct meta_cmd c = {.type = META_CLEAR_NODE_MEMBERS, .ts = now_us(), .client_id = roster_pos(s) << 27};
+	struct meta_cmd c = {.type = META_CLEAR_NODE_MEMBERS, .ts = now_us(), .client_id = (uint32_t)clu_node_id(s->clu) << 27};
 	struct mwait *w = meta_submit(s, &c, clear_done);
 	s->clear_state = 0;
 	if (w == NULL) {
@@ -3929,7 +4104,12 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	uint64_t ids[CLU_MAX_NODES];
 	for (size_t i = 0; i < n; i++)
 		ids[i] = nodes[i].id;
-	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, RECORD_COMMAND, 0, false, &meta_ops, s, &s->mg);
+	/*
+	 * The configured roster bootstraps the metadata group on an empty log; a joining node does not
+	 * bootstrap: it waits for the metadata leader to add it (after an AddNode for it has committed).
+	 */
+	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, !cfg->cluster.join, RECORD_COMMAND, 0, false,
+			    &meta_ops, s, &s->mg);
 	if (rv != 0) {
 		glog_error(TAG, "metadata group cannot start: %s", strerror(-rv));
 		srv_free(s);
@@ -4002,28 +4182,161 @@ void srv_free(struct srv *s)
 }
 
 /*
- * Leadership balance: the first replica of a partition's placement is its preferred leader, and the
- * placement's start rotates over the roster (clu_placement), so preferred leaders spread evenly over the
- * nodes. A leader that is not the preferred one hands over to it when its link is up, at most every
- * BALANCE_MS per partition; libraft sends the TimeoutNow only once the target has caught up.
+ * Leadership balance: the first replica of a partition is its preferred leader, and placement rotates
+ * the first replica over the nodes (node/meta.c), so preferred leaders spread evenly. A leader that is
+ * not the preferred one hands over to it when its link is up, at most every BALANCE_MS per partition;
+ * libraft sends the TimeoutNow only once the target has caught up.
  */
 #define BALANCE_MS 5000u
 static void balance_leaders(struct srv *s)
 {
 	uint64_t now = mono_ms(), self = clu_node_id(s->clu);
-	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
-		for (uint32_t i = 0; i < tp->n; i++) {
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
+		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
+		for (uint32_t i = 0; t != NULL && i < tp->n && i < t->n_partitions; i++) {
 			struct part *pt = tp->pp[i];
-			if (pt == NULL || !clu_group_leader(pt->g) || now - pt->transfer_at < BALANCE_MS)
+			const struct meta_partition *mp = &t->partitions[i];
+			if (pt == NULL || pt->leaving || !clu_group_leader(pt->g) || now - pt->transfer_at < BALANCE_MS)
 				continue;
-			uint64_t ids[CLU_MAX_NODES];
-			if (clu_placement(s->clu, pt->gid, ids) < 2 || ids[0] == self || !clu_connected(s->clu, ids[0]))
+			if (mp->n_replicas < 2 || mp->replicas[0] == self || !clu_connected(s->clu, mp->replicas[0]))
 				continue;
 			pt->transfer_at = now;
-			if (clu_group_transfer(pt->g, ids[0]) == 0)
-				glog_debug(TAG, "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": leadership to node %" PRIu64,
-					   pt->stream_id, pt->topic_id, pt->pid, ids[0]);
+			if (clu_group_transfer(pt->g, mp->replicas[0]) == 0)
+				glog_debug(TAG, "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": leadership to node %" PRIu32,
+					   pt->stream_id, pt->topic_id, pt->pid, mp->replicas[0]);
 		}
+	}
+}
+
+/*
+ * Membership of a group, driven by its leader one change at a time (each must commit before the next;
+ * rgroup answers -EBUSY meanwhile): first a wanted node that is not a member joins as a standby, then a
+ * wanted standby is promoted (libraft's catch-up rounds first) while there are fewer than max_voters
+ * voters, and last a member that is not wanted goes; the leader itself goes by handing leadership to a
+ * wanted voter first. So a replica set changes standby-first, and never drops below its quorum.
+ */
+static void group_reconcile(struct srv *s, struct clu_group *g, const uint64_t *want, size_t n_want,
+			    size_t max_voters, const char *what)
+{
+	struct rgroup_member m[2 * CLU_MAX_NODES];
+	size_t nm = clu_group_members(g, m, sizeof(m) / sizeof(m[0]));
+	if (nm > sizeof(m) / sizeof(m[0]))
+		nm = sizeof(m) / sizeof(m[0]);
+	uint64_t self = clu_node_id(s->clu);
+	size_t voters = 0;
+	for (size_t i = 0; i < nm; i++)
+		voters += m[i].role == RAFT_VOTER;
+	for (size_t k = 0; k < n_want; k++) {
+		bool member = false;
+		for (size_t i = 0; i < nm; i++)
+			member |= m[i].id == want[k];
+		if (!member) {
+			int rv = clu_group_add(g, want[k]);
+			if (rv == 0)
+				glog_info(TAG, "%s: node %" PRIu64 " added as a standby", what, want[k]);
+			return;
+		}
+	}
+	for (size_t i = 0; i < nm && voters < max_voters; i++) {
+		bool wanted = false;
+		for (size_t k = 0; k < n_want; k++)
+			wanted |= m[i].id == want[k];
+		if (wanted && m[i].role != RAFT_VOTER) {
+			uint64_t id = m[i].id;
+			int rv = clu_group_promote(g, id);
+			if (rv == 0)
+				glog_info(TAG, "%s: node %" PRIu64 " promoted to voter", what, id);
+			return; /* -EINPROGRESS: catching up; asked again at the next tick */
+		}
+	}
+	for (size_t i = 0; i < nm; i++) {
+		bool wanted = false;
+		for (size_t k = 0; k < n_want; k++)
+			wanted |= m[i].id == want[k];
+		if (wanted)
+			continue;
+		uint64_t id = m[i].id;
+		if (id != self) {
+			if (clu_group_remove(g, id) == 0)
+				glog_info(TAG, "%s: node %" PRIu64 " removed", what, id);
+			return;
+		}
+		for (size_t j = 0; j < nm; j++) {
+			bool w = false;
+			for (size_t k = 0; k < n_want; k++)
+				w |= m[j].id == want[k];
+			if (w && m[j].role == RAFT_VOTER && m[j].id != self && clu_connected(s->clu, m[j].id)) {
+				uint64_t to = m[j].id;
+				if (clu_group_transfer(g, to) == 0)
+					glog_info(TAG, "%s: this node is leaving; leadership to node %" PRIu64, what, to);
+				return;
+			}
+		}
+		return;
+	}
+}
+
+/*
+ * A replica the metadata moved away closes (and deletes its log) once the group no longer needs it:
+ * its configuration no longer lists it, or it has known no leader for three election timeouts (the
+ * leader stops talking to a removed member, which then never hears of its removal).
+ */
+static bool part_may_leave(struct srv *s, struct part *pt)
+{
+	if (clu_group_leader(pt->g))
+		return false;
+	struct rgroup_member m[2 * CLU_MAX_NODES];
+	size_t nm = clu_group_members(pt->g, m, sizeof(m) / sizeof(m[0]));
+	bool member = false;
+	for (size_t i = 0; i < nm && i < sizeof(m) / sizeof(m[0]); i++)
+		member |= m[i].id == clu_node_id(s->clu);
+	if (!member)
+		return true;
+	uint64_t now = mono_ms();
+	if (clu_group_leader_id(pt->g) != 0) {
+		pt->leaderless_since = 0;
+		return false;
+	}
+	if (pt->leaderless_since == 0)
+		pt->leaderless_since = now;
+	return now - pt->leaderless_since >= 3ull * s->cfg->cluster.election_timeout_ms;
+}
+
+/* Every tick: the metadata leader and each partition leader bring their group to the node table. */
+static void membership_tick(struct srv *s)
+{
+	const struct meta *m = s->meta;
+	if (m->n_nodes == 0 || !s->meta_caught_up)
+		return;
+	uint64_t want[CLU_MAX_NODES];
+	if (clu_group_leader(s->mg)) {
+		for (uint32_t i = 0; i < m->n_nodes; i++)
+			want[i] = m->nodes[i].id;
+		group_reconcile(s, s->mg, want, m->n_nodes, 5, "metadata group");
+	}
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
+		const struct meta_topic *t = meta_topic(meta_stream(m, tp->stream_id), tp->topic_id);
+		for (uint32_t i = 0; t != NULL && i < tp->n && i < t->n_partitions; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL)
+				continue;
+			if (pt->leaving && part_may_leave(s, pt)) {
+				glog_info(TAG, "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": replica moved away; closed",
+					  pt->stream_id, pt->topic_id, pt->pid);
+				slot_drop(tp, i);
+				continue;
+			}
+			if (!clu_group_leader(pt->g))
+				continue;
+			const struct meta_partition *mp = &t->partitions[i];
+			for (uint32_t r = 0; r < mp->n_replicas; r++)
+				want[r] = mp->replicas[r];
+			char what[64];
+			snprintf(what, sizeof(what), "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32, pt->stream_id, pt->topic_id,
+				 pt->pid);
+			group_reconcile(s, pt->g, want, mp->n_replicas, META_MAX_REPLICAS, what);
+		}
+	}
 }
 
 void srv_tick(struct srv *s)
@@ -4047,6 +4360,7 @@ void srv_tick(struct srv *s)
 		}
 	}
 	meta_compact(s, false);
+	membership_tick(s);
 	balance_leaders(s);
 }
 

@@ -225,9 +225,9 @@ Test(config, process_environment_is_read_when_envp_is_null)
 	struct galgo_config c;
 	char err[256];
 	cr_assert_eq(chdir(tmpdir), 0);
-	setenv("GALGO_NODE_ID", "42", 1);
+	setenv("GALGO_NODE_ID", "29", 1);
 	cr_assert_eq(LOAD(&c, NULL, err), 0, "%s", err);
-	cr_assert_eq(c.node.id, 42);
+	cr_assert_eq(c.node.id, 29);
 	config_free(&c);
 	unsetenv("GALGO_NODE_ID");
 }
