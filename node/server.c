@@ -1844,7 +1844,26 @@ static void effect_delete_stream(struct srv *s, const struct meta_cmd *c, const 
 	rm_tree(s->pio, dir);
 }
 
-/* The node table, once set, is the roster: peers to dial, GetClusterMetadata's nodes. */
+struct still_member {
+	uint64_t id;
+	bool found;
+};
+
+static void member_of_group(void *arg, struct clu_group *g)
+{
+	struct still_member *sm = arg;
+	struct rgroup_member m[2 * CLU_MAX_NODES];
+	size_t n = clu_group_members(g, m, sizeof(m) / sizeof(m[0]));
+	for (size_t i = 0; i < n && i < sizeof(m) / sizeof(m[0]) && !sm->found; i++)
+		sm->found = m[i].id == sm->id;
+}
+
+/*
+ * The roster (peers to dial and to accept, the nodes GetClusterMetadata lists): the node table, once set,
+ * and a node that left the table for as long as a group hosted here still counts it as a member, so
+ * that a removed node stays reachable until the groups have moved off it (it may still be a leader that
+ * hands its log to its successor, and it must hear of its removal).
+ */
 static void roster_from_meta(struct srv *s)
 {
 	if (s->meta->n_nodes == 0)
@@ -1862,6 +1881,30 @@ static void roster_from_meta(struct srv *s)
 		cn->quic_port = mn->quic_port;
 		cn->http_port = mn->http_port;
 	}
+	const struct clu_node *cur;
+	size_t nc = clu_nodes(s->clu, &cur);
+	for (size_t i = 0; i < nc && n < CLU_MAX_NODES; i++) {
+		if (meta_node(s->meta, (uint32_t)cur[i].id) != NULL)
+			continue;
+		struct still_member sm = {cur[i].id, cur[i].id == clu_node_id(s->clu)}; /* (a node keeps itself) */
+		if (!sm.found)
+			clu_each_group(s->clu, member_of_group, &sm);
+		if (!sm.found)
+			continue;
+		size_t at = n++;
+		while (at > 0 && nodes[at - 1].id > cur[i].id) {
+			nodes[at] = nodes[at - 1];
+			at--;
+		}
+		nodes[at] = cur[i];
+	}
+	bool same = n == nc;
+	for (size_t i = 0; same && i < n; i++)
+		same = nodes[i].id == cur[i].id && strcmp(nodes[i].host, cur[i].host) == 0 &&
+		       nodes[i].raft_port == cur[i].raft_port && nodes[i].tcp_port == cur[i].tcp_port &&
+		       nodes[i].quic_port == cur[i].quic_port && nodes[i].http_port == cur[i].http_port;
+	if (same)
+		return;
 	if (clu_set_nodes(s->clu, nodes, n) != 0)
 		glog_error(TAG, "the node table cannot become the roster");
 }
@@ -4308,6 +4351,7 @@ static void membership_tick(struct srv *s)
 	const struct meta *m = s->meta;
 	if (m->n_nodes == 0 || !s->meta_caught_up)
 		return;
+	roster_from_meta(s); /* a removed node leaves the roster once no group here counts it */
 	uint64_t want[CLU_MAX_NODES];
 	if (clu_group_leader(s->mg)) {
 		for (uint32_t i = 0; i < m->n_nodes; i++)

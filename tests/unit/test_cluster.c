@@ -32,179 +32,33 @@
 #define N 3
 #define WAIT_MS 30000
 
-struct node {
-	uint32_t id;
-	pid_t pid;
-	int tcp, raft;
-	char dir[128];
-	char log[128];
-	int starts;
-};
+#include "galgod_nodes.h"
 
-static char tmpdir[64];
 static struct node nodes[N];
 static char roster[512];
 static bool with_tls; /* node-to-node mutual TLS with the certificates made by make_pki */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-/*
- * A free loopback port for a node, below Linux's ephemeral range (32768-60999) and never one handed out
- * before in this process. Nodes are restarted on the same ports: a port from the ephemeral range could
- * meanwhile be taken by an outgoing connection or by another test program's port-0 bind (ctest runs two
- * programs at once), and the restart would fail with EADDRINUSE.
- */
-static int free_port(void)
-{
-	static int given[64];
-	static size_t n_given;
-	static unsigned seed;
-	if (seed == 0)
-		seed = (unsigned)getpid() ^ (unsigned)now_ms();
-	for (;;) {
-		int port = 20000 + (int)(rand_r(&seed) % 12000);
-		bool seen = false;
-		for (size_t i = 0; i < n_given && i < 64; i++)
-			seen |= given[i] == port;
-		if (seen)
-			continue;
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert_geq(fd, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-		close(fd);
-		if (!ok)
-			continue;
-		given[n_given++ % 64] = port;
-		return port;
-	}
-}
-
-/* How many times the node's log says it became ready. */
-static int ready_count(const struct node *n)
-{
-	FILE *f = fopen(n->log, "r");
-	if (f == NULL)
-		return 0;
-	char line[1024];
-	int c = 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		c += strstr(line, "galgod ready:") != NULL;
-	fclose(f);
-	return c;
-}
-
-static void node_start(struct node *n)
-{
-	int before = ready_count(n);
-	char a_id[32], a_dir[160], a_tcp[64], a_nodes[600], a_ca[160], a_cert[160], a_key[160];
-	snprintf(a_ca, sizeof(a_ca), "--cluster.tls_ca=%s/ca.pem", tmpdir);
-	snprintf(a_cert, sizeof(a_cert), "--cluster.tls_cert=%s/node%u.pem", tmpdir, n->id);
-	snprintf(a_key, sizeof(a_key), "--cluster.tls_key=%s/node%u.key", tmpdir, n->id);
-	snprintf(a_id, sizeof(a_id), "--node.id=%u", n->id);
-	snprintf(a_dir, sizeof(a_dir), "--node.data_dir=%s", n->dir);
-	snprintf(a_tcp, sizeof(a_tcp), "--tcp.address=127.0.0.1:%d", n->tcp);
-	snprintf(a_nodes, sizeof(a_nodes), "--cluster.nodes=%s", roster);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		char *argv[] = {GALGOD, a_id, a_dir, a_tcp, a_nodes, "--cluster.secret=test-secret",
-				"--cluster.election_timeout_ms=500", "--storage.segment_size=16KiB", "--quic.enabled=false",
-				"--http.enabled=false", "--with-default-root-credentials", a_ca, a_cert, a_key, NULL};
-		if (!with_tls)
-			argv[11] = NULL;
-		execv(GALGOD, argv);
-		_exit(127);
-	}
-	n->pid = pid;
-	n->starts++;
-	uint64_t until = now_ms() + WAIT_MS;
-	while (ready_count(n) <= before) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) != 0) {
-			char cmd[256];
-			snprintf(cmd, sizeof(cmd), "tail -5 '%s' >&2", n->log);
-			if (system(cmd) != 0)
-				fprintf(stderr, "(no log)\n");
-			cr_assert_fail("node %u exited at start (status %d); see %s", n->id, st, n->log);
-		}
-		cr_assert_lt(now_ms(), until, "node %u not ready; see %s", n->id, n->log);
-		pause_ms(20);
-	}
-}
-
-static void node_kill(struct node *n)
-{
-	cr_assert_gt(n->pid, 0);
-	kill(n->pid, SIGKILL);
-	int st;
-	waitpid(n->pid, &st, 0);
-	n->pid = 0;
-}
-
-/* SIGTERM, and exit status 0 (under ASan: no error, no leak). */
-static void node_stop(struct node *n)
-{
-	if (n->pid <= 0)
-		return;
-	kill(n->pid, SIGTERM);
-	uint64_t until = now_ms() + WAIT_MS;
-	int st = 0;
-	pid_t r;
-	while ((r = waitpid(n->pid, &st, WNOHANG)) == 0 && now_ms() < until)
-		pause_ms(20);
-	if (r == 0) {
-		kill(n->pid, SIGKILL);
-		waitpid(n->pid, &st, 0);
-	}
-	pid_t was = n->pid;
-	n->pid = 0;
-	cr_assert_neq(r, 0, "node %u (pid %d) did not stop on SIGTERM; see %s", n->id, (int)was, n->log);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %u exited with status %d; see %s", n->id, st,
-		  n->log);
-}
-
-static void rm_rf(const char *path)
-{
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	cr_assert_eq(system(cmd), 0);
-}
+static char tls_args[N][3][160];
 
 /* Ports, roster and the three nodes, in tmpdir (made by the caller). */
 static void cluster_start(void)
 {
-	size_t at = 0;
+	roster[0] = '\0';
+	for (int i = 0; i < N; i++) {
+		node_init(&nodes[i], (uint32_t)i + 1);
+		roster_add(roster, sizeof(roster), &nodes[i]);
+	}
 	for (int i = 0; i < N; i++) {
 		struct node *n = &nodes[i];
-		memset(n, 0, sizeof(*n));
-		n->id = (uint32_t)i + 1;
-		n->tcp = free_port();
-		n->raft = free_port();
-		snprintf(n->dir, sizeof(n->dir), "%s/node%u", tmpdir, n->id);
-		snprintf(n->log, sizeof(n->log), "%s/node%u.log", tmpdir, n->id);
-		at += (size_t)snprintf(roster + at, sizeof(roster) - at, "%s%u@127.0.0.1:%d:%d", i ? "," : "", n->id,
-				       n->raft, n->tcp);
+		n->roster = roster;
+		if (with_tls) {
+			snprintf(tls_args[i][0], sizeof(tls_args[i][0]), "--cluster.tls_ca=%s/ca.pem", tmpdir);
+			snprintf(tls_args[i][1], sizeof(tls_args[i][1]), "--cluster.tls_cert=%s/node%u.pem", tmpdir, n->id);
+			snprintf(tls_args[i][2], sizeof(tls_args[i][2]), "--cluster.tls_key=%s/node%u.key", tmpdir, n->id);
+			for (int k = 0; k < 3; k++)
+				n->extra[k] = tls_args[i][k];
+		}
+		node_start(n);
 	}
-	for (int i = 0; i < N; i++)
-		node_start(&nodes[i]);
 }
 
 static void cluster_setup(void)
@@ -223,24 +77,6 @@ static void cluster_teardown(void)
 		}
 	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
 		rm_rf(tmpdir);
-}
-
-/* A logged-in client of node n; the root user exists once a metadata leader was elected. */
-static struct gclient *client_of(const struct node *n)
-{
-	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", n->tcp);
-	struct gclient_opts o = {.connect_timeout_ms = 2000, .io_timeout_ms = 15000};
-	uint64_t until = now_ms() + WAIT_MS;
-	for (;;) {
-		struct gclient *c = NULL;
-		int rv = gclient_connect(addr, &o, &c);
-		if (rv == 0 && (rv = gclient_login(c, "iggy", "iggy")) == 0)
-			return c;
-		gclient_close(c);
-		cr_assert_lt(now_ms(), until, "cannot log in to node %u: %d; see %s", n->id, rv, n->log);
-		pause_ms(100);
-	}
 }
 
 /* GetPartitionLeaders (docs/protocol-extensions.md): the leader of partition `pid` of the only topic. */

@@ -1,0 +1,344 @@
+/*
+ * Runtime membership with real galgod processes on loopback: a cluster of three takes a fourth node at
+ * runtime (the new node starts with cluster.join, AddNode through another node), then loses its first
+ * node (RemoveNode): the removed node's partition replicas move to the new node, standby first, then
+ * voter, and the removed node leaves every group. The proof is behavioural: with the removed node
+ * stopped and one of the original nodes killed, the two nodes left (an original one and the new one)
+ * still form a quorum of the metadata group and of every partition group, which they can only do if
+ * the new node became a voter and the removed one is no longer counted. Every message acknowledged
+ * before and after is then read from both survivors' own copies, at the offset its acknowledgement
+ * gave, with the same ids and payload checksums on both.
+ *
+ * Also: AddNode and RemoveNode refuse bad input with their codes (docs/protocol-extensions.md) and
+ * change nothing.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "client/gclient.h"
+#include "transport/wire.h"
+
+#define GALGOD GALGO_BUILD_DIR "/galgod"
+#define WAIT_MS 30000
+#define NODES 4
+#define PARTS 3
+#define M 20 /* messages per partition per phase */
+
+#include "galgod_nodes.h"
+
+static struct node nodes[NODES];
+static char roster3[512], roster4[512];
+
+static void setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-members-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	roster3[0] = roster4[0] = '\0';
+	for (int i = 0; i < NODES; i++) {
+		node_init(&nodes[i], (uint32_t)i + 1);
+		if (i < 3)
+			roster_add(roster3, sizeof(roster3), &nodes[i]);
+		roster_add(roster4, sizeof(roster4), &nodes[i]);
+	}
+	for (int i = 0; i < 3; i++)
+		nodes[i].roster = roster3;
+	nodes[3].roster = roster4;
+	nodes[3].extra[0] = "--cluster.join=true";
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < NODES; i++)
+		if (nodes[i].pid > 0) {
+			kill(nodes[i].pid, SIGKILL);
+			waitpid(nodes[i].pid, NULL, 0);
+		}
+	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
+		rm_rf(tmpdir);
+}
+
+TestSuite(membership, .init = setup, .fini = teardown, .timeout = 300);
+
+/* GetPartitionLeaders (docs/protocol-extensions.md), decoded. */
+struct pmap {
+	uint32_t n_nodes, node_ids[16];
+	uint32_t np;
+	struct {
+		uint32_t pid, leader, nr, rep[8];
+	} p[PARTS];
+};
+
+static void pmap_read(struct gclient *c, struct pmap *m)
+{
+	memset(m, 0, sizeof(*m));
+	const uint8_t *r;
+	size_t len;
+	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+	cr_assert_eq(rv, 0, "GetPartitionLeaders: %d", rv);
+	struct wire_rd rd;
+	wire_rd_init(&rd, r, len);
+	m->n_nodes = wire_get_u32(&rd);
+	cr_assert_leq(m->n_nodes, 16);
+	for (uint32_t i = 0; i < m->n_nodes; i++) {
+		m->node_ids[i] = wire_get_u32(&rd);
+		uint8_t hl = wire_get_u8(&rd);
+		for (uint8_t k = 0; k < hl; k++)
+			(void)wire_get_u8(&rd);
+		(void)wire_get_u16(&rd);
+		(void)wire_get_u16(&rd);
+		(void)wire_get_u16(&rd);
+	}
+	(void)wire_get_u32(&rd);
+	(void)wire_get_u64(&rd);
+	m->np = wire_get_u32(&rd);
+	cr_assert_leq(m->np, PARTS);
+	for (uint32_t i = 0; i < m->np; i++) {
+		(void)wire_get_u32(&rd);
+		(void)wire_get_u32(&rd);
+		m->p[i].pid = wire_get_u32(&rd);
+		m->p[i].leader = wire_get_u32(&rd);
+		(void)wire_get_u64(&rd);
+		m->p[i].nr = wire_get_u8(&rd);
+		cr_assert_leq(m->p[i].nr, 8);
+		for (uint32_t k = 0; k < m->p[i].nr; k++)
+			m->p[i].rep[k] = wire_get_u32(&rd);
+	}
+	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
+}
+
+static bool has(const uint32_t *ids, uint32_t n, uint32_t id)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/* Waits until every partition has a leader among the live nodes (bounded). */
+static void await_leaders(struct gclient *c, uint32_t dead1, uint32_t dead2)
+{
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		struct pmap m;
+		pmap_read(c, &m);
+		bool all = m.np == PARTS;
+		for (uint32_t i = 0; all && i < m.np; i++)
+			all = m.p[i].leader != 0 && m.p[i].leader != dead1 && m.p[i].leader != dead2;
+		if (all)
+			return;
+		cr_assert_lt(now_ms(), until, "partitions without a live leader");
+		pause_ms(50);
+	}
+}
+
+/* Sends message k of partition pid ("p%u-%05u") through *c until acknowledged; returns its offset. */
+static uint64_t send_until_acked(struct gclient **c, const struct node *via, uint32_t pid, uint32_t k)
+{
+	char payload[16];
+	snprintf(payload, sizeof(payload), "p%u-%05u", pid, k);
+	const void *pl[1] = {payload};
+	uint32_t len[1] = {(uint32_t)strlen(payload)};
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		struct gclient_sent out;
+		int rv = gclient_send(*c, &s, &t, pid, 1, pl, len, &out);
+		if (rv == 0)
+			return out.base_offset;
+		cr_assert_lt(now_ms(), until, "message %u of partition %u not acknowledged: %d", k, pid, rv);
+		if (rv < 0) {
+			gclient_close(*c);
+			*c = client_of(via);
+		}
+		pause_ms(50);
+	}
+}
+
+/* What a replica holds: per offset the message's id, payload hash and payload. */
+struct held {
+	uint8_t id[4 * M][16];
+	uint64_t hash[4 * M];
+	char payload[4 * M][16];
+};
+
+/*
+ * Reads node n's own copy of partition pid until it holds the messages below offset `want` (bounded).
+ * (A send retried after an error may have been stored twice: offsets are compared, not counts.)
+ */
+static void read_replica(const struct node *n, uint32_t pid, uint64_t want, struct held *h)
+{
+	struct gclient *c = client_of(n);
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+	struct wire_consumer who = {.kind = WIRE_CONSUMER_SINGLE, .id = gclient_id_name("checker")};
+	uint64_t until = now_ms() + WAIT_MS, got = 0;
+	while (got < want) {
+		struct gclient_polled pr;
+		struct wire_polling at = {.kind = WIRE_POLL_OFFSET, .value = got};
+		int rv = gclient_poll(c, &who, &s, &t, pid, at, 100, false, &pr);
+		if (rv == 58 && now_ms() < until) {
+			pause_ms(50);
+			continue;
+		}
+		cr_assert_eq(rv, 0, "poll of node %u: %d", n->id, rv);
+		cr_assert_eq(gclient_polled_verify(&pr), 0, "node %u returned a damaged batch", n->id);
+		struct gclient_msg_iter it;
+		gclient_msg_iter_init(&it, &pr);
+		struct gclient_msg msg;
+		while (got < want && gclient_msg_next(&it, &msg) == 1) {
+			cr_assert_eq(msg.offset, got, "node %u partition %u: offset %lu where %lu was due", n->id, pid,
+				     (unsigned long)msg.offset, (unsigned long)got);
+			memcpy(h->id[got], msg.id, 16);
+			h->hash[got] = XXH3_64bits(msg.payload, msg.payload_len);
+			snprintf(h->payload[got], 16, "%.*s", (int)(msg.payload_len < 15 ? msg.payload_len : 15),
+				 (const char *)msg.payload);
+			got++;
+		}
+		if (got < want) {
+			cr_assert_lt(now_ms(), until, "node %u holds %lu of %lu messages of partition %u; see %s", n->id,
+				     (unsigned long)got, (unsigned long)want, pid, n->log);
+			if (pr.count == 0)
+				pause_ms(50);
+		}
+	}
+	gclient_close(c);
+}
+
+/* How many lines of node n's log contain `needle`. */
+static int log_count(const struct node *n, const char *needle)
+{
+	FILE *f = fopen(n->log, "r");
+	if (f == NULL)
+		return 0;
+	char line[1024];
+	int c = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		c += strstr(line, needle) != NULL;
+	fclose(f);
+	return c;
+}
+
+static int raw_status(struct gclient *c, uint32_t code, const void *body, size_t len)
+{
+	return gclient_raw(c, code, body, len, NULL, NULL);
+}
+
+/* AddNode's body for node n: [id u32][host str8][raft u16][tcp u16][quic u16][http u16]. */
+static size_t add_body(const struct node *n, uint8_t *b)
+{
+	size_t at = 0;
+	memcpy(b + at, &n->id, 4);
+	at += 4;
+	b[at++] = 9;
+	memcpy(b + at, "127.0.0.1", 9);
+	at += 9;
+	uint16_t ports[4] = {(uint16_t)n->raft, (uint16_t)n->tcp, 0, 0};
+	memcpy(b + at, ports, sizeof(ports));
+	return at + sizeof(ports);
+}
+
+Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_and_keeps_the_quorum)
+{
+	for (int i = 0; i < 3; i++)
+		node_start(&nodes[i]);
+	struct gclient *c = client_of(&nodes[1]);
+	struct wire_id sid = gclient_id_name("s");
+	cr_assert_eq(gclient_create_stream(c, "s", NULL), 0);
+	cr_assert_eq(gclient_create_topic(c, &sid, "t", PARTS, NULL, NULL), 0);
+	await_leaders(c, 0, 0);
+	uint64_t acked[PARTS][2 * M];
+	for (uint32_t p = 0; p < PARTS; p++)
+		for (uint32_t k = 0; k < M; k++)
+			acked[p][k] = send_until_acked(&c, &nodes[1], p, k);
+
+	/* The new node starts without bootstrapping anything and is added through node 2. */
+	node_start(&nodes[3]);
+	uint8_t body[64];
+	size_t blen = add_body(&nodes[3], body);
+	cr_assert_eq(raw_status(c, 10003, body, 3), 3, "a truncated AddNode is an invalid command");
+	uint32_t nine = 9, one = 1;
+	cr_assert_eq(raw_status(c, 10004, &nine, 4), 10061, "RemoveNode of an unknown node");
+	uint8_t bad[64];
+	memcpy(bad, body, blen);
+	bad[0] = 40; /* node id 40: above 31 */
+	cr_assert_eq(raw_status(c, 10003, bad, blen), 4042, "AddNode of an id above 31");
+	cr_assert_eq(raw_status(c, 10003, body, blen), 0, "AddNode");
+	cr_assert_eq(raw_status(c, 10003, body, blen), 10060, "AddNode of a member");
+	/* The new node receives the metadata: the root user can log in there, and it names four nodes. */
+	struct gclient *c4 = client_of(&nodes[3]);
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		struct pmap m;
+		pmap_read(c4, &m);
+		if (m.n_nodes == 4 && m.np == PARTS)
+			break;
+		cr_assert_lt(now_ms(), until, "node 4 does not know the four nodes and the topic");
+		pause_ms(50);
+	}
+	gclient_close(c4);
+	/* Existing partitions stay where they are until a node leaves. */
+	struct pmap m;
+	pmap_read(c, &m);
+	for (uint32_t i = 0; i < m.np; i++)
+		cr_assert(m.p[i].nr == 3 && !has(m.p[i].rep, m.p[i].nr, 4));
+
+	/* Node 1 leaves: its replicas go to node 4. */
+	cr_assert_eq(raw_status(c, 10004, &one, 4), 0, "RemoveNode");
+	pmap_read(c, &m);
+	for (uint32_t i = 0; i < m.np; i++)
+		cr_assert(m.p[i].nr == 3 && has(m.p[i].rep, 3, 2) && has(m.p[i].rep, 3, 3) && has(m.p[i].rep, 3, 4),
+			  "partition %u: replicas %u,%u,%u", m.p[i].pid, m.p[i].rep[0], m.p[i].rep[1], m.p[i].rep[2]);
+	/*
+	 * Wait (bounded) until the groups have done it: the leaders log each member removal (three partition
+	 * groups and the metadata group), node 1 closes its three replicas, and node 2 stops listing node 1
+	 * (a removed node stays in the roster while a group here still counts it).
+	 */
+	until = now_ms() + 2 * WAIT_MS;
+	for (;;) {
+		int removed = 0;
+		for (int i = 0; i < NODES; i++)
+			removed += log_count(&nodes[i], ": node 1 removed");
+		int closed = log_count(&nodes[0], "replica moved away; closed");
+		pmap_read(c, &m);
+		if (removed >= PARTS + 1 && closed >= PARTS && m.n_nodes == 3 && !has(m.node_ids, m.n_nodes, 1))
+			break;
+		cr_assert_lt(now_ms(), until, "node 1 not out of its groups: %d removals, %d replicas closed, %u nodes listed",
+			     removed, closed, m.n_nodes);
+		pause_ms(100);
+	}
+	gclient_close(c);
+
+	/* Node 1 stops, node 2 dies: nodes 3 and 4 must still make every quorum. */
+	node_stop(&nodes[0]);
+	node_kill(&nodes[1]);
+	c = client_of(&nodes[2]);
+	await_leaders(c, 1, 2);
+	for (uint32_t p = 0; p < PARTS; p++)
+		for (uint32_t k = M; k < 2 * M; k++)
+			acked[p][k] = send_until_acked(&c, &nodes[2], p, k);
+	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0, "the metadata group has no quorum");
+	gclient_close(c);
+
+	/* Both survivors hold every message, the same at every offset, each acknowledged one where it was. */
+	static struct held h3, h4;
+	for (uint32_t p = 0; p < PARTS; p++) {
+		uint64_t want = 0;
+		for (uint32_t k = 0; k < 2 * M; k++)
+			want = acked[p][k] + 1 > want ? acked[p][k] + 1 : want;
+		cr_assert_leq(want, 4 * M, "partition %u: too many retries stored twice", p);
+		read_replica(&nodes[2], p, want, &h3);
+		read_replica(&nodes[3], p, want, &h4);
+		for (uint32_t o = 0; o < want; o++)
+			cr_assert(memcmp(h3.id[o], h4.id[o], 16) == 0 && h3.hash[o] == h4.hash[o],
+				  "partition %u offset %u differs between nodes 3 and 4", p, o);
+		for (uint32_t k = 0; k < 2 * M; k++) {
+			char expect[16];
+			snprintf(expect, sizeof(expect), "p%u-%05u", p, k);
+			cr_assert_str_eq(h4.payload[acked[p][k]], expect, "acknowledged message %s lost", expect);
+		}
+	}
+	node_stop(&nodes[2]);
+	node_stop(&nodes[3]);
+}
