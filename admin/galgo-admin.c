@@ -1,0 +1,190 @@
+/*
+ * galgo-admin — cluster administration through Galgo's protocol extensions (docs/protocol-extensions.md),
+ * over one TCP connection to any node (the node forwards to the metadata leader).
+ *
+ * usage: galgo-admin [--server H:P] [--username U] [--password P] COMMAND
+ *   nodes                                   the roster and the partition map (GetPartitionLeaders)
+ *   add-node ID HOST RAFT [TCP [QUIC [HTTP]]]
+ *                                           AddNode: start the new node with cluster.join=true first
+ *   remove-node ID                          RemoveNode: its replicas move to other nodes
+ * Exit status 0 on success, 1 when the server refused (its error code is printed), 2 on bad usage or
+ * when no connection could be made.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/gclient.h"
+#include "transport/wire.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: galgo-admin [--server H:P] [--username U] [--password P] COMMAND\n"
+		   "  nodes\n"
+		   "  add-node ID HOST RAFT_PORT [TCP_PORT [QUIC_PORT [HTTP_PORT]]]\n"
+		   "  remove-node ID\n");
+}
+
+static int parse_u32(const char *s, uint32_t max, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v > max)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int print_nodes(struct gclient *c)
+{
+	const uint8_t *r;
+	size_t len;
+	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+	if (rv != 0) {
+		fprintf(stderr, "galgo-admin: GetPartitionLeaders: %d\n", rv);
+		return rv < 0 ? 2 : 1;
+	}
+	struct wire_rd rd;
+	wire_rd_init(&rd, r, len);
+	uint32_t n = wire_get_u32(&rd);
+	printf("nodes:\n");
+	for (uint32_t i = 0; i < n && !wire_rd_error(&rd); i++) {
+		uint32_t id = wire_get_u32(&rd);
+		struct wire_str host;
+		wire_get_str8(&rd, &host);
+		uint16_t tcp = wire_get_u16(&rd), quic = wire_get_u16(&rd), http = wire_get_u16(&rd);
+		printf("  %" PRIu32 "  %.*s  tcp %u quic %u http %u\n", id, (int)host.len, (const char *)host.ptr, tcp,
+		       quic, http);
+	}
+	uint32_t mleader = wire_get_u32(&rd);
+	uint64_t mterm = wire_get_u64(&rd);
+	printf("metadata leader: %" PRIu32 " (term %" PRIu64 ")\npartitions (stream/topic/partition: leader "
+	       "epoch replicas):\n",
+	       mleader, mterm);
+	uint32_t np = wire_get_u32(&rd);
+	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
+		uint32_t s = wire_get_u32(&rd), t = wire_get_u32(&rd), p = wire_get_u32(&rd), l = wire_get_u32(&rd);
+		uint64_t e = wire_get_u64(&rd);
+		uint8_t nr = wire_get_u8(&rd);
+		printf("  %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": %" PRIu32 " %" PRIu64 " ", s, t, p, l, e);
+		for (uint8_t k = 0; k < nr; k++)
+			printf("%s%" PRIu32, k ? "," : "", wire_get_u32(&rd));
+		printf("\n");
+	}
+	if (wire_rd_done(&rd) != 0) {
+		fprintf(stderr, "galgo-admin: the reply does not decode\n");
+		return 2;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *server = "127.0.0.1:8090", *user = "iggy", *pass = "iggy";
+	static const struct option opts[] = {{"server", required_argument, NULL, 's'},
+					     {"username", required_argument, NULL, 'u'},
+					     {"password", required_argument, NULL, 'p'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	int o;
+	while ((o = getopt_long(argc, argv, "s:u:p:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			server = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'p':
+			pass = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[optind];
+	int nargs = argc - optind - 1;
+	char **a = argv + optind + 1;
+	uint8_t body[300];
+	size_t blen = 0;
+	uint32_t code;
+	if (strcmp(cmd, "nodes") == 0 && nargs == 0) {
+		code = 10001;
+	} else if (strcmp(cmd, "add-node") == 0 && nargs >= 3 && nargs <= 6) {
+		uint32_t id, port[4] = {0, 0, 0, 0};
+		size_t hl = strlen(a[1]);
+		if (parse_u32(a[0], 31, &id) != 0 || id == 0 || hl == 0 || hl > 255) {
+			usage(stderr);
+			return 2;
+		}
+		for (int i = 2; i < nargs; i++)
+			if (parse_u32(a[i], 65535, &port[i - 2]) != 0) {
+				usage(stderr);
+				return 2;
+			}
+		code = 10003;
+		memcpy(body, &id, 4);
+		body[4] = (uint8_t)hl;
+		memcpy(body + 5, a[1], hl);
+		blen = 5 + hl;
+		for (int i = 0; i < 4; i++) {
+			uint16_t v = (uint16_t)port[i];
+			memcpy(body + blen, &v, 2);
+			blen += 2;
+		}
+	} else if (strcmp(cmd, "remove-node") == 0 && nargs == 1) {
+		uint32_t id;
+		if (parse_u32(a[0], 31, &id) != 0 || id == 0) {
+			usage(stderr);
+			return 2;
+		}
+		code = 10004;
+		memcpy(body, &id, 4);
+		blen = 4;
+	} else {
+		usage(stderr);
+		return 2;
+	}
+	struct gclient_opts co = {.connect_timeout_ms = 5000, .io_timeout_ms = 15000};
+	struct gclient *c = NULL;
+	int rv = gclient_connect(server, &co, &c);
+	if (rv == 0)
+		rv = gclient_login(c, user, pass);
+	if (rv != 0) {
+		fprintf(stderr, "galgo-admin: cannot log in to %s: %d\n", server, rv);
+		gclient_close(c);
+		return 2;
+	}
+	int status;
+	if (code == 10001) {
+		status = print_nodes(c);
+	} else {
+		rv = gclient_raw(c, code, body, blen, NULL, NULL);
+		status = rv == 0 ? 0 : rv < 0 ? 2 : 1;
+		if (rv == 0)
+			printf("ok\n");
+		else
+			fprintf(stderr, "galgo-admin: %s refused: %d%s\n", cmd, rv,
+				rv == 10060	? " (the node is a member already)"
+				: rv == 10061 ? " (no such node)"
+				: rv == 10062 ? " (the roster is full, or the last node cannot go)"
+				: rv == 41    ? " (not allowed: needs the manage_servers permission)"
+						: "");
+	}
+	gclient_close(c);
+	return status;
+}
