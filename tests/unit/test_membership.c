@@ -9,8 +9,11 @@
  * before and after is then read from both survivors' own copies, at the offset its acknowledgement
  * gave, with the same ids and payload checksums on both.
  *
+ * A second test removes a node that died (SIGKILL): the survivors rebuild its replicas on the new node,
+ * and again two of the nodes left must make every quorum.
+ *
  * Also: AddNode and RemoveNode refuse bad input with their codes (docs/protocol-extensions.md) and
- * change nothing.
+ * change nothing; RemoveNode goes through admin/galgo-admin once.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -239,6 +242,8 @@ static size_t add_body(const struct node *n, uint8_t *b)
 	return at + sizeof(ports);
 }
 
+static void check_survivors(const struct node *a, const struct node *b, uint64_t acked[PARTS][2 * M]);
+
 Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_and_keeps_the_quorum)
 {
 	for (int i = 0; i < 3; i++)
@@ -332,23 +337,82 @@ Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_an
 	gclient_close(c);
 
 	/* Both survivors hold every message, the same at every offset, each acknowledged one where it was. */
-	static struct held h3, h4;
+	check_survivors(&nodes[2], &nodes[3], acked);
+	node_stop(&nodes[2]);
+	node_stop(&nodes[3]);
+}
+
+/* Both nodes hold every message of every partition, the same at every offset, each acked one where it was. */
+static void check_survivors(const struct node *a, const struct node *b, uint64_t acked[PARTS][2 * M])
+{
+	static struct held ha, hb;
 	for (uint32_t p = 0; p < PARTS; p++) {
 		uint64_t want = 0;
 		for (uint32_t k = 0; k < 2 * M; k++)
 			want = acked[p][k] + 1 > want ? acked[p][k] + 1 : want;
 		cr_assert_leq(want, 4 * M, "partition %u: too many retries stored twice", p);
-		read_replica(&nodes[2], p, want, &h3);
-		read_replica(&nodes[3], p, want, &h4);
+		read_replica(a, p, want, &ha);
+		read_replica(b, p, want, &hb);
 		for (uint32_t o = 0; o < want; o++)
-			cr_assert(memcmp(h3.id[o], h4.id[o], 16) == 0 && h3.hash[o] == h4.hash[o],
-				  "partition %u offset %u differs between nodes 3 and 4", p, o);
+			cr_assert(memcmp(ha.id[o], hb.id[o], 16) == 0 && ha.hash[o] == hb.hash[o],
+				  "partition %u offset %u differs between nodes %u and %u", p, o, a->id, b->id);
 		for (uint32_t k = 0; k < 2 * M; k++) {
 			char expect[16];
 			snprintf(expect, sizeof(expect), "p%u-%05u", p, k);
-			cr_assert_str_eq(h4.payload[acked[p][k]], expect, "acknowledged message %s lost", expect);
+			cr_assert_str_eq(hb.payload[acked[p][k]], expect, "acknowledged message %s lost", expect);
 		}
 	}
-	node_stop(&nodes[2]);
+}
+
+Test(membership, a_dead_node_is_removed_and_its_replicas_are_rebuilt_on_a_new_node)
+{
+	for (int i = 0; i < 3; i++)
+		node_start(&nodes[i]);
+	struct gclient *c = client_of(&nodes[0]);
+	struct wire_id sid = gclient_id_name("s");
+	cr_assert_eq(gclient_create_stream(c, "s", NULL), 0);
+	cr_assert_eq(gclient_create_topic(c, &sid, "t", PARTS, NULL, NULL), 0);
+	await_leaders(c, 0, 0);
+	uint64_t acked[PARTS][2 * M];
+	for (uint32_t p = 0; p < PARTS; p++)
+		for (uint32_t k = 0; k < M; k++)
+			acked[p][k] = send_until_acked(&c, &nodes[0], p, k);
+	node_start(&nodes[3]);
+	uint8_t body[64];
+	size_t blen = add_body(&nodes[3], body);
+	cr_assert_eq(raw_status(c, 10003, body, blen), 0, "AddNode");
+
+	/* Node 3 dies for good and is removed: its replicas are rebuilt on node 4 from the survivors. */
+	node_kill(&nodes[2]);
+	uint32_t three = 3;
+	uint64_t until = now_ms() + WAIT_MS;
+	int rv;
+	while ((rv = raw_status(c, 10004, &three, 4)) == 58 && now_ms() < until)
+		pause_ms(100);
+	cr_assert_eq(rv, 0, "RemoveNode of a dead node: %d", rv);
+	until = now_ms() + 2 * WAIT_MS;
+	for (;;) {
+		struct pmap m1, m2;
+		pmap_read(c, &m1);
+		struct gclient *c2 = client_of(&nodes[1]);
+		pmap_read(c2, &m2);
+		gclient_close(c2);
+		/* (node 3 leaves a roster once no group there counts it any more) */
+		if (m1.n_nodes == 3 && !has(m1.node_ids, 3, 3) && m2.n_nodes == 3 && !has(m2.node_ids, 3, 3))
+			break;
+		cr_assert_lt(now_ms(), until, "node 3 still in the groups: nodes 1 and 2 list %u and %u nodes", m1.n_nodes,
+			     m2.n_nodes);
+		pause_ms(100);
+	}
+	/* Node 2 dies too: nodes 1 and 4 are a quorum of every group only if node 4 votes and node 3 does not. */
+	node_kill(&nodes[1]);
+	await_leaders(c, 2, 3);
+	for (uint32_t p = 0; p < PARTS; p++)
+		for (uint32_t k = M; k < 2 * M; k++)
+			acked[p][k] = send_until_acked(&c, &nodes[0], p, k);
+	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0, "the metadata group has no quorum");
+	gclient_close(c);
+	check_survivors(&nodes[0], &nodes[3], acked);
+	node_stop(&nodes[0]);
 	node_stop(&nodes[3]);
 }
