@@ -1,9 +1,9 @@
 /*
  * Tests of the cluster-aware producer (client/gcluster.h) against three real galgod processes forming a
- * Raft cluster on loopback: free ports are picked for each node's TCP listener and node-to-node link,
- * the roster names them all, every node writes its output to <tmpdir>/nodeN.log, and the test waits for
- * each "galgod ready" line. Nodes still running at the end are stopped with SIGTERM and must exit 0
- * (under ASan/UBSan: no error, no leak); the fini hook kills whatever a failed test left running.
+ * Raft cluster on loopback, started by tests/unit/galgod_nodes.h (free ports for each node's TCP listener
+ * and node-to-node link, the roster names them all, each node's output in <tmpdir>/nodeN.log, "galgod
+ * ready" awaited). Nodes still running at the end are stopped with SIGTERM and must exit 0 (under
+ * ASan/UBSan: no error, no leak); the fini hook kills whatever a failed test left running.
  *
  * Leader elections are awaited by reading the partition map in a bounded loop (the map is the only
  * place an election becomes visible to a client); nothing sleeps to let time pass.
@@ -30,181 +30,42 @@
 #define NODES 3
 #define WAIT_MS 30000 /* every bounded wait: start, stop, election */
 
-extern char **environ;
+#include "galgod_nodes.h"
 
-static char tmpdir[64];
-static pid_t pids[NODES + 1];
-static int tcp_port[NODES + 1], raft_port[NODES + 1];
-static char seeds[256];
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* A short pause between two reads of something that changes on its own (the map during an election). */
-static void pause_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000};
-	nanosleep(&ts, NULL);
-}
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return strdup("");
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	cr_assert_not_null(buf);
-	size_t got = fread(buf, 1, (size_t)n, f);
-	buf[got] = '\0';
-	fclose(f);
-	return buf;
-}
-
-static void node_log_path(int i, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/node%d.log", tmpdir, i);
-}
-
-/* Free loopback ports: all sockets stay bound until every port is chosen, so none repeats. */
-static void pick_ports(void)
-{
-	int fds[2 * NODES];
-	for (int k = 0; k < 2 * NODES; k++) {
-		fds[k] = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert_geq(fds[k], 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		cr_assert_eq(bind(fds[k], (struct sockaddr *)&a, sizeof(a)), 0);
-		socklen_t al = sizeof(a);
-		cr_assert_eq(getsockname(fds[k], (struct sockaddr *)&a, &al), 0);
-		int port = ntohs(a.sin_port);
-		if (k < NODES)
-			tcp_port[k + 1] = port;
-		else
-			raft_port[k - NODES + 1] = port;
-	}
-	for (int k = 0; k < 2 * NODES; k++)
-		close(fds[k]);
-}
-
-static void start_node(int i, const char *roster)
-{
-	char id[32], data[128], tcp[64], nodes[512], logpath[128];
-	snprintf(id, sizeof(id), "--node.id=%d", i);
-	snprintf(data, sizeof(data), "--node.data_dir=%s/node%d", tmpdir, i);
-	snprintf(tcp, sizeof(tcp), "--tcp.address=127.0.0.1:%d", tcp_port[i]);
-	snprintf(nodes, sizeof(nodes), "--cluster.nodes=%s", roster);
-	node_log_path(i, logpath, sizeof(logpath));
-	char *argv[] = {GALGOD, id, data, tcp, "--quic.enabled=false", "--http.enabled=false", nodes,
-			"--cluster.secret=gcluster-test-secret", "--cluster.election_timeout_ms=500",
-			"--with-default-root-credentials", NULL};
-	char *envp[256];
-	int envc = 0;
-	for (char **e = environ; *e != NULL && envc < 255; e++)
-		if (strncmp(*e, "GALGO_", 6) != 0 && strncmp(*e, "IGGY_", 5) != 0)
-			envp[envc++] = *e;
-	envp[envc] = NULL;
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd < 0)
-			_exit(126);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		execve(GALGOD, argv, envp);
-		_exit(127);
-	}
-	pids[i] = pid;
-}
-
-static void wait_ready(int i)
-{
-	char logpath[128];
-	node_log_path(i, logpath, sizeof(logpath));
-	uint64_t end = now_ms() + WAIT_MS;
-	for (;;) {
-		char *log = read_file(logpath);
-		bool ready = strstr(log, "galgod ready") != NULL;
-		int st;
-		bool died = waitpid(pids[i], &st, WNOHANG) == pids[i];
-		if (died)
-			pids[i] = 0;
-		cr_assert((!died && now_ms() < end) || ready, "node %d not ready; output:\n%s", i, log);
-		free(log);
-		if (ready)
-			return;
-		pause_ms(20);
-	}
-}
+static struct node nodes[NODES];
+static char roster[512], seeds[256];
+#define TCP_OF(i) (nodes[(i) - 1].tcp)
 
 static void start_cluster(void)
 {
-	pick_ports();
-	char roster[512] = "";
-	for (int i = 1; i <= NODES; i++) {
-		size_t l = strlen(roster);
-		snprintf(roster + l, sizeof(roster) - l, "%s%d@127.0.0.1:%d:%d", i > 1 ? "," : "", i, raft_port[i],
-			 tcp_port[i]);
-		l = strlen(seeds);
-		snprintf(seeds + l, sizeof(seeds) - l, "%s127.0.0.1:%d", i > 1 ? "," : "", tcp_port[i]);
+	roster[0] = seeds[0] = '\0';
+	for (int i = 0; i < NODES; i++) {
+		node_init(&nodes[i], (uint32_t)i + 1);
+		roster_add(roster, sizeof(roster), &nodes[i]);
+		size_t l = strlen(seeds);
+		snprintf(seeds + l, sizeof(seeds) - l, "%s127.0.0.1:%d", i ? "," : "", nodes[i].tcp);
 	}
-	for (int i = 1; i <= NODES; i++)
-		start_node(i, roster);
-	for (int i = 1; i <= NODES; i++)
-		wait_ready(i);
+	for (int i = 0; i < NODES; i++) {
+		nodes[i].roster = roster;
+		node_start(&nodes[i]);
+	}
 }
 
 static void kill9(int i)
 {
-	cr_assert_gt(pids[i], 0);
-	cr_assert_eq(kill(pids[i], SIGKILL), 0);
-	int st;
-	cr_assert_eq(waitpid(pids[i], &st, 0), pids[i]);
-	pids[i] = 0;
+	node_kill(&nodes[i - 1]);
 }
 
 /* SIGTERM to every running node; each must exit 0. */
 static void stop_cluster(void)
 {
-	for (int i = 1; i <= NODES; i++)
-		if (pids[i] > 0)
-			kill(pids[i], SIGTERM);
-	for (int i = 1; i <= NODES; i++) {
-		if (pids[i] <= 0)
-			continue;
-		uint64_t end = now_ms() + WAIT_MS;
-		int st = -1;
-		while (waitpid(pids[i], &st, WNOHANG) != pids[i]) {
-			if (now_ms() >= end) {
-				kill(pids[i], SIGKILL);
-				waitpid(pids[i], NULL, 0);
-				st = -1;
-				break;
-			}
-			pause_ms(20);
-		}
-		pids[i] = 0;
-		char logpath[128];
-		node_log_path(i, logpath, sizeof(logpath));
-		char *log = read_file(logpath);
-		cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d exit status 0x%x; output:\n%s", i,
-			  (unsigned)st, log);
-		free(log);
-	}
+	for (int i = 0; i < NODES; i++)
+		node_stop(&nodes[i]);
 }
 
 static void setup(void)
 {
-	memset(pids, 0, sizeof(pids));
-	seeds[0] = '\0';
+	memset(nodes, 0, sizeof(nodes));
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-gcluster-XXXXXX");
 	cr_assert_not_null(mkdtemp(tmpdir));
 	signal(SIGPIPE, SIG_IGN);
@@ -212,13 +73,13 @@ static void setup(void)
 
 static void teardown(void)
 {
-	for (int i = 1; i <= NODES; i++)
-		if (pids[i] > 0 && kill(pids[i], SIGKILL) == 0)
-			waitpid(pids[i], NULL, 0);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", tmpdir);
+	for (int i = 0; i < NODES; i++)
+		if (nodes[i].pid > 0) {
+			kill(nodes[i].pid, SIGKILL);
+			waitpid(nodes[i].pid, NULL, 0);
+		}
+	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
+		rm_rf(tmpdir);
 }
 
 TestSuite(gcluster, .init = setup, .fini = teardown, .timeout = 180);
@@ -227,22 +88,7 @@ TestSuite(gcluster, .init = setup, .fini = teardown, .timeout = 180);
 
 static struct gclient *login_to(int node)
 {
-	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", tcp_port[node]);
-	struct gclient_opts o = {.io_timeout_ms = 10000};
-	uint64_t end = now_ms() + WAIT_MS;
-	for (;;) {
-		/* The root user exists once the metadata group has elected a leader and committed it. */
-		struct gclient *c;
-		int rv = gclient_connect(addr, &o, &c);
-		cr_assert_eq(rv, 0, "connect to node %d: %d", node, rv);
-		rv = gclient_login(c, "iggy", "iggy");
-		if (rv == 0)
-			return c;
-		gclient_close(c);
-		cr_assert(now_ms() < end, "login on node %d: %d", node, rv);
-		pause_ms(50);
-	}
+	return client_of(&nodes[node - 1]);
 }
 
 /*
@@ -318,7 +164,7 @@ Test(gcluster, the_map_names_leaders_and_sends_go_straight_to_them)
 		leader[p] = e->leader;
 		char addr[64], want[64];
 		cr_assert(gcluster_node_address(gc, e->leader, addr, sizeof(addr)));
-		snprintf(want, sizeof(want), "127.0.0.1:%d", tcp_port[e->leader]);
+		snprintf(want, sizeof(want), "127.0.0.1:%d", TCP_OF(e->leader));
 		cr_assert_str_eq(addr, want);
 	}
 
@@ -467,7 +313,7 @@ Test(gcluster, a_follower_in_redirect_mode_names_the_leader_in_its_not_leader_re
 	cr_assert_eq(nl.leader, leader);
 	cr_assert_eq(nl.epoch, epoch);
 	cr_assert_str_eq(nl.host, "127.0.0.1");
-	cr_assert_eq(nl.tcp_port, tcp_port[leader]);
+	cr_assert_eq(nl.tcp_port, TCP_OF(leader));
 }
 
 Test(gcluster, after_kill_9_of_the_leader_sends_reach_the_successor)
@@ -501,7 +347,7 @@ Test(gcluster, after_kill_9_of_the_leader_sends_reach_the_successor)
 	/* An observer on a surviving node sees the election (bounded); gc learns nothing from it. */
 	int survivor = (int)old % NODES + 1;
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", tcp_port[survivor]);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", TCP_OF(survivor));
 	struct gcluster *obs;
 	cr_assert_eq(gcluster_open(addr, NULL, &obs), 0);
 	await_leaders(obs, sid, tid, 1, old);
