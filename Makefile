@@ -34,6 +34,10 @@ test: deps
 	GALGO_COMPAT_TRANSPORTS=cluster GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
 	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/http -q -p no:cacheprovider
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
+	@# A test that leaves a galgod running is a bug of the test (a leaked cluster once hid here).
+	@if pgrep -f '$(CURDIR)/$(ASAN_BUILD)/[g]algod' >/dev/null; then \
+		echo "galgod processes left running by the tests:"; pgrep -af '$(CURDIR)/$(ASAN_BUILD)/[g]algod'; \
+		pkill -9 -f '$(CURDIR)/$(ASAN_BUILD)/[g]algod'; exit 1; fi
 
 compat: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null

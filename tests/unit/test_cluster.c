@@ -470,7 +470,13 @@ static void tls_cluster_teardown(void)
 }
 
 /* The same replication over mutually authenticated TLS between the nodes (cluster.tls_*). */
-Test(cluster, nodes_replicate_over_mutual_tls, .init = tls_cluster_setup, .fini = tls_cluster_teardown)
+/*
+ * A suite of its own: criterion runs a suite's .init before a test's own .init, so under suite `cluster`
+ * this test started (and orphaned) a plain cluster first.
+ */
+TestSuite(cluster_tls, .init = tls_cluster_setup, .fini = tls_cluster_teardown, .timeout = 240);
+
+Test(cluster_tls, nodes_replicate_over_mutual_tls)
 {
 	struct gclient *admin = client_of(&nodes[0]);
 	struct gclient_stream st;
