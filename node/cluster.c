@@ -372,6 +372,11 @@ size_t clu_group_members(const struct clu_group *g, struct rgroup_member *out, s
 	return rgroup_members(g->g, out, cap);
 }
 
+bool clu_networked(const struct clu *c)
+{
+	return c->net != NULL;
+}
+
 bool clu_connected(const struct clu *c, uint64_t node)
 {
 	return node == c->node_id || (c->net != NULL && rnet_connected(c->net, node));

@@ -89,6 +89,9 @@ const struct clu_node *clu_node(const struct clu *c, uint64_t id);
  */
 int clu_set_nodes(struct clu *c, const struct clu_node *nodes, size_t n);
 
+/* Whether this node has the node-to-node listener (a roster of several nodes, or one with a secret). */
+bool clu_networked(const struct clu *c);
+
 /* Whether the node-to-node link to `node` is up (always true for this node). */
 bool clu_connected(const struct clu *c, uint64_t node);
 

@@ -3585,6 +3585,11 @@ static void handle_membership(struct srv_session *ss, const struct frame_request
 		finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
+	/* A node without the node-to-node listener (no cluster.nodes and cluster.secret) cannot take peers. */
+	if (c.type == META_NODE_ADD && !clu_networked(s->clu)) {
+		finish(p, E_FEATURE_UNAVAILABLE, false, NULL, 0);
+		return;
+	}
 	struct mwait *w = meta_submit(s, &c, membership_done);
 	if (w == NULL) {
 		finish(p, E_ERROR, false, NULL, 0);
