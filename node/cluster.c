@@ -68,11 +68,12 @@ static uint64_t now_ms(void)
 
 /* ---- Roster ---- */
 
-static int parse_port(const char **p, uint16_t *out)
+/* A port; 0 (not served) is allowed for the client ports, not for the Raft port. */
+static int parse_port(const char **p, uint16_t *out, bool zero_ok)
 {
 	char *end;
 	unsigned long v = strtoul(*p, &end, 10);
-	if (end == *p || v == 0 || v > 65535)
+	if (end == *p || (v == 0 && !zero_ok) || v > 65535)
 		return -EINVAL;
 	*out = (uint16_t)v;
 	*p = end;
@@ -124,7 +125,7 @@ int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err,
 		uint16_t *ports[4] = {&nd->raft_port, &nd->tcp_port, &nd->quic_port, &nd->http_port};
 		for (int k = 0; k < 4 && *p == ':'; k++) {
 			p++;
-			if (parse_port(&p, ports[k]) != 0) {
+			if (parse_port(&p, ports[k], k > 0) != 0) {
 				snprintf(err, errlen, "node %llu: bad port", id);
 				return -EINVAL;
 			}
@@ -527,6 +528,8 @@ static void on_check(uv_check_t *h)
 
 /* ---- Life cycle ---- */
 
+static void roster_load(struct clu *c);
+
 int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl, struct clu **out)
 {
 	struct clu *c = calloc(1, sizeof(*c));
@@ -572,6 +575,7 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 		free(c);
 		return rv;
 	}
+	roster_load(c);
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
 	/* Raft's timers alone do not keep the loop running: the listeners and connections do. */
@@ -683,6 +687,87 @@ uint64_t clu_node_id(const struct clu *c)
 	return c->node_id;
 }
 
+/* ---- The saved roster (<data_dir>/raft/roster, see cluster.h) ---- */
+
+static void roster_path(const struct clu *c, char *out, size_t n, const char *suffix)
+{
+	snprintf(out, n, "%s/raft/roster%s", c->cfg->node.data_dir, suffix);
+}
+
+/* Writes the roster in cluster.nodes syntax: a temporary file, flushed, renamed over the old one. */
+static void roster_save(struct clu *c)
+{
+	char text[CLU_MAX_NODES * 300], tmp[4200], path[4200], dir[4200];
+	size_t at = 0;
+	for (size_t i = 0; i < c->n_nodes && at < sizeof(text); i++) {
+		const struct clu_node *nd = &c->nodes[i];
+		at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%" PRIu64 "@%s:%u:%u:%u:%u", i ? "," : "", nd->id,
+				       nd->host, nd->raft_port, nd->tcp_port, nd->quic_port, nd->http_port);
+	}
+	if (at >= sizeof(text))
+		return;
+	text[at++] = '\n';
+	roster_path(c, tmp, sizeof(tmp), ".tmp");
+	roster_path(c, path, sizeof(path), "");
+	snprintf(dir, sizeof(dir), "%s/raft", c->cfg->node.data_dir);
+	struct pio_file *f;
+	int rv = pio_open(c->pio, tmp, PIO_CREATE, &f);
+	if (rv == 0) {
+		struct iovec iov = {text, at};
+		rv = pio_truncate(c->pio, f, 0);
+		if (rv == 0)
+			rv = pio_pwritev(c->pio, f, &iov, 1, 0);
+		if (rv == 0)
+			rv = pio_datasync(c->pio, f);
+		pio_close(c->pio, f);
+	}
+	if (rv == 0)
+		rv = pio_rename(c->pio, tmp, path);
+	if (rv == 0)
+		rv = pio_syncdir(c->pio, dir);
+	if (rv != 0)
+		glog_warn(TAG, "%s: the roster could not be saved: %s", path, strerror(-rv));
+}
+
+/*
+ * Adds the saved roster's nodes that the configured one lacks: a node restarted after nodes were added at
+ * runtime can reach them before it has applied the metadata again (which it needs their votes for).
+ */
+static void roster_load(struct clu *c)
+{
+	char path[4200], text[CLU_MAX_NODES * 300 + 1];
+	roster_path(c, path, sizeof(path), "");
+	struct pio_file *f;
+	if (pio_open(c->pio, path, PIO_RDONLY, &f) != 0)
+		return;
+	ssize_t n = pio_pread(c->pio, f, text, sizeof(text) - 1, 0);
+	pio_close(c->pio, f);
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	if (text[n - 1] == '\n')
+		text[n - 1] = '\0';
+	struct clu_node saved[CLU_MAX_NODES];
+	char err[256];
+	int k = clu_roster_parse(text, saved, CLU_MAX_NODES, err, sizeof(err));
+	if (k < 0) {
+		glog_warn(TAG, "%s ignored: %s", path, err);
+		return;
+	}
+	for (int i = 0; i < k && c->n_nodes < CLU_MAX_NODES; i++) {
+		if (clu_node(c, saved[i].id) != NULL)
+			continue;
+		size_t at = c->n_nodes++;
+		while (at > 0 && c->nodes[at - 1].id > saved[i].id) {
+			c->nodes[at] = c->nodes[at - 1];
+			at--;
+		}
+		c->nodes[at] = saved[i];
+		glog_info(TAG, "node %" PRIu64 " (%s:%u) from the saved roster", saved[i].id, saved[i].host,
+			  saved[i].raft_port);
+	}
+}
+
 int clu_set_nodes(struct clu *c, const struct clu_node *nodes, size_t n)
 {
 	if (n == 0 || n > CLU_MAX_NODES)
@@ -721,8 +806,11 @@ int clu_set_nodes(struct clu *c, const struct clu_node *nodes, size_t n)
 			if (next[j].id != c->node_id)
 				rnet_add_peer(c->net, next[j].id, next[j].host, next[j].raft_port);
 	}
+	bool changed = k != c->n_nodes || memcmp(c->nodes, next, k * sizeof(next[0])) != 0;
 	memcpy(c->nodes, next, k * sizeof(next[0]));
 	c->n_nodes = k;
+	if (changed)
+		roster_save(c);
 	return 0;
 }
 

@@ -9,12 +9,18 @@
  *
  * Each group keeps its snapshot file (raft/rsnap.h) in <data_dir>/raft/snap/<group id, 16 hex digits>.
  *
+ * <data_dir>/raft/roster holds the last roster this node used, in cluster.nodes syntax (all four ports
+ * written, then a newline), replaced atomically (temporary file, fdatasync, rename, directory sync) each
+ * time it changes. At start the nodes it lists that the configured roster lacks are added: a node
+ * restarted after nodes were added at runtime can reach them before it has applied the metadata again,
+ * which needs their votes. A file that does not parse is ignored with a warning.
+ *
  * Group ids: the metadata group is 1; a partition's group id is derived from the partition's identity
  * (see clu_partition_gid), never 1, and has the top bit set.
  *
  * Roster syntax (cluster.nodes): comma-separated ID@HOST:RAFT_PORT[:TCP_PORT[:QUIC_PORT[:HTTP_PORT]]],
- * ids 1..31. The configured roster is where a node starts: the nodes it dials, and (unless cluster.join)
- * the voters it bootstraps the metadata group with. Once the metadata's node table is known (node/meta.h,
+ * ids 1..31, a client port 0: not served. The configured roster is where a node starts: the nodes it
+ * dials, and (unless cluster.join) the voters it bootstraps the metadata group with. Once the metadata's node table is known (node/meta.h,
  * changed at runtime by AddNode and RemoveNode) the server sets the roster from it (clu_set_nodes).
  *
  * Threading: everything on the server's loop.

@@ -338,6 +338,12 @@ Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_an
 
 	/* Both survivors hold every message, the same at every offset, each acknowledged one where it was. */
 	check_survivors(&nodes[2], &nodes[3], acked);
+	/* Both restart with their data (node 4 still with cluster.join): the same again. */
+	node_stop(&nodes[2]);
+	node_stop(&nodes[3]);
+	node_start(&nodes[2]);
+	node_start(&nodes[3]);
+	check_survivors(&nodes[2], &nodes[3], acked);
 	node_stop(&nodes[2]);
 	node_stop(&nodes[3]);
 }
