@@ -95,30 +95,12 @@ HTTP_SKIPS = {
 }
 
 
-_POLL_ROUTING = ("against more than one node the SDK sends an auto-commit poll as PollMessagesOnPrimary (103) and "
-                 "expects Iggy's newer poll-routing exchange (consumer sessions, partition contexts), which Galgo "
-                 "does not implement yet: the SDK reports Invalid command")
 _PURGE = "a purge is refused by a cluster of more than one node (5, FeatureUnavailable): it must become a partition-log entry"
 _STATS = ("GetStats describes the node that answers, and the SDK has moved to the metadata leader, not the node "
           "the harness started first")
 
 # Tests that do not apply, or are known not to work yet, against a three-node cluster (transport "cluster").
 CLUSTER_SKIPS = {
-    **{
-        name: _POLL_ROUTING
-        for name in (
-            "test_two_members_polling_a_group_consume_every_message_exactly_once",
-            "test_a_stored_group_offset_lets_a_new_member_resume_after_it",
-            "test_auto_commit_when_polling_stores_the_group_offset",
-            "test_delete_offset_makes_the_group_start_again_from_offset_0",
-            "test_two_group_consumers_consume_every_message_exactly_once",
-            "test_auto_commit_stores_the_last_returned_offset_and_next_resumes_after_it",
-            "test_each_consumer_keeps_its_own_offset",
-            "test_a_consumer_keeps_one_offset_per_partition",
-            "test_polling_an_empty_partition_returns_nothing_with_every_strategy",
-            "test_stored_consumer_offsets_survive_a_restart",
-        )
-    },
     **{
         name: _PURGE
         for name in (
