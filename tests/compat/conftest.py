@@ -82,6 +82,10 @@ HTTP_SKIPS = {
             "test_a_raw_get_stats_returns_the_stats_layout",
             "test_a_raw_get_streams_returns_stream_headers_in_wire_layout",
             "test_a_raw_get_stream_of_a_numeric_id_returns_its_header",
+            "test_a_poll_route_names_the_answering_node_and_the_session_to_attach_to",
+            "test_an_attached_data_session_polls_with_104_and_commits_the_consumers_offset",
+            "test_a_data_session_polls_a_group_as_its_parent_and_leaving_it_keeps_the_parents_membership",
+            "test_bad_routing_and_attach_requests_get_their_error_and_change_nothing",
         )
     },
     "test_a_client_with_auto_login_is_authenticated_after_connect": _NO_AUTO_LOGIN,
