@@ -5,11 +5,13 @@ binary transport and prove that bad input gets its error code and changes nothin
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
-from apache_iggy import SendMessage
+import pytest
+from apache_iggy import Consumer, PollingStrategy, SendMessage
 
-from galgo_compat import expect_error
+from galgo_compat import expect_error, payloads_of, poll
 
 STREAM, TOPIC = 0, 0
 
@@ -171,3 +173,16 @@ async def test_bad_routing_and_attach_requests_get_their_error_and_change_nothin
     await expect_error(data.send_binary_request(104, poll_body()), r"stale")  # (the SDK then drops the connection)
     again = await server.client()
     assert await stored_offset(again) is None
+
+
+@pytest.mark.timeout_s(90)
+async def test_a_routed_data_connection_idle_past_the_heartbeat_timeout_keeps_serving(server):
+    """The SDK never pings its data connection: 40 s of silence (timeout 36 s) must not cost a poll (57)."""
+    if server.transport != "cluster":
+        pytest.skip("the SDK routes polls only against more than one node")
+    c = await server.client()
+    await setup(c, 2)
+    reader, nxt = Consumer.Single("idle"), PollingStrategy.Next()
+    assert payloads_of(await poll(c, "s", "t", strategy=nxt, count=1, consumer=reader, auto_commit=True)) == [b"m0"]
+    await asyncio.sleep(40)
+    assert payloads_of(await poll(c, "s", "t", strategy=nxt, count=1, consumer=reader, auto_commit=True)) == [b"m1"]
