@@ -164,6 +164,9 @@ async def test_bad_routing_and_attach_requests_get_their_error_and_change_nothin
     await c.create_user("other", "secret-pw", permissions=None)
     other = await server.client("other", "secret-pw")
     await expect_error(other.send_binary_request(14, route[:32]), r"stale")
+    # Nor ask for a route of a topic it may not poll.
+    await expect_error(other.send_binary_request(103, poll_body()), r"unauthori[sz]ed")
+    await expect_error(other.send_binary_request(123, offset_prefix()), r"unauthori[sz]ed")
     # None of it attached anything or stored an offset.
     await expect_error(data.send_binary_request(104, poll_body()), r"unauthenticated")
     assert await stored_offset(c) is None
