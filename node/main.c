@@ -115,8 +115,10 @@ static void galgod_on_close(struct tcp_conn *c)
 static void galgod_on_stale(struct tcp_conn *c)
 {
 	struct srv_session *ss = tcp_conn_get_data(c);
-	if (ss != NULL)
-		srv_session_stale(ss);
+	if (ss != NULL && !srv_session_stale(ss)) {
+		tcp_conn_restart_silence(c); /* an attached data connection: checked again after the next silence */
+		return;
+	}
 	tcp_conn_close(c);
 }
 

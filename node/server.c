@@ -14,9 +14,55 @@
  * Choices where the reference leaves room: errors on result-framed ops use the result section; unknown
  * NonReplicated codes get status 3; message-id dedup is not implemented yet; a producer's Balanced
  * partitioning is a server round-robin per topic.
+ *
+ * Poll routing (apache-iggy 0.9.0; not in the reference; codes in transport/frame.h). Once
+ * GetClusterMetadata lists more than one node, the SDK sends a poll with auto-commit and every
+ * consumer-offset write through a "primary": it asks its connection (the parent) for the route (103 or
+ * 123), opens a data connection to the node named, logs in there again (its own session, its own client
+ * id), attaches that session to the parent's (14) and sends the poll as 104, or the offset write as the
+ * ordinary op 161/162, on it. All integers are little-endian; every reply is a plain NonReplicated reply
+ * (no result section), and on an error its status is the Iggy code and its body empty.
+ *
+ *   103 GetPollRouting. Request: a PollMessages body byte for byte, [Consumer][stream Identifier]
+ *       [topic Identifier][Optional partition][PollingStrategy][count u32][auto_commit u8]
+ *       (primitives in transport/wire.h); auto_commit must be 1. Reply: a route (below).
+ *   123 GetConsumerOffsetRouting. Request: a GetConsumerOffset body, [Consumer][stream Identifier]
+ *       [topic Identifier][Optional partition] (the prefix of the Store/DeleteConsumerOffset that
+ *       follows). Reply: a route.
+ *       A route, 52 bytes or more:
+ *         off  size field
+ *           0    16 client_id   u128: the parent session's client id (GetMe's client_id) zero-extended
+ *          16     8 session     u64: the parent session's login number (a new one at each login)
+ *          24     8 watermark   u64: the metadata index applied on this node (the SDK echoes it in 14;
+ *                               it re-attaches when a later route carries a higher one)
+ *          32       node        one node exactly as in GetClusterMetadata: [name_len u32][name]
+ *                               [ip_len u32][ip][tcp_port u16][quic_port u16][http_port u16]
+ *                               [websocket_port u16][role u8][status u8]
+ *       The node is always the answering node itself, with the host and ports it lists for itself in
+ *       GetClusterMetadata, role 0 (Iggy marks the primary so) and status 0 (healthy). That is always a
+ *       correct primary here: any replica serves polls and writes go to the partition leader through
+ *       this node, and the session to attach to is then one of this node's own. Errors, checked in this
+ *       order as for the command the route is for: 3 a malformed body (or auto_commit ≠ 1), 1009 no such
+ *       stream, 2010 no such topic, 41 no poll permission on the topic, 5000 no such consumer group, 3007
+ *       no such partition (or none hosted here).
+ *   14 AttachConsumerSession. Request: exactly 32 bytes, [client_id u128][session u64][watermark u64] as a
+ *       route gave them (the watermark is not checked: the parent lives on this node, whose metadata it
+ *       read). Reply: empty. The parent must be a logged-in session of this node with that client id and
+ *       login number, of the same user as the data session; otherwise 30 (StaleClient, which the SDK
+ *       treats as "retry": it asks for a new route). 3 for a body that is not 32 bytes. The data
+ *       session then borrows the parent's client id as its consumer-group member identity
+ *       (srv_session.member_of), and keeps its own client id for everything else: closing it leaves the
+ *       parent's groups alone.
+ *   104 PollMessagesOnPrimary. Request and reply exactly as PollMessages (100); served the same way, but
+ *       only on an attached session (else 40), whose parent must still be logged in with the same login
+ *       (else 30). Group ownership is checked against the parent's membership.
+ *   On an attached session, 100, 120, 161 and 162 likewise answer 30 when the parent is gone, and a poll
+ *   checks group ownership against the parent. (Offsets are keyed by the consumer or the group, never by
+ *   the member, and offset writes check no ownership, so the borrowed identity is not otherwise needed.)
  */
 #include "node/server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -53,6 +99,7 @@ enum {
 	E_FEATURE_UNAVAILABLE = 5,
 	E_INVALID_IDENTIFIER = 6,
 	E_RESOURCE_NOT_FOUND = 20,
+	E_STALE_CLIENT = 30,
 	E_UNAUTHENTICATED = 40,
 	E_UNAUTHORIZED = 41,
 	E_NOT_ACCEPTED = 58,
@@ -194,6 +241,14 @@ struct srv_session {
 	uint64_t session;
 	uint32_t user_id;
 	bool redirect;             /* NotLeader replies instead of forwarding (docs/protocol-extensions.md) */
+	/*
+	 * A data session attached to a parent session of this node (AttachConsumerSession, code 14): the
+	 * parent's client id is this session's consumer-group member identity while the parent stays logged in
+	 * with login number parent_session. Its own client_id is never changed.
+	 */
+	bool attached;
+	uint32_t member_of;
+	uint64_t parent_session;
 	struct pending *head, *tail;
 	struct srv_session *next;
 };
@@ -1169,17 +1224,49 @@ size_t srv_session_owed(const struct srv_session *ss)
 	return n;
 }
 
-void srv_session_stale(struct srv_session *ss)
+static uint32_t session_member(struct srv_session *ss, uint32_t *member);
+
+bool srv_session_stale(struct srv_session *ss)
 {
+	uint32_t member;
+	if (ss->attached && session_member(ss, &member) == 0)
+		return false; /* a data connection: its parent's heartbeats speak for it */
 	struct frame_request h = {.client = ss->vsr_client};
 	if (frame_u128_is_zero(h.client))
 		h.client.lo = 1;
 	evict(ss, &h, FRAME_EVICT_STALE_CLIENT);
+	return true;
 }
 
 static struct meta_user *session_user(struct srv_session *ss)
 {
 	return ss->bound ? meta_user(ss->srv->meta, ss->user_id) : NULL;
+}
+
+/* The open, logged-in session of this node with this client id and login number, or NULL. */
+static struct srv_session *session_find(struct srv *s, uint32_t client_id, uint64_t session)
+{
+	for (struct srv_session *o = s->sessions; o != NULL; o = o->next)
+		if (o->client_id == client_id && !o->closed && o->bound && o->session == session && session != 0)
+			return o;
+	return NULL;
+}
+
+/*
+ * The consumer-group member identity of a session: the parent's client id for an attached data session
+ * (see "Poll routing" above), else its own. Returns 0, or E_STALE_CLIENT when the parent has logged out,
+ * logged in again, closed, or is now another user's.
+ */
+static uint32_t session_member(struct srv_session *ss, uint32_t *member)
+{
+	*member = ss->client_id;
+	if (!ss->attached)
+		return 0;
+	const struct srv_session *parent = session_find(ss->srv, ss->member_of, ss->parent_session);
+	if (parent == NULL || !ss->bound || parent->user_id != ss->user_id)
+		return E_STALE_CLIENT;
+	*member = ss->member_of;
+	return 0;
 }
 
 /* ---- Resolving identifiers ---- */
@@ -3192,35 +3279,59 @@ static void poll_commit_done(struct srv *s, struct mwait *w, int status, int rv,
 		glog_warn(TAG, "auto-commit of a consumer offset failed: %s", strerror(-status));
 	finish(w->p, 0, false, w->body.p, w->body.len);
 }
+/* A decoded PollMessages body (also the body of 103 and 104). Names point into the request. */
+struct poll_req {
+	struct wire_consumer wc;
+	struct wire_id sid, tid;
+	struct wire_opt_partition op;
+	struct wire_polling strat;
+	uint32_t count;
+	uint8_t auto_commit;
+};
+
+/* Decodes a whole PollMessages body. Returns 0, or E_INVALID_COMMAND when it is malformed. */
+static uint32_t poll_req_decode(const uint8_t *body, size_t len, struct poll_req *q)
+{
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	wire_get_consumer(&r, &q->wc);
+	wire_get_id(&r, &q->sid);
+	wire_get_id(&r, &q->tid);
+	wire_get_opt_partition(&r, &q->op);
+	wire_get_polling(&r, &q->strat);
+	q->count = wire_get_u32(&r);
+	q->auto_commit = wire_get_u8(&r);
+	return wire_rd_done(&r) == 0 ? 0 : E_INVALID_COMMAND;
+}
+
 static void handle_poll(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
 	struct pending *p = pending_new(ss, hdr);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct wire_consumer wc;
-	struct wire_id sid, tid;
-	struct wire_opt_partition op;
-	struct wire_polling strat;
-	wire_get_consumer(&r, &wc);
-	wire_get_id(&r, &sid);
-	wire_get_id(&r, &tid);
-	wire_get_opt_partition(&r, &op);
-	wire_get_polling(&r, &strat);
-	uint32_t count = wire_get_u32(&r);
-	uint8_t auto_commit = wire_get_u8(&r);
-	if (wire_rd_done(&r) != 0) {
-		finish(p, E_INVALID_COMMAND, false, NULL, 0);
+	/* PollMessagesOnPrimary is served only on a data session attached to its parent. */
+	uint32_t member, err = session_member(ss, &member);
+	if (err == 0 && hdr->code == FRAME_CODE_POLL_MESSAGES_ON_PRIMARY && !ss->attached)
+		err = E_UNAUTHENTICATED;
+	struct poll_req q;
+	if (err == 0)
+		err = poll_req_decode(body, len, &q);
+	if (err != 0) {
+		finish(p, err, false, NULL, 0);
 		return;
 	}
-	struct meta_stream *st = find_stream(s, &sid);
+	const struct wire_consumer wc = q.wc;
+	const struct wire_opt_partition op = q.op;
+	const struct wire_polling strat = q.strat;
+	const uint32_t count = q.count;
+	const uint8_t auto_commit = q.auto_commit;
+	struct meta_stream *st = find_stream(s, &q.sid);
 	if (st == NULL) {
 		finish(p, META_E_STREAM_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	struct meta_topic *t = find_topic(st, &tid);
+	struct meta_topic *t = find_topic(st, &q.tid);
 	if (t == NULL) {
 		finish(p, META_E_TOPIC_NOT_FOUND, false, NULL, 0);
 		return;
@@ -3238,7 +3349,7 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 	uint32_t pid = op.present ? op.id : 0;
 	uint8_t prefix[16];
 	if (kind == WIRE_CONSUMER_GROUP) {
-		const struct meta_member *m = meta_group_member(meta_group(t, cid), ss->client_id);
+		const struct meta_member *m = meta_group_member(meta_group(t, cid), member);
 		bool owns = false;
 		for (uint32_t i = 0; m != NULL && i < m->n_partitions; i++)
 			owns |= m->partitions[i] == pid;
@@ -3340,6 +3451,12 @@ static void handle_offset(struct srv_session *ss, const struct frame_request *hd
 	if (p == NULL)
 		return;
 	bool get = hdr->operation == FRAME_OP_NON_REPLICATED;
+	/* Offsets are keyed by consumer or group, not by member: only a stale attachment matters here. */
+	uint32_t member, stale = session_member(ss, &member);
+	if (stale != 0) {
+		finish(p, stale, false, NULL, 0);
+		return;
+	}
 	struct wire_rd r;
 	wire_rd_init(&r, body, len);
 	struct wire_consumer wc;
@@ -3409,6 +3526,99 @@ static void handle_offset(struct srv_session *ss, const struct frame_request *hd
 	}
 	w->p = p;
 	mwait_push(s, w);
+}
+
+/* ---- Poll routing (103, 123, 14; see the top of this file) ---- */
+
+static void put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role);
+
+/*
+ * GetPollRouting (103) and GetConsumerOffsetRouting (123): validated as the poll or offset request they
+ * route, then answered with this node as the primary and this session as the parent to attach to.
+ */
+static void handle_routing(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct poll_req q;
+	uint32_t err;
+	if (hdr->code == FRAME_CODE_GET_POLL_ROUTING) {
+		err = poll_req_decode(body, len, &q);
+		if (err == 0 && q.auto_commit != 1)
+			err = E_INVALID_COMMAND; /* only a poll with auto-commit is routed (as the reference) */
+	} else {
+		struct wire_rd r;
+		wire_rd_init(&r, body, len);
+		wire_get_consumer(&r, &q.wc);
+		wire_get_id(&r, &q.sid);
+		wire_get_id(&r, &q.tid);
+		wire_get_opt_partition(&r, &q.op);
+		err = wire_rd_done(&r) == 0 ? 0 : E_INVALID_COMMAND;
+	}
+	if (err != 0) {
+		finish(p, err, false, NULL, 0);
+		return;
+	}
+	struct meta_stream *st = find_stream(s, &q.sid);
+	struct meta_topic *t = find_topic(st, &q.tid);
+	uint8_t kind;
+	uint32_t cid, pid = q.op.present ? q.op.id : 0;
+	if (st == NULL)
+		err = META_E_STREAM_NOT_FOUND;
+	else if (t == NULL)
+		err = META_E_TOPIC_NOT_FOUND;
+	else if (!auth_allowed(session_user(ss), AUTH_POLL_MESSAGES, st->id, t->id))
+		err = E_UNAUTHORIZED;
+	else if (resolve_consumer(t, &q.wc, &kind, &cid) != 0)
+		err = META_E_GROUP_NOT_FOUND;
+	else if (pid >= t->n_partitions || part_log(s, st->id, t->id, pid) == NULL)
+		err = META_E_PARTITION_NOT_FOUND;
+	if (err != 0) {
+		finish(p, err, false, NULL, 0);
+		return;
+	}
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes), self = 0;
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i].id == clu_node_id(s->clu))
+			self = i;
+	if (n == 0) {
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no roster yet */
+		return;
+	}
+	struct wire_buf b;
+	wire_buf_init(&b);
+	wire_put_u64(&b, ss->client_id); /* client_id u128: low half, then high half */
+	wire_put_u64(&b, 0);
+	wire_put_u64(&b, ss->session);
+	wire_put_u64(&b, s->meta_applied);
+	put_node(s, &b, self, 0);
+	finish_buf(p, 0, false, &b);
+}
+
+/* AttachConsumerSession (14), on a data session: borrow the parent's client id as the member identity. */
+static void handle_attach(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+{
+	struct pending *p = pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	if (len != 32) {
+		finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		return;
+	}
+	uint64_t lo = frame_le64(body), hi = frame_le64(body + 8), session = frame_le64(body + 16);
+	const struct srv_session *parent =
+		hi == 0 && lo <= UINT32_MAX ? session_find(ss->srv, (uint32_t)lo, session) : NULL;
+	if (parent == NULL || parent->user_id != ss->user_id) {
+		finish(p, E_STALE_CLIENT, false, NULL, 0);
+		return;
+	}
+	ss->attached = true;
+	ss->member_of = parent->client_id;
+	ss->parent_session = parent->session;
+	finish(p, 0, false, NULL, 0);
 }
 
 /* ---- Reads (NonReplicated) ---- */
@@ -3490,11 +3700,25 @@ static void put_stats(struct srv *s, struct wire_buf *b)
 }
 
 /*
- * GetClusterMetadata: every node of the roster with its client endpoints; the metadata leader is marked
- * Leader (the SDK moves its connection there after login, reference §8). Ports a roster entry leaves out
- * are taken to be this node's own (nodes on different hosts usually share them).
+ * GetClusterMetadata: every node of the roster with its client endpoints (put_node); the metadata leader
+ * is marked Leader (the SDK moves its connection there after login, reference §8).
  */
 static void put_cluster(struct srv *s, struct wire_buf *b)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	uint64_t leader = clu_group_leader_id(s->mg);
+	wire_put_str32(b, s->cfg->cluster.name, strlen(s->cfg->cluster.name));
+	wire_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		put_node(s, b, i, n == 1 || nodes[i].id == leader ? 0 : 1); /* 0 Leader, 1 Follower */
+}
+
+/*
+ * Roster entry i as one node of GetClusterMetadata (also the primary of a route). Ports a roster entry
+ * leaves out are taken to be this node's own (nodes on different hosts usually share them).
+ */
+static void put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 {
 	char host[256] = "127.0.0.1", h2[256];
 	uint16_t tcp = 0, quic = 0, http = 0;
@@ -3503,22 +3727,18 @@ static void put_cluster(struct srv *s, struct wire_buf *b)
 	config_split_address(s->cfg->http.address, h2, sizeof(h2), &http);
 	const struct clu_node *nodes;
 	size_t n = clu_nodes(s->clu, &nodes);
-	uint64_t leader = clu_group_leader_id(s->mg);
-	wire_put_str32(b, s->cfg->cluster.name, strlen(s->cfg->cluster.name));
-	wire_put_u32(b, (uint32_t)n);
-	for (size_t i = 0; i < n; i++) {
-		char name[32];
-		snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
-		const char *ip = n == 1 ? host : nodes[i].host;
-		wire_put_str32(b, name, strlen(name));
-		wire_put_str32(b, ip, strlen(ip));
-		wire_put_u16(b, nodes[i].tcp_port != 0 ? nodes[i].tcp_port : tcp);
-		wire_put_u16(b, s->cfg->quic.enabled ? (nodes[i].quic_port != 0 ? nodes[i].quic_port : quic) : 0);
-		wire_put_u16(b, s->cfg->http.enabled ? (nodes[i].http_port != 0 ? nodes[i].http_port : http) : 0);
-		wire_put_u16(b, 0);
-		wire_put_u8(b, n == 1 || nodes[i].id == leader ? 0 : 1); /* 0 Leader, 1 Follower */
-		wire_put_u8(b, 0);                                     /* healthy */
-	}
+	assert(i < n);
+	char name[32];
+	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
+	const char *ip = n == 1 ? host : nodes[i].host;
+	wire_put_str32(b, name, strlen(name));
+	wire_put_str32(b, ip, strlen(ip));
+	wire_put_u16(b, nodes[i].tcp_port != 0 ? nodes[i].tcp_port : tcp);
+	wire_put_u16(b, s->cfg->quic.enabled ? (nodes[i].quic_port != 0 ? nodes[i].quic_port : quic) : 0);
+	wire_put_u16(b, s->cfg->http.enabled ? (nodes[i].http_port != 0 ? nodes[i].http_port : http) : 0);
+	wire_put_u16(b, 0);    /* websocket */
+	wire_put_u8(b, role);
+	wire_put_u8(b, 0);     /* healthy */
 }
 
 static void membership_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
@@ -3613,6 +3833,14 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 	}
 	if (code == FRAME_CODE_GALGO_ADD_NODE || code == FRAME_CODE_GALGO_REMOVE_NODE) {
 		handle_membership(ss, hdr, body, len);
+		return;
+	}
+	if (code == FRAME_CODE_GET_POLL_ROUTING || code == FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING) {
+		handle_routing(ss, hdr, body, len);
+		return;
+	}
+	if (code == FRAME_CODE_ATTACH_CONSUMER_SESSION) {
+		handle_attach(ss, hdr, body, len);
 		return;
 	}
 	struct pending *p = pending_new(ss, hdr);
@@ -3900,6 +4128,7 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 			leave_all_groups(ss->srv, ss->client_id);
 		ss->bound = false;
 		ss->session = 0;
+		ss->attached = false;
 		struct pending *p = pending_new(ss, hdr);
 		if (p != NULL)
 			finish(p, 0, false, NULL, 0);

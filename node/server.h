@@ -65,8 +65,13 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 size_t srv_session_owed(const struct srv_session *ss);
 /* The connection is gone: the session leaves its consumer groups and is freed once nothing is pending. */
 void srv_session_close(struct srv_session *ss);
-/* The connection missed its heartbeats: send eviction 13. */
-void srv_session_stale(struct srv_session *ss);
+/*
+ * The connection missed its heartbeats: sends eviction 13 and returns true (the transport then closes
+ * it). Returns false and sends nothing for a data session attached to a parent that is still logged in
+ * (poll routing, see server.c): Iggy's SDK never pings a data connection, the parent's heartbeats stand
+ * for both, so the transport keeps it and looks again after the next silence.
+ */
+bool srv_session_stale(struct srv_session *ss);
 /*
  * Binds a session to a user authenticated by the transport itself (the HTTP API's access tokens), as a
  * successful login would. Returns 0, or -ENOENT when the user does not exist or is inactive.

@@ -158,6 +158,15 @@ enum frame_code {
 	FRAME_CODE_GALGO_ADD_NODE = 10003,
 	FRAME_CODE_GALGO_REMOVE_NODE = 10004,
 	FRAME_CODE_DESCRIBE_OPTIONS = 13,
+	/*
+	 * Iggy's poll routing (not in the reference; the codes of apache-iggy 0.9.0, seen on the wire). Against
+	 * a roster of more than one node the SDK asks its connection for a partition's primary (103 for a poll
+	 * with auto-commit, 123 for a consumer-offset write), opens a data connection to the node named, logs
+	 * in, attaches it to the first connection's session (14) and sends the poll there as 104 (or the
+	 * offset write as the usual op 161/162). All four travel as NonReplicated. Their bodies and replies
+	 * are specified in node/server.c, which serves them.
+	 */
+	FRAME_CODE_ATTACH_CONSUMER_SESSION = 14,
 	FRAME_CODE_GET_ME = 20,
 	FRAME_CODE_GET_CLIENT = 21,
 	FRAME_CODE_GET_CLIENTS = 22,
@@ -177,17 +186,14 @@ enum frame_code {
 	FRAME_CODE_LOGIN_WITH_PERSONAL_ACCESS_TOKEN = 44, /* legacy: answered with Eviction(15) */
 	FRAME_CODE_LOGIN_REGISTER_WITH_PAT = 45,
 	FRAME_CODE_POLL_MESSAGES = 100,
-	/*
-	 * PollMessages addressed to the primary: the same body and reply. Iggy's SDK (0.9.0) sends it for a poll
-	 * with auto-commit once GetClusterMetadata lists more than one node (not in the reference; seen on the
-	 * wire against a Galgo cluster, and Iggy's server handles both codes alike).
-	 */
-	FRAME_CODE_POLL_MESSAGES_ON_PRIMARY = 103,
 	FRAME_CODE_SEND_MESSAGES = 101,
 	FRAME_CODE_FLUSH_UNSAVED_BUFFER = 102,
+	FRAME_CODE_GET_POLL_ROUTING = 103,
+	FRAME_CODE_POLL_MESSAGES_ON_PRIMARY = 104,
 	FRAME_CODE_GET_CONSUMER_OFFSET = 120,
 	FRAME_CODE_STORE_CONSUMER_OFFSET = 121,
 	FRAME_CODE_DELETE_CONSUMER_OFFSET = 122,
+	FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING = 123,
 	FRAME_CODE_GET_STREAM = 200,
 	FRAME_CODE_GET_STREAMS = 201,
 	FRAME_CODE_CREATE_STREAM = 202,

@@ -1055,6 +1055,12 @@ void tcp_conn_hold(struct tcp_conn *c, bool held)
 		conn_update(c);
 }
 
+void tcp_conn_restart_silence(struct tcp_conn *c)
+{
+	c->last_rx = uv_now(c->srv->loop);
+	c->stale_fired = false;
+}
+
 void tcp_conn_set_data(struct tcp_conn *c, void *data)
 {
 	c->data = data;

@@ -43,7 +43,7 @@
  * more than heartbeat_timeout_ms is stale. The reference server evicts after 1.2 × heartbeat.interval
  * (30 s by default, so 36 s; reference §1.8); SDKs ping every 5 s. Any received byte counts as a sign of
  * life, and the time a connection is held by tcp_conn_pause does not count. on_stale is called once
- * per silence; without an on_stale handler the server sends Eviction(13 StaleClient) for the client id
+ * per silence (a handler that keeps the connection may restart the count, tcp_conn_restart_silence); without an on_stale handler the server sends Eviction(13 StaleClient) for the client id
  * of the connection's last valid request (if there was one) and closes the connection.
  *
  * Closing. tcp_conn_close is graceful: no more frames are delivered, the queued replies are written,
@@ -199,6 +199,12 @@ void tcp_conn_resume(struct tcp_conn *c);
  * still reach it. Unlike tcp_conn_pause it does not hold back the next frames.
  */
 void tcp_conn_hold(struct tcp_conn *c, bool held);
+
+/*
+ * For an on_stale handler that keeps the connection: its silence is counted again from now, so on_stale
+ * comes again after another heartbeat_timeout_ms without traffic (instead of only after traffic).
+ */
+void tcp_conn_restart_silence(struct tcp_conn *c);
 
 void tcp_conn_set_data(struct tcp_conn *c, void *data);
 void *tcp_conn_get_data(const struct tcp_conn *c);

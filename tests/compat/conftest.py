@@ -82,6 +82,10 @@ HTTP_SKIPS = {
             "test_a_raw_get_stats_returns_the_stats_layout",
             "test_a_raw_get_streams_returns_stream_headers_in_wire_layout",
             "test_a_raw_get_stream_of_a_numeric_id_returns_its_header",
+            "test_a_poll_route_names_the_answering_node_and_the_session_to_attach_to",
+            "test_an_attached_data_session_polls_with_104_and_commits_the_consumers_offset",
+            "test_a_data_session_polls_a_group_as_its_parent_and_leaving_it_keeps_the_parents_membership",
+            "test_bad_routing_and_attach_requests_get_their_error_and_change_nothing",
         )
     },
     "test_a_client_with_auto_login_is_authenticated_after_connect": _NO_AUTO_LOGIN,
@@ -95,30 +99,12 @@ HTTP_SKIPS = {
 }
 
 
-_POLL_ROUTING = ("against more than one node the SDK sends an auto-commit poll as PollMessagesOnPrimary (103) and "
-                 "expects Iggy's newer poll-routing exchange (consumer sessions, partition contexts), which Galgo "
-                 "does not implement yet: the SDK reports Invalid command")
 _PURGE = "a purge is refused by a cluster of more than one node (5, FeatureUnavailable): it must become a partition-log entry"
 _STATS = ("GetStats describes the node that answers, and the SDK has moved to the metadata leader, not the node "
           "the harness started first")
 
 # Tests that do not apply, or are known not to work yet, against a three-node cluster (transport "cluster").
 CLUSTER_SKIPS = {
-    **{
-        name: _POLL_ROUTING
-        for name in (
-            "test_two_members_polling_a_group_consume_every_message_exactly_once",
-            "test_a_stored_group_offset_lets_a_new_member_resume_after_it",
-            "test_auto_commit_when_polling_stores_the_group_offset",
-            "test_delete_offset_makes_the_group_start_again_from_offset_0",
-            "test_two_group_consumers_consume_every_message_exactly_once",
-            "test_auto_commit_stores_the_last_returned_offset_and_next_resumes_after_it",
-            "test_each_consumer_keeps_its_own_offset",
-            "test_a_consumer_keeps_one_offset_per_partition",
-            "test_polling_an_empty_partition_returns_nothing_with_every_strategy",
-            "test_stored_consumer_offsets_survive_a_restart",
-        )
-    },
     **{
         name: _PURGE
         for name in (

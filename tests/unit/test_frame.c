@@ -621,6 +621,24 @@ Test(frame, command_codes_map_to_their_operation_bytes_and_back)
 	cr_assert_str_eq(frame_code_name(7), "unknown");
 }
 
+Test(frame, the_poll_routing_codes_of_the_sdk_are_known_non_replicated_reads)
+{
+	// 103 is GetPollRouting (not a poll), 104 PollMessagesOnPrimary, 14 AttachConsumerSession, 123 GetConsumerOffsetRouting: all NonReplicated.
+	cr_assert_eq(FRAME_CODE_GET_POLL_ROUTING, 103);
+	cr_assert_eq(FRAME_CODE_POLL_MESSAGES_ON_PRIMARY, 104);
+	cr_assert_eq(FRAME_CODE_ATTACH_CONSUMER_SESSION, 14);
+	cr_assert_eq(FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING, 123);
+	uint32_t codes[] = {103, 104, 14, 123};
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		cr_assert(frame_code_is_known(codes[i]), "code %u", codes[i]);
+		cr_assert_eq(frame_code_to_op(codes[i]), FRAME_OP_NON_REPLICATED, "code %u", codes[i]);
+	}
+	cr_assert_str_eq(frame_code_name(103), "GetPollRouting");
+	cr_assert_str_eq(frame_code_name(104), "PollMessagesOnPrimary");
+	cr_assert_str_eq(frame_code_name(14), "AttachConsumerSession");
+	cr_assert_str_eq(frame_code_name(123), "GetConsumerOffsetRouting");
+}
+
 Test(frame, the_protocol_version_packs_to_0x2c00_and_is_gated_like_the_reference)
 {
 	// 0.11.0 packs to 0x2C00 = 11264; the gate takes 0.11.x, refuses 0.10.x, and takes 0.12.0 only without the upper bound.

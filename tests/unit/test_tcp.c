@@ -1039,6 +1039,32 @@ Test(tcp, a_silent_connection_is_reported_stale_once_per_silence)
 	stop_server();
 }
 
+static void h_stale_keep(struct tcp_conn *c)
+{
+	atomic_fetch_add(&n_stale, 1);
+	tcp_conn_restart_silence(c);
+}
+
+static void short_heartbeat_with_keeping_handler(struct tcp_opts *o)
+{
+	o->heartbeat_timeout_ms = 200;
+	H.h.on_stale = h_stale_keep;
+}
+
+Test(tcp, a_handler_that_restarts_the_silence_is_told_again_after_each_timeout)
+{
+	// An on_stale handler that keeps the connection with tcp_conn_restart_silence hears of it again after another silent timeout, without traffic; the connection stays open.
+	start_server(short_heartbeat_with_keeping_handler);
+	int fd = cli_connect();
+	uint64_t t0 = now_ms();
+	cr_assert(wait_for(&n_stale, 1, 5000));
+	cr_assert(wait_for(&n_stale, 3, 5000));
+	cr_assert_geq(now_ms() - t0, 500, "three silences of 200 ms took %llu ms", (unsigned long long)(now_ms() - t0));
+	cli_ping(fd, 1); /* the kept connection still answers */
+	close(fd);
+	stop_server();
+}
+
 static void half_second_heartbeat_with_handler(struct tcp_opts *o)
 {
 	o->heartbeat_timeout_ms = 500;
