@@ -709,6 +709,22 @@ static int send_retrying(struct gcluster *gc, struct pending *e)
 			return rv;
 		}
 		last = rv;
+		if (rv == GCLUSTER_NOT_ACCEPTED) {
+			/*
+			 * The leader could not take the batch for now (a leadership transfer or an election running,
+			 * too much uncommitted): not a redirect, so no hop; asked again after a pause, the map read
+			 * again, until leader_wait_ms.
+			 */
+			if (mono_ms() >= deadline) {
+				set_err(gc, "stream %u topic %u partition %u: node %u (epoch %llu) did not take the batch within %d ms: %s",
+					e->sid, e->tid, e->pid, leader, (unsigned long long)epoch, gc->o.leader_wait_ms,
+					errtext(last));
+				return rv;
+			}
+			sleep_ms(POLL_MS);
+			gcluster_refresh(gc);
+			continue;
+		}
 		if (e->hops >= gc->o.max_hops) {
 			set_err(gc, "stream %u topic %u partition %u: gave up after %u redirect hops (last: node %u, epoch %llu: %s)",
 				e->sid, e->tid, e->pid, e->hops, leader, (unsigned long long)epoch, errtext(last));
@@ -716,8 +732,6 @@ static int send_retrying(struct gcluster *gc, struct pending *e)
 		}
 		e->hops++;
 		gc->st.hops++;
-		if (rv == GCLUSTER_NOT_ACCEPTED)
-			gcluster_refresh(gc);
 	}
 }
 

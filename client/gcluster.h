@@ -17,9 +17,10 @@
  *   - the node answers NotLeader: the reply's leader replaces the entry if its epoch is higher;
  *   - the connection to the leader is lost or cannot be opened: every entry led by that node becomes
  *     stale (it is no longer trusted until the map shows a leader of a higher epoch);
- *   - the node answers 58 TransientNotAccepted (it lost the leadership with the batch uncommitted, or an
- *     election is running).
- * Each such retry is one redirect hop; after max_hops hops the send fails with -ELOOP. While the map has
+ * Each such retry is one redirect hop; after max_hops hops the send fails with -ELOOP. A node that answers
+ * 58 TransientNotAccepted (a leadership transfer or an election is running, or too much is uncommitted)
+ * is asked again after a short pause, with the map read again, spending no hop, until leader_wait_ms;
+ * then the send fails with 58. While the map has
  * no usable leader for the partition (none elected yet, or a stale one) the send refreshes the map every
  * few tens of milliseconds without spending hops, for at most leader_wait_ms, then fails with
  * -EHOSTUNREACH. gcluster_last_error describes the last failure in words.
