@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "client/gclient.h"
+#include "transport/wire.h"
 
 struct node {
 	uint32_t id;
@@ -88,8 +89,8 @@ static int free_port(void)
 	}
 }
 
-/* How many times the node's log says it became ready. */
-static int ready_count(const struct node *n)
+/* How many lines of node n's log contain `needle`. */
+static int log_count(const struct node *n, const char *needle)
 {
 	FILE *f = fopen(n->log, "r");
 	if (f == NULL)
@@ -97,9 +98,15 @@ static int ready_count(const struct node *n)
 	char line[1024];
 	int c = 0;
 	while (fgets(line, sizeof(line), f) != NULL)
-		c += strstr(line, "galgod ready:") != NULL;
+		c += strstr(line, needle) != NULL;
 	fclose(f);
 	return c;
+}
+
+/* How many times the node's log says it became ready. */
+static int ready_count(const struct node *n)
+{
+	return log_count(n, "galgod ready:");
 }
 
 static void node_start(struct node *n)
@@ -181,6 +188,20 @@ static void rm_rf(const char *path)
 	cr_assert_eq(system(cmd), 0);
 }
 
+/* The fini of a test: kills whatever nodes a failed test left running and removes tmpdir (unless
+ * GALGO_KEEP_TMP is set). */
+static void nodes_teardown(struct node *nodes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i].pid > 0) {
+			kill(nodes[i].pid, SIGKILL);
+			waitpid(nodes[i].pid, NULL, 0);
+			nodes[i].pid = 0;
+		}
+	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
+		rm_rf(tmpdir);
+}
+
 /* A node's id, ports and paths in tmpdir (its roster and extra flags are the caller's). */
 static void node_init(struct node *n, uint32_t id)
 {
@@ -215,6 +236,55 @@ static struct gclient *client_of(const struct node *n)
 		cr_assert_lt(now_ms(), until, "cannot log in to node %u: %d; see %s", n->id, rv, n->log);
 		pause_ms(100);
 	}
+}
+
+/* GetPartitionLeaders (docs/protocol-extensions.md), decoded: node ids; per partition its leader, epoch, replicas. */
+#define PMAP_MAX_PARTS 16
+struct pmap {
+	uint32_t n_nodes, node_ids[16];
+	uint32_t np;
+	struct {
+		uint32_t pid, leader, nr, rep[8];
+		uint64_t epoch;
+	} p[PMAP_MAX_PARTS];
+};
+
+__attribute__((unused)) static void pmap_read(struct gclient *c, struct pmap *m)
+{
+	memset(m, 0, sizeof(*m));
+	const uint8_t *r;
+	size_t len;
+	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+	cr_assert_eq(rv, 0, "GetPartitionLeaders: %d", rv);
+	struct wire_rd rd;
+	wire_rd_init(&rd, r, len);
+	m->n_nodes = wire_get_u32(&rd);
+	cr_assert_leq(m->n_nodes, 16);
+	for (uint32_t i = 0; i < m->n_nodes; i++) {
+		m->node_ids[i] = wire_get_u32(&rd);
+		uint8_t hl = wire_get_u8(&rd);
+		for (uint8_t k = 0; k < hl; k++)
+			(void)wire_get_u8(&rd);
+		(void)wire_get_u16(&rd);
+		(void)wire_get_u16(&rd);
+		(void)wire_get_u16(&rd);
+	}
+	(void)wire_get_u32(&rd);
+	(void)wire_get_u64(&rd);
+	m->np = wire_get_u32(&rd);
+	cr_assert_leq(m->np, PMAP_MAX_PARTS);
+	for (uint32_t i = 0; i < m->np; i++) {
+		(void)wire_get_u32(&rd);
+		(void)wire_get_u32(&rd);
+		m->p[i].pid = wire_get_u32(&rd);
+		m->p[i].leader = wire_get_u32(&rd);
+		m->p[i].epoch = wire_get_u64(&rd);
+		m->p[i].nr = wire_get_u8(&rd);
+		cr_assert_leq(m->p[i].nr, 8);
+		for (uint32_t k = 0; k < m->p[i].nr; k++)
+			m->p[i].rep[k] = wire_get_u32(&rd);
+	}
+	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
 }
 
 #endif /* GALGO_TEST_GALGOD_NODES_H */

@@ -70,55 +70,23 @@ static void cluster_setup(void)
 
 static void cluster_teardown(void)
 {
-	for (int i = 0; i < N; i++)
-		if (nodes[i].pid > 0) {
-			kill(nodes[i].pid, SIGKILL);
-			waitpid(nodes[i].pid, NULL, 0);
-		}
-	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
-		rm_rf(tmpdir);
+	nodes_teardown(nodes, N);
 }
 
 /* GetPartitionLeaders (docs/protocol-extensions.md): the leader of partition `pid` of the only topic. */
 static uint32_t partition_leader(struct gclient *c, uint32_t pid, uint64_t *epoch)
 {
-	const uint8_t *r;
-	size_t len;
-	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
-	cr_assert_eq(rv, 0, "GetPartitionLeaders: %d", rv);
-	struct wire_rd rd;
-	wire_rd_init(&rd, r, len);
-	uint32_t nn = wire_get_u32(&rd);
-	for (uint32_t i = 0; i < nn; i++) {
-		(void)wire_get_u32(&rd);
-		uint8_t hl = wire_get_u8(&rd);
-		for (uint8_t k = 0; k < hl; k++)
-			(void)wire_get_u8(&rd);
-		(void)wire_get_u16(&rd);
-		(void)wire_get_u16(&rd);
-		(void)wire_get_u16(&rd);
-	}
-	(void)wire_get_u32(&rd);
-	(void)wire_get_u64(&rd);
-	uint32_t np = wire_get_u32(&rd);
+	struct pmap m;
+	pmap_read(c, &m);
 	uint32_t leader = 0;
-	for (uint32_t i = 0; i < np; i++) {
-		(void)wire_get_u32(&rd);
-		(void)wire_get_u32(&rd);
-		uint32_t p = wire_get_u32(&rd);
-		uint32_t l = wire_get_u32(&rd);
-		uint64_t e = wire_get_u64(&rd);
-		uint8_t nr = wire_get_u8(&rd);
-		cr_assert_eq(nr, N, "replication factor 3 on 3 nodes");
-		for (uint8_t k = 0; k < nr; k++)
-			(void)wire_get_u32(&rd);
-		if (p == pid) {
-			leader = l;
+	for (uint32_t i = 0; i < m.np; i++) {
+		cr_assert_eq(m.p[i].nr, N, "replication factor 3 on 3 nodes");
+		if (m.p[i].pid == pid) {
+			leader = m.p[i].leader;
 			if (epoch != NULL)
-				*epoch = e;
+				*epoch = m.p[i].epoch;
 		}
 	}
-	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
 	return leader;
 }
 

@@ -73,13 +73,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	for (int i = 0; i < NODES; i++)
-		if (nodes[i].pid > 0) {
-			kill(nodes[i].pid, SIGKILL);
-			waitpid(nodes[i].pid, NULL, 0);
-		}
-	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
-		rm_rf(tmpdir);
+	nodes_teardown(nodes, NODES);
 }
 
 TestSuite(gcluster, .init = setup, .fini = teardown, .timeout = 180);

@@ -54,63 +54,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-	for (int i = 0; i < NODES; i++)
-		if (nodes[i].pid > 0) {
-			kill(nodes[i].pid, SIGKILL);
-			waitpid(nodes[i].pid, NULL, 0);
-		}
-	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
-		rm_rf(tmpdir);
+	nodes_teardown(nodes, NODES);
 }
 
 TestSuite(membership, .init = setup, .fini = teardown, .timeout = 300);
-
-/* GetPartitionLeaders (docs/protocol-extensions.md), decoded. */
-struct pmap {
-	uint32_t n_nodes, node_ids[16];
-	uint32_t np;
-	struct {
-		uint32_t pid, leader, nr, rep[8];
-	} p[PARTS];
-};
-
-static void pmap_read(struct gclient *c, struct pmap *m)
-{
-	memset(m, 0, sizeof(*m));
-	const uint8_t *r;
-	size_t len;
-	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
-	cr_assert_eq(rv, 0, "GetPartitionLeaders: %d", rv);
-	struct wire_rd rd;
-	wire_rd_init(&rd, r, len);
-	m->n_nodes = wire_get_u32(&rd);
-	cr_assert_leq(m->n_nodes, 16);
-	for (uint32_t i = 0; i < m->n_nodes; i++) {
-		m->node_ids[i] = wire_get_u32(&rd);
-		uint8_t hl = wire_get_u8(&rd);
-		for (uint8_t k = 0; k < hl; k++)
-			(void)wire_get_u8(&rd);
-		(void)wire_get_u16(&rd);
-		(void)wire_get_u16(&rd);
-		(void)wire_get_u16(&rd);
-	}
-	(void)wire_get_u32(&rd);
-	(void)wire_get_u64(&rd);
-	m->np = wire_get_u32(&rd);
-	cr_assert_leq(m->np, PARTS);
-	for (uint32_t i = 0; i < m->np; i++) {
-		(void)wire_get_u32(&rd);
-		(void)wire_get_u32(&rd);
-		m->p[i].pid = wire_get_u32(&rd);
-		m->p[i].leader = wire_get_u32(&rd);
-		(void)wire_get_u64(&rd);
-		m->p[i].nr = wire_get_u8(&rd);
-		cr_assert_leq(m->p[i].nr, 8);
-		for (uint32_t k = 0; k < m->p[i].nr; k++)
-			m->p[i].rep[k] = wire_get_u32(&rd);
-	}
-	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
-}
 
 static bool has(const uint32_t *ids, uint32_t n, uint32_t id)
 {
@@ -209,20 +156,6 @@ static void read_replica(const struct node *n, uint32_t pid, uint64_t want, stru
 	gclient_close(c);
 }
 
-/* How many lines of node n's log contain `needle`. */
-static int log_count(const struct node *n, const char *needle)
-{
-	FILE *f = fopen(n->log, "r");
-	if (f == NULL)
-		return 0;
-	char line[1024];
-	int c = 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		c += strstr(line, needle) != NULL;
-	fclose(f);
-	return c;
-}
-
 static int raw_status(struct gclient *c, uint32_t code, const void *body, size_t len)
 {
 	return gclient_raw(c, code, body, len, NULL, NULL);
@@ -244,19 +177,29 @@ static size_t add_body(const struct node *n, uint8_t *b)
 
 static void check_survivors(const struct node *a, const struct node *b, uint64_t acked[PARTS][2 * M]);
 
-Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_and_keeps_the_quorum)
+/*
+ * Nodes 1-3 as a cluster, stream "s" with topic "t" of PARTS partitions, M messages sent to each through
+ * `via` (acked[p][k] their offsets). Returns the client of `via`.
+ */
+static struct gclient *start_three(const struct node *via, uint64_t acked[PARTS][2 * M])
 {
 	for (int i = 0; i < 3; i++)
 		node_start(&nodes[i]);
-	struct gclient *c = client_of(&nodes[1]);
+	struct gclient *c = client_of(via);
 	struct wire_id sid = gclient_id_name("s");
 	cr_assert_eq(gclient_create_stream(c, "s", NULL), 0);
 	cr_assert_eq(gclient_create_topic(c, &sid, "t", PARTS, NULL, NULL), 0);
 	await_leaders(c, 0, 0);
-	uint64_t acked[PARTS][2 * M];
 	for (uint32_t p = 0; p < PARTS; p++)
 		for (uint32_t k = 0; k < M; k++)
-			acked[p][k] = send_until_acked(&c, &nodes[1], p, k);
+			acked[p][k] = send_until_acked(&c, via, p, k);
+	return c;
+}
+
+Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_and_keeps_the_quorum)
+{
+	uint64_t acked[PARTS][2 * M];
+	struct gclient *c = start_three(&nodes[1], acked);
 
 	/* The new node starts without bootstrapping anything and is added through node 2. */
 	node_start(&nodes[3]);
@@ -372,17 +315,8 @@ static void check_survivors(const struct node *a, const struct node *b, uint64_t
 
 Test(membership, a_dead_node_is_removed_and_its_replicas_are_rebuilt_on_a_new_node)
 {
-	for (int i = 0; i < 3; i++)
-		node_start(&nodes[i]);
-	struct gclient *c = client_of(&nodes[0]);
-	struct wire_id sid = gclient_id_name("s");
-	cr_assert_eq(gclient_create_stream(c, "s", NULL), 0);
-	cr_assert_eq(gclient_create_topic(c, &sid, "t", PARTS, NULL, NULL), 0);
-	await_leaders(c, 0, 0);
 	uint64_t acked[PARTS][2 * M];
-	for (uint32_t p = 0; p < PARTS; p++)
-		for (uint32_t k = 0; k < M; k++)
-			acked[p][k] = send_until_acked(&c, &nodes[0], p, k);
+	struct gclient *c = start_three(&nodes[0], acked);
 	node_start(&nodes[3]);
 	uint8_t body[64];
 	size_t blen = add_body(&nodes[3], body);

@@ -55,7 +55,7 @@ static uint32_t mk_stream(struct meta *m, const char *name)
 	return ok(m, named(META_CREATE_STREAM, name));
 }
 
-static uint32_t mk_topic(struct meta *m, uint32_t stream, const char *name, uint32_t parts)
+static uint32_t mk_topic_rf(struct meta *m, uint32_t stream, const char *name, uint32_t parts, uint8_t rf)
 {
 	struct meta_cmd c = named(META_CREATE_TOPIC, name);
 	c.stream_id = stream;
@@ -63,7 +63,13 @@ static uint32_t mk_topic(struct meta *m, uint32_t stream, const char *name, uint
 	c.compression = META_COMPRESSION_NONE;
 	c.message_expiry = META_NEVER;
 	c.max_topic_size = META_NEVER;
+	c.replication_factor = rf;
 	return ok(m, c);
+}
+
+static uint32_t mk_topic(struct meta *m, uint32_t stream, const char *name, uint32_t parts)
+{
+	return mk_topic_rf(m, stream, name, parts, 0);
 }
 
 static const char HASH[] = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo";
@@ -1312,18 +1318,6 @@ Test(snapshot, ids_out_of_order_or_out_of_range_are_refused)
 }
 
 /* ---- Cluster membership and placement ---- */
-
-static uint32_t mk_topic_rf(struct meta *m, uint32_t stream, const char *name, uint32_t parts, uint8_t rf)
-{
-	struct meta_cmd c = named(META_CREATE_TOPIC, name);
-	c.stream_id = stream;
-	c.count = parts;
-	c.compression = META_COMPRESSION_NONE;
-	c.message_expiry = META_NEVER;
-	c.max_topic_size = META_NEVER;
-	c.replication_factor = rf;
-	return ok(m, c);
-}
 
 static uint32_t load_of(const struct meta *m, uint32_t node)
 {
