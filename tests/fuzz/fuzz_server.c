@@ -77,6 +77,8 @@ static const struct fz_op ops[] = {
 	{2, 1}, {2, 10}, {2, 11}, {2, 12}, {2, 13}, {2, 20}, {2, 21}, {2, 22}, {2, 31}, {2, 32}, {2, 38}, {2, 41},
 	{2, 44}, {2, 100}, {2, 102}, {2, 120}, {2, 200}, {2, 201}, {2, 300}, {2, 301}, {2, 600}, {2, 601},
 	{2, 606}, {2, 60000}, {2, 202},
+	/* Iggy's poll routing: GetPollRouting, PollMessagesOnPrimary, AttachConsumerSession, GetConsumerOffsetRouting. */
+	{2, 103}, {2, 104}, {2, 14}, {2, 123},
 	/* Galgo's extensions (docs/protocol-extensions.md). */
 	{2, 10001}, {2, 10002}, {2, 10003}, {2, 10004},
 	/* Register, Logout, the internal operations, metadata, partition plane (reference §2.1). */
@@ -275,7 +277,8 @@ static void check_reply(struct fz_client *c, const uint8_t *hdr, const uint8_t *
 		CHECK(body_len == 4 + (size_t)record_le32(body) * 20);
 		return;
 	}
-	if (e.op == FRAME_OP_NON_REPLICATED && e.code == FRAME_CODE_POLL_MESSAGES)
+	if (e.op == FRAME_OP_NON_REPLICATED &&
+	    (e.code == FRAME_CODE_POLL_MESSAGES || e.code == FRAME_CODE_POLL_MESSAGES_ON_PRIMARY))
 		check_poll_body(body, body_len);
 	if (e.op == FRAME_OP_NON_REPLICATED && e.code == FRAME_CODE_PING)
 		CHECK(body_len == 0);
