@@ -242,6 +242,7 @@ static struct gclient *client_of(const struct node *n)
 #define PMAP_MAX_PARTS 16
 struct pmap {
 	uint32_t n_nodes, node_ids[16];
+	uint32_t meta_leader; /* 0: none known */
 	uint32_t np;
 	struct {
 		uint32_t pid, leader, nr, rep[8];
@@ -269,7 +270,7 @@ __attribute__((unused)) static void pmap_read(struct gclient *c, struct pmap *m)
 		(void)wire_get_u16(&rd);
 		(void)wire_get_u16(&rd);
 	}
-	(void)wire_get_u32(&rd);
+	m->meta_leader = wire_get_u32(&rd);
 	(void)wire_get_u64(&rd);
 	m->np = wire_get_u32(&rd);
 	cr_assert_leq(m->np, PMAP_MAX_PARTS);

@@ -356,3 +356,48 @@ Test(membership, a_dead_node_is_removed_and_its_replicas_are_rebuilt_on_a_new_no
 	node_stop(&nodes[0]);
 	node_stop(&nodes[3]);
 }
+
+Test(membership, the_metadata_leader_itself_can_be_removed)
+{
+	uint64_t acked[PARTS][2 * M];
+	struct gclient *c = start_three(&nodes[0], acked);
+	node_start(&nodes[3]);
+	uint8_t body[64];
+	size_t blen = add_body(&nodes[3], body);
+	cr_assert_eq(raw_status(c, 10003, body, blen), 0, "AddNode");
+	gclient_close(c);
+	/* The metadata leader, asked through another node, removes itself: it hands leadership over first. */
+	struct pmap m;
+	uint64_t until = now_ms() + WAIT_MS;
+	c = client_of(&nodes[3]);
+	for (;;) {
+		pmap_read(c, &m);
+		if (m.meta_leader != 0)
+			break;
+		cr_assert_lt(now_ms(), until, "no metadata leader");
+		pause_ms(50);
+	}
+	uint32_t leader = m.meta_leader;
+	cr_assert_eq(raw_status(c, 10004, &leader, 4), 0, "RemoveNode of the metadata leader %u", leader);
+	until = now_ms() + 2 * WAIT_MS;
+	for (;;) {
+		pmap_read(c, &m);
+		if (m.meta_leader != 0 && m.meta_leader != leader && m.n_nodes == 3 && !has(m.node_ids, 3, leader))
+			break;
+		cr_assert_lt(now_ms(), until, "node %u still leads or is still listed (leader %u, %u nodes)", leader,
+			     m.meta_leader, m.n_nodes);
+		pause_ms(100);
+	}
+	/* The removed node stops; the three others carry on: metadata and sends. */
+	node_stop(&nodes[leader - 1]);
+	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0);
+	struct node *via = &nodes[3];
+	for (uint32_t p = 0; p < PARTS; p++)
+		for (uint32_t k = M; k < 2 * M; k++)
+			acked[p][k] = send_until_acked(&c, via, p, k);
+	gclient_close(c);
+	const struct node *other = leader == 1 ? &nodes[1] : &nodes[0];
+	check_survivors(other, &nodes[3], acked);
+	for (int i = 0; i < NODES; i++)
+		node_stop(&nodes[i]);
+}
