@@ -615,6 +615,7 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 			return -EINVAL;
 		}
 		nc.node_id = c->node_id;
+		nc.max_message_bytes = CLU_MAX_MESSAGE_BYTES;
 		nc.cluster = cfg->cluster.name;
 		nc.secret = cfg->cluster.secret;
 		nc.listen_host = host;
