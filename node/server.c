@@ -2942,29 +2942,29 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 
 /*
  * A send for a partition this node replicates but does not lead: the verified batch goes to the leader
- * over the node-to-node link as SEND_FWD (req_id u64, group id u64, then the batch), and its reply
- * comes back as SEND_REPLY (send_reply_remote).
+ * (`to`) over the node-to-node link as SEND_FWD (req_id u64, group id u64, then the batch), and its reply
+ * comes back as SEND_REPLY (send_reply_remote). `to` 0: no leader known (an election), 58.
  */
-static void send_forward(struct srv *s, struct pending *p, struct part *pt, const uint8_t *batch, size_t blen)
+static void send_forward(struct srv *s, struct pending *p, uint64_t to, uint64_t gid, uint32_t stream_id,
+			 uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
 {
-	uint64_t leader = clu_group_leader_id(pt->g);
 	struct fwd *f = calloc(1, sizeof(*f));
-	if (leader == 0 || leader == clu_node_id(s->clu) || f == NULL) {
+	if (to == 0 || to == clu_node_id(s->clu) || f == NULL) {
 		free(f);
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
 		return;
 	}
 	f->req_id = ++s->next_req;
 	f->p = p;
-	f->stream_id = pt->stream_id;
-	f->topic_id = pt->topic_id;
-	f->partition_id = pt->pid;
+	f->stream_id = stream_id;
+	f->topic_id = topic_id;
+	f->partition_id = pid;
 	f->deadline = mono_ms() + SEND_DEADLINE_MS;
 	uint8_t h[16];
 	record_put64(h, f->req_id);
-	record_put64(h + 8, pt->gid);
+	record_put64(h + 8, gid);
 	uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)batch, (unsigned)blen)};
-	if (clu_send(s->clu, leader, CLU_KIND_SEND_FWD, b, 2) != 0) {
+	if (clu_send(s->clu, to, CLU_KIND_SEND_FWD, b, 2) != 0) {
 		free(f);
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
 		return;
@@ -2972,6 +2972,25 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, cons
 	f->next = s->fwds;
 	s->fwds = f;
 	house_arm(s);
+}
+
+/*
+ * The node a send or poll of a partition this node hosts no replica of goes to: the first replica in
+ * placement order that is connected (the first is the preferred leader, which leadership returns to once
+ * it is connected, see balance_leaders), or 0. *others says whether any replica is elsewhere.
+ */
+static uint64_t replica_to_ask(struct srv *s, const struct meta_partition *mp, bool *others)
+{
+	uint64_t self = clu_node_id(s->clu);
+	*others = false;
+	for (uint32_t i = 0; i < mp->n_replicas; i++) {
+		if (mp->replicas[i] == self)
+			continue;
+		*others = true;
+		if (clu_connected(s->clu, mp->replicas[i]))
+			return mp->replicas[i];
+	}
+	return 0;
 }
 
 /* Redirect mode: status NotLeader with the leader's id, epoch and endpoint. */
@@ -3220,6 +3239,22 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		return;
 	}
 	struct part *pt = pid < tp->n ? tp->pp[pid] : NULL;
+	if (pt == NULL && pid < t->n_partitions) {
+		/*
+		 * No replica here: to the preferred leader if connected (else the next replica). A replica that
+		 * does not lead answers 58 and the SDK sends again (leadership returns to the preferred replica).
+		 */
+		const struct meta_partition *mp = &t->partitions[pid];
+		bool others;
+		uint64_t to = replica_to_ask(s, mp, &others);
+		if (!others) {
+			finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
+			return;
+		}
+		send_forward(s, p, to, clu_partition_gid(t->stream_id, t->id, t->created_at, pid, mp->created_at),
+			     t->stream_id, t->id, pid, batch, blen);
+		return;
+	}
 	if (pt == NULL) {
 		finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
@@ -3228,7 +3263,8 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		if (ss->redirect)
 			not_leader(s, p, pt);
 		else
-			send_forward(s, p, pt, batch, blen);
+			send_forward(s, p, clu_group_leader_id(pt->g), pt->gid, pt->stream_id, pt->topic_id, pt->pid,
+				     batch, blen);
 		return;
 	}
 	uint32_t st_code = send_local(pt, p, 0, 0, batch, blen);
@@ -3518,15 +3554,8 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 static void poll_forward(struct srv *s, struct pending *p, const struct meta_topic *t, const struct poll_args *a)
 {
 	const struct meta_partition *mp = &t->partitions[a->pid];
-	uint64_t self = clu_node_id(s->clu), to = 0;
-	bool others = false;
-	for (uint32_t i = 0; i < mp->n_replicas && to == 0; i++) {
-		if (mp->replicas[i] == self)
-			continue;
-		others = true;
-		if (clu_connected(s->clu, mp->replicas[i]))
-			to = mp->replicas[i];
-	}
+	bool others;
+	uint64_t to = replica_to_ask(s, mp, &others);
 	if (!others) {
 		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
 		return;
