@@ -3222,8 +3222,7 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		pid = XXH32(part.key.ptr, part.key.len, 0) % tp->n;
 	else
 		pid = tp->rr++ % tp->n;
-	struct plog *l = pid < tp->n ? tp->logs[pid] : NULL;
-	if (l == NULL) {
+	if (pid >= tp->n) {
 		finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
@@ -3238,8 +3237,8 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		finish(p, E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
-	struct part *pt = pid < tp->n ? tp->pp[pid] : NULL;
-	if (pt == NULL && pid < t->n_partitions) {
+	struct part *pt = tp->pp[pid];
+	if (tp->logs[pid] == NULL && pid < t->n_partitions) {
 		/*
 		 * No replica here: to the preferred leader if connected (else the next replica). A replica that
 		 * does not lead answers 58 and the SDK sends again (leadership returns to the preferred replica).
