@@ -47,7 +47,7 @@
  *       this node hosts no replica of is forwarded to one (POLL_FWD, node/cluster.h). Errors, checked in
  *       this order as for the command the route is for: 3 a malformed body (or auto_commit ≠ 1), 1009 no
  *       such stream, 2010 no such topic, 41 no poll permission on the topic, 5000 no such consumer group,
- *       3007 no such partition.
+ *       3007 no such partition (for 123 also: none hosted here; offset requests are not forwarded yet).
  *   14 AttachConsumerSession. Request: exactly 32 bytes, [client_id u128][session u64][watermark u64] as a
  *       route gave them (the watermark is not checked: the parent lives on this node, whose metadata it
  *       read). Reply: empty. The parent must be a logged-in session of this node with that client id and
@@ -2327,7 +2327,18 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			if (opt.value.ptr[0])
 				c->durability = META_DURABILITY_FSYNC;
 		} else if (KEY_IS("replication_factor")) {
-			/* Replicas of each partition; 0 = the cluster's default; at most the node count is used. */
+			/*
+			 * Replicas of each partition; 0 = the cluster's default; at most the node count is used. Also
+			 * a String of 1 to 3 decimal digits: Iggy's SDK sends keys it does not know (its `options`)
+			 * as strings.
+			 */
+			if (opt.kind == WIRE_KIND_STRING && opt.value.len >= 1 && opt.value.len <= 3) {
+				num = true;
+				for (size_t i = 0; i < opt.value.len && num; i++) {
+					num = opt.value.ptr[i] >= '0' && opt.value.ptr[i] <= '9';
+					v = v * 10 + (uint64_t)(opt.value.ptr[i] - '0');
+				}
+			}
 			if (!num || v > META_MAX_REPLICAS || update)
 				return E_INVALID_OPTION_VALUE;
 			c->replication_factor = (uint8_t)v;
@@ -3924,8 +3935,9 @@ static void handle_routing(struct srv_session *ss, const struct frame_request *h
 		err = E_UNAUTHORIZED;
 	else if (resolve_consumer(t, &q.wc, &kind, &cid) != 0)
 		err = META_E_GROUP_NOT_FOUND;
-	else if (pid >= t->n_partitions)
-		err = META_E_PARTITION_NOT_FOUND;
+	else if (pid >= t->n_partitions ||
+		 (hdr->code != FRAME_CODE_GET_POLL_ROUTING && part_log(s, st->id, t->id, pid) == NULL))
+		err = META_E_PARTITION_NOT_FOUND; /* offsets of a partition not hosted here: not forwarded yet */
 	if (err != 0) {
 		finish(p, err, false, NULL, 0);
 		return;
