@@ -10,6 +10,7 @@
  * in turn, so two of three sends also take the forwarding path of a node that hosts no replica.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,22 @@ static void create_topic_rf1(struct gclient *c)
 	int rv = gclient_raw(c, FRAME_CODE_CREATE_TOPIC, b.p, b.len, NULL, NULL);
 	wire_buf_free(&b);
 	cr_assert_eq(rv, 0, "CreateTopic with replication_factor 1: %d", rv);
+}
+
+/* CreateTopic "t2" with replication_factor given as the string `rf` (how Iggy's SDK sends extra keys). */
+static int create_topic_rf_string(struct gclient *c, const char *rf)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	struct wire_id s = gclient_id_name("s");
+	wire_put_id(&b, &s);
+	wire_put_u32(&b, 1);
+	wire_put_name(&b, "t2", 2);
+	wire_put_option(&b, "replication_factor", strlen("replication_factor"), WIRE_KIND_STRING, rf, strlen(rf));
+	cr_assert_eq(wire_buf_error(&b), 0);
+	int rv = gclient_raw(c, FRAME_CODE_CREATE_TOPIC, b.p, b.len, NULL, NULL);
+	wire_buf_free(&b);
+	return rv;
 }
 
 /* Sends message k of partition pid through node `via` until it is acknowledged; returns its offset. */
@@ -233,6 +250,12 @@ Test(pollfwd, every_node_answers_polls_of_partitions_it_does_not_host_as_the_rep
 		pause_ms(100);
 	cr_assert_eq(rv, 0, "CreateStream: %d", rv);
 	create_topic_rf1(c[0]);
+	/* A replication factor that is not a number is refused with 4042 and creates nothing. */
+	struct wire_id sname = gclient_id_name("s"), t2 = gclient_id_name("t2");
+	cr_assert_eq(create_topic_rf_string(c[0], "1x"), 4042);
+	cr_assert_eq(create_topic_rf_string(c[0], "-1"), 4042);
+	cr_assert_eq(create_topic_rf_string(c[0], "99"), 4042);
+	cr_assert_eq(gclient_get_topic(c[0], &sname, &t2, NULL, NULL, 0), -ENOENT);
 	/* Every node has applied the topic (a node's metadata trails the leader's by about a heartbeat). */
 	uint32_t rep[PARTS];
 	for (int i = 0; i < NODES; i++) {
