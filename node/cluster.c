@@ -504,17 +504,31 @@ static void min_one(void *arg, struct clu_group *g)
 		a->next = t;
 }
 
+static void rearm(struct clu *c);
+
 static void on_timer(uv_timer_t *t)
 {
 	struct clu *c = t->data;
 	c->armed = 0;
 	struct tick_arg a = {now_ms(), 0};
 	clu_each_group(c, tick_one, &a);
+	/*
+	 * Re-armed here too, not only by the check handle: the check phase comes after the loop's poll, and
+	 * a tick that sends nothing (a single-voter group's) leaves rnet's idle handle stopped, so the poll
+	 * would block with no Raft timer until some I/O came, and the other groups' heartbeats would be
+	 * late (followers then time out: seen with topics of replication factor 1).
+	 */
+	rearm(c);
 }
 
 static void on_check(uv_check_t *h)
 {
-	struct clu *c = h->data;
+	rearm(h->data);
+}
+
+/* Arms the timer for the earliest wake-up any group asks for, unless it is armed for that already. */
+static void rearm(struct clu *c)
+{
 	struct tick_arg a = {now_ms(), 0};
 	clu_each_group(c, min_one, &a);
 	if (a.next == 0)
@@ -615,6 +629,7 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 			return -EINVAL;
 		}
 		nc.node_id = c->node_id;
+		nc.max_message_bytes = CLU_MAX_MESSAGE_BYTES;
 		nc.cluster = cfg->cluster.name;
 		nc.secret = cfg->cluster.secret;
 		nc.listen_host = host;

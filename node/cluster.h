@@ -2,8 +2,8 @@
  * cluster — the node's replication layer: the roster, the node-to-node transport (raft/rnet), the
  * durable terms and votes of every group (raft/rmeta), and the Raft groups hosted here (raft/rgroup):
  * the metadata group and one group per partition replica. One timer drives every group's ticks; Raft
- * messages are routed by the group id in their header; other message kinds (forwarded commands and
- * sends, and their replies) go to handlers the server registers.
+ * messages are routed by the group id in their header; other message kinds (forwarded commands, sends
+ * and polls, and their replies) go to handlers the server registers.
  *
  * A single node is a one-voter cluster: the same code path, without a network (rnet is not opened).
  *
@@ -41,6 +41,12 @@
 #define CLU_META_GROUP 1u
 #define CLU_MAX_NODES 16
 #define CLU_MAX_NODE_ID 31 /* a node id fits the top 5 bits of a client id */
+/*
+ * The largest node-to-node message sent or accepted (rnet's max_message_bytes). A forwarded poll's reply
+ * carries up to a client frame's worth of messages (transport/frame.h FRAME_MAX_SIZE less its header)
+ * after its own 20-byte header: node/server.c checks at compile time that it fits.
+ */
+#define CLU_MAX_MESSAGE_BYTES (64u << 20)
 
 /*
  * Message kinds on the node-to-node link (raft/rnet's one-byte kind). Bodies, little-endian:
@@ -49,6 +55,17 @@
  *   META_REPLY  [req_id u64][-errno u32: 0 taken][index u64][term u64] (a barrier: the commit index, term 0)
  *   SEND_FWD    [req_id u64][group id u64][the verified Iggy batch]
  *   SEND_REPLY  [req_id u64][Iggy status u32][base offset u64, UINT64_MAX: all retries][Raft index u64]
+ *   POLL_FWD    47 bytes: [req_id u64][group id u64][stream u32][topic u32][partition u32]
+ *               [consumer kind u8: 1 consumer, 2 group][consumer id u32: the numeric id, a group's id]
+ *               [strategy kind u8: PollingStrategy's kind][strategy value u64][count u32][auto_commit u8]
+ *               A poll of a partition the sender hosts no replica of, for a replica of it; everything the
+ *               metadata decides (stream, topic, permission, consumer, group ownership) was checked by
+ *               the sender. Any other length is ignored.
+ *   POLL_REPLY  [req_id u64][Iggy status u32][metadata index u64][the 16-byte poll reply prefix]
+ *               [the messages, as PollMessages' reply carries them]. Status ≠ 0: nothing follows the
+ *               metadata index. The metadata index is that of the consumer offset the replica stored for
+ *               an auto-commit (0: none); the sender relays the reply once it has applied that index too.
+ *               At most CLU_MAX_MESSAGE_BYTES, as every message.
  * Request ids start from the sender's boot time in µs << 10, so they do not repeat across restarts.
  */
 enum clu_kind {
@@ -57,6 +74,8 @@ enum clu_kind {
 	CLU_KIND_META_REPLY = 3,  /* its outcome */
 	CLU_KIND_SEND_FWD = 4,    /* a producer's batch for a partition leader */
 	CLU_KIND_SEND_REPLY = 5,  /* its outcome */
+	CLU_KIND_POLL_FWD = 6,    /* a consumer's poll for a replica of the partition */
+	CLU_KIND_POLL_REPLY = 7,  /* its outcome and the messages */
 	CLU_KIND_MAX = 16,
 };
 

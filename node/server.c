@@ -9,7 +9,9 @@
  *     once the entry is committed and applied on this node;
  *   - SendMessages verifies the producer's batch, stamps it and appends it to the partition log; it is
  *     answered when the record is as durable as the topic's policy asks;
- *   - PollMessages answers with the stored records as file ranges (zero copy) up to the durable offset.
+ *   - PollMessages answers with the stored records as file ranges (zero copy) up to the durable offset;
+ *     on a node that hosts no replica of the partition it is forwarded to one (POLL_FWD, node/cluster.h),
+ *     which answers with a copy of the messages that this node relays.
  *
  * Choices where the reference leaves room: errors on result-framed ops use the result section; unknown
  * NonReplicated codes get status 3; message-id dedup is not implemented yet; a producer's Balanced
@@ -41,10 +43,11 @@
  *       The node is always the answering node itself, with the host and ports it lists for itself in
  *       GetClusterMetadata, role 0 (Iggy marks the primary so) and status 0 (healthy). That is always a
  *       correct primary here: any replica serves polls and writes go to the partition leader through
- *       this node, and the session to attach to is then one of this node's own. Errors, checked in this
- *       order as for the command the route is for: 3 a malformed body (or auto_commit ≠ 1), 1009 no such
- *       stream, 2010 no such topic, 41 no poll permission on the topic, 5000 no such consumer group, 3007
- *       no such partition (or none hosted here).
+ *       this node, and the session to attach to is then one of this node's own; a poll of a partition
+ *       this node hosts no replica of is forwarded to one (POLL_FWD, node/cluster.h). Errors, checked in
+ *       this order as for the command the route is for: 3 a malformed body (or auto_commit ≠ 1), 1009 no
+ *       such stream, 2010 no such topic, 41 no poll permission on the topic, 5000 no such consumer group,
+ *       3007 no such partition (for 123 also: none hosted here; offset requests are not forwarded yet).
  *   14 AttachConsumerSession. Request: exactly 32 bytes, [client_id u128][session u64][watermark u64] as a
  *       route gave them (the watermark is not checked: the parent lives on this node, whose metadata it
  *       read). Reply: empty. The parent must be a logged-in session of this node with that client id and
@@ -191,6 +194,7 @@ struct mwait {
 	bool pat;
 	bool barrier;              /* no command: done once this node applied the leader's commit index */
 	void *arg;
+	uint64_t origin, origin_req; /* a forwarded poll's auto-commit: the node to answer and its request id */
 };
 
 /* A CreateTopic/CreatePartitions reply waiting for the new partitions' leaders (see topic_leaders_known). */
@@ -211,6 +215,21 @@ struct fwd {
 	uint64_t deadline;
 	bool acked;                /* committed on the leader: waiting for this replica to apply `index` */
 	uint64_t index, base;
+};
+
+/*
+ * A poll forwarded to a replica of a partition this node hosts none of (origin side). Once answered, the
+ * reply may wait here until this node has applied the consumer offset the replica stored for it.
+ */
+struct pfwd {
+	struct pfwd *next;
+	uint64_t req_id;
+	struct pending *p;
+	uint64_t deadline;         /* ms */
+	bool answered;             /* body holds the reply; waiting for meta_index to be applied here */
+	uint64_t meta_index;
+	uint8_t *body;             /* the 16-byte prefix and the messages */
+	size_t body_len;
 };
 
 /* One reply slot in a session's queue. */
@@ -272,6 +291,7 @@ struct srv {
 	struct mwait *mwaits;      /* metadata commands waiting for their entry */
 	struct mresult ring[256];  /* outcomes of the last applied metadata entries */
 	struct fwd *fwds;          /* sends forwarded to a partition leader, waiting for its reply */
+	struct pfwd *pfwds;        /* polls forwarded to a replica, waiting for its reply */
 	struct lwait *lwaits;      /* topic creations waiting for their leaders */
 	uint64_t next_req;
 	uint32_t next_client;      /* low bits of the last client id given out */
@@ -408,6 +428,7 @@ static uint64_t mono_ms(void)
 }
 
 static void swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset);
+static void pfwd_expire(struct srv *s, uint64_t now);
 static void send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base);
 
 static void part_apply(void *ud, const struct rgroup_entry *e)
@@ -2073,6 +2094,8 @@ static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
 		if (w->placed && w->index <= e->index)
 			mwait_try_resolve(s, w);
 	}
+	if (s->pfwds != NULL)
+		pfwd_expire(s, 0);
 	if (!s->meta_caught_up && e->index >= s->meta_replay_to) {
 		s->meta_caught_up = true;
 		remove_orphans(s);
@@ -2188,6 +2211,7 @@ static void on_house(uv_timer_t *t)
 			finish(f->p, E_ERROR, false, NULL, 0);
 		free(f);
 	}
+	pfwd_expire(s, now);
 	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n; i++) {
 			struct part *pt = tp->pp[i];
@@ -2218,7 +2242,7 @@ static void on_house(uv_timer_t *t)
 
 static void house_arm(struct srv *s)
 {
-	bool work = s->fwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
+	bool work = s->fwds != NULL || s->pfwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
 	for (struct tparts *tp = s->parts; tp != NULL && !work; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n && !work; i++)
 			work = tp->pp[i] != NULL && tp->pp[i]->waits != NULL;
@@ -2303,7 +2327,18 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			if (opt.value.ptr[0])
 				c->durability = META_DURABILITY_FSYNC;
 		} else if (KEY_IS("replication_factor")) {
-			/* Replicas of each partition; 0 = the cluster's default; at most the node count is used. */
+			/*
+			 * Replicas of each partition; 0 = the cluster's default; at most the node count is used. Also
+			 * a String of 1 to 3 decimal digits: Iggy's SDK sends keys it does not know (its `options`)
+			 * as strings.
+			 */
+			if (opt.kind == WIRE_KIND_STRING && opt.value.len >= 1 && opt.value.len <= 3) {
+				num = true;
+				for (size_t i = 0; i < opt.value.len && num; i++) {
+					num = opt.value.ptr[i] >= '0' && opt.value.ptr[i] <= '9';
+					v = v * 10 + (uint64_t)(opt.value.ptr[i] - '0');
+				}
+			}
 			if (!num || v > META_MAX_REPLICAS || update)
 				return E_INVALID_OPTION_VALUE;
 			c->replication_factor = (uint8_t)v;
@@ -2918,29 +2953,29 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 
 /*
  * A send for a partition this node replicates but does not lead: the verified batch goes to the leader
- * over the node-to-node link as SEND_FWD (req_id u64, group id u64, then the batch), and its reply
- * comes back as SEND_REPLY (send_reply_remote).
+ * (`to`) over the node-to-node link as SEND_FWD (req_id u64, group id u64, then the batch), and its reply
+ * comes back as SEND_REPLY (send_reply_remote). `to` 0: no leader known (an election), 58.
  */
-static void send_forward(struct srv *s, struct pending *p, struct part *pt, const uint8_t *batch, size_t blen)
+static void send_forward(struct srv *s, struct pending *p, uint64_t to, uint64_t gid, uint32_t stream_id,
+			 uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
 {
-	uint64_t leader = clu_group_leader_id(pt->g);
 	struct fwd *f = calloc(1, sizeof(*f));
-	if (leader == 0 || leader == clu_node_id(s->clu) || f == NULL) {
+	if (to == 0 || to == clu_node_id(s->clu) || f == NULL) {
 		free(f);
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
 		return;
 	}
 	f->req_id = ++s->next_req;
 	f->p = p;
-	f->stream_id = pt->stream_id;
-	f->topic_id = pt->topic_id;
-	f->partition_id = pt->pid;
+	f->stream_id = stream_id;
+	f->topic_id = topic_id;
+	f->partition_id = pid;
 	f->deadline = mono_ms() + SEND_DEADLINE_MS;
 	uint8_t h[16];
 	record_put64(h, f->req_id);
-	record_put64(h + 8, pt->gid);
+	record_put64(h + 8, gid);
 	uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)batch, (unsigned)blen)};
-	if (clu_send(s->clu, leader, CLU_KIND_SEND_FWD, b, 2) != 0) {
+	if (clu_send(s->clu, to, CLU_KIND_SEND_FWD, b, 2) != 0) {
 		free(f);
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
 		return;
@@ -2948,6 +2983,25 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, cons
 	f->next = s->fwds;
 	s->fwds = f;
 	house_arm(s);
+}
+
+/*
+ * The node a send or poll of a partition this node hosts no replica of goes to: the first replica in
+ * placement order that is connected (the first is the preferred leader, which leadership returns to once
+ * it is connected, see balance_leaders), or 0. *others says whether any replica is elsewhere.
+ */
+static uint64_t replica_to_ask(struct srv *s, const struct meta_partition *mp, bool *others)
+{
+	uint64_t self = clu_node_id(s->clu);
+	*others = false;
+	for (uint32_t i = 0; i < mp->n_replicas; i++) {
+		if (mp->replicas[i] == self)
+			continue;
+		*others = true;
+		if (clu_connected(s->clu, mp->replicas[i]))
+			return mp->replicas[i];
+	}
+	return 0;
 }
 
 /* Redirect mode: status NotLeader with the leader's id, epoch and endpoint. */
@@ -3179,8 +3233,7 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		pid = XXH32(part.key.ptr, part.key.len, 0) % tp->n;
 	else
 		pid = tp->rr++ % tp->n;
-	struct plog *l = pid < tp->n ? tp->logs[pid] : NULL;
-	if (l == NULL) {
+	if (pid >= tp->n) {
 		finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
@@ -3195,7 +3248,23 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		finish(p, E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
-	struct part *pt = pid < tp->n ? tp->pp[pid] : NULL;
+	struct part *pt = tp->pp[pid];
+	if (tp->logs[pid] == NULL && pid < t->n_partitions) {
+		/*
+		 * No replica here: to the preferred leader if connected (else the next replica). A replica that
+		 * does not lead answers 58 and the SDK sends again (leadership returns to the preferred replica).
+		 */
+		const struct meta_partition *mp = &t->partitions[pid];
+		bool others;
+		uint64_t to = replica_to_ask(s, mp, &others);
+		if (!others) {
+			finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
+			return;
+		}
+		send_forward(s, p, to, clu_partition_gid(t->stream_id, t->id, t->created_at, pid, mp->created_at),
+			     t->stream_id, t->id, pid, batch, blen);
+		return;
+	}
 	if (pt == NULL) {
 		finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
@@ -3204,7 +3273,8 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		if (ss->redirect)
 			not_leader(s, p, pt);
 		else
-			send_forward(s, p, pt, batch, blen);
+			send_forward(s, p, clu_group_leader_id(pt->g), pt->gid, pt->stream_id, pt->topic_id, pt->pid,
+				     batch, blen);
 		return;
 	}
 	uint32_t st_code = send_local(pt, p, 0, 0, batch, blen);
@@ -3269,16 +3339,366 @@ static uint64_t served_next(struct srv *s, const struct meta_topic *t, uint32_t 
 	return pt != NULL ? pt->committed_next : 0;
 }
 
-/* The reply of a poll with auto-commit leaves once the stored offset is applied here. */
+/*
+ * Where a poll's answer goes: a request of a local session (p), or the node that forwarded the poll to
+ * this replica (p NULL; origin and its request id), as POLL_REPLY.
+ */
+struct poll_to {
+	struct pending *p;
+	uint64_t origin, req_id;
+};
+
+/* A poll once its stream, topic and consumer are resolved: what POLL_FWD carries (node/cluster.h). */
+struct poll_args {
+	uint32_t pid;
+	uint8_t kind;              /* WIRE_CONSUMER_SINGLE or WIRE_CONSUMER_GROUP */
+	uint32_t cid;              /* the consumer's numeric id, or the group's id */
+	uint8_t strat;             /* WIRE_POLL_* */
+	uint64_t value;
+	uint32_t count;
+	uint8_t auto_commit;
+};
+
+/*
+ * POLL_FWD and POLL_REPLY (bodies specified in node/cluster.h). A reply's messages are at most what a
+ * client frame can carry (the origin relays them in one), so a reply always fits a node-to-node message.
+ */
+#define POLL_FWD_LEN 47u
+#define POLL_REPLY_HDR 20u /* req_id u64, status u32, metadata index u64 */
+_Static_assert(POLL_REPLY_HDR + (uint64_t)FRAME_MAX_SIZE - FRAME_HEADER_SIZE <= CLU_MAX_MESSAGE_BYTES,
+	       "a forwarded poll's reply must fit a node-to-node message");
+/*
+ * A forwarded poll unanswered by then is answered 58 (the SDK polls again). Longer than a replica may
+ * take to store an auto-commit offset (META_DEADLINE_MS), so that a poll whose offset was stored is not
+ * answered "never admitted" while its reply is still on its way.
+ */
+#define POLL_FWD_DEADLINE_MS (META_DEADLINE_MS + 2000u)
+
+static void poll_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uint32_t status, uint64_t meta_index,
+			      const uint8_t *body, size_t len)
+{
+	uint8_t h[POLL_REPLY_HDR];
+	record_put64(h, req_id);
+	record_put32(h + 8, status);
+	record_put64(h + 12, status == 0 ? meta_index : 0);
+	uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)body, (unsigned)len)};
+	int rv = clu_send(s->clu, origin, CLU_KIND_POLL_REPLY, b, status == 0 && len > 0 ? 2 : 1);
+	if (rv != 0)
+		glog_warn(TAG, "poll reply to node %" PRIu64 " not sent: %s", origin, strerror(-rv));
+}
+
+/*
+ * The body of a forwarded poll's reply: the prefix and the slice's bytes, copied (pread for the pieces
+ * that are file ranges, on the loop: the page cache serves them in the common case of recent messages).
+ * -EMSGSIZE when a client frame could not carry it (the local path then answers an error as well).
+ */
+static int poll_body_copy(const uint8_t prefix[16], const struct plog_slice *sl, uint8_t **out, size_t *len)
+{
+	uint64_t n = 16 + (sl != NULL ? sl->bytes : 0);
+	if (FRAME_HEADER_SIZE + n > FRAME_MAX_SIZE)
+		return -EMSGSIZE;
+	uint8_t *b = malloc((size_t)n);
+	if (b == NULL)
+		return -ENOMEM;
+	memcpy(b, prefix, 16);
+	int rv = sl != NULL ? plog_slice_copy(sl, b + 16) : 0;
+	if (rv != 0) {
+		free(b);
+		return rv;
+	}
+	*out = b;
+	*len = (size_t)n;
+	return 0;
+}
+
+/*
+ * Answers a poll: status (0 or an Iggy code), the 16-byte prefix (status 0) and the messages (sl, taken
+ * over; NULL: none).
+ */
+static void poll_answer(struct srv *s, const struct poll_to *to, uint32_t status, const uint8_t *prefix,
+			struct plog_slice *sl)
+{
+	if (to->p != NULL) {
+		if (status == 0 && sl != NULL) {
+			to->p->slice = *sl;
+			to->p->has_slice = true;
+		} else if (sl != NULL) {
+			plog_slice_release(sl);
+		}
+		finish(to->p, status, false, status == 0 ? prefix : NULL, status == 0 ? 16 : 0);
+		return;
+	}
+	uint8_t *body = NULL;
+	size_t len = 0;
+	if (status == 0) {
+		int rv = poll_body_copy(prefix, sl, &body, &len);
+		if (rv != 0) {
+			glog_error(TAG, "forwarded poll read failed: %s", strerror(-rv));
+			status = E_ERROR;
+		}
+	}
+	if (sl != NULL)
+		plog_slice_release(sl);
+	poll_reply_remote(s, to->origin, to->req_id, status, 0, body, len);
+	free(body);
+}
+
+/*
+ * The reply of a poll with auto-commit leaves once the stored offset is applied here; a forwarded one
+ * tells its origin the offset's metadata index, so that the origin relays it once applied there too.
+ */
 static void poll_commit_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
 {
-	(void)s;
 	(void)rv;
 	(void)res;
 	if (status != 0)
 		glog_warn(TAG, "auto-commit of a consumer offset failed: %s", strerror(-status));
-	finish(w->p, 0, false, w->body.p, w->body.len);
+	if (w->p != NULL)
+		finish(w->p, 0, false, w->body.p, w->body.len);
+	else
+		poll_reply_remote(s, w->origin, w->origin_req, 0, status == 0 ? w->index : 0, w->body.p, w->body.len);
 }
+
+/*
+ * Serves a poll from this node's replica of the partition (its log l; pt NULL only for a log whose group
+ * did not start): the one path of local polls and of polls other nodes forward here.
+ */
+static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *pt, struct plog *l,
+		       const struct poll_args *a, const struct poll_to *to)
+{
+	if (!part_readable(s, pt)) {
+		poll_answer(s, to, E_NOT_ACCEPTED, NULL, NULL); /* the SDK asks again shortly */
+		return;
+	}
+	uint32_t pid = a->pid;
+	uint64_t next = served_next(s, t, pid), first = plog_first_offset(l);
+	uint64_t current = next > 0 ? next - 1 : 0;
+	uint64_t from = 0;
+	bool empty = next == first || a->count == 0;
+	const struct meta_offset *stored = meta_offset_get(t, a->kind, a->cid, pid);
+	switch (a->strat) {
+	case WIRE_POLL_OFFSET:
+		from = a->value;
+		break;
+	case WIRE_POLL_TIMESTAMP:
+		if (plog_find_timestamp(l, a->value, &from) != 0)
+			empty = true;
+		break;
+	case WIRE_POLL_FIRST:
+		from = first;
+		break;
+	case WIRE_POLL_LAST:
+		from = next > a->count ? next - a->count : 0;
+		break;
+	case WIRE_POLL_NEXT:
+		from = stored != NULL ? stored->offset + 1 : 0;
+		break;
+	default:
+		empty = true;
+		break;
+	}
+	struct plog_slice sl = {0};
+	bool has = false;
+	if (!empty && from < next) {
+		int rv = plog_read(l, from, a->count, POLL_MAX_BYTES, next - 1, &sl);
+		if (rv != 0) {
+			glog_error(TAG, "poll read failed: %s", strerror(-rv));
+			plog_slice_release(&sl);
+			poll_answer(s, to, E_ERROR, NULL, NULL);
+			return;
+		}
+		if (sl.messages == 0)
+			plog_slice_release(&sl);
+		else
+			has = true;
+	}
+	uint32_t n = has ? sl.messages : 0;
+	uint8_t prefix[16];
+	record_put32(prefix, pid);
+	record_put64(prefix + 4, current);
+	record_put32(prefix + 12, n);
+	if (n > 0 && a->auto_commit) {
+		/* A forwarded poll's reply is copied first: a read that fails then stores no offset. */
+		uint8_t *body = NULL;
+		size_t len = 0;
+		if (to->p == NULL) {
+			int rv = poll_body_copy(prefix, &sl, &body, &len);
+			if (rv != 0) {
+				glog_error(TAG, "forwarded poll read failed: %s", strerror(-rv));
+				plog_slice_release(&sl);
+				poll_answer(s, to, E_ERROR, NULL, NULL);
+				return;
+			}
+		}
+		struct meta_cmd c = {.type = META_STORE_OFFSET, .ts = now_us(), .stream_id = t->stream_id,
+				     .topic_id = t->id, .consumer_kind = a->kind, .consumer_id = a->cid,
+				     .partition_id = pid, .offset = sl.last_offset};
+		struct mwait *w = meta_submit(s, &c, poll_commit_done);
+		if (w != NULL) {
+			/* A following poll with the next strategy then starts after these messages. */
+			if (to->p != NULL) {
+				w->p = to->p;
+				wire_put_bytes(&w->body, prefix, sizeof(prefix));
+				to->p->slice = sl;
+				to->p->has_slice = true;
+			} else {
+				w->origin = to->origin;
+				w->origin_req = to->req_id;
+				w->body.p = body;
+				w->body.len = w->body.cap = len;
+				plog_slice_release(&sl);
+			}
+			mwait_push(s, w);
+			return;
+		}
+		free(body);
+	}
+	poll_answer(s, to, 0, prefix, has ? &sl : NULL);
+}
+
+/*
+ * A poll of a partition this node hosts no replica of goes to a replica that is connected, in placement
+ * order (the first is the preferred leader, so polls tend to go where the writes are), as POLL_FWD; its
+ * POLL_REPLY is relayed (on_poll_reply). No replica connected: 58, the SDK polls again.
+ */
+static void poll_forward(struct srv *s, struct pending *p, const struct meta_topic *t, const struct poll_args *a)
+{
+	const struct meta_partition *mp = &t->partitions[a->pid];
+	bool others;
+	uint64_t to = replica_to_ask(s, mp, &others);
+	if (!others) {
+		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
+		return;
+	}
+	struct pfwd *f = to != 0 ? calloc(1, sizeof(*f)) : NULL;
+	if (f == NULL) {
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+		return;
+	}
+	f->req_id = ++s->next_req;
+	f->p = p;
+	f->deadline = mono_ms() + POLL_FWD_DEADLINE_MS;
+	uint8_t b[POLL_FWD_LEN];
+	record_put64(b, f->req_id);
+	record_put64(b + 8, clu_partition_gid(t->stream_id, t->id, t->created_at, a->pid, mp->created_at));
+	record_put32(b + 16, t->stream_id);
+	record_put32(b + 20, t->id);
+	record_put32(b + 24, a->pid);
+	b[28] = a->kind;
+	record_put32(b + 29, a->cid);
+	b[33] = a->strat;
+	record_put64(b + 34, a->value);
+	record_put32(b + 42, a->count);
+	b[46] = a->auto_commit;
+	uv_buf_t ub = uv_buf_init((char *)b, sizeof(b));
+	if (clu_send(s->clu, to, CLU_KIND_POLL_FWD, &ub, 1) != 0) {
+		free(f);
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+		return;
+	}
+	f->next = s->pfwds;
+	s->pfwds = f;
+	house_arm(s);
+}
+
+/*
+ * The replica's side of a forwarded poll. Where the two nodes' metadata disagree on the partition (one
+ * of them lags: the topic or partition unknown here, or another incarnation of it) the answer is 58 and
+ * the SDK asks again; a partition the metadata here places elsewhere and that is no longer open here is
+ * 3007; one placed here but not open yet is 58.
+ */
+static void on_poll_fwd(void *ud, uint64_t from, const void *buf, size_t len)
+{
+	struct srv *s = ud;
+	if (len != POLL_FWD_LEN)
+		return;
+	const uint8_t *b = buf;
+	uint64_t gid = record_le64(b + 8);
+	uint32_t sid = record_le32(b + 16), tid = record_le32(b + 20);
+	struct poll_args a = {.pid = record_le32(b + 24), .kind = b[28], .cid = record_le32(b + 29), .strat = b[33],
+			      .value = record_le64(b + 34), .count = record_le32(b + 42), .auto_commit = b[46]};
+	struct poll_to to = {.p = NULL, .origin = from, .req_id = record_le64(b)};
+	const struct meta_stream *st = meta_stream(s->meta, sid);
+	const struct meta_topic *t = st != NULL ? meta_topic(st, tid) : NULL;
+	struct part *pt = part_by_gid(s, gid);
+	uint32_t code = 0;
+	if ((a.kind != WIRE_CONSUMER_SINGLE && a.kind != WIRE_CONSUMER_GROUP) || a.auto_commit > 1)
+		code = E_INVALID_COMMAND;
+	else if (t == NULL || a.pid >= t->n_partitions ||
+		 clu_partition_gid(sid, tid, t->created_at, a.pid, t->partitions[a.pid].created_at) != gid)
+		code = E_NOT_ACCEPTED;
+	else if (pt == NULL)
+		code = meta_partition_hosts(&t->partitions[a.pid], (uint32_t)clu_node_id(s->clu)) ? E_NOT_ACCEPTED
+											      : META_E_PARTITION_NOT_FOUND;
+	if (code != 0) {
+		poll_answer(s, &to, code, NULL, NULL);
+		return;
+	}
+	poll_serve(s, t, pt, pt->log, &a, &to);
+}
+
+/*
+ * Relays a forwarded poll's reply. One that stored an offset waits until this node has applied it, so
+ * that the client reads the offset (GetConsumerOffset) on the node it talks to. A reply for a request
+ * that is no longer waiting (late, after the deadline) is ignored.
+ */
+static void on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
+{
+	struct srv *s = ud;
+	(void)from;
+	if (len < POLL_REPLY_HDR)
+		return;
+	const uint8_t *b = buf;
+	uint64_t req = record_le64(b), meta_index = record_le64(b + 12);
+	uint32_t code = record_le32(b + 8);
+	if (code == 0 && len < POLL_REPLY_HDR + 16)
+		code = E_ERROR; /* no prefix */
+	for (struct pfwd **pp = &s->pfwds; *pp != NULL; pp = &(*pp)->next) {
+		struct pfwd *f = *pp;
+		if (f->req_id != req || f->answered)
+			continue;
+		if (code == 0 && meta_index > s->meta_applied) {
+			f->body = malloc(len - POLL_REPLY_HDR);
+			if (f->body != NULL) {
+				memcpy(f->body, b + POLL_REPLY_HDR, len - POLL_REPLY_HDR);
+				f->body_len = len - POLL_REPLY_HDR;
+				f->meta_index = meta_index;
+				f->answered = true;
+				return;
+			}
+			code = E_ERROR;
+		}
+		*pp = f->next;
+		finish(f->p, code, false, code == 0 ? b + POLL_REPLY_HDR : NULL, code == 0 ? len - POLL_REPLY_HDR : 0);
+		free(f);
+		return;
+	}
+}
+
+/*
+ * Relays the answered forwarded polls whose offset this node has applied, and (now ≠ 0) ends those past
+ * their deadline: an answered one is relayed anyway (its offset is stored; only this node lags), an
+ * unanswered one gets 58.
+ */
+static void pfwd_expire(struct srv *s, uint64_t now)
+{
+	for (struct pfwd **pp = &s->pfwds; *pp != NULL;) {
+		struct pfwd *f = *pp;
+		bool applied = f->answered && f->meta_index <= s->meta_applied;
+		if (!applied && (now == 0 || now < f->deadline)) {
+			pp = &f->next;
+			continue;
+		}
+		*pp = f->next;
+		if (f->answered)
+			finish(f->p, 0, false, f->body, f->body_len);
+		else
+			finish(f->p, E_NOT_ACCEPTED, false, NULL, 0);
+		free(f->body);
+		free(f);
+	}
+}
+
 /* A decoded PollMessages body (also the body of 103 and 104). Names point into the request. */
 struct poll_req {
 	struct wire_consumer wc;
@@ -3304,6 +3724,11 @@ static uint32_t poll_req_decode(const uint8_t *body, size_t len, struct poll_req
 	return wire_rd_done(&r) == 0 ? 0 : E_INVALID_COMMAND;
 }
 
+/*
+ * PollMessages (100) and PollMessagesOnPrimary (104): everything the metadata decides is checked here,
+ * on any node; the messages come from this node's replica of the partition, or from another replica
+ * through poll_forward when none is hosted here.
+ */
 static void handle_poll(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
@@ -3321,11 +3746,6 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 		finish(p, err, false, NULL, 0);
 		return;
 	}
-	const struct wire_consumer wc = q.wc;
-	const struct wire_opt_partition op = q.op;
-	const struct wire_polling strat = q.strat;
-	const uint32_t count = q.count;
-	const uint8_t auto_commit = q.auto_commit;
 	struct meta_stream *st = find_stream(s, &q.sid);
 	if (st == NULL) {
 		finish(p, META_E_STREAM_NOT_FOUND, false, NULL, 0);
@@ -3340,21 +3760,20 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 		finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
-	uint8_t kind;
-	uint32_t cid;
-	if (resolve_consumer(t, &wc, &kind, &cid) != 0) {
+	struct poll_args a = {.pid = q.op.present ? q.op.id : 0, .strat = q.strat.kind, .value = q.strat.value,
+			      .count = q.count, .auto_commit = q.auto_commit};
+	if (resolve_consumer(t, &q.wc, &a.kind, &a.cid) != 0) {
 		finish(p, META_E_GROUP_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	uint32_t pid = op.present ? op.id : 0;
-	uint8_t prefix[16];
-	if (kind == WIRE_CONSUMER_GROUP) {
-		const struct meta_member *m = meta_group_member(meta_group(t, cid), member);
+	if (a.kind == WIRE_CONSUMER_GROUP) {
+		const struct meta_member *m = meta_group_member(meta_group(t, a.cid), member);
 		bool owns = false;
 		for (uint32_t i = 0; m != NULL && i < m->n_partitions; i++)
-			owns |= m->partitions[i] == pid;
-		if (!op.present || !owns) {
+			owns |= m->partitions[i] == a.pid;
+		if (!q.op.present || !owns) {
 			/* Fenced: an empty poll with the resync sentinel. */
+			uint8_t prefix[16];
 			record_put32(prefix, NO_PARTITION);
 			record_put64(prefix + 4, 0);
 			record_put32(prefix + 12, 0);
@@ -3362,74 +3781,17 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 			return;
 		}
 	}
-	struct plog *l = part_log(s, st->id, t->id, pid);
-	if (pid >= t->n_partitions || l == NULL) {
+	if (a.pid >= t->n_partitions) {
 		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	if (!part_readable(s, tparts_find(s, st->id, t->id)->pp[pid])) {
-		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* the SDK asks again shortly */
+	struct plog *l = part_log(s, st->id, t->id, a.pid);
+	if (l == NULL) {
+		poll_forward(s, p, t, &a);
 		return;
 	}
-	uint64_t next = served_next(s, t, pid), first = plog_first_offset(l);
-	uint64_t current = next > 0 ? next - 1 : 0;
-	uint64_t from = 0;
-	bool empty = next == first || count == 0;
-	const struct meta_offset *stored = meta_offset_get(t, kind, cid, pid);
-	switch (strat.kind) {
-	case WIRE_POLL_OFFSET:
-		from = strat.value;
-		break;
-	case WIRE_POLL_TIMESTAMP:
-		if (plog_find_timestamp(l, strat.value, &from) != 0)
-			empty = true;
-		break;
-	case WIRE_POLL_FIRST:
-		from = first;
-		break;
-	case WIRE_POLL_LAST:
-		from = next > count ? next - count : 0;
-		break;
-	case WIRE_POLL_NEXT:
-		from = stored != NULL ? stored->offset + 1 : 0;
-		break;
-	default:
-		empty = true;
-		break;
-	}
-	if (!empty && from < next) {
-		int rv = plog_read(l, from, count, POLL_MAX_BYTES, next - 1, &p->slice);
-		p->has_slice = true;
-		if (rv != 0) {
-			glog_error(TAG, "poll read failed: %s", strerror(-rv));
-			plog_slice_release(&p->slice);
-			p->has_slice = false;
-			finish(p, E_ERROR, false, NULL, 0);
-			return;
-		}
-		if (p->slice.messages == 0) {
-			plog_slice_release(&p->slice);
-			p->has_slice = false;
-		}
-	}
-	uint32_t n = p->has_slice ? p->slice.messages : 0;
-	record_put32(prefix, pid);
-	record_put64(prefix + 4, current);
-	record_put32(prefix + 12, n);
-	if (n > 0 && auto_commit) {
-		struct meta_cmd c = {.type = META_STORE_OFFSET, .ts = now_us(), .stream_id = t->stream_id,
-				     .topic_id = t->id, .consumer_kind = kind, .consumer_id = cid, .partition_id = pid,
-				     .offset = p->slice.last_offset};
-		struct mwait *w = meta_submit(s, &c, poll_commit_done);
-		if (w != NULL) {
-			/* A following poll with the next strategy then starts after these messages. */
-			w->p = p;
-			wire_put_bytes(&w->body, prefix, sizeof(prefix));
-			mwait_push(s, w);
-			return;
-		}
-	}
-	finish(p, 0, false, prefix, sizeof(prefix));
+	struct poll_to to = {.p = p};
+	poll_serve(s, t, tparts_find(s, st->id, t->id)->pp[a.pid], l, &a, &to);
 }
 
 static void offset_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
@@ -3573,8 +3935,9 @@ static void handle_routing(struct srv_session *ss, const struct frame_request *h
 		err = E_UNAUTHORIZED;
 	else if (resolve_consumer(t, &q.wc, &kind, &cid) != 0)
 		err = META_E_GROUP_NOT_FOUND;
-	else if (pid >= t->n_partitions || part_log(s, st->id, t->id, pid) == NULL)
-		err = META_E_PARTITION_NOT_FOUND;
+	else if (pid >= t->n_partitions ||
+		 (hdr->code != FRAME_CODE_GET_POLL_ROUTING && part_log(s, st->id, t->id, pid) == NULL))
+		err = META_E_PARTITION_NOT_FOUND; /* offsets of a partition not hosted here: not forwarded yet */
 	if (err != 0) {
 		finish(p, err, false, NULL, 0);
 		return;
@@ -4359,6 +4722,8 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	clu_on(s->clu, CLU_KIND_META_REPLY, on_meta_reply, s);
 	clu_on(s->clu, CLU_KIND_SEND_FWD, on_send_fwd, s);
 	clu_on(s->clu, CLU_KIND_SEND_REPLY, on_send_reply, s);
+	clu_on(s->clu, CLU_KIND_POLL_FWD, on_poll_fwd, s);
+	clu_on(s->clu, CLU_KIND_POLL_REPLY, on_poll_reply, s);
 	/*
 	 * The metadata is its Raft group's log, replayed from the start: meta_apply_entry applies each entry
 	 * as the group learns it is committed (on a single node right after start).
@@ -4445,6 +4810,13 @@ void srv_free(struct srv *s)
 		struct fwd *f = s->fwds;
 		s->fwds = f->next;
 		finish(f->p, E_ERROR, false, NULL, 0);
+		free(f);
+	}
+	while (s->pfwds != NULL) {
+		struct pfwd *f = s->pfwds;
+		s->pfwds = f->next;
+		finish(f->p, E_ERROR, false, NULL, 0);
+		free(f->body);
 		free(f);
 	}
 	if (s->mg != NULL)
