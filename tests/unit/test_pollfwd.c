@@ -45,13 +45,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	for (int i = 0; i < NODES; i++)
-		if (nodes[i].pid > 0) {
-			kill(nodes[i].pid, SIGKILL);
-			waitpid(nodes[i].pid, NULL, 0);
-		}
-	if (tmpdir[0] != '\0' && getenv("GALGO_KEEP_TMP") == NULL)
-		rm_rf(tmpdir);
+	nodes_teardown(nodes, NODES);
 }
 
 TestSuite(pollfwd, .init = setup, .fini = teardown, .timeout = 240);
@@ -62,39 +56,15 @@ TestSuite(pollfwd, .init = setup, .fini = teardown, .timeout = 240);
  */
 static uint32_t replicas_read(struct gclient *c, uint32_t rep[PARTS])
 {
-	const uint8_t *r;
-	size_t len;
-	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
-	cr_assert_eq(rv, 0, "GetPartitionLeaders: %d", rv);
-	struct wire_rd rd;
-	wire_rd_init(&rd, r, len);
-	uint32_t n = wire_get_u32(&rd);
-	for (uint32_t i = 0; i < n; i++) {
-		(void)wire_get_u32(&rd);
-		uint8_t hl = wire_get_u8(&rd);
-		for (uint8_t k = 0; k < hl; k++)
-			(void)wire_get_u8(&rd);
-		(void)wire_get_u16(&rd);
-		(void)wire_get_u16(&rd);
-		(void)wire_get_u16(&rd);
+	struct pmap m;
+	pmap_read(c, &m);
+	cr_assert_leq(m.np, PARTS);
+	for (uint32_t i = 0; i < m.np; i++) {
+		cr_assert_eq(m.p[i].nr, 1, "partition %u has %u replicas, the topic asked for 1", m.p[i].pid, m.p[i].nr);
+		cr_assert_lt(m.p[i].pid, PARTS);
+		rep[m.p[i].pid] = m.p[i].rep[0];
 	}
-	(void)wire_get_u32(&rd);
-	(void)wire_get_u64(&rd);
-	uint32_t np = wire_get_u32(&rd);
-	cr_assert_leq(np, PARTS);
-	for (uint32_t i = 0; i < np; i++) {
-		(void)wire_get_u32(&rd);
-		(void)wire_get_u32(&rd);
-		uint32_t pid = wire_get_u32(&rd);
-		(void)wire_get_u32(&rd);
-		(void)wire_get_u64(&rd);
-		uint8_t nr = wire_get_u8(&rd);
-		cr_assert_eq(nr, 1, "partition %u has %u replicas, the topic asked for 1", pid, nr);
-		cr_assert_lt(pid, PARTS);
-		rep[pid] = wire_get_u32(&rd);
-	}
-	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
-	return np;
+	return m.np;
 }
 
 /* CreateTopic "t" in stream "s" with PARTS partitions and the option replication_factor = 1. */
