@@ -53,7 +53,9 @@
  *   RAFT        an rmsg message (raft/rmsg.c), routed by its group id
  *   META_FWD    [req_id u64][metarec command (node/metarec.h)]; with no command: a read barrier
  *   META_REPLY  [req_id u64][-errno u32: 0 taken][index u64][term u64] (a barrier: the commit index, term 0)
- *   SEND_FWD    [req_id u64][group id u64][the verified Iggy batch]
+ *   SEND_FWD    [req_id u64][group id u64][the verified Iggy batch]. A follower that gets one from a node
+ *               hosting no replica of the partition passes it on to its leader (a new req_id) and relays
+ *               the SEND_REPLY; one from a replica it answers 58.
  *   SEND_REPLY  [req_id u64][Iggy status u32][base offset u64, UINT64_MAX: all retries][Raft index u64]
  *   POLL_FWD    47 bytes: [req_id u64][group id u64][stream u32][topic u32][partition u32]
  *               [consumer kind u8: 1 consumer, 2 group][consumer id u32: the numeric id, a group's id]

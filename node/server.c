@@ -47,7 +47,8 @@
  *       this node hosts no replica of is forwarded to one (POLL_FWD, node/cluster.h). Errors, checked in
  *       this order as for the command the route is for: 3 a malformed body (or auto_commit ≠ 1), 1009 no
  *       such stream, 2010 no such topic, 41 no poll permission on the topic, 5000 no such consumer group,
- *       3007 no such partition (for 123 also: none hosted here; offset requests are not forwarded yet).
+ *       3007 no such partition. (A partition this node hosts no replica of is served all the same: its
+ *       polls go to a replica, and an offset request asks one for the partition's current offset.)
  *   14 AttachConsumerSession. Request: exactly 32 bytes, [client_id u128][session u64][watermark u64] as a
  *       route gave them (the watermark is not checked: the parent lives on this node, whose metadata it
  *       read). Reply: empty. The parent must be a logged-in session of this node with that client id and
@@ -215,6 +216,12 @@ struct fwd {
 	uint64_t deadline;
 	bool acked;                /* committed on the leader: waiting for this replica to apply `index` */
 	uint64_t index, base;
+	/*
+	 * A relay (p NULL): a SEND_FWD that a node hosting no replica sent to this follower, passed on to
+	 * the leader; its SEND_REPLY goes back to relay_to as the answer to relay_req.
+	 */
+	bool relay;
+	uint64_t relay_to, relay_req;
 };
 
 /*
@@ -230,6 +237,15 @@ struct pfwd {
 	uint64_t meta_index;
 	uint8_t *body;             /* the 16-byte prefix and the messages */
 	size_t body_len;
+	/*
+	 * Instead of relaying the reply: a consumer-offset request of a partition not hosted here, which
+	 * asked the replica for the partition's current offset (offset_resume).
+	 */
+	bool offset_req;
+	uint8_t op;                /* FRAME_OP_NON_REPLICATED (get) or FRAME_OP_STORE_CONSUMER_OFFSET */
+	uint32_t stream_id, topic_id, pid, cid;
+	uint8_t kind;
+	uint64_t offset;
 };
 
 /* One reply slot in a session's queue. */
@@ -429,6 +445,9 @@ static uint64_t mono_ms(void)
 
 static void swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset);
 static void pfwd_expire(struct srv *s, uint64_t now);
+static void send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uint32_t status, uint64_t base,
+			      uint64_t index);
+static void offset_resume(struct srv *s, const struct pfwd *f, uint32_t code, const uint8_t *prefix);
 static void send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base);
 
 static void part_apply(void *ud, const struct rgroup_entry *e)
@@ -2205,7 +2224,9 @@ static void on_house(uv_timer_t *t)
 			continue;
 		}
 		*pp = f->next;
-		if (f->acked) /* committed; only this replica lags */
+		if (f->relay)
+			send_reply_remote(s, f->relay_to, f->relay_req, E_ERROR, 0, 0);
+		else if (f->acked) /* committed; only this replica lags */
 			send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, f->base);
 		else
 			finish(f->p, E_ERROR, false, NULL, 0);
@@ -2956,17 +2977,16 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
  * (`to`) over the node-to-node link as SEND_FWD (req_id u64, group id u64, then the batch), and its reply
  * comes back as SEND_REPLY (send_reply_remote). `to` 0: no leader known (an election), 58.
  */
-static void send_forward(struct srv *s, struct pending *p, uint64_t to, uint64_t gid, uint32_t stream_id,
-			 uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
+/* Sends SEND_FWD to `to` and returns its waiter (p and the relay fields are the caller's), or NULL. */
+static struct fwd *fwd_send(struct srv *s, uint64_t to, uint64_t gid, uint32_t stream_id, uint32_t topic_id,
+			    uint32_t pid, const uint8_t *batch, size_t blen)
 {
 	struct fwd *f = calloc(1, sizeof(*f));
 	if (to == 0 || to == clu_node_id(s->clu) || f == NULL) {
 		free(f);
-		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
-		return;
+		return NULL;
 	}
 	f->req_id = ++s->next_req;
-	f->p = p;
 	f->stream_id = stream_id;
 	f->topic_id = topic_id;
 	f->partition_id = pid;
@@ -2977,12 +2997,22 @@ static void send_forward(struct srv *s, struct pending *p, uint64_t to, uint64_t
 	uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)batch, (unsigned)blen)};
 	if (clu_send(s->clu, to, CLU_KIND_SEND_FWD, b, 2) != 0) {
 		free(f);
-		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
-		return;
+		return NULL;
 	}
 	f->next = s->fwds;
 	s->fwds = f;
 	house_arm(s);
+	return f;
+}
+
+static void send_forward(struct srv *s, struct pending *p, uint64_t to, uint64_t gid, uint32_t stream_id,
+			 uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
+{
+	struct fwd *f = fwd_send(s, to, gid, stream_id, topic_id, pid, batch, blen);
+	if (f == NULL)
+		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
+	else
+		f->p = p;
 }
 
 /*
@@ -3076,6 +3106,13 @@ static void put_partition_leaders(struct srv *s, struct wire_buf *b)
 		record_put32(b->p + count_at, count);
 }
 
+/* Whether node `id` hosts a replica of pt's partition, by the metadata here. */
+static bool sender_hosts(struct srv *s, const struct part *pt, uint64_t id)
+{
+	const struct meta_topic *t = meta_topic(meta_stream(s->meta, pt->stream_id), pt->topic_id);
+	return t != NULL && pt->pid < t->n_partitions && meta_partition_hosts(&t->partitions[pt->pid], (uint32_t)id);
+}
+
 static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
@@ -3085,9 +3122,24 @@ static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	uint64_t req = record_le64(b), gid = record_le64(b + 8);
 	struct part *pt = part_by_gid(s, gid);
 	uint32_t code = E_NOT_ACCEPTED;
-	if (pt != NULL && clu_group_leader(pt->g))
+	if (pt != NULL && clu_group_leader(pt->g)) {
 		code = record_batch_verify(b + 16, len - 16, true) == 0 ? send_local(pt, NULL, from, req, b + 16, len - 16)
 									: E_INVALID_COMMAND;
+	} else if (pt != NULL && !sender_hosts(s, pt, from)) {
+		/*
+		 * From a node hosting no replica (it picked the first connected one): passed on to the leader
+		 * once. A replica's own forward is not passed on (it asked the leader it knew), so a batch makes
+		 * two hops at most.
+		 */
+		struct fwd *f = fwd_send(s, clu_group_leader_id(pt->g), gid, pt->stream_id, pt->topic_id, pt->pid, b + 16,
+					 len - 16);
+		if (f != NULL) {
+			f->relay = true;
+			f->relay_to = from;
+			f->relay_req = req;
+			return;
+		}
+	}
 	if (code != 0)
 		send_reply_remote(s, from, req, code, 0, 0);
 }
@@ -3106,6 +3158,12 @@ static void on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
 			continue;
 		uint32_t code = record_le32(b + 8);
 		uint64_t base = record_le64(b + 12), index = record_le64(b + 20);
+		if (f->relay) {
+			*pp = f->next;
+			send_reply_remote(s, f->relay_to, f->relay_req, code, base, index);
+			free(f);
+			return;
+		}
 		/*
 		 * Committed. The reply waits until this replica has applied the entry too, so that the client
 		 * reads its write here (polls are served from the local replica).
@@ -3561,19 +3619,21 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
  * order (the first is the preferred leader, so polls tend to go where the writes are), as POLL_FWD; its
  * POLL_REPLY is relayed (on_poll_reply). No replica connected: 58, the SDK polls again.
  */
-static void poll_forward(struct srv *s, struct pending *p, const struct meta_topic *t, const struct poll_args *a)
+/* Sends POLL_FWD for `a` to a connected replica; the waiter (its p set) or NULL with p answered. */
+static struct pfwd *poll_forward_to(struct srv *s, struct pending *p, const struct meta_topic *t,
+				    const struct poll_args *a)
 {
 	const struct meta_partition *mp = &t->partitions[a->pid];
 	bool others;
 	uint64_t to = replica_to_ask(s, mp, &others);
 	if (!others) {
 		finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
-		return;
+		return NULL;
 	}
 	struct pfwd *f = to != 0 ? calloc(1, sizeof(*f)) : NULL;
 	if (f == NULL) {
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
-		return;
+		return NULL;
 	}
 	f->req_id = ++s->next_req;
 	f->p = p;
@@ -3594,12 +3654,14 @@ static void poll_forward(struct srv *s, struct pending *p, const struct meta_top
 	if (clu_send(s->clu, to, CLU_KIND_POLL_FWD, &ub, 1) != 0) {
 		free(f);
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0);
-		return;
+		return NULL;
 	}
 	f->next = s->pfwds;
 	s->pfwds = f;
 	house_arm(s);
+	return f;
 }
+
 
 /*
  * The replica's side of a forwarded poll. Where the two nodes' metadata disagree on the partition (one
@@ -3657,7 +3719,7 @@ static void on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 		struct pfwd *f = *pp;
 		if (f->req_id != req || f->answered)
 			continue;
-		if (code == 0 && meta_index > s->meta_applied) {
+		if (code == 0 && meta_index > s->meta_applied && !f->offset_req) {
 			f->body = malloc(len - POLL_REPLY_HDR);
 			if (f->body != NULL) {
 				memcpy(f->body, b + POLL_REPLY_HDR, len - POLL_REPLY_HDR);
@@ -3669,7 +3731,11 @@ static void on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 			code = E_ERROR;
 		}
 		*pp = f->next;
-		finish(f->p, code, false, code == 0 ? b + POLL_REPLY_HDR : NULL, code == 0 ? len - POLL_REPLY_HDR : 0);
+		if (f->offset_req)
+			offset_resume(s, f, code, code == 0 ? b + POLL_REPLY_HDR : NULL);
+		else
+			finish(f->p, code, false, code == 0 ? b + POLL_REPLY_HDR : NULL,
+			       code == 0 ? len - POLL_REPLY_HDR : 0);
 		free(f);
 		return;
 	}
@@ -3692,6 +3758,8 @@ static void pfwd_expire(struct srv *s, uint64_t now)
 		*pp = f->next;
 		if (f->answered)
 			finish(f->p, 0, false, f->body, f->body_len);
+		else if (f->offset_req)
+			offset_resume(s, f, E_NOT_ACCEPTED, NULL);
 		else
 			finish(f->p, E_NOT_ACCEPTED, false, NULL, 0);
 		free(f->body);
@@ -3787,7 +3855,7 @@ static void handle_poll(struct srv_session *ss, const struct frame_request *hdr,
 	}
 	struct plog *l = part_log(s, st->id, t->id, a.pid);
 	if (l == NULL) {
-		poll_forward(s, p, t, &a);
+		(void)poll_forward_to(s, p, t, &a);
 		return;
 	}
 	struct poll_to to = {.p = p};
@@ -3804,6 +3872,59 @@ static void offset_done(struct srv *s, struct mwait *w, int status, int rv, cons
 		finish(w->p, rv < 0 ? E_ERROR : (uint32_t)rv, false, NULL, 0);
 	else
 		finish(w->p, 0, true, NULL, 0);
+}
+
+/* A consumer-offset request once resolved (handle_offset), to finish with the partition's next offset. */
+struct offset_req {
+	uint8_t op;                /* FRAME_OP_NON_REPLICATED (get), FRAME_OP_STORE_/DELETE_CONSUMER_OFFSET */
+	uint32_t stream_id, topic_id, pid, cid;
+	uint8_t kind;
+	uint64_t offset;
+};
+
+/*
+ * Answers a get from the metadata, or replicates a store (refused 4100 beyond the current offset) or a
+ * delete. next: the offset after the partition's last committed message.
+ */
+static void offset_finish(struct srv *s, struct pending *p, const struct offset_req *q, uint64_t next)
+{
+	const struct meta_topic *t = meta_topic(meta_stream(s->meta, q->stream_id), q->topic_id);
+	if (t == NULL || q->pid >= t->n_partitions) {
+		/* (gone while a replica was asked) */
+		finish(p, q->op == FRAME_OP_NON_REPLICATED ? META_E_TOPIC_NOT_FOUND : E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		return;
+	}
+	if (q->op == FRAME_OP_NON_REPLICATED) {
+		const struct meta_offset *o = meta_offset_get(t, q->kind, q->cid, q->pid);
+		if (o == NULL) {
+			finish(p, 0, false, NULL, 0);
+			return;
+		}
+		uint8_t b[20];
+		record_put32(b, q->pid);
+		record_put64(b + 4, next > 0 ? next - 1 : 0);
+		record_put64(b + 12, o->offset);
+		finish(p, 0, false, b, sizeof(b));
+		return;
+	}
+	struct meta_cmd c = {.ts = now_us(), .stream_id = q->stream_id, .topic_id = q->topic_id,
+			     .consumer_kind = q->kind, .consumer_id = q->cid, .partition_id = q->pid, .offset = q->offset};
+	if (q->op == FRAME_OP_STORE_CONSUMER_OFFSET) {
+		if (next == 0 || q->offset > next - 1) {
+			finish(p, META_E_INVALID_OFFSET, false, NULL, 0);
+			return;
+		}
+		c.type = META_STORE_OFFSET;
+	} else {
+		c.type = META_DELETE_OFFSET;
+	}
+	struct mwait *w = meta_submit(s, &c, offset_done);
+	if (w == NULL) {
+		finish(p, E_ERROR, false, NULL, 0);
+		return;
+	}
+	w->p = p;
+	mwait_push(s, w);
 }
 
 static void handle_offset(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
@@ -3851,43 +3972,55 @@ static void handle_offset(struct srv_session *ss, const struct frame_request *hd
 	uint8_t kind;
 	uint32_t cid;
 	uint32_t pid = op.present ? op.id : 0;
-	struct plog *l = part_log(s, st->id, t->id, pid);
-	if (resolve_consumer(t, &wc, &kind, &cid) != 0 || pid >= t->n_partitions || l == NULL) {
+	if (resolve_consumer(t, &wc, &kind, &cid) != 0 || pid >= t->n_partitions) {
 		finish(p, get ? META_E_PARTITION_NOT_FOUND : E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	uint64_t next = served_next(s, t, pid);
-	if (get) {
-		const struct meta_offset *o = meta_offset_get(t, kind, cid, pid);
-		if (o == NULL) {
-			finish(p, 0, false, NULL, 0);
-			return;
+	struct offset_req q = {.op = hdr->operation, .stream_id = st->id, .topic_id = t->id, .pid = pid, .kind = kind,
+			       .cid = cid, .offset = offset};
+	bool needs_next = get ? meta_offset_get(t, kind, cid, pid) != NULL : q.op == FRAME_OP_STORE_CONSUMER_OFFSET;
+	if (needs_next && part_log(s, st->id, t->id, pid) == NULL) {
+		/*
+		 * Offsets are metadata, but the partition's current offset is not: a partition with no replica
+		 * here asks one for it (a forwarded poll of the first message), then goes on in offset_resume.
+		 */
+		struct poll_args a = {.pid = pid, .kind = kind, .cid = cid, .strat = WIRE_POLL_FIRST, .count = 1};
+		struct pfwd *f = poll_forward_to(s, p, t, &a);
+		if (f != NULL) {
+			f->offset_req = true;
+			f->op = q.op;
+			f->stream_id = q.stream_id;
+			f->topic_id = q.topic_id;
+			f->pid = pid;
+			f->kind = kind;
+			f->cid = cid;
+			f->offset = offset;
 		}
-		uint8_t b[20];
-		record_put32(b, pid);
-		record_put64(b + 4, next > 0 ? next - 1 : 0);
-		record_put64(b + 12, o->offset);
-		finish(p, 0, false, b, sizeof(b));
 		return;
 	}
-	struct meta_cmd c = {.ts = now_us(), .stream_id = st->id, .topic_id = t->id, .consumer_kind = kind,
-			     .consumer_id = cid, .partition_id = pid, .offset = offset};
-	if (hdr->operation == FRAME_OP_STORE_CONSUMER_OFFSET) {
-		if (next == 0 || offset > next - 1) {
-			finish(p, META_E_INVALID_OFFSET, false, NULL, 0);
-			return;
-		}
-		c.type = META_STORE_OFFSET;
-	} else {
-		c.type = META_DELETE_OFFSET;
-	}
-	struct mwait *w = meta_submit(s, &c, offset_done);
-	if (w == NULL) {
-		finish(p, E_ERROR, false, NULL, 0);
+	offset_finish(s, p, &q, needs_next ? served_next(s, t, pid) : 0);
+}
+
+/*
+ * The answer to a forwarded poll of the first message that a consumer-offset request asked for (see
+ * handle_offset): the replica's prefix carries the current offset and how many messages it returned, so
+ * next = current + 1 unless the partition is empty (no message, current 0).
+ */
+static void offset_resume(struct srv *s, const struct pfwd *f, uint32_t code, const uint8_t *prefix)
+{
+	if (code != 0) {
+		finish(f->p, f->op == FRAME_OP_NON_REPLICATED ? code
+			     : code == META_E_PARTITION_NOT_FOUND ? E_RESOURCE_NOT_FOUND
+								   : code,
+		       false, NULL, 0);
 		return;
 	}
-	w->p = p;
-	mwait_push(s, w);
+	uint64_t current = record_le64(prefix + 4);
+	uint32_t n = record_le32(prefix + 12);
+	uint64_t next = n == 0 && current == 0 ? 0 : current + 1;
+	struct offset_req q = {.op = f->op, .stream_id = f->stream_id, .topic_id = f->topic_id, .pid = f->pid,
+			       .kind = f->kind, .cid = f->cid, .offset = f->offset};
+	offset_finish(s, f->p, &q, next);
 }
 
 /* ---- Poll routing (103, 123, 14; see the top of this file) ---- */
@@ -3935,9 +4068,8 @@ static void handle_routing(struct srv_session *ss, const struct frame_request *h
 		err = E_UNAUTHORIZED;
 	else if (resolve_consumer(t, &q.wc, &kind, &cid) != 0)
 		err = META_E_GROUP_NOT_FOUND;
-	else if (pid >= t->n_partitions ||
-		 (hdr->code != FRAME_CODE_GET_POLL_ROUTING && part_log(s, st->id, t->id, pid) == NULL))
-		err = META_E_PARTITION_NOT_FOUND; /* offsets of a partition not hosted here: not forwarded yet */
+	else if (pid >= t->n_partitions)
+		err = META_E_PARTITION_NOT_FOUND;
 	if (err != 0) {
 		finish(p, err, false, NULL, 0);
 		return;
@@ -4809,7 +4941,8 @@ void srv_free(struct srv *s)
 	while (s->fwds != NULL) {
 		struct fwd *f = s->fwds;
 		s->fwds = f->next;
-		finish(f->p, E_ERROR, false, NULL, 0);
+		if (!f->relay)
+			finish(f->p, E_ERROR, false, NULL, 0);
 		free(f);
 	}
 	while (s->pfwds != NULL) {

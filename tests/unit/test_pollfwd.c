@@ -318,6 +318,25 @@ Test(pollfwd, every_node_answers_polls_of_partitions_it_does_not_host_as_the_rep
 			poll_via(c[host], &nodes[host], &co, pid, (struct wire_polling){WIRE_POLL_NEXT, 0}, 100, false, &g);
 			cr_assert_eq(g.count, 0, "the replica does not see the offset stored through node %u", nodes[i].id);
 			got_free(&g);
+
+			/*
+			 * Consumer offsets through the node without a replica: the partition's current offset comes
+			 * from the replica; a store beyond it is refused with 4100 and changes nothing.
+			 */
+			struct wire_id sn = gclient_id_name("s"), tn = gclient_id_name("t");
+			struct wire_consumer oc = {.kind = WIRE_CONSUMER_SINGLE, .id = wire_id_num(500 + pid * 10 + (uint32_t)i)};
+			struct gclient_offset off;
+			cr_assert_eq(gclient_get_offset(c[i], &oc, &sn, &tn, pid, &off), -ENOENT);
+			cr_assert_eq(gclient_store_offset(c[i], &oc, &sn, &tn, pid, 3), 0, "store through node %u",
+				     nodes[i].id);
+			cr_assert_eq(gclient_store_offset(c[i], &oc, &sn, &tn, pid, M), 4100, "a store beyond the end");
+			cr_assert_eq(gclient_get_offset(c[i], &oc, &sn, &tn, pid, &off), 0);
+			cr_assert(off.partition_id == pid && off.current_offset == M - 1 && off.stored_offset == 3,
+				  "node %u: partition %u current %llu stored %llu", nodes[i].id, off.partition_id,
+				  (unsigned long long)off.current_offset, (unsigned long long)off.stored_offset);
+			cr_assert_eq(gclient_store_offset(c[i], &oc, &sn, &tn, pid, M - 1), 0);
+			cr_assert_eq(gclient_delete_offset(c[i], &oc, &sn, &tn, pid), 0);
+			cr_assert_eq(gclient_get_offset(c[i], &oc, &sn, &tn, pid, &off), -ENOENT);
 		}
 		got_free(&ref_off);
 		got_free(&ref_first);
