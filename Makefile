@@ -52,10 +52,12 @@ compat-cluster: deps
 fuzz: deps
 	./scripts/fuzz 60
 
-# The storage engine on the real disk under valgrind (a small benchmark run): no errors, no leaks.
+# Under valgrind: the storage engine on the real disk (a small benchmark run), then a three-node cluster
+# (scripts/valgrind-cluster). No errors, no leaks.
 valgrind: build
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  $(BUILD)/galgo-storage-bench --total-mb 4 --partitions 1,4 --policies fsync,none --no-fio >/dev/null
+	./scripts/valgrind-cluster $(BUILD)
 
 bench-storage: build
 	$(BUILD)/galgo-storage-bench
