@@ -80,6 +80,17 @@ static int parse_port(const char **p, uint16_t *out, bool zero_ok)
 	return 0;
 }
 
+bool clu_host_valid(const char *h, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char ch = h[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '-' || ch == '_'))
+			return false;
+	}
+	return true;
+}
+
 int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err, size_t errlen)
 {
 	size_t n = 0;
@@ -113,13 +124,9 @@ int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err,
 			snprintf(err, errlen, "node %llu: bad host", id);
 			return -EINVAL;
 		}
-		for (size_t i = 0; i < hl; i++) {
-			char ch = h[i];
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			      ch == '.' || ch == '-' || ch == '_')) {
-				snprintf(err, errlen, "node %llu: bad character in host", id);
-				return -EINVAL;
-			}
+		if (!clu_host_valid(h, hl)) {
+			snprintf(err, errlen, "node %llu: bad character in host", id);
+			return -EINVAL;
 		}
 		memcpy(nd->host, h, hl);
 		uint16_t *ports[4] = {&nd->raft_port, &nd->tcp_port, &nd->quic_port, &nd->http_port};
@@ -212,6 +219,13 @@ static void env_state(void *ud, int state, uint64_t term)
 		g->ops.state(g->ud, state, term);
 }
 
+/* The address libraft's configuration records for a node (nodes are reached by id through rnet). */
+static const char *node_address(uint64_t id, char *buf, size_t n)
+{
+	snprintf(buf, n, "node-%" PRIu64, id);
+	return buf;
+}
+
 int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n, bool bootstrap,
 		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
 		   void *ud, struct clu_group **out)
@@ -231,10 +245,8 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 		free(g);
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < n; i++) {
-		snprintf(addrs[i], sizeof(addrs[i]), "node-%" PRIu64, ids[i]);
-		ap[i] = addrs[i];
-	}
+	for (size_t i = 0; i < n; i++)
+		ap[i] = node_address(ids[i], addrs[i], sizeof(addrs[i]));
 	struct raft_configuration conf;
 	int rv = rgroup_configuration(&conf, n, ids, ap);
 	if (rv != 0) {
@@ -244,7 +256,7 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	struct rgroup_config rc;
 	rgroup_config_default(&rc);
 	char self[32];
-	snprintf(self, sizeof(self), "node-%" PRIu64, c->node_id);
+	node_address(c->node_id, self, sizeof(self));
 	rc.group_id = gid;
 	rc.node_id = c->node_id;
 	rc.address = self;
@@ -346,11 +358,6 @@ int clu_group_transfer(struct clu_group *g, uint64_t to)
 	return rgroup_transfer(g->g, to);
 }
 
-static const char *node_address(uint64_t id, char *buf, size_t n)
-{
-	snprintf(buf, n, "node-%" PRIu64, id);
-	return buf;
-}
 
 int clu_group_add(struct clu_group *g, uint64_t id)
 {

@@ -87,6 +87,9 @@ struct clu_node {
 	uint16_t raft_port, tcp_port, quic_port, http_port;
 };
 
+/* Whether a host name or IP literal has only the characters a roster allows: letters, digits, . - _ */
+bool clu_host_valid(const char *h, size_t len);
+
 /* Parses a roster. Ports left out are 0. Returns the number of nodes (>= 1) or -EINVAL; err says why. */
 int clu_roster_parse(const char *s, struct clu_node *out, size_t max, char *err, size_t errlen);
 

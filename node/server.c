@@ -4275,17 +4275,10 @@ static void handle_membership(struct srv_session *ss, const struct frame_request
 		n->tcp_port = wire_get_u16(&r);
 		n->quic_port = wire_get_u16(&r);
 		n->http_port = wire_get_u16(&r);
-		if (wire_rd_done(&r) != 0 || host.len == 0 || n->raft_port == 0) {
+		if (wire_rd_done(&r) != 0 || host.len == 0 || n->raft_port == 0 ||
+		    !clu_host_valid((const char *)host.ptr, host.len)) {
 			finish(p, E_INVALID_COMMAND, false, NULL, 0);
 			return;
-		}
-		for (size_t i = 0; i < host.len; i++) {
-			char ch = (char)host.ptr[i];
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-			      ch == '-' || ch == '_')) {
-				finish(p, E_INVALID_COMMAND, false, NULL, 0);
-				return;
-			}
 		}
 		memcpy(n->host, host.ptr, host.len);
 	} else {
@@ -4990,6 +4983,14 @@ static void balance_leaders(struct srv *s)
 	}
 }
 
+static bool id_in(const uint64_t *ids, size_t n, uint64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
 /*
  * Membership of a group, driven by its leader one change at a time (each must commit before the next;
  * rgroup answers -EBUSY meanwhile): first a wanted node that is not a member joins as a standby, then a
@@ -5004,51 +5005,37 @@ static void group_reconcile(struct srv *s, struct clu_group *g, const uint64_t *
 	size_t nm = clu_group_members(g, m, sizeof(m) / sizeof(m[0]));
 	if (nm > sizeof(m) / sizeof(m[0]))
 		nm = sizeof(m) / sizeof(m[0]);
-	uint64_t self = clu_node_id(s->clu);
+	uint64_t self = clu_node_id(s->clu), members[2 * CLU_MAX_NODES];
 	size_t voters = 0;
-	for (size_t i = 0; i < nm; i++)
+	for (size_t i = 0; i < nm; i++) {
+		members[i] = m[i].id;
 		voters += m[i].role == RAFT_VOTER;
-	for (size_t k = 0; k < n_want; k++) {
-		bool member = false;
-		for (size_t i = 0; i < nm; i++)
-			member |= m[i].id == want[k];
-		if (!member) {
-			int rv = clu_group_add(g, want[k]);
-			if (rv == 0)
+	}
+	for (size_t k = 0; k < n_want; k++)
+		if (!id_in(members, nm, want[k])) {
+			if (clu_group_add(g, want[k]) == 0)
 				glog_info(TAG, "%s: node %" PRIu64 " added as a standby", what, want[k]);
 			return;
 		}
-	}
-	for (size_t i = 0; i < nm && voters < max_voters; i++) {
-		bool wanted = false;
-		for (size_t k = 0; k < n_want; k++)
-			wanted |= m[i].id == want[k];
-		if (wanted && m[i].role != RAFT_VOTER) {
+	for (size_t i = 0; i < nm && voters < max_voters; i++)
+		if (m[i].role != RAFT_VOTER && id_in(want, n_want, m[i].id)) {
 			uint64_t id = m[i].id;
-			int rv = clu_group_promote(g, id);
-			if (rv == 0)
+			if (clu_group_promote(g, id) == 0)
 				glog_info(TAG, "%s: node %" PRIu64 " promoted to voter", what, id);
 			return; /* -EINPROGRESS: catching up; asked again at the next tick */
 		}
-	}
 	for (size_t i = 0; i < nm; i++) {
-		bool wanted = false;
-		for (size_t k = 0; k < n_want; k++)
-			wanted |= m[i].id == want[k];
-		if (wanted)
-			continue;
 		uint64_t id = m[i].id;
+		if (id_in(want, n_want, id))
+			continue;
 		if (id != self) {
 			if (clu_group_remove(g, id) == 0)
 				glog_info(TAG, "%s: node %" PRIu64 " removed", what, id);
 			return;
 		}
 		for (size_t j = 0; j < nm; j++) {
-			bool w = false;
-			for (size_t k = 0; k < n_want; k++)
-				w |= m[j].id == want[k];
-			if (w && m[j].role == RAFT_VOTER && m[j].id != self && clu_connected(s->clu, m[j].id)) {
-				uint64_t to = m[j].id;
+			uint64_t to = m[j].id;
+			if (m[j].role == RAFT_VOTER && to != self && id_in(want, n_want, to) && clu_connected(s->clu, to)) {
 				if (clu_group_transfer(g, to) == 0)
 					glog_info(TAG, "%s: this node is leaving; leadership to node %" PRIu64, what, to);
 				return;

@@ -288,4 +288,37 @@ __attribute__((unused)) static void pmap_read(struct gclient *c, struct pmap *m)
 	cr_assert_eq(wire_rd_done(&rd), 0, "GetPartitionLeaders reply does not decode");
 }
 
+/*
+ * Sends message k of partition pid ("p%u-%05u", to stream "s", topic "t") through *c, the client of node
+ * `via`, until acknowledged: 58 is retried; an error of the connection opens a new one to `via`, unless
+ * strict (then nothing but 58 may come back). The reply must name the partition. Returns the offset.
+ */
+__attribute__((unused)) static uint64_t send_part_acked(struct gclient **c, const struct node *via, uint32_t pid,
+							 uint32_t k, bool strict)
+{
+	char payload[16];
+	snprintf(payload, sizeof(payload), "p%u-%05u", pid, k);
+	const void *pl[1] = {payload};
+	uint32_t len[1] = {(uint32_t)strlen(payload)};
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+	uint64_t until = now_ms() + WAIT_MS;
+	for (;;) {
+		struct gclient_sent out;
+		int rv = gclient_send(*c, &s, &t, pid, 1, pl, len, &out);
+		if (rv == 0) {
+			cr_assert_eq(out.partition_id, pid);
+			return out.base_offset;
+		}
+		if (strict)
+			cr_assert_eq(rv, 58, "message %u of partition %u through node %u: %d", k, pid, via->id, rv);
+		cr_assert_lt(now_ms(), until, "message %u of partition %u not acknowledged through node %u: %d", k, pid,
+			     via->id, rv);
+		if (rv < 0) {
+			gclient_close(*c);
+			*c = client_of(via);
+		}
+		pause_ms(50);
+	}
+}
+
 #endif /* GALGO_TEST_GALGOD_NODES_H */

@@ -84,29 +84,6 @@ static void await_leaders(struct gclient *c, uint32_t dead1, uint32_t dead2)
 	}
 }
 
-/* Sends message k of partition pid ("p%u-%05u") through *c until acknowledged; returns its offset. */
-static uint64_t send_until_acked(struct gclient **c, const struct node *via, uint32_t pid, uint32_t k)
-{
-	char payload[16];
-	snprintf(payload, sizeof(payload), "p%u-%05u", pid, k);
-	const void *pl[1] = {payload};
-	uint32_t len[1] = {(uint32_t)strlen(payload)};
-	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
-	uint64_t until = now_ms() + WAIT_MS;
-	for (;;) {
-		struct gclient_sent out;
-		int rv = gclient_send(*c, &s, &t, pid, 1, pl, len, &out);
-		if (rv == 0)
-			return out.base_offset;
-		cr_assert_lt(now_ms(), until, "message %u of partition %u not acknowledged: %d", k, pid, rv);
-		if (rv < 0) {
-			gclient_close(*c);
-			*c = client_of(via);
-		}
-		pause_ms(50);
-	}
-}
-
 /* What a replica holds: per offset the message's id, payload hash and payload. */
 struct held {
 	uint8_t id[4 * M][16];
@@ -178,6 +155,19 @@ static size_t add_body(const struct node *n, uint8_t *b)
 static void check_survivors(const struct node *a, const struct node *b, uint64_t acked[PARTS][2 * M]);
 
 /*
+ * After a membership change: messages M..2M-1 of every partition through `via` (c, its client, is
+ * closed after), and a stream created, which needs a quorum of the metadata group.
+ */
+static void second_half(struct gclient *c, const struct node *via, uint64_t acked[PARTS][2 * M])
+{
+	for (uint32_t p = 0; p < PARTS; p++)
+		for (uint32_t k = M; k < 2 * M; k++)
+			acked[p][k] = send_part_acked(&c, via, p, k, false);
+	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0, "the metadata group has no quorum");
+	gclient_close(c);
+}
+
+/*
  * Nodes 1-3 as a cluster, stream "s" with topic "t" of PARTS partitions, M messages sent to each through
  * `via` (acked[p][k] their offsets). Returns the client of `via`.
  */
@@ -192,7 +182,7 @@ static struct gclient *start_three(const struct node *via, uint64_t acked[PARTS]
 	await_leaders(c, 0, 0);
 	for (uint32_t p = 0; p < PARTS; p++)
 		for (uint32_t k = 0; k < M; k++)
-			acked[p][k] = send_until_acked(&c, via, p, k);
+			acked[p][k] = send_part_acked(&c, via, p, k, false);
 	return c;
 }
 
@@ -273,11 +263,7 @@ Test(membership, a_node_added_at_runtime_takes_the_replicas_of_a_removed_node_an
 	node_kill(&nodes[1]);
 	c = client_of(&nodes[2]);
 	await_leaders(c, 1, 2);
-	for (uint32_t p = 0; p < PARTS; p++)
-		for (uint32_t k = M; k < 2 * M; k++)
-			acked[p][k] = send_until_acked(&c, &nodes[2], p, k);
-	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0, "the metadata group has no quorum");
-	gclient_close(c);
+	second_half(c, &nodes[2], acked);
 
 	/* Both survivors hold every message, the same at every offset, each acknowledged one where it was. */
 	check_survivors(&nodes[2], &nodes[3], acked);
@@ -347,11 +333,7 @@ Test(membership, a_dead_node_is_removed_and_its_replicas_are_rebuilt_on_a_new_no
 	/* Node 2 dies too: nodes 1 and 4 are a quorum of every group only if node 4 votes and node 3 does not. */
 	node_kill(&nodes[1]);
 	await_leaders(c, 2, 3);
-	for (uint32_t p = 0; p < PARTS; p++)
-		for (uint32_t k = M; k < 2 * M; k++)
-			acked[p][k] = send_until_acked(&c, &nodes[0], p, k);
-	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0, "the metadata group has no quorum");
-	gclient_close(c);
+	second_half(c, &nodes[0], acked);
 	check_survivors(&nodes[0], &nodes[3], acked);
 	node_stop(&nodes[0]);
 	node_stop(&nodes[3]);
@@ -390,12 +372,7 @@ Test(membership, the_metadata_leader_itself_can_be_removed)
 	}
 	/* The removed node stops; the three others carry on: metadata and sends. */
 	node_stop(&nodes[leader - 1]);
-	cr_assert_eq(gclient_create_stream(c, "after", NULL), 0);
-	struct node *via = &nodes[3];
-	for (uint32_t p = 0; p < PARTS; p++)
-		for (uint32_t k = M; k < 2 * M; k++)
-			acked[p][k] = send_until_acked(&c, via, p, k);
-	gclient_close(c);
+	second_half(c, &nodes[3], acked);
 	const struct node *other = leader == 1 ? &nodes[1] : &nodes[0];
 	check_survivors(other, &nodes[3], acked);
 	for (int i = 0; i < NODES; i++)

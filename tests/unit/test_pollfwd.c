@@ -100,29 +100,6 @@ static int create_topic_rf_string(struct gclient *c, const char *rf)
 	return rv;
 }
 
-/* Sends message k of partition pid through node `via` until it is acknowledged; returns its offset. */
-static uint64_t send_one(struct gclient *c, const struct node *via, uint32_t pid, uint32_t k)
-{
-	char payload[16];
-	snprintf(payload, sizeof(payload), "p%u-%05u", pid, k);
-	const void *pl[1] = {payload};
-	uint32_t len[1] = {(uint32_t)strlen(payload)};
-	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
-	uint64_t until = now_ms() + WAIT_MS;
-	for (;;) {
-		struct gclient_sent out;
-		int rv = gclient_send(c, &s, &t, pid, 1, pl, len, &out);
-		if (rv == 0) {
-			cr_assert_eq(out.partition_id, pid);
-			return out.base_offset;
-		}
-		cr_assert_eq(rv, 58, "message %u of partition %u through node %u: %d", k, pid, via->id, rv);
-		cr_assert_lt(now_ms(), until, "message %u of partition %u not acknowledged through node %u", k, pid,
-			     via->id);
-		pause_ms(50);
-	}
-}
-
 /* A poll reply kept past the next call on its client. */
 struct got {
 	uint32_t partition_id, count;
@@ -243,7 +220,7 @@ Test(pollfwd, every_node_answers_polls_of_partitions_it_does_not_host_as_the_rep
 	for (uint32_t k = 0; k < M; k++)
 		for (uint32_t pid = 0; pid < PARTS; pid++) {
 			int via = (int)((k + pid) % NODES);
-			cr_assert_eq(send_one(c[via], &nodes[via], pid, k), k);
+			cr_assert_eq(send_part_acked(&c[via], &nodes[via], pid, k, true), k);
 		}
 
 	struct wire_consumer plain = {.kind = WIRE_CONSUMER_SINGLE, .id = wire_id_num(1)};
