@@ -2263,6 +2263,11 @@ static void on_house(uv_timer_t *t)
 
 static void house_arm(struct srv *s)
 {
+	if (s->closing) {
+		/* srv_free ends all waiting work itself; the timer must not fire into what it has closed. */
+		uv_timer_stop(&s->house);
+		return;
+	}
 	bool work = s->fwds != NULL || s->pfwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
 	for (struct tparts *tp = s->parts; tp != NULL && !work; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n && !work; i++)
@@ -4945,8 +4950,10 @@ void srv_free(struct srv *s)
 		free(f->body);
 		free(f);
 	}
+	uv_timer_stop(&s->house);
 	if (s->mg != NULL)
 		clu_group_close(s->mg, false);
+	s->mg = NULL;
 	if (s->mlog != NULL)
 		plog_close(s->mlog);
 	clu_free(s->clu);
