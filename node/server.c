@@ -154,6 +154,7 @@ struct part {
 /* The partition logs of one topic. */
 struct tparts {
 	uint32_t stream_id, topic_id;
+	uint64_t *gids;            /* per partition: its Raft group id, which names its directory */
 	struct plog **logs;
 	struct dedup **dd;         /* per partition; NULL entries when the topic has no dedup window */
 	struct part **pp;          /* per partition; NULL when not hosted here */
@@ -345,9 +346,28 @@ static struct tparts *tparts_find(struct srv *s, uint32_t stream_id, uint32_t to
 	return NULL;
 }
 
-static void part_dir(struct srv *s, uint32_t stream_id, uint32_t topic_id, uint32_t pid, char *out, size_t n)
+/*
+ * A partition replica's directory is named by its Raft group id, 16 lowercase hex digits: the id is a
+ * hash of the partition's incarnation (stream, topic and partition ids and their creation times, see
+ * clu_partition_gid), so a stream, topic or partition deleted and created again under the same ids gets
+ * a directory of its own. Replaying the old incarnation's deletion at start can then never touch the new
+ * one's files (it did when directories were named <stream>/<topic>/<partition>).
+ */
+static void part_dir(struct srv *s, uint64_t gid, char *out, size_t n)
 {
-	snprintf(out, n, "%s/%" PRIu32 "/%" PRIu32 "/%" PRIu32, s->pdir, stream_id, topic_id, pid);
+	snprintf(out, n, "%s/%016" PRIx64, s->pdir, gid);
+}
+
+/* Whether a name under <data_dir>/partitions is a group id as part_dir writes it. */
+static bool part_dir_name(const char *name, uint64_t *gid)
+{
+	if (strlen(name) != 16)
+		return false;
+	for (const char *c = name; *c != '\0'; c++)
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+			return false;
+	*gid = strtoull(name, NULL, 16);
+	return true;
 }
 
 /* Removes a directory tree through pio (partition and topic directories). */
@@ -594,15 +614,49 @@ static struct part *part_by_gid(struct srv *s, uint64_t gid)
 }
 
 /* Closes a replica hosted here and deletes its log (the partition went, or the replica moved away). */
-static void slot_drop(struct tparts *tp, uint32_t p)
+static void slot_drop(struct srv *s, struct tparts *tp, uint32_t p)
 {
 	part_close(tp->pp[p], true);
 	tp->pp[p] = NULL;
 	dedup_free(tp->dd[p]);
 	tp->dd[p] = NULL;
-	if (tp->logs[p] != NULL)
+	if (tp->logs[p] != NULL) {
 		plog_destroy(tp->logs[p]);
+	} else if (tp->gids[p] != 0) {
+		/* A replica whose log could not be opened (damaged): its files go with it all the same. */
+		char dir[4096];
+		part_dir(s, tp->gids[p], dir, sizeof(dir));
+		rm_tree(s->pio, dir);
+	}
 	tp->logs[p] = NULL;
+	tp->gids[p] = 0;
+}
+
+/*
+ * A data directory written before partition directories were named by group id keeps a partition in
+ * <partitions>/<stream>/<topic>/<partition>: it becomes the group's directory when that does not exist
+ * yet. (In the old layout one directory served every incarnation of the same ids: when ids were reused,
+ * the first incarnation the replay creates takes it, as the old layout could not tell them apart either.)
+ */
+static void move_old_layout(struct srv *s, const struct meta_topic *t, uint32_t p, const char *dir)
+{
+	char old[4096], **names;
+	size_t n;
+	snprintf(old, sizeof(old), "%s/%" PRIu32 "/%" PRIu32 "/%" PRIu32, s->pdir, t->stream_id, t->id, p);
+	if (pio_list(s->pio, dir, &names, &n) == 0) {
+		pio_list_free(names, n);
+		return;
+	}
+	if (pio_list(s->pio, old, &names, &n) != 0)
+		return;
+	pio_list_free(names, n);
+	int rv = pio_rename(s->pio, old, dir);
+	if (rv == 0)
+		rv = pio_syncdir(s->pio, s->pdir);
+	if (rv != 0)
+		glog_error(TAG, "partition directory %s cannot become %s: %s", old, dir, strerror(-rv));
+	else
+		glog_info(TAG, "partition directory %s is now %s", old, dir);
 }
 
 /*
@@ -623,7 +677,9 @@ static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *t
 	struct plog_opts o;
 	struct plog_report rep;
 	uint64_t gid = clu_partition_gid(t->stream_id, t->id, t->created_at, p, t->partitions[p].created_at);
-	part_dir(s, t->stream_id, t->id, p, dir, sizeof(dir));
+	tp->gids[p] = gid;
+	part_dir(s, gid, dir, sizeof(dir));
+	move_old_layout(s, t, p, dir);
 	plog_opts_for(s, t, p, &o);
 	int r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
 	if (r != 0) {
@@ -653,12 +709,16 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 	}
 	int rv = 0;
 	while (tp->n > t->n_partitions)
-		slot_drop(tp, --tp->n);
+		slot_drop(s, tp, --tp->n);
 	if (t->n_partitions > tp->n) {
 		struct plog **a = realloc(tp->logs, t->n_partitions * sizeof(*a));
 		if (a == NULL)
 			return -ENOMEM;
 		tp->logs = a;
+		uint64_t *g = realloc(tp->gids, t->n_partitions * sizeof(*g));
+		if (g == NULL)
+			return -ENOMEM;
+		tp->gids = g;
 		struct dedup **d = realloc(tp->dd, t->n_partitions * sizeof(*d));
 		if (d == NULL)
 			return -ENOMEM;
@@ -671,6 +731,7 @@ static int tparts_sync(struct srv *s, const struct meta_topic *t)
 			tp->dd[p] = NULL;
 			tp->pp[p] = NULL;
 			tp->logs[p] = NULL;
+			tp->gids[p] = 0;
 		}
 		tp->n = t->n_partitions;
 	}
@@ -690,22 +751,22 @@ static void tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bo
 		if (tp->stream_id != stream_id || tp->topic_id != topic_id)
 			continue;
 		for (uint32_t i = 0; i < tp->n; i++) {
-			part_close(tp->pp[i], destroy);
+			if (destroy) {
+				slot_drop(s, tp, i);
+				continue;
+			}
+			part_close(tp->pp[i], false);
 			dedup_free(tp->dd[i]);
 			if (tp->logs[i] != NULL)
-				destroy ? plog_destroy(tp->logs[i]) : plog_close(tp->logs[i]);
+				plog_close(tp->logs[i]);
 		}
 		*pp = tp->next;
+		free(tp->gids);
 		free(tp->pp);
 		free(tp->dd);
 		free(tp->logs);
 		free(tp);
 		break;
-	}
-	if (destroy) {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/%" PRIu32 "/%" PRIu32, s->pdir, stream_id, topic_id);
-		rm_tree(s->pio, dir);
 	}
 }
 
@@ -1966,9 +2027,6 @@ static void effect_delete_stream(struct srv *s, const struct meta_cmd *c, const 
 			tparts_drop(s, tp->stream_id, tp->topic_id, true);
 		tp = next;
 	}
-	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s/%" PRIu32, s->pdir, c->stream_id);
-	rm_tree(s->pio, dir);
 }
 
 struct still_member {
@@ -4661,60 +4719,37 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 
 /* ---- Lifecycle ---- */
 
-/* Removes partition directories that the metadata does not know (left by a crash during a delete). */
+static bool gid_open_here(struct srv *s, uint64_t gid)
+{
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
+		for (uint32_t i = 0; i < tp->n; i++)
+			if (tp->gids[i] == gid)
+				return true;
+	return false;
+}
+
+/*
+ * Removes what <data_dir>/partitions holds that no replica of this node owns once the metadata is
+ * replayed: a directory of a group id no slot names (left by a crash during a delete, or a replica that
+ * moved away while this node was down), and anything else (the <stream>/<topic>/<partition> directories
+ * of the old layout that slot_sync did not move to a group id: they belong to no partition any more).
+ */
 static void remove_orphans(struct srv *s)
 {
-	char **sn;
-	size_t ns;
-	if (pio_list(s->pio, s->pdir, &sn, &ns) != 0)
+	char **names;
+	size_t n;
+	if (pio_list(s->pio, s->pdir, &names, &n) != 0)
 		return;
-	for (size_t i = 0; i < ns; i++) {
-		char sd[2400];
-		snprintf(sd, sizeof(sd), "%.2047s/%.255s", s->pdir, sn[i]);
-		char *end;
-		unsigned long sid = strtoul(sn[i], &end, 10);
-		struct meta_stream *st = *end == '\0' ? meta_stream(s->meta, (uint32_t)sid) : NULL;
-		char **tn;
-		size_t nt;
-		if (st == NULL) {
-			glog_warn(TAG, "removing %s: no such stream", sd);
-			rm_tree(s->pio, sd);
+	for (size_t i = 0; i < n; i++) {
+		char d[2400];
+		snprintf(d, sizeof(d), "%.2047s/%.255s", s->pdir, names[i]);
+		uint64_t gid;
+		if (part_dir_name(names[i], &gid) && gid_open_here(s, gid))
 			continue;
-		}
-		if (pio_list(s->pio, sd, &tn, &nt) != 0)
-			continue;
-		for (size_t k = 0; k < nt; k++) {
-			char td[2700];
-			snprintf(td, sizeof(td), "%.2399s/%.255s", sd, tn[k]);
-			unsigned long tid = strtoul(tn[k], &end, 10);
-			struct meta_topic *t = *end == '\0' ? meta_topic(st, (uint32_t)tid) : NULL;
-			if (t == NULL) {
-				glog_warn(TAG, "removing %s: no such topic", td);
-				rm_tree(s->pio, td);
-				continue;
-			}
-			char **pn;
-			size_t np;
-			if (pio_list(s->pio, td, &pn, &np) != 0)
-				continue;
-			struct tparts *tp = tparts_find(s, st->id, t->id);
-			for (size_t q = 0; q < np; q++) {
-				unsigned long pid = strtoul(pn[q], &end, 10);
-				/* (also a replica that moved away while this node was down: not open, not hosted) */
-				if (*end != '\0' || pid >= t->n_partitions ||
-				    (!meta_partition_hosts(&t->partitions[pid], (uint32_t)clu_node_id(s->clu)) &&
-				     (tp == NULL || pid >= tp->n || tp->logs[pid] == NULL))) {
-					char pd[3000];
-					snprintf(pd, sizeof(pd), "%.2699s/%.255s", td, pn[q]);
-					glog_warn(TAG, "removing %s: no such partition", pd);
-					rm_tree(s->pio, pd);
-				}
-			}
-			pio_list_free(pn, np);
-		}
-		pio_list_free(tn, nt);
+		glog_warn(TAG, "removing %s: no partition replica of this node owns it", d);
+		rm_tree(s->pio, d);
 	}
-	pio_list_free(sn, ns);
+	pio_list_free(names, n);
 }
 
 static int ensure_root(struct srv *s)
@@ -5100,7 +5135,7 @@ static void membership_tick(struct srv *s)
 			if (pt->leaving && part_may_leave(s, pt)) {
 				glog_info(TAG, "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": replica moved away; closed",
 					  pt->stream_id, pt->topic_id, pt->pid);
-				slot_drop(tp, i);
+				slot_drop(s, tp, i);
 				continue;
 			}
 			if (!clu_group_leader(pt->g))

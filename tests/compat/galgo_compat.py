@@ -364,6 +364,11 @@ class GalgodServer:
         self.stop()
         self.start()
 
+    def crash_restart(self) -> None:
+        """kill -9 galgod (every node of a cluster) and start it again on the same data directory and port."""
+        self._kill()
+        self.start()
+
     def _kill(self) -> None:
         self._stop_peers(kill=True)
         if self.proc is None:

@@ -275,3 +275,94 @@ async def test_a_client_with_auto_login_resumes_after_a_restart(server):
     assert [s.name for s in streams] == ["before-restart"]
     await c.create_stream("after-restart")
     assert (await c.get_stream("after-restart")).id == 1
+
+
+def _stop_and_start(server, how: str) -> None:
+    if how == "sigterm":
+        server.restart()
+    else:
+        server.crash_restart()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill"])
+async def test_a_stream_deleted_and_created_again_keeps_its_new_messages_across_a_restart(server, how):
+    """A stream deleted and created again under the same id (same name, or another) keeps what was sent to the
+    new one after a restart, and the old incarnation's stored offsets do not carry over (replaying the old
+    delete once wiped the new incarnation's files)."""
+    c = await server.client()
+    await c.create_stream("s")
+    await c.create_topic("s", "t", 1)
+    await c.send_messages("s", "t", 0, messages(*numbered("old", 10)))
+    nxt = PollingStrategy.Next()
+    first = await poll(c, "s", "t", strategy=nxt, count=8, consumer=Consumer.Single(3), auto_commit=True)
+    assert offsets_of(first) == list(range(8))
+    await c.delete_stream("s")
+    await c.create_stream("s")
+    await c.create_topic("s", "t", 1)
+    await c.send_messages("s", "t", 0, messages(*numbered("new", 5)))
+    # Another name on a reused id, twice over.
+    await c.create_stream("x")
+    await c.create_topic("x", "u", 1)
+    await c.send_messages("x", "u", 0, messages(b"x-old"))
+    await c.delete_stream("x")
+    await c.create_stream("y")
+    await c.create_topic("y", "v", 1)
+    await c.send_messages("y", "v", 0, messages(*numbered("y", 3)))
+    assert (await c.get_stream("y")).id == 1
+
+    _stop_and_start(server, how)
+
+    c = await server.client()
+    got = await poll(c, "s", "t")
+    assert [(m.offset(), m.payload()) for m in got] == list(enumerate(numbered("new", 5)))
+    # Consumer 3 stored offset 7 in the old incarnation: the new one starts it from the first message.
+    assert offsets_of(await poll(c, "s", "t", strategy=PollingStrategy.Next(), consumer=Consumer.Single(3))) == list(range(5))
+    assert payloads_of(await poll(c, "y", "v")) == numbered("y", 3)
+    assert sorted((s.id, s.name) for s in await c.get_streams()) == [(0, "s"), (1, "y")]
+    # The partitions still take sends (a cluster once lost their leaders for good).
+    r = await c.send_messages("s", "t", 0, messages(b"after"))
+    assert [x.base_offset for x in r.confirmations] == [5]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill"])
+async def test_a_topic_or_partition_deleted_and_created_again_keeps_its_new_messages_across_a_restart(server, how):
+    """delete_topic + create_topic and delete_partitions + create_partitions reuse ids; what the new incarnation
+    holds survives a restart."""
+    c = await server.client()
+    await c.create_stream("s")
+    await c.create_topic("s", "t", 2)
+    await c.send_messages("s", "t", 0, messages(*numbered("old-t", 4)))
+    await c.delete_topic("s", "t")
+    await c.create_topic("s", "t2", 2)
+    assert (await c.get_topic("s", "t2")).id == 0
+    await c.send_messages("s", "t2", 0, messages(*numbered("new-t", 2)))
+    await c.send_messages("s", "t2", 1, messages(*numbered("old-p", 6)))
+    await c.delete_partitions("s", "t2", 1)
+    await c.create_partitions("s", "t2", 1)
+    await c.send_messages("s", "t2", 1, messages(*numbered("new-p", 3)))
+
+    _stop_and_start(server, how)
+
+    c = await server.client()
+    assert payloads_of(await poll(c, "s", "t2", partition_id=0)) == numbered("new-t", 2)
+    assert payloads_of(await poll(c, "s", "t2", partition_id=1)) == numbered("new-p", 3)
+    r = await c.send_messages("s", "t2", 1, messages(b"after"))
+    assert [x.base_offset for x in r.confirmations] == [3]
+
+
+async def test_a_partition_directory_of_the_old_layout_is_taken_over(server):
+    """A data directory that keeps a partition as partitions/<stream>/<topic>/<partition> (the layout before
+    directories were named by group id) still serves its messages after a restart."""
+    c = await server.client()
+    await c.create_stream("s")
+    await c.create_topic("s", "t", 1)
+    await c.send_messages("s", "t", 0, messages(*numbered("kept", 3)))
+    server.stop()
+    pdir = server.data_dir / "partitions"
+    (gid_dir,) = [d for d in pdir.iterdir() if len(d.name) == 16]
+    (pdir / "0" / "0").mkdir(parents=True)
+    gid_dir.rename(pdir / "0" / "0" / "0")
+    server.start()
+    c = await server.client()
+    assert payloads_of(await poll(c, "s", "t")) == numbered("kept", 3)
+    assert [d.name for d in pdir.iterdir()] == [gid_dir.name]

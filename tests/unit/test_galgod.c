@@ -450,24 +450,32 @@ static void write_partition(struct writer *w, const char *rel, const uint32_t *c
 	cr_assert_eq(plog_close(l), 0);
 }
 
-/* Partition directories that the metadata does not name (left by a crash during a delete) are removed. */
+/*
+ * Partition directories that no replica of the node owns (left by a crash during a delete) are removed:
+ * one named by a group id the metadata does not place here, and one of the old <stream>/<topic>/<partition>
+ * layout that names no partition.
+ */
 Test(galgod, partition_directories_unknown_to_the_metadata_are_removed)
 {
 	struct writer w;
 	const uint32_t a[] = {3, 4};
 	writer_open(&w);
 	write_partition(&w, "1/1/1", a, 2);
+	write_partition(&w, "80000000deadbeef", a, 1);
 	writer_close(&w);
-	char dir[256];
+	char dir[256], gdir[256];
 	snprintf(dir, sizeof(dir), "%s/partitions/1", datadir);
+	snprintf(gdir, sizeof(gdir), "%s/partitions/80000000deadbeef", datadir);
 	struct stat st;
 	cr_assert_eq(stat(dir, &st), 0);
+	cr_assert_eq(stat(gdir, &st), 0);
 
 	struct child c;
 	start_ready(&c);
-	cr_assert(strstr(c.buf, "no such stream") != NULL, "%s", c.buf);
+	cr_assert(strstr(c.buf, "no partition replica of this node owns it") != NULL, "%s", c.buf);
 	cr_assert(strstr(c.buf, "partitions opened: 0") != NULL, "%s", c.buf);
 	cr_assert_neq(stat(dir, &st), 0, "%s still exists", dir);
+	cr_assert_neq(stat(gdir, &st), 0, "%s still exists", gdir);
 	kill(c.pid, SIGTERM);
 	int status = child_wait(&c, CHILD_TIMEOUT_MS);
 	ASSERT_EXIT(&c, status, 0);
