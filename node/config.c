@@ -137,6 +137,9 @@ static const struct config_setting config_table[] = {
 	 NULL},
 	{"storage", "interval_ms", CT_U32, CFG_OFF(storage.interval_ms), "1000",
 	 "Flush interval in milliseconds for durability = interval.", 1, 3600000, false, false, NULL},
+	{"storage", "scrub_rate", CT_SIZE, CFG_OFF(storage.scrub_rate), "16MiB",
+	 "Bytes per second the scrubber verifies of stored records not yet known good (0: no scrubbing;\n      "
+	 "reads still verify what they serve).", 0, UINT64_MAX, false, false, NULL},
 	{"root", "username", CT_STRING, CFG_OFF(root.username), "iggy",
 	 "Name of the root user.", 0, 0, true, false, "IGGY_ROOT_USERNAME"},
 	{"root", "password", CT_STRING, CFG_OFF(root.password), "",

@@ -106,6 +106,7 @@ struct galgo_config {
 		uint32_t index_interval; /* bytes between sparse index entries */
 		enum config_durability durability;
 		uint32_t interval_ms;    /* flush interval for the interval policy */
+		uint64_t scrub_rate;     /* bytes per second the scrubber verifies (0: off) */
 	} storage;
 	struct {
 		char *username;

@@ -108,6 +108,7 @@ enum {
 	E_UNAUTHORIZED = 41,
 	E_NOT_ACCEPTED = 58,
 	E_GALGO_NOT_LEADER = 10058, /* docs/protocol-extensions.md, in redirect mode */        /* TransientNotAccepted: never admitted, safe to re-issue (reference §8) */
+	E_CANNOT_READ_MESSAGE = 4011,
 	E_INVALID_MESSAGE_CHECKSUM = 4027,
 	E_INVALID_BATCH_CHECKSUM = 4039,
 	E_UNSUPPORTED_OPTION = 4041,
@@ -312,6 +313,7 @@ struct srv {
 	struct lwait *lwaits;      /* topic creations waiting for their leaders */
 	uint64_t next_req;
 	uint32_t next_client;      /* low bits of the last client id given out */
+	uint32_t scrub_next;       /* the partition (in s->parts order) the scrubber goes on with */
 	bool root_seen;
 	uint64_t init_term;        /* the term in which this leader submitted NODES_INIT (0: not submitted) */
 	/* Forwarded commands taken lately (leader side): a re-sent one gets its first answer again. */
@@ -3623,9 +3625,14 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 	if (!empty && from < next) {
 		int rv = plog_read(l, from, a->count, POLL_MAX_BYTES, next - 1, &sl);
 		if (rv != 0) {
-			glog_error(TAG, "poll read failed: %s", strerror(-rv));
+			/*
+			 * A damaged stored record (it failed its checksums: plog fenced and logged it) is never served;
+			 * a poll that starts at it gets Iggy's CannotReadMessage.
+			 */
+			if (rv != -EBADMSG)
+				glog_error(TAG, "poll read failed: %s", strerror(-rv));
 			plog_slice_release(&sl);
-			poll_answer(s, to, E_ERROR, NULL, NULL);
+			poll_answer(s, to, rv == -EBADMSG ? E_CANNOT_READ_MESSAGE : E_ERROR, NULL, NULL);
 			return;
 		}
 		if (sl.messages == 0)
@@ -5151,6 +5158,29 @@ static void membership_tick(struct srv *s)
 	}
 }
 
+/*
+ * The scrubber: once a tick (a second) it verifies up to storage.scrub_rate bytes of stored records not yet
+ * known good (partition/plog.h), one partition after another, going on where it stopped; damage it finds
+ * is fenced and logged by plog and counted in galgo_partition_damaged_records. Reads verify what they
+ * serve whether or not the scrubber got there first, so this only moves that work off the read path.
+ */
+static void scrub_tick(struct srv *s)
+{
+	uint64_t budget = s->cfg->storage.scrub_rate;
+	uint32_t n = srv_partition_count(s), start = n ? s->scrub_next % n : 0, k = 0;
+	for (struct tparts *tp = s->parts; tp != NULL && budget > 0; tp = tp->next)
+		for (uint32_t i = 0; i < tp->n; i++, k++) {
+			if (k < start || tp->logs[i] == NULL || budget == 0)
+				continue;
+			int64_t done = plog_scrub(tp->logs[i], budget);
+			if (done > 0)
+				budget = (uint64_t)done >= budget ? 0 : budget - (uint64_t)done;
+			s->scrub_next = k + 1;
+		}
+	if (budget > 0)
+		s->scrub_next = 0; /* everything after the start is verified: next time from the first again */
+}
+
 void srv_tick(struct srv *s)
 {
 	uint64_t now = now_us();
@@ -5174,6 +5204,7 @@ void srv_tick(struct srv *s)
 	meta_compact(s, false);
 	membership_tick(s);
 	balance_leaders(s);
+	scrub_tick(s);
 }
 
 uint32_t srv_partition_count(const struct srv *s)
@@ -5288,10 +5319,13 @@ int srv_metrics_text(struct srv *s, char **out, size_t *len)
 		{"galgo_partition_messages", "Messages held by the partition."},
 		{"galgo_partition_bytes", "Bytes of the message batches held by the partition."},
 		{"galgo_partition_current_offset", "Offset of the partition's last message (0 when empty)."},
+		{"galgo_partition_damaged_records", "Stored records of this replica found failing their checksums "
+						    "(fenced: never served)."},
+		{"galgo_partition_unverified_bytes", "Stored bytes of this replica not verified yet since it opened."},
 	};
 	struct wire_buf b;
 	wire_buf_init(&b);
-	for (size_t m = 0; m < 3; m++) {
+	for (size_t m = 0; m < sizeof(part_metrics) / sizeof(part_metrics[0]); m++) {
 		metrics_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n", part_metrics[m].name, part_metrics[m].help,
 			       part_metrics[m].name);
 		for (uint32_t i = 0; i < s->meta->n_streams; i++) {
@@ -5303,7 +5337,9 @@ int srv_metrics_text(struct srv *s, char **out, size_t *len)
 					uint64_t next = l != NULL ? plog_next_offset(l) : 0;
 					uint64_t v = m == 0   ? (l != NULL ? next - plog_first_offset(l) : 0)
 						     : m == 1 ? part_bytes(s, st->id, t->id, pid)
-							      : (next > 0 ? next - 1 : 0);
+						     : m == 2 ? (next > 0 ? next - 1 : 0)
+						     : m == 3 ? (l != NULL ? plog_damaged(l) : 0)
+							      : (l != NULL ? plog_unverified_bytes(l) : 0);
 					metrics_partition(&b, part_metrics[m].name, st, t, pid, v);
 				}
 			}

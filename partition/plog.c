@@ -64,6 +64,9 @@ struct plog {
 	uint64_t rp_index, rp_seq;
 	uint32_t rounds_since_rp;
 	uint64_t idx_clock;
+	/* Integrity: damaged records found since open (each fenced once), the scrubber's position. */
+	uint64_t damaged;
+	size_t scrub_seg;
 };
 
 /* Small helpers. */
@@ -908,6 +911,57 @@ static size_t seg_for_index(const struct plog *l, uint64_t index)
 	return lo == 0 ? 0 : lo - 1;
 }
 
+/*
+ * A record that fails its checks (found by a read or the scrubber) is fenced: never served again (reads
+ * stop before it) and said once, with where it is, so that it can be repaired.
+ */
+static void note_damage(struct plog *l, struct segment *s, uint64_t pos, const struct record_env *e, bool was_fenced)
+{
+	if (was_fenced)
+		return;
+	segment_fence(s, pos, e != NULL ? pos + RECORD_ENVELOPE_SIZE + (uint64_t)e->length : 0);
+	l->damaged++;
+	if (e != NULL)
+		logf_(l, 2,
+		      "record at byte %llu of segment %llu (Raft index %llu, offsets %llu..%llu) fails its checksums: "
+		      "fenced, not served",
+		      (unsigned long long)pos, (unsigned long long)s->first_index, (unsigned long long)e->index,
+		      (unsigned long long)e->base_offset,
+		      (unsigned long long)(e->base_offset + (e->message_count ? e->message_count - 1 : 0)));
+	else
+		logf_(l, 2, "record envelope at byte %llu of segment %llu is damaged: fenced, not served",
+		      (unsigned long long)pos, (unsigned long long)s->first_index);
+}
+
+/*
+ * Reads the envelope of the record at pos and, with verify, makes sure the whole record is known good
+ * before any of it is served (segment_verified, else verified now). -EBADMSG for a damaged or fenced
+ * record.
+ */
+static int verify_checked(struct plog *l, struct segment *s, uint64_t pos, const struct record_env *e)
+{
+	if (segment_verified(s, pos, pos + RECORD_ENVELOPE_SIZE + (uint64_t)e->length))
+		return 0;
+	if (segment_fenced(s, pos))
+		return -EBADMSG;
+	int rv = segment_verify_record(s, pos, e);
+	if (rv == -EBADMSG)
+		note_damage(l, s, pos, e, false);
+	return rv;
+}
+
+static int read_checked(struct plog *l, struct segment *s, uint64_t pos, struct record_env *e, bool verify)
+{
+	if (segment_fenced(s, pos))
+		return -EBADMSG;
+	int rv = segment_read_env(s, pos, e);
+	if (rv == -EBADMSG)
+		note_damage(l, s, pos, NULL, false);
+	if (rv != 0 || !verify)
+		return rv;
+	return verify_checked(l, s, pos, e);
+}
+
 /* Adds the messages [first, last] of the MESSAGES record at pos to the slice. */
 static int add_messages(struct plog_slice *out, struct segment *s, uint64_t pos, const struct record_env *e,
 			uint64_t first, uint64_t last)
@@ -970,7 +1024,9 @@ int plog_read(struct plog *l, uint64_t from, uint32_t max_messages, uint64_t max
 		uint64_t pos = segment_seek_offset(s, from);
 		while (pos < s->size) {
 			struct record_env e;
-			rv = segment_read_env(s, pos, &e);
+			rv = read_checked(l, s, pos, &e, false);
+			if (rv == -EBADMSG && out->messages > 0)
+				return 0; /* serve what precedes the damage */
 			if (rv != 0)
 				return rv == -ENODATA ? 0 : rv;
 			uint64_t rec_next = pos + RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
@@ -980,6 +1036,11 @@ int plog_read(struct plog *l, uint64_t from, uint32_t max_messages, uint64_t max
 			}
 			if (e.base_offset > last)
 				return 0;
+			rv = verify_checked(l, s, pos, &e);
+			if (rv == -EBADMSG && out->messages > 0)
+				return 0;
+			if (rv != 0)
+				return rv;
 			uint64_t a = from > e.base_offset ? from : e.base_offset;
 			uint64_t b = e.base_offset + e.message_count - 1;
 			if (b > last)
@@ -1048,6 +1109,11 @@ int plog_read_records(struct plog *l, uint64_t from, uint64_t to, uint64_t max_b
 		while (from <= to && from <= s->last_index) {
 			if (e.index != from)
 				return -EBADMSG;
+			rv = verify_checked(l, s, pos, &e);
+			if (rv == -EBADMSG && *n_records > 0)
+				return 0; /* send what precedes the damage */
+			if (rv != 0)
+				return rv;
 			rv = add_file_piece(out, s, pos, RECORD_ENVELOPE_SIZE + (size_t)e.length);
 			if (rv != 0)
 				return rv;
@@ -1057,7 +1123,9 @@ int plog_read_records(struct plog *l, uint64_t from, uint64_t to, uint64_t max_b
 				return 0;
 			pos += RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
 			if (from <= s->last_index) {
-				rv = segment_read_env(s, pos, &e);
+				rv = read_checked(l, s, pos, &e, false);
+				if (rv == -EBADMSG && *n_records > 0)
+					return 0;
 				if (rv != 0)
 					return rv;
 			}
@@ -1371,4 +1439,44 @@ uint64_t plog_last_timestamp(const struct plog *l)
 bool plog_failed(const struct plog *l)
 {
 	return l->failed;
+}
+
+int64_t plog_scrub(struct plog *l, uint64_t max_bytes)
+{
+	uint64_t done = 0;
+	if (l->scrub_seg >= l->n_segs)
+		l->scrub_seg = 0;
+	for (size_t k = 0; k < l->n_segs && done < max_bytes; k++) {
+		struct segment *s = l->segs[l->scrub_seg];
+		bool was_fenced = s->bad_at != 0 && s->verified_to >= s->bad_at;
+		int64_t n = segment_scrub(s, max_bytes - done);
+		if (n == -EBADMSG) {
+			struct record_env e;
+			bool env_ok = segment_read_env(s, s->bad_at, &e) == 0;
+			note_damage(l, s, s->bad_at, env_ok ? &e : NULL, was_fenced);
+			n = 0;
+		}
+		if (n < 0)
+			return n;
+		done += (uint64_t)n;
+		if (done < max_bytes)
+			l->scrub_seg = (l->scrub_seg + 1) % l->n_segs;
+	}
+	return (int64_t)done;
+}
+
+uint64_t plog_damaged(const struct plog *l)
+{
+	return l->damaged;
+}
+
+uint64_t plog_unverified_bytes(const struct plog *l)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < l->n_segs; i++) {
+		const struct segment *s = l->segs[i];
+		if (s->verified_to < s->vtail)
+			n += s->vtail - s->verified_to;
+	}
+	return n;
 }

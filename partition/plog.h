@@ -246,6 +246,20 @@ int plog_reset(struct plog *l, uint64_t first_index, uint64_t first_offset);
 /* Removes the partition's files and directory and frees the log (deleting a partition). */
 int plog_destroy(struct plog *l);
 
+/*
+ * Integrity of stored bytes. Every record is verified (envelope and payload checksums) before a read or
+ * plog_read_records serves any of it, unless it is known good: written by this process, verified by
+ * recovery (past the recovery point) or by an earlier read or scrub. A record that fails is fenced: reads
+ * stop before it (returning what precedes it, or -EBADMSG when nothing does), it is logged once with its
+ * segment, position, index and offsets, and counted (plog_damaged).
+ * plog_scrub verifies about max_bytes of what is not known good yet, a segment after another, and returns
+ * the bytes it verified (0 when everything is verified or fenced) or a negative errno. Run it in the
+ * background so that reads rarely verify inline; plog_unverified_bytes says how much is left.
+ */
+int64_t plog_scrub(struct plog *l, uint64_t max_bytes);
+uint64_t plog_damaged(const struct plog *l);
+uint64_t plog_unverified_bytes(const struct plog *l);
+
 uint64_t plog_first_index(const struct plog *l);    /* first Raft index held (next index if empty) */
 uint64_t plog_last_index(const struct plog *l);     /* last Raft index written (first_index - 1 if empty) */
 uint64_t plog_durable_index(const struct plog *l);  /* last Raft index known durable */

@@ -93,6 +93,7 @@ static struct segment *seg_alloc(struct pio *pio, const char *dir, uint64_t firs
 	s->last_index = first_index - 1;
 	s->index_interval = interval ? interval : 4096;
 	s->refs = 1;
+	s->verified_to = s->vtail = SEGMENT_HEADER_SIZE;
 	return s;
 }
 
@@ -507,6 +508,7 @@ int segment_open(struct pio *pio, const char *dir, uint64_t first_index, uint32_
 	}
 	s->next_offset = s->base_offset;
 	s->last_index = s->first_index - 1;
+	s->vtail = s->size; /* moved down to the first record the scan verifies */
 	while (pos < s->size) {
 		struct record_env e;
 		bool verify = want_index > trusted_index;
@@ -530,8 +532,11 @@ int segment_open(struct pio *pio, const char *dir, uint64_t first_index, uint32_
 		}
 		if (rv != 0)
 			goto err;
-		if (verify)
+		if (verify) {
+			if (scan->records_verified == 0)
+				s->vtail = pos;
 			scan->records_verified++;
+		}
 		if (skip_entry) {
 			skip_entry = false;
 		} else if (wants_entry(s, pos)) {
@@ -606,12 +611,71 @@ int segment_valid_after(struct segment *s, uint64_t from, uint64_t after_index, 
 	return rv;
 }
 
+/* Moves verified_to past the record [pos, end) that just verified, and joins it with the tail when they meet. */
+static void verified_advance(struct segment *s, uint64_t pos, uint64_t end)
+{
+	if (pos == s->verified_to)
+		s->verified_to = end;
+	if (s->verified_to >= s->vtail)
+		s->verified_to = s->vtail = SEGMENT_HEADER_SIZE; /* all verified: the tail is the whole file */
+}
+
+int segment_verify_record(struct segment *s, uint64_t pos, const struct record_env *e)
+{
+	uint64_t end = pos + RECORD_ENVELOPE_SIZE + (uint64_t)e->length;
+	if (segment_verified(s, pos, end))
+		return 0;
+	if (segment_fenced(s, pos))
+		return -EBADMSG;
+	struct record_env again;
+	int rv = check_record(s, pos, s->size, e->index, e->base_offset, 0, true, &again);
+	if (rv == -EBADMSG) {
+		segment_fence(s, pos, end);
+		return rv;
+	}
+	if (rv == 0)
+		verified_advance(s, pos, end);
+	return rv;
+}
+
+int64_t segment_scrub(struct segment *s, uint64_t max_bytes)
+{
+	uint64_t done = 0;
+	while (done < max_bytes && !segment_verified(s, s->verified_to, s->verified_to + 1)) {
+		uint64_t pos = s->verified_to;
+		if (s->bad_at != 0 && pos >= s->bad_at)
+			break;
+		struct record_env e;
+		int rv = segment_read_env(s, pos, &e);
+		if (rv == -ENODATA || rv == -EBADMSG) {
+			/* The envelope itself is damaged: nothing after it can be found from here. */
+			segment_fence(s, pos, 0);
+			return -EBADMSG;
+		}
+		if (rv != 0)
+			return rv;
+		rv = segment_verify_record(s, pos, &e);
+		if (rv != 0)
+			return rv;
+		done += RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
+	}
+	return (int64_t)done;
+}
+
 int segment_cut(struct segment *s, uint64_t pos)
 {
 	int rv = pio_truncate(s->pio, s->data, pos);
 	if (rv != 0)
 		return rv;
 	s->size = pos;
+	if (s->verified_to > pos)
+		s->verified_to = pos;
+	if (s->vtail > pos)
+		s->vtail = pos;
+	if (s->bad_at >= pos)
+		s->bad_at = s->bad_end = 0;
+	else if (s->bad_end > pos)
+		s->bad_end = pos;
 	if (s->idx_loaded) {
 		size_t n = s->n_idx;
 		while (s->n_idx > 0 && s->idx[s->n_idx - 1].position >= pos)

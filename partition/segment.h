@@ -79,6 +79,17 @@ struct segment {
 	int refs;
 	bool sealed;                /* no more appends */
 	bool unlinked;              /* files removed; freed when refs drop to 0 */
+	/*
+	 * What of the data file is known good: every record wholly in [SEGMENT_HEADER_SIZE, verified_to) or
+	 * at or after vtail passed its full checks (envelope and payload checksums) since the segment was
+	 * opened or was written by this process. Records written here are in the tail; recovery verifies
+	 * those past the recovery point; the rest is verified by reads (segment_verify_record) and by the
+	 * scrubber (segment_scrub), which move verified_to up until it meets vtail. [bad_at, bad_end) is the
+	 * first record found damaged (bad_at 0: none; bad_end 0: its envelope is damaged too, so where it ends
+	 * is unknown and the fence reaches the end of the file): reads of it are refused (fenced), and the
+	 * scrubber stops there. Records after it are still verified one by one when read.
+	 */
+	uint64_t verified_to, vtail, bad_at, bad_end;
 };
 
 /* What scanning a segment's records found. */
@@ -116,6 +127,41 @@ int segment_open(struct pio *pio, const char *dir, uint64_t first_index, uint32_
  * checks). Used to tell a torn tail (nothing valid follows) from damage in the middle. Sets *found.
  */
 int segment_valid_after(struct segment *s, uint64_t from, uint64_t after_index, bool *found);
+
+/* Whether the record at pos is fenced as damaged (see struct segment). */
+static inline bool segment_fenced(const struct segment *s, uint64_t pos)
+{
+	return s->bad_at != 0 && pos >= s->bad_at && (s->bad_end == 0 || pos < s->bad_end);
+}
+
+/* Records [pos, end) as damaged, unless a damaged record before it is fenced already. */
+static inline void segment_fence(struct segment *s, uint64_t pos, uint64_t end)
+{
+	if (s->bad_at == 0 || pos < s->bad_at) {
+		s->bad_at = pos;
+		s->bad_end = end;
+	}
+}
+
+/* Whether the record at [pos, end) is known good (see struct segment). */
+static inline bool segment_verified(const struct segment *s, uint64_t pos, uint64_t end)
+{
+	return end <= s->verified_to || pos >= s->vtail;
+}
+
+/*
+ * Verifies the record at byte pos (a record boundary) whose envelope is *e (as segment_read_env decoded
+ * it): its envelope again and its payload checksums. 0 when good (verified_to moves past it when it
+ * starts there); -EBADMSG when damaged (bad_at is set); another negative errno for a read error.
+ */
+int segment_verify_record(struct segment *s, uint64_t pos, const struct record_env *e);
+
+/*
+ * The scrubber's step: verifies records from verified_to on, at most about max_bytes of them. Returns the
+ * bytes verified (0 when the segment is wholly verified or fenced), or -EBADMSG when it found a damaged
+ * record (bad_at is set), or another negative errno.
+ */
+int64_t segment_scrub(struct segment *s, uint64_t max_bytes);
 
 /* Cuts the data file (and index entries) at byte position pos, a record boundary. */
 int segment_cut(struct segment *s, uint64_t pos);

@@ -149,6 +149,7 @@ class GalgodServer:
         self.stderr_path = self.workdir / "galgod.stderr"
         self.stdout_path = self.workdir / "galgod.stdout"
         self._clients: list[Bounded] = []
+        self.extra_args: list[str] = []  # more galgod flags, for every node
         # transport "cluster": this process is node 1 of three (TCP; the clients connect to node 1, and the
         # SDK moves to the metadata leader after login); nodes 2 and 3 are `peers`. Partition leaders are
         # spread over the nodes, so sends are forwarded between them.
@@ -188,6 +189,7 @@ class GalgodServer:
             *quic,
             *http,
             "--with-default-root-credentials",
+            *self.extra_args,
         ]
 
     def node_argv(self, node: int) -> list[str]:
@@ -204,6 +206,7 @@ class GalgodServer:
             "--cluster.secret=compat-suite",
             "--cluster.election_timeout_ms=500",
             "--with-default-root-credentials",
+            *self.extra_args,
         ]
 
     def _start_peers(self) -> None:
