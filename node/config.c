@@ -698,6 +698,10 @@ int config_load(struct galgo_config *cfg, int argc, char **argv, char **envp, ch
 			cfg->help = true;
 			return 0;
 		}
+		if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+			cfg->version = true;
+			return 0;
+		}
 	}
 
 	/* The command line is checked first, so that its errors are reported before the file is read. */
@@ -840,6 +844,7 @@ void config_help(FILE *out, const char *prog)
 		"\n"
 		"Options:\n"
 		"  --help                           print this help and exit\n"
+		"  --version                        print the version and exit\n"
 		"  --config PATH                    config file to read (env GALGO_CONFIG; without either,\n"
 		"                                   ./" CONFIG_DEFAULT_FILE " is read if it exists)\n"
 		"  --with-default-root-credentials  set root.password to \"" CONFIG_DEFAULT_ROOT_PASSWORD

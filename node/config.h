@@ -115,6 +115,7 @@ struct galgo_config {
 	/* Not settings: what config_load found. */
 	char *config_file;           /* the file that was read, or NULL */
 	bool help;                   /* --help was given */
+	bool version;                /* --version was given */
 };
 
 /* Fills cfg with the built-in defaults (cfg need not be initialized). Returns 0 or -ENOMEM. */

@@ -1,7 +1,7 @@
 /*
  * galgod — the Galgo server process.
  *
- * Startup: read the configuration (exit 2 on a bad one, 0 after --help), lock the data directory (exit 1
+ * Startup: read the configuration (exit 2 on a bad one, 0 after --help or --version), lock the data directory (exit 1
  * if that fails), load the metadata and open every partition it names (node/server), start the TCP
  * listener (transport/tcp; with tcp.tls_enabled, inside TLS with the context node/tlscert makes, exit 1
  * if that fails) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly: the
@@ -31,6 +31,7 @@
 #include "partition/flusher.h"
 #include "partition/pio.h"
 #include "node/server.h"
+#include "node/version.h"
 #include "node/tlscert.h"
 #include "partition/plog.h"
 #include "transport/http.h"
@@ -398,6 +399,11 @@ int main(int argc, char **argv)
 	}
 	if (g.cfg.help) {
 		config_help(stdout, "galgod");
+		config_free(&g.cfg);
+		return 0;
+	}
+	if (g.cfg.version) {
+		printf("galgod %s (%s)\n", GALGO_VERSION, GALGO_IGGY_COMPAT);
 		config_free(&g.cfg);
 		return 0;
 	}
