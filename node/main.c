@@ -486,6 +486,7 @@ int main(int argc, char **argv)
 		ho.max_request_size = (size_t)g.cfg.http.max_request_size;
 		ho.jwt_secret = g.cfg.http.jwt_secret;
 		ho.metrics = galgod_http_metrics;
+		ho.metrics_auth = g.cfg.http.metrics_auth;
 		ho.log = galgod_http_log;
 		ho.log_ud = &g;
 		if (g.cfg.http.tls_enabled) {
