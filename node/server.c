@@ -1753,6 +1753,17 @@ static void handle_register_now(struct srv_session *ss, const struct frame_reque
 		evict(ss, hdr, FRAME_EVICT_INCOMPATIBLE_PROTOCOL);
 		return;
 	}
+	if (!s->root_seen) {
+		/*
+		 * The metadata has not reached the root user yet (a cluster node before its first leader, or
+		 * still catching up): the users known here say nothing yet, and the login certainly did
+		 * nothing, so it is "not ready, retry" (58, result-framed as Iggy's transient login reply).
+		 */
+		struct pending *p = pending_new(ss, hdr);
+		if (p != NULL)
+			reject(p, E_NOT_ACCEPTED);
+		return;
+	}
 	if (ss->bound) {
 		/* A re-login without logout replays the binding. */
 		struct pending *p = pending_new(ss, hdr);

@@ -532,3 +532,42 @@ Test(cluster, the_group_members_of_a_killed_node_are_removed_when_it_restarts)
 	for (int i = 0; i < N; i++)
 		node_stop(&nodes[i]);
 }
+
+/* ---- A node that has not applied the root user yet ---- */
+
+static void lonely_setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-lonely-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	roster[0] = '\0';
+	for (int i = 0; i < N; i++) {
+		node_init(&nodes[i], (uint32_t)i + 1);
+		roster_add(roster, sizeof(roster), &nodes[i]);
+		nodes[i].roster = roster;
+	}
+}
+
+TestSuite(cluster_lonely, .init = lonely_setup, .fini = cluster_teardown, .timeout = 120);
+
+/*
+ * One node of a three-node roster, alone: no quorum, so its metadata never gets the root user. A login
+ * there certainly did nothing, so it is answered 58 TransientNotAccepted (the SDK retries), not 42
+ * InvalidCredentials; with a second node up the root user is applied and the same login succeeds.
+ */
+Test(cluster_lonely, a_login_before_the_root_user_is_applied_gets_58)
+{
+	node_start(&nodes[0]);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", nodes[0].tcp);
+	struct gclient_opts o = {.connect_timeout_ms = 2000, .io_timeout_ms = 15000};
+	struct gclient *c = NULL;
+	cr_assert_eq(gclient_connect(addr, &o, &c), 0);
+	cr_assert_eq(gclient_login(c, "iggy", "iggy"), 58);
+	cr_assert_eq(gclient_login(c, "nobody", "wrong-pw"), 58, "not ready is not an answer about the password");
+	gclient_close(c);
+	node_start(&nodes[1]);
+	c = client_of(&nodes[0]);
+	gclient_close(c);
+	node_stop(&nodes[1]);
+	node_stop(&nodes[0]);
+}
