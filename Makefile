@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage clean
+.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage bench-cluster clean
 
 all: build
 
@@ -52,6 +52,11 @@ valgrind: build
 
 bench-storage: build
 	$(BUILD)/galgo-storage-bench
+
+# docs/BENCHMARKS.md's cluster figures: three nodes and a single node, each durability, then failover
+# (scripts/bench-cluster; BATCHES, PRODUCERS, FAILOVERS, ... in the environment scale it).
+bench-cluster: build
+	./scripts/bench-cluster $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -14,8 +14,9 @@
  *     which answers with a copy of the messages that this node relays.
  *
  * Choices where the reference leaves room: errors on result-framed ops use the result section; unknown
- * NonReplicated codes get status 3; message-id dedup is not implemented yet; a producer's Balanced
- * partitioning is a server round-robin per topic.
+ * NonReplicated codes get status 3; message-id deduplication is a per-partition window of recent ids
+ * (node/dedup, for topics that ask for it); a producer's Balanced partitioning is a server round-robin per
+ * topic.
  *
  * Poll routing (apache-iggy 0.9.0; not in the reference; codes in transport/frame.h). Once
  * GetClusterMetadata lists more than one node, the SDK sends a poll with auto-commit and every
