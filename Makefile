@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage clean
+.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage bench-cluster clean
 
 all: build
 
@@ -22,22 +22,13 @@ run: build
 cluster: build
 	./scripts/cluster $(BUILD)/galgod
 
-# Everything CI runs: the fuzz targets for a fixed time, valgrind, Iggy's official Python SDK against an
-# ASan+UBSan galgod (over TCP, QUIC and HTTP, then against a three-node cluster), the HTTP API suite
-# against it, and the unit tests under ASan+UBSan.
+# Everything CI runs, one stage after another (scripts/test-stages; every stage runs even after one
+# fails, then a summary, and the target fails if any stage did): the ASan+UBSan build, the fuzz targets
+# for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC and
+# HTTP, then against a three-node cluster), the HTTP API suite, the unit tests, and a check that no
+# galgod was left running. `scripts/test-stages NAME...` runs some stages; `--list` names them.
 test: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
-	cmake --build $(ASAN_BUILD) -j$(JOBS)
-	./scripts/fuzz 20
-	$(MAKE) --no-print-directory valgrind
-	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
-	GALGO_COMPAT_TRANSPORTS=cluster GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
-	GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/http -q -p no:cacheprovider
-	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
-	@# A test that leaves a galgod running is a bug of the test (a leaked cluster once hid here).
-	@if pgrep -f '$(CURDIR)/$(ASAN_BUILD)/[g]algod' >/dev/null; then \
-		echo "galgod processes left running by the tests:"; pgrep -af '$(CURDIR)/$(ASAN_BUILD)/[g]algod'; \
-		pkill -9 -f '$(CURDIR)/$(ASAN_BUILD)/[g]algod'; exit 1; fi
+	BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) MAKE="$(MAKE)" ./scripts/test-stages
 
 compat: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
@@ -61,6 +52,11 @@ valgrind: build
 
 bench-storage: build
 	$(BUILD)/galgo-storage-bench
+
+# docs/BENCHMARKS.md's cluster figures: three nodes and a single node, each durability, then failover
+# (scripts/bench-cluster; BATCHES, PRODUCERS, FAILOVERS, ... in the environment scale it).
+bench-cluster: build
+	./scripts/bench-cluster $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

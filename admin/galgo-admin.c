@@ -3,7 +3,8 @@
  * over one TCP connection to any node (the node forwards to the metadata leader).
  *
  * usage: galgo-admin [--server H:P] [--username U] [--password P] COMMAND
- *   nodes                                   the roster and the partition map (GetPartitionLeaders)
+ *   nodes                                   the roster (each node connected or UNREACHABLE from the
+ *                                           asked node, and its metadata role) and the partition map
  *   add-node ID HOST RAFT [TCP [QUIC [HTTP]]]
  *                                           AddNode: start the new node with cluster.join=true first
  *   remove-node ID                          RemoveNode: its replicas move to other nodes
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +43,28 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out)
 	return 0;
 }
 
-static int print_nodes(struct gclient *c)
+#define ADMIN_MAX_NODES 64
+
+/* The metadata-group role byte of the node-status section (docs/protocol-extensions.md). */
+static const char *role_name(uint8_t role)
+{
+	static const char *const names[] = {"none", "metadata leader", "follower", "standby", "spare"};
+	return role < sizeof(names) / sizeof(names[0]) ? names[role] : "unknown";
+}
+
+static int print_nodes(struct gclient *c, const char *server)
 {
 	const uint8_t *r;
 	size_t len;
-	int rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+	/* Flag 1 asks for the node-status section; a server that predates it refuses the byte (3), so the
+	 * plain request follows and the nodes are listed without liveness. */
+	const uint8_t flags = 1;
+	bool with_status = true;
+	int rv = gclient_raw(c, 10001, &flags, 1, &r, &len);
+	if (rv == 3) {
+		with_status = false;
+		rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+	}
 	if (rv != 0) {
 		fprintf(stderr, "galgo-admin: GetPartitionLeaders: %d\n", rv);
 		return rv < 0 ? 2 : 1;
@@ -53,21 +72,60 @@ static int print_nodes(struct gclient *c)
 	struct wire_rd rd;
 	wire_rd_init(&rd, r, len);
 	uint32_t n = wire_get_u32(&rd);
-	printf("nodes:\n");
-	for (uint32_t i = 0; i < n && !wire_rd_error(&rd); i++) {
-		uint32_t id = wire_get_u32(&rd);
+	struct {
+		uint32_t id;
 		struct wire_str host;
-		wire_get_str8(&rd, &host);
-		uint16_t tcp = wire_get_u16(&rd), quic = wire_get_u16(&rd), http = wire_get_u16(&rd);
-		printf("  %" PRIu32 "  %.*s  tcp %u quic %u http %u\n", id, (int)host.len, (const char *)host.ptr, tcp,
-		       quic, http);
+		uint16_t tcp, quic, http;
+	} nodes[ADMIN_MAX_NODES];
+	if (n > ADMIN_MAX_NODES) {
+		fprintf(stderr, "galgo-admin: %" PRIu32 " nodes, more than %d\n", n, ADMIN_MAX_NODES);
+		return 2;
+	}
+	for (uint32_t i = 0; i < n && !wire_rd_error(&rd); i++) {
+		nodes[i].id = wire_get_u32(&rd);
+		wire_get_str8(&rd, &nodes[i].host);
+		nodes[i].tcp = wire_get_u16(&rd);
+		nodes[i].quic = wire_get_u16(&rd);
+		nodes[i].http = wire_get_u16(&rd);
 	}
 	uint32_t mleader = wire_get_u32(&rd);
 	uint64_t mterm = wire_get_u64(&rd);
+	/* The partitions come before the node status on the wire but are printed after the nodes. */
+	size_t parts_at = rd.pos;
+	uint32_t np = wire_get_u32(&rd);
+	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
+		wire_get_u32(&rd);
+		wire_get_u32(&rd);
+		wire_get_u32(&rd);
+		wire_get_u32(&rd);
+		wire_get_u64(&rd);
+		uint8_t nr = wire_get_u8(&rd);
+		for (uint8_t k = 0; k < nr; k++)
+			wire_get_u32(&rd);
+	}
+	uint8_t up[ADMIN_MAX_NODES] = {0}, role[ADMIN_MAX_NODES] = {0};
+	for (uint32_t i = 0; with_status && i < n; i++) {
+		up[i] = wire_get_u8(&rd);
+		role[i] = wire_get_u8(&rd);
+	}
+	if (wire_rd_done(&rd) != 0) {
+		fprintf(stderr, "galgo-admin: the reply does not decode\n");
+		return 2;
+	}
+	printf("nodes (liveness as seen by %s):\n", server);
+	for (uint32_t i = 0; i < n; i++) {
+		printf("  %" PRIu32 "  %.*s  tcp %u quic %u http %u", nodes[i].id, (int)nodes[i].host.len,
+		       (const char *)nodes[i].host.ptr, nodes[i].tcp, nodes[i].quic, nodes[i].http);
+		if (with_status)
+			printf("  %s  %s", up[i] ? "connected" : "UNREACHABLE", role_name(role[i]));
+		printf("\n");
+	}
 	printf("metadata leader: %" PRIu32 " (term %" PRIu64 ")\npartitions (stream/topic/partition: leader "
 	       "epoch replicas):\n",
 	       mleader, mterm);
-	uint32_t np = wire_get_u32(&rd);
+	wire_rd_init(&rd, r, len);
+	rd.pos = parts_at;
+	np = wire_get_u32(&rd);
 	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
 		uint32_t s = wire_get_u32(&rd), t = wire_get_u32(&rd), p = wire_get_u32(&rd), l = wire_get_u32(&rd);
 		uint64_t e = wire_get_u64(&rd);
@@ -76,10 +134,6 @@ static int print_nodes(struct gclient *c)
 		for (uint8_t k = 0; k < nr; k++)
 			printf("%s%" PRIu32, k ? "," : "", wire_get_u32(&rd));
 		printf("\n");
-	}
-	if (wire_rd_done(&rd) != 0) {
-		fprintf(stderr, "galgo-admin: the reply does not decode\n");
-		return 2;
 	}
 	return 0;
 }
@@ -171,7 +225,7 @@ int main(int argc, char **argv)
 	}
 	int status;
 	if (code == 10001) {
-		status = print_nodes(c);
+		status = print_nodes(c, server);
 	} else {
 		rv = gclient_raw(c, code, body, blen, NULL, NULL);
 		status = rv == 0 ? 0 : rv < 0 ? 2 : 1;

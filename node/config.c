@@ -90,6 +90,9 @@ static const struct config_setting config_table[] = {
 	{"http", "jwt_secret", CT_STRING, CFG_OFF(http.jwt_secret), "",
 	 "Secret that signs the HTTP API's access tokens (HS256); empty means random per start.", 0, 0, false, true,
 	 NULL},
+	{"http", "metrics_auth", CT_BOOL, CFG_OFF(http.metrics_auth), "false",
+	 "Require a Bearer token (JWT or PAT) on GET /metrics; false serves it openly, as Iggy does.", 0, 0, false,
+	 false, NULL},
 	{"http", "max_request_size", CT_SIZE, CFG_OFF(http.max_request_size), "2MiB",
 	 "Largest HTTP request body accepted; larger ones are answered 413.", 1024, UINT32_MAX, false, false, NULL},
 	{"cluster", "nodes", CT_STRING, CFG_OFF(cluster.nodes), "",
@@ -701,6 +704,10 @@ int config_load(struct galgo_config *cfg, int argc, char **argv, char **envp, ch
 			cfg->help = true;
 			return 0;
 		}
+		if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+			cfg->version = true;
+			return 0;
+		}
 	}
 
 	/* The command line is checked first, so that its errors are reported before the file is read. */
@@ -843,6 +850,7 @@ void config_help(FILE *out, const char *prog)
 		"\n"
 		"Options:\n"
 		"  --help                           print this help and exit\n"
+		"  --version                        print the version and exit\n"
 		"  --config PATH                    config file to read (env GALGO_CONFIG; without either,\n"
 		"                                   ./" CONFIG_DEFAULT_FILE " is read if it exists)\n"
 		"  --with-default-root-credentials  set root.password to \"" CONFIG_DEFAULT_ROOT_PASSWORD

@@ -85,6 +85,7 @@ struct galgo_config {
 		char *tls_key;               /* as tcp.tls_key */
 		char *jwt_secret;            /* HS256 key of the access tokens; empty: random per start */
 		uint64_t max_request_size;   /* bodies above it are answered 413 */
+		bool metrics_auth;           /* GET /metrics needs a Bearer token (default: open, as Iggy) */
 	} http;
 	struct {
 		char *nodes;             /* roster: ID@HOST:RAFT_PORT[:TCP[:QUIC[:HTTP]]],...; empty: single node */
@@ -116,6 +117,7 @@ struct galgo_config {
 	/* Not settings: what config_load found. */
 	char *config_file;           /* the file that was read, or NULL */
 	bool help;                   /* --help was given */
+	bool version;                /* --version was given */
 };
 
 /* Fills cfg with the built-in defaults (cfg need not be initialized). Returns 0 or -ENOMEM. */

@@ -1,7 +1,7 @@
 /*
  * galgod — the Galgo server process.
  *
- * Startup: read the configuration (exit 2 on a bad one, 0 after --help), lock the data directory (exit 1
+ * Startup: read the configuration (exit 2 on a bad one, 0 after --help or --version), lock the data directory (exit 1
  * if that fails), load the metadata and open every partition it names (node/server), start the TCP
  * listener (transport/tcp; with tcp.tls_enabled, inside TLS with the context node/tlscert makes, exit 1
  * if that fails) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly: the
@@ -31,6 +31,7 @@
 #include "partition/flusher.h"
 #include "partition/pio.h"
 #include "node/server.h"
+#include "node/version.h"
 #include "node/tlscert.h"
 #include "partition/plog.h"
 #include "transport/http.h"
@@ -401,6 +402,11 @@ int main(int argc, char **argv)
 		config_free(&g.cfg);
 		return 0;
 	}
+	if (g.cfg.version) {
+		printf("galgod %s (%s)\n", GALGO_VERSION, GALGO_IGGY_COMPAT);
+		config_free(&g.cfg);
+		return 0;
+	}
 	if (glog_parse_level(g.cfg.log.level, &level) == 0)
 		glog_set_level(level);
 	/*
@@ -480,6 +486,7 @@ int main(int argc, char **argv)
 		ho.max_request_size = (size_t)g.cfg.http.max_request_size;
 		ho.jwt_secret = g.cfg.http.jwt_secret;
 		ho.metrics = galgod_http_metrics;
+		ho.metrics_auth = g.cfg.http.metrics_auth;
 		ho.log = galgod_http_log;
 		ho.log_ud = &g;
 		if (g.cfg.http.tls_enabled) {

@@ -14,8 +14,9 @@
  *     which answers with a copy of the messages that this node relays.
  *
  * Choices where the reference leaves room: errors on result-framed ops use the result section; unknown
- * NonReplicated codes get status 3; message-id dedup is not implemented yet; a producer's Balanced
- * partitioning is a server round-robin per topic.
+ * NonReplicated codes get status 3; message-id deduplication is a per-partition window of recent ids
+ * (node/dedup, for topics that ask for it); a producer's Balanced partitioning is a server round-robin per
+ * topic.
  *
  * Poll routing (apache-iggy 0.9.0; not in the reference; codes in transport/frame.h). Once
  * GetClusterMetadata lists more than one node, the SDK sends a poll with auto-commit and every
@@ -1816,6 +1817,17 @@ static void handle_register_now(struct srv_session *ss, const struct frame_reque
 		evict(ss, hdr, FRAME_EVICT_INCOMPATIBLE_PROTOCOL);
 		return;
 	}
+	if (!s->root_seen) {
+		/*
+		 * The metadata has not reached the root user yet (a cluster node before its first leader, or
+		 * still catching up): the users known here say nothing yet, and the login certainly did
+		 * nothing, so it is "not ready, retry" (58, result-framed as Iggy's transient login reply).
+		 */
+		struct pending *p = pending_new(ss, hdr);
+		if (p != NULL)
+			reject(p, E_NOT_ACCEPTED);
+		return;
+	}
 	if (ss->bound) {
 		/* A re-login without logout replays the binding. */
 		struct pending *p = pending_new(ss, hdr);
@@ -3171,6 +3183,32 @@ static void put_partition_leaders(struct srv *s, struct wire_buf *b)
 		record_put32(b->p + count_at, count);
 }
 
+/*
+ * GetPartitionLeaders' node-status section (flag 1; docs/protocol-extensions.md): per roster node, in the
+ * order of the node list, whether this node's node-to-node link to it is up and its role in the
+ * metadata group as this node's configuration has it.
+ */
+static void put_node_status(struct srv *s, struct wire_buf *b)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	struct rgroup_status ms;
+	clu_group_status(s->mg, &ms);
+	struct rgroup_member m[64];
+	size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0]));
+	if (nm > sizeof(m) / sizeof(m[0]))
+		nm = sizeof(m) / sizeof(m[0]);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t role = 0; /* not a member of the metadata group */
+		for (size_t k = 0; k < nm; k++)
+			if (m[k].id == nodes[i].id)
+				role = m[k].role == RAFT_VOTER ? (ms.leader_id == nodes[i].id ? 1 : 2)
+								: m[k].role == RAFT_STANDBY ? 3 : 4;
+		wire_put_u8(b, clu_connected(s->clu, nodes[i].id) ? 1 : 0);
+		wire_put_u8(b, role);
+	}
+}
+
 /* Whether node `id` hosts a replica of pt's partition, by the metadata here. */
 static bool sender_hosts(struct srv *s, const struct part *pt, uint64_t id)
 {
@@ -4420,11 +4458,16 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 			goto denied;
 		put_stats(s, &b);
 		break;
-	case FRAME_CODE_GALGO_PARTITION_LEADERS:
-		if (wire_rd_done(&r) != 0)
+	case FRAME_CODE_GALGO_PARTITION_LEADERS: {
+		/* No body: the original reply. A flags byte asks for appended sections (only 1: node status). */
+		uint8_t flags = len > 0 ? wire_get_u8(&r) : 0;
+		if (wire_rd_done(&r) != 0 || (flags & ~1u) != 0)
 			goto bad;
 		put_partition_leaders(s, &b);
+		if (flags & 1)
+			put_node_status(s, &b);
 		break;
+	}
 	case FRAME_CODE_GALGO_SET_REDIRECT: {
 		uint8_t mode = wire_get_u8(&r);
 		if (wire_rd_done(&r) != 0 || mode > 1)

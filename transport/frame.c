@@ -479,3 +479,19 @@ bool frame_version_accepts(uint32_t client, uint32_t server, bool upper_bound)
 		return false;
 	return !upper_bound || (client >> 10) <= (server >> 10);
 }
+
+uint32_t frame_legacy_peek(const uint8_t *p, size_t len)
+{
+	if (len < 8)
+		return 0;
+	uint32_t length = frame_le32(p), code = frame_le32(p + 4);
+	if (length < 4 || length >= FRAME_HEADER_SIZE - 4 || (size_t)length + 4 > len)
+		return 0;
+	return code >= 1 && code <= 999 ? code : 0;
+}
+
+void frame_legacy_reply(uint8_t out[FRAME_LEGACY_REPLY_SIZE])
+{
+	frame_put32(out, FRAME_LEGACY_STATUS);
+	frame_put32(out + 4, 0);
+}

@@ -75,6 +75,17 @@
  *    162, and 1 (Register) when the reply body is not empty. Not framed: 2, 3, 160, 138.
  *
  * 7. Protocol version: major << 20 | minor << 10 | patch (10 bits each); 0.11.0 is 0x2C00 = 11264.
+ *
+ * 8. Legacy framing (reference appendix A; SDKs up to 0.8.x, e.g. iggy-cli 0.13), never served. A legacy
+ *    request is [length u32 = 4 + payload length][code u32][payload] and its reply is
+ *    [status u32][payload_length u32][payload]. Such a client waits for an answer the VSR parser would
+ *    never give (its login is shorter than a 256-byte header), so the start of a connection is checked
+ *    first: the received bytes are a legacy frame when their first u32 L is at least 4, L + 4 is below
+ *    256 and no more than the bytes received, and the second u32 is a command code between 1 and 999
+ *    (every Iggy code is). A VSR request cannot look like that: every SDK sends the checksum (bytes
+ *    0..16) as zero, so its first u32 is 0. The answer is the 8-byte legacy error reply
+ *    [status = 3 InvalidCommand][0], which every legacy SDK reports as "Invalid command", and the
+ *    connection is closed.
  */
 #ifndef GALGO_FRAME_H
 #define GALGO_FRAME_H
@@ -452,5 +463,17 @@ const char *frame_op_name(uint8_t op);
  * bound is checked (what §11.1 recommends for unknown newer SDKs).
  */
 bool frame_version_accepts(uint32_t client, uint32_t server, bool upper_bound);
+
+/*
+ * Whether the first `len` bytes received on a connection are a legacy frame (section 8). Returns its
+ * command code, or 0 when they are not (or not yet) one.
+ */
+uint32_t frame_legacy_peek(const uint8_t *p, size_t len);
+
+#define FRAME_LEGACY_REPLY_SIZE 8u
+#define FRAME_LEGACY_STATUS 3u /* InvalidCommand: known to every legacy SDK */
+
+/* The legacy error reply of section 8: [FRAME_LEGACY_STATUS u32][0 u32]. */
+void frame_legacy_reply(uint8_t out[FRAME_LEGACY_REPLY_SIZE]);
 
 #endif /* GALGO_FRAME_H */

@@ -7,7 +7,8 @@
  *   GET    /ping                                   Ping (NR 1)                 200 text "pong"
  *   GET    /stats                                  GetStats (NR 10)            Stats
  *   GET    /cluster/metadata                       GetClusterMetadata (NR 12)  ClusterMetadata
- *   GET    /metrics                                (http_opts.metrics)          Prometheus text
+ *   GET    /metrics                                (http_opts.metrics)          Prometheus text; open
+ *                                                  unless http_opts.metrics_auth (Iggy serves it openly)
  *   GET    /clients, /clients/{id}                 GetClients 22, GetClient 21 [ClientInfo], ClientInfoDetails
  *   GET    /options/{topic|stream|user}            DescribeOptions (NR 13)     [OptionSpec]
  *   POST   /users/login                            Register (op 1, code 40)    IdentityInfo
@@ -3146,6 +3147,7 @@ enum route_auth {
 	AUTH_NONE,       /* /ping and the logins */
 	AUTH_BEARER,     /* Authorization: Bearer <JWT or PAT> */
 	AUTH_BODY_TOKEN, /* a JWT in the body's "token" (refresh) */
+	AUTH_METRICS,    /* /metrics: AUTH_BEARER with http_opts.metrics_auth, else AUTH_NONE */
 };
 
 struct http_route {
@@ -3163,7 +3165,7 @@ static const struct http_route routes[] = {
 	{"GET", "/ping", AUTH_NONE, false, b_ping, reply_pong, 200, NULL},
 	{"GET", "/stats", AUTH_BEARER, false, b_stats, reply_stats, 200, NULL},
 	{"GET", "/cluster/metadata", AUTH_BEARER, false, b_cluster, reply_cluster, 200, NULL},
-	{"GET", "/metrics", AUTH_BEARER, false, NULL, NULL, 200, local_metrics},
+	{"GET", "/metrics", AUTH_METRICS, false, NULL, NULL, 200, local_metrics},
 	{"GET", "/clients", AUTH_BEARER, false, b_clients, reply_clients, 200, NULL},
 	{"GET", "/clients/*", AUTH_BEARER, false, b_client, reply_client, 200, NULL},
 	{"GET", "/options/*", AUTH_BEARER, false, b_options, reply_options, 200, NULL},
@@ -3370,7 +3372,10 @@ static void call_start(struct http_call *c)
 	const struct http_route *rt = c->route;
 	uint32_t uid = 0;
 	bool jwt = false;
-	if (rt->auth == AUTH_BEARER) {
+	enum route_auth auth = rt->auth;
+	if (auth == AUTH_METRICS)
+		auth = s->opts.metrics_auth ? AUTH_BEARER : AUTH_NONE;
+	if (auth == AUTH_BEARER) {
 		c->bearer = bearer_token(c->req);
 		if (c->bearer == NULL) {
 			call_error(c, E_ACCESS_TOKEN_MISSING);
@@ -3386,7 +3391,7 @@ static void call_start(struct http_call *c)
 			call_error(c, E_INVALID_PAT);
 			return;
 		}
-	} else if (rt->auth == AUTH_BODY_TOKEN) {
+	} else if (auth == AUTH_BODY_TOKEN) {
 		const char *tok;
 		size_t n;
 		if (j_str(c->json, "token", &tok, &n) != 0 || jwt_verify(s, tok, &uid, c->jti, &c->jwt_exp) != 0) {
@@ -3408,7 +3413,7 @@ static void call_start(struct http_call *c)
 		c->user_id = uid;
 		c->authenticated = true;
 		call_main(c);
-	} else if (rt->auth == AUTH_BEARER) {
+	} else if (auth == AUTH_BEARER) {
 		struct wire_buf b;
 		wire_buf_init(&b);
 		put_pat_register(&b, c->bearer, strlen(c->bearer));

@@ -59,6 +59,7 @@ struct http_opts {
 	uint32_t token_ttl_s;     /* default 3600: lifetime of the access tokens issued */
 	/* GET /metrics: the Prometheus text (malloc'd, the listener frees it). NULL: 501. */
 	int (*metrics)(void *ud, char **out, size_t *len);
+	bool metrics_auth;        /* GET /metrics needs a Bearer token; false (default): open, as in Iggy */
 	/* Where the listener says what it does (default: nowhere). level: enum http_log_level. */
 	void (*log)(void *ud, int level, const char *msg);
 	void *log_ud;             /* passed to metrics and log */

@@ -110,6 +110,7 @@ struct tcp_conn {
 	bool want_parse; /* buffered frames to deliver from the idle callback */
 	bool in_parse;
 	bool stale_fired;
+	bool framed;      /* a VSR frame was delivered: the legacy check (frame.h section 8) is over */
 	int close_status; /* for sends not written when the connection closed */
 	uint64_t last_rx, last_tx, close_req_at;
 	struct frame_u128 last_client;
@@ -708,9 +709,26 @@ static void conn_parse(struct tcp_conn *c)
 	c->in_parse = true;
 	while (!c->closing && !c->close_req && !conn_paused(c) && !s->closing) {
 		size_t avail = c->rlen - c->rpos;
-		if (avail < FRAME_OFF_SIZE + 4)
+		if (avail == 0)
 			break;
 		const uint8_t *p = c->rbuf + c->rpos;
+		uint32_t legacy = c->framed ? 0 : frame_legacy_peek(p, avail);
+		if (legacy != 0) {
+			/* A pre-0.9 SDK would otherwise wait for an answer until the heartbeat eviction. */
+			slog(s, TCP_LOG_INFO,
+			     "connection %u (%s): legacy Iggy framing (command %u; SDK 0.8 or older), not supported; "
+			     "answering InvalidCommand and closing",
+			     c->id, c->peer, legacy);
+			uint8_t rep[FRAME_LEGACY_REPLY_SIZE];
+			frame_legacy_reply(rep);
+			struct tcp_piece piece = TCP_COPY(rep, sizeof rep);
+			(void)tcp_conn_send(c, &piece, 1, NULL, NULL);
+			c->rpos = c->rlen;
+			tcp_conn_close(c);
+			break;
+		}
+		if (avail < FRAME_OFF_SIZE + 4)
+			break;
 		uint32_t size = frame_peek_size(p);
 		if (size < FRAME_HEADER_SIZE || size > s->opts.max_frame) {
 			slog(s, TCP_LOG_INFO, "connection %u (%s): frame size %u out of range; closing", c->id,
@@ -723,6 +741,7 @@ static void conn_parse(struct tcp_conn *c)
 				conn_abort(c, -ENOMEM);
 			break;
 		}
+		c->framed = true;
 		conn_dispatch(c, p, size);
 		c->rpos += size;
 	}

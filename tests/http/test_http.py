@@ -16,7 +16,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MAX_REQUEST_SIZE
+from conftest import MAX_REQUEST_SIZE, Galgod
 
 TIMEOUT = 15
 
@@ -360,7 +360,30 @@ def test_metrics(root):
     assert leaders["meta"] == 1 and leaders["0"] == 1 and leaders["1"] == 1
     assert all(s.value >= 1 for s in families["galgo_raft_term"].samples)
     assert all(s.value == 0 for s in families["galgo_raft_apply_lag"].samples)
-    assert Api(root.port).call("GET", "/metrics")[0] == 401
+
+
+def test_metrics_are_open_by_default(root):
+    """As Iggy serves them: a Prometheus scraper needs no token (http.metrics_auth defaults to false)."""
+    status, resp, raw = Api(root.port).call("GET", "/metrics")
+    assert status == 200 and resp.getheader("content-type").startswith("text/plain")
+    assert "galgo_requests" in {f.name for f in text_string_to_metric_families(raw.decode())}
+
+
+def test_metrics_need_a_token_with_metrics_auth(tmp_path):
+    """--http.metrics_auth=true: no token is 401 (AccessTokenMissing), a bad one 401, a login's JWT 200."""
+    srv = Galgod(tmp_path, ["--http.metrics_auth=true"])
+    srv.start()
+    try:
+        api = Api(srv.http_port)
+        status, _, raw = api.call("GET", "/metrics")
+        assert status == 401
+        assert_error(raw, 77, "access_token_missing")
+        assert Api(srv.http_port, "not.a.jwt").call("GET", "/metrics")[0] == 401
+        api.token = login(api)
+        status, _, raw = api.call("GET", "/metrics")
+        assert status == 200 and b"galgo_requests" in raw
+    finally:
+        assert srv.stop() == 0, srv.stderr()
 
 
 def test_fire_and_forget_segments_and_clients(root):

@@ -533,6 +533,37 @@ Test(badinput, garbage_bytes_close_the_connection)
 	galgod_stop();
 }
 
+/*
+ * A pre-0.9 client (legacy framing, frame.h section 8): the LoginUser that iggy-cli 0.13 sends, code 38 with
+ * [username u8-len][password u8-len][version u32-len "0.10.0"][context u32-len ""], 32 bytes in all. It is
+ * answered at once with the legacy error reply (status 3, no payload) and the connection is closed, not
+ * left waiting for the 36 s heartbeat eviction.
+ */
+Test(badinput, a_legacy_framed_login_is_answered_and_closed_at_once)
+{
+	struct reply before = snapshot();
+	struct conn c = conn_open();
+	static const uint8_t login[] = {
+		28, 0, 0, 0, 38, 0, 0, 0,                  /* length = 4 + 24, code 38 LoginUser */
+		4, 'i', 'g', 'g', 'y', 4, 'i', 'g', 'g', 'y', /* username, password */
+		6, 0, 0, 0, '0', '.', '1', '0', '.', '0',   /* client version */
+		0, 0, 0, 0,                                 /* context */
+	};
+	cr_assert_eq(sizeof(login), 32);
+	uint64_t t0 = now_ms();
+	send_all(&c, login, sizeof(login));
+	uint8_t rep[8];
+	cr_assert_eq(recv_exact(&c, rep, sizeof(rep)), sizeof(rep), "closed without the legacy error reply");
+	cr_assert_lt(now_ms() - t0, 2000, "answered after %llu ms", (unsigned long long)(now_ms() - t0));
+	static const uint8_t want[8] = {3, 0, 0, 0, 0, 0, 0, 0};
+	cr_assert_arr_eq(rep, want, sizeof(want), "not [status 3][length 0]");
+	assert_closed(&c);
+	conn_close(&c);
+	assert_healthy_and_unchanged(&before);
+	reply_free(&before);
+	galgod_stop();
+}
+
 /* A frame of the right size whose header is garbage (not a Request) is ignored; the next ping is answered. */
 Test(badinput, a_garbage_frame_of_valid_size_is_ignored)
 {

@@ -532,3 +532,99 @@ Test(cluster, the_group_members_of_a_killed_node_are_removed_when_it_restarts)
 	for (int i = 0; i < N; i++)
 		node_stop(&nodes[i]);
 }
+
+/* ---- A node that has not applied the root user yet ---- */
+
+static void lonely_setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/galgo-lonely-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	roster[0] = '\0';
+	for (int i = 0; i < N; i++) {
+		node_init(&nodes[i], (uint32_t)i + 1);
+		roster_add(roster, sizeof(roster), &nodes[i]);
+		nodes[i].roster = roster;
+	}
+}
+
+TestSuite(cluster_lonely, .init = lonely_setup, .fini = cluster_teardown, .timeout = 120);
+
+/*
+ * One node of a three-node roster, alone: no quorum, so its metadata never gets the root user. A login
+ * there certainly did nothing, so it is answered 58 TransientNotAccepted (the SDK retries), not 42
+ * InvalidCredentials; with a second node up the root user is applied and the same login succeeds.
+ */
+Test(cluster_lonely, a_login_before_the_root_user_is_applied_gets_58)
+{
+	node_start(&nodes[0]);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", nodes[0].tcp);
+	struct gclient_opts o = {.connect_timeout_ms = 2000, .io_timeout_ms = 15000};
+	struct gclient *c = NULL;
+	cr_assert_eq(gclient_connect(addr, &o, &c), 0);
+	cr_assert_eq(gclient_login(c, "iggy", "iggy"), 58);
+	cr_assert_eq(gclient_login(c, "nobody", "wrong-pw"), 58, "not ready is not an answer about the password");
+	gclient_close(c);
+	node_start(&nodes[1]);
+	c = client_of(&nodes[0]);
+	gclient_close(c);
+	node_stop(&nodes[1]);
+	node_stop(&nodes[0]);
+}
+
+/* The output of `galgo-admin nodes` asked of node n (malloc'd). */
+static char *admin_nodes(const struct node *n)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "%s/galgo-admin --server 127.0.0.1:%d nodes 2>&1", GALGO_BUILD_DIR, n->tcp);
+	FILE *f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	size_t cap = 1 << 16, len = 0;
+	char *out = malloc(cap);
+	cr_assert_not_null(out);
+	size_t got;
+	while ((got = fread(out + len, 1, cap - 1 - len, f)) > 0)
+		len += got;
+	out[len] = '\0';
+	int st = pclose(f);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "galgo-admin nodes: %d\n%s", st, out);
+	return out;
+}
+
+/* The line of `galgo-admin nodes` about node `id` ("  ID  host ..."), copied into line. */
+static void admin_node_line(const char *out, uint32_t id, char *line, size_t cap)
+{
+	char head[32];
+	snprintf(head, sizeof(head), "\n  %u  ", id);
+	const char *at = strstr(out, head);
+	cr_assert_not_null(at, "no line for node %u in:\n%s", id, out);
+	at++;
+	size_t n = strcspn(at, "\n");
+	snprintf(line, cap, "%.*s", (int)(n < cap ? n : cap - 1), at);
+}
+
+/*
+ * Two nodes of a three-node roster: `galgo-admin nodes` shows the third as unreachable from the asked
+ * node, the two others as connected, and each node's metadata role: one leader, the others followers
+ * (the third is still a voter of the configuration).
+ */
+Test(cluster_lonely, admin_nodes_shows_liveness_and_roles)
+{
+	node_start(&nodes[0]);
+	node_start(&nodes[1]);
+	struct gclient *c = client_of(&nodes[0]); /* the root user exists: a metadata leader was elected */
+	gclient_close(c);
+	char *out = admin_nodes(&nodes[0]);
+	char line[3][256];
+	for (uint32_t i = 0; i < 3; i++)
+		admin_node_line(out, i + 1, line[i], sizeof(line[i]));
+	cr_assert(strstr(line[0], "  connected  ") != NULL, "%s", out);
+	cr_assert(strstr(line[1], "  connected  ") != NULL, "%s", out);
+	cr_assert(strstr(line[2], "  UNREACHABLE  follower") != NULL, "%s", out);
+	int leaders = (strstr(line[0], "metadata leader") != NULL) + (strstr(line[1], "metadata leader") != NULL);
+	int followers = (strstr(line[0], "follower") != NULL) + (strstr(line[1], "follower") != NULL);
+	cr_assert(leaders == 1 && followers == 1, "%s", out);
+	free(out);
+	node_stop(&nodes[1]);
+	node_stop(&nodes[0]);
+}

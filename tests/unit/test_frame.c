@@ -1236,3 +1236,27 @@ Test(wire, client_version_info_round_trips_and_every_truncation_fails)
 	every_prefix_fails(b.p, b.len, dec_version_info);
 	wire_buf_free(&b);
 }
+
+Test(frame, a_legacy_frame_is_told_apart_from_a_vsr_header)
+{
+	// frame.h section 8: a complete short legacy frame is recognised, a VSR header (zero checksum) never.
+	const uint8_t ping[8] = {4, 0, 0, 0, 1, 0, 0, 0};
+	cr_assert_eq(frame_legacy_peek(ping, sizeof ping), 1);
+	cr_assert_eq(frame_legacy_peek(ping, 7), 0, "a partial legacy header is not judged yet");
+	uint8_t login[32] = {28, 0, 0, 0, 38, 0, 0, 0};
+	cr_assert_eq(frame_legacy_peek(login, sizeof login), 38);
+	cr_assert_eq(frame_legacy_peek(login, 31), 0, "the legacy frame is not complete yet");
+	uint8_t vsr[FRAME_HEADER_SIZE] = {0};
+	struct frame_request req = {.size = FRAME_HEADER_SIZE,
+				    .client = {.lo = 1},
+				    .request = 1,
+				    .operation = FRAME_OP_NON_REPLICATED,
+				    .code = FRAME_CODE_PING};
+	frame_request_encode(vsr, &req);
+	for (size_t n = 0; n <= sizeof vsr; n++)
+		cr_assert_eq(frame_legacy_peek(vsr, n), 0);
+	uint8_t reply[FRAME_LEGACY_REPLY_SIZE];
+	frame_legacy_reply(reply);
+	const uint8_t want[8] = {3, 0, 0, 0, 0, 0, 0, 0};
+	cr_assert_arr_eq(reply, want, sizeof want);
+}

@@ -364,6 +364,23 @@ Test(galgod, help_exits_0)
 	child_free(&c);
 }
 
+/* --version prints Galgo's version and the Iggy protocol it speaks, and exits 0 without a data dir. */
+Test(galgod, version_exits_0)
+{
+	struct child c;
+	const char *args[] = {"--version", NULL};
+	child_start(&c, args);
+	int status = child_wait(&c, CHILD_TIMEOUT_MS);
+	ASSERT_EXIT(&c, status, 0);
+	cr_assert(strncmp(c.buf, "galgod 0.", 9) == 0, "%s", c.buf);
+	cr_assert(strstr(c.buf, "protocol 0.11") != NULL, "%s", c.buf);
+	struct stat st;
+	char dflt[128];
+	snprintf(dflt, sizeof(dflt), "%s/local_data", tmpdir);
+	cr_assert_neq(stat(dflt, &st), 0, "--version created %s", dflt);
+	child_free(&c);
+}
+
 /* The test's inline flusher and real file backend, for writing partitions before galgod starts. */
 struct writer {
 	uv_loop_t loop;
