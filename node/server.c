@@ -1189,7 +1189,7 @@ static int commit(struct srv *s, const struct meta_cmd *c)
 /*
  * A read barrier ("read index", dissertation §6.4, without the leader's heartbeat round): done(s, w, ...)
  * runs once this node has applied everything the metadata leader had committed when asked, or after 2 s
- * without a leader (status -EAGAIN). A follower passes one before a login, so that a password or user
+ * (ADMIT_MS) without that (a non-zero status). A follower passes one before a login, so that a password or user
  * changed through another node is seen.
  */
 static int meta_barrier(struct srv *s, mdone_fn done, void *arg)
@@ -1202,7 +1202,8 @@ static int meta_barrier(struct srv *s, mdone_fn done, void *arg)
 	w->done = done;
 	w->arg = arg;
 	w->req_id = ++s->next_req;
-	w->deadline = mono_ms() + META_DEADLINE_MS;
+	/* A barrier takes a round trip and an apply; one that has not come back within ADMIT_MS fails. */
+	w->deadline = mono_ms() + ADMIT_MS;
 	w->admit_by = mono_ms() + ADMIT_MS;
 	w->next = s->mwaits;
 	s->mwaits = w;
@@ -1766,17 +1767,21 @@ struct deferred_login {
 };
 
 static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
-				size_t len);
+				size_t len, bool current);
 
 static void login_barrier_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
 {
 	(void)s;
-	(void)status; /* without a leader the login goes on with what this node knows */
 	(void)rv;
 	(void)res;
 	struct deferred_login *d = w->arg;
+	/*
+	 * Without the barrier (no metadata leader reached within its deadline) this node cannot prove its
+	 * users, passwords, tokens and permissions are current: a password changed or a user deleted through
+	 * another node would still log in here. The login fails closed, as "not ready, retry" (58).
+	 */
 	if (!d->ss->closed)
-		handle_register_now(d->ss, &d->hdr, d->body, d->len);
+		handle_register_now(d->ss, &d->hdr, d->body, d->len, status == 0);
 	session_unref(d->ss);
 	free(d);
 }
@@ -1799,11 +1804,11 @@ static void handle_register(struct srv_session *ss, const struct frame_request *
 			free(d);
 		}
 	}
-	handle_register_now(ss, hdr, body, len);
+	handle_register_now(ss, hdr, body, len, true);
 }
 
 static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
-				size_t len)
+				size_t len, bool current)
 {
 	struct srv *s = ss->srv;
 	struct wire_rd r;
@@ -1817,11 +1822,12 @@ static void handle_register_now(struct srv_session *ss, const struct frame_reque
 		evict(ss, hdr, FRAME_EVICT_INCOMPATIBLE_PROTOCOL);
 		return;
 	}
-	if (!s->root_seen) {
+	if (!s->root_seen || !current) {
 		/*
 		 * The metadata has not reached the root user yet (a cluster node before its first leader, or
-		 * still catching up): the users known here say nothing yet, and the login certainly did
-		 * nothing, so it is "not ready, retry" (58, result-framed as Iggy's transient login reply).
+		 * still catching up), or this node could not prove it is current (login_barrier_done): the users
+		 * known here say nothing reliable, and the login certainly did nothing, so it is "not ready,
+		 * retry" (58, result-framed as Iggy's transient login reply).
 		 */
 		struct pending *p = pending_new(ss, hdr);
 		if (p != NULL)
