@@ -348,6 +348,11 @@ int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uin
 	return rv;
 }
 
+int clu_group_barrier(struct clu_group *g)
+{
+	return rgroup_barrier(g->g);
+}
+
 int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len)
 {
 	return rgroup_snapshot(g->g, index, keep_from, data, len);

@@ -53,10 +53,15 @@
  *   RAFT        an rmsg message (raft/rmsg.c), routed by its group id
  *   META_FWD    [req_id u64][metarec command (node/metarec.h)]; with no command: a read barrier
  *   META_REPLY  [req_id u64][-errno u32: 0 taken][index u64][term u64] (a barrier: the commit index, term 0)
- *   SEND_FWD    [req_id u64][group id u64][the verified Iggy batch]. A follower that gets one from a node
- *               hosting no replica of the partition passes it on to its leader (a new req_id) and relays
- *               the SEND_REPLY; one from a replica it answers 58.
+ *   SEND_FWD    [req_id u64][group id u64][fence term u64][the verified Iggy batch]. The fence is the
+ *               term in which the sender, a replica, knows the receiver as the partition's leader; 0 from
+ *               a node hosting no replica (not fenced). The leader appends the batch only while it leads
+ *               in that very term, else answers 58 (it did not append it). A follower that gets one from
+ *               a node hosting no replica of the partition passes it on to its leader (a new req_id,
+ *               fenced by its own view) and relays the SEND_REPLY; one from a replica it answers 58.
  *   SEND_REPLY  [req_id u64][Iggy status u32][base offset u64, UINT64_MAX: all retries][Raft index u64]
+ *   SEND_PLACED [req_id u64][Raft index u64][term u64]: where the leader appended a forwarded batch,
+ *               sent as it appends it (so before any message that can tell the sender it committed).
  *   POLL_FWD    47 bytes: [req_id u64][group id u64][stream u32][topic u32][partition u32]
  *               [consumer kind u8: 1 consumer, 2 group][consumer id u32: the numeric id, a group's id]
  *               [strategy kind u8: PollingStrategy's kind][strategy value u64][count u32][auto_commit u8]
@@ -78,6 +83,7 @@ enum clu_kind {
 	CLU_KIND_SEND_REPLY = 5,  /* its outcome */
 	CLU_KIND_POLL_FWD = 6,    /* a consumer's poll for a replica of the partition */
 	CLU_KIND_POLL_REPLY = 7,  /* its outcome and the messages */
+	CLU_KIND_SEND_PLACED = 8, /* where the leader appended a forwarded batch */
 	CLU_KIND_MAX = 16,
 };
 
@@ -153,6 +159,8 @@ void clu_group_close(struct clu_group *g, bool destroy);
 
 /* rgroup_submit, with the term of the entry. */
 int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term);
+/* rgroup_barrier of the group (raft/rgroup.h). */
+int clu_group_barrier(struct clu_group *g);
 /* rgroup_snapshot: the owner's state through `index`; entries below keep_from may go once it returns 0. */
 int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len);
 /* rgroup_transfer: hands leadership to `to` once it has caught up. */

@@ -150,6 +150,7 @@ struct part {
 	uint64_t transfer_at;       /* ms of the last leadership hand-over to the preferred replica */
 	uint64_t leaderless_since;  /* ms since which a leaving replica has known no leader (0: it knows one) */
 	bool leaving;               /* the metadata moved this replica away: it closes once removed */
+	bool term_barrier;          /* newly elected: an entry of its term is to be committed (part_term_barrier) */
 	struct swait *waits, *waits_tail; /* in index order */
 };
 
@@ -210,7 +211,11 @@ struct lwait {
 	uint64_t deadline;
 };
 
-/* A send forwarded to the partition leader (origin side). */
+/*
+ * A send forwarded to the partition leader (origin side). When this node is a replica of the partition
+ * the forward is fenced to the leader's term as seen here (`term`), and its outcome follows from this
+ * replica's own log once leadership moves on (fwd_settle): see "A send" in docs/ARCHITECTURE.md.
+ */
 struct fwd {
 	struct fwd *next;
 	uint64_t req_id;
@@ -219,6 +224,13 @@ struct fwd {
 	uint64_t deadline;
 	bool acked;                /* committed on the leader: waiting for this replica to apply `index` */
 	uint64_t index, base;
+	uint64_t to;               /* the leader it went to */
+	uint64_t term;             /* the term it is fenced to (0: not fenced, this node hosts no replica) */
+	uint64_t applied_at;       /* this replica's applied index when it went: the batch is not at or below */
+	bool placed;               /* the leader appended it at (index, placed_term) */
+	uint64_t placed_term;
+	bool unsure;               /* a committed entry of `term` above applied_at may be this batch */
+	uint64_t moved_at;         /* ms when this node first saw another leader or a later term (0: not yet) */
 	/*
 	 * A relay (p NULL): a SEND_FWD that a node hosting no replica sent to this follower, passed on to
 	 * the leader; its SEND_REPLY goes back to relay_to as the answer to relay_req.
@@ -472,6 +484,116 @@ static void send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, u
 			      uint64_t index);
 static void offset_resume(struct srv *s, const struct pfwd *f, uint32_t code, const uint8_t *prefix);
 static void send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base);
+static void finish(struct pending *p, uint32_t status, bool result, const void *body, size_t len);
+static void house_arm(struct srv *s);
+
+static bool fwd_of(const struct fwd *f, const struct part *pt)
+{
+	return f->stream_id == pt->stream_id && f->topic_id == pt->topic_id && f->partition_id == pt->pid;
+}
+
+/*
+ * Answers a forwarded send and forgets it: code 0 with the batch's base offset (UINT64_MAX: every message
+ * was a retry already stored) and its entry's index, or an Iggy code. A relay passes it to its origin.
+ */
+static void fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t base, uint64_t index)
+{
+	struct fwd *f = *pp;
+	*pp = f->next;
+	if (f->relay) {
+		send_reply_remote(s, f->relay_to, f->relay_req, code, base, index);
+	} else if (code != 0) {
+		finish(f->p, code, false, NULL, 0);
+	} else if (base == UINT64_MAX) {
+		uint8_t zero[4] = {0};
+		finish(f->p, 0, false, zero, sizeof(zero));
+	} else {
+		send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, base);
+	}
+	free(f);
+}
+
+/*
+ * Whether the committed entry e of pt is known to hold another forwarded batch of this node: one the
+ * leader said it placed at (e->index, e->term), or one acknowledged at e->index.
+ */
+static bool fwd_entry_known(const struct srv *s, const struct part *pt, const struct rgroup_entry *e)
+{
+	for (const struct fwd *g = s->fwds; g != NULL; g = g->next)
+		if (fwd_of(g, pt) && g->index == e->index && (g->acked || (g->placed && g->placed_term == e->term)))
+			return true;
+	return false;
+}
+
+/*
+ * What this replica's own log says about the sends it forwarded, as it applies the committed entry e
+ * (see "A send" in docs/ARCHITECTURE.md). Raft never changes a committed entry, and a leader appends a
+ * fenced forward only in the term it is fenced to (on_send_fwd). So:
+ *   - acknowledged by the leader: answered once applied here (the client reads its write here);
+ *   - placed by the leader at (i, t): the entry committed at i is it if its term is t, and then it is
+ *     acknowledged; any other entry at i means it was replaced and can never commit: 58;
+ *   - not known to be placed: the batch, if the leader took it, is an entry of term `term` above
+ *     applied_at. Once an entry of a later term commits, every committed entry of `term` has been
+ *     applied here (terms never decrease along a log) and no other ever will be: if none of those above
+ *     applied_at could be the batch (each is known to hold another forward), it was certainly not
+ *     admitted: 58. Otherwise its fate is unknown here: error 1, never 58 (it may have committed, and
+ *     the client would send it twice).
+ */
+static void fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs)
+{
+	struct srv *s = pt->srv;
+	int known = -1; /* fwd_entry_known(e), computed when first needed, before anything is answered */
+	if (msgs)
+		for (struct fwd *f = s->fwds; f != NULL && known < 0; f = f->next)
+			if (fwd_of(f, pt) && !f->acked && !f->placed && f->term == e->term && e->index > f->applied_at)
+				known = fwd_entry_known(s, pt, e);
+	for (struct fwd **pp = &s->fwds; *pp != NULL;) {
+		struct fwd *f = *pp;
+		if (!fwd_of(f, pt) || (!f->acked && f->term == 0)) {
+			pp = &f->next;
+			continue;
+		}
+		if (f->acked) {
+			if (f->index <= e->index)
+				fwd_answer(s, pp, 0, f->base, f->index);
+			else
+				pp = &f->next;
+		} else if (f->placed) {
+			if (f->index != e->index)
+				pp = &f->next;
+			else if (msgs && e->term == f->placed_term)
+				fwd_answer(s, pp, 0, e->base_offset, e->index);
+			else
+				fwd_answer(s, pp, E_NOT_ACCEPTED, 0, 0);
+		} else if (e->index <= f->applied_at) {
+			pp = &f->next;
+		} else if (e->term > f->term) {
+			fwd_answer(s, pp, f->unsure ? E_ERROR : E_NOT_ACCEPTED, 0, 0);
+		} else {
+			if (msgs && e->term == f->term && known == 0)
+				f->unsure = true;
+			pp = &f->next;
+		}
+	}
+}
+
+/*
+ * A forward placed at or below `applied`, an index this replica has applied (the placement came late, or
+ * a snapshot install went past it): settled by the entry its log holds there, if it still holds it.
+ * Returns whether *pp was answered.
+ */
+static bool fwd_check_placed(struct part *pt, struct fwd **pp, uint64_t applied)
+{
+	struct fwd *f = *pp;
+	struct record_env env;
+	if (!f->placed || applied < f->index || plog_entry_at(pt->log, f->index, &env) != 0)
+		return false;
+	if (env.term == f->placed_term && env.type == RECORD_MESSAGES)
+		fwd_answer(pt->srv, pp, 0, env.base_offset, f->index);
+	else
+		fwd_answer(pt->srv, pp, E_NOT_ACCEPTED, 0, 0);
+	return true;
+}
 
 static void part_apply(void *ud, const struct rgroup_entry *e)
 {
@@ -490,17 +612,7 @@ static void part_apply(void *ud, const struct rgroup_entry *e)
 	} else {
 		pt->other_bytes += e->length;
 	}
-	for (struct fwd **pp = &pt->srv->fwds; *pp != NULL;) {
-		struct fwd *f = *pp;
-		if (!f->acked || f->index > e->index || f->stream_id != pt->stream_id || f->topic_id != pt->topic_id ||
-		    f->partition_id != pt->pid) {
-			pp = &f->next;
-			continue;
-		}
-		*pp = f->next;
-		send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, f->base);
-		free(f);
-	}
+	fwd_settle(pt, e, msgs);
 	while (pt->waits != NULL && pt->waits->index <= e->index) {
 		struct swait *w = pt->waits;
 		pt->waits = w->next;
@@ -521,6 +633,11 @@ static void part_state(void *ud, int state, uint64_t term)
 	/* A leadership hand-over to the preferred replica waits BALANCE_MS after an election (see balance_leaders). */
 	if (state == RAFT_LEADER)
 		pt->transfer_at = mono_ms();
+	const struct clu_node *nodes;
+	if (state == RAFT_LEADER && clu_nodes(pt->srv->clu, &nodes) > 1) {
+		pt->term_barrier = true; /* not from within the group's callback: the housekeeping timer does it */
+		house_arm(pt->srv);
+	}
 }
 
 /*
@@ -531,12 +648,27 @@ static void part_state(void *ud, int state, uint64_t term)
 static void part_restore(void *ud, uint64_t index, const void *data, size_t len)
 {
 	struct part *pt = ud;
-	(void)index;
 	if (len >= 8)
 		pt->committed_next = record_le64(data);
 	pt->other_bytes = 0;
 	if (pt->dd != NULL)
 		dedup_rebuild(pt->log, pt->dd);
+	/*
+	 * The install went past entries fwd_settle never saw: a forward placed below it is settled by the
+	 * log if it still holds that entry; any other may have been among the skipped entries (unknown).
+	 */
+	for (struct fwd **pp = &pt->srv->fwds; *pp != NULL;) {
+		struct fwd *f = *pp;
+		if (fwd_of(f, pt) && !f->acked && f->term != 0) {
+			if (fwd_check_placed(pt, pp, index))
+				continue; /* answered: *pp is the next one */
+			if (f->placed && f->index <= index)
+				f->placed = false;
+			if (!f->placed && f->applied_at < index)
+				f->unsure = true;
+		}
+		pp = &f->next;
+	}
 }
 
 static const struct clu_group_ops part_ops = {part_apply, part_state, part_restore};
@@ -2282,6 +2414,44 @@ static const struct clu_group_ops meta_ops = {meta_apply_entry, meta_state, meta
 
 /* ---- Housekeeping: retries and deadlines of replicated work ---- */
 
+/*
+ * Whether leadership of a fenced forward's partition moved on from where it went (another leader or a
+ * later term seen here) at least two election timeouts ago; the first sighting is remembered.
+ */
+static bool fwd_moved_on(struct srv *s, struct fwd *f, uint64_t now)
+{
+	if (f->acked || f->term == 0)
+		return false;
+	struct tparts *tp = tparts_find(s, f->stream_id, f->topic_id);
+	struct part *pt = tp != NULL && f->partition_id < tp->n ? tp->pp[f->partition_id] : NULL;
+	if (pt == NULL)
+		return false;
+	struct rgroup_status st;
+	clu_group_status(pt->g, &st);
+	if (f->moved_at == 0 && (st.term > f->term || (st.leader_id != 0 && st.leader_id != f->to)))
+		f->moved_at = now;
+	return f->moved_at != 0 && now - f->moved_at >= 2ull * s->cfg->cluster.election_timeout_ms;
+}
+
+/*
+ * A new partition leader whose log is fully committed commits an empty entry of its own term at once
+ * (libraft appends one itself only when its log is not fully committed). Until an entry of a later term
+ * commits, an uncommitted entry of the previous leader (a forwarded send it took just before it stalled)
+ * could still commit if that leader came back and won an election; once one has, it never can, and a
+ * replica that forwarded such a send can tell the client for certain (fwd_settle).
+ */
+static void part_term_barrier(struct part *pt)
+{
+	struct rgroup_status st;
+	clu_group_status(pt->g, &st);
+	struct record_env env;
+	bool needed = st.state == RAFT_LEADER && st.commit_index == st.last_index &&
+		      (st.last_index == 0 || (plog_entry_at(pt->log, st.last_index, &env) == 0 && env.term < st.term));
+	int rv = needed ? clu_group_barrier(pt->g) : 0;
+	if (rv != -EBUSY && rv != -EAGAIN)
+		pt->term_barrier = false;
+}
+
 static void on_house(uv_timer_t *t)
 {
 	struct srv *s = t->data;
@@ -2297,23 +2467,29 @@ static void on_house(uv_timer_t *t)
 	}
 	for (struct fwd **pp = &s->fwds; *pp != NULL;) {
 		struct fwd *f = *pp;
-		if (now < f->deadline) {
-			pp = &f->next;
+		if (now >= f->deadline) {
+			if (f->acked && !f->relay) /* committed; only this replica lags */
+				fwd_answer(s, pp, 0, f->base, f->index);
+			else
+				fwd_answer(s, pp, E_ERROR, 0, 0);
 			continue;
 		}
-		*pp = f->next;
-		if (f->relay)
-			send_reply_remote(s, f->relay_to, f->relay_req, E_ERROR, 0, 0);
-		else if (f->acked) /* committed; only this replica lags */
-			send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, f->base);
-		else
-			finish(f->p, E_ERROR, false, NULL, 0);
-		free(f);
+		if (fwd_moved_on(s, f, now)) {
+			/*
+			 * Another leader (or a later term) has been known here for two election timeouts and this
+			 * replica's log has not settled the send (fwd_settle): its outcome is unknown, not refused.
+			 */
+			fwd_answer(s, pp, E_ERROR, 0, 0);
+			continue;
+		}
+		pp = &f->next;
 	}
 	pfwd_expire(s, now);
 	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n; i++) {
 			struct part *pt = tp->pp[i];
+			if (pt != NULL && pt->term_barrier)
+				part_term_barrier(pt);
 			/* An entry that never commits (the leader lost its quorum) fails after the deadline. */
 			while (pt != NULL && pt->waits != NULL && now >= pt->waits->deadline) {
 				struct swait *w = pt->waits;
@@ -2349,7 +2525,7 @@ static void house_arm(struct srv *s)
 	bool work = s->fwds != NULL || s->pfwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
 	for (struct tparts *tp = s->parts; tp != NULL && !work; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n && !work; i++)
-			work = tp->pp[i] != NULL && tp->pp[i]->waits != NULL;
+			work = tp->pp[i] != NULL && (tp->pp[i]->waits != NULL || tp->pp[i]->term_barrier);
 	if (!work) {
 		uv_timer_stop(&s->house);
 		return;
@@ -3031,6 +3207,15 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 	}
 	if (pt->dd != NULL)
 		each_frame(batch, blen, add_frame_id, pt->dd);
+	if (p == NULL) {
+		/* Where the forwarded batch went, before anything can say it committed (fwd_settle). */
+		uint8_t out[24];
+		record_put64(out, req_id);
+		record_put64(out + 8, index);
+		record_put64(out + 16, term);
+		uv_buf_t ub = uv_buf_init((char *)out, sizeof(out));
+		clu_send(s->clu, origin, CLU_KIND_SEND_PLACED, &ub, 1);
+	}
 	w->p = p;
 	w->origin = origin;
 	w->req_id = req_id;
@@ -3057,12 +3242,17 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 
 /*
  * A send for a partition this node replicates but does not lead: the verified batch goes to the leader
- * (`to`) over the node-to-node link as SEND_FWD (req_id u64, group id u64, then the batch), and its reply
- * comes back as SEND_REPLY (send_reply_remote). `to` 0: no leader known (an election), 58.
+ * (`to`) over the node-to-node link as SEND_FWD (node/cluster.h), fenced to the leader's term as this
+ * replica knows it; the leader says where it appended it (SEND_PLACED) and its outcome comes back as
+ * SEND_REPLY (send_reply_remote), or this replica's log settles it (fwd_settle). `to` 0: no leader known
+ * (an election), 58.
  */
-/* Sends SEND_FWD to `to` and returns its waiter (p and the relay fields are the caller's), or NULL. */
-static struct fwd *fwd_send(struct srv *s, uint64_t to, uint64_t gid, uint32_t stream_id, uint32_t topic_id,
-			    uint32_t pid, const uint8_t *batch, size_t blen)
+/*
+ * Sends SEND_FWD to `to` and returns its waiter (p and the relay fields are the caller's), or NULL. pt is
+ * this node's replica of the partition (NULL: it hosts none, and the forward is not fenced).
+ */
+static struct fwd *fwd_send(struct srv *s, struct part *pt, uint64_t to, uint64_t gid, uint32_t stream_id,
+			    uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
 {
 	struct fwd *f = calloc(1, sizeof(*f));
 	if (to == 0 || to == clu_node_id(s->clu) || f == NULL) {
@@ -3074,9 +3264,19 @@ static struct fwd *fwd_send(struct srv *s, uint64_t to, uint64_t gid, uint32_t s
 	f->topic_id = topic_id;
 	f->partition_id = pid;
 	f->deadline = mono_ms() + SEND_DEADLINE_MS;
-	uint8_t h[16];
+	f->to = to;
+	if (pt != NULL) {
+		struct rgroup_status st;
+		clu_group_status(pt->g, &st);
+		if (st.leader_id == to) {
+			f->term = st.term;
+			f->applied_at = st.applied_index;
+		}
+	}
+	uint8_t h[24];
 	record_put64(h, f->req_id);
 	record_put64(h + 8, gid);
+	record_put64(h + 16, f->term);
 	uv_buf_t b[2] = {uv_buf_init((char *)h, sizeof(h)), uv_buf_init((char *)batch, (unsigned)blen)};
 	if (clu_send(s->clu, to, CLU_KIND_SEND_FWD, b, 2) != 0) {
 		free(f);
@@ -3088,10 +3288,10 @@ static struct fwd *fwd_send(struct srv *s, uint64_t to, uint64_t gid, uint32_t s
 	return f;
 }
 
-static void send_forward(struct srv *s, struct pending *p, uint64_t to, uint64_t gid, uint32_t stream_id,
-			 uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
+static void send_forward(struct srv *s, struct pending *p, struct part *pt, uint64_t to, uint64_t gid,
+			 uint32_t stream_id, uint32_t topic_id, uint32_t pid, const uint8_t *batch, size_t blen)
 {
-	struct fwd *f = fwd_send(s, to, gid, stream_id, topic_id, pid, batch, blen);
+	struct fwd *f = fwd_send(s, pt, to, gid, stream_id, topic_id, pid, batch, blen);
 	if (f == NULL)
 		finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
 	else
@@ -3225,23 +3425,31 @@ static bool sender_hosts(struct srv *s, const struct part *pt, uint64_t id)
 static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
-	if (len < 16 + RECORD_BATCH_HEADER_SIZE)
+	if (len < 24 + RECORD_BATCH_HEADER_SIZE)
 		return;
 	uint8_t *b = (uint8_t *)buf; /* rnet's receive buffer, ours during the call: stamped in place */
-	uint64_t req = record_le64(b), gid = record_le64(b + 8);
+	uint64_t req = record_le64(b), gid = record_le64(b + 8), fence = record_le64(b + 16);
 	struct part *pt = part_by_gid(s, gid);
 	uint32_t code = E_NOT_ACCEPTED;
-	if (pt != NULL && clu_group_leader(pt->g)) {
-		code = record_batch_verify(b + 16, len - 16, true) == 0 ? send_local(pt, NULL, from, req, b + 16, len - 16)
+	struct rgroup_status st = {0};
+	if (pt != NULL)
+		clu_group_status(pt->g, &st);
+	/*
+	 * A fenced forward is taken only in the term it names: its sender settles it from its own log by that
+	 * term (fwd_settle), so a leader deposed and elected again, or one that resumes after a pause with the
+	 * forward still in its socket after its term ended, must not append it in another term.
+	 */
+	if (pt != NULL && clu_group_leader(pt->g) && (fence == 0 || fence == st.term)) {
+		code = record_batch_verify(b + 24, len - 24, true) == 0 ? send_local(pt, NULL, from, req, b + 24, len - 24)
 									: E_INVALID_COMMAND;
-	} else if (pt != NULL && !sender_hosts(s, pt, from)) {
+	} else if (pt != NULL && !clu_group_leader(pt->g) && !sender_hosts(s, pt, from)) {
 		/*
 		 * From a node hosting no replica (it picked the first connected one): passed on to the leader
 		 * once. A replica's own forward is not passed on (it asked the leader it knew), so a batch makes
 		 * two hops at most.
 		 */
-		struct fwd *f = fwd_send(s, clu_group_leader_id(pt->g), gid, pt->stream_id, pt->topic_id, pt->pid, b + 16,
-					 len - 16);
+		struct fwd *f = fwd_send(s, pt, clu_group_leader_id(pt->g), gid, pt->stream_id, pt->topic_id, pt->pid,
+					 b + 24, len - 24);
 		if (f != NULL) {
 			f->relay = true;
 			f->relay_to = from;
@@ -3285,16 +3493,33 @@ static void on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
 			f->base = base;
 			return;
 		}
-		*pp = f->next;
-		if (code != 0) {
-			finish(f->p, code, false, NULL, 0);
-		} else if (base == UINT64_MAX) {
-			uint8_t zero[4] = {0};
-			finish(f->p, 0, false, zero, sizeof(zero));
-		} else {
-			send_reply_ok(f->p, f->stream_id, f->topic_id, f->partition_id, base);
-		}
-		free(f);
+		fwd_answer(s, pp, code, base, index);
+		return;
+	}
+}
+
+/* SEND_PLACED: where the leader appended a batch this node forwarded (node/cluster.h). */
+static void on_send_placed(void *ud, uint64_t from, const void *buf, size_t len)
+{
+	struct srv *s = ud;
+	if (len != 24)
+		return;
+	const uint8_t *b = buf;
+	uint64_t req = record_le64(b);
+	for (struct fwd **pp = &s->fwds; *pp != NULL; pp = &(*pp)->next) {
+		struct fwd *f = *pp;
+		if (f->req_id != req)
+			continue;
+		if (f->acked || f->placed || f->term == 0 || f->to != from)
+			return;
+		struct tparts *tp = tparts_find(s, f->stream_id, f->topic_id);
+		struct part *pt = tp != NULL && f->partition_id < tp->n ? tp->pp[f->partition_id] : NULL;
+		if (pt == NULL)
+			return;
+		f->placed = true;
+		f->index = record_le64(b + 8);
+		f->placed_term = record_le64(b + 16);
+		fwd_check_placed(pt, pp, part_applied(pt));
 		return;
 	}
 }
@@ -3428,7 +3653,7 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 			finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
 			return;
 		}
-		send_forward(s, p, to, clu_partition_gid(t->stream_id, t->id, t->created_at, pid, mp->created_at),
+		send_forward(s, p, NULL, to, clu_partition_gid(t->stream_id, t->id, t->created_at, pid, mp->created_at),
 			     t->stream_id, t->id, pid, batch, blen);
 		return;
 	}
@@ -3440,7 +3665,7 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 		if (ss->redirect)
 			not_leader(s, p, pt);
 		else
-			send_forward(s, p, clu_group_leader_id(pt->g), pt->gid, pt->stream_id, pt->topic_id, pt->pid,
+			send_forward(s, p, pt, clu_group_leader_id(pt->g), pt->gid, pt->stream_id, pt->topic_id, pt->pid,
 				     batch, blen);
 		return;
 	}
@@ -4943,6 +5168,7 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	clu_on(s->clu, CLU_KIND_META_REPLY, on_meta_reply, s);
 	clu_on(s->clu, CLU_KIND_SEND_FWD, on_send_fwd, s);
 	clu_on(s->clu, CLU_KIND_SEND_REPLY, on_send_reply, s);
+	clu_on(s->clu, CLU_KIND_SEND_PLACED, on_send_placed, s);
 	clu_on(s->clu, CLU_KIND_POLL_FWD, on_poll_fwd, s);
 	clu_on(s->clu, CLU_KIND_POLL_REPLY, on_poll_reply, s);
 	/*

@@ -1432,6 +1432,17 @@ int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64
 	return submit_entry(g, RAFT_COMMAND, payload, length, index);
 }
 
+int rgroup_barrier(struct rgroup *g)
+{
+	int rv = enter(g);
+	if (rv != 0)
+		return rv;
+	if (raft_state(&g->raft) != RAFT_LEADER || raft_transferee(&g->raft) != 0)
+		return -EPERM;
+	static const uint8_t zero[8];
+	return submit_entry(g, RAFT_BARRIER, zero, sizeof(zero), NULL);
+}
+
 void rgroup_status(const struct rgroup *g, struct rgroup_status *st)
 {
 	struct raft *r = (struct raft *)&g->raft; /* libraft's getters take a non-const pointer */

@@ -173,6 +173,15 @@ int rgroup_tick(struct rgroup *g);
  */
 int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64_t *index);
 
+/*
+ * Leader only: appends an empty barrier entry (RECORD_BARRIER, 8 zero bytes) of the current term, the
+ * "no-op" a leader commits at the start of its term (dissertation §6.4). libraft appends one itself only
+ * when the new leader's log is not fully committed; once one of the leader's own term commits, no entry
+ * of an earlier term that is not committed yet ever can be. Returns 0, -EPERM, -EBUSY (called from within
+ * a step) or the failure.
+ */
+int rgroup_barrier(struct rgroup *g);
+
 void rgroup_status(const struct rgroup *g, struct rgroup_status *st);
 
 /* 0, or the error that stopped the group. */

@@ -150,7 +150,7 @@ static void node_start(struct node *n)
 	}
 }
 
-static void node_kill(struct node *n)
+__attribute__((unused)) static void node_kill(struct node *n)
 {
 	cr_assert_gt(n->pid, 0);
 	kill(n->pid, SIGKILL);
