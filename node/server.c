@@ -108,7 +108,7 @@ enum {
 	E_UNAUTHENTICATED = 40,
 	E_UNAUTHORIZED = 41,
 	E_NOT_ACCEPTED = 58,
-	E_GALGO_NOT_LEADER = 10058, /* docs/protocol-extensions.md, in redirect mode */        /* TransientNotAccepted: never admitted, safe to re-issue (reference §8) */
+	E_GALGO_NOT_LEADER = 10058, /* docs/protocol-extensions.md, in redirect mode */
 	E_CANNOT_READ_MESSAGE = 4011,
 	E_INVALID_MESSAGE_CHECKSUM = 4027,
 	E_INVALID_BATCH_CHECKSUM = 4039,
