@@ -143,6 +143,8 @@ struct rgroup {
 	struct pend_bytes *pb;
 	size_t n_pb, cap_pb;
 	uint64_t installs, fetched, served, max_message;
+	bool recovering;          /* cfg.recovering until caught up (recovery_check) */
+	uint64_t refused_votes;
 };
 
 void rgroup_config_default(struct rgroup_config *c)
@@ -375,6 +377,8 @@ static void send_snapshot(struct rgroup *g, const struct raft_message *m)
 
 static void send_message(struct rgroup *g, const struct raft_message *m)
 {
+	if (g->recovering && m->type == RAFT_REQUEST_VOTE)
+		return; /* rgroup_config.recovering: it asks for no vote either */
 	if (m->type == RAFT_INSTALL_SNAPSHOT) {
 		send_snapshot(g, m);
 		return;
@@ -842,6 +846,32 @@ static int apply_some(struct rgroup *g, uint64_t to)
  * its local state machine (in log order)", dissertation §3.5), until none is left. Runs only in the
  * outermost call.
  */
+/*
+ * Ends the recovery of a replica that lost records (rgroup_config.recovering): once its commit index, as
+ * its leader told it, names an entry of the current term that it durably holds. A leader's commit index
+ * reaching an entry of its own term covers every entry committed in any earlier term (Leader
+ * Completeness), and the replica holds the same log up to there (Log Matching), so whatever it may have
+ * acknowledged before the loss is held again.
+ */
+static void recovery_check(struct rgroup *g)
+{
+	if (!g->recovering || raft_state(&g->raft) != RAFT_FOLLOWER)
+		return;
+	uint64_t c = raft_commit_index(&g->raft), term = raft_current_term(&g->raft), at = 0;
+	if (c == 0 || g->durable < c)
+		return;
+	struct record_env env;
+	if (plog_entry_at(g->env.log, c, &env) == 0)
+		at = env.term;
+	else if (g->have_snap && g->snap.index == c)
+		at = g->snap.term;
+	if (at != term)
+		return;
+	g->recovering = false;
+	if (g->env.recovered != NULL)
+		g->env.recovered(g->env.ud, c, term);
+}
+
 static void settle(struct rgroup *g)
 {
 	if (g->depth > 0)
@@ -901,6 +931,7 @@ static void settle(struct rgroup *g)
 				fail(g, rv);
 			continue;
 		}
+		recovery_check(g);
 		break;
 	}
 	g->depth--;
@@ -1057,6 +1088,7 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 	g->env = *env;
 	g->item.ops = &rgroup_item_ops;
 	g->applied = cfg->applied_index;
+	g->recovering = cfg->recovering;
 	if (g->cfg.max_message_bytes == 0)
 		g->cfg.max_message_bytes = 1u << 20;
 	if (g->cfg.max_pending_bytes == 0)
@@ -1302,6 +1334,11 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 			return 0;
 		}
 	}
+	if (g->recovering && d.msg.type == RAFT_REQUEST_VOTE) {
+		g->refused_votes++; /* rgroup_config.recovering: no vote from a replica that lost records */
+		rmsg_discard(&d);
+		return 0;
+	}
 	/* On input, server_id and server_address name the sender. */
 	d.msg.server_id = from;
 	d.msg.server_address = peer_address(g, from, NULL);
@@ -1467,6 +1504,8 @@ void rgroup_status(const struct rgroup *g, struct rgroup_status *st)
 	st->fetched_records = g->fetched;
 	st->served_records = g->served;
 	st->max_message = g->max_message;
+	st->recovering = g->recovering;
+	st->refused_votes = g->refused_votes;
 }
 
 int rgroup_snapshot(struct rgroup *g, uint64_t index, uint64_t keep_from, const void *data, size_t len)

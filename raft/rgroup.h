@@ -81,6 +81,8 @@ struct rgroup_env {
 	 * config.applied_index is below the persisted snapshot. The log then holds [plog_first_index ..].
 	 */
 	void (*restore)(void *ud, uint64_t index, const void *data, size_t len);
+	/* Optional: a recovering replica (config.recovering) caught up: it votes again from here on. */
+	void (*recovered)(void *ud, uint64_t commit_index, uint64_t term);
 };
 
 struct rgroup_config {
@@ -115,6 +117,15 @@ struct rgroup_config {
 	uint64_t max_pending_bytes;   /* uncommitted payload bytes the leader accepts before -EAGAIN (default 64 MiB) */
 	uint32_t max_message_bytes;   /* record bytes per AppendEntries or FetchReply, at least one record (1 MiB) */
 	unsigned install_snapshot_timeout_ms; /* leader re-sends InstallSnapshot after this (default 10 x election) */
+	/*
+	 * This replica lost records it may have acknowledged (its log was found damaged and set aside; the
+	 * owner reopened it empty). The protocol-aware recovery rule: it grants no vote, and asks for none
+	 * (RequestVote, pre-vote included, is dropped both ways), until it has caught up with a leader that
+	 * has committed an entry of its own term: its commit index then covers every entry committed before,
+	 * and this replica durably holds the log up to it. Acknowledging appends meanwhile is truthful (it acks
+	 * only what it now holds), so it still helps the leader commit.
+	 */
+	bool recovering;
 };
 
 /* What a replica knows, for the owner, metrics and tests. */
@@ -136,6 +147,8 @@ struct rgroup_status {
 	uint64_t fetched_records;  /* records fetched out of band since open */
 	uint64_t served_records;   /* records served to fetching replicas since open */
 	uint64_t max_message;      /* largest message sent since open, bytes */
+	bool recovering;           /* rgroup_config.recovering and not caught up yet */
+	uint64_t refused_votes;    /* vote requests dropped while recovering */
 };
 
 /* Fills defaults for the optional fields (timeouts, caps, command type). */

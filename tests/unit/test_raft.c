@@ -103,6 +103,7 @@ struct node {
 	bool disk_pending;
 	uint64_t applied;
 	bool joiner;      /* started without a bootstrap configuration (added by a membership change) */
+	bool recovering;  /* the next start passes rgroup_config.recovering (its log was lost) */
 	bool removed;     /* removed from the group and stopped for good */
 	uint64_t restored; /* snapshots restored */
 };
@@ -535,6 +536,8 @@ static void node_start(struct sim *s, int id)
 	c.max_inflight_entries = 8;
 	c.bootstrap = n->joiner ? NULL : &s->conf;
 	c.snapshot_dir = "snap";
+	c.recovering = n->recovering;
+	n->recovering = false;
 	if (s->max_message != 0)
 		c.max_message_bytes = s->max_message;
 	if (sim_max_pending_bytes != 0)
@@ -1210,6 +1213,100 @@ Test(raft, a_split_leader_cannot_commit_the_majority_moves_on_and_logs_converge_
 }
 
 /* Crashes node `id` at once or after a few more disk writes (then powers it off), with a random tear. */
+/* Removes every file of directory `dir` on node n's disk, and the directory. */
+static void wipe_dir(struct node *n, const char *dir)
+{
+	struct pio *p = &n->fpio.base;
+	char **names;
+	size_t k;
+	if (pio_list(p, dir, &names, &k) != 0)
+		return;
+	for (size_t i = 0; i < k; i++) {
+		char path[256];
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		cr_assert_eq(pio_unlink(p, path), 0);
+	}
+	pio_list_free(names, k);
+	cr_assert_eq(pio_rmdir(p, dir), 0);
+}
+
+/* Truncates node n's log (it is stopped) after entry 1, the bootstrap configuration. */
+static void keep_first_entry(struct node *n)
+{
+	uv_loop_t loop;
+	struct flusher *fl;
+	struct plog *log;
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	cr_assert_eq(flusher_new(&loop, true, &fl), 0);
+	struct plog_opts o;
+	plog_opts_default(&o);
+	o.segment_size = 16384;
+	o.index_interval = 512;
+	cr_assert_eq(plog_open(&n->fpio.base, fl, "group", &o, NULL, &log), 0);
+	cr_assert_eq(plog_first_index(log), 1, "no compaction in this scenario");
+	cr_assert_eq(plog_truncate(log, 2), 0);
+	cr_assert_eq(plog_close(log), 0);
+	flusher_close(fl);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+Test(raft, a_replica_that_lost_its_log_votes_for_no_one_until_it_has_caught_up)
+{
+	/*
+	 * Entries are committed by the leader L and follower A while B is cut off. A then loses its log (as
+	 * when its damaged segments are set aside) and restarts recovering, with its term and vote; L stops
+	 * and B comes back. Were A to vote, B (which lacks the committed entries) would win with A's vote and
+	 * the committed entries would be lost (env_state checks Leader Completeness at every election). A
+	 * must grant no vote: no leader until L is back; then A catches up, leaves recovery, and every log
+	 * converges on every committed entry.
+	 */
+	for (unsigned long long seed = 1; seed <= seeds() / 5 + 1; seed++) {
+		struct sim *s = sim_new(3, seed * 31 + 9100);
+		if (s == NULL)
+			continue;
+		int l = await_leader(s, 3000);
+		int a = l % 3 + 1, b = a % 3 + 1;
+		client_start(s, 60);
+		run_until(s, s->now + 100);
+		for (int i = 1; i <= 3; i++)
+			s->cut[b][i] = s->cut[i][b] = true;
+		run_until(s, s->now + 400);
+		s->client_on = false;
+		run_until(s, s->now + 300);
+		CHECK(leader(s) == l, "node %d still leads", l);
+		struct rgroup_status sb;
+		rgroup_status(s->nodes[b].g, &sb);
+		CHECK(sb.last_index < s->max_com, "B (%d) holds %llu, committed %llu: B must lack some", b,
+		      (unsigned long long)sb.last_index, (unsigned long long)s->max_com);
+		node_stop(s, a, false, 0);
+		if (seed % 2 == 0) {
+			/* All of it: no configuration either (libraft then refuses votes on its own too). */
+			wipe_dir(&s->nodes[a], "group");
+			wipe_dir(&s->nodes[a], "snap");
+		} else {
+			/* All but its first entry, the bootstrap configuration: it knows it is a voter. */
+			keep_first_entry(&s->nodes[a]);
+		}
+		s->nodes[a].recovering = true;
+		node_start(s, a);
+		node_stop(s, l, false, 0);
+		memset(s->cut, 0, sizeof(s->cut));
+		run_until(s, s->now + 20 * ELECTION_MS);
+		CHECK(leader(s) == 0, "node %d leads without the leader that held the committed entries", leader(s));
+		struct rgroup_status st;
+		rgroup_status(s->nodes[a].g, &st);
+		CHECK(st.recovering && st.refused_votes > 0, "A (%d) recovering %d, %llu vote requests refused", a,
+		      st.recovering, (unsigned long long)st.refused_votes);
+		s->client_on = true;
+		push(s, (struct event){.time = s->now + 1, .kind = EV_CLIENT});
+		finish(s, 20000);
+		rgroup_status(s->nodes[a].g, &st);
+		CHECK(!st.recovering, "A (%d) caught up but is still recovering", a);
+		sim_free(s);
+	}
+}
+
 static void crash(struct sim *s, int id)
 {
 	uint32_t tear = (uint32_t)rnd_in(s, 0, 3) == 0 ? 0 : (uint32_t)rnd(s);
