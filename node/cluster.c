@@ -210,6 +210,13 @@ static void snap_dir(const struct clu *c, uint64_t gid, char *out, size_t n)
 	snprintf(out, n, "%s/raft/snap/%016" PRIx64, c->cfg->node.data_dir, gid);
 }
 
+static void env_recovered(void *ud, uint64_t commit_index, uint64_t term)
+{
+	struct clu_group *g = ud;
+	glog_info(TAG, "group %" PRIx64 ": caught up with its leader (commit index %" PRIu64 " of term %" PRIu64
+		       "); it votes again", g->gid, commit_index, term);
+}
+
 static void env_state(void *ud, int state, uint64_t term)
 {
 	struct clu_group *g = ud;
@@ -227,7 +234,7 @@ static const char *node_address(uint64_t id, char *buf, size_t n)
 }
 
 int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n, bool bootstrap,
-		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
+		   bool recovering, uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
 		   void *ud, struct clu_group **out)
 {
 	if (find_group(c, gid) != NULL)
@@ -280,6 +287,7 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 	rc.max_pending_entries = 1024;
 	rc.max_entry_bytes = 64u << 20;
 	rc.bootstrap = bootstrap ? &conf : NULL;
+	rc.recovering = recovering;
 	char sdir[4200];
 	snap_dir(c, gid, sdir, sizeof(sdir));
 	rc.snapshot_dir = sdir;
@@ -290,6 +298,7 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 				 .send = env_send,
 				 .apply = env_apply,
 				 .state = env_state,
+				 .recovered = env_recovered,
 				 .log = log,
 				 .meta = c->rm,
 				 .fl = c->fl};
@@ -322,20 +331,25 @@ void clu_group_close(struct clu_group *g, bool destroy)
 	rgroup_close(g->g);
 	if (destroy) {
 		rmeta_drop(c->rm, g->gid);
-		char dir[4200], path[4500];
-		snap_dir(c, g->gid, dir, sizeof(dir));
-		char **names;
-		size_t n;
-		if (pio_list(c->pio, dir, &names, &n) == 0) {
-			for (size_t i = 0; i < n; i++) {
-				snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-				pio_unlink(c->pio, path);
-			}
-			pio_list_free(names, n);
-			pio_rmdir(c->pio, dir);
-		}
+		clu_forget_snapshot(c, g->gid);
 	}
 	free(g);
+}
+
+void clu_forget_snapshot(struct clu *c, uint64_t gid)
+{
+	char dir[4200], path[4500];
+	snap_dir(c, gid, dir, sizeof(dir));
+	char **names;
+	size_t n;
+	if (pio_list(c->pio, dir, &names, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+			pio_unlink(c->pio, path);
+		}
+		pio_list_free(names, n);
+		pio_rmdir(c->pio, dir);
+	}
 }
 
 int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term)

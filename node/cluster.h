@@ -148,14 +148,18 @@ uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic
 /*
  * Opens a group on its plog. ids: its replicas in placement order (the first is the preferred leader;
  * the next ones campaign a little later). bootstrap: an empty log starts with them as voters; without it
- * an empty replica waits for a leader to add it. applied_index: entries the owner already applied.
- * command_type: RECORD_COMMAND or RECORD_MESSAGES. apply_envelopes: apply without payloads (raft/rgroup.h).
+ * an empty replica waits for a leader to add it. recovering: this replica lost records it may have
+ * acknowledged (rgroup_config.recovering: no vote until caught up). applied_index: entries the owner
+ * already applied. command_type: RECORD_COMMAND or RECORD_MESSAGES. apply_envelopes: apply without payloads
+ * (raft/rgroup.h).
  */
 int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t *ids, size_t n, bool bootstrap,
-		   uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
+		   bool recovering, uint8_t command_type, uint64_t applied_index, bool apply_envelopes, const struct clu_group_ops *ops,
 		   void *ud, struct clu_group **out);
 /* Closes a group (the plog stays the caller's, to close after this); destroy also forgets its term/vote. */
 void clu_group_close(struct clu_group *g, bool destroy);
+/* Deletes the snapshot of a group that is not open (its log was set aside: the snapshot must go with it). */
+void clu_forget_snapshot(struct clu *c, uint64_t gid);
 
 /* rgroup_submit, with the term of the entry. */
 int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uint64_t *index, uint64_t *term);

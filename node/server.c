@@ -342,6 +342,7 @@ struct srv {
 	uint32_t jobs;             /* thread-pool jobs in flight (password checks) */
 	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
+	uint64_t repairs;          /* damaged replicas set aside to be rebuilt from peers (galgo_partition_repairs_total) */
 };
 
 static uint64_t now_us(void)
@@ -696,7 +697,7 @@ static uint64_t part_applied(const struct part *pt)
 }
 
 static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, uint64_t gid, struct plog *log,
-		     struct dedup *dd, struct part **out)
+		     struct dedup *dd, bool recovering, struct part **out)
 {
 	struct part *pt = calloc(1, sizeof(*pt));
 	if (pt == NULL)
@@ -716,7 +717,8 @@ static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, ui
 	for (uint32_t i = 0; i < mp->n_replicas; i++)
 		ids[i] = mp->replicas[i];
 	/* The first replicas bootstrap the group; one that joined later waits for its leader to add it. */
-	int rv = clu_group_open(s->clu, gid, log, ids, mp->n_replicas, !mp->moved, RECORD_MESSAGES, 0, dd == NULL,
+	int rv = clu_group_open(s->clu, gid, log, ids, mp->n_replicas, !mp->moved, recovering, RECORD_MESSAGES, 0,
+				dd == NULL,
 				&part_ops, pt, &pt->g);
 	if (rv != 0) {
 		free(pt);
@@ -795,6 +797,33 @@ static void move_old_layout(struct srv *s, const struct meta_topic *t, uint32_t 
 }
 
 /*
+ * Moves a damaged partition directory to <data_dir>/damaged/<group id>-<µs since the epoch> (made durable),
+ * where nothing of Galgo's reads or deletes it: it is there for an operator to inspect and remove.
+ */
+static int set_aside(struct srv *s, uint64_t gid, const char *dir, char *out, size_t n)
+{
+	char base[4096];
+	snprintf(base, sizeof(base), "%s/damaged", s->cfg->node.data_dir);
+	int rv = pio_mkdir(s->pio, base);
+	if (rv != 0 && rv != -EEXIST)
+		goto fail;
+	rv = pio_syncdir(s->pio, s->cfg->node.data_dir);
+	if (rv != 0)
+		goto fail;
+	snprintf(out, n, "%s/%016" PRIx64 "-%" PRIu64, base, gid, now_us());
+	rv = pio_rename(s->pio, dir, out);
+	if (rv == 0)
+		rv = pio_syncdir(s->pio, base);
+	if (rv == 0)
+		rv = pio_syncdir(s->pio, s->pdir);
+	if (rv == 0)
+		return 0;
+fail:
+	glog_error(TAG, "the damaged partition %s cannot be set aside: %s", dir, strerror(-rv));
+	return rv;
+}
+
+/*
  * Makes slot p of a topic match the metadata: opens the replica when this node hosts it and it is not
  * open; a replica open here that the metadata moved to other nodes is marked leaving and stays until the
  * group has removed it (part_leave_check), so that it can still hand its log to the new replicas.
@@ -817,6 +846,26 @@ static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *t
 	move_old_layout(s, t, p, dir);
 	plog_opts_for(s, t, p, &o);
 	int r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
+	bool recovering = false;
+	if (r == -EBADMSG && t->partitions[p].n_replicas > 1) {
+		/*
+		 * Damage below the recovery point, and peers to repair it from: the damaged replica is set aside
+		 * whole (kept for inspection), with its snapshot, and this replica restarts empty, keeping its
+		 * term and vote. It is rebuilt from its leader (entries or a snapshot and an out-of-band fetch)
+		 * and votes in no election until it has caught up (rgroup_config.recovering).
+		 */
+		char aside[4200];
+		tp->logs[p] = NULL;
+		if (set_aside(s, gid, dir, aside, sizeof(aside)) == 0) {
+			clu_forget_snapshot(s->clu, gid);
+			glog_warn(TAG, "partition %s is damaged: moved to %s; this replica is rebuilt from its peers and "
+				       "votes in no election until it has caught up",
+				  dir, aside);
+			s->repairs++;
+			recovering = true;
+			r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
+		}
+	}
 	if (r != 0) {
 		glog_error(TAG, "partition %s cannot be opened: %s", dir, strerror(-r));
 		tp->logs[p] = NULL;
@@ -824,7 +873,7 @@ static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *t
 	}
 	if (t->dedup_window > 0)
 		tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > DEDUP_WINDOW_MAX ? DEDUP_WINDOW_MAX : t->dedup_window));
-	r = part_open(s, t, p, gid, tp->logs[p], tp->dd[p], &tp->pp[p]);
+	r = part_open(s, t, p, gid, tp->logs[p], tp->dd[p], recovering, &tp->pp[p]);
 	if (r != 0)
 		glog_error(TAG, "partition %s: its Raft group cannot start: %s", dir, strerror(-r));
 	return r;
@@ -5197,7 +5246,7 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	 * The configured roster bootstraps the metadata group on an empty log; a joining node does not
 	 * bootstrap: it waits for the metadata leader to add it (after an AddNode for it has committed).
 	 */
-	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, !cfg->cluster.join, RECORD_COMMAND, 0, false,
+	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, !cfg->cluster.join, false, RECORD_COMMAND, 0, false,
 			    &meta_ops, s, &s->mg);
 	if (rv != 0) {
 		glog_error(TAG, "metadata group cannot start: %s", strerror(-rv));
@@ -5560,6 +5609,8 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 		{"galgo_raft_leader_id", "The leader this replica knows (0: none)."},
 		{"galgo_raft_commit_lag", "Entries in this replica's log not yet known to be committed."},
 		{"galgo_raft_apply_lag", "Committed entries not yet applied here."},
+		{"galgo_raft_recovering", "1 while this replica, rebuilt after damage, catches up (it votes in no "
+					  "election meanwhile)."},
 	};
 	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
 		metrics_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", m[k].name, m[k].help, m[k].name);
@@ -5567,7 +5618,8 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 		clu_group_status(s->mg, &st);
 		uint64_t v[] = {st.term, st.state == RAFT_LEADER, st.leader_id,
 				st.last_index > st.commit_index ? st.last_index - st.commit_index : 0,
-				st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0};
+				st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0,
+				st.recovering};
 		metrics_raft_one(b, m[k].name, "group=\"meta\"", v[k]);
 		for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
 			for (uint32_t i = 0; i < tp->n; i++) {
@@ -5576,13 +5628,17 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 				clu_group_status(tp->pp[i]->g, &st);
 				uint64_t w[] = {st.term, st.state == RAFT_LEADER, st.leader_id,
 						st.last_index > st.commit_index ? st.last_index - st.commit_index : 0,
-						st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0};
+						st.commit_index > st.applied_index ? st.commit_index - st.applied_index : 0,
+						st.recovering};
 				char labels[96];
 				snprintf(labels, sizeof(labels), "group=\"partition\",stream_id=\"%" PRIu32 "\",topic_id=\"%" PRIu32
 					 "\",partition=\"%" PRIu32 "\"", tp->stream_id, tp->topic_id, i);
 				metrics_raft_one(b, m[k].name, labels, w[k]);
 			}
 	}
+	metrics_printf(b, "# HELP galgo_partition_repairs_total Damaged replicas set aside on this node to be rebuilt "
+			  "from their peers.\n# TYPE galgo_partition_repairs_total counter\ngalgo_partition_repairs_total %"
+			  PRIu64 "\n", s->repairs);
 }
 
 int srv_metrics_text(struct srv *s, char **out, size_t *len)
