@@ -151,6 +151,7 @@ struct part {
 	uint64_t leaderless_since;  /* ms since which a leaving replica has known no leader (0: it knows one) */
 	bool leaving;               /* the metadata moved this replica away: it closes once removed */
 	bool term_barrier;          /* newly elected: an entry of its term is to be committed (part_term_barrier) */
+	uint32_t repair_wait;       /* ticks this damaged leader has waited for its hand-over (repair_tick) */
 	struct swait *waits, *waits_tail; /* in index order */
 };
 
@@ -828,6 +829,8 @@ fail:
  * open; a replica open here that the metadata moved to other nodes is marked leaving and stays until the
  * group has removed it (part_leave_check), so that it can still hand its log to the new replicas.
  */
+static int slot_open(struct srv *s, const struct meta_topic *t, struct tparts *tp, uint32_t p, bool damaged);
+
 static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *tp, uint32_t p)
 {
 	bool hosted = meta_partition_hosts(&t->partitions[p], (uint32_t)clu_node_id(s->clu));
@@ -837,15 +840,25 @@ static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *t
 	}
 	if (!hosted || tp->logs[p] != NULL)
 		return 0;
+	return slot_open(s, t, tp, p, false);
+}
+
+/*
+ * Opens this node's replica of slot p (closed now). damaged: the open replica was found damaged at run
+ * time (and closed): it is set aside without trying to open it.
+ */
+static int slot_open(struct srv *s, const struct meta_topic *t, struct tparts *tp, uint32_t p, bool damaged)
+{
 	char dir[4096];
 	struct plog_opts o;
 	struct plog_report rep;
 	uint64_t gid = clu_partition_gid(t->stream_id, t->id, t->created_at, p, t->partitions[p].created_at);
 	tp->gids[p] = gid;
 	part_dir(s, gid, dir, sizeof(dir));
-	move_old_layout(s, t, p, dir);
+	if (!damaged)
+		move_old_layout(s, t, p, dir);
 	plog_opts_for(s, t, p, &o);
-	int r = plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
+	int r = damaged ? -EBADMSG : plog_open(s->pio, s->fl, dir, &o, &rep, &tp->logs[p]);
 	bool recovering = false;
 	if (r == -EBADMSG && t->partitions[p].n_replicas > 1) {
 		/*
@@ -5505,6 +5518,49 @@ static void scrub_tick(struct srv *s)
 		s->scrub_next = 0; /* everything after the start is verified: next time from the first again */
 }
 
+/*
+ * Repair of damage found at run time (a read or the scrubber fenced a record: plog_damaged). A replica
+ * with peers is rebuilt from them: a leader hands its leadership to another replica first (for up to
+ * REPAIR_HANDOVER_TICKS ticks; then it closes all the same and the others elect a leader), then the
+ * replica closes, is set aside and reopens empty and recovering, as when damage is found at open
+ * (slot_open). A partition with a single replica keeps its damage fenced.
+ */
+#define REPAIR_HANDOVER_TICKS 5
+
+static void repair_tick(struct srv *s)
+{
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
+		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
+		for (uint32_t i = 0; t != NULL && i < tp->n && i < t->n_partitions; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL || pt->leaving || tp->logs[i] == NULL || plog_damaged(tp->logs[i]) == 0 ||
+			    t->partitions[i].n_replicas < 2)
+				continue;
+			if (clu_group_leader(pt->g) && pt->repair_wait++ < REPAIR_HANDOVER_TICKS) {
+				const struct meta_partition *mp = &t->partitions[i];
+				for (uint32_t k = 0; k < mp->n_replicas; k++)
+					if (mp->replicas[k] != (uint32_t)clu_node_id(s->clu) &&
+					    clu_group_transfer(pt->g, mp->replicas[k]) == 0)
+						break;
+				continue;
+			}
+			char dir[4096];
+			part_dir(s, tp->gids[i], dir, sizeof(dir));
+			glog_warn(TAG, "partition %s holds %" PRIu64 " damaged records: rebuilding it from its peers", dir,
+				  plog_damaged(tp->logs[i]));
+			part_close(pt, false);
+			tp->pp[i] = NULL;
+			dedup_free(tp->dd[i]);
+			tp->dd[i] = NULL;
+			int rv = plog_close(tp->logs[i]);
+			tp->logs[i] = NULL;
+			if (rv != 0)
+				glog_warn(TAG, "partition %s: closing its damaged log: %s", dir, strerror(-rv));
+			(void)slot_open(s, t, tp, i, true);
+		}
+	}
+}
+
 void srv_tick(struct srv *s)
 {
 	uint64_t now = now_us();
@@ -5529,6 +5585,7 @@ void srv_tick(struct srv *s)
 	membership_tick(s);
 	balance_leaders(s);
 	scrub_tick(s);
+	repair_tick(s);
 }
 
 uint32_t srv_partition_count(const struct srv *s)
