@@ -18,6 +18,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "node/clock.h"
 #include "node/log.h"
 #include "partition/record.h"
 #include "raft/rmeta.h"
@@ -59,6 +60,7 @@ struct clu {
 	uint64_t armed; /* absolute ms the timer is armed for; 0: not armed */
 	struct handler handlers[CLU_KIND_MAX];
 	unsigned seed;
+	struct clk clk;          /* the peers' clock offsets (node/clock.h) */
 };
 
 static uint64_t now_ms(void)
@@ -458,9 +460,78 @@ uint64_t clu_partition_gid(uint32_t stream_id, uint32_t topic_id, uint64_t topic
 
 /* ---- Network ---- */
 
+/* ---- Clocks (node/clock.h; the CLOCK body is specified in cluster.h) ---- */
+
+#define CLOCK_BODY 25
+
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void clock_send(struct clu *c, uint64_t to, uint8_t type, uint64_t a, uint64_t b, uint64_t w)
+{
+	uint8_t body[CLOCK_BODY];
+	body[0] = type;
+	record_put64(body + 1, a);
+	record_put64(body + 9, b);
+	record_put64(body + 17, w);
+	uv_buf_t v = uv_buf_init((char *)body, sizeof(body));
+	(void)clu_send(c, to, CLU_KIND_CLOCK, &v, 1);
+}
+
+static void clock_message(struct clu *c, uint64_t from, const uint8_t *b, size_t len)
+{
+	if (len != CLOCK_BODY)
+		return;
+	uint64_t a = record_le64(b + 1), m = record_le64(b + 9);
+	if (b[0] == 0)
+		clock_send(c, from, 1, a, m, wall_us()); /* answered at once, with our wall clock */
+	else if (b[0] == 1)
+		clk_sample(&c->clk, from, a, record_le64(b + 17), m, uv_hrtime() / 1000u);
+}
+
+void clu_clock_probe(struct clu *c)
+{
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].id != c->node_id && clu_connected(c, c->nodes[i].id))
+			clock_send(c, c->nodes[i].id, 0, wall_us(), uv_hrtime() / 1000u, 0);
+}
+
+bool clu_clock_offset(const struct clu *c, uint64_t peer, int64_t *offset_us, uint64_t *error_us)
+{
+	return clk_offset(&c->clk, peer, uv_hrtime() / 1000u, offset_us, error_us);
+}
+
+bool clu_clock_skewed(const struct clu *c)
+{
+	uint64_t peers[CLU_MAX_NODES];
+	unsigned n = 0;
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].id != c->node_id)
+			peers[n++] = c->nodes[i].id;
+	return clk_skewed(&c->clk, peers, n, (unsigned)c->n_nodes, uv_hrtime() / 1000u);
+}
+
+bool clu_clock_disagrees(const struct clu *c, uint64_t peer)
+{
+	return clk_disagrees(&c->clk, peer, uv_hrtime() / 1000u);
+}
+
+void clu_group_set_campaign(struct clu_group *g, bool allowed)
+{
+	rgroup_set_campaign(g->g, allowed);
+}
+
 static void net_message(void *ud, uint64_t from, uint8_t kind, const void *buf, size_t len)
 {
 	struct clu *c = ud;
+	if (kind == CLU_KIND_CLOCK) {
+		clock_message(c, from, buf, len);
+		return;
+	}
 	if (kind == CLU_KIND_RAFT) {
 		uint64_t gid;
 		if (rmsg_peek_group(buf, len, &gid) != 0)
@@ -581,6 +652,7 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	c->fl = fl;
 	c->node_id = cfg->node.id;
 	c->seed = (unsigned)(uv_hrtime() ^ (cfg->node.id * 7919u));
+	clk_init(&c->clk, (uint64_t)cfg->cluster.max_clock_offset_ms * 1000u);
 	char err[256];
 	if (cfg->cluster.nodes != NULL && cfg->cluster.nodes[0] != '\0') {
 		int n = clu_roster_parse(cfg->cluster.nodes, c->nodes, CLU_MAX_NODES, err, sizeof(err));

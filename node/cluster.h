@@ -73,6 +73,10 @@
  *               metadata index. The metadata index is that of the consumer offset the replica stored for
  *               an auto-commit (0: none); the sender relays the reply once it has applied that index too.
  *               At most CLU_MAX_MESSAGE_BYTES, as every message.
+ *   CLOCK       25 bytes: [type u8: 0 probe, 1 answer][a u64][b u64][wall u64]. A probe carries the
+ *               sender's wall clock (a, µs since the epoch) and monotonic clock (b, µs), wall 0; the
+ *               answer echoes a and b and carries the answerer's wall clock when it answered (node/clock.h).
+ *               Any other length or type is ignored.
  * Request ids start from the sender's boot time in µs << 10, so they do not repeat across restarts.
  */
 enum clu_kind {
@@ -84,6 +88,7 @@ enum clu_kind {
 	CLU_KIND_POLL_FWD = 6,    /* a consumer's poll for a replica of the partition */
 	CLU_KIND_POLL_REPLY = 7,  /* its outcome and the messages */
 	CLU_KIND_SEND_PLACED = 8, /* where the leader appended a forwarded batch */
+	CLU_KIND_CLOCK = 9,       /* a clock probe or its answer (node/clock.h) */
 	CLU_KIND_MAX = 16,
 };
 
@@ -167,6 +172,17 @@ int clu_group_submit(struct clu_group *g, const void *payload, uint32_t len, uin
 int clu_group_barrier(struct clu_group *g);
 /* rgroup_snapshot: the owner's state through `index`; entries below keep_from may go once it returns 0. */
 int clu_group_snapshot(struct clu_group *g, uint64_t index, uint64_t keep_from, const void *data, size_t len);
+/* Sends a clock probe to every connected peer (once a second, from the owner's tick). */
+void clu_clock_probe(struct clu *c);
+/* The offset of `peer`'s wall clock from this node's, and its error bound (false: unknown). */
+bool clu_clock_offset(const struct clu *c, uint64_t peer, int64_t *offset_us, uint64_t *error_us);
+/* Whether this node's clock is off from most of the cluster by more than cluster.max_clock_offset_ms. */
+bool clu_clock_skewed(const struct clu *c);
+/* Whether `peer`'s clock is off from this node's by more than cluster.max_clock_offset_ms. */
+bool clu_clock_disagrees(const struct clu *c, uint64_t peer);
+/* rgroup_set_campaign of the group. */
+void clu_group_set_campaign(struct clu_group *g, bool allowed);
+
 /* rgroup_transfer: hands leadership to `to` once it has caught up. */
 int clu_group_transfer(struct clu_group *g, uint64_t to);
 /* Membership changes and the configuration, as raft/rgroup.h has them. */

@@ -127,6 +127,11 @@ static const struct config_setting config_table[] = {
 	{"cluster", "election_timeout_ms", CT_U32, CFG_OFF(cluster.election_timeout_ms), "1000",
 	 "Raft election timeout (randomized in [1x, 2x)); heartbeats go out every tenth of it.", 50, 60000, false,
 	 false, NULL},
+	{"cluster", "max_clock_offset_ms", CT_U32, CFG_OFF(cluster.max_clock_offset_ms), "500",
+	 "Largest wall-clock offset tolerated between nodes (measured on the node-to-node links). A node whose\n      "
+	 "clock is off by more from most of the cluster leads no partition and stamps no timestamp; past half of\n      "
+	 "it a warning is logged. 0: clocks are not compared.",
+	 0, 3600000, false, false, NULL},
 	{"log", "level", CT_LEVEL, CFG_OFF(log.level), "info",
 	 "Lowest level logged: debug, info, warn or error.", 0, 0, false, false, NULL},
 	{"storage", "segment_size", CT_SIZE, CFG_OFF(storage.segment_size), "1GiB",

@@ -97,6 +97,7 @@ struct galgo_config {
 		char *tls_key;           /* its private key, PEM */
 		uint32_t replication_factor;
 		uint32_t election_timeout_ms;
+		uint32_t max_clock_offset_ms; /* 0: clocks are not compared */
 		bool join;                   /* join a running cluster: no bootstrap */
 	} cluster;
 	struct {

@@ -344,6 +344,8 @@ struct srv {
 	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 	uint64_t repairs;          /* damaged replicas set aside to be rebuilt from peers (galgo_partition_repairs_total) */
+	bool clock_skewed;         /* this node's clock is off from most of the cluster's (node/clock.h) */
+	bool clock_far[CLU_MAX_NODE_ID + 1]; /* per peer: past half the maximum offset (warned) */
 };
 
 static uint64_t now_us(void)
@@ -725,6 +727,8 @@ static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, ui
 		free(pt);
 		return rv;
 	}
+	if (s->clock_skewed)
+		clu_group_set_campaign(pt->g, false);
 	*out = pt;
 	return 0;
 }
@@ -3241,6 +3245,8 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 			   size_t blen)
 {
 	struct srv *s = pt->srv;
+	if (s->clock_skewed)
+		return E_NOT_ACCEPTED; /* its clock is not trusted: it stamps nothing (clock_tick hands over) */
 	if (pt->dd != NULL) {
 		blen = drop_duplicates(pt->dd, batch, blen);
 		if (blen == 0) {
@@ -5359,7 +5365,8 @@ static void balance_leaders(struct srv *s)
 			const struct meta_partition *mp = &t->partitions[i];
 			if (pt == NULL || pt->leaving || !clu_group_leader(pt->g) || now - pt->transfer_at < BALANCE_MS)
 				continue;
-			if (mp->n_replicas < 2 || mp->replicas[0] == self || !clu_connected(s->clu, mp->replicas[0]))
+			if (mp->n_replicas < 2 || mp->replicas[0] == self || !clu_connected(s->clu, mp->replicas[0]) ||
+			    clu_clock_disagrees(s->clu, mp->replicas[0]))
 				continue;
 			pt->transfer_at = now;
 			if (clu_group_transfer(pt->g, mp->replicas[0]) == 0)
@@ -5561,6 +5568,68 @@ static void repair_tick(struct srv *s)
 	}
 }
 
+/*
+ * Clocks (node/clock.h): a probe to every peer each tick; a warning when a peer's clock goes past half the
+ * maximum offset from this node's (and a note when it is back); and when this node's own clock is off from
+ * most of the cluster's, it hands over every partition it leads, campaigns for none and admits no send
+ * (send_local answers 58: it stamps nothing) until its clock agrees again.
+ */
+static void clock_tick(struct srv *s)
+{
+	uint64_t max = (uint64_t)s->cfg->cluster.max_clock_offset_ms * 1000u, self = clu_node_id(s->clu);
+	if (max == 0)
+		return;
+	clu_clock_probe(s->clu);
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t peer = nodes[i].id;
+		int64_t off;
+		uint64_t err;
+		if (peer == self || peer > CLU_MAX_NODE_ID || !clu_clock_offset(s->clu, peer, &off, &err))
+			continue;
+		uint64_t mag = off < 0 ? (uint64_t)0 - (uint64_t)off : (uint64_t)off;
+		bool far = mag > err && mag - err > max / 2;
+		if (far && !s->clock_far[peer])
+			glog_warn(TAG, "node %" PRIu64 "'s clock is %+.3f s from this node's (± %.1f ms); at most %" PRIu32
+				       " ms is tolerated",
+				  peer, (double)off / 1e6, (double)err / 1e3, s->cfg->cluster.max_clock_offset_ms);
+		else if (!far && s->clock_far[peer])
+			glog_info(TAG, "node %" PRIu64 "'s clock is back within %.3f s of this node's", peer,
+				  (double)max / 2e6);
+		s->clock_far[peer] = far;
+	}
+	bool skewed = clu_clock_skewed(s->clu);
+	if (skewed != s->clock_skewed) {
+		if (skewed)
+			glog_error(TAG, "this node's clock is off by more than %" PRIu32 " ms from most of the cluster: it "
+					"leads no partition and stamps no timestamp until that is fixed",
+				   s->cfg->cluster.max_clock_offset_ms);
+		else
+			glog_info(TAG, "this node's clock agrees with the cluster's again: it may lead partitions");
+		s->clock_skewed = skewed;
+		for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
+			for (uint32_t i = 0; i < tp->n; i++)
+				if (tp->pp[i] != NULL)
+					clu_group_set_campaign(tp->pp[i]->g, !skewed);
+	}
+	if (!skewed)
+		return;
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
+		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
+		for (uint32_t i = 0; t != NULL && i < tp->n && i < t->n_partitions; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL || !clu_group_leader(pt->g))
+				continue;
+			const struct meta_partition *mp = &t->partitions[i];
+			for (uint32_t k = 0; k < mp->n_replicas; k++)
+				if (mp->replicas[k] != self && clu_connected(s->clu, mp->replicas[k]) &&
+				    clu_group_transfer(pt->g, mp->replicas[k]) == 0)
+					break;
+		}
+	}
+}
+
 void srv_tick(struct srv *s)
 {
 	uint64_t now = now_us();
@@ -5586,6 +5655,7 @@ void srv_tick(struct srv *s)
 	balance_leaders(s);
 	scrub_tick(s);
 	repair_tick(s);
+	clock_tick(s);
 }
 
 uint32_t srv_partition_count(const struct srv *s)
@@ -5692,6 +5762,20 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 					 "\",partition=\"%" PRIu32 "\"", tp->stream_id, tp->topic_id, i);
 				metrics_raft_one(b, m[k].name, labels, w[k]);
 			}
+	}
+	metrics_printf(b, "# HELP galgo_clock_skewed 1 while this node's clock is off from most of the cluster's by "
+			  "more than cluster.max_clock_offset_ms.\n# TYPE galgo_clock_skewed gauge\ngalgo_clock_skewed %d\n",
+		       s->clock_skewed ? 1 : 0);
+	metrics_printf(b, "# HELP galgo_clock_offset_seconds The peer's wall clock minus this node's, measured on "
+			  "the node-to-node link.\n# TYPE galgo_clock_offset_seconds gauge\n");
+	const struct clu_node *nodes;
+	size_t nn = clu_nodes(s->clu, &nodes);
+	for (size_t i = 0; i < nn; i++) {
+		int64_t off;
+		uint64_t err;
+		if (nodes[i].id != clu_node_id(s->clu) && clu_clock_offset(s->clu, nodes[i].id, &off, &err))
+			metrics_printf(b, "galgo_clock_offset_seconds{peer=\"%" PRIu64 "\"} %.6f\n", nodes[i].id,
+				       (double)off / 1e6);
 	}
 	metrics_printf(b, "# HELP galgo_partition_repairs_total Damaged replicas set aside on this node to be rebuilt "
 			  "from their peers.\n# TYPE galgo_partition_repairs_total counter\ngalgo_partition_repairs_total %"

@@ -144,6 +144,7 @@ struct rgroup {
 	size_t n_pb, cap_pb;
 	uint64_t installs, fetched, served, max_message;
 	bool recovering;          /* cfg.recovering until caught up (recovery_check) */
+	bool no_campaign;         /* rgroup_set_campaign(false) */
 	uint64_t refused_votes;
 };
 
@@ -377,8 +378,8 @@ static void send_snapshot(struct rgroup *g, const struct raft_message *m)
 
 static void send_message(struct rgroup *g, const struct raft_message *m)
 {
-	if (g->recovering && m->type == RAFT_REQUEST_VOTE)
-		return; /* rgroup_config.recovering: it asks for no vote either */
+	if ((g->recovering || g->no_campaign) && m->type == RAFT_REQUEST_VOTE)
+		return; /* rgroup_config.recovering or rgroup_set_campaign: it asks for no vote */
 	if (m->type == RAFT_INSTALL_SNAPSHOT) {
 		send_snapshot(g, m);
 		return;
@@ -1467,6 +1468,11 @@ int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64
 	if (pb > 0 && pb + length > g->cfg.max_pending_bytes)
 		return -EAGAIN;
 	return submit_entry(g, RAFT_COMMAND, payload, length, index);
+}
+
+void rgroup_set_campaign(struct rgroup *g, bool allowed)
+{
+	g->no_campaign = !allowed;
 }
 
 int rgroup_barrier(struct rgroup *g)

@@ -187,6 +187,13 @@ int rgroup_tick(struct rgroup *g);
 int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64_t *index);
 
 /*
+ * Whether this replica may campaign (default yes). When not, it asks for no vote (its RequestVote and
+ * pre-vote messages are dropped, so it never becomes leader; a pre-vote candidate bumps no term) but still
+ * grants votes and follows. For a node that must not lead, e.g. one whose clock is not trusted.
+ */
+void rgroup_set_campaign(struct rgroup *g, bool allowed);
+
+/*
  * Leader only: appends an empty barrier entry (RECORD_BARRIER, 8 zero bytes) of the current term, the
  * "no-op" a leader commits at the start of its term (dissertation §6.4). libraft appends one itself only
  * when the new leader's log is not fully committed; once one of the leader's own term commits, no entry

@@ -8,7 +8,7 @@
  *
  * A node runs with: its id, data dir and TCP port, cluster.nodes = its `roster`, the secret
  * "test-secret", a 500 ms election timeout, 16 KiB segments, QUIC and HTTP off, the default root
- * credentials, then the (up to 8) strings of `extra`.
+ * credentials, then the (up to 8) strings of `extra`; `env` adds to its environment (e.g. libfaketime).
  */
 #ifndef GALGO_TEST_GALGOD_NODES_H
 #define GALGO_TEST_GALGOD_NODES_H
@@ -39,6 +39,7 @@ struct node {
 	int starts;
 	const char *roster;    /* its cluster.nodes */
 	const char *extra[9];  /* more flags, NULL-terminated */
+	const char *env[5];    /* NAME=value settings of its environment, NULL-terminated */
 };
 
 static char tmpdir[64];
@@ -125,6 +126,8 @@ static void node_start(struct node *n)
 			_exit(127);
 		dup2(fd, 1);
 		dup2(fd, 2);
+		for (int i = 0; i < 5 && n->env[i] != NULL; i++)
+			putenv((char *)n->env[i]);
 		char *argv[24] = {GALGOD, a_id, a_dir, a_tcp, a_nodes, "--cluster.secret=test-secret",
 				  "--cluster.election_timeout_ms=500", "--storage.segment_size=16KiB", "--quic.enabled=false",
 				  "--http.enabled=false", "--with-default-root-credentials"};
