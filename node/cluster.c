@@ -641,6 +641,27 @@ static void rearm(struct clu *c)
 
 static void roster_load(struct clu *c);
 
+/* Logs what rmeta_open_ex found damaged, a line per pair naming the groups its copies name. */
+static void report_rmeta(const char *dir, const struct rmeta_report *rep, bool salvaged)
+{
+	for (size_t i = 0; i < rep->n && i < RMETA_MAX_DAMAGE; i++) {
+		const struct rmeta_damage *d = &rep->d[i];
+		char g[2][64];
+		for (int k = 0; k < 2; k++) {
+			if (d->groups[k] == 0)
+				snprintf(g[k], sizeof(g[k]), "unreadable");
+			else
+				snprintf(g[k], sizeof(g[k]), "group %016" PRIx64 "%s", d->groups[k],
+					 d->verified[k] ? "" : " (unverified)");
+		}
+		glog_error(TAG, "%s/%s: pair %" PRIu32 " (bytes %" PRIu64 " and %" PRIu64 "): %s; copy 0: %s, copy 1: %s%s",
+			   dir, RMETA_FILE, d->pair, (uint64_t)d->pair * 1024u, (uint64_t)d->pair * 1024u + 512u, d->what,
+			   g[0], g[1], salvaged ? "; dropped (salvage_votes): those groups recover before they vote" : "");
+	}
+	if (rep->n > RMETA_MAX_DAMAGE)
+		glog_error(TAG, "%s/%s: %zu more damaged pairs", dir, RMETA_FILE, rep->n - RMETA_MAX_DAMAGE);
+}
+
 int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl, struct clu **out)
 {
 	struct clu *c = calloc(1, sizeof(*c));
@@ -680,10 +701,19 @@ int clu_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	snprintf(sdir, sizeof(sdir), "%s/snap", dir);
 	if (rv == 0)
 		rv = pio_mkdir(pio, sdir);
-	if (rv == 0)
-		rv = rmeta_open(pio, dir, &c->rm);
+	struct rmeta_report rep = {0};
+	if (rv == 0) {
+		rv = rmeta_open_ex(pio, dir, cfg->cluster.salvage_votes, &rep, &c->rm);
+		report_rmeta(dir, &rep, cfg->cluster.salvage_votes);
+	}
 	if (rv != 0) {
 		glog_error(TAG, "%s: %s", dir, strerror(-rv));
+		if (rv == -EBADMSG && rep.n > 0)
+			glog_error(TAG, "%s/%s holds damaged term-and-vote records (listed above). To go on, either put "
+					"back a copy of that file from this node's own backup, or start once with "
+					"--cluster.salvage_votes=true: the damaged records are dropped and each group "
+					"named takes part again without voting until it has caught up with its leader",
+				   dir, RMETA_FILE);
 		free(c);
 		return rv;
 	}

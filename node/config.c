@@ -132,6 +132,11 @@ static const struct config_setting config_table[] = {
 	 "clock is off by more from most of the cluster leads no partition and stamps no timestamp; past half of\n      "
 	 "it a warning is logged. 0: clocks are not compared.",
 	 0, 3600000, false, false, NULL},
+	{"cluster", "salvage_votes", CT_BOOL, CFG_OFF(cluster.salvage_votes), "false",
+	 "Start even though raft/raft.meta holds damaged term-and-vote records: they are dropped, and each\n      "
+	 "group that lost its record votes in no election until it has caught up with its leader. Only for an\n      "
+	 "operator answering the error that names those records.",
+	 0, 0, false, false, NULL},
 	{"log", "level", CT_LEVEL, CFG_OFF(log.level), "info",
 	 "Lowest level logged: debug, info, warn or error.", 0, 0, false, false, NULL},
 	{"storage", "segment_size", CT_SIZE, CFG_OFF(storage.segment_size), "1GiB",

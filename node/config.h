@@ -98,6 +98,7 @@ struct galgo_config {
 		uint32_t replication_factor;
 		uint32_t election_timeout_ms;
 		uint32_t max_clock_offset_ms; /* 0: clocks are not compared */
+		bool salvage_votes;           /* drop damaged raft.meta records (rmeta_open_ex) */
 		bool join;                   /* join a running cluster: no bootstrap */
 	} cluster;
 	struct {

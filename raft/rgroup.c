@@ -856,7 +856,14 @@ static int apply_some(struct rgroup *g, uint64_t to)
  */
 static void recovery_check(struct rgroup *g)
 {
-	if (!g->recovering || raft_state(&g->raft) != RAFT_FOLLOWER)
+	if (!g->recovering)
+		return;
+	if (raft_state(&g->raft) == RAFT_LEADER) {
+		/* Elected (a group of one voter elects itself without asking anyone): it holds what is committed. */
+		g->recovering = false;
+		return;
+	}
+	if (raft_state(&g->raft) != RAFT_FOLLOWER)
 		return;
 	uint64_t c = raft_commit_index(&g->raft), term = raft_current_term(&g->raft), at = 0;
 	if (c == 0 || g->durable < c)
@@ -1120,7 +1127,14 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 	}
 	uint64_t term = 0, vote = 0;
 	if (rv == 0) {
-		(void)rmeta_get(env->meta, cfg->group_id, &term, &vote);
+		/*
+		 * A log or snapshot without a term-and-vote record: the record was lost (raft.meta salvaged,
+		 * rmeta_open_ex): this replica may have voted in a term it no longer knows, so it recovers
+		 * (rgroup_config.recovering) before it votes again.
+		 */
+		if (rmeta_get(env->meta, cfg->group_id, &term, &vote) == -ENOENT &&
+		    (plog_last_index(log) > 0 || g->have_snap))
+			g->recovering = true;
 		if (plog_last_index(log) == 0 && !g->have_snap && cfg->bootstrap != NULL && term <= 1) {
 			g->cfg.bootstrap = cfg->bootstrap;
 			rv = bootstrap(g, term == 1 ? vote : 0);

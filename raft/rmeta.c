@@ -37,7 +37,10 @@
  *   - both valid for the same group: the one with the greater seq (equal when no write was interrupted);
  *   - anything else (two different groups, both copies damaged) is damage: rmeta_open fails with -EBADMSG.
  * A group found valid in two pairs is damage too. A pair whose copies differ is rewritten at open so that
- * both hold the chosen record again (rmeta_repaired counts them).
+ * both hold the chosen record again (rmeta_repaired counts them). Damage is reported pair by pair
+ * (rmeta_open_ex), with the group ids its copies name (read from bytes 8..16 of a copy whose magic holds,
+ * even when its check fails); in salvage mode the damaged pairs are zeroed instead (both copies, each
+ * followed by an fdatasync) and their groups have no record from then on.
  *
  * Dropping a group zeroes copy 0, then copy 1, each followed by an fdatasync; a power loss in between
  * leaves either the group with its current record (the drop did not happen) or a free pair.
@@ -76,6 +79,8 @@ struct rmeta {
 	bool *pair_used;
 	uint32_t n_pairs;
 	size_t repaired;
+	bool salvage;
+	struct rmeta_report *rep;
 };
 
 static int write_pair(struct rmeta *m, uint32_t pair, const uint8_t rec[RMETA_REC]);
@@ -160,6 +165,37 @@ static int grow_pairs(struct rmeta *m, uint32_t n_pairs)
 	return 0;
 }
 
+/* The group id a copy names, read whether or not its check holds (0 when its magic does not). */
+static uint64_t rec_group_raw(const uint8_t *p)
+{
+	return record_le32(p) == RMETA_MAGIC ? record_le64(p + 8) : 0;
+}
+
+/*
+ * A damaged pair: reported; then -EBADMSG, or in salvage mode the pair is zeroed and freed (a group found
+ * in two pairs loses both: neither record can be trusted over the other).
+ */
+static int damaged(struct rmeta *m, uint32_t pair, const char *what, const uint8_t *c0, const uint8_t *c1,
+		   bool v0, bool v1)
+{
+	if (m->rep != NULL) {
+		if (m->rep->n < RMETA_MAX_DAMAGE) {
+			struct rmeta_damage *d = &m->rep->d[m->rep->n];
+			d->pair = pair;
+			d->what = what;
+			d->groups[0] = rec_group_raw(c0);
+			d->groups[1] = rec_group_raw(c1);
+			d->verified[0] = v0;
+			d->verified[1] = v1;
+		}
+		m->rep->n++;
+	}
+	if (!m->salvage)
+		return -EBADMSG;
+	static const uint8_t zero[RMETA_REC];
+	return write_pair(m, pair, zero);
+}
+
 /* Interprets one pair read from the file (see the header comment). */
 static int load_pair(struct rmeta *m, uint32_t pair, const uint8_t *c0, const uint8_t *c1)
 {
@@ -169,7 +205,7 @@ static int load_pair(struct rmeta *m, uint32_t pair, const uint8_t *c0, const ui
 	struct slot s;
 	if (va && vb) {
 		if (a.group != b.group)
-			return -EBADMSG;
+			return damaged(m, pair, "two groups in one pair", c0, c1, va, vb);
 		s = a.seq >= b.seq ? a : b;
 	} else if (va) {
 		s = a;
@@ -178,14 +214,27 @@ static int load_pair(struct rmeta *m, uint32_t pair, const uint8_t *c0, const ui
 	} else if (ea || eb) {
 		return 0; /* free, or a torn first write */
 	} else {
-		return -EBADMSG;
+		return damaged(m, pair, "both copies unreadable", c0, c1, va, vb);
 	}
 	s.pair = pair;
 	s.known = true;
 	bool found;
 	size_t at = find(m, s.group, &found);
-	if (found)
-		return -EBADMSG;
+	if (found) {
+		int rv = damaged(m, pair, "a group in two pairs", c0, c1, va, vb);
+		if (rv == 0) {
+			/* Salvage: the other pair of that group goes too. */
+			uint32_t other = m->slots[at].pair;
+			static const uint8_t zero[RMETA_REC];
+			rv = write_pair(m, other, zero);
+			if (rv == 0) {
+				m->pair_used[other] = false;
+				memmove(&m->slots[at], &m->slots[at + 1], (m->n - at - 1) * sizeof(*m->slots));
+				m->n--;
+			}
+		}
+		return rv;
+	}
 	int rv = 0;
 	if (!va || !vb || a.seq != b.seq) {
 		/* An interrupted write or a damaged copy: both copies hold the chosen record again. */
@@ -203,13 +252,22 @@ static int load_pair(struct rmeta *m, uint32_t pair, const uint8_t *c0, const ui
 
 int rmeta_open(struct pio *pio, const char *dir, struct rmeta **out)
 {
+	return rmeta_open_ex(pio, dir, false, NULL, out);
+}
+
+int rmeta_open_ex(struct pio *pio, const char *dir, bool salvage, struct rmeta_report *rep, struct rmeta **out)
+{
 	char path[4096];
+	if (rep != NULL)
+		memset(rep, 0, sizeof(*rep));
 	if (snprintf(path, sizeof(path), "%s/%s", dir, RMETA_FILE) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
 	struct rmeta *m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return -ENOMEM;
 	m->pio = pio;
+	m->salvage = salvage;
+	m->rep = rep;
 	uint8_t *buf = NULL;
 	int rv = pio_mkdir(pio, dir);
 	if (rv != 0)
@@ -252,13 +310,23 @@ int rmeta_open(struct pio *pio, const char *dir, struct rmeta **out)
 			break;
 		off += (uint64_t)got;
 	}
+	bool bad = false;
 	for (uint32_t p = 0; p < n_pairs; p++) {
 		const uint8_t *base = buf + (size_t)p * RMETA_PAIR;
 		rv = load_pair(m, p, base, base + RMETA_COPY);
+		if (rv == -EBADMSG && !salvage) {
+			bad = true; /* every damaged pair is reported before failing */
+			continue;
+		}
 		if (rv != 0)
 			goto fail;
 	}
+	if (bad) {
+		rv = -EBADMSG;
+		goto fail;
+	}
 	free(buf);
+	m->rep = NULL;
 	*out = m;
 	return 0;
 fail:

@@ -15,6 +15,7 @@
 #ifndef GALGO_RMETA_H
 #define GALGO_RMETA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,30 @@ struct rmeta;
  * unreadable, two different groups in one pair, one group in two pairs), or another negative errno.
  */
 int rmeta_open(struct pio *pio, const char *dir, struct rmeta **out);
+
+/* One damaged pair found by rmeta_open_ex. */
+struct rmeta_damage {
+	uint32_t pair;        /* the pair's number: its copies are at bytes 1024 pair and 1024 pair + 512 */
+	const char *what;     /* "both copies unreadable", "two groups in one pair", "a group in two pairs" */
+	uint64_t groups[2];   /* the group ids its copies name (0: none readable); unverified when unreadable */
+	bool verified[2];     /* whether that copy passed its checks */
+};
+
+#define RMETA_MAX_DAMAGE 16
+
+/* What rmeta_open_ex found damaged (at most RMETA_MAX_DAMAGE listed; n counts them all). */
+struct rmeta_report {
+	size_t n;
+	struct rmeta_damage d[RMETA_MAX_DAMAGE];
+};
+
+/*
+ * rmeta_open, reporting every damaged pair in `rep` (may be NULL). salvage: instead of failing, damaged
+ * pairs are zeroed durably (freed) and their groups then have no record: rmeta_get answers -ENOENT for
+ * them, which rgroup_open takes as a replica that lost its term and vote (it votes for no one until it
+ * has caught up, rgroup_config.recovering). Only an operator decides to salvage (node/cluster.c).
+ */
+int rmeta_open_ex(struct pio *pio, const char *dir, bool salvage, struct rmeta_report *rep, struct rmeta **out);
 
 /* Closes the file and frees the table. Nothing is pending: every rmeta_set was durable when it returned. */
 void rmeta_close(struct rmeta *m);

@@ -110,9 +110,8 @@ static int ready_count(const struct node *n)
 	return log_count(n, "galgod ready:");
 }
 
-static void node_start(struct node *n)
+static pid_t node_spawn(struct node *n)
 {
-	int before = ready_count(n);
 	char a_id[32], a_dir[160], a_tcp[64], a_nodes[600];
 	snprintf(a_id, sizeof(a_id), "--node.id=%u", n->id);
 	snprintf(a_dir, sizeof(a_dir), "--node.data_dir=%s", n->dir);
@@ -136,6 +135,13 @@ static void node_start(struct node *n)
 		execv(GALGOD, argv);
 		_exit(127);
 	}
+	return pid;
+}
+
+static void node_start(struct node *n)
+{
+	int before = ready_count(n);
+	pid_t pid = node_spawn(n);
 	n->pid = pid;
 	n->starts++;
 	uint64_t until = now_ms() + WAIT_MS;
@@ -151,6 +157,23 @@ static void node_start(struct node *n)
 		cr_assert_lt(now_ms(), until, "node %u not ready; see %s", n->id, n->log);
 		pause_ms(20);
 	}
+}
+
+/* Starts node n expecting it to exit before it is ready; returns its exit status (-1: killed by a signal). */
+__attribute__((unused)) static int node_start_fails(struct node *n)
+{
+	pid_t pid = node_spawn(n);
+	uint64_t until = now_ms() + WAIT_MS;
+	int st;
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (now_ms() >= until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("node %u did not exit at start; see %s", n->id, n->log);
+		}
+		pause_ms(20);
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 __attribute__((unused)) static void node_kill(struct node *n)

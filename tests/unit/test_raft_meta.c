@@ -189,6 +189,43 @@ Test(rmeta, damage_to_one_copy_is_repaired_and_to_both_is_reported)
 	cr_assert_eq(rmeta_open(sim, "node", &m), -EBADMSG);
 }
 
+Test(rmeta, damaged_pairs_are_named_with_their_groups_and_salvage_drops_only_them)
+{
+	struct rmeta *m;
+	cr_assert_eq(rmeta_open(sim, "node", &m), 0);
+	for (uint64_t g = 1; g <= 4; g++)
+		cr_assert_eq(rmeta_set(m, 0x8000000000000000ull + g, g + 10, g), 0);
+	rmeta_close(m);
+	/* Pair 1 (group ...02): both copies' terms flipped (magic and group still readable). */
+	cr_assert_eq(pio_sim_corrupt(sim, "node/" RMETA_FILE, 1024 + 24, 0x01), 0);
+	cr_assert_eq(pio_sim_corrupt(sim, "node/" RMETA_FILE, 1024 + 512 + 24, 0x01), 0);
+	/* Pair 3 (group ...04): both copies' magic gone. */
+	cr_assert_eq(pio_sim_corrupt(sim, "node/" RMETA_FILE, 3 * 1024, 0xff), 0);
+	cr_assert_eq(pio_sim_corrupt(sim, "node/" RMETA_FILE, 3 * 1024 + 512, 0xff), 0);
+	struct rmeta_report rep;
+	cr_assert_eq(rmeta_open_ex(sim, "node", false, &rep, &m), -EBADMSG);
+	cr_assert_eq(rep.n, 2, "every damaged pair is reported, not only the first");
+	cr_assert_eq(rep.d[0].pair, 1);
+	cr_assert_str_eq(rep.d[0].what, "both copies unreadable");
+	cr_assert(rep.d[0].groups[0] == 0x8000000000000002ull && rep.d[0].groups[1] == 0x8000000000000002ull &&
+		  !rep.d[0].verified[0] && !rep.d[0].verified[1]);
+	cr_assert_eq(rep.d[1].pair, 3);
+	cr_assert(rep.d[1].groups[0] == 0 && rep.d[1].groups[1] == 0, "no magic: no group named");
+	/* Salvage: the two damaged pairs are dropped durably, the others kept. */
+	cr_assert_eq(rmeta_open_ex(sim, "node", true, &rep, &m), 0);
+	cr_assert_eq(rep.n, 2);
+	expect(m, 0x8000000000000001ull, 11, 1);
+	expect(m, 0x8000000000000002ull, 0, 0);
+	expect(m, 0x8000000000000003ull, 13, 3);
+	expect(m, 0x8000000000000004ull, 0, 0);
+	rmeta_close(m);
+	cr_assert_eq(pio_sim_power_loss(sim, 0), 0);
+	cr_assert_eq(rmeta_open(sim, "node", &m), 0, "the salvage was durable");
+	cr_assert_eq(rmeta_count(m), 2);
+	cr_assert_eq(rmeta_set(m, 0x8000000000000002ull, 20, 0), 0); /* a free pair again */
+	rmeta_close(m);
+}
+
 Test(rmeta, a_failed_write_keeps_the_previous_value_and_a_later_write_succeeds)
 {
 	struct rmeta *m;
