@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage bench-cluster clean
+.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage bench-cluster bench-consume clean
 
 all: build
 
@@ -57,6 +57,11 @@ bench-storage: build
 # (scripts/bench-cluster; BATCHES, PRODUCERS, FAILOVERS, ... in the environment scale it).
 bench-cluster: build
 	./scripts/bench-cluster $(BUILD)
+
+# What verifying stored bytes before serving them costs a consumer (scripts/bench-consume; OTHER=a build
+# directory to compare with, TOTAL=... in the environment).
+bench-consume: build
+	./scripts/bench-consume $(BUILD) $(OTHER)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

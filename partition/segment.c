@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,53 @@ int segment_read_env(struct segment *s, uint64_t pos, struct record_env *e)
  * Checks one record at pos as the scan expects it: envelope valid, the expected index and offset, inside
  * the file, timestamps not going back, and (if verify) its payload. Returns 0, -EBADMSG or an I/O error.
  */
+/*
+ * The buffer records are read into to be verified: one per thread (a partition belongs to one loop),
+ * grown to the largest record verified and kept, so that verifying a stream of records allocates (and
+ * faults in) nothing after the first; freed when its thread exits (the main thread's stays reachable
+ * through the key until the process ends).
+ */
+struct scratch_buf {
+	uint8_t *p;
+	size_t cap;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *v)
+{
+	struct scratch_buf *b = v;
+	free(b->p);
+	free(b);
+}
+
+static void scratch_init(void)
+{
+	(void)pthread_key_create(&scratch_key, scratch_free);
+}
+
+static uint8_t *scratch(size_t len)
+{
+	(void)pthread_once(&scratch_once, scratch_init);
+	struct scratch_buf *b = pthread_getspecific(scratch_key);
+	if (b == NULL) {
+		b = calloc(1, sizeof(*b));
+		if (b == NULL || pthread_setspecific(scratch_key, b) != 0) {
+			free(b);
+			return NULL;
+		}
+	}
+	if (len > b->cap) {
+		uint8_t *p = realloc(b->p, len);
+		if (p == NULL)
+			return NULL;
+		b->p = p;
+		b->cap = len;
+	}
+	return b->p;
+}
+
 static int check_record(struct segment *s, uint64_t pos, uint64_t file_size, uint64_t want_index,
 			uint64_t want_offset, uint64_t min_ts, bool verify, struct record_env *e)
 {
@@ -430,7 +478,7 @@ static int check_record(struct segment *s, uint64_t pos, uint64_t file_size, uin
 		return -EBADMSG;
 	if (!verify)
 		return 0;
-	uint8_t *p = malloc(e->length ? e->length : 1);
+	uint8_t *p = scratch(e->length ? e->length : 1);
 	if (p == NULL)
 		return -ENOMEM;
 	n = pio_pread(s->pio, s->data, p, e->length, pos + RECORD_ENVELOPE_SIZE);
@@ -439,7 +487,6 @@ static int check_record(struct segment *s, uint64_t pos, uint64_t file_size, uin
 		rv = (int)n;
 	else if (n != (ssize_t)e->length || record_payload_verify(e, p, e->length) != 0)
 		rv = -EBADMSG;
-	free(p);
 	return rv;
 }
 
