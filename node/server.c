@@ -983,7 +983,22 @@ static uint64_t part_bytes(struct srv *s, uint32_t stream_id, uint32_t topic_id,
 	struct tparts *tp = tparts_find(s, stream_id, topic_id);
 	if (tp == NULL || pid >= tp->n || tp->logs[pid] == NULL)
 		return 0;
-	uint64_t n = plog_payload_bytes(tp->logs[pid]), other = tp->pp[pid] != NULL ? tp->pp[pid]->other_bytes : 0;
+	struct plog *l = tp->logs[pid];
+	struct part *pt = tp->pp[pid];
+	uint64_t n = plog_payload_bytes(l), other = pt != NULL ? pt->other_bytes : 0;
+	/*
+	 * other_bytes counts the applied entries; those appended and not applied yet (a new leader's barrier,
+	 * a configuration change) are found in the log itself: usually none or a few (at most the leader's
+	 * cap of uncommitted entries are looked at).
+	 */
+	uint64_t last = plog_last_index(l), from = pt != NULL ? part_applied(pt) + 1 : last + 1;
+	if (from < plog_first_index(l))
+		from = plog_first_index(l);
+	for (uint64_t i = from; i <= last && i - from < 2048; i++) {
+		struct record_env env;
+		if (plog_entry_at(l, i, &env) == 0 && env.type != RECORD_MESSAGES)
+			other += env.length;
+	}
 	return n > other ? n - other : 0;
 }
 
