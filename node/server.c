@@ -891,6 +891,16 @@ static int slot_open(struct srv *s, const struct meta_topic *t, struct tparts *t
 	if (t->dedup_window > 0)
 		tp->dd[p] = dedup_new((uint32_t)(t->dedup_window > DEDUP_WINDOW_MAX ? DEDUP_WINDOW_MAX : t->dedup_window));
 	r = part_open(s, t, p, gid, tp->logs[p], tp->dd[p], recovering, &tp->pp[p]);
+	if (r == -EBADMSG && !recovering && t->partitions[p].n_replicas > 1) {
+		/* Its snapshot is damaged (raft/rsnap.c checks): the replica is rebuilt from its peers likewise. */
+		glog_warn(TAG, "partition %s: its snapshot is damaged", dir);
+		tp->pp[p] = NULL;
+		dedup_free(tp->dd[p]);
+		tp->dd[p] = NULL;
+		(void)plog_close(tp->logs[p]);
+		tp->logs[p] = NULL;
+		return slot_open(s, t, tp, p, true);
+	}
 	if (r != 0)
 		glog_error(TAG, "partition %s: its Raft group cannot start: %s", dir, strerror(-r));
 	return r;
