@@ -267,7 +267,7 @@ static void galgod_on_tick(uv_timer_t *t)
 	srv_tick(g->srv);
 }
 
-/* SIGINT and SIGTERM start the shutdown (once); SIGHUP is ignored for now. */
+/* SIGINT and SIGTERM start the shutdown (once; another ends its drain); SIGHUP is ignored for now. */
 static void galgod_on_signal(uv_signal_t *h, int signum)
 {
 	struct galgod *g = h->data;
@@ -276,7 +276,11 @@ static void galgod_on_signal(uv_signal_t *h, int signum)
 		return;
 	}
 	if (g->stop_signal != 0) {
-		glog_info(TAG, "received %s; already shutting down", strsignal(signum));
+		/* A second signal cuts the drain short; the close that follows is bounded anyway. */
+		glog_info(TAG, "received %s; already shutting down%s", strsignal(signum),
+			  g->stop_phase == 1 ? ", ending the drain now" : "");
+		if (g->stop_phase == 1)
+			uv_stop(&g->loop);
 		return;
 	}
 	g->stop_signal = signum;
