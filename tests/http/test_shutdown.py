@@ -262,6 +262,8 @@ def test_sends_in_flight_at_sigterm_answered_58_are_never_committed(tmp_path):
                 resp = conn.getresponse()
                 raw = resp.read()
                 status = resp.status
+            except ConnectionRefusedError:
+                pass  # the listener is closed: nothing was sent
             except (OSError, http.client.HTTPException):
                 with lock:
                     unknown.add(payload)
@@ -305,3 +307,125 @@ def test_sends_in_flight_at_sigterm_answered_58_are_never_committed(tmp_path):
     assert not missing, f"{len(missing)} sends answered 201 are not in the log, e.g. {sorted(missing)[:3]}"
     assert not committed_58, (f"{len(committed_58)} of {len(refused)} sends answered 58 were committed anyway, "
                               f"e.g. {sorted(committed_58)[:3]}")
+
+
+def retry(fn, what: str, seconds: float = 20.0):
+    """fn() until it returns something true (a cluster electing its leaders answers 58 meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = fn()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what}: not done within {seconds}s"
+        time.sleep(0.1)
+
+
+def test_forwarded_sends_in_flight_at_sigterm_answered_58_are_never_committed(tmp_path):
+    """A 3-node cluster; HTTP sends to 3 partitions through node 2, which forwards those of the partitions it
+    does not lead, while node 2 gets SIGTERM: node 2 exits 0 within the bound, and read through node 1 none
+    of the sends answered 58 is in the log."""
+    nodes = [Galgod(tmp_path / f"n{i}", []) for i in (1, 2, 3)]
+    raft = [free_port() for _ in nodes]
+    roster = ",".join(f"{i + 1}@127.0.0.1:{raft[i]}:{n.tcp_port}:0:{n.http_port}" for i, n in enumerate(nodes))
+    for i, n in enumerate(nodes):
+        n.workdir.mkdir(parents=True, exist_ok=True)
+        n.extra_args = [f"--node.id={i + 1}", f"--cluster.nodes={roster}", "--cluster.secret=shutdown-test",
+                        "--cluster.election_timeout_ms=300", "--http.jwt_secret=shutdown-test"]
+    try:
+        for n in nodes:
+            n.start()
+        port1, port2 = nodes[0].http_port, nodes[1].http_port
+
+        def try_login(port):
+            status, body = rest(port, "POST", "/users/login", {"username": "iggy", "password": "iggy"})
+            return json.loads(body)["access_token"]["token"] if status == 200 else None
+
+        token = retry(lambda: try_login(port1), "login")
+        retry(lambda: rest(port1, "POST", "/streams", {"name": "s"}, token)[0] == 200, "create stream")
+        retry(lambda: rest(port1, "POST", "/streams/s/topics", {"name": "t", "partitions_count": 3}, token)[0] == 200,
+              "create topic")
+        for p in range(3):
+            retry(lambda: rest(port2, "GET", f"/streams/s/topics/t/messages?consumer_id=1&partition_id={p}"
+                                             "&kind=first&count=1", token=token)[0] == 200, f"partition {p} ready")
+
+        ok, refused, unknown = set(), set(), set()
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def producer(n: int) -> None:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            conn = http.client.HTTPConnection("127.0.0.1", port2, timeout=TIMEOUT)
+            i = 0
+            while not stop.is_set():
+                pid = (n + i) % 3
+                payload = f"p{n}-{i}".encode()
+                i += 1
+                body = {"partitioning": {"kind": "partition_id", "value": b64(pid.to_bytes(4, "little"))},
+                        "messages": [{"id": 0, "payload": b64(payload)}]}
+                try:
+                    conn.request("POST", "/streams/s/topics/t/messages", body=json.dumps(body).encode(),
+                                 headers=headers)
+                    resp = conn.getresponse()
+                    raw, status = resp.read(), resp.status
+                except ConnectionRefusedError:
+                    pass  # the listener is closed: nothing was sent
+                except (OSError, http.client.HTTPException):
+                    with lock:
+                        unknown.add((pid, payload))
+                    conn.close()
+                    if nodes[1].proc.poll() is not None:
+                        return
+                    conn = http.client.HTTPConnection("127.0.0.1", port2, timeout=TIMEOUT)
+                    continue
+                with lock:
+                    if status == 201:
+                        ok.add((pid, payload))
+                    elif status == 503 and json.loads(raw).get("id") == 58:
+                        refused.add((pid, payload))
+                    else:
+                        unknown.add((pid, payload))
+            conn.close()
+
+        threads = [threading.Thread(target=producer, args=(n,)) for n in range(12)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.5)
+            stop_within_bound(nodes[1])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(TIMEOUT)
+        print(f"sends: {len(ok)} answered 201, {len(refused)} answered 58, {len(unknown)} without an answer")
+        assert ok, "no send succeeded before the shutdown"
+
+        def read_partition(pid):
+            got, offset = [], 0
+            while True:
+                status, body = rest(port1, "GET", f"/streams/s/topics/t/messages?consumer_id=1&partition_id={pid}"
+                                                  f"&kind=offset&value={offset}&count=1000", token=token)
+                if status != 200:
+                    return None  # a new leader is being elected: read again
+                msgs = json.loads(body)["messages"]
+                if not msgs:
+                    # A replica serving the read may learn the commit index a heartbeat late: the marker last.
+                    return got if got and got[-1] == b"m" else None
+                got += [base64.b64decode(m["payload"]) for m in msgs]
+                offset = msgs[-1]["header"]["offset"] + 1
+
+        # A new leader commits its predecessor's entries with the first entry of its own term: one more send.
+        marker = {"partitioning": {"kind": "partition_id", "value": ""}, "messages": [{"id": 0, "payload": b64(b"m")}]}
+        for pid in range(3):
+            marker["partitioning"]["value"] = b64(pid.to_bytes(4, "little"))
+            retry(lambda: rest(port1, "POST", "/streams/s/topics/t/messages", marker, token)[0] == 201,
+                  f"marker on partition {pid}")
+        present = set()
+        for pid in range(3):
+            present |= {(pid, p) for p in retry(lambda: read_partition(pid), f"read partition {pid}")}
+        committed_58 = refused & present
+        assert not committed_58, (f"{len(committed_58)} of {len(refused)} sends answered 58 were committed anyway, "
+                                  f"e.g. {sorted(committed_58)[:3]}")
+    finally:
+        for n in nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                assert n.stop() == 0
