@@ -4,9 +4,10 @@
  * Startup: read the configuration (exit 2 on a bad one, 0 after --help or --version), lock the data directory (exit 1
  * if that fails), load the metadata and open every partition it names (node/server), start the TCP
  * listener (transport/tcp; with tcp.tls_enabled, inside TLS with the context node/tlscert makes, exit 1
- * if that fails) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly: the
- * listener closes, every partition log is closed (which flushes it), the loop is torn down, the lock
- * released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
+ * if that fails) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly within
+ * SHUTDOWN_BOUND_MS whatever the clients do (galgod_shutdown: drain, close, teardown; see
+ * docs/ARCHITECTURE.md, "Shutdown"): every partition log is closed (which flushes it), the loop is torn
+ * down, the lock released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
  *
  * This file is the wiring: it maps the TCP transport's callbacks onto server sessions, those of QUIC
  * (transport/quic: a session per connection, a stream per request; TLS from quic.tls_cert/tls_key or the
@@ -40,6 +41,14 @@
 
 #define TAG "galgod"
 
+/*
+ * The shutdown's bounds, from the signal on: admitted requests have SHUTDOWN_DRAIN_MS to be answered,
+ * and whatever is still open at SHUTDOWN_BOUND_MS is closed without waiting any more.
+ */
+#define SHUTDOWN_DRAIN_MS 3000u
+#define SHUTDOWN_BOUND_MS 5000u
+#define SHUTDOWN_POLL_MS 10u
+
 struct galgod {
 	struct galgo_config cfg;
 	struct datadir *dd;
@@ -56,6 +65,9 @@ struct galgod {
 	uv_signal_t sigint, sigterm, sighup;
 	bool signals_ready;
 	int stop_signal;            /* the signal that started the shutdown, 0 before */
+	uv_timer_t stop_timer;      /* paces the shutdown's phases (galgod_shutdown) */
+	uint64_t stop_at;           /* loop time the shutdown began */
+	int stop_phase;             /* 1 drain, 2 close */
 };
 
 /* ---- TCP transport -> server sessions ---- */
@@ -255,7 +267,7 @@ static void galgod_on_tick(uv_timer_t *t)
 	srv_tick(g->srv);
 }
 
-/* SIGINT and SIGTERM start the shutdown (once); SIGHUP is ignored for now. */
+/* SIGINT and SIGTERM start the shutdown (once; another ends its drain); SIGHUP is ignored for now. */
 static void galgod_on_signal(uv_signal_t *h, int signum)
 {
 	struct galgod *g = h->data;
@@ -264,7 +276,11 @@ static void galgod_on_signal(uv_signal_t *h, int signum)
 		return;
 	}
 	if (g->stop_signal != 0) {
-		glog_info(TAG, "received %s; already shutting down", strsignal(signum));
+		/* A second signal cuts the drain short; the close that follows is bounded anyway. */
+		glog_info(TAG, "received %s; already shutting down%s", strsignal(signum),
+			  g->stop_phase == 1 ? ", ending the drain now" : "");
+		if (g->stop_phase == 1)
+			uv_stop(&g->loop);
 		return;
 	}
 	g->stop_signal = signum;
@@ -297,8 +313,57 @@ static void galgod_close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-/* Closes every partition, the flusher, the loop and the lock: whatever startup got to open. */
-static void galgod_shutdown(struct galgod *g)
+/* Every admitted request answered and its reply handed to the socket (the drain is over). */
+static bool galgod_drained(const struct galgod *g)
+{
+	return (g->srv == NULL || srv_owed(g->srv) == 0) && (g->http == NULL || http_server_calls(g->http) == 0) &&
+	       (g->tcp == NULL || tcp_server_unsent(g->tcp) == 0);
+}
+
+static void galgod_on_stop_timer(uv_timer_t *t)
+{
+	struct galgod *g = t->data;
+	uint64_t elapsed = uv_now(&g->loop) - g->stop_at;
+	if (g->stop_phase == 1 && (galgod_drained(g) || elapsed >= SHUTDOWN_DRAIN_MS))
+		uv_stop(&g->loop);
+	else if (g->stop_phase == 2 && elapsed >= SHUTDOWN_BOUND_MS)
+		uv_stop(&g->loop);
+}
+
+/*
+ * Phase 1, the drain: the listeners close and the transports stop taking new requests (a request that
+ * arrives now is never handed to the server: HTTP and QUIC answer it 58, TCP leaves it unread), while
+ * everything else keeps running (the node-to-node links above all: forwarded requests get their
+ * answers, sends their replication), until every admitted request is answered and its reply written,
+ * or SHUTDOWN_DRAIN_MS have passed.
+ */
+static void galgod_drain(struct galgod *g)
+{
+	if (g->tcp != NULL)
+		tcp_server_drain(g->tcp);
+	if (g->http != NULL)
+		http_server_drain(g->http);
+	if (g->quic != NULL)
+		quic_server_drain(g->quic);
+	g->stop_phase = 1;
+	uv_timer_start(&g->stop_timer, galgod_on_stop_timer, 0, SHUTDOWN_POLL_MS);
+	uv_run(&g->loop, UV_RUN_DEFAULT);
+	uint64_t took = uv_now(&g->loop) - g->stop_at;
+	if (galgod_drained(g))
+		glog_info(TAG, "shutdown: drained in %" PRIu64 " ms", took);
+	else
+		glog_warn(TAG, "shutdown: not drained after %" PRIu64 " ms (%zu replies owed, %zu HTTP calls, %u TCP "
+			  "connections with unsent replies); closing", took, g->srv != NULL ? srv_owed(g->srv) : 0,
+			  g->http != NULL ? http_server_calls(g->http) : 0, g->tcp != NULL ? tcp_server_unsent(g->tcp) : 0);
+}
+
+/*
+ * Phase 2, the close: node-to-node links, QUIC (CONNECTION_CLOSE to every client), HTTP (a call still
+ * running is answered error 1, never 58: it was admitted) and TCP (connections aborted: a request without
+ * its reply gets none) are closed together, and the loop runs until they are gone or the shutdown has
+ * taken SHUTDOWN_BOUND_MS; what is left then is closed by the teardown's walk over every handle.
+ */
+static void galgod_close_network(struct galgod *g, bool bounded)
 {
 	if (g->tick_ready) {
 		uv_timer_stop(&g->tick);
@@ -308,31 +373,58 @@ static void galgod_shutdown(struct galgod *g)
 	if (g->srv != NULL)
 		srv_stop_network(g->srv);
 	if (g->signals_ready) {
-		/* Signal handles would keep the loop running while the listener closes. */
+		/* Signal handles would keep the loop running while the listeners close. */
 		uv_close((uv_handle_t *)&g->sigint, NULL);
 		uv_close((uv_handle_t *)&g->sigterm, NULL);
 		uv_close((uv_handle_t *)&g->sighup, NULL);
 		g->signals_ready = false;
 	}
+	bool any = g->quic != NULL || g->http != NULL || g->tcp != NULL;
 	if (g->quic != NULL) {
-		/* Every connection gets its CONNECTION_CLOSE now; the loop runs below, with the others'. */
 		quic_server_close(g->quic);
 		g->quic = NULL;
-		if (g->tcp == NULL && g->http == NULL)
-			uv_run(&g->loop, UV_RUN_DEFAULT);
 	}
 	if (g->http != NULL) {
-		/* Closed with the TCP listener; the loop then runs until both are gone. */
 		http_server_close(g->http);
 		g->http = NULL;
-		if (g->tcp == NULL)
-			uv_run(&g->loop, UV_RUN_DEFAULT);
 	}
 	if (g->tcp != NULL) {
 		tcp_server_close(g->tcp);
 		g->tcp = NULL;
-		uv_run(&g->loop, UV_RUN_DEFAULT);
 	}
+	if (!any)
+		return;
+	if (bounded) {
+		/* Unreferenced: the loop ends by itself as soon as the transports are gone. */
+		g->stop_phase = 2;
+		uv_timer_start(&g->stop_timer, galgod_on_stop_timer, 0, SHUTDOWN_POLL_MS);
+		uv_unref((uv_handle_t *)&g->stop_timer);
+	}
+	uv_run(&g->loop, UV_RUN_DEFAULT);
+	if (bounded) {
+		uint64_t took = uv_now(&g->loop) - g->stop_at;
+		if (took >= SHUTDOWN_BOUND_MS)
+			glog_warn(TAG, "shutdown: connections still open after %" PRIu64 " ms; closing them", took);
+		else
+			glog_info(TAG, "shutdown: connections closed after %" PRIu64 " ms", took);
+		uv_timer_stop(&g->stop_timer);
+	}
+}
+
+/*
+ * Closes every partition, the flusher, the loop and the lock: whatever startup got to open. After a
+ * signal (started) the network is drained and closed first, within SHUTDOWN_BOUND_MS.
+ */
+static void galgod_shutdown(struct galgod *g, bool started)
+{
+	if (started && g->loop_ready) {
+		uv_update_time(&g->loop);
+		g->stop_at = uv_now(&g->loop);
+		uv_timer_init(&g->loop, &g->stop_timer);
+		g->stop_timer.data = g;
+		galgod_drain(g);
+	}
+	galgod_close_network(g, started && g->loop_ready);
 	if (g->srv != NULL) {
 		srv_free(g->srv);
 		g->srv = NULL;
@@ -560,13 +652,13 @@ int main(int argc, char **argv)
 
 	if (g.stop_signal == 0)
 		glog_warn(TAG, "event loop stopped unexpectedly; shutting down");
-	galgod_shutdown(&g);
+	galgod_shutdown(&g, true);
 	glog_info(TAG, "galgod stopped");
 	config_free(&g.cfg);
 	return 0;
 
 fail:
-	galgod_shutdown(&g);
+	galgod_shutdown(&g, false);
 	config_free(&g.cfg);
 	return 1;
 }

@@ -1552,6 +1552,14 @@ size_t srv_session_owed(const struct srv_session *ss)
 	return n;
 }
 
+size_t srv_owed(const struct srv *s)
+{
+	size_t n = 0;
+	for (const struct srv_session *ss = s->sessions; ss != NULL; ss = ss->next)
+		n += srv_session_owed(ss);
+	return n;
+}
+
 static uint32_t session_member(struct srv_session *ss, uint32_t *member);
 
 bool srv_session_stale(struct srv_session *ss)

@@ -48,8 +48,11 @@ typedef int (*srv_send_fn)(void *ctx, const struct srv_piece *pieces, size_t n, 
 int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, struct flusher *fl,
 	    struct srv **out);
 
-/* The start of a shutdown: closes the node-to-node links, so that only the clients' connections keep the
- * loop running while they drain. */
+/*
+ * Closes the node-to-node links. In a shutdown this comes after the drain (docs/ARCHITECTURE.md,
+ * "Shutdown"): while the clients' admitted requests finish, forwarded ones still need their answers and
+ * sends their replication.
+ */
 void srv_stop_network(struct srv *s);
 
 /* Stops: fails pending work, closes every partition and the metadata store. */
@@ -63,6 +66,9 @@ struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, con
 void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 /* Replies the session still owes (requests whose reply has not been handed to the transport yet). */
 size_t srv_session_owed(const struct srv_session *ss);
+/* Replies owed by every open session: requests admitted (handed to srv_session_frame) and not answered
+ * yet. A shutdown drains until this is 0. */
+size_t srv_owed(const struct srv *s);
 /* The connection is gone: the session leaves its consumer groups and is freed once nothing is pending. */
 void srv_session_close(struct srv_session *ss);
 /*

@@ -198,6 +198,8 @@ struct http_server {
 	size_t secret_len;
 	uint32_t next_call;
 	uint64_t client_hi;         /* high half of the VSR client ids of the calls */
+	bool draining;              /* http_server_drain: new requests are answered 58, never handed over */
+	bool listener_closed;
 	bool closing;
 	int open_handles;           /* listener + idle, closed at close */
 };
@@ -1128,6 +1130,12 @@ static void call_forward(struct http_call *c, uint8_t op, uint32_t code, struct 
 	h.code = op == FRAME_OP_NON_REPLICATED ? code : 0;
 	h.request = op == FRAME_OP_REGISTER ? 0 : 1;
 	h.session = op == FRAME_OP_REGISTER ? 0 : (c->session != 0 ? c->session : 1);
+	if (c->srv->closing) {
+		/* The second frame of a raw-PAT call after the close: this request never reached the server. */
+		wire_buf_free(b);
+		call_error(c, 58);
+		return;
+	}
 	c->waiting = true;
 	c->srv->h.on_frame(c, &h, b->p != NULL ? b->p : empty, b->len);
 	wire_buf_free(b);
@@ -3494,8 +3502,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (h2o_memis(req->method.base, req->method.len, routes[i].method, strlen(routes[i].method)))
 			c->route = &routes[i];
 	}
-	if (s->closing) {
-		call_error(c, 58);
+	if (s->closing || s->draining) {
+		call_error(c, 58); /* true: nothing of it reached the server */
 	} else if (c->route == NULL) {
 		if (path_known) {
 			c->no_view = true;
@@ -3540,8 +3548,12 @@ static void server_maybe_free(struct http_server *s)
 {
 	if (!s->closing || s->open_handles > 0 || !list_empty(&s->socks))
 		return;
-	if (s->ctx_ready)
+	if (s->ctx_ready) {
+		/* Linked by h2o_context_request_shutdown (the drain); h2o_context_dispose wants none left. */
+		if (h2o_timeout_is_linked(&s->ctx.http2._graceful_shutdown_timeout))
+			h2o_timeout_unlink(&s->ctx.http2._graceful_shutdown_timeout);
 		h2o_context_dispose(&s->ctx);
+	}
 	h2o_config_dispose(&s->config);
 	if (s->opts.ssl_ctx != NULL)
 		SSL_CTX_free(s->opts.ssl_ctx);
@@ -3660,6 +3672,14 @@ int http_server_new(uv_loop_t *loop, const struct http_opts *opts, const struct 
 		 */
 		SSL_CTX_up_ref(opts->ssl_ctx);
 		h2o_ssl_register_alpn_protocols(opts->ssl_ctx, h2o_http2_alpn_protocols);
+		/*
+		 * No close_notify when h2o closes a TLS connection. h2o 2.2 sends it with a write whose failure
+		 * it never reports when libuv refuses the write at once, which it does after a read error such as
+		 * a reset by the peer: the socket then stayed open for good, and a shutdown waited for it forever
+		 * (a client that negotiated h2 and reset the connection). HTTP frames its own messages (lengths,
+		 * chunks, h2 frames), so a missing close_notify truncates nothing unnoticed.
+		 */
+		SSL_CTX_set_quiet_shutdown(opts->ssl_ctx, 1);
 		s->accept_ctx.ssl_ctx = opts->ssl_ctx;
 	}
 
@@ -3704,26 +3724,55 @@ void *http_server_data(const struct http_server *s)
 	return s->ud;
 }
 
+static void server_close_listener(struct http_server *s)
+{
+	if (s->listener_closed)
+		return;
+	s->listener_closed = true;
+	uv_close((uv_handle_t *)&s->listener, on_handle_closed);
+}
+
+void http_server_drain(struct http_server *s)
+{
+	if (s->closing || s->draining)
+		return;
+	s->draining = true;
+	server_close_listener(s);
+	/* Idle HTTP/1.1 connections close, h2 ones get a GOAWAY; the requests they carry are answered. */
+	h2o_context_request_shutdown(&s->ctx);
+	http_log(s, HTTP_LOG_INFO, "draining: listener closed, new requests answered 58");
+}
+
+size_t http_server_calls(const struct http_server *s)
+{
+	size_t n = 0;
+	for (const struct link *l = s->calls.next; l != &s->calls; l = l->next)
+		n++;
+	return n;
+}
+
 void http_server_close(struct http_server *s)
 {
 	s->closing = true;
 	uv_idle_stop(&s->idle);
+	/* Replies already here are answered as they say (a second frame a call would need is not sent). */
+	on_idle(&s->idle);
 	while (!list_empty(&s->calls)) {
 		struct http_call *c = container_of(s->calls.next, struct http_call, link);
-		if (c->has_reply) {
-			list_remove(&c->ready_link);
-			c->has_reply = false;
-		}
+		/*
+		 * Its frame reached the server and no reply came: it may still take effect (a send submitted
+		 * to Raft commits), so the answer is error 1, never 58 ("not admitted, retry").
+		 */
+		if (c->waiting && c->req != NULL)
+			call_error(c, E_ERROR);
 		c->waiting = false;
-		if (c->req != NULL)
-			call_error(c, 58);
 		if (c->opened) {
 			c->opened = false;
 			s->h.on_close(c);
 		}
 		call_free(c);
 	}
-	uv_close((uv_handle_t *)&s->listener, on_handle_closed);
+	server_close_listener(s);
 	uv_close((uv_handle_t *)&s->idle, on_handle_closed);
 	for (struct link *l = s->socks.next; l != &s->socks; l = l->next) {
 		struct http_sock *hs = container_of(l, struct http_sock, link);

@@ -108,9 +108,20 @@ int http_server_port(const struct http_server *s);
 void *http_server_data(const struct http_server *s);
 
 /*
- * Stops accepting, answers the calls still waiting with 503 (their on_close is called now), shuts the
- * connections down, and frees the server once every handle is closed: run the loop until then. The
- * server must not be used after this call.
+ * The first phase of a shutdown: closes the listener, answers every request that arrives from now on
+ * with 58 (TransientNotAccepted, true: it is not handed to the handler), closes idle HTTP/1.1
+ * connections and sends GOAWAY on h2 ones. Calls already running go on and are answered.
+ */
+void http_server_drain(struct http_server *s);
+
+/* Calls running: requests received and not yet answered (a drain waits for 0). */
+size_t http_server_calls(const struct http_server *s);
+
+/*
+ * Stops accepting, answers the calls still running (a reply already received as it says; a call whose
+ * frame is out and unanswered with error 1, as it may still take effect; their on_close is called now),
+ * shuts the connections down, and frees the server once every handle is closed: run the loop until
+ * then. The server must not be used after this call.
  */
 void http_server_close(struct http_server *s);
 

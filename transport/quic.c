@@ -117,6 +117,7 @@ struct quic_server {
 	uint64_t queued_total;      /* datagrams ever queued */
 	uint64_t pauses;            /* times a connection paused on a full queue */
 	int open_handles;           /* udp + connection timers */
+	bool draining; /* quic_server_drain: no new connections, new requests reset with 58 */
 	bool closing;
 	uint8_t rbuf[RECV_BUF_SIZE];
 };
@@ -646,7 +647,9 @@ static void conn_process(struct quic_conn *c)
 			struct frame_request req = {0};
 			int rc = frame_peek_command(st->buf) == FRAME_CMD_REQUEST ? frame_request_decode(st->buf, &req)
 										  : FRAME_E_COMMAND;
-			if (rc != 0 || !c->opened) {
+			if (rc == 0 && c->opened && s->draining) {
+				st->reject = QUIC_APP_NOT_ACCEPTED; /* true: the handler never sees it */
+			} else if (rc != 0 || !c->opened) {
 				qlog(s, QUIC_LOG_DEBUG, "connection %u: stream %lld: not a valid request: %s", c->id,
 				     (long long)st->id, rc != 0 ? frame_strerror(rc) : "no session");
 				st->reject = QUIC_APP_INVALID_COMMAND;
@@ -913,7 +916,7 @@ static void handle_datagram(struct quic_server *s, const struct sockaddr *from, 
 	struct quic_conn *c = cid_find(s, vc.dcid, vc.dcidlen);
 	if (c == NULL) {
 		ngtcp2_pkt_hd hd;
-		if (s->closing || ngtcp2_accept(&hd, data, len) != 0)
+		if (s->closing || s->draining || ngtcp2_accept(&hd, data, len) != 0)
 			return; /* not an Initial that may open a connection (or garbage): dropped */
 		if (s->nlive >= s->opts.max_connections) {
 			uint8_t buf[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
@@ -1086,6 +1089,14 @@ void quic_server_send_stats(const struct quic_server *s, uint64_t *queued, uint6
 {
 	*queued = s->queued_total;
 	*pauses = s->pauses;
+}
+
+void quic_server_drain(struct quic_server *s)
+{
+	if (s->closing || s->draining)
+		return;
+	s->draining = true;
+	qlog(s, QUIC_LOG_INFO, "draining: no new connections, new requests reset with %d", QUIC_APP_NOT_ACCEPTED);
 }
 
 void quic_server_close(struct quic_server *s)

@@ -58,6 +58,7 @@ enum {
 	QUIC_APP_NO_ERROR = 0,
 	QUIC_APP_INVALID_COMMAND = 3,
 	QUIC_APP_INVALID_FORMAT = 4,
+	QUIC_APP_NOT_ACCEPTED = 58,      /* TransientNotAccepted: the request was not handed over (a drain) */
 	QUIC_APP_SERVER_BUSY = 0x1001,   /* the handler could not open a session */
 };
 
@@ -109,6 +110,13 @@ void *quic_server_data(const struct quic_server *s);
 uint32_t quic_server_conn_count(const struct quic_server *s);
 /* Datagrams that went through the send queue, and the times a connection paused on a full queue. */
 void quic_server_send_stats(const struct quic_server *s, uint64_t *queued, uint64_t *pauses);
+
+/*
+ * The first phase of a shutdown: Initial packets that would open a connection are dropped, and request
+ * streams completed from now on are reset with QUIC_APP_NOT_ACCEPTED instead of reaching the handler.
+ * Requests handed over before are still answered.
+ */
+void quic_server_drain(struct quic_server *s);
 
 /*
  * Graceful close: every connection gets a CONNECTION_CLOSE (NO_ERROR), on_close is called for those

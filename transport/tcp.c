@@ -143,6 +143,8 @@ struct tcp_server {
 	uint32_t nconns;
 	uint32_t next_id;
 	int handles; /* libuv handles not yet closed (the server is freed at 0 once closing) */
+	bool draining;        /* tcp_server_drain: no new connections, no new requests */
+	bool listener_closed; /* lpoll is closed (by the drain or the close) */
 	bool closing;
 };
 
@@ -292,7 +294,7 @@ static void on_listen(uv_poll_t *h, int status, int events);
 static void on_backoff(uv_timer_t *t)
 {
 	struct tcp_server *s = t->data;
-	if (!s->closing)
+	if (!s->closing && !s->listener_closed)
 		uv_poll_start(&s->lpoll, UV_READABLE, on_listen);
 }
 
@@ -406,12 +408,45 @@ uint32_t tcp_server_connections(const struct tcp_server *s)
 	return s->nconns;
 }
 
+/* Closes the listening socket: connection attempts are refused from now on. */
+static void server_close_listener(struct tcp_server *s)
+{
+	if (s->listener_closed)
+		return;
+	s->listener_closed = true;
+	uv_timer_stop(&s->backoff);
+	uv_close((uv_handle_t *)&s->lpoll, server_handle_closed);
+}
+
+void tcp_server_drain(struct tcp_server *s)
+{
+	if (s->closing || s->draining)
+		return;
+	s->draining = true;
+	server_close_listener(s);
+	/* conn_may_read and conn_parse look at `draining`: each connection stops reading at its next update. */
+	for (struct link *l = s->conns.next; l != &s->conns; l = l->next)
+		conn_update(container_of(l, struct tcp_conn, link));
+	slog(s, TCP_LOG_INFO, "draining: listener closed, no new requests read");
+}
+
+uint32_t tcp_server_unsent(const struct tcp_server *s)
+{
+	uint32_t n = 0;
+	for (const struct link *l = s->conns.next; l != &s->conns; l = l->next) {
+		const struct tcp_conn *c = container_of(l, const struct tcp_conn, link);
+		if (!c->closing && c->sq_head != NULL)
+			n++;
+	}
+	return n;
+}
+
 void tcp_server_close(struct tcp_server *s)
 {
 	if (s->closing)
 		return;
 	s->closing = true;
-	uv_close((uv_handle_t *)&s->lpoll, server_handle_closed);
+	server_close_listener(s);
 	uv_close((uv_handle_t *)&s->timer, server_handle_closed);
 	uv_close((uv_handle_t *)&s->backoff, server_handle_closed);
 	uv_close((uv_handle_t *)&s->idle, server_handle_closed);
@@ -485,7 +520,7 @@ static bool conn_paused(const struct tcp_conn *c)
 
 static bool conn_may_read(const struct tcp_conn *c)
 {
-	return !c->closing && !c->close_req && !c->eof && !conn_paused(c);
+	return !c->closing && !c->close_req && !c->eof && !conn_paused(c) && !c->srv->draining;
 }
 
 static void on_conn_poll(uv_poll_t *h, int status, int events);
@@ -632,7 +667,7 @@ static void on_listen(uv_poll_t *h, int status, int events)
 		slog(s, TCP_LOG_ERROR, "listener: %s", uv_strerror(status));
 		return;
 	}
-	for (int i = 0; i < ACCEPTS_PER_WAKEUP && !s->closing; i++) {
+	for (int i = 0; i < ACCEPTS_PER_WAKEUP && !s->closing && !s->listener_closed; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -707,7 +742,7 @@ static void conn_parse(struct tcp_conn *c)
 	if (c->in_parse)
 		return;
 	c->in_parse = true;
-	while (!c->closing && !c->close_req && !conn_paused(c) && !s->closing) {
+	while (!c->closing && !c->close_req && !conn_paused(c) && !s->closing && !s->draining) {
 		size_t avail = c->rlen - c->rpos;
 		if (avail == 0)
 			break;

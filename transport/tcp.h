@@ -167,6 +167,17 @@ void *tcp_server_data(const struct tcp_server *s);
 uint32_t tcp_server_connections(const struct tcp_server *s);
 
 /*
+ * The first phase of a shutdown: closes the listening socket (connection attempts are refused) and stops
+ * reading on every connection, so that no new request reaches the handler; frames already received but
+ * not yet delivered never will be. Replies to the requests delivered before are still written, and
+ * connections stay open until tcp_server_close.
+ */
+void tcp_server_drain(struct tcp_server *s);
+
+/* Connections with replies queued and not yet written to their socket (a drain waits for 0). */
+uint32_t tcp_server_unsent(const struct tcp_server *s);
+
+/*
  * Stops accepting and aborts every connection (their queued sends finish with -ECANCELED, then
  * on_close). The server frees itself once all its handles are closed: run the loop until then. The
  * server must not be used after this call.

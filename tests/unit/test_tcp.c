@@ -1167,6 +1167,49 @@ Test(tcp, the_server_listens_on_ipv6)
 	stop_server();
 }
 
+static void drain_on_loop(void *arg)
+{
+	tcp_server_drain(H.srv);
+}
+
+static void count_unsent(void *arg)
+{
+	*(uint32_t *)arg = tcp_server_unsent(H.srv);
+}
+
+Test(tcp, a_drained_server_answers_what_it_took_reads_nothing_new_and_refuses_connections)
+{
+	// A request delivered before tcp_server_drain is answered after it; a ping sent after it never reaches the handler, a new connection is refused, and nothing is left unsent.
+	start_server(NULL);
+	int fd = cli_connect();
+	cli_send(fd, 1, CODE_LATE, NULL, 0);
+	cr_assert(wait_for(&n_frames, 1, 5000));
+	run_on_loop(drain_on_loop, NULL);
+	cli_send(fd, 2, FRAME_CODE_PING, NULL, 0);
+	struct frame_reply rep;
+	uint8_t *body = cli_reply(fd, &rep);
+	cr_assert_eq(rep.request, 1);
+	cr_assert_eq(rep.size, FRAME_HEADER_SIZE + 4);
+	cr_assert_eq(memcmp(body, "late", 4), 0);
+	free(body);
+	usleep(200 * 1000);
+	cr_assert_eq(atomic_load(&n_frames), 1, "a frame sent after the drain was delivered");
+	int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)H.port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_neq(connect(other, (struct sockaddr *)&a, sizeof a), 0, "a connection was accepted after the drain");
+	cr_assert_eq(errno, ECONNREFUSED);
+	close(other);
+	uint32_t unsent = 99;
+	run_on_loop(count_unsent, &unsent);
+	cr_assert_eq(unsent, 0);
+	close(fd);
+	stop_server();
+	cr_assert_eq(atomic_load(&n_frames), 1);
+	cr_assert_eq(atomic_load(&n_close), 1);
+}
+
 Test(tcp, bad_options_are_refused)
 {
 	// A missing on_frame, a frame limit outside 256..64 MiB, zero connections or a bad address give -EINVAL.
