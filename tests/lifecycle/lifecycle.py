@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ops import default_weights  # noqa: E402
 from runner import LifecycleFailure, run_lifecycle  # noqa: E402
 
 
@@ -41,7 +40,7 @@ def main() -> int:
     try:
         r = asyncio.run(run_lifecycle(work / "galgod", a.nodes, seed, a.ops, Path(a.galgod).resolve() if a.galgod else None,
                                       quirks=set() if a.iggy else None,
-                                      weights=default_weights(a.with_known_bugs)))
+                                      known_bugs=a.with_known_bugs))
     except LifecycleFailure as e:
         print(e, file=sys.stderr)
         print(f"lifecycle: FAILED, seed {seed} (data and logs kept in {work})", file=sys.stderr)

@@ -209,13 +209,13 @@ def _short(v, limit: int = 600) -> str:
 
 class Runner:
     def __init__(self, srv: LifecycleServer, nodes: int, seed: int, n_ops: int, quirks=None, weights=None,
-                 log=None, script: list | None = None):
+                 log=None, script: list | None = None, known_bugs: bool = False):
         self.srv = srv
         self.nodes = nodes
         self.seed = seed
         self.n_ops = n_ops
         self.model = Model(nodes, quirks)
-        self.gen = Generator(seed, nodes, weights)
+        self.gen = Generator(seed, nodes, weights, known_bugs)
         self.script = script  # a fixed operation list instead of the generator's
         self.history: list[tuple[Op, str]] = []
         self.log = log or (lambda s: None)
@@ -467,11 +467,12 @@ class Runner:
 
 
 async def run_lifecycle(workdir: Path, nodes: int, seed: int, n_ops: int, binary: Path | None = None,
-                        quirks=None, weights=None, log=None, script: list | None = None) -> Runner:
+                        quirks=None, weights=None, log=None, script: list | None = None,
+                        known_bugs: bool = False) -> Runner:
     """Starts galgod (one node or three), runs the sequence, stops galgod (SIGTERM: it must exit 0)."""
     srv = make_server(workdir, nodes, binary)
     srv.start()
-    runner = Runner(srv, nodes, seed, n_ops, quirks, weights, log, script)
+    runner = Runner(srv, nodes, seed, n_ops, quirks, weights, log, script, known_bugs)
     try:
         await runner.run()
     except BaseException as e:
