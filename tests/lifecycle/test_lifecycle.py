@@ -19,8 +19,8 @@ from runner import run_lifecycle  # noqa: E402
 # Seeds and lengths of the CI runs (GALGO_LIFECYCLE_CI_OPS scales them): each single-node run restarts
 # galgod about once every 14 operations, each three-node run about once every 12.
 CI_OPS = int(os.environ.get("GALGO_LIFECYCLE_CI_OPS", "0")) or None
-SINGLE_NODE = [(1, 250), (2, 250), (3, 250), (4, 250)]
-THREE_NODES = [(1, 100), (2, 100)]
+SINGLE_NODE = [(1, 400), (2, 400), (3, 400), (4, 400)]
+THREE_NODES = [(1, 150), (2, 150)]
 
 
 def run(tmp_path: Path, nodes: int, seed: int, ops: int, **kw):
