@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--galgod", default=os.environ.get("GALGOD"), help="galgod binary ($GALGOD, else build-asan, build)")
     ap.add_argument("--with-known-bugs", action="store_true", help="also run the operations that reach known bugs (ops.KNOWN_BUGS)")
     ap.add_argument("--iggy", action="store_true", help="model Iggy exactly, without Galgo's known quirks (model.QUIRKS)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print each operation and its answer as it runs")
     ap.add_argument("--workdir", default=None, help="keep galgod's data and logs here (default: a temporary directory, removed on success)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 2**31)
@@ -40,7 +41,8 @@ def main() -> int:
     try:
         r = asyncio.run(run_lifecycle(work / "galgod", a.nodes, seed, a.ops, Path(a.galgod).resolve() if a.galgod else None,
                                       quirks=set() if a.iggy else None,
-                                      known_bugs=a.with_known_bugs))
+                                      known_bugs=a.with_known_bugs,
+                                      log=(lambda s: print(s, flush=True)) if a.verbose else None))
     except LifecycleFailure as e:
         print(e, file=sys.stderr)
         print(f"lifecycle: FAILED, seed {seed} (data and logs kept in {work})", file=sys.stderr)

@@ -82,6 +82,12 @@ KNOWN_BUGS = {
         "second snapshot at the index of the one it has (rgroup_snapshot: index <= snap.index)",
         {},  # the generator sends to the partition first instead
     ),
+    "delete_segments_one_replica": (
+        "in a cluster DeleteSegments compacts only the replica of the node the client talks to; the other "
+        "replicas keep the segments, so once the client's node changes (the SDK follows the metadata leader, "
+        "e.g. after a restart) the deleted messages are back and messages_count goes up again",
+        {},  # no DeleteSegments against more than one node
+    ),
 }
 
 
@@ -99,6 +105,8 @@ class Generator:
         self.nodes = nodes
         self.known_bugs = known_bugs
         self.weights = dict(default_weights(known_bugs) if weights is None else weights)
+        if nodes > 1 and not known_bugs:
+            self.weights["delete_segments"] = 0  # KNOWN_BUGS["delete_segments_one_replica"]
         self.ds_next = {}  # id(model partition) -> its next offset at its last DeleteSegments
         self.next_id = ((seed & 0xFFFFFFFF) << 64) | 1  # message ids: unique in a run, never 0
 

@@ -252,6 +252,7 @@ class Runner:
             self.history.append((op, "..."))
             res = await self.execute(op)
             self.history[-1] = (op, res)
+            self.log(f"{len(self.history) - 1:4d} {op!r} -> {res}")
         self.history.append((Op("check", {"final": True}), "..."))
         await self.check_all(eventual=self.restarts > 0)
         self.history[-1] = (self.history[-1][0], "ok")

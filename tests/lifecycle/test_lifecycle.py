@@ -108,3 +108,13 @@ def test_a_purge_drops_the_stored_consumer_offsets_as_iggy_does(tmp_path):
         Op("get_offset", {"stream": S, "topic": T, "partition": 0, "consumer": consumer}),
     ]
     run(tmp_path, 1, 0, 0, script=script, quirks=set())
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["delete_segments_one_replica"][0])
+def test_segments_deleted_in_a_cluster_stay_deleted_whichever_node_answers(tmp_path):
+    """After DeleteSegments on three nodes, each node restarted in turn (the metadata leader, which the client
+    follows, moves at least once) answers without the deleted messages."""
+    script = setup() + sends(20) + [delete_segments(2)]
+    for node in (1, 2, 3):
+        script += [restart("kill", node), Op("check", {})]
+    run(tmp_path, 3, 0, 0, script=script)
