@@ -16,8 +16,8 @@ from model import QUIRKS  # noqa: E402
 from ops import KNOWN_BUGS, Op  # noqa: E402
 from runner import run_lifecycle  # noqa: E402
 
-# Seeds and lengths of the CI runs (GALGO_LIFECYCLE_CI_OPS scales them): each single-node run restarts
-# galgod about once every 14 operations, each three-node run about once every 12.
+# Seeds and lengths of the CI runs (GALGO_LIFECYCLE_CI_OPS replaces the lengths): about one operation in
+# 15 is a restart. With the ASan galgod the whole file takes about two minutes on two cores.
 CI_OPS = int(os.environ.get("GALGO_LIFECYCLE_CI_OPS", "0")) or None
 SINGLE_NODE = [(1, 400), (2, 400), (3, 400), (4, 400)]
 THREE_NODES = [(1, 150), (2, 150)]
