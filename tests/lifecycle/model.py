@@ -180,6 +180,27 @@ class Model:
         del self.streams[sid]
         return Expect(None)
 
+    def op_update_stream(self, stream, name):
+        sid = self.stream_id(stream)
+        if sid is None:
+            return Expect(error=NOT_FOUND)
+        other = self.stream_id(name)
+        if other is not None and other != sid:
+            return Expect(error=EXISTS)
+        self.streams[sid].name = name
+        return Expect(None)
+
+    def op_update_topic(self, stream, topic, name):
+        sid = self.stream_id(stream)
+        tid = self.topic_id(sid, topic)
+        if tid is None:
+            return Expect(error=NOT_FOUND)
+        other = self.topic_id(sid, name)
+        if other is not None and other != tid:
+            return Expect(error=EXISTS)
+        self.streams[sid].topics[tid].name = name
+        return Expect(None)
+
     def op_create_topic(self, stream, name, partitions):
         sid = self.stream_id(stream)
         if sid is None:
@@ -411,4 +432,9 @@ class Model:
                     out["partitions"][(sid, tid, pid)] = [(m.offset, m.id, m.payload, m.headers) for m in p.kept()]
                     out["offsets"][(sid, tid, pid)] = {k: v for k, v in sorted(p.offsets.items())}
             out["streams"].append((sid, s.name, len(s.topics), sum(t[3] for t in topics), topics))
+        if self.nodes == 1:
+            # GetStats describes the node that answers: checked on one node only.
+            topics = [t for s in self.streams.values() for t in s.topics.values()]
+            out["stats"] = (len(self.streams), len(topics), sum(len(t.partitions) for t in topics),
+                            sum(x[3] for x in out["streams"]), sum(len(t.groups) for t in topics))
         return out

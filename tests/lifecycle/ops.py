@@ -45,6 +45,8 @@ class Op:
 WEIGHTS = {
     "create_stream": 6,
     "delete_stream": 3,
+    "update_stream": 2,
+    "update_topic": 2,
     "create_topic": 8,
     "delete_topic": 3,
     "create_partitions": 2,
@@ -192,6 +194,11 @@ class Generator:
         kind = r.choices(kinds, weights=[self.weights[k] for k in kinds])[0]
         if kind == "create_stream":
             return Op(kind, {"name": r.choice(STREAM_NAMES)})
+        if kind == "update_stream":
+            return Op(kind, {"stream": self._stream_ref(m), "name": r.choice(STREAM_NAMES)})
+        if kind == "update_topic":
+            s, t = self._topic_ref(m)
+            return Op(kind, {"stream": s, "topic": t, "name": r.choice(TOPIC_NAMES)})
         if kind in ("delete_stream", "purge_stream"):
             return Op(kind, {"stream": self._stream_ref(m)})
         if kind == "create_topic":

@@ -298,6 +298,12 @@ class Runner:
     async def do_delete_stream(self, stream):
         await self.c.delete_stream(stream)
 
+    async def do_update_stream(self, stream, name):
+        await self.c.update_stream(stream, name)
+
+    async def do_update_topic(self, stream, topic, name):
+        await self.c.update_topic(stream, topic, name)
+
     async def do_create_topic(self, stream, name, partitions):
         await self.c.create_topic(stream, name, partitions)
         t = await self.c.get_topic(stream, name)
@@ -430,6 +436,10 @@ class Runner:
                             stored[k] = struct.unpack_from("<IQQ", body, 0)[2]
                     out["offsets"][(s.id, t.id, p.id)] = stored
             out["streams"].append((d.id, d.name, d.topics_count, d.messages_count, topics))
+        if self.nodes == 1:
+            st = await c.get_stats()
+            out["stats"] = (st.streams_count, st.topics_count, st.partitions_count, st.messages_count,
+                            st.consumer_groups_count)
         return out
 
     async def read_partition(self, sid: int, tid: int, pid: int) -> list:
