@@ -20,7 +20,7 @@ from runner import run_lifecycle  # noqa: E402
 # 15 is a restart. With the ASan galgod the whole file takes about two minutes on two cores.
 CI_OPS = int(os.environ.get("GALGO_LIFECYCLE_CI_OPS", "0")) or None
 SINGLE_NODE = [(1, 400), (2, 400), (3, 400), (4, 400)]
-THREE_NODES = [(1, 150), (2, 150)]
+THREE_NODES = [(1, 150), (4, 150), (5, 150)]
 
 
 def run(tmp_path: Path, nodes: int, seed: int, ops: int, **kw):
@@ -63,16 +63,17 @@ def delete_segments(count: int = 1) -> Op:
     return Op("delete_segments", {"stream": S, "topic": T, "partition": 0, "count": count})
 
 
+@pytest.mark.parametrize("nodes", [1, 3])
 @pytest.mark.parametrize("how", ["sigterm", "kill"])
-def test_a_stream_and_topic_created_again_keep_their_new_messages_and_no_old_offsets(tmp_path, how):
+def test_a_stream_and_topic_created_again_keep_their_new_messages_and_no_old_offsets(tmp_path, how, nodes):
     """Bug 1 as a script: a stream deleted and created again (same ids), its new messages and the old
-    incarnation's stored offsets across a restart."""
+    incarnation's stored offsets across a restart of every node."""
     consumer = ("c", 1)
     script = setup() + sends(3, size=10) + [
         Op("store_offset", {"stream": S, "topic": T, "partition": 0, "consumer": consumer, "offset": 2}),
         Op("delete_stream", {"stream": S}),
     ] + setup() + sends(2, size=10, first_id=100) + [restart(how), Op("check", {})]
-    run(tmp_path, 1, 0, 0, script=script)
+    run(tmp_path, nodes, 0, 0, script=script)
 
 
 def test_delete_segments_keeps_what_it_did_not_delete_across_restarts(tmp_path):
