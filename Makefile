@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster test compat compat-cluster fuzz valgrind bench-storage bench-cluster bench-consume clean
+.PHONY: all deps build run cluster test compat compat-cluster lifecycle lifecycle-ci fuzz valgrind bench-storage bench-cluster bench-consume clean
 
 all: build
 
@@ -25,8 +25,8 @@ cluster: build
 # Everything CI runs, one stage after another (scripts/test-stages; every stage runs even after one
 # fails, then a summary, and the target fails if any stage did): the ASan+UBSan build, the fuzz targets
 # for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC and
-# HTTP, then against a three-node cluster), the HTTP API suite, the unit tests, and a check that no
-# galgod was left running. `scripts/test-stages NAME...` runs some stages; `--list` names them.
+# HTTP, then against a three-node cluster), the lifecycle test's fixed seeds, the HTTP API suite, the unit
+# tests, and a check that no galgod was left running. `scripts/test-stages NAME...` runs some stages; `--list` names them.
 test: deps
 	BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) MAKE="$(MAKE)" ./scripts/test-stages
 
@@ -39,6 +39,25 @@ compat-cluster: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	GALGO_COMPAT_TRANSPORTS=cluster GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
+
+# The model-based lifecycle test (tests/lifecycle/README.md) against the ASan+UBSan galgod (or $(GALGOD)):
+# `make lifecycle` runs one seeded sequence of OPS operations on NODES nodes (1 or 3) and prints its seed;
+# SEED=N repeats one, KNOWN_BUGS=1 also runs the operations that reach known bugs. `make lifecycle-ci` is
+# the test-stages stage: a few fixed seeds on one node and on three, and the known bugs as strict xfails.
+OPS ?= 300
+NODES ?= 1
+LIFECYCLE_GALGOD = $(if $(GALGOD),$(GALGOD),$(CURDIR)/$(ASAN_BUILD)/galgod)
+
+lifecycle: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	GALGOD=$(LIFECYCLE_GALGOD) .venv/bin/python tests/lifecycle/lifecycle.py --ops $(OPS) --nodes $(NODES) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(KNOWN_BUGS),--with-known-bugs)
+
+lifecycle-ci: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	GALGOD=$(LIFECYCLE_GALGOD) .venv/bin/python -m pytest tests/lifecycle -q -p no:cacheprovider
 
 fuzz: deps
 	./scripts/fuzz 60
