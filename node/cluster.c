@@ -540,7 +540,12 @@ static void net_message(void *ud, uint64_t from, uint8_t kind, const void *buf, 
 		if (g == NULL)
 			return; /* not (yet) hosted here: the sender retries */
 		int rv = rgroup_receive(g->g, from, buf, len);
-		if (rv != 0 && rv != -EBADMSG && !g->failed_logged) {
+		/*
+		 * -EBUSY: received inside one of this group's own callbacks (a nested loop iteration while an
+		 * entry applies, e.g. a partition log closing waits for its flusher): dropped, which Raft allows;
+		 * the group goes on. Anything else stops the group.
+		 */
+		if (rv != 0 && rv != -EBADMSG && rv != -EBUSY && !g->failed_logged) {
 			g->failed_logged = true;
 			glog_error(TAG, "group %" PRIx64 " stopped: %s", gid, strerror(-rv));
 		}
@@ -584,7 +589,7 @@ static void tick_one(void *arg, struct clu_group *g)
 		return;
 	if (rgroup_timeout(g->g) <= a->now) {
 		int rv = rgroup_tick(g->g);
-		if (rv != 0 && !g->failed_logged) {
+		if (rv != 0 && rv != -EBUSY && !g->failed_logged) { /* -EBUSY: inside its own callback, see above */
 			g->failed_logged = true;
 			glog_error(TAG, "group %" PRIx64 " stopped: %s", g->gid, strerror(-rv));
 		}

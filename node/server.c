@@ -2248,12 +2248,36 @@ static void effect_delete_topic(struct srv *s, const struct meta_cmd *c, const s
 	tparts_drop(s, c->stream_id, c->topic_id, true);
 }
 
+/*
+ * Empties each partition log of a topic. The entries go with a snapshot first (at the applied index, its
+ * manifest saying offsets restart at 0): without one, the next start would find a log that no longer
+ * begins at its bootstrap entry and no snapshot to begin from, and the group would begin again from
+ * nothing, losing every message sent after the purge.
+ */
 static void purge_topic_logs(struct srv *s, uint32_t stream_id, uint32_t topic_id)
 {
 	struct tparts *tp = tparts_find(s, stream_id, topic_id);
-	for (uint32_t i = 0; tp != NULL && i < tp->n; i++)
-		if (tp->logs[i] != NULL)
-			plog_purge(tp->logs[i], 0);
+	for (uint32_t i = 0; tp != NULL && i < tp->n; i++) {
+		if (tp->logs[i] == NULL)
+			continue;
+		struct part *pt = tp->pp[i];
+		if (pt != NULL) {
+			uint64_t applied = part_applied(pt);
+			uint8_t manifest[8];
+			record_put64(manifest, 0);
+			int rv = applied >= plog_first_index(tp->logs[i])
+					 ? clu_group_snapshot(pt->g, applied, applied + 1, manifest, sizeof(manifest))
+					 : 0;
+			if (rv != 0 && rv != -EINVAL) /* -EINVAL: a snapshot at that index exists already */
+				glog_warn(TAG, "partition %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": no snapshot before the purge: %s",
+					  stream_id, topic_id, i, strerror(-rv));
+		}
+		plog_purge(tp->logs[i], 0);
+		if (pt != NULL) {
+			pt->committed_next = 0;
+			pt->other_bytes = 0;
+		}
+	}
 }
 
 static void effect_purge(struct srv *s, const struct meta_cmd *c, const struct meta_result *res)

@@ -72,12 +72,6 @@ WEIGHTS = {
 # reach them are left out unless asked for (lifecycle.py --with-known-bugs). Each has a strict xfail in
 # test_lifecycle.py that shows it.
 KNOWN_BUGS = {
-    "purge_loses_later_messages": (
-        "a purge drops the partition log's first segment with the Raft configuration entry and records no "
-        "snapshot; at the next start the partition group bootstraps again and wipes its log, so every message "
-        "sent after the purge is lost (single node; a cluster refuses purges)",
-        {"purge_topic": 0, "purge_stream": 0},
-    ),
     "delete_segments_twice_fails": (
         "DeleteSegments on a partition that appended nothing since its previous DeleteSegments (or since a "
         "restart that followed one) is answered 1 (Error) and deletes nothing: the partition group refuses a "

@@ -85,7 +85,6 @@ def test_delete_segments_keeps_what_it_did_not_delete_across_restarts(tmp_path):
     run(tmp_path, 1, 0, 0, script=script)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["purge_loses_later_messages"][0])
 def test_messages_sent_after_a_purge_survive_a_restart(tmp_path):
     """Messages sent after purge_topic are still there after a restart (single node)."""
     script = setup() + sends(2, size=10) + [Op("purge_topic", {"stream": S, "topic": T})] + \
