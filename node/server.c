@@ -151,7 +151,6 @@ struct part {
 	uint64_t leaderless_since;  /* ms since which a leaving replica has known no leader (0: it knows one) */
 	bool leaving;               /* the metadata moved this replica away: it closes once removed */
 	bool term_barrier;          /* newly elected: an entry of its term is to be committed (part_term_barrier) */
-	uint32_t repair_wait;       /* ticks this damaged leader has waited for its hand-over (repair_tick) */
 	struct swait *waits, *waits_tail; /* in index order */
 };
 
@@ -5584,12 +5583,13 @@ static void scrub_tick(struct srv *s)
 
 /*
  * Repair of damage found at run time (a read or the scrubber fenced a record: plog_damaged). A replica
- * with peers is rebuilt from them: a leader hands its leadership to another replica first (for up to
- * REPAIR_HANDOVER_TICKS ticks; then it closes all the same and the others elect a leader), then the
- * replica closes, is set aside and reopens empty and recovering, as when damage is found at open
- * (slot_open). A partition with a single replica keeps its damage fenced.
+ * with peers is rebuilt from them: a leader hands its leadership to another replica first (libraft hands
+ * it over only to a replica that has caught up), and keeps it, serving what is not damaged, until that
+ * works; a follower that knows a leader other than itself then closes, is set aside and reopens empty and
+ * recovering, as when damage is found at open (slot_open). So a replica is only set aside while another
+ * one leads, never leaving its group without the replica that still holds the data. A partition with a
+ * single replica keeps its damage fenced.
  */
-#define REPAIR_HANDOVER_TICKS 5
 
 static void repair_tick(struct srv *s)
 {
@@ -5600,14 +5600,18 @@ static void repair_tick(struct srv *s)
 			if (pt == NULL || pt->leaving || tp->logs[i] == NULL || plog_damaged(tp->logs[i]) == 0 ||
 			    t->partitions[i].n_replicas < 2)
 				continue;
-			if (clu_group_leader(pt->g) && pt->repair_wait++ < REPAIR_HANDOVER_TICKS) {
+			if (clu_group_leader(pt->g)) {
 				const struct meta_partition *mp = &t->partitions[i];
 				for (uint32_t k = 0; k < mp->n_replicas; k++)
 					if (mp->replicas[k] != (uint32_t)clu_node_id(s->clu) &&
+					    clu_connected(s->clu, mp->replicas[k]) &&
 					    clu_group_transfer(pt->g, mp->replicas[k]) == 0)
 						break;
 				continue;
 			}
+			uint64_t leader = clu_group_leader_id(pt->g);
+			if (leader == 0 || leader == clu_node_id(s->clu))
+				continue; /* no other leader to rebuild from yet */
 			char dir[4096];
 			part_dir(s, tp->gids[i], dir, sizeof(dir));
 			glog_warn(TAG, "partition %s holds %" PRIu64 " damaged records: rebuilding it from its peers", dir,
