@@ -1716,7 +1716,7 @@ static void put_topic_option_catalog(struct wire_buf *b)
 		{"messages_required_to_save", WIRE_KIND_UINT32, 4, 1, "Accepted for compatibility; galgo writes every batch at once."},
 		{"size_of_messages_required_to_save", WIRE_KIND_UINT64, 8, 0, "Accepted for compatibility; galgo writes every batch at once."},
 		{"preallocate_segments", WIRE_KIND_BOOL, 1, 0, "Accepted for compatibility; segments grow as written."},
-		{"dedup_window", WIRE_KIND_UINT64, 8, 0, "Galgo: how many recent message ids (at most 65536) each partition remembers; a message with a remembered nonzero id is dropped as a retry. 0 = off."},
+		{"dedup_window", WIRE_KIND_UINT64, 8, 0, "Galgo: how many recent message ids (at most 65536) each partition remembers; a message with a remembered nonzero id is dropped as a retry. 0 = off. Also a decimal string (Iggy SDK options)."},
 	};
 	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
 	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
@@ -2674,6 +2674,24 @@ static int parse_topic_options(const struct wire_opts *o, struct meta_cmd *c, bo
 	return 0;
 }
 
+/*
+ * A number given as a String of 1 to `digits` decimal digits: Iggy's SDKs send option keys they do not know
+ * (their `options`) as strings, so Galgo's own numeric options also accept that form.
+ */
+static bool option_decimal(const struct wire_opt *opt, size_t digits, uint64_t *out)
+{
+	if (opt->kind != WIRE_KIND_STRING || opt->value.len < 1 || opt->value.len > digits)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < opt->value.len; i++) {
+		if (opt->value.ptr[i] < '0' || opt->value.ptr[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(opt->value.ptr[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
 static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, bool update)
 {
 	const struct wire_opt opt = *optp;
@@ -2720,6 +2738,8 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			 * node's configured policy, fsync unless set otherwise: never weaker than asked.
 			 */
 		} else if (KEY_IS("dedup_window")) {
+			if (option_decimal(&opt, 5, &v))
+				num = true;
 			if (!num || v > DEDUP_WINDOW_MAX)
 				return E_INVALID_OPTION_VALUE;
 			c->dedup_window = v;
@@ -2729,18 +2749,9 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			if (opt.value.ptr[0])
 				c->durability = META_DURABILITY_FSYNC;
 		} else if (KEY_IS("replication_factor")) {
-			/*
-			 * Replicas of each partition; 0 = the cluster's default; at most the node count is used. Also
-			 * a String of 1 to 3 decimal digits: Iggy's SDK sends keys it does not know (its `options`)
-			 * as strings.
-			 */
-			if (opt.kind == WIRE_KIND_STRING && opt.value.len >= 1 && opt.value.len <= 3) {
+			/* Replicas of each partition; 0 = the cluster's default; at most the node count is used. */
+			if (option_decimal(&opt, 3, &v))
 				num = true;
-				for (size_t i = 0; i < opt.value.len && num; i++) {
-					num = opt.value.ptr[i] >= '0' && opt.value.ptr[i] <= '9';
-					v = v * 10 + (uint64_t)(opt.value.ptr[i] - '0');
-				}
-			}
 			if (!num || v > META_MAX_REPLICAS || update)
 				return E_INVALID_OPTION_VALUE;
 			c->replication_factor = (uint8_t)v;

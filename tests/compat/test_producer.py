@@ -12,7 +12,7 @@ from apache_iggy import (
     SendMessage,
 )
 
-from galgo_compat import messages, numbered, payloads_of, poll
+from galgo_compat import expect_error, messages, numbered, payloads_of, poll
 
 
 async def test_a_producer_creates_its_stream_and_topic_when_missing(server):
@@ -135,3 +135,19 @@ async def test_a_producer_without_auto_create_fails_for_a_missing_stream(server)
     with pytest.raises(RuntimeError):
         await c.producer("nowhere", "t", create_stream_if_not_exists=False, send_retries=0)
     assert await c.get_streams() == []
+
+
+async def test_a_dedup_window_given_as_an_sdk_option_drops_a_resent_message_id(server):
+    """Galgo's topic option dedup_window reaches it from the SDK as a decimal string (the SDK sends keys
+    it does not know as strings): a batch resent with the same message ids is stored once; a new id is
+    stored. A malformed value is refused and creates nothing."""
+    c = await server.client()
+    await c.create_stream("s")
+    await expect_error(c.create_topic("s", "bad", 1, options={"dedup_window": "12x"}), r"invalid option")
+    assert await c.get_topic("s", "bad") is None
+    await c.create_topic("s", "t", 1, options={"dedup_window": "1000"})
+    batch = [SendMessage(b"first", id=7), SendMessage(b"second", id=8)]
+    await c.send_messages("s", "t", 0, batch)
+    await c.send_messages("s", "t", 0, [SendMessage(b"first", id=7), SendMessage(b"second", id=8)])
+    await c.send_messages("s", "t", 0, [SendMessage(b"third", id=9)])
+    assert payloads_of(await poll(c, "s", "t")) == [b"first", b"second", b"third"]
