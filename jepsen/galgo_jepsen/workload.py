@@ -1,0 +1,259 @@
+"""Workloads: what the clients do while the nemesis works, and the final reads after it healed.
+
+append   producers send batches of 1..4 fresh values (unique over the run) to random partitions of
+         stream "jepsen", topic "append" (PARTITIONS partitions, replication factor min(3, nodes),
+         dedup window on). Producers are spread over the transports: Python SDK over TCP, QUIC and HTTP,
+         and the C client, leader-following ("leader") and pinned to one node ("pinned"). Each producer is
+         bound to one node (round robin) and reconnects after a failure.
+read     the append producers, plus readers: per partition one reader polling by offset from 0 (next =
+         last offset read + 1) and one Python SDK consumer polling with PollingStrategy.Next and
+         auto_commit (its stored offset must never go backwards).
+
+Every operation goes into the history (history.py). A client whose operation ended "info" continues as
+a new process number (the old one may still have that operation in flight, as in Jepsen).
+
+Final reads. After the nemesis healed everything and the cluster had time to recover, each partition is
+read whole (offset 0 to the end, in pages) once from every node through the C client pinned to that node
+(a node serves polls of partitions it hosts from its own replica), so each final read is that node's
+replica; the checker compares them with each other and with every acknowledged send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import CClient, PyClient
+from .db import DB
+from .history import History
+
+STREAM, TOPIC = "jepsen", "append"
+
+
+@dataclass
+class Ctx:
+    db: DB
+    history: History
+    cclient: Path | None
+    partitions: int
+    rng: random.Random
+    timeout: float = 5.0
+    rate: float = 50.0  # target sends per second over all producers
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _values: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _procs: itertools.count = field(default_factory=lambda: itertools.count(0))
+    n_clients: int = 0
+
+    def fresh(self, k: int) -> list[int]:
+        return [next(self._values) for _ in range(k)]
+
+    def new_process(self) -> int:
+        return next(self._procs)
+
+
+def _node_ids(ctx: Ctx) -> list[int]:
+    return sorted(ctx.db.nodes)
+
+
+def make_client(ctx: Ctx, kind: str, node: int):
+    """kind: tcp | quic | http (Python SDK) | c-leader | c-pinned (C client)."""
+    n = ctx.db.nodes[node]
+    if kind.startswith("c-"):
+        servers = [n.tcp] + [ctx.db.nodes[i].tcp for i in _node_ids(ctx) if i != node]
+        return CClient(ctx.cclient, servers if kind == "c-leader" else [n.tcp], kind[2:], ctx.timeout)
+    return PyClient(kind, n.ip, ctx.timeout)
+
+
+async def setup(ctx: Ctx, deadline_s: float = 60.0) -> None:
+    """Creates the stream and topic through any node (retrying while the cluster settles)."""
+    rf = min(3, len(ctx.db.nodes))
+    t_end = time.monotonic() + deadline_s
+    last = ""
+    created_stream = False
+    while time.monotonic() < t_end:
+        for node in _node_ids(ctx):
+            c = PyClient("tcp", ctx.db.nodes[node].ip, ctx.timeout)
+            try:
+                await c.open()
+                if not created_stream:
+                    try:
+                        await asyncio.wait_for(c.c.create_stream(STREAM), ctx.timeout)
+                    except Exception as e:
+                        if "exist" not in str(e).lower():
+                            raise
+                    created_stream = True
+                try:
+                    await asyncio.wait_for(c.c.create_topic(
+                        STREAM, TOPIC, ctx.partitions,
+                        options={"replication_factor": str(rf), "dedup_window": "65536"}), ctx.timeout)
+                except Exception as e:
+                    if "exist" not in str(e).lower():
+                        raise
+                return
+            except Exception as e:
+                last = f"node {node}: {e}"
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"could not create {STREAM}/{TOPIC}: {last}")
+
+
+async def _open(ctx: Ctx, kind: str, node: int):
+    c = make_client(ctx, kind, node)
+    try:
+        await c.open()
+        return c
+    except Exception:
+        try:
+            await c.close()
+        except Exception:
+            pass
+        return None
+
+
+def _transport(kind: str) -> str:
+    return "c" if kind.startswith("c-") else kind
+
+
+async def producer(ctx: Ctx, kind: str, node: int, rate: float) -> None:
+    proc = ctx.new_process()
+    c = None
+    h = ctx.history
+    while not ctx.stop.is_set():
+        if c is None:
+            c = await _open(ctx, kind, node)
+            if c is None:
+                await _sleep(ctx, 0.5)
+                continue
+        p = ctx.rng.randrange(ctx.partitions)
+        vals = ctx.fresh(ctx.rng.randint(1, 4))
+        val = {"partition": p, "values": vals}
+        h.add(proc, "invoke", "send", val, node=node, transport=_transport(kind))
+        r = await c.send(STREAM, TOPIC, p, vals)
+        if r[0] == "ok":
+            h.add(proc, "ok", "send", val, node=node, transport=_transport(kind))
+        else:
+            h.add(proc, r[0], "send", val, node=node, transport=_transport(kind), error=r[1], code=r[2])
+            if r[0] == "info":
+                proc = ctx.new_process()
+            await c.close()
+            c = None
+        await _sleep(ctx, ctx.rng.expovariate(rate) if rate > 0 else 0)
+    if c is not None:
+        await c.close()
+
+
+async def offset_reader(ctx: Ctx, kind: str, node: int, partition: int) -> None:
+    """Polls one partition by offset, from 0, continuing after the last offset read."""
+    proc = ctx.new_process()
+    c = None
+    nxt = 0
+    h = ctx.history
+    while not ctx.stop.is_set():
+        if c is None:
+            c = await _open(ctx, kind, node)
+            if c is None:
+                await _sleep(ctx, 0.5)
+                continue
+        inv = {"partition": partition, "offset": nxt, "count": 100}
+        h.add(proc, "invoke", "poll", inv, node=node, transport=_transport(kind))
+        r = await c.poll(STREAM, TOPIC, partition, nxt, 100)
+        if r[0] == "ok":
+            msgs = r[1] or []
+            h.add(proc, "ok", "poll", {**inv, "messages": msgs}, node=node, transport=_transport(kind))
+            if msgs:
+                nxt = msgs[-1][0] + 1
+            else:
+                await _sleep(ctx, 0.2)
+        else:
+            h.add(proc, r[0], "poll", inv, node=node, transport=_transport(kind), error=r[1], code=r[2])
+            await c.close()
+            c = None
+            await _sleep(ctx, 0.2)
+    if c is not None:
+        await c.close()
+
+
+async def next_consumer(ctx: Ctx, kind: str, node: int, partition: int, name: str) -> None:
+    """An Iggy consumer: PollingStrategy.Next with auto_commit (the server stores its offset)."""
+    proc = ctx.new_process()
+    c = None
+    h = ctx.history
+    while not ctx.stop.is_set():
+        if c is None:
+            c = await _open(ctx, kind, node)
+            if c is None:
+                await _sleep(ctx, 0.5)
+                continue
+        inv = {"partition": partition, "offset": None, "count": 50, "consumer": name, "auto_commit": True}
+        h.add(proc, "invoke", "poll", inv, node=node, transport=_transport(kind))
+        r = await c.poll(STREAM, TOPIC, partition, None, 50, consumer=name, auto_commit=True)
+        if r[0] == "ok":
+            h.add(proc, "ok", "poll", {**inv, "messages": r[1] or []}, node=node, transport=_transport(kind))
+            if not r[1]:
+                await _sleep(ctx, 0.2)
+        else:
+            h.add(proc, r[0], "poll", inv, node=node, transport=_transport(kind), error=r[1], code=r[2])
+            if r[0] == "info":
+                proc = ctx.new_process()
+            await c.close()
+            c = None
+            await _sleep(ctx, 0.2)
+    if c is not None:
+        await c.close()
+
+
+async def _sleep(ctx: Ctx, s: float) -> None:
+    try:
+        await asyncio.wait_for(ctx.stop.wait(), s)
+    except asyncio.TimeoutError:
+        pass
+
+
+def tasks(ctx: Ctx, workload: str, kinds: list[str]) -> list:
+    """The coroutines of a workload (not started)."""
+    nodes = _node_ids(ctx)
+    per = ctx.rate / max(1, len(kinds))
+    out = [producer(ctx, kind, nodes[i % len(nodes)], per) for i, kind in enumerate(kinds)]
+    if workload == "read":
+        for p in range(ctx.partitions):
+            rk = "c-pinned" if ctx.cclient else "tcp"
+            out.append(offset_reader(ctx, rk, nodes[p % len(nodes)], p))
+            out.append(next_consumer(ctx, "tcp", nodes[(p + 1) % len(nodes)], p, f"consumer-{p}"))
+    return out
+
+
+async def final_reads(ctx: Ctx, page: int = 1000, deadline_s: float = 60.0) -> None:
+    """Reads every partition whole from every node's own replica (C client pinned to that node)."""
+    h = ctx.history
+    for node in _node_ids(ctx):
+        for p in range(ctx.partitions):
+            proc = ctx.new_process()
+            t_end = time.monotonic() + deadline_s
+            while True:
+                c = await _open(ctx, "c-pinned" if ctx.cclient else "tcp", node)
+                msgs: list = []
+                err = None
+                if c is not None:
+                    nxt = 0
+                    while True:
+                        r = await c.poll(STREAM, TOPIC, p, nxt, page)
+                        if r[0] != "ok":
+                            err = r[1]
+                            break
+                        if not r[1]:
+                            break
+                        msgs += r[1]
+                        nxt = r[1][-1][0] + 1
+                    await c.close()
+                else:
+                    err = "no connection"
+                if err is None:
+                    h.add(proc, "ok", "final_read", {"partition": p, "node": node, "messages": msgs}, node=node)
+                    break
+                if time.monotonic() > t_end:
+                    h.add(proc, "fail", "final_read", {"partition": p, "node": node}, node=node, error=err)
+                    break
+                await asyncio.sleep(1.0)
