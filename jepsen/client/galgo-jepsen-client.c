@@ -43,7 +43,10 @@
  *       no leading zeros) and id = v as an unsigned 128-bit integer (high 64 bits zero), on every
  *       attempt: in "leader" mode gcluster retries a batch after a redirect or a lost connection, always
  *       with these same ids (gcluster_send_ids). ok: {"partition":p,"offset":base offset or null when
- *       the server did not say}; message i of the batch has offset base + i.
+ *       the server did not say}; message i of the batch has offset base + i, except on a topic created
+ *       with "dedup_window": there the server drops messages whose id it stored recently (a retried
+ *       value), the rest get base, base + 1, ..., and a batch of nothing but retries is ok with offset
+ *       null. Only a poll tells where each value is.
  *   {"op":"poll","stream":S,"topic":T,"partition":p,"offset":o,"count":n[,"consumer":C]
  *    [,"auto_commit":bool][,"strategy":"offset"|"first"|"last"|"next"]}
  *       Up to n (default 100) messages of partition p from offset o (strategy "offset", the default;
@@ -78,7 +81,8 @@
  *     handle_send; metadata rejections "change nothing anywhere"): 3 InvalidCommand, 4 InvalidFormat,
  *     6 InvalidIdentifier, 20 ResourceNotFound (Galgo's answer to a send to a missing stream, topic or
  *     partition), 40 Unauthenticated, 41 Unauthorized, Iggy's not-found codes 1009 1010 2010 2011 3007
- *     3008 and 3021, the batch checks 4017 4022 4024 4027 4038 4039 4101, and 4100 InvalidOffset.
+ *     3008 and 3021, the batch checks 4017 4022 4024 4027 4038 4039 4101, 4100 InvalidOffset, and the
+ *     setup refusals 1020 2015 2019 2021 3013 (limits, partition counts) and 4041 4042 (topic options).
  * Everything else is "info": a timeout, a connection lost after the request was written (the server
  * may have received and committed it), 1 Error (Galgo's "outcome unknown"), 57 TransientNotCommitted,
  * an eviction (30), any other code, and a reply that breaks the protocol.
@@ -193,6 +197,7 @@ static bool code_not_admitted(int code)
 	case 3: case 4: case 6: case 20: case 40: case 41: case 58:
 	case 1009: case 1010: case 2010: case 2011: case 3007: case 3008: case 3021:
 	case 4017: case 4022: case 4024: case 4027: case 4038: case 4039: case 4100: case 4101:
+	case 1020: case 2015: case 2019: case 2021: case 3013: case 4041: case 4042:
 	case GCLUSTER_NOT_LEADER:
 		return true;
 	default:
