@@ -749,16 +749,26 @@ int gclient_delete_stream(struct gclient *c, const struct wire_id *stream)
 int gclient_create_topic(struct gclient *c, const struct wire_id *stream, const char *name, uint32_t partitions,
 			 const char *durability, struct gclient_topic *out)
 {
+	struct gclient_topic_opt o = {"durability", WIRE_KIND_STRING, durability, durability ? strlen(durability) : 0};
+	return gclient_create_topic_opts(c, stream, name, partitions, &o, durability != NULL ? 1 : 0, out);
+}
+
+int gclient_create_topic_opts(struct gclient *c, const struct wire_id *stream, const char *name, uint32_t partitions,
+			      const struct gclient_topic_opt *opts, size_t n_opts, struct gclient_topic *out)
+{
 	const uint8_t *p;
 	size_t n;
-	if (name == NULL)
+	if (name == NULL || (n_opts > 0 && opts == NULL))
 		return -EINVAL;
 	struct wire_buf *b = body_start(c);
 	wire_put_id(b, stream);
 	wire_put_u32(b, partitions);
 	wire_put_name(b, name, strlen(name));
-	if (durability != NULL)
-		wire_put_option(b, "durability", strlen("durability"), WIRE_KIND_STRING, durability, strlen(durability));
+	for (size_t i = 0; i < n_opts; i++) {
+		if (opts[i].key == NULL || (opts[i].len > 0 && opts[i].value == NULL))
+			return -EINVAL;
+		wire_put_option(b, opts[i].key, strlen(opts[i].key), opts[i].kind, opts[i].value, opts[i].len);
+	}
 	int rv = transact(c, FRAME_OP_CREATE_TOPIC, 0, &p, &n);
 	if (rv != 0 || out == NULL)
 		return rv;
@@ -948,11 +958,12 @@ int gclient_delete_offset(struct gclient *c, const struct wire_consumer *consume
 
 /*
  * Builds a producer batch of n messages in the client's batch buffer with record_batch_build, then
- * gives every message a random non-zero id (the SDKs replace id 0 with a random one before hashing,
- * reference §3.8), recomputing each frame checksum and the batch checksum. Returns the length or a
- * negative errno.
+ * gives every message its id: ids[i] as given, or (ids NULL) a random non-zero one (the SDKs replace id
+ * 0 with a random one before hashing, reference §3.8), recomputing each frame checksum and the batch
+ * checksum. Returns the length or a negative errno.
  */
-static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *payloads, const uint32_t *lens)
+static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *payloads, const uint32_t *lens,
+			   const uint8_t (*ids)[16])
 {
 	uint64_t total = RECORD_BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < n; i++) {
@@ -976,9 +987,13 @@ static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *pay
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = c->batch + pos;
 		size_t size = RECORD_FRAME_HEADER_SIZE + (size_t)lens[i];
-		struct frame_u128 id = rng_u128(c);
-		record_put64(f + 8, id.lo);
-		record_put64(f + 16, id.hi);
+		if (ids != NULL) {
+			memcpy(f + 8, ids[i], 16); /* the id field is the u128, little-endian, as it travels */
+		} else {
+			struct frame_u128 id = rng_u128(c);
+			record_put64(f + 8, id.lo);
+			record_put64(f + 16, id.hi);
+		}
 		record_put64(f, XXH3_64bits(f + 8, size - 8)); /* the frame checksum covers bytes 8..end */
 		pos += size;
 	}
@@ -989,13 +1004,20 @@ static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *pay
 int gclient_send_async(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic,
 		       uint32_t partition, uint32_t n, const void *const *payloads, const uint32_t *lens)
 {
+	return gclient_send_async_ids(c, stream, topic, partition, n, payloads, lens, NULL);
+}
+
+int gclient_send_async_ids(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic,
+			   uint32_t partition, uint32_t n, const void *const *payloads, const uint32_t *lens,
+			   const uint8_t (*ids)[16])
+{
 	if (c->broken)
 		return -ENOTCONN;
 	if (n == 0 || lens == NULL || payloads == NULL)
 		return -EINVAL;
 	if (!c->bound)
 		return IGGY_UNAUTHENTICATED;
-	ssize_t blen = build_batch(c, n, payloads, lens);
+	ssize_t blen = build_batch(c, n, payloads, lens, ids);
 	if (blen < 0)
 		return (int)blen;
 	struct wire_buf *b = body_start(c);
@@ -1061,9 +1083,16 @@ uint32_t gclient_inflight(const struct gclient *c)
 int gclient_send(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic, uint32_t partition,
 		 uint32_t n, const void *const *payloads, const uint32_t *lens, struct gclient_sent *out)
 {
+	return gclient_send_ids(c, stream, topic, partition, n, payloads, lens, NULL, out);
+}
+
+int gclient_send_ids(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic, uint32_t partition,
+		     uint32_t n, const void *const *payloads, const uint32_t *lens, const uint8_t (*ids)[16],
+		     struct gclient_sent *out)
+{
 	if (c->inflight > 0)
 		return -EBUSY;
-	int rv = gclient_send_async(c, stream, topic, partition, n, payloads, lens);
+	int rv = gclient_send_async_ids(c, stream, topic, partition, n, payloads, lens, ids);
 	if (rv != 0)
 		return rv;
 	return gclient_wait(c, out);

@@ -195,6 +195,22 @@ int gclient_create_topic(struct gclient *c, const struct wire_id *stream, const 
 			 const char *durability, struct gclient_topic *out);
 
 /*
+ * A topic option of gclient_create_topic_opts: `key` with a value of kind `kind` (WIRE_KIND_*,
+ * transport/wire.h), `len` bytes as they travel (an integer little-endian, e.g. WIRE_KIND_UINT64 with 8
+ * bytes). Galgo knows "durability" (string), "replication_factor" and "dedup_window" (u64), and Iggy's.
+ */
+struct gclient_topic_opt {
+	const char *key;
+	uint8_t kind;
+	const void *value;
+	size_t len;
+};
+
+/* As gclient_create_topic, with any topic options (n_opts of them; opts may be NULL when 0). */
+int gclient_create_topic_opts(struct gclient *c, const struct wire_id *stream, const char *name, uint32_t partitions,
+			      const struct gclient_topic_opt *opts, size_t n_opts, struct gclient_topic *out);
+
+/*
  * GetTopic (code 300): the topic header and up to `cap` partitions (parts may be NULL when cap is 0).
  * -ENOENT if there is no such topic.
  */
@@ -275,12 +291,26 @@ int gclient_send(struct gclient *c, const struct wire_id *stream, const struct w
 		 uint32_t n, const void *const *payloads, const uint32_t *lens, struct gclient_sent *out);
 
 /*
+ * As gclient_send, with the caller's message ids: message i gets ids[i], the 16 bytes of its u128 id as
+ * they travel (little-endian; any value, 0 included: the server never rewrites ids). ids NULL: random
+ * ids, as gclient_send.
+ */
+int gclient_send_ids(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic, uint32_t partition,
+		     uint32_t n, const void *const *payloads, const uint32_t *lens, const uint8_t (*ids)[16],
+		     struct gclient_sent *out);
+
+/*
  * Pipelined send: builds and writes the same request as gclient_send and returns without reading the
  * reply. Collect the replies, oldest first, with gclient_wait. gclient_inflight tells how many are
  * outstanding.
  */
 int gclient_send_async(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic,
 		       uint32_t partition, uint32_t n, const void *const *payloads, const uint32_t *lens);
+
+/* As gclient_send_async, with the caller's message ids (see gclient_send_ids). */
+int gclient_send_async_ids(struct gclient *c, const struct wire_id *stream, const struct wire_id *topic,
+			   uint32_t partition, uint32_t n, const void *const *payloads, const uint32_t *lens,
+			   const uint8_t (*ids)[16]);
 
 /*
  * Reads the reply to the oldest outstanding gclient_send_async into `out` (may be NULL). Returns

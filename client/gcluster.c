@@ -48,6 +48,8 @@ struct pending {
 	uint32_t n;
 	const void *const *payloads;
 	const uint32_t *lens;
+	const uint8_t (*ids)[16]; /* the caller's message ids, NULL: random ones per attempt */
+	struct gcluster_send_report rep;
 	enum pstate state;
 	uint32_t node;
 	uint32_t hops; /* already spent on this send */
@@ -670,6 +672,19 @@ static bool retryable(struct gcluster *gc, struct node *n, struct gcluster_part 
 	return false;
 }
 
+/*
+ * Records one request written to node `node` with result rv in the report (gcluster.h): the attempt it
+ * replaces is unsettled unless its answer proved it was not admitted (58, 10058).
+ */
+static void note_attempt(struct gcluster_send_report *r, uint32_t node, int rv)
+{
+	if (r->attempts > 0 && r->last_rv != GCLUSTER_NOT_ACCEPTED && r->last_rv != GCLUSTER_NOT_LEADER)
+		r->earlier_unsettled = true;
+	r->attempts++;
+	r->node = node;
+	r->last_rv = rv;
+}
+
 /* One send, lock-step, with the retries of gcluster.h; e->hops counts those already spent. */
 static int send_retrying(struct gcluster *gc, struct pending *e)
 {
@@ -698,8 +713,10 @@ static int send_retrying(struct gcluster *gc, struct pending *e)
 		int rv = node_conn(gc, n, &c);
 		if (rv < 0 && was_down)
 			continue; /* a probe of a node already known down: still waiting, not a hop */
-		if (rv == 0)
-			rv = gclient_send(c, &e->stream, &e->topic, e->pid, e->n, e->payloads, e->lens, &e->sent);
+		if (rv == 0) {
+			rv = gclient_send_ids(c, &e->stream, &e->topic, e->pid, e->n, e->payloads, e->lens, e->ids, &e->sent);
+			note_attempt(&e->rep, n->id, rv);
+		}
 		if (rv == 0)
 			return 0;
 		uint32_t leader = p->leader;
@@ -738,17 +755,43 @@ static int send_retrying(struct gcluster *gc, struct pending *e)
 int gcluster_send(struct gcluster *gc, const struct wire_id *stream, const struct wire_id *topic, uint32_t partition,
 		  uint32_t n, const void *const *payloads, const uint32_t *lens, struct gclient_sent *out)
 {
+	return gcluster_send_ids(gc, stream, topic, partition, n, payloads, lens, NULL, out, NULL);
+}
+
+int gcluster_send_ids(struct gcluster *gc, const struct wire_id *stream, const struct wire_id *topic,
+		      uint32_t partition, uint32_t n, const void *const *payloads, const uint32_t *lens,
+		      const uint8_t (*ids)[16], struct gclient_sent *out, struct gcluster_send_report *report)
+{
+	if (report != NULL)
+		*report = (struct gcluster_send_report){0};
 	if (gc->q_len > 0)
 		return -EBUSY;
 	if (n == 0 || payloads == NULL || lens == NULL || stream == NULL || topic == NULL)
 		return -EINVAL;
-	struct pending e = {.stream = *stream, .topic = *topic, .n = n, .payloads = payloads, .lens = lens};
+	struct pending e = {.stream = *stream, .topic = *topic, .n = n, .payloads = payloads, .lens = lens, .ids = ids};
 	int rv = route(gc, &e, partition);
 	if (rv == 0)
 		rv = send_retrying(gc, &e);
 	if (rv == 0 && out != NULL)
 		*out = e.sent;
+	if (report != NULL)
+		*report = e.rep;
 	return rv;
+}
+
+uint32_t gcluster_control_node(const struct gcluster *gc)
+{
+	if (gc->ctl == NULL)
+		return 0;
+	if (gc->ctl_node != 0)
+		return gc->ctl_node;
+	for (size_t i = 0; i < gc->n_nodes; i++) {
+		char addr[300];
+		node_addr(&gc->nodes[i], addr, sizeof(addr));
+		if (strcmp(addr, gc->ctl_addr) == 0)
+			return gc->nodes[i].id; /* a seed that is a node of the map */
+	}
+	return 0;
 }
 
 /* ---- Pipelining ---- */

@@ -28,7 +28,10 @@
  * election), so an answer from a node that has not yet heard of an election never undoes a newer one.
  *
  * Delivery is at least once: a batch whose connection broke before its reply may have been committed
- * and is sent again to the successor (the batch is rebuilt, so its message ids are new).
+ * and is sent again to the successor. The batch is rebuilt for each attempt: with gcluster_send and the
+ * pipelined calls its message ids are new random ones each time; with gcluster_send_ids every attempt
+ * carries the caller's ids, so a message sent twice is recognisable (and a topic with Galgo's
+ * `dedup_window` option drops the copy).
  *
  * Return values follow gclient.h: 0, a negative errno, or a positive Iggy code the server sent (one that
  * is not retried, e.g. 3007 PartitionNotFound).
@@ -107,6 +110,31 @@ int gcluster_send(struct gcluster *gc, const struct wire_id *stream, const struc
 		  uint32_t n, const void *const *payloads, const uint32_t *lens, struct gclient_sent *out);
 
 /*
+ * What happened to one gcluster_send_ids, attempt by attempt, so that a caller can tell a batch that was
+ * certainly not admitted from one whose fate is unknown. An attempt is a request written to a node's
+ * connection (a connection that could not be opened, or a map without a usable leader, makes none).
+ */
+struct gcluster_send_report {
+	uint32_t attempts;      /* requests written */
+	uint32_t node;          /* the node of the last attempt, 0 when none */
+	int last_rv;            /* the last attempt's result: 0, an Iggy code or a negative errno (see
+				 * gclient.h); when the send's own return value is gcluster's (-ELOOP,
+				 * -EHOSTUNREACH, -ENOENT, 58 after leader_wait_ms) this is what the node said */
+	bool earlier_unsettled; /* an attempt before the last ended otherwise than with 58 or 10058, the two
+				 * answers that prove a batch was not admitted (docs/protocol-extensions.md,
+				 * docs/ARCHITECTURE.md "A send"): that attempt may have been committed */
+};
+
+/*
+ * As gcluster_send, with the caller's message ids (ids[i] for message i, the u128 little-endian as it
+ * travels; NULL: random, as gcluster_send) on every attempt, and the report (may be NULL) filled whatever
+ * the result. The identifiers, payloads, lens and ids are only read during the call.
+ */
+int gcluster_send_ids(struct gcluster *gc, const struct wire_id *stream, const struct wire_id *topic,
+		      uint32_t partition, uint32_t n, const void *const *payloads, const uint32_t *lens,
+		      const uint8_t (*ids)[16], struct gclient_sent *out, struct gcluster_send_report *report);
+
+/*
  * Pipelined sends, as gclient_send_async / gclient_wait, over the leaders' connections: replies come
  * back in the order of the sends. The identifiers, payloads and lens must stay valid (and unchanged)
  * until gcluster_wait has returned that send's reply, because a batch that has to be re-sent is built
@@ -121,6 +149,9 @@ uint32_t gcluster_inflight(const struct gcluster *gc);
 
 /* The control connection (logged in), for polls, metadata and anything else lock-step; NULL if none. */
 struct gclient *gcluster_any(struct gcluster *gc);
+
+/* The node id of the control connection's node (0: none open, or a seed not in the map). */
+uint32_t gcluster_control_node(const struct gcluster *gc);
 
 /* Counters since open: retries taken (hops), map reads, connections opened. */
 struct gcluster_stats {
