@@ -20,6 +20,13 @@
  *                            tracked tree (hard links need that) and outside it (so the program never
  *                            sees the links in its own directory listings). It must not lie inside the
  *                            tracked tree. It is created on first use and removed at exit and at the cut.
+ *   GALGO_POWERLOSS_STRICT_DIRS  "1": mkdir and rmdir are journalled like file creations and unlinks
+ *                            (durable only after an fsync of the parent). Otherwise (the default) they are
+ *                            durable at once, as the pio contract that Galgo is written against says
+ *                            (partition/piosim.h, partition/piosim.c: "pio_rmdir is durable at once like
+ *                            pio_mkdir"); an rmdir then also makes durable the pending removals of the
+ *                            entries it held. ext4 behaves close to the default (an fsync commits the
+ *                            journal transaction that holds the mkdir); the strict mode is POSIX's letter.
  * A set GALGO_POWERLOSS_DIR with a missing trigger, a directory that cannot be resolved or a side
  * directory inside the tree is a configuration error: the shim prints one line to stderr and the
  * process exits with status 1 before main.
@@ -46,7 +53,7 @@
  *   counted: write, writev, pwrite, pwrite64, pwritev, pwritev64 on a descriptor opened writable on a
  *   tracked path, ftruncate/ftruncate64, and O_TRUNC at open (turned into an ftruncate to 0).
  *   Directory entries (per parent directory). Creating a file (an open with O_CREAT that made it),
- *   mkdir, rename, unlink and rmdir under the tree are recorded in a journal, each with its parent
+ *   rename and unlink (and, in the strict mode, mkdir and rmdir) under the tree are recorded in a journal, each with its parent
  *   directory (a rename with both: it becomes durable only when both have been synced). fsync(2) or
  *   fdatasync(2) of a descriptor of a directory makes every journal entry older than it whose parent is
  *   that directory durable. At the cut the entries not durable are undone newest first: a created file
@@ -195,6 +202,7 @@ struct jent {
 };
 
 static bool g_active;
+static bool g_strict_dirs; /* GALGO_POWERLOSS_STRICT_DIRS=1: mkdir and rmdir wait for the parent's fsync */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_dir[PATH_MAX];
 static size_t g_dirlen;
@@ -915,6 +923,16 @@ static int do_unlink(int dirfd, const char *path, int flags)
 		return r;
 	}
 	bool dir = (flags & AT_REMOVEDIR) != 0;
+	if (dir && !g_strict_dirs) {
+		/* Durable at once, and so are the removals of what it held (nothing can come back into it). */
+		int r = REAL(unlinkat)(dirfd, path, flags);
+		int err = errno;
+		if (r == 0)
+			dir_synced(st.st_dev, st.st_ino);
+		pthread_mutex_unlock(&g_lock);
+		errno = err;
+		return r;
+	}
 	char *side = !dir && !S_ISDIR(st.st_mode) ? side_link(abs) : NULL;
 	int r = REAL(unlinkat)(dirfd, path, flags);
 	int err = errno;
@@ -962,7 +980,7 @@ static int do_mkdir(int dirfd, const char *path, mode_t mode)
 	bool tracked = resolve(dirfd, path, abs, &pdev, &pino);
 	int r = REAL(mkdirat)(dirfd, path, mode);
 	int err = errno;
-	if (r == 0 && tracked)
+	if (r == 0 && tracked && g_strict_dirs)
 		journal_add(J_MKDIR, abs, pdev, pino);
 	pthread_mutex_unlock(&g_lock);
 	errno = err;
@@ -1140,6 +1158,8 @@ __attribute__((constructor)) static void powerloss_init(void)
 	if (!trigger || !*trigger || strlen(trigger) >= sizeof(g_trigger))
 		fail_config("GALGO_POWERLOSS_DIR is set but GALGO_POWERLOSS_TRIGGER is not (or too long)");
 	strcpy(g_trigger, trigger);
+	const char *strict = getenv("GALGO_POWERLOSS_STRICT_DIRS");
+	g_strict_dirs = strict && !strcmp(strict, "1");
 	const char *report = getenv("GALGO_POWERLOSS_REPORT");
 	if (report && strlen(report) < sizeof(g_report))
 		strcpy(g_report, report);

@@ -396,7 +396,7 @@ static pid_t start_writer(const char *role, bool with_env)
 	snprintf(e_rep, sizeof(e_rep), "GALGO_POWERLOSS_REPORT=%s", rep);
 	snprintf(roleenv, sizeof(roleenv), "PL_TEST_ROLE=%s", role);
 	snprintf(baseenv, sizeof(baseenv), "PL_TEST_BASE=%s", tmpdir);
-	const char *env_on[] = {"LD_PRELOAD=" SHIM, roleenv, baseenv, e_dir, e_trig, e_rep, NULL};
+	const char *env_on[] = {"LD_PRELOAD=" SHIM, roleenv, baseenv, e_dir, e_trig, e_rep, "GALGO_POWERLOSS_STRICT_DIRS=1", NULL};
 	const char *env_off[] = {"LD_PRELOAD=" SHIM, roleenv, baseenv, NULL};
 	char exe[] = "/proc/self/exe";
 	char *argv[] = {exe, NULL};
@@ -539,4 +539,160 @@ Test(powerloss, concurrent_writers_keep_whole_synced_prefixes)
 		fprintf(stderr, "threads: %s keeps %zu records\n", rel, len / REC_SIZE);
 		free(b);
 	}
+}
+
+/* ---- galgod under the shim ---- */
+
+#define GD_BATCHES 200
+#define GD_PER_BATCH 5
+
+/* Starts galgod on <tmp>/data (its output in <tmp>/<log>), under the shim or not; returns the TCP port. */
+static int galgod_start(const char *durability, bool shim, const char *log, pid_t *pid)
+{
+	char data[128], trig[128], rep[128], logp[128];
+	path_of(data, sizeof(data), "data");
+	path_of(trig, sizeof(trig), "trigger");
+	path_of(rep, sizeof(rep), "report");
+	path_of(logp, sizeof(logp), log);
+	if (mkdir(data, 0755) < 0)
+		cr_assert_eq(errno, EEXIST);
+	static char e_dir[160], e_trig[160], e_rep[160], f_data[160], f_dur[64];
+	snprintf(e_dir, sizeof(e_dir), "GALGO_POWERLOSS_DIR=%s", data);
+	snprintf(e_trig, sizeof(e_trig), "GALGO_POWERLOSS_TRIGGER=%s", trig);
+	snprintf(e_rep, sizeof(e_rep), "GALGO_POWERLOSS_REPORT=%s", rep);
+	snprintf(f_data, sizeof(f_data), "--node.data_dir=%s", data);
+	snprintf(f_dur, sizeof(f_dur), "--storage.durability=%s", durability);
+	/* PL_TEST_STRICT_DIRS=1 in the test's environment runs galgod with the strict directory model. */
+	const char *strict = getenv("PL_TEST_STRICT_DIRS");
+	const char *env_on[] = {"LD_PRELOAD=" SHIM, e_dir, e_trig, e_rep,
+				strict && !strcmp(strict, "1") ? "GALGO_POWERLOSS_STRICT_DIRS=1" : NULL, NULL};
+	char *argv[] = {GALGOD, f_data, f_dur, "--tcp.address=127.0.0.1:0", "--quic.enabled=false",
+			"--http.enabled=false", "--with-default-root-credentials", NULL};
+	int out = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert_geq(out, 0);
+	int saved1 = dup(STDOUT_FILENO), saved2 = dup(STDERR_FILENO);
+	fflush(NULL);
+	dup2(out, STDOUT_FILENO);
+	dup2(out, STDERR_FILENO);
+	*pid = spawn(argv, shim ? env_on : NULL);
+	dup2(saved1, STDOUT_FILENO);
+	dup2(saved2, STDERR_FILENO);
+	close(saved1);
+	close(saved2);
+	close(out);
+	uint64_t end = now_ms() + TIMEOUT_MS;
+	for (;;) {
+		size_t len;
+		char *text = (char *)slurp(log, &len);
+		const char *ready = text ? strstr(text, "galgod ready") : NULL;
+		const char *tcp = ready ? strstr(ready, "tcp 127.0.0.1:") : NULL;
+		if (tcp && strchr(ready, '\n')) {
+			int port = atoi(tcp + strlen("tcp 127.0.0.1:"));
+			free(text);
+			cr_assert(port > 0 && port < 65536);
+			return port;
+		}
+		int st;
+		cr_assert(waitpid(*pid, &st, WNOHANG) == 0 && now_ms() < end, "galgod did not start:\n%s",
+			  text ? text : "");
+		free(text);
+		usleep(20 * 1000);
+	}
+}
+
+static struct gclient *login(int port)
+{
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	struct gclient *c;
+	cr_assert_eq(gclient_connect(addr, NULL, &c), 0);
+	cr_assert_eq(gclient_login(c, "iggy", "iggy"), 0);
+	return c;
+}
+
+/* Sends, cuts, restarts without the shim and reads back: the acknowledged, kept (of those) and all read. */
+static void galgod_powerloss(const char *durability, uint32_t *acked, uint32_t *kept, uint32_t *total, char **report)
+{
+	pid_t pid;
+	int port = galgod_start(durability, true, "galgod-1.log", &pid);
+	struct gclient *c = login(port);
+	struct wire_id s = gclient_id_name("pl"), t = gclient_id_name("t");
+	cr_assert_eq(gclient_create_stream(c, "pl", NULL), 0);
+	cr_assert_eq(gclient_create_topic(c, &s, "t", 1, durability, NULL), 0);
+	static bool ok[GD_BATCHES * GD_PER_BATCH];
+	memset(ok, 0, sizeof(ok));
+	*acked = 0;
+	for (uint32_t b = 0; b < GD_BATCHES; b++) {
+		char text[GD_PER_BATCH][16];
+		const void *ptrs[GD_PER_BATCH];
+		uint32_t lens[GD_PER_BATCH];
+		for (uint32_t i = 0; i < GD_PER_BATCH; i++) {
+			lens[i] = (uint32_t)snprintf(text[i], sizeof(text[i]), "v%u", b * GD_PER_BATCH + i);
+			ptrs[i] = text[i];
+		}
+		cr_assert_eq(gclient_send(c, &s, &t, 0, GD_PER_BATCH, ptrs, lens, NULL), 0);
+		for (uint32_t i = 0; i < GD_PER_BATCH; i++)
+			ok[b * GD_PER_BATCH + i] = true;
+		*acked += GD_PER_BATCH;
+	}
+	gclient_close(c);
+	cut(pid);
+	*report = read_report();
+
+	port = galgod_start(durability, false, "galgod-2.log", &pid);
+	c = login(port);
+	static bool seen[GD_BATCHES * GD_PER_BATCH];
+	memset(seen, 0, sizeof(seen));
+	*total = 0;
+	struct wire_consumer cons = gclient_consumer(1);
+	for (uint64_t off = 0;;) {
+		struct gclient_polled p;
+		int rv = gclient_poll(c, &cons, &s, &t, 0, (struct wire_polling){WIRE_POLL_OFFSET, off}, 1000, false, &p);
+		if (rv != 0 || p.count == 0)
+			break; /* with durability none the stream itself may be gone */
+		cr_assert_eq(gclient_polled_verify(&p), 0);
+		struct gclient_msg_iter it;
+		struct gclient_msg m;
+		gclient_msg_iter_init(&it, &p);
+		while (gclient_msg_next(&it, &m) == 1) {
+			char v[16] = {0};
+			memcpy(v, m.payload, m.payload_len < 15 ? m.payload_len : 15);
+			unsigned val = (unsigned)atoi(v + 1);
+			cr_assert(v[0] == 'v' && val < GD_BATCHES * GD_PER_BATCH, "payload %s", v);
+			cr_assert(!seen[val], "v%u twice", val);
+			seen[val] = true;
+			(*total)++;
+			off = m.offset + 1;
+		}
+	}
+	*kept = 0;
+	for (uint32_t v = 0; v < GD_BATCHES * GD_PER_BATCH; v++)
+		if (ok[v] && seen[v])
+			(*kept)++;
+	gclient_close(c);
+	cr_assert_eq(kill(pid, SIGTERM), 0);
+	int st = wait_exit(pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "galgod exit status 0x%x", (unsigned)st);
+}
+
+Test(powerloss, galgod_fsync_keeps_every_acknowledged_message)
+{
+	uint32_t acked, kept, total;
+	char *r;
+	galgod_powerloss("fsync", &acked, &kept, &total, &r);
+	fprintf(stderr, "galgod fsync: acked %u, kept %u, read back %u; %s", acked, kept, total, r);
+	cr_assert_eq(report_get(r, "errors"), 0, "%s", r);
+	cr_assert_eq(kept, acked);
+	free(r);
+}
+
+Test(powerloss, galgod_none_loses_what_was_not_synced)
+{
+	uint32_t acked, kept, total;
+	char *r;
+	galgod_powerloss("none", &acked, &kept, &total, &r);
+	fprintf(stderr, "galgod none: acked %u, kept %u, read back %u; %s", acked, kept, total, r);
+	cr_assert_eq(report_get(r, "errors"), 0, "%s", r);
+	cr_assert_gt(report_get(r, "bytes_undone"), 0, "%s", r);
+	free(r);
 }
