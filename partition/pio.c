@@ -187,11 +187,25 @@ static int real_unlink(struct pio *p, const char *path)
 	return unlink(path) < 0 ? -errno : 0;
 }
 
-/* mkdir(2) one directory; 0 if it already exists as a directory. */
-static int mkdir_one(const char *path)
+static int real_syncdir(struct pio *p, const char *path);
+
+/*
+ * mkdir(2) one directory, then fsync its parent so that the new entry survives a power loss (POSIX makes a
+ * directory entry durable only through its parent); 0 if it already exists as a directory.
+ */
+static int mkdir_one(char *path)
 {
-	if (mkdir(path, 0755) == 0)
-		return 0;
+	if (mkdir(path, 0755) == 0) {
+		char *slash = strrchr(path, '/');
+		if (slash == NULL)
+			return real_syncdir(NULL, ".");
+		if (slash == path)
+			return real_syncdir(NULL, "/");
+		*slash = '\0';
+		int r = real_syncdir(NULL, path);
+		*slash = '/';
+		return r;
+	}
 	int err = errno;
 	if (err == EEXIST) {
 		struct stat st;
@@ -230,7 +244,24 @@ out:
 static int real_rmdir(struct pio *p, const char *path)
 {
 	(void)p;
-	return rmdir(path) < 0 ? -errno : 0;
+	if (rmdir(path) < 0)
+		return -errno;
+	/* As mkdir_one: the removal is durable once the parent is synced. */
+	char *buf = strdup(path);
+	if (!buf)
+		return -ENOMEM;
+	char *slash = strrchr(buf, '/');
+	int r;
+	if (slash == NULL)
+		r = real_syncdir(NULL, ".");
+	else if (slash == buf)
+		r = real_syncdir(NULL, "/");
+	else {
+		*slash = '\0';
+		r = real_syncdir(NULL, buf);
+	}
+	free(buf);
+	return r;
 }
 
 static int real_syncdir(struct pio *p, const char *path)

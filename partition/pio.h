@@ -18,7 +18,8 @@
  *     pio_datasync on that file returns 0;
  *   - that a file exists (creation), its name (rename) and its removal (unlink) become durable when
  *     pio_syncdir on its parent directory returns 0;
- *   - directories made with pio_mkdir are durable at once (the simulation keeps it simple there).
+ *   - directories made with pio_mkdir are durable at once: the real backend fsyncs the parent of every
+ *     directory it creates; the simulation treats mkdir as durable.
  *
  * Thread safety: a backend may be called from several threads at once (the flusher runs pio_datasync on
  * libuv's thread pool while the loop thread writes), but one pio_file is never used by two threads at
