@@ -164,7 +164,8 @@ class CClient:
         try:
             self.p.stdin.write((json.dumps(req) + "\n").encode())
             await self.p.stdin.drain()
-            line = await asyncio.wait_for(self.p.stdout.readline(), self.timeout + 5)
+            # leader mode may spend a few hops and a leader wait, each up to the timeout
+            line = await asyncio.wait_for(self.p.stdout.readline(), self.timeout * (6 if self.mode == "leader" else 1) + 5)
         except (asyncio.TimeoutError, BrokenPipeError, ConnectionResetError):
             await self.close()
             return {"type": "info" if write else "fail", "error": "driver did not answer"}

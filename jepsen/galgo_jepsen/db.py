@@ -90,6 +90,7 @@ class Node:
             e["GALGO_POWERLOSS_DIR"] = str(self.data)
             e["GALGO_POWERLOSS_TRIGGER"] = str(self.powerloss_trigger)
             e["GALGO_POWERLOSS_REPORT"] = str(self.powerloss_report)
+            e["GALGO_POWERLOSS_STRICT_DIRS"] = "1"  # a new directory needs its parent synced (POSIX)
         if pre:
             e["LD_PRELOAD"] = ":".join(pre)
         return e
