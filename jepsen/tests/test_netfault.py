@@ -264,3 +264,48 @@ def test_cleanup_removes_leftovers_of_a_crashed_run(net, baseline):
     assert_clean(net)
     assert_restored(net, baseline)
     assert cleanup(net.ns_a) == {"rules": [], "pids": []}
+
+
+def test_killed_holder_lets_packets_pass(net, baseline):
+    """--queue-bypass: with the holder gone (SIGKILL), packets pass undelayed although the rules remain."""
+    d = Delay(net.ns_a, 100)
+    d.start()
+    try:
+        d.proc.kill()
+        d.proc.wait(5)
+        assert leftovers(net.ns_a)["rules"]
+        p = probe(net.ns_a, net.ip_b, count=20)
+        assert p.loss == 0 and p.median_ms < baseline.median_ms + 5, p.summary()
+    finally:
+        d.stop()
+    assert_clean(net)
+
+
+def test_holder_exits_with_its_starter(net, baseline, tmp_path):
+    """A runner that dies without stop() leaves only rules that let everything pass; cleanup takes them."""
+    script = tmp_path / "starter.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path(netfault.__file__).parent.parent)!r})\n"
+        "from galgo_jepsen.netfault import Delay\n"
+        f"Delay({net.ns_a!r}, 100).start()\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)\n")
+    starter = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout.readline().strip() == "started"
+        assert leftovers(net.ns_a)["pids"]
+        starter.kill()
+        starter.wait(5)
+        deadline = time.monotonic() + 5
+        while leftovers(net.ns_a)["pids"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert leftovers(net.ns_a)["pids"] == []
+        p = probe(net.ns_a, net.ip_b, count=20)
+        assert p.median_ms < baseline.median_ms + 5, p.summary()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+        removed = cleanup(net.ns_a)
+    assert len(removed["rules"]) == 1, removed
+    assert_clean(net)
