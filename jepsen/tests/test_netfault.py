@@ -170,12 +170,12 @@ def test_delay_with_jitter_reorders(net, baseline):
     assert_restored(net, baseline)
 
 
-def test_delay_incoming_and_both_directions(net, baseline):
-    d = Delay(net.ns_a, 60, peers=[net.ip_b], direction="in")
+def test_delay_outgoing_and_both_directions(net, baseline):
+    d = Delay(net.ns_a, 60, peers=[net.ip_b], direction="out")
     d.start(probe=net.ip_b)
     try:
         obs = d.observe()
-        print("in:", obs.effect)
+        print("out:", obs.effect)
         assert obs.ok and obs.after.median_ms - obs.before.median_ms >= 54, obs.effect
     finally:
         d.stop()
@@ -199,11 +199,12 @@ def test_delay_incoming_and_both_directions(net, baseline):
     assert_restored(net, baseline)
 
 
-def test_delayed_packets_still_meet_filter_drops(net, baseline):
+@pytest.mark.parametrize("direction,drop", [("in", ["INPUT", "-s"]), ("out", ["OUTPUT", "-d"])])
+def test_delayed_packets_still_meet_filter_drops(net, baseline, direction, drop):
     """Delay sits in mangle, so a partition's DROP in the filter table still applies after it."""
-    d = Delay(net.ns_a, 50)
+    d = Delay(net.ns_a, 50, direction=direction)
     d.start()
-    drop = ["OUTPUT", "-d", net.ip_b, "-j", "DROP"]
+    drop = [*drop, net.ip_b, "-j", "DROP"]
     sh("ip", "netns", "exec", net.ns_a, "iptables", "-w", "-A", *drop)
     try:
         p = probe(net.ns_a, net.ip_b, count=10, interval=0.02, wait=0.5)
@@ -211,6 +212,7 @@ def test_delayed_packets_still_meet_filter_drops(net, baseline):
     finally:
         sh("ip", "netns", "exec", net.ns_a, "iptables", "-w", "-D", *drop)
         d.stop()
+    assert "errors=0" in d.stats, d.stats
     assert_clean(net)
     assert_restored(net, baseline)
 
