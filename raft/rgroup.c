@@ -101,6 +101,7 @@ struct peer {
 
 struct rgroup {
 	struct raft raft;
+	uint64_t stale_reject_to; /* while a step handles an AppendEntries of an older term: its sender */
 	bool raft_open;
 	struct rgroup_config cfg;
 	char *address;
@@ -385,6 +386,19 @@ static void send_message(struct rgroup *g, const struct raft_message *m)
 		return;
 	}
 	uint8_t hdr[RMSG_HEADER_SIZE];
+	struct raft_message fixed;
+	if (m->type == RAFT_APPEND_ENTRIES_RESULT && g->stale_reject_to != 0 && m->server_id == g->stale_reject_to) {
+		/*
+		 * libraft 0.22.1 rejects an AppendEntries of an older term without setting last_log_index (it
+		 * is left uninitialised: raft/README.md). A leader that has meanwhile reached the replier's term
+		 * would read it as the follower's progress, and with rejected = 0 as an acknowledgement up to
+		 * that index. It is set here as libraft's own amendment of a rejection would: rejected - 1, or 0.
+		 */
+		fixed = *m;
+		raft_index r = fixed.append_entries_result.rejected;
+		fixed.append_entries_result.last_log_index = r > 0 ? r - 1 : 0;
+		m = &fixed;
+	}
 	if (rmsg_encode_header(g->cfg.group_id, m, hdr) != 0)
 		return;
 	size_t len = RMSG_HEADER_SIZE;
@@ -1361,7 +1375,11 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = RAFT_RECEIVE;
 	ev.receive.message = &d.msg;
+	/* send_message completes libraft's rejection of an AppendEntries of an older term (stale_reject_to). */
+	if (d.msg.type == RAFT_APPEND_ENTRIES && d.msg.append_entries.term < raft_current_term(&g->raft))
+		g->stale_reject_to = from;
 	rv = do_step(g, &ev);
+	g->stale_reject_to = 0;
 	rmsg_release(&d);
 	if (rv != 0)
 		return fail(g, rv);

@@ -34,6 +34,7 @@
 #include "partition/record.h"
 #include "raft/rgroup.h"
 #include "raft/rmeta.h"
+#include "raft/rmsg.h"
 
 #define MAXN 5
 #define GROUP 7
@@ -147,6 +148,10 @@ struct sim {
 	uint64_t subs[512][2];
 	size_t n_subs;
 	int subs_to;
+	/* When set, the first message node capture_from sends is copied to captured (and still delivered). */
+	int capture_from;
+	uint8_t captured[RMSG_HEADER_SIZE];
+	bool have_captured;
 	/* Stats. */
 	uint64_t events, elections, restarts, lost_tails;
 	/* Compaction: snapshot every `compact` applied entries, keeping `trail` entries behind. */
@@ -251,6 +256,10 @@ static int env_send(void *ud, uint64_t to, const void *buf, size_t len)
 	/* Nothing leaves a replica whose term or vote could not be made durable. */
 	CHECK(!n->fpio.meta_failed, "node %d sends after a failed term/vote write", n->id);
 	n->sent++;
+	if (s->capture_from == n->id && !s->have_captured && len >= RMSG_HEADER_SIZE) {
+		memcpy(s->captured, buf, RMSG_HEADER_SIZE);
+		s->have_captured = true;
+	}
 	if (s->cut[n->id][to] || rnd_in(s, 1, 100) <= s->drop_pct)
 		return 0;
 	uint8_t *copy = malloc(len);
@@ -1303,6 +1312,53 @@ Test(raft, a_replica_that_lost_its_log_votes_for_no_one_until_it_has_caught_up)
 		finish(s, 20000);
 		rgroup_status(s->nodes[a].g, &st);
 		CHECK(!st.recovering, "A (%d) caught up but is still recovering", a);
+		sim_free(s);
+	}
+}
+
+Test(raft, a_rejection_of_an_older_terms_append_names_a_defined_log_index)
+{
+	/*
+	 * libraft 0.22.1 leaves last_log_index unset when it rejects an AppendEntries of an older term
+	 * (raft/README.md, 13). The follower's reply must carry rejected - 1 (0 when rejected is 0), never
+	 * whatever the stack held: a leader that reached the replier's term would take it as progress.
+	 */
+	static const uint64_t prevs[] = {0, 1, 7, 1000};
+	for (size_t i = 0; i < sizeof(prevs) / sizeof(prevs[0]); i++) {
+		struct sim *s = sim_new(3, 9300 + i);
+		cr_assert_not_null(s);
+		int old = await_leader(s, 3000);
+		node_stop(s, old, false, 0); /* a second election: the follower's term is then above 1 */
+		int l = await_leader(s, 6000);
+		cr_assert(l != 0 && l != old);
+		int f = 6 - l - old;
+		struct rgroup_status st;
+		rgroup_status(s->nodes[f].g, &st);
+		cr_assert_geq(st.term, 2, "follower %d in term %llu", f, (unsigned long long)st.term);
+		struct raft_message m;
+		memset(&m, 0, sizeof(m));
+		m.type = RAFT_APPEND_ENTRIES;
+		m.append_entries.term = st.term - 1;
+		m.append_entries.prev_log_index = prevs[i];
+		m.append_entries.prev_log_term = prevs[i] > 0 ? 1 : 0;
+		m.append_entries.leader_commit = 0;
+		uint8_t hdr[RMSG_HEADER_SIZE];
+		cr_assert_eq(rmsg_encode_header(GROUP, &m, hdr), 0);
+		s->capture_from = f;
+		s->have_captured = false;
+		int rrv = rgroup_receive(s->nodes[f].g, (uint64_t)l, hdr, sizeof(hdr));
+		cr_assert_eq(rrv, 0, "receive: %d", rrv);
+		cr_assert(s->have_captured, "the follower did not answer the stale AppendEntries");
+		struct rmsg_decoded d;
+		cr_assert_eq(rmsg_decode(s->captured, RMSG_HEADER_SIZE, RECORD_COMMAND, &d), 0);
+		cr_assert_eq(d.msg.type, RAFT_APPEND_ENTRIES_RESULT);
+		cr_assert_eq(d.msg.append_entries_result.term, st.term);
+		cr_assert_eq(d.msg.append_entries_result.rejected, prevs[i]);
+		cr_assert_eq(d.msg.append_entries_result.last_log_index, prevs[i] > 0 ? prevs[i] - 1 : 0,
+			     "prev %llu: last_log_index %llu", (unsigned long long)prevs[i],
+			     (unsigned long long)d.msg.append_entries_result.last_log_index);
+		rmsg_release(&d);
+		s->capture_from = 0;
 		sim_free(s);
 	}
 }
