@@ -4,13 +4,14 @@
 started):
 
   latency     every send's latency (completion time minus invoke time, log scale) at its invoke time:
-              ok sends as small dots, and failed / indeterminate ones in their own colours so a fault's
-              timeouts show as a wall;
+              ok sends as small blue dots drawn on top, failed (red) and indeterminate (orange) ones
+              beneath them, so a fault's timeouts show as a wall;
   throughput  completions per second, one line per operation f and outcome (ok solid, fail dashed, info
               dotted), counted in one-second buckets by completion time.
 
 On both panels every nemesis fault is a shaded interval from its "start" to its "stop" (starts and stops
-of one fault name are paired in order; a start never stopped runs to the end of the history), labelled
+of one fault name are paired in order, a stop naming no open fault closes the one open longest, and a
+start never stopped runs to the end of the history), labelled
 with the fault's name above the latency panel. Nemesis "observed" events are ticks along the top of the
 throughput panel: green when the fault's effect was seen, red when it was not.
 
@@ -29,6 +30,8 @@ import numpy as np  # noqa: E402
 
 _TYPE_STYLE = {"ok": "-", "fail": "--", "info": ":"}
 _SEND_COLOURS = {"ok": "tab:blue", "fail": "tab:red", "info": "tab:orange"}
+# pastels with no red or orange in them, so a fault's shade never reads as failed sends
+_FAULT_COLOURS = ["#b3e2cd", "#cbd5e8", "#fff2ae", "#d9d9d9", "#a6cee3", "#e6f5c9", "#d8c8ee", "#c7eae5"]
 
 
 def _nemesis_intervals(history: list[dict], end: float) -> list[tuple[str, float, float]]:
@@ -43,6 +46,11 @@ def _nemesis_intervals(history: list[dict], end: float) -> list[tuple[str, float
             open_.setdefault(name, []).append(ev.get("time") or 0.0)
         elif ev.get("f") == "stop":
             starts = open_.get(name)
+            if not starts:  # a stop naming no open fault closes the one open longest
+                cands = [(ss[0], n) for n, ss in open_.items() if ss]
+                if cands:
+                    name = min(cands)[1]
+                    starts = open_[name]
             if starts:
                 out.append((name, starts.pop(0), ev.get("time") or 0.0))
     for name, starts in open_.items():
@@ -89,10 +97,10 @@ def timeline(history: list[dict], path_png, title: str | None = None) -> Path:
                                      gridspec_kw={"height_ratios": [1, 1]})
     faults = sorted({name for name, _, _ in intervals})
     cmap = plt.get_cmap("tab10")
-    fault_colour = {name: cmap((i + 3) % 10) for i, name in enumerate(faults)}
+    fault_colour = {name: _FAULT_COLOURS[i % len(_FAULT_COLOURS)] for i, name in enumerate(faults)}
 
     # latency
-    for typ in ("ok", "info", "fail"):
+    for typ in ("fail", "info", "ok"):  # ok on top: successes during a fault stay visible
         xs, ys = lat[typ]
         if xs:
             ax_l.scatter(xs, ys, s=2 if typ == "ok" else 6, c=_SEND_COLOURS[typ], alpha=0.6,
@@ -120,10 +128,10 @@ def timeline(history: list[dict], path_png, title: str | None = None) -> Path:
     # nemesis intervals and observations
     for name, s, e in intervals:
         for ax in (ax_l, ax_t):
-            ax.axvspan(s, max(e, s + 1e-3), color=fault_colour[name], alpha=0.15, linewidth=0)
+            ax.axvspan(s, max(e, s + 1e-3), color=fault_colour[name], alpha=0.35, linewidth=0)
         ax_l.annotate(name, xy=(s, 1.0), xycoords=("data", "axes fraction"), xytext=(1, 2),
                       textcoords="offset points", fontsize=7, rotation=30, ha="left", va="bottom",
-                      color=fault_colour[name])
+                      color="0.25")
     for t, ok in observed:
         ax_t.plot([t], [1.0], marker="v", color="tab:green" if ok else "tab:red", markersize=5,
                   transform=ax_t.get_xaxis_transform(), clip_on=False)

@@ -16,7 +16,7 @@ import pytest
 
 from galgo_jepsen import checker
 from galgo_jepsen.checker import check
-from galgo_jepsen.history import History, load
+from galgo_jepsen.history import load
 
 
 class H:
@@ -543,8 +543,6 @@ def test_timeline_of_an_empty_history(tmp_path):
 
 
 def write_history(d, events):
-    hist = History(d / "history.jsonl")
-    hist.close()
     with open(d / "history.jsonl", "w") as f:
         for ev in events:
             f.write(json.dumps(ev) + "\n")
