@@ -374,6 +374,11 @@ class NetFault(Fault):
 class Member(Fault):
     name = "member"
 
+    def __init__(self, db, rng):
+        super().__init__(db, rng)
+        self.removed = False
+        self.target = None
+
     def admin(self, *args: str) -> tuple[int, str]:
         servers = [self.db.nodes[n].tcp for n in self.live()]
         last = (2, "no live node")
@@ -387,7 +392,10 @@ class Member(Fault):
 
     def members(self) -> set[int]:
         rc, out = self.admin("nodes")
-        return {int(m) for m in re.findall(r"^\s*node (\d+)", out, re.M)} if rc == 0 else set()
+        # "  ID  HOST  tcp ..." lines between the "nodes" heading and "metadata leader:"
+        if rc != 0:
+            return set()
+        return {int(m) for m in re.findall(r"^  (\d+)  \S+  tcp ", out, re.M)}
 
     def start(self):
         before = self.members()
@@ -396,8 +404,12 @@ class Member(Fault):
         cands = sorted(n for n in before if n in self.db.nodes)
         self.target = leader if (leader in cands and self.rng.random() < 0.5) else self.rng.choice(cands)
         rc, out = self.admin("remove-node", str(self.target))
-        after = self.members()
         self.removed = rc == 0
+        # the removal completes once the node's replicas have moved: wait for the roster to drop it
+        after = self.members()
+        if rc == 0:
+            _wait(lambda: self.target not in self.members(), 30, step=1.0)
+            after = self.members()
         self._see(rc == 0 and self.target not in after, f"remove-node {self.target}: rc {rc}; roster {sorted(after)}")
         return {"nodes": [self.target], "was_meta_leader": self.target == leader, "rc": rc, "out": out[-300:]}
 
@@ -416,6 +428,8 @@ class Member(Fault):
         ok = _wait(node.listening, 20)
         rc, out = self.admin("add-node", str(new_id), ip, str(RAFT_PORT), str(TCP_PORT), str(QUIC_PORT),
                              str(HTTP_PORT))
+        if rc == 0:
+            _wait(lambda: new_id in self.members(), 20, step=1.0)
         after = self.members()
         good = ok and rc == 0 and new_id in after
         self._see(self._ok and good, self._effect + f"; add-node {new_id}: rc {rc}; roster {sorted(after)}")
@@ -454,14 +468,23 @@ class Nemesis(threading.Thread):
             while not self.done.wait(self.interval):
                 name = self.rng.choice(self.names)
                 f = FAULTS[name](self.db, self.rng)
+                started = False
                 try:
                     det = f.start()
+                    started = True
                     self.history.add("nemesis", "info", "start", {"fault": name, **det})
                     self.done.wait(self.duration)
                 finally:
-                    det = f.stop()
+                    det = {}
+                    err = None
+                    try:
+                        det = f.stop() if started else {}
+                    except Exception as e:
+                        err = f"stop failed: {type(e).__name__}: {e}"
                     self.history.add("nemesis", "info", "stop", {"fault": name, **det})
                     ok, eff = f.observed()
+                    if err or not started:
+                        ok, eff = False, err or f"start failed; {eff}"
                     self.history.add("nemesis", "info", "observed", {"fault": name, "ok": ok, "effect": eff})
                     self.count += 1
         except Exception as e:  # the run fails with this recorded
