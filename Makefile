@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster test compat compat-cluster lifecycle lifecycle-ci fuzz valgrind bench-storage bench-cluster bench-consume clean
+.PHONY: all deps build run cluster test compat compat-cluster lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume clean
 
 all: build
 
@@ -26,7 +26,8 @@ cluster: build
 # fails, then a summary, and the target fails if any stage did): the ASan+UBSan build, the fuzz targets
 # for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC and
 # HTTP, then against a three-node cluster), the lifecycle test's fixed seeds, the HTTP API suite, the unit
-# tests, and a check that no galgod was left running. `scripts/test-stages NAME...` runs some stages; `--list` names them.
+# tests, the jepsen suite's short matrix (jepsen/, needs root), and a check that no galgod, namespace or
+# iptables rule was left behind. `scripts/test-stages NAME...` runs some stages; `--list` names them.
 test: deps
 	BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) MAKE="$(MAKE)" ./scripts/test-stages
 
@@ -58,6 +59,18 @@ lifecycle-ci: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	GALGOD=$(LIFECYCLE_GALGOD) .venv/bin/python -m pytest tests/lifecycle -q -p no:cacheprovider
+
+# The jepsen suite (jepsen/README.md): hosts in network namespaces, faults, Iggy's Python SDK and Galgo's
+# C client, checkers. Needs root. `make jepsen` runs the default matrix (every nemesis, ~10 minutes);
+# JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_WORKLOAD and JEPSEN_SEED choose (see python -m galgo_jepsen.run -h).
+# `make jepsen-ci` is the test-stages stage: the suite's own tests and a short matrix.
+jepsen: build
+	cd jepsen && GALGOD=$(CURDIR)/$(BUILD)/galgod GALGO_BUILD=$(CURDIR)/$(BUILD) ../.venv/bin/python -m galgo_jepsen.run
+
+jepsen-ci: build
+	GALGO_BUILD=$(CURDIR)/$(BUILD) .venv/bin/python -m pytest -q -p no:cacheprovider jepsen/tests
+	cd jepsen && GALGOD=$(CURDIR)/$(BUILD)/galgod GALGO_BUILD=$(CURDIR)/$(BUILD) JEPSEN_TIME=25 \
+	  ../.venv/bin/python -m galgo_jepsen.run --matrix ci
 
 fuzz: deps
 	./scripts/fuzz 60

@@ -44,6 +44,8 @@ Nemesis events (process "nemesis", type "info"):
 
 After the run the runner adds (process "checker", type "info"):
 
+  quiesce       value {"seconds": s}   how long the runner waited, after the clients stopped, for every
+                replica to report the same last offset (at most 30 s) before the final reads
   replica       value {"partition": p, "nodes": {node: digest}, "identical": bool, "records": n}
 """
 

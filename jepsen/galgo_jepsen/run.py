@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matrix", choices=sorted(MATRICES), help="a predefined list of runs")
     ap.add_argument("--workload", default=os.environ.get("JEPSEN_WORKLOAD", ""))
     ap.add_argument("--nemesis", default=os.environ.get("JEPSEN_NEMESIS", ""))
-    ap.add_argument("--time", type=float, default=float(os.environ.get("JEPSEN_TIME", "40")))
+    ap.add_argument("--time", type=float, default=float(os.environ.get("JEPSEN_TIME", "35")))
     ap.add_argument("--recover", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=int(os.environ["JEPSEN_SEED"]) if os.environ.get("JEPSEN_SEED") else None)
     ap.add_argument("--nodes", type=int, default=3)

@@ -225,9 +225,40 @@ def tasks(ctx: Ctx, workload: str, kinds: list[str]) -> list:
     return out
 
 
+def _replicas_agree(db: DB) -> bool:
+    """Whether every partition replica reports the same last offset on every node hosting it, and no
+    node has committed Raft entries left to apply."""
+    from .db import parse_metrics
+    seen: dict[tuple, set] = {}
+    for n in db.nodes.values():
+        m = parse_metrics(n.metrics())
+        if not m:
+            return False
+        if any(v > 0 for _, v in m.get("galgo_raft_apply_lag", [])):
+            return False
+        for labels, v in m.get("galgo_partition_current_offset", []):
+            seen.setdefault(tuple(sorted(labels.items())), set()).add(v)
+    return all(len(vs) == 1 for vs in seen.values())
+
+
+async def quiesce(ctx: Ctx, timeout_s: float = 30.0) -> float:
+    """Waits until the replicas agree (a follower may lag its leader by a heartbeat or two once the
+    clients stop); returns the seconds waited. Replicas that never agree are left to the checks."""
+    t0 = time.monotonic()
+    loop = asyncio.get_running_loop()
+    while time.monotonic() - t0 < timeout_s:
+        if await loop.run_in_executor(None, _replicas_agree, ctx.db):
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - t0
+
+
 async def final_reads(ctx: Ctx, page: int = 1000, deadline_s: float = 60.0) -> None:
-    """Reads every partition whole from every node's own replica (C client pinned to that node)."""
+    """Reads every partition whole from every node's own replica (C client pinned to that node), once
+    the replicas agree (quiesce)."""
     h = ctx.history
+    waited = await quiesce(ctx)
+    h.add("checker", "info", "quiesce", {"seconds": round(waited, 3)})
     for node in _node_ids(ctx):
         for p in range(ctx.partitions):
             proc = ctx.new_process()
