@@ -121,6 +121,22 @@ class PyClient:
             out.append([m.offset(), v])
         return ("ok", out)
 
+    async def group_poll(self, stream: str, topic: str, group: str, count: int):
+        """A consumer-group poll (Next, auto-commit; the server picks the member's partition)."""
+        r = await self._call(self.c.poll_messages(
+            stream, topic, consumer=Consumer.Group(group), polling_strategy=PollingStrategy.Next(),
+            count=count, auto_commit=True, partition_id=None), write=True)
+        if r[0] != "ok":
+            return r
+        out = []
+        for m in r[1]:
+            try:
+                v = int(bytes(m.payload()).decode())
+            except ValueError:
+                v = bytes(m.payload()).decode(errors="replace")
+            out.append([m.partition_id(), m.offset(), v])
+        return ("ok", out)
+
     # Iggy's Python SDK 0.9 has no store/get consumer offset calls: its consumers store offsets through
     # polls with auto_commit (PollingStrategy.Next continues from the stored offset).
 

@@ -18,7 +18,7 @@ per node nI/galgod.log (nI/data is deleted after a passing run unless JEPSEN_KEE
 
 A matrix runs several such runs and ends with `N passed, N failed` over all of their checks; the exit
 status is 0 iff every check of every run passed. Matrices:
-  default  every nemesis once, alternating the append and read workloads (`make jepsen`, ~10 min)
+  default  every nemesis once, the append, read and group workloads in turn (`make jepsen`, ~10 min)
   ci       a short selection within the CI budget (`make jepsen-ci`)
 or choose with --workload/--nemesis (comma-separated lists run as their product).
 Everything started is stopped on exit and on SIGINT/SIGTERM: galgods, namespaces, bridge, iptables rules.
@@ -48,11 +48,11 @@ REPO = JEPSEN.parent
 ALL_FAULTS = ["partition", "kill", "pause", "restart", "clock", "delay", "loss", "powerloss", "corrupt",
               "member"]
 MATRICES = {
-    "default": [("append", "partition"), ("read", "kill"), ("append", "pause"), ("read", "clock"),
-                ("append", "delay"), ("read", "loss"), ("append", "powerloss"), ("read", "corrupt"),
-                ("append", "member"), ("read", "restart"), ("append", "all")],
-    "ci": [("append", "partition"), ("read", "kill"), ("append", "pause"), ("read", "corrupt"),
-           ("append", "powerloss"), ("append", "all")],
+    "default": [("append", "partition"), ("read", "kill"), ("group", "pause"), ("read", "clock"),
+                ("append", "delay"), ("group", "loss"), ("append", "powerloss"), ("read", "corrupt"),
+                ("append", "member"), ("group", "restart"), ("read", "all")],
+    "ci": [("append", "partition"), ("group", "kill"), ("read", "pause"), ("read", "corrupt"),
+           ("append", "powerloss"), ("group", "all")],
 }
 # Producer kinds: the Python SDK over each transport and the C client in both modes.
 KINDS = ["tcp", "quic", "http", "c-leader", "c-pinned", "tcp"]

@@ -5,6 +5,8 @@ append   producers send batches of 1..4 fresh values (unique over the run) to ra
          dedup window on). Producers are spread over the transports: Python SDK over TCP, QUIC and HTTP,
          and the C client, leader-following ("leader") and pinned to one node ("pinned"). Each producer is
          bound to one node (round robin) and reconnects after a failure.
+group    the append producers, plus three members of one consumer group (Python SDK over TCP) polling
+         with Next and auto-commit, leaving and joining again now and then; after the faults they drain.
 read     the append producers, plus readers: per partition one reader polling by offset from 0 (next =
          last offset read + 1) and one Python SDK consumer polling with PollingStrategy.Next and
          auto_commit (its stored offset must never go backwards).
@@ -90,6 +92,11 @@ async def setup(ctx: Ctx, deadline_s: float = 60.0) -> None:
                     await asyncio.wait_for(c.c.create_topic(
                         STREAM, TOPIC, ctx.partitions,
                         options={"replication_factor": str(rf), "dedup_window": "65536"}), ctx.timeout)
+                except Exception as e:
+                    if "exist" not in str(e).lower():
+                        raise
+                try:
+                    await asyncio.wait_for(c.c.create_consumer_group(STREAM, TOPIC, GROUP), ctx.timeout)
                 except Exception as e:
                     if "exist" not in str(e).lower():
                         raise
@@ -205,6 +212,77 @@ async def next_consumer(ctx: Ctx, kind: str, node: int, partition: int, name: st
         await c.close()
 
 
+GROUP = "jepsen-group"
+
+
+async def group_member(ctx: Ctx, node: int, drain_s: float = 20.0) -> None:
+    """A consumer-group member (Python SDK over TCP; groups are not served over HTTP): joins GROUP,
+    polls with Next and auto-commit (the server assigns its partitions), and now and then leaves and
+    joins again, so partitions move between members during the faults. Once the clients are told to
+    stop it goes on polling until two polls in a row come back empty (at most drain_s), so that every
+    message has had its chance to be delivered."""
+    proc = ctx.new_process()
+    c = None
+    joined = False
+    h = ctx.history
+    drain_end = None
+    empties = 0
+    while True:
+        if ctx.stop.is_set():
+            if drain_end is None:
+                drain_end = time.monotonic() + drain_s
+            if empties >= 2 or time.monotonic() > drain_end:
+                break
+        if c is None:
+            c = await _open(ctx, "tcp", node)
+            joined = False
+            if c is None:
+                await asyncio.sleep(0.5)
+                continue
+        val = {"group": GROUP, "member": proc}
+        if not joined:
+            h.add(proc, "invoke", "group_join", val, node=node, transport="tcp")
+            r = await c._call(c.c.join_consumer_group(STREAM, TOPIC, GROUP), write=True)
+            h.add(proc, r[0], "group_join", val, node=node, transport="tcp",
+                  **({} if r[0] == "ok" else {"error": r[1], "code": r[2]}))
+            if r[0] != "ok":
+                if r[0] == "info":
+                    proc = ctx.new_process()
+                await c.close()
+                c = None
+                await asyncio.sleep(0.5)
+                continue
+            joined = True
+        if drain_end is None and ctx.rng.random() < 0.03:
+            h.add(proc, "invoke", "group_leave", val, node=node, transport="tcp")
+            r = await c._call(c.c.leave_consumer_group(STREAM, TOPIC, GROUP), write=True)
+            h.add(proc, r[0], "group_leave", val, node=node, transport="tcp",
+                  **({} if r[0] == "ok" else {"error": r[1], "code": r[2]}))
+            joined = False
+            if r[0] == "info":
+                proc = ctx.new_process()
+                await c.close()
+                c = None
+            await _sleep(ctx, 1.0)
+            continue
+        h.add(proc, "invoke", "group_poll", val, node=node, transport="tcp")
+        r = await c.group_poll(STREAM, TOPIC, GROUP, 50)
+        if r[0] == "ok":
+            h.add(proc, "ok", "group_poll", {**val, "messages": r[1]}, node=node, transport="tcp")
+            empties = empties + 1 if not r[1] else 0
+            if not r[1]:
+                await asyncio.sleep(0.2)
+        else:
+            h.add(proc, r[0], "group_poll", val, node=node, transport="tcp", error=r[1], code=r[2])
+            if r[0] == "info":
+                proc = ctx.new_process()
+            await c.close()
+            c = None
+            await asyncio.sleep(0.3)
+    if c is not None:
+        await c.close()
+
+
 async def _sleep(ctx: Ctx, s: float) -> None:
     try:
         await asyncio.wait_for(ctx.stop.wait(), s)
@@ -217,6 +295,9 @@ def tasks(ctx: Ctx, workload: str, kinds: list[str]) -> list:
     nodes = _node_ids(ctx)
     per = ctx.rate / max(1, len(kinds))
     out = [producer(ctx, kind, nodes[i % len(nodes)], per) for i, kind in enumerate(kinds)]
+    if workload == "group":
+        for i in range(3):
+            out.append(group_member(ctx, nodes[i % len(nodes)]))
     if workload == "read":
         for p in range(ctx.partitions):
             rk = "c-pinned" if ctx.cclient else "tcp"
