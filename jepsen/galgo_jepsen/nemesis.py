@@ -337,7 +337,15 @@ class Corrupt(Fault):
         back = _wait(node.listening, 30)
         if not back:
             self._see(False, self._effect + "; not listening after restart")
-        return {"nodes": [self.target]}
+            return {"nodes": [self.target]}
+        # what the node itself reports of the damage (informational: a damaged tail past the recovery
+        # point is cut without being counted, and the check that matters is that nothing damaged is
+        # served and the replicas end identical)
+        m = parse_metrics(node.metrics())
+        repairs = sum(v for _, v in m.get("galgo_partition_repairs_total", []))
+        damaged = sum(v for _, v in m.get("galgo_partition_damaged_records", []))
+        self._see(self._ok, self._effect + f"; node reports repairs {repairs:g}, damaged records {damaged:g}")
+        return {"nodes": [self.target], "repairs": repairs, "damaged_records": damaged}
 
 
 class NetFault(Fault):
