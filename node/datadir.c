@@ -30,12 +30,35 @@ static void datadir_err(char *errbuf, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Creates one directory; 0 if it exists already as a directory. */
+int datadir_sync_parent(const char *path)
+{
+	char *copy = strdup(path);
+	if (copy == NULL)
+		return -ENOMEM;
+	char *slash = strrchr(copy, '/');
+	const char *dir = ".";
+	if (slash == copy)
+		dir = "/";
+	else if (slash != NULL) {
+		*slash = '\0';
+		dir = copy;
+	}
+	int rc = 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return rc;
+}
+
+/* Creates one directory (its entry made durable: the parent is synced); 0 if it exists already as a directory. */
 static int datadir_mkdir_one(const char *path)
 {
 	struct stat st;
 	if (mkdir(path, 0755) == 0)
-		return 0;
+		return datadir_sync_parent(path);
 	int err = errno;
 	if (err == EEXIST) {
 		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))

@@ -28,6 +28,9 @@ const char *datadir_path(const struct datadir *d);
 /* Releases the lock and frees d (NULL is allowed). */
 void datadir_close(struct datadir *d);
 
+/* fsyncs the directory holding `path`, which makes a new, renamed or removed entry there durable. 0 or -errno. */
+int datadir_sync_parent(const char *path);
+
 /* Creates a directory and any missing parents (mode 0755); 0 if it already exists. */
 int datadir_mkdir_p(const char *path);
 

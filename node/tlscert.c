@@ -118,6 +118,8 @@ static int write_pem(const char *path, EVP_PKEY *pkey, X509 *cert)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) != 0)
 		rc = -errno;
+	if (rc == 0)
+		rc = datadir_sync_parent(path); /* the rename survives a power loss */
 	if (rc != 0)
 		unlink(tmp);
 	return rc;

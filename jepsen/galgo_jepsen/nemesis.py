@@ -19,8 +19,9 @@ not apply, a signal to a dead process) cannot pass for a tested fault.
               Seen: measured RTT or loss from that node.
   clock       the wall clock of one node jumps or drifts (libfaketime; +-250 ms .. +-60 s; the monotonic
               clock is untouched). Seen: another node's galgo_clock_offset_seconds for it.
-  powerloss   a minority node loses every write it did not fdatasync (jepsen/powerloss), as in a power
-              cut, then starts again. Seen: the node exited 137 through the shim and its report.
+  powerloss   one node, or (one time in three) every node at once, loses every write it did not
+              fdatasync (jepsen/powerloss), as in a power cut, then starts again. Seen: each exited 137
+              through the shim, with its report.
   corrupt     one node is stopped, bytes of one of its files are damaged (a flipped byte in the middle of a
               partition segment, a truncated segment, a flipped byte of an index, of a snapshot, or of one
               copy of raft.meta), and it starts again. Seen: the file changed; the checker verifies that
@@ -241,32 +242,38 @@ class Clock(Fault):
 
 
 class Powerloss(Fault):
+    """One node (two times in three), or every node at once, loses what it did not fdatasync."""
     name = "powerloss"
 
     def start(self):
         live = self.live()
-        self.target = self.rng.choice(live)
-        node = self.db.nodes[self.target]
-        try:
-            node.powerloss_report.unlink()
-        except FileNotFoundError:
-            pass
-        node.powerloss_trigger.write_text("now\n")
-        exited = _wait(lambda: not node.alive(), 10)
-        code = node.proc.returncode if exited else None
-        if not exited:
-            node.kill()
-        report = node.powerloss_report.read_text().strip() if node.powerloss_report.exists() else ""
-        self._see(code == 137 and bool(report), f"exit {code}; shim report {report or '(none)'}")
-        return {"nodes": [self.target], "report": report[:500]}
+        self.targets = live if (len(live) > 1 and self.rng.random() < 1 / 3) else [self.rng.choice(live)]
+        nodes = [self.db.nodes[n] for n in self.targets]
+        for node in nodes:
+            try:
+                node.powerloss_report.unlink()
+            except FileNotFoundError:
+                pass
+        for node in nodes:  # as close to one instant as files allow
+            node.powerloss_trigger.write_text("now\n")
+        exited = _wait(lambda: all(not node.alive() for node in nodes), 10)
+        codes, reports = {}, {}
+        for node in nodes:
+            codes[node.id] = node.proc.returncode if not node.alive() else None
+            if node.alive():
+                node.kill()
+            reports[node.id] = node.powerloss_report.read_text().strip() if node.powerloss_report.exists() else ""
+        ok = exited and all(c == 137 for c in codes.values()) and all(reports.values())
+        self._see(ok, f"exit {codes}; shim reports {reports}")
+        return {"nodes": self.targets, "reports": {k: v[:300] for k, v in reports.items()}}
 
     def stop(self):
-        node = self.db.nodes[self.target]
-        node.start()
-        back = _wait(node.listening, 30)
+        for n in self.targets:
+            self.db.nodes[n].start()
+        back = _wait(lambda: all(self.db.nodes[n].listening() for n in self.targets), 30)
         if not back:
             self._see(False, self._effect + "; not listening after restart")
-        return {"nodes": [self.target]}
+        return {"nodes": self.targets}
 
 
 class Corrupt(Fault):
