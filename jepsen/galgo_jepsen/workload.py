@@ -308,14 +308,16 @@ def tasks(ctx: Ctx, workload: str, kinds: list[str]) -> list:
 
 def _replicas_agree(db: DB) -> bool:
     """Whether every partition replica reports the same last offset on every node hosting it, and no
-    node has committed Raft entries left to apply."""
+    node has Raft entries it does not know committed or has not applied."""
     from .db import parse_metrics
     seen: dict[tuple, set] = {}
     for n in db.nodes.values():
         m = parse_metrics(n.metrics())
         if not m:
             return False
-        if any(v > 0 for _, v in m.get("galgo_raft_apply_lag", [])):
+        # entries not yet known committed (a follower learns the commit index with the leader's next
+        # message) or committed and not applied: a poll there does not serve them yet
+        if any(v > 0 for _, v in m.get("galgo_raft_apply_lag", []) + m.get("galgo_raft_commit_lag", [])):
             return False
         for labels, v in m.get("galgo_partition_current_offset", []):
             seen.setdefault(tuple(sorted(labels.items())), set()).add(v)
