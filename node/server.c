@@ -3974,16 +3974,35 @@ static void poll_answer(struct srv *s, const struct poll_to *to, uint32_t status
  * The reply of a poll with auto-commit leaves once the stored offset is applied here; a forwarded one
  * tells its origin the offset's metadata index, so that the origin relays it once applied there too.
  */
+/*
+ * The offset of an auto-commit poll is stored (or not): the messages go out only once it is. A poll whose
+ * offset could not be stored (this node lost the metadata leadership, or no leader answered in time)
+ * answers error 1 and no messages: had it answered them, the next poll with the Next strategy would
+ * deliver them again (seen by the jepsen suite on a metadata leader resumed after a pause). Not 58: the
+ * store may still commit (an entry of a deposed leader can), and then these messages count as consumed.
+ */
 static void poll_commit_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
 {
 	(void)rv;
 	(void)res;
-	if (status != 0)
-		glog_warn(TAG, "auto-commit of a consumer offset failed: %s", strerror(-status));
+	if (status != 0) {
+		glog_warn(TAG, "auto-commit of a consumer offset failed: %s; the poll answers error 1",
+			  strerror(-status));
+		if (w->p != NULL) {
+			if (w->p->has_slice) {
+				plog_slice_release(&w->p->slice);
+				w->p->has_slice = false;
+			}
+			finish(w->p, E_ERROR, false, NULL, 0);
+		} else {
+			poll_reply_remote(s, w->origin, w->origin_req, E_ERROR, 0, NULL, 0);
+		}
+		return;
+	}
 	if (w->p != NULL)
 		finish(w->p, 0, false, w->body.p, w->body.len);
 	else
-		poll_reply_remote(s, w->origin, w->origin_req, 0, status == 0 ? w->index : 0, w->body.p, w->body.len);
+		poll_reply_remote(s, w->origin, w->origin_req, 0, w->index, w->body.p, w->body.len);
 }
 
 /*
