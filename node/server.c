@@ -335,6 +335,11 @@ struct srv {
 	} taken[512];
 	bool closing;              /* srv_free runs */
 	int clear_state;           /* clear_own_members: 0 pending, 1 done, -1 failed */
+	/* members_tick: removals of this node's departed members submitted lately (client id, retry after ms) */
+	struct {
+		uint32_t client_id;
+		uint64_t retry_at;
+	} gone[16];
 	uv_timer_t house;          /* retries and deadlines of the above */
 	struct srv_session *sessions;
 	uint64_t next_session;
@@ -5665,6 +5670,59 @@ static void repair_tick(struct srv *s)
  * most of the cluster's, it hands over every partition it leads, campaigns for none and admits no send
  * (send_local answers 58: it stamps nothing) until its clock agrees again.
  */
+/*
+ * A consumer-group member whose client was this node's (client ids carry the node id) but whose session is
+ * gone: the removal its session's close submitted (leave_all_groups) failed — the node could not reach the
+ * metadata leader then — or never ran. Such a member would keep its partitions from every other member
+ * for good (the jepsen group workload saw all three partitions held by clients long gone after a network
+ * partition). Once a second each such member's removal is submitted again, at most every 2 s per client,
+ * until it has applied.
+ */
+static void members_tick(struct srv *s)
+{
+	if (s->closing || s->clear_state != 1)
+		return;
+	uint64_t now = mono_ms();
+	uint32_t me = (uint32_t)clu_node_id(s->clu);
+	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+		struct meta_stream *st = s->meta->streams[i];
+		for (uint32_t k = 0; st != NULL && k < st->n_topics; k++) {
+			struct meta_topic *t = st->topics[k];
+			for (uint32_t g = 0; t != NULL && g < t->n_groups; g++) {
+				const struct meta_group *grp = t->groups[g];
+				for (uint32_t m = 0; grp != NULL && m < grp->n_members; m++) {
+					uint32_t cid = grp->members[m].client_id;
+					if (cid >> 27 != me)
+						continue;
+					bool live = false;
+					for (struct srv_session *o = s->sessions; o != NULL && !live; o = o->next)
+						live = !o->closed && o->client_id == cid;
+					if (live)
+						continue;
+					size_t slot = sizeof(s->gone) / sizeof(s->gone[0]), free_slot = slot;
+					for (size_t j = 0; j < sizeof(s->gone) / sizeof(s->gone[0]); j++) {
+						if (s->gone[j].client_id == cid)
+							slot = j;
+						else if (s->gone[j].retry_at <= now && free_slot == sizeof(s->gone) / sizeof(s->gone[0]))
+							free_slot = j;
+					}
+					if (slot == sizeof(s->gone) / sizeof(s->gone[0]))
+						slot = free_slot;
+					if (slot == sizeof(s->gone) / sizeof(s->gone[0]) ||
+					    (s->gone[slot].client_id == cid && s->gone[slot].retry_at > now))
+						continue; /* submitted lately, or too many at once: next time */
+					s->gone[slot].client_id = cid;
+					s->gone[slot].retry_at = now + 2000;
+					glog_info(TAG, "consumer-group member %" PRIu32 " has no session here any more: removing it",
+						  cid);
+					struct meta_cmd c = {.type = META_REMOVE_MEMBER, .ts = now_us(), .client_id = cid};
+					commit(s, &c);
+				}
+			}
+		}
+	}
+}
+
 static void clock_tick(struct srv *s)
 {
 	uint64_t max = (uint64_t)s->cfg->cluster.max_clock_offset_ms * 1000u, self = clu_node_id(s->clu);
@@ -5743,6 +5801,7 @@ void srv_tick(struct srv *s)
 	}
 	meta_compact(s, false);
 	membership_tick(s);
+	members_tick(s);
 	balance_leaders(s);
 	scrub_tick(s);
 	repair_tick(s);

@@ -30,7 +30,7 @@ integer over the whole run, sent as the message payload b"<value>" with message 
                 ok     value {"partition": p, "consumer": name, "offset": o or None}
   group_join / group_leave
                 invoke/ok value {"group": name, "member": process}
-  group_poll    invoke value {"group": name, "member": process}
+  group_poll    invoke value {"group": name, "member": process, "count": n}
                 ok     value {"group": name, "member": process, "messages": [[p, offset, v], ...]}
   group_offset  ok     value {"group": name, "partition": p, "offset": o}   a committed offset read back
   final_read    ok     value {"partition": p, "node": n, "messages": [[offset, v], ...]}
@@ -44,6 +44,8 @@ Nemesis events (process "nemesis", type "info"):
 
 After the run the runner adds (process "checker", type "info"):
 
+  group_members value {"group": name, "node": n, "members": [[client id, [partitions]], ...]}   the
+                group as node n sees it once the group workload's members stopped
   quiesce       value {"seconds": s}   how long the runner waited, after the clients stopped, for every
                 replica to report the same last offset (at most 30 s) before the final reads
   replica       value {"partition": p, "nodes": {node: digest}, "identical": bool, "records": n}

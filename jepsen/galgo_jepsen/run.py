@@ -118,6 +118,8 @@ def one_run(args, wl: str, nem: str, seed: int) -> dict:
             await asyncio.sleep(args.recover)
             ctx.stop.set()
             await asyncio.wait(ts, timeout=30)
+            if wl == "group":
+                await workload.group_members(ctx)
             await workload.final_reads(ctx)
 
         asyncio.run(main())

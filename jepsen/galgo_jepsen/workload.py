@@ -49,6 +49,7 @@ class Ctx:
     _values: itertools.count = field(default_factory=lambda: itertools.count(1))
     _procs: itertools.count = field(default_factory=lambda: itertools.count(0))
     n_clients: int = 0
+    group_streaks: dict = field(default_factory=dict)  # group member -> empty polls in a row while draining
 
     def fresh(self, k: int) -> list[int]:
         return [next(self._values) for _ in range(k)]
@@ -221,17 +222,26 @@ async def group_member(ctx: Ctx, node: int, drain_s: float = 20.0) -> None:
     joins again, so partitions move between members during the faults. Once the clients are told to
     stop it goes on polling until two polls in a row come back empty (at most drain_s), so that every
     message has had its chance to be delivered."""
+    me = object()  # this member's entry in ctx.group_streaks, whatever its process number becomes
     proc = ctx.new_process()
     c = None
     joined = False
     h = ctx.history
     drain_end = None
+    drain_from = None
     empties = 0
+    ctx.group_streaks[me] = 0
     while True:
         if ctx.stop.is_set():
             if drain_end is None:
-                drain_end = time.monotonic() + drain_s
-            if empties >= 2 or time.monotonic() > drain_end:
+                drain_from = time.monotonic()
+                drain_end = drain_from + drain_s
+            ctx.group_streaks[me] = empties
+            # every member stops together, once each has seen two empty polls in a row, at least 3 s
+            # after the producers stopped (their last sends may still land): a member leaving early
+            # would hand its partitions to members that have already stopped
+            done = time.monotonic() - drain_from > 3 and all(v >= 2 for v in ctx.group_streaks.values())
+            if done or time.monotonic() > drain_end:
                 break
         if c is None:
             c = await _open(ctx, "tcp", node)
@@ -265,11 +275,11 @@ async def group_member(ctx: Ctx, node: int, drain_s: float = 20.0) -> None:
                 c = None
             await _sleep(ctx, 1.0)
             continue
-        h.add(proc, "invoke", "group_poll", val, node=node, transport="tcp")
+        h.add(proc, "invoke", "group_poll", {**val, "count": 50}, node=node, transport="tcp")
         r = await c.group_poll(STREAM, TOPIC, GROUP, 50)
         if r[0] == "ok":
             h.add(proc, "ok", "group_poll", {**val, "messages": r[1]}, node=node, transport="tcp")
-            empties = empties + 1 if not r[1] else 0
+            empties = empties + 1 if not r[1] and drain_from is not None and time.monotonic() - drain_from > 3 else 0
             if not r[1]:
                 await asyncio.sleep(0.2)
         else:
@@ -334,6 +344,23 @@ async def quiesce(ctx: Ctx, timeout_s: float = 30.0) -> float:
             break
         await asyncio.sleep(0.5)
     return time.monotonic() - t0
+
+
+async def group_members(ctx: Ctx) -> None:
+    """Records the consumer group's members and their partitions as every node sees them (a checker
+    event "group_members"), after the members stopped: a member left behind (a client that went away
+    without its connection closing) would keep partitions from everyone else."""
+    for node in _node_ids(ctx):
+        c = await _open(ctx, "tcp", node)
+        if c is None:
+            continue
+        try:
+            d = await asyncio.wait_for(c.c.get_consumer_group(STREAM, TOPIC, GROUP), ctx.timeout)
+            members = [] if d is None else [[m.id, list(m.partitions)] for m in d.members]
+            ctx.history.add("checker", "info", "group_members", {"group": GROUP, "node": node, "members": members})
+        except Exception as e:
+            ctx.history.add("checker", "info", "group_members", {"group": GROUP, "node": node, "error": str(e)[:200]})
+        await c.close()
 
 
 async def final_reads(ctx: Ctx, page: int = 1000, deadline_s: float = 60.0) -> None:
