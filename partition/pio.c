@@ -190,22 +190,27 @@ static int real_unlink(struct pio *p, const char *path)
 static int real_syncdir(struct pio *p, const char *path);
 
 /*
- * mkdir(2) one directory, then fsync its parent so that the new entry survives a power loss (POSIX makes a
- * directory entry durable only through its parent); 0 if it already exists as a directory.
+ * fsyncs the directory holding `path` (a writable copy, restored before returning): POSIX makes an entry
+ * made or removed there durable only through it.
  */
+static int sync_parent(char *path)
+{
+	char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		return real_syncdir(NULL, ".");
+	if (slash == path)
+		return real_syncdir(NULL, "/");
+	*slash = '\0';
+	int r = real_syncdir(NULL, path);
+	*slash = '/';
+	return r;
+}
+
+/* mkdir(2) one directory, its entry made durable (sync_parent); 0 if it already exists as a directory. */
 static int mkdir_one(char *path)
 {
-	if (mkdir(path, 0755) == 0) {
-		char *slash = strrchr(path, '/');
-		if (slash == NULL)
-			return real_syncdir(NULL, ".");
-		if (slash == path)
-			return real_syncdir(NULL, "/");
-		*slash = '\0';
-		int r = real_syncdir(NULL, path);
-		*slash = '/';
-		return r;
-	}
+	if (mkdir(path, 0755) == 0)
+		return sync_parent(path);
 	int err = errno;
 	if (err == EEXIST) {
 		struct stat st;
@@ -246,20 +251,10 @@ static int real_rmdir(struct pio *p, const char *path)
 	(void)p;
 	if (rmdir(path) < 0)
 		return -errno;
-	/* As mkdir_one: the removal is durable once the parent is synced. */
-	char *buf = strdup(path);
+	char *buf = strdup(path); /* the removal is durable once the parent is synced */
 	if (!buf)
 		return -ENOMEM;
-	char *slash = strrchr(buf, '/');
-	int r;
-	if (slash == NULL)
-		r = real_syncdir(NULL, ".");
-	else if (slash == buf)
-		r = real_syncdir(NULL, "/");
-	else {
-		*slash = '\0';
-		r = real_syncdir(NULL, buf);
-	}
+	int r = sync_parent(buf);
 	free(buf);
 	return r;
 }

@@ -57,6 +57,16 @@ def _code_of(text: str) -> int | None:
     return None
 
 
+def _value(m) -> int | str:
+    """The value a received message carries (its payload's decimal digits; anything else as text, which the
+    checker then reports as a phantom)."""
+    text = bytes(m.payload()).decode(errors="replace")
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 class PyClient:
     """One IggyClient of the official Python SDK, connected to one node."""
 
@@ -112,14 +122,7 @@ class PyClient:
             count=count, auto_commit=auto_commit, partition_id=partition), write=auto_commit)
         if r[0] != "ok":
             return r
-        out = []
-        for m in r[1]:
-            try:
-                v = int(bytes(m.payload()).decode())
-            except ValueError:
-                v = bytes(m.payload()).decode(errors="replace")
-            out.append([m.offset(), v])
-        return ("ok", out)
+        return ("ok", [[m.offset(), _value(m)] for m in r[1]])
 
     async def group_poll(self, stream: str, topic: str, group: str, count: int):
         """A consumer-group poll (Next, auto-commit; the server picks the member's partition)."""
@@ -128,14 +131,7 @@ class PyClient:
             count=count, auto_commit=True, partition_id=None), write=True)
         if r[0] != "ok":
             return r
-        out = []
-        for m in r[1]:
-            try:
-                v = int(bytes(m.payload()).decode())
-            except ValueError:
-                v = bytes(m.payload()).decode(errors="replace")
-            out.append([m.partition_id(), m.offset(), v])
-        return ("ok", out)
+        return ("ok", [[m.partition_id(), m.offset(), _value(m)] for m in r[1]])
 
     # Iggy's Python SDK 0.9 has no store/get consumer offset calls: its consumers store offsets through
     # polls with auto_commit (PollingStrategy.Next continues from the stored offset).
