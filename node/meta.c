@@ -410,6 +410,10 @@ static void count_loads(struct meta *m, struct load *ld)
 	}
 }
 
+static void each_topic(struct meta *m, void (*fn)(struct meta_topic *t, const struct meta_cmd *c),
+		       const struct meta_cmd *c);
+static void clear_node_members(struct meta_topic *t, const struct meta_cmd *c);
+
 static int node_remove(struct meta *m, const struct meta_cmd *c)
 {
 	uint32_t at = 0;
@@ -421,6 +425,13 @@ static int node_remove(struct meta *m, const struct meta_cmd *c)
 		return META_E_NODE_LIMIT;
 	memmove(&m->nodes[at], &m->nodes[at + 1], (m->n_nodes - at - 1) * sizeof(m->nodes[0]));
 	m->n_nodes--;
+	/*
+	 * The removed node's consumer-group members (client ids with its node id in the top bits) leave
+	 * every group: no node runs their sessions any more, so nothing else would ever remove them, and each
+	 * would keep its partitions from every other member for good.
+	 */
+	struct meta_cmd gone = {.type = META_CLEAR_NODE_MEMBERS, .client_id = (uint32_t)c->node_id << 27};
+	each_topic(m, clear_node_members, &gone);
 	struct load ld[META_MAX_NODES];
 	count_loads(m, ld);
 	for (uint32_t i = 0; i < m->n_streams; i++) {

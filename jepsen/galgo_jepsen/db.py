@@ -204,6 +204,8 @@ class DB:
         self.extra_args = extra_args or []
         self.secret = secrets.token_hex(32)
         self.nodes: dict[int, Node] = {n: Node(self, n) for n in net.nodes}
+        # a node removed by the member nemesis -> the node that replaced it (clients bound to it move on)
+        self.replaced: dict[int, int] = {}
         self.galgo_admin = galgod.parent / "galgo-admin"
 
     def roster(self) -> str:

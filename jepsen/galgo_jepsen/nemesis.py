@@ -437,6 +437,7 @@ class Member(Fault):
         new_id = max(max(self.db.nodes), max(self.net.nodes)) + 1
         self.net.add_host(new_id)
         node = self.db.add_node(new_id)
+        self.db.replaced[self.target] = new_id
         node.join = True
         node.start()
         ip = self.net.ip(new_id)

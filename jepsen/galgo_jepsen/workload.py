@@ -108,7 +108,19 @@ async def setup(ctx: Ctx, deadline_s: float = 60.0) -> None:
     raise RuntimeError(f"could not create {STREAM}/{TOPIC}: {last}")
 
 
+def _home(ctx: Ctx, node: int) -> int:
+    """The node a client bound to `node` talks to now: itself, or, once the member nemesis removed it,
+    the node that replaced it (the same id until the replacement exists; _open then finds no node)."""
+    seen = set()
+    while node not in ctx.db.nodes and node in ctx.db.replaced and node not in seen:
+        seen.add(node)
+        node = ctx.db.replaced[node]
+    return node
+
+
 async def _open(ctx: Ctx, kind: str, node: int):
+    if node not in ctx.db.nodes:
+        return None
     c = make_client(ctx, kind, node)
     try:
         await c.open()
@@ -131,6 +143,7 @@ async def producer(ctx: Ctx, kind: str, node: int, rate: float) -> None:
     h = ctx.history
     while not ctx.stop.is_set():
         if c is None:
+            node = _home(ctx, node)
             c = await _open(ctx, kind, node)
             if c is None:
                 await _sleep(ctx, 0.5)
@@ -161,6 +174,7 @@ async def offset_reader(ctx: Ctx, kind: str, node: int, partition: int) -> None:
     h = ctx.history
     while not ctx.stop.is_set():
         if c is None:
+            node = _home(ctx, node)
             c = await _open(ctx, kind, node)
             if c is None:
                 await _sleep(ctx, 0.5)
@@ -191,6 +205,7 @@ async def next_consumer(ctx: Ctx, kind: str, node: int, partition: int, name: st
     h = ctx.history
     while not ctx.stop.is_set():
         if c is None:
+            node = _home(ctx, node)
             c = await _open(ctx, kind, node)
             if c is None:
                 await _sleep(ctx, 0.5)
@@ -244,6 +259,7 @@ async def group_member(ctx: Ctx, node: int, drain_s: float = 20.0) -> None:
             if done or time.monotonic() > drain_end:
                 break
         if c is None:
+            node = _home(ctx, node)
             c = await _open(ctx, "tcp", node)
             joined = False
             if c is None:

@@ -581,6 +581,32 @@ Test(meta, a_restarted_node_s_members_leave_every_group_and_the_others_take_thei
 	meta_free(m);
 }
 
+Test(meta, a_removed_node_s_members_leave_every_group)
+{
+	/*
+	 * No node runs a removed node's sessions any more, so nothing else would remove its members: they
+	 * must leave with it, or they keep their partitions from every other member for good.
+	 */
+	struct meta *m = meta_new();
+	ok(m, init_cmd(3, 3));
+	mk_stream(m, "s");
+	mk_topic(m, 0, "t", 3);
+	mk_group(m, 0, 0, "g");
+	uint32_t a = (2u << 27) | 1, b = (3u << 27) | 1;
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, a));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, b));
+	struct meta_group *g = meta_group(meta_topic(meta_stream(m, 0), 0), 0);
+	cr_assert_eq(g->n_members, 2);
+	uint64_t gen = g->generation;
+	struct meta_cmd rm = {.type = META_NODE_REMOVE, .node_id = 2};
+	ok(m, rm);
+	cr_assert_eq(g->n_members, 1);
+	cr_assert_null(meta_group_member(g, a));
+	assert_partitions(meta_group_member(g, b), 3, (uint32_t[]){0, 1, 2});
+	cr_assert_gt(g->generation, gen);
+	meta_free(m);
+}
+
 Test(meta, joining_a_group_twice_is_a_no_op)
 {
 	/* A second join by a member changes neither the members, their partitions nor the generation. */
