@@ -761,6 +761,12 @@ static int join_group(struct meta *m, const struct meta_cmd *c)
 		return rv;
 	if (meta_group_member(g, c->client_id) != NULL)
 		return META_OK; /* joining twice is a no-op */
+	/*
+	 * A client of a node no longer in the roster (removed while it still runs) cannot join: nothing would
+	 * remove the member once that node stops (node_remove removed the ones it had).
+	 */
+	if (m->n_nodes > 0 && meta_node(m, c->client_id >> 27) == NULL)
+		return META_E_NODE_NOT_FOUND;
 	struct meta_member *a = realloc(g->members, (g->n_members + 1) * sizeof(*a));
 	if (a == NULL)
 		return -ENOMEM;

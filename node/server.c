@@ -318,6 +318,7 @@ struct srv {
 	uint64_t meta_replay_to;   /* last index the log held at open: applying up to it is a replay */
 	uint64_t meta_snap;        /* index of the last metadata snapshot */
 	bool meta_caught_up;       /* the replay is done (orphans were removed) */
+	bool meta_rebuilt;         /* the metadata log was damaged and is rebuilt from peers (meta_open) */
 	bool leader_work;          /* a new metadata leader still has its start-of-term housekeeping to do */
 	struct mwait *mwaits;      /* metadata commands waiting for their entry */
 	struct mresult ring[256];  /* outcomes of the last applied metadata entries */
@@ -806,10 +807,11 @@ static void move_old_layout(struct srv *s, const struct meta_topic *t, uint32_t 
 }
 
 /*
- * Moves a damaged partition directory to <data_dir>/damaged/<group id>-<µs since the epoch> (made durable),
- * where nothing of Galgo's reads or deletes it: it is there for an operator to inspect and remove.
+ * Moves a damaged directory (a partition replica, or the metadata log) to
+ * <data_dir>/damaged/<name>-<µs since the epoch> (made durable, and so is its removal from parent), where
+ * nothing of Galgo's reads or deletes it: it is there for an operator to inspect and remove.
  */
-static int set_aside(struct srv *s, uint64_t gid, const char *dir, char *out, size_t n)
+static int set_aside(struct srv *s, const char *name, const char *dir, const char *parent, char *out, size_t n)
 {
 	char base[4096];
 	snprintf(base, sizeof(base), "%s/damaged", s->cfg->node.data_dir);
@@ -819,16 +821,16 @@ static int set_aside(struct srv *s, uint64_t gid, const char *dir, char *out, si
 	rv = pio_syncdir(s->pio, s->cfg->node.data_dir);
 	if (rv != 0)
 		goto fail;
-	snprintf(out, n, "%s/%016" PRIx64 "-%" PRIu64, base, gid, now_us());
+	snprintf(out, n, "%s/%s-%" PRIu64, base, name, now_us());
 	rv = pio_rename(s->pio, dir, out);
 	if (rv == 0)
 		rv = pio_syncdir(s->pio, base);
 	if (rv == 0)
-		rv = pio_syncdir(s->pio, s->pdir);
+		rv = pio_syncdir(s->pio, parent);
 	if (rv == 0)
 		return 0;
 fail:
-	glog_error(TAG, "the damaged partition %s cannot be set aside: %s", dir, strerror(-rv));
+	glog_error(TAG, "the damaged %s cannot be set aside: %s", dir, strerror(-rv));
 	return rv;
 }
 
@@ -877,7 +879,9 @@ static int slot_open(struct srv *s, const struct meta_topic *t, struct tparts *t
 		 */
 		char aside[4200];
 		tp->logs[p] = NULL;
-		if (set_aside(s, gid, dir, aside, sizeof(aside)) == 0) {
+		char name[20];
+		snprintf(name, sizeof(name), "%016" PRIx64, gid);
+		if (set_aside(s, name, dir, s->pdir, aside, sizeof(aside)) == 0) {
 			clu_forget_snapshot(s->clu, gid);
 			glog_warn(TAG, "partition %s is damaged: moved to %s; this replica is rebuilt from its peers and "
 				       "votes in no election until it has caught up",
@@ -2318,6 +2322,14 @@ static void member_of_group(void *arg, struct clu_group *g)
 	struct still_member *sm = arg;
 	struct rgroup_member m[2 * CLU_MAX_NODES];
 	size_t n = clu_group_members(g, m, sizeof(m) / sizeof(m[0]));
+	/*
+	 * A group with no configuration yet (a replica moved here, waiting for its leader to add it) may have
+	 * any node as that leader, a departed one included: dropping it would refuse the very link that
+	 * brings the group here (seen: a removed node leading two partitions could never hand them to the new
+	 * node, and once it stopped they had no quorum).
+	 */
+	if (n == 0)
+		sm->found = true;
 	for (size_t i = 0; i < n && i < sizeof(m) / sizeof(m[0]) && !sm->found; i++)
 		sm->found = m[i].id == sm->id;
 }
@@ -2454,7 +2466,8 @@ static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
 		pfwd_expire(s, 0);
 	if (!s->meta_caught_up && e->index >= s->meta_replay_to) {
 		s->meta_caught_up = true;
-		remove_orphans(s);
+		if (!s->meta_rebuilt)
+			remove_orphans(s);
 	}
 	if (s->leader_work)
 		house_arm(s); /* meta_leader_ready submits: not from within an apply */
@@ -5258,6 +5271,71 @@ static void meta_leader_ready(struct srv *s)
 }
 
 /*
+ * Opens the metadata group: its log (<data_dir>/meta/log), replayed from the start by the group itself
+ * (meta_apply_entry applies each entry as the group learns it is committed; on a single node right after
+ * start). The log is small (what follows the last snapshot), so it is verified whole first (plog_scrub):
+ * a record that fails its checks is never applied. The configured roster bootstraps the group on an empty
+ * log; a joining node does not bootstrap: it waits for the metadata leader to add it (after an AddNode for
+ * it has committed).
+ *
+ * Damage (the log fails to open or to verify, or the group's snapshot fails its checks) on a node with
+ * peers: the log is set aside to <data_dir>/damaged/meta-<µs>, the snapshot forgotten, and the group starts
+ * empty and recovering, as a damaged partition replica does (slot_open): it does not bootstrap (its leader
+ * knows it as a voter and rebuilds it, with entries or a snapshot), and it votes in no election until it
+ * has caught up (rgroup_config.recovering), keeping its term and vote. Partition directories are then left
+ * alone for this run (remove_orphans needs the whole metadata). A single node has no peer: the error stops
+ * it, naming the log.
+ */
+static int meta_open(struct srv *s, const uint64_t *ids, size_t n)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/meta/log", s->cfg->node.data_dir);
+	struct plog_opts o;
+	plog_opts_default(&o);
+	o.durability = PLOG_DURABILITY_FSYNC;
+	o.segment_size = 4u << 20;
+	bool recovering = false;
+	for (;;) {
+		struct plog_report rep;
+		int rv = plog_open(s->pio, s->fl, dir, &o, &rep, &s->mlog);
+		if (rv == 0) {
+			int64_t done;
+			while ((done = plog_scrub(s->mlog, 1u << 20)) > 0)
+				;
+			rv = done < 0 ? (int)done : plog_damaged(s->mlog) > 0 ? -EBADMSG : 0;
+		}
+		if (rv == 0) {
+			s->meta_replay_to = plog_last_index(s->mlog);
+			rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, !s->cfg->cluster.join && !recovering,
+					    recovering, RECORD_COMMAND, 0, false, &meta_ops, s, &s->mg);
+			if (rv == 0)
+				return 0;
+		}
+		if (s->mlog != NULL)
+			(void)plog_close(s->mlog);
+		s->mlog = NULL;
+		if (rv != -EBADMSG || recovering || n < 2) {
+			glog_error(TAG, "the metadata log %s or its group cannot be opened: %s%s", dir, strerror(-rv),
+				   rv == -EBADMSG && n < 2 ? " (damaged, and a single node has no peer to rebuild it from)"
+							  : "");
+			return rv;
+		}
+		char parent[4096], aside[4200];
+		snprintf(parent, sizeof(parent), "%s/meta", s->cfg->node.data_dir);
+		rv = set_aside(s, "meta", dir, parent, aside, sizeof(aside));
+		if (rv != 0)
+			return rv;
+		clu_forget_snapshot(s->clu, CLU_META_GROUP);
+		glog_warn(TAG, "the metadata log %s or its snapshot is damaged: the log is moved to %s; this node's "
+			       "metadata is rebuilt from its peers and it votes in no metadata election until it has "
+			       "caught up",
+			  dir, aside);
+		s->meta_rebuilt = true;
+		recovering = true;
+	}
+}
+
+/*
  * A cluster node that (re)starts has no client: the consumer-group members of its previous run (client
  * ids with its node id in the top bits) are removed through the metadata group, so that their
  * partitions go to members on other nodes. Until that has applied, a JoinConsumerGroup on this node is
@@ -5330,36 +5408,13 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	clu_on(s->clu, CLU_KIND_SEND_PLACED, on_send_placed, s);
 	clu_on(s->clu, CLU_KIND_POLL_FWD, on_poll_fwd, s);
 	clu_on(s->clu, CLU_KIND_POLL_REPLY, on_poll_reply, s);
-	/*
-	 * The metadata is its Raft group's log, replayed from the start: meta_apply_entry applies each entry
-	 * as the group learns it is committed (on a single node right after start).
-	 */
-	struct plog_opts o;
-	plog_opts_default(&o);
-	o.durability = PLOG_DURABILITY_FSYNC;
-	o.segment_size = 4u << 20;
-	struct plog_report rep;
-	snprintf(mdir, sizeof(mdir), "%s/meta/log", cfg->node.data_dir);
-	rv = plog_open(pio, fl, mdir, &o, &rep, &s->mlog);
-	if (rv != 0) {
-		glog_error(TAG, "metadata log %s cannot be opened: %s", mdir, strerror(-rv));
-		srv_free(s);
-		return rv;
-	}
-	s->meta_replay_to = plog_last_index(s->mlog);
 	const struct clu_node *nodes;
 	size_t n = clu_nodes(s->clu, &nodes);
 	uint64_t ids[CLU_MAX_NODES];
 	for (size_t i = 0; i < n; i++)
 		ids[i] = nodes[i].id;
-	/*
-	 * The configured roster bootstraps the metadata group on an empty log; a joining node does not
-	 * bootstrap: it waits for the metadata leader to add it (after an AddNode for it has committed).
-	 */
-	rv = clu_group_open(s->clu, CLU_META_GROUP, s->mlog, ids, n, !cfg->cluster.join, false, RECORD_COMMAND, 0, false,
-			    &meta_ops, s, &s->mg);
+	rv = meta_open(s, ids, n);
 	if (rv != 0) {
-		glog_error(TAG, "metadata group cannot start: %s", strerror(-rv));
 		srv_free(s);
 		return rv;
 	}

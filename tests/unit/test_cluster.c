@@ -1097,3 +1097,76 @@ Test(cluster, a_replica_with_a_damaged_snapshot_is_rebuilt_from_its_peers)
 	for (int i = 0; i < N; i++)
 		node_stop(&nodes[i]);
 }
+
+/*
+ * A byte flipped inside a record of a node's metadata log (in a stream's name, so the record's envelope
+ * still reads well): the node verifies its whole metadata log at start, sets it aside, and rebuilds its
+ * metadata from its peers. It then serves the stream whose record was damaged and the one created while it
+ * was down, keeps its partition replica (nothing is removed as an orphan meanwhile), and its metadata
+ * replica counts toward the quorum again: with another node killed, a stream is still created through it.
+ */
+Test(cluster, a_node_whose_metadata_log_is_damaged_rebuilds_it_from_its_peers)
+{
+	struct gclient *admin = client_of(&nodes[0]);
+	struct gclient_stream st;
+	RETRY(gclient_create_stream(admin, "s", &st));
+	struct wire_id s = gclient_id_name("s"), t = gclient_id_name("t");
+	RETRY(gclient_create_topic(admin, &s, "t", 1, "fsync", NULL));
+	RETRY(gclient_create_stream(admin, "before-damage", &st));
+	uint32_t leader = await_leader(admin, 0, 0, NULL);
+	gclient_close(admin);
+	struct gclient *prod = client_of(&nodes[leader - 1]);
+	char pl[10][32];
+	const void *pp[10];
+	uint32_t lens[10];
+	enum { BATCHES = 10 };
+	for (uint32_t b = 0; b < BATCHES; b++) {
+		for (int i = 0; i < 10; i++) {
+			lens[i] = (uint32_t)snprintf(pl[i], sizeof(pl[i]), "m-%05u", b * 10 + (uint32_t)i);
+			pp[i] = pl[i];
+		}
+		struct gclient_sent out;
+		RETRY(gclient_send(prod, &s, &t, 0, 10, pp, lens, &out));
+	}
+	gclient_close(prod);
+	const uint64_t total = BATCHES * 10;
+	struct node *f = &nodes[leader % N];
+	struct held h;
+	read_replica(f, total, &h);
+	held_free(&h);
+	node_stop(f);
+
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s/meta/log && s=$(grep -la 'before-damage' *.log | head -1) && [ -n \"$s\" ] && "
+		 "o=$(grep -boa 'before-damage' $s | head -1 | cut -d: -f1) && "
+		 "printf X | dd of=$s bs=1 seek=$o conv=notrunc status=none",
+		 f->dir);
+	cr_assert_eq(system(cmd), 0, "no record naming the stream in %s/meta/log", f->dir);
+	admin = client_of(&nodes[leader - 1]);
+	RETRY(gclient_create_stream(admin, "while-down", &st));
+	gclient_close(admin);
+	node_start(f);
+
+	/* A login succeeds only once the node knows its metadata is current (the login barrier). */
+	struct gclient *c = client_of(f);
+	struct wire_id before = gclient_id_name("before-damage"), during = gclient_id_name("while-down");
+	cr_assert_eq(gclient_get_stream(c, &before, &st), 0, "node %u lost a stream; see %s", f->id, f->log);
+	cr_assert_eq(gclient_get_stream(c, &during, &st), 0, "node %u missed a stream; see %s", f->id, f->log);
+	gclient_close(c);
+	check_replicas(total, NULL, 0);
+	cr_assert_eq(log_count(f, "is damaged: the log is moved to"), 1, "see %s", f->log);
+	snprintf(cmd, sizeof(cmd), "ls -d %s/damaged/meta-* >/dev/null", f->dir);
+	cr_assert_eq(system(cmd), 0, "the damaged metadata log was not kept in %s/damaged", f->dir);
+
+	/* Its metadata replica is a voter again: with another node killed, metadata still commits. */
+	struct node *other = &nodes[f->id % N];
+	cr_assert_neq(other, f);
+	node_kill(other);
+	c = client_of(f);
+	RETRY(gclient_create_stream(c, "after-repair", &st));
+	gclient_close(c);
+	for (int i = 0; i < N; i++)
+		if (&nodes[i] != other)
+			node_stop(&nodes[i]);
+}

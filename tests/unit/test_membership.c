@@ -378,3 +378,62 @@ Test(membership, the_metadata_leader_itself_can_be_removed)
 	for (int i = 0; i < NODES; i++)
 		node_stop(&nodes[i]);
 }
+
+/*
+ * Two removals in a row with a node added between them (the jepsen member nemesis's schedule): node 3
+ * leaves (the partitions shrink to nodes 1 and 2), node 4 is added, then node 1, leading partitions and
+ * the metadata, leaves too. Node 4 must take node 1's replicas: it learns of node 1's removal at the
+ * moment its own replicas (not configured yet) wait for node 1 to add them, and must keep node 1 reachable
+ * until they are configured. Then, with node 1 stopped, nodes 2 and 4 make every quorum.
+ */
+Test(membership, a_node_removed_after_another_hands_its_partitions_to_a_node_added_between)
+{
+	uint64_t acked[PARTS][2 * M];
+	struct gclient *c = start_three(&nodes[1], acked);
+	uint32_t three = 3, one = 1;
+	cr_assert_eq(raw_status(c, 10004, &three, 4), 0, "RemoveNode 3");
+	uint64_t until = now_ms() + 2 * WAIT_MS;
+	for (;;) {
+		struct pmap m;
+		pmap_read(c, &m);
+		bool moved = m.n_nodes == 2 && m.np == PARTS;
+		for (uint32_t i = 0; moved && i < m.np; i++)
+			moved = m.p[i].nr == 2 && !has(m.p[i].rep, m.p[i].nr, 3);
+		if (moved && log_count(&nodes[2], "replica moved away; closed") >= PARTS)
+			break;
+		cr_assert_lt(now_ms(), until, "node 3 not out of its groups");
+		pause_ms(100);
+	}
+	node_stop(&nodes[2]);
+	node_start(&nodes[3]);
+	uint8_t body[64];
+	size_t blen = add_body(&nodes[3], body);
+	cr_assert_eq(raw_status(c, 10003, body, blen), 0, "AddNode 4");
+	int rv;
+	until = now_ms() + WAIT_MS;
+	while ((rv = raw_status(c, 10004, &one, 4)) == 58 && now_ms() < until)
+		pause_ms(100);
+	cr_assert_eq(rv, 0, "RemoveNode 1: %d", rv);
+	until = now_ms() + 2 * WAIT_MS;
+	for (;;) {
+		struct pmap m;
+		pmap_read(c, &m);
+		bool moved = m.np == PARTS;
+		for (uint32_t i = 0; moved && i < m.np; i++)
+			moved = m.p[i].nr == 2 && has(m.p[i].rep, 2, 2) && has(m.p[i].rep, 2, 4);
+		int closed = log_count(&nodes[0], "replica moved away; closed");
+		if (moved && closed >= PARTS && m.n_nodes == 2 && !has(m.node_ids, m.n_nodes, 1))
+			break;
+		cr_assert_lt(now_ms(), until, "node 1 not out of its groups: %d of its replicas closed, %u nodes listed; see %s",
+			     closed, m.n_nodes, nodes[3].log);
+		pause_ms(100);
+	}
+	gclient_close(c);
+	node_stop(&nodes[0]);
+	c = client_of(&nodes[1]);
+	await_leaders(c, 1, 3);
+	second_half(c, &nodes[1], acked);
+	check_survivors(&nodes[1], &nodes[3], acked);
+	node_stop(&nodes[1]);
+	node_stop(&nodes[3]);
+}

@@ -604,6 +604,11 @@ Test(meta, a_removed_node_s_members_leave_every_group)
 	cr_assert_null(meta_group_member(g, a));
 	assert_partitions(meta_group_member(g, b), 3, (uint32_t[]){0, 1, 2});
 	cr_assert_gt(g->generation, gen);
+	/* The removed node may still run: its clients cannot join again (nothing would remove them later). */
+	gen = g->generation;
+	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, (2u << 27) | 2)), META_E_NODE_NOT_FOUND);
+	cr_assert_eq(g->n_members, 1);
+	cr_assert_eq(g->generation, gen);
 	meta_free(m);
 }
 
@@ -912,7 +917,7 @@ static struct meta *base_state(void)
 	mk_topic(m, 0, "events", 3);
 	mk_topic(m, 1, "t", 1);
 	mk_group(m, 0, 0, "workers");
-	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 7));
+	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, (1u << 27) | 7)); /* a client of node 1 */
 	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 1, 0, 5));
 	ok(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER_GROUP, 0, 1, 6));
 	return m;
@@ -1003,10 +1008,10 @@ static size_t all_commands(struct meta_cmd *out)
 	out[n++] = c;
 	out[n++] = named(META_CREATE_GROUP, "readers");
 	out[n++] = group_cmd(META_DELETE_GROUP, 0, 0, 0, 0);
-	out[n++] = group_cmd(META_JOIN_GROUP, 0, 0, 0, 9);
-	out[n++] = group_cmd(META_LEAVE_GROUP, 0, 0, 0, 7);
+	out[n++] = group_cmd(META_JOIN_GROUP, 0, 0, 0, (1u << 27) | 9);
+	out[n++] = group_cmd(META_LEAVE_GROUP, 0, 0, 0, (1u << 27) | 7);
 	c = cmd(META_REMOVE_MEMBER);
-	c.client_id = 7;
+	c.client_id = (1u << 27) | 7;
 	out[n++] = c;
 	out[n++] = cmd(META_CLEAR_MEMBERS);
 	c = cmd(META_CLEAR_NODE_MEMBERS);
