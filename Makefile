@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster test compat compat-cluster lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume clean
+.PHONY: all deps build run cluster image compose-up compose-down compose-test test compat compat-cluster lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume clean
 
 all: build
 
@@ -94,6 +94,24 @@ bench-cluster: build
 # directory to compare with, TOTAL=... in the environment).
 bench-consume: build
 	./scripts/bench-consume $(BUILD) $(OTHER)
+
+# The container image galgo:<version> and galgo:latest, written without a registry (scripts/build-image:
+# the binaries, the libraries they link and nothing else; prints its id, size and build time).
+image: build
+	./scripts/build-image $(BUILD)
+
+# A three-node cluster in containers (deploy/compose): TCP 8101-8103, QUIC 8201-8203, HTTP 8301-8303 on
+# 127.0.0.1; waits until every node is ready. compose-down removes containers, network and volumes.
+compose-up: build
+	./scripts/compose up
+
+compose-down:
+	./scripts/compose down
+
+# The deploy tests: the image, the compose cluster used from the host by Iggy's Python SDK over TCP,
+# QUIC and HTTP, and container faults (tests/deploy; needs Docker). Part of `make test`.
+compose-test: image
+	.venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

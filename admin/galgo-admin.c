@@ -8,6 +8,10 @@
  *   add-node ID HOST RAFT [TCP [QUIC [HTTP]]]
  *                                           AddNode: start the new node with cluster.join=true first
  *   remove-node ID                          RemoveNode: its replicas move to other nodes
+ *   health [live|ready] [HOST:PORT]         GET /health/ready (default) or /health/live of a node's HTTP
+ *                                           listener (default 127.0.0.1:3000; no login): prints the JSON,
+ *                                           exit status 0 when it answers 200 (a probe for containers
+ *                                           without a shell), 1 when it answers otherwise
  * Exit status 0 on success, 1 when the server refused (its error code is printed), 2 on bad usage or
  * when no connection could be made.
  */
@@ -15,6 +19,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,7 +38,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: galgo-admin [--server H:P] [--username U] [--password P] COMMAND\n"
 		   "  nodes\n"
 		   "  add-node ID HOST RAFT_PORT [TCP_PORT [QUIC_PORT [HTTP_PORT]]]\n"
-		   "  remove-node ID\n");
+		   "  remove-node ID\n"
+		   "  health [live|ready] [HOST:PORT]\n");
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
@@ -138,6 +148,79 @@ static int print_nodes(struct gclient *c, const char *server)
 	return 0;
 }
 
+/*
+ * GET /health/<what> of the HTTP listener at addr (HOST:PORT, or [IPv6]:PORT) over plain HTTP/1.0, within
+ * 5 s: prints the body; 0 when the status is 200, 1 for another status, 2 when no answer came.
+ */
+static int health(const char *what, const char *addr)
+{
+	char host[256], port[8];
+	const char *colon = strrchr(addr, ':');
+	size_t hl = colon != NULL ? (size_t)(colon - addr) : 0;
+	if (hl > 1 && addr[0] == '[' && addr[hl - 1] == ']') {
+		addr++;
+		hl -= 2;
+	}
+	if (colon == NULL || hl == 0 || hl >= sizeof(host) || strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof(port)) {
+		usage(stderr);
+		return 2;
+	}
+	memcpy(host, addr, hl);
+	host[hl] = '\0';
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	int rv = getaddrinfo(host, port, &hints, &res);
+	if (rv != 0) {
+		fprintf(stderr, "galgo-admin: %s: %s\n", host, gai_strerror(rv));
+		return 2;
+	}
+	int fd = -1;
+	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		fprintf(stderr, "galgo-admin: cannot connect to %s: %s\n", addr, strerror(errno));
+		return 2;
+	}
+	char req[400], resp[4096];
+	int n = snprintf(req, sizeof(req), "GET /health/%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", what, host);
+	size_t got = 0;
+	bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (ok && got < sizeof(resp) - 1) {
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		long left = 5000 - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (left <= 0 || poll(&pfd, 1, (int)left) != 1) {
+			ok = false;
+			break;
+		}
+		ssize_t r = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	resp[got] = '\0';
+	int status = 0;
+	const char *body = strstr(resp, "\r\n\r\n");
+	if (!ok || sscanf(resp, "HTTP/1.%*d %d", &status) != 1 || body == NULL) {
+		fprintf(stderr, "galgo-admin: no HTTP answer from %s\n", addr);
+		return 2;
+	}
+	printf("%s\n", body + 4);
+	return status == 200 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *server = "127.0.0.1:8090", *user = "iggy", *pass = "iggy";
@@ -173,6 +256,16 @@ int main(int argc, char **argv)
 	const char *cmd = argv[optind];
 	int nargs = argc - optind - 1;
 	char **a = argv + optind + 1;
+	if (strcmp(cmd, "health") == 0 && nargs <= 2) {
+		const char *what = "ready", *addr = "127.0.0.1:3000";
+		for (int i = 0; i < nargs; i++) {
+			if (strcmp(a[i], "live") == 0 || strcmp(a[i], "ready") == 0)
+				what = a[i];
+			else
+				addr = a[i];
+		}
+		return health(what, addr);
+	}
 	uint8_t body[300];
 	size_t blen = 0;
 	uint32_t code;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -46,12 +47,22 @@ struct config_setting {
 static const struct config_setting config_table[] = {
 	{"node", "id", CT_U32, CFG_OFF(node.id), "1",
 	 "This node's id in the cluster (1..31).", 1, 31, false, false, NULL},
+	{"node", "id_from_hostname", CT_BOOL, CFG_OFF(node.id_from_hostname), "false",
+	 "Take node.id from this host's name instead: its trailing number plus one (a StatefulSet's pod\n      "
+	 "galgo-0 is node 1, galgo-2 node 3).", 0, 0, false, false, NULL},
+	{"node", "advertised_host", CT_STRING, CFG_OFF(node.advertised_host), "",
+	 "Host name or IP clients are told to reach this node at (GetClusterMetadata, routes, leader\n      "
+	 "hints), when it differs from the roster's host (published ports, a Service); empty: the roster's.",
+	 0, 0, false, false, NULL},
 	{"node", "data_dir", CT_STRING, CFG_OFF(node.data_dir), "./local_data",
 	 "Directory that holds the partitions and the lock file.", 0, 0, true, false, NULL},
 	{"tcp", "enabled", CT_BOOL, CFG_OFF(tcp.enabled), "true",
 	 "Serve the Iggy binary protocol over TCP.", 0, 0, false, false, NULL},
 	{"tcp", "address", CT_ADDRESS, CFG_OFF(tcp.address), "127.0.0.1:8090",
 	 "Address the TCP listener binds.", 0, 0, false, false, NULL},
+	{"tcp", "advertised_port", CT_U32, CFG_OFF(tcp.advertised_port), "0",
+	 "TCP port clients are told to use (with node.advertised_host); 0: the roster's.", 0, 65535, false, false,
+	 NULL},
 	{"tcp", "tls_enabled", CT_BOOL, CFG_OFF(tcp.tls_enabled), "false",
 	 "Wrap the TCP listener in TLS.", 0, 0, false, false, "IGGY_TCP_TLS_ENABLED"},
 	{"tcp", "tls_cert", CT_STRING, CFG_OFF(tcp.tls_cert), "",
@@ -64,6 +75,9 @@ static const struct config_setting config_table[] = {
 	 "Serve the Iggy binary protocol over QUIC.", 0, 0, false, false, NULL},
 	{"quic", "address", CT_ADDRESS, CFG_OFF(quic.address), "127.0.0.1:8080",
 	 "Address the QUIC listener binds.", 0, 0, false, false, NULL},
+	{"quic", "advertised_port", CT_U32, CFG_OFF(quic.advertised_port), "0",
+	 "QUIC port clients are told to use (with node.advertised_host); 0: the roster's.", 0, 65535, false,
+	 false, NULL},
 	{"quic", "tls_cert", CT_STRING, CFG_OFF(quic.tls_cert), "",
 	 "PEM certificate (chain) of the QUIC listener (TLS 1.3); with tls_key empty too, the development\n      "
 	 "certificate of DATA_DIR/tls (made on first start).", 0, 0, false, false, NULL},
@@ -80,6 +94,9 @@ static const struct config_setting config_table[] = {
 	 "Serve the Iggy HTTP API.", 0, 0, false, false, NULL},
 	{"http", "address", CT_ADDRESS, CFG_OFF(http.address), "127.0.0.1:3000",
 	 "Address the HTTP listener binds.", 0, 0, false, false, NULL},
+	{"http", "advertised_port", CT_U32, CFG_OFF(http.advertised_port), "0",
+	 "HTTP port clients are told to use (with node.advertised_host); 0: the roster's.", 0, 65535, false,
+	 false, NULL},
 	{"http", "tls_enabled", CT_BOOL, CFG_OFF(http.tls_enabled), "false",
 	 "Serve HTTPS (ALPN h2 and http/1.1) instead of plain HTTP.", 0, 0, false, false, "IGGY_HTTP_TLS_ENABLED"},
 	{"http", "tls_cert", CT_STRING, CFG_OFF(http.tls_cert), "",
@@ -698,6 +715,24 @@ static int config_walk_flags(struct galgo_config *cfg, int argc, char **argv, bo
 	return 0;
 }
 
+int config_id_from_hostname(const char *host, uint32_t *id)
+{
+	const char *dot = strchr(host, '.');
+	size_t len = dot != NULL ? (size_t)(dot - host) : strlen(host);
+	size_t at = len;
+	while (at > 0 && host[at - 1] >= '0' && host[at - 1] <= '9')
+		at--;
+	if (at == len || at < 2 || host[at - 1] != '-' || len - at > 2 || (len - at == 2 && host[at] == '0'))
+		return -EINVAL;
+	uint32_t n = 0;
+	for (size_t i = at; i < len; i++)
+		n = n * 10 + (uint32_t)(host[i] - '0');
+	if (n > 30)
+		return -EINVAL;
+	*id = n + 1;
+	return 0;
+}
+
 int config_load(struct galgo_config *cfg, int argc, char **argv, char **envp, char *errbuf, size_t errlen)
 {
 	struct config_flags fl = {0};
@@ -743,6 +778,28 @@ int config_load(struct galgo_config *cfg, int argc, char **argv, char **envp, ch
 	if (rc < 0)
 		return rc;
 
+	if (cfg->node.id_from_hostname) {
+		char host[256];
+		if (gethostname(host, sizeof(host)) != 0) {
+			config_err(errbuf, errlen, "node.id_from_hostname: the host name cannot be read: %s", strerror(errno));
+			return -errno;
+		}
+		host[sizeof(host) - 1] = '\0';
+		rc = config_id_from_hostname(host, &cfg->node.id);
+		if (rc < 0) {
+			config_err(errbuf, errlen,
+				   "node.id_from_hostname: the host name \"%s\" does not end in -N with N from 0 to 30", host);
+			return rc;
+		}
+	}
+	const char *ah = cfg->node.advertised_host;
+	bool ah_ok = strlen(ah) <= 253;
+	for (const char *q = ah; ah_ok && *q != '\0'; q++)
+		ah_ok = isalnum((unsigned char)*q) || *q == '.' || *q == '-' || *q == ':' || *q == '_';
+	if (!ah_ok) {
+		config_err(errbuf, errlen, "node.advertised_host: \"%s\" is not a host name or IP address", ah);
+		return -EINVAL;
+	}
 	if (fl.default_root && cfg->root.password[0] == '\0') {
 		rc = config_set_string(&cfg->root.password, CONFIG_DEFAULT_ROOT_PASSWORD);
 		if (rc < 0) {

@@ -59,11 +59,14 @@ struct config_listener {
 struct galgo_config {
 	struct {
 		uint32_t id;             /* this node's id, 1.. */
+		bool id_from_hostname;   /* id = the host name's trailing number + 1 (config_id_from_hostname) */
+		char *advertised_host;   /* where clients reach this node; empty: the roster's host */
 		char *data_dir;          /* where partitions and the lock file live */
 	} node;
 	struct {
 		bool enabled;
 		char *address;           /* host:port */
+		uint32_t advertised_port;  /* the port clients are told (0: the roster's) */
 		bool tls_enabled;        /* TLS around the TCP byte stream */
 		char *tls_cert;          /* PEM certificate chain; empty with tls_key empty: a generated one */
 		char *tls_key;           /* PEM private key of tls_cert */
@@ -71,6 +74,7 @@ struct galgo_config {
 	struct {
 		bool enabled;
 		char *address;           /* host:port (UDP) */
+		uint32_t advertised_port;  /* the port clients are told (0: the roster's) */
 		char *tls_cert;          /* PEM certificate chain; empty with tls_key empty: the development one */
 		char *tls_key;           /* PEM private key of tls_cert */
 		uint32_t idle_timeout_ms;    /* a connection silent this long is dropped */
@@ -80,6 +84,7 @@ struct galgo_config {
 	struct {
 		bool enabled;
 		char *address;               /* host:port */
+		uint32_t advertised_port;    /* the port clients are told (0: the roster's) */
 		bool tls_enabled;            /* HTTPS instead of HTTP */
 		char *tls_cert;              /* as tcp.tls_cert */
 		char *tls_key;               /* as tcp.tls_key */
@@ -153,6 +158,13 @@ const char *config_durability_name(enum config_durability d);
  * Parses a size as described above. Returns 0 or -EINVAL (not a size) or -ERANGE (above 2^64-1).
  */
 int config_parse_size(const char *s, uint64_t *out);
+
+/*
+ * The node id a host name gives (node.id_from_hostname): the number after the last '-' of its first label
+ * (a StatefulSet pod's ordinal: "galgo-0" or "galgo-0.galgo-peer.ns.svc" is 0) plus one. -EINVAL when the
+ * label does not end in "-N" with N a decimal from 0 to 30 without a leading zero.
+ */
+int config_id_from_hostname(const char *host, uint32_t *id);
 
 /*
  * Splits an address "host:port" or "[ipv6]:port" into host (without brackets) and port. Returns 0,

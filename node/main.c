@@ -254,6 +254,12 @@ static int galgod_http_metrics(void *ud, char **out, size_t *len)
 	return srv_metrics_text(g->srv, out, len);
 }
 
+static int galgod_http_health(void *ud, bool ready, char **out, size_t *len)
+{
+	struct galgod *g = ud;
+	return srv_health(g->srv, ready, out, len);
+}
+
 static void galgod_http_log(void *ud, int level, const char *msg)
 {
 	static const enum glog_level map[] = {GLOG_DEBUG, GLOG_INFO, GLOG_WARN, GLOG_ERROR};
@@ -578,6 +584,7 @@ int main(int argc, char **argv)
 		ho.max_request_size = (size_t)g.cfg.http.max_request_size;
 		ho.jwt_secret = g.cfg.http.jwt_secret;
 		ho.metrics = galgod_http_metrics;
+		ho.health = galgod_http_health;
 		ho.metrics_auth = g.cfg.http.metrics_auth;
 		ho.log = galgod_http_log;
 		ho.log_ud = &g;

@@ -368,8 +368,30 @@ static int node_insert(struct meta *m, const struct meta_node *n)
 		at--;
 	}
 	m->nodes[at] = *n;
+	/* Client addresses come only from the node itself (NODE_ADVERTISE). */
+	m->nodes[at].adv_host[0] = '\0';
+	m->nodes[at].adv_tcp_port = m->nodes[at].adv_quic_port = m->nodes[at].adv_http_port = 0;
 	m->n_nodes++;
 	return META_OK;
+}
+
+/* A node's client addresses, as it announces them: only ever set by the node itself. */
+static int node_advertise(struct meta *m, const struct meta_cmd *c)
+{
+	const struct meta_node *a = &c->nodes[0];
+	if (c->n_nodes != 1 || memchr(a->adv_host, '\0', sizeof(a->adv_host)) == NULL)
+		return META_E_INVALID_OPTION_VALUE;
+	for (uint32_t i = 0; i < m->n_nodes; i++) {
+		struct meta_node *n = &m->nodes[i];
+		if (n->id != c->node_id)
+			continue;
+		memcpy(n->adv_host, a->adv_host, sizeof(n->adv_host));
+		n->adv_tcp_port = a->adv_tcp_port;
+		n->adv_quic_port = a->adv_quic_port;
+		n->adv_http_port = a->adv_http_port;
+		return META_OK;
+	}
+	return META_E_NODE_NOT_FOUND;
 }
 
 static int nodes_init(struct meta *m, const struct meta_cmd *c)
@@ -980,6 +1002,9 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 		break;
 	case META_NODE_REMOVE:
 		rv = node_remove(m, c);
+		break;
+	case META_NODE_ADVERTISE:
+		rv = node_advertise(m, c);
 		break;
 	default:
 		rv = META_E_INVALID_OPTION_VALUE;

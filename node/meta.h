@@ -106,6 +106,13 @@ struct meta_node {
 	uint32_t id;
 	char host[META_HOST_MAX + 1];
 	uint16_t raft_port, tcp_port, quic_port, http_port;
+	/*
+	 * Where clients reach it (GetClusterMetadata, leader hints), as the node itself announces
+	 * (NODE_ADVERTISE, from its node.advertised_host and <transport>.advertised_port settings): an empty
+	 * host or a port 0 means the roster's host or port.
+	 */
+	char adv_host[META_HOST_MAX + 1];
+	uint16_t adv_tcp_port, adv_quic_port, adv_http_port;
 };
 
 struct meta_member {
@@ -229,6 +236,7 @@ enum meta_cmd_type {
 	META_NODES_INIT = 27,
 	META_NODE_ADD = 28,
 	META_NODE_REMOVE = 29,
+	META_NODE_ADVERTISE = 30,
 };
 
 /*
@@ -261,7 +269,7 @@ struct meta_cmd {
 	/* cluster membership: nodes (INIT: all of them, ADD: one; replication_factor is INIT's default) */
 	struct meta_node nodes[META_MAX_NODES];
 	uint8_t n_nodes;
-	uint32_t node_id;               /* NODE_REMOVE */
+	uint32_t node_id;               /* NODE_REMOVE, NODE_ADVERTISE (its addresses in nodes[0].adv_*) */
 };
 
 /* What a successful apply produced. */

@@ -228,6 +228,31 @@ static void put_node(struct wire_buf *b, const struct meta_node *n)
 	wire_put_u16(b, n->http_port);
 }
 
+/* A node's client addresses (NODE_ADVERTISE, snapshot version 3): [host str8, may be empty][tcp u16][quic u16][http u16]. */
+static void put_adv(struct wire_buf *b, const struct meta_node *n)
+{
+	size_t hl = strnlen(n->adv_host, sizeof(n->adv_host) - 1);
+	wire_put_str8(b, n->adv_host, (uint8_t)hl);
+	wire_put_u16(b, n->adv_tcp_port);
+	wire_put_u16(b, n->adv_quic_port);
+	wire_put_u16(b, n->adv_http_port);
+}
+
+static void get_adv(struct wire_rd *r, struct meta_node *n)
+{
+	struct wire_str h;
+	if (wire_get_str8(r, &h) != 0)
+		return;
+	if (memchr(h.ptr, 0, h.len) != NULL)
+		bad(r);
+	else
+		memcpy(n->adv_host, h.ptr, h.len);
+	n->adv_host[h.len] = '\0';
+	n->adv_tcp_port = wire_get_u16(r);
+	n->adv_quic_port = wire_get_u16(r);
+	n->adv_http_port = wire_get_u16(r);
+}
+
 /* A node; its host holds no zero byte (the state keeps it NUL-terminated). */
 static void get_node(struct wire_rd *r, struct meta_node *n)
 {
@@ -414,6 +439,14 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 	case META_NODE_REMOVE:
 		wire_put_u32(b, c->node_id);
 		break;
+	case META_NODE_ADVERTISE:
+		if (c->n_nodes != 1) {
+			ok = false;
+			break;
+		}
+		wire_put_u32(b, c->node_id);
+		put_adv(b, &c->nodes[0]);
+		break;
 	default:
 		ok = false;
 		break;
@@ -566,6 +599,12 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 	case META_NODE_REMOVE:
 		c->node_id = wire_get_u32(r);
 		break;
+	case META_NODE_ADVERTISE:
+		c->node_id = wire_get_u32(r);
+		c->n_nodes = 1;
+		memset(&c->nodes[0], 0, sizeof(c->nodes[0]));
+		get_adv(r, &c->nodes[0]);
+		break;
 	default:
 		bad(r);
 		break;
@@ -656,8 +695,10 @@ int metarec_snapshot_encode(const struct meta *m, struct wire_buf *b)
 	wire_put_u64(b, m->applied);
 	wire_put_u8(b, m->default_rf);
 	wire_put_u8(b, (uint8_t)m->n_nodes);
-	for (uint32_t i = 0; i < m->n_nodes; i++)
+	for (uint32_t i = 0; i < m->n_nodes; i++) {
 		put_node(b, &m->nodes[i]);
+		put_adv(b, &m->nodes[i]);
+	}
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < m->n_streams; i++)
 		n += m->streams[i] != NULL;
@@ -883,7 +924,9 @@ int metarec_snapshot_decode(const uint8_t *p, size_t len, struct meta **out)
 		return -ENOMEM;
 	struct wire_rd rd, *r = &rd;
 	wire_rd_init(r, p, len);
-	if (wire_get_u8(r) != METAREC_SNAPSHOT_VERSION)
+	/* Version 2 (before client addresses) is still read: its nodes advertise nothing. */
+	uint8_t version = wire_get_u8(r);
+	if (version != METAREC_SNAPSHOT_VERSION && version != 2)
 		bad(r);
 	m->applied = wire_get_u64(r);
 	m->default_rf = wire_get_u8(r);
@@ -892,6 +935,8 @@ int metarec_snapshot_decode(const uint8_t *p, size_t len, struct meta **out)
 		bad(r);
 	for (uint32_t i = 0; i < m->n_nodes && !wire_rd_error(r); i++) {
 		get_node(r, &m->nodes[i]);
+		if (version == METAREC_SNAPSHOT_VERSION)
+			get_adv(r, &m->nodes[i]);
 		/* by increasing id, each a valid node */
 		if (m->nodes[i].id == 0 || m->nodes[i].id > META_MAX_NODE_ID || m->nodes[i].host[0] == '\0' ||
 		    (i > 0 && m->nodes[i].id <= m->nodes[i - 1].id))

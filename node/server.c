@@ -319,6 +319,7 @@ struct srv {
 	uint64_t meta_snap;        /* index of the last metadata snapshot */
 	bool meta_caught_up;       /* the replay is done (orphans were removed) */
 	bool meta_rebuilt;         /* the metadata log was damaged and is rebuilt from peers (meta_open) */
+	uint64_t advertise_at;     /* advertise_tick: no NODE_ADVERTISE before this (ms) */
 	bool leader_work;          /* a new metadata leader still has its start-of-term housekeeping to do */
 	struct mwait *mwaits;      /* metadata commands waiting for their entry */
 	struct mresult ring[256];  /* outcomes of the last applied metadata entries */
@@ -3470,6 +3471,44 @@ static uint64_t replica_to_ask(struct srv *s, const struct meta_partition *mp, b
 	return 0;
 }
 
+/*
+ * Where clients reach roster node `cn` (GetClusterMetadata, routes, leader hints): the host and ports it
+ * advertised (NODE_ADVERTISE, from its node.advertised_host and <transport>.advertised_port) where it
+ * did, else its roster host and ports. A port the roster leaves out is taken to be this node's own (nodes
+ * on different hosts usually share them); a single node gives its TCP listener's host. A transport this
+ * node does not serve is given port 0 unless the node advertised a port for it.
+ */
+struct client_addr {
+	const char *host;
+	uint16_t tcp, quic, http;
+};
+
+static struct client_addr client_addr_of(struct srv *s, const struct clu_node *cn, bool single)
+{
+	static char own_host[256];
+	char h[256];
+	uint16_t tcp = 0, quic = 0, http = 0;
+	snprintf(own_host, sizeof(own_host), "127.0.0.1");
+	config_split_address(s->cfg->tcp.address, own_host, sizeof(own_host), &tcp);
+	config_split_address(s->cfg->quic.address, h, sizeof(h), &quic);
+	config_split_address(s->cfg->http.address, h, sizeof(h), &http);
+	struct client_addr a = {single ? own_host : cn->host, cn->tcp_port != 0 ? cn->tcp_port : tcp,
+				cn->quic_port != 0 ? cn->quic_port : quic, cn->http_port != 0 ? cn->http_port : http};
+	if (!s->cfg->quic.enabled)
+		a.quic = 0;
+	if (!s->cfg->http.enabled)
+		a.http = 0;
+	const struct meta_node *mn = meta_node(s->meta, (uint32_t)cn->id);
+	if (mn != NULL) {
+		if (mn->adv_host[0] != '\0')
+			a.host = mn->adv_host;
+		a.tcp = mn->adv_tcp_port != 0 ? mn->adv_tcp_port : a.tcp;
+		a.quic = mn->adv_quic_port != 0 ? mn->adv_quic_port : a.quic;
+		a.http = mn->adv_http_port != 0 ? mn->adv_http_port : a.http;
+	}
+	return a;
+}
+
 /* Redirect mode: status NotLeader with the leader's id, epoch and endpoint. */
 static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 {
@@ -3480,12 +3519,12 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 	wire_buf_init(&wb);
 	wire_put_u32(&wb, n != NULL ? (uint32_t)st.leader_id : 0);
 	wire_put_u64(&wb, n != NULL ? st.term : 0);
-	const char *host = n != NULL ? n->host : "";
-	wire_put_str8(&wb, host, strlen(host));
-	char h[256];
-	uint16_t tcp = 0;
-	config_split_address(s->cfg->tcp.address, h, sizeof(h), &tcp);
-	wire_put_u16(&wb, n != NULL ? (n->tcp_port != 0 ? n->tcp_port : tcp) : 0);
+	const struct clu_node *all;
+	struct client_addr a = {"", 0, 0, 0};
+	if (n != NULL)
+		a = client_addr_of(s, n, clu_nodes(s->clu, &all) == 1);
+	wire_put_str8(&wb, a.host, strlen(a.host));
+	wire_put_u16(&wb, a.tcp);
 	finish_buf(p, E_GALGO_NOT_LEADER, false, &wb);
 	wire_buf_free(&wb);
 }
@@ -3493,20 +3532,16 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 /* GetPartitionLeaders (docs/protocol-extensions.md). */
 static void put_partition_leaders(struct srv *s, struct wire_buf *b)
 {
-	char h[256];
-	uint16_t tcp = 0, quic = 0, http = 0;
-	config_split_address(s->cfg->tcp.address, h, sizeof(h), &tcp);
-	config_split_address(s->cfg->quic.address, h, sizeof(h), &quic);
-	config_split_address(s->cfg->http.address, h, sizeof(h), &http);
 	const struct clu_node *nodes;
 	size_t n = clu_nodes(s->clu, &nodes);
 	wire_put_u32(b, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
+		struct client_addr a = client_addr_of(s, &nodes[i], false);
 		wire_put_u32(b, (uint32_t)nodes[i].id);
-		wire_put_str8(b, nodes[i].host, strlen(nodes[i].host));
-		wire_put_u16(b, nodes[i].tcp_port != 0 ? nodes[i].tcp_port : tcp);
-		wire_put_u16(b, s->cfg->quic.enabled ? (nodes[i].quic_port != 0 ? nodes[i].quic_port : quic) : 0);
-		wire_put_u16(b, s->cfg->http.enabled ? (nodes[i].http_port != 0 ? nodes[i].http_port : http) : 0);
+		wire_put_str8(b, a.host, strlen(a.host));
+		wire_put_u16(b, a.tcp);
+		wire_put_u16(b, a.quic);
+		wire_put_u16(b, a.http);
 	}
 	struct rgroup_status ms;
 	clu_group_status(s->mg, &ms);
@@ -4721,27 +4756,22 @@ static void put_cluster(struct srv *s, struct wire_buf *b)
 }
 
 /*
- * Roster entry i as one node of GetClusterMetadata (also the primary of a route). Ports a roster entry
- * leaves out are taken to be this node's own (nodes on different hosts usually share them).
+ * Roster entry i as one node of GetClusterMetadata (also the primary of a route), at its client address
+ * (client_addr_of).
  */
 static void put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 {
-	char host[256] = "127.0.0.1", h2[256];
-	uint16_t tcp = 0, quic = 0, http = 0;
-	config_split_address(s->cfg->tcp.address, host, sizeof(host), &tcp);
-	config_split_address(s->cfg->quic.address, h2, sizeof(h2), &quic);
-	config_split_address(s->cfg->http.address, h2, sizeof(h2), &http);
 	const struct clu_node *nodes;
 	size_t n = clu_nodes(s->clu, &nodes);
 	assert(i < n);
 	char name[32];
 	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
-	const char *ip = n == 1 ? host : nodes[i].host;
+	struct client_addr a = client_addr_of(s, &nodes[i], n == 1);
 	wire_put_str32(b, name, strlen(name));
-	wire_put_str32(b, ip, strlen(ip));
-	wire_put_u16(b, nodes[i].tcp_port != 0 ? nodes[i].tcp_port : tcp);
-	wire_put_u16(b, s->cfg->quic.enabled ? (nodes[i].quic_port != 0 ? nodes[i].quic_port : quic) : 0);
-	wire_put_u16(b, s->cfg->http.enabled ? (nodes[i].http_port != 0 ? nodes[i].http_port : http) : 0);
+	wire_put_str32(b, a.host, strlen(a.host));
+	wire_put_u16(b, a.tcp);
+	wire_put_u16(b, a.quic);
+	wire_put_u16(b, a.http);
 	wire_put_u16(b, 0);    /* websocket */
 	wire_put_u8(b, role);
 	wire_put_u8(b, 0);     /* healthy */
@@ -5251,6 +5281,20 @@ static void meta_leader_ready(struct srv *s)
 	}
 	if (st.applied_index < st.last_index)
 		return;
+	/*
+	 * A new metadata leader whose log is fully committed commits an empty entry of its own term at once,
+	 * as a partition leader does (part_term_barrier). Until one commits, a replica rebuilt after damage
+	 * (meta_open: recovering) cannot know it holds everything committed, so it grants no vote; had this
+	 * leader then died before any command came, the others could never elect (seen: the metadata group
+	 * without a leader for good, the rebuilt node refusing every vote).
+	 */
+	struct record_env env;
+	if (st.commit_index == st.last_index &&
+	    (st.last_index == 0 || (plog_entry_at(s->mlog, st.last_index, &env) == 0 && env.term < st.term))) {
+		int rv = clu_group_barrier(s->mg);
+		if (rv == -EBUSY || rv == -EAGAIN)
+			return; /* leader_work stays set: the next tick tries again */
+	}
 	s->leader_work = false;
 	if (meta_user(s->meta, 0) == NULL && ensure_root(s) != 0)
 		glog_error(TAG, "the root user could not be created");
@@ -5726,6 +5770,36 @@ static void repair_tick(struct srv *s)
  * (send_local answers 58: it stamps nothing) until its clock agrees again.
  */
 /*
+ * This node's client addresses (node.advertised_host, <transport>.advertised_port) go into the metadata
+ * (NODE_ADVERTISE) so that every node lists them (client_addr_of): submitted once the metadata is caught
+ * up and names this node, and again every 2 s until the metadata holds what the settings say.
+ */
+static void advertise_tick(struct srv *s)
+{
+	if (s->closing || !s->meta_caught_up)
+		return;
+	uint32_t me = (uint32_t)clu_node_id(s->clu);
+	const struct meta_node *mn = meta_node(s->meta, me);
+	const struct galgo_config *cfg = s->cfg;
+	if (mn == NULL || (strcmp(mn->adv_host, cfg->node.advertised_host) == 0 &&
+			   mn->adv_tcp_port == cfg->tcp.advertised_port && mn->adv_quic_port == cfg->quic.advertised_port &&
+			   mn->adv_http_port == cfg->http.advertised_port))
+		return;
+	uint64_t now = mono_ms();
+	if (now < s->advertise_at)
+		return;
+	s->advertise_at = now + 2000;
+	struct meta_cmd c = {.type = META_NODE_ADVERTISE, .ts = now_us(), .node_id = me, .n_nodes = 1};
+	snprintf(c.nodes[0].adv_host, sizeof(c.nodes[0].adv_host), "%s", cfg->node.advertised_host);
+	c.nodes[0].adv_tcp_port = (uint16_t)cfg->tcp.advertised_port;
+	c.nodes[0].adv_quic_port = (uint16_t)cfg->quic.advertised_port;
+	c.nodes[0].adv_http_port = (uint16_t)cfg->http.advertised_port;
+	glog_info(TAG, "advertising to clients: host %s, tcp %u, quic %u, http %u (empty or 0: the roster's)",
+		  cfg->node.advertised_host, cfg->tcp.advertised_port, cfg->quic.advertised_port, cfg->http.advertised_port);
+	commit(s, &c);
+}
+
+/*
  * A consumer-group member whose client was this node's (client ids carry the node id) but whose session is
  * gone: the removal its session's close submitted (leave_all_groups) failed — the node could not reach the
  * metadata leader then — or never ran. Such a member would keep its partitions from every other member
@@ -5857,6 +5931,7 @@ void srv_tick(struct srv *s)
 	meta_compact(s, false);
 	membership_tick(s);
 	members_tick(s);
+	advertise_tick(s);
 	balance_leaders(s);
 	scrub_tick(s);
 	repair_tick(s);
@@ -5985,6 +6060,36 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 	metrics_printf(b, "# HELP galgo_partition_repairs_total Damaged replicas set aside on this node to be rebuilt "
 			  "from their peers.\n# TYPE galgo_partition_repairs_total counter\ngalgo_partition_repairs_total %"
 			  PRIu64 "\n", s->repairs);
+}
+
+int srv_health(struct srv *s, bool ready, char **out, size_t *len)
+{
+	struct rgroup_status ms = {0};
+	if (s->mg != NULL)
+		clu_group_status(s->mg, &ms);
+	uint32_t parts = 0, leaderless = 0;
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
+		for (uint32_t i = 0; i < tp->n; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL || pt->leaving)
+				continue;
+			parts++;
+			leaderless += clu_group_leader_id(pt->g) == 0;
+		}
+	bool ok = !s->closing && s->mg != NULL && ms.leader_id != 0 && s->meta_caught_up &&
+		  ms.applied_index >= ms.commit_index && s->root_seen && leaderless == 0;
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf),
+			 "{\"live\":true,\"ready\":%s,\"node_id\":%" PRIu64 ",\"metadata_leader\":%" PRIu64
+			 ",\"metadata_commit\":%" PRIu64 ",\"metadata_applied\":%" PRIu64
+			 ",\"partitions\":%" PRIu32 ",\"partitions_without_leader\":%" PRIu32 "}",
+			 ok ? "true" : "false", clu_node_id(s->clu), ms.leader_id, ms.commit_index, ms.applied_index, parts,
+			 leaderless);
+	*out = strdup(buf);
+	if (*out == NULL)
+		return -ENOMEM;
+	*len = (size_t)n;
+	return !ready || ok ? 200 : 503;
 }
 
 int srv_metrics_text(struct srv *s, char **out, size_t *len)

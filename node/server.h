@@ -100,4 +100,16 @@ uint32_t srv_partition_count(const struct srv *s);
  */
 int srv_metrics_text(struct srv *s, char **out, size_t *len);
 
+/*
+ * Health for probes (HTTP GET /health/live and /health/ready). Live: the node's loop answers (always 200
+ * when this is called). Ready (200, else 503): the node is not shutting down, its metadata group has a
+ * known leader, it has applied every metadata entry it knows committed and replayed its log, the root
+ * user exists (logins can succeed), and every partition replica it hosts has a known leader. *out is a
+ * malloc'd JSON object of *len bytes naming each condition:
+ *   {"live":true,"ready":B,"node_id":N,"metadata_leader":N,"metadata_commit":N,"metadata_applied":N,
+ *    "partitions":N,"partitions_without_leader":N}
+ * Returns the HTTP status (200 or 503), or -ENOMEM.
+ */
+int srv_health(struct srv *s, bool ready, char **out, size_t *len);
+
 #endif /* GALGO_SERVER_H */

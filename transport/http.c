@@ -9,6 +9,8 @@
  *   GET    /cluster/metadata                       GetClusterMetadata (NR 12)  ClusterMetadata
  *   GET    /metrics                                (http_opts.metrics)          Prometheus text; open
  *                                                  unless http_opts.metrics_auth (Iggy serves it openly)
+ *   GET    /health/live, /health/ready             (http_opts.health)           200 or 503, a JSON object; open
+ *                                                  (probes: live = the node answers; ready = see node/server.h)
  *   GET    /clients, /clients/{id}                 GetClients 22, GetClient 21 [ClientInfo], ClientInfoDetails
  *   GET    /options/{topic|stream|user}            DescribeOptions (NR 13)     [OptionSpec]
  *   POST   /users/login                            Register (op 1, code 40)    IdentityInfo
@@ -3144,6 +3146,37 @@ static void local_metrics(struct http_call *c)
 	free(text);
 }
 
+static void local_health(struct http_call *c, bool ready)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int status;
+	if (c->srv->opts.health == NULL) {
+		static const char live[] = "{\"live\":true}", not_ready[] = "{\"ready\":false}";
+		call_respond(c, ready ? 503 : 200, "application/json", ready ? not_ready : live,
+			     ready ? sizeof(not_ready) - 1 : sizeof(live) - 1, NULL, NULL);
+		return;
+	}
+	status = c->srv->opts.health(c->srv->opts.log_ud, ready, &text, &len);
+	if ((status != 200 && status != 503) || text == NULL) {
+		free(text);
+		call_error(c, E_ERROR);
+		return;
+	}
+	call_respond(c, status, "application/json", text, len, NULL, NULL);
+	free(text);
+}
+
+static void local_health_live(struct http_call *c)
+{
+	local_health(c, false);
+}
+
+static void local_health_ready(struct http_call *c)
+{
+	local_health(c, true);
+}
+
 static void local_not_implemented(struct http_call *c)
 {
 	call_error(c, E_NOT_IMPLEMENTED);
@@ -3174,6 +3207,8 @@ static const struct http_route routes[] = {
 	{"GET", "/stats", AUTH_BEARER, false, b_stats, reply_stats, 200, NULL},
 	{"GET", "/cluster/metadata", AUTH_BEARER, false, b_cluster, reply_cluster, 200, NULL},
 	{"GET", "/metrics", AUTH_METRICS, false, NULL, NULL, 200, local_metrics},
+	{"GET", "/health/live", AUTH_NONE, false, NULL, NULL, 200, local_health_live},
+	{"GET", "/health/ready", AUTH_NONE, false, NULL, NULL, 200, local_health_ready},
 	{"GET", "/clients", AUTH_BEARER, false, b_clients, reply_clients, 200, NULL},
 	{"GET", "/clients/*", AUTH_BEARER, false, b_client, reply_client, 200, NULL},
 	{"GET", "/options/*", AUTH_BEARER, false, b_options, reply_options, 200, NULL},

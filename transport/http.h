@@ -60,9 +60,15 @@ struct http_opts {
 	/* GET /metrics: the Prometheus text (malloc'd, the listener frees it). NULL: 501. */
 	int (*metrics)(void *ud, char **out, size_t *len);
 	bool metrics_auth;        /* GET /metrics needs a Bearer token; false (default): open, as in Iggy */
+	/*
+	 * GET /health/live and /health/ready (open, for probes): a JSON object (malloc'd, the listener frees
+	 * it) and the HTTP status to answer, 200 or 503. NULL: /health/live answers 200 {"live":true} and
+	 * /health/ready 503.
+	 */
+	int (*health)(void *ud, bool ready, char **out, size_t *len);
 	/* Where the listener says what it does (default: nowhere). level: enum http_log_level. */
 	void (*log)(void *ud, int level, const char *msg);
-	void *log_ud;             /* passed to metrics and log */
+	void *log_ud;             /* passed to metrics, health and log */
 	/*
 	 * HTTPS: every connection is a TLS server session of this context, ALPN offering h2 and http/1.1
 	 * (registered on the context by http_server_new). The server takes its own reference; NULL: plain

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +87,19 @@ static int free_port(void)
 		close(fd);
 		if (!ok)
 			continue;
+		/*
+		 * Free now is not enough: test programs run in parallel (ctest -j2) and another may have picked
+		 * the same port for a galgod it has not started yet. Each port given out is reserved with a lock
+		 * on /tmp/galgo-test-ports/<port>, held until this process exits.
+		 */
+		char lock[64];
+		(void)mkdir("/tmp/galgo-test-ports", 0777);
+		snprintf(lock, sizeof(lock), "/tmp/galgo-test-ports/%d", port);
+		int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+			close(lfd);
+			continue;
+		}
 		given[n_given++ % 64] = port;
 		return port;
 	}

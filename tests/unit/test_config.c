@@ -566,3 +566,35 @@ Test(config, dump_shows_settings_but_not_the_password)
 	cr_assert_lt(strlen(small), sizeof(small));
 	config_free(&c);
 }
+
+/* node.id_from_hostname: a StatefulSet pod's ordinal plus one; anything else is refused. */
+Test(config, a_node_id_comes_from_a_host_name_ending_in_its_ordinal)
+{
+	uint32_t id = 99;
+	cr_assert_eq(config_id_from_hostname("galgo-0", &id), 0);
+	cr_assert_eq(id, 1);
+	cr_assert_eq(config_id_from_hostname("my-galgo-12", &id), 0);
+	cr_assert_eq(id, 13);
+	cr_assert_eq(config_id_from_hostname("galgo-30.galgo-peer.default.svc.cluster.local", &id), 0);
+	cr_assert_eq(id, 31);
+	const char *bad[] = {"galgo", "galgo-", "galgo-31", "galgo-01", "galgo-123", "0", "-1", "galgo1",
+			     "galgo-x", "galgo.svc-1", ""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		id = 99;
+		cr_assert_eq(config_id_from_hostname(bad[i], &id), -EINVAL, "%s", bad[i]);
+		cr_assert_eq(id, 99, "%s changed the id", bad[i]);
+	}
+	/* Through config_load, with this machine's host name: the id it gives, or a clear error. */
+	struct galgo_config c;
+	char err[256], host[256];
+	cr_assert_eq(gethostname(host, sizeof(host)), 0);
+	uint32_t want = 0;
+	int expect = config_id_from_hostname(host, &want);
+	int rv = LOAD(&c, no_env, err, "--node.id_from_hostname");
+	cr_assert_eq(rv, expect, "%s: %s", host, err);
+	if (rv == 0)
+		cr_assert_eq(c.node.id, want);
+	else
+		cr_assert(strstr(err, "does not end in -N") != NULL, "%s", err);
+	config_free(&c);
+}

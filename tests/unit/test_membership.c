@@ -437,3 +437,103 @@ Test(membership, a_node_removed_after_another_hands_its_partitions_to_a_node_add
 	node_stop(&nodes[1]);
 	node_stop(&nodes[3]);
 }
+
+/* Reads node n's answer to GetClusterMetadata (12) and GetPartitionLeaders (10001): each node's host and ports. */
+struct advert {
+	uint32_t n;
+	struct {
+		char host[64];
+		uint16_t tcp, quic, http;
+	} node[8];
+};
+
+static void read_adverts(const struct node *n, bool cluster_metadata, struct advert *a)
+{
+	memset(a, 0, sizeof(*a));
+	struct gclient *c = client_of(n);
+	const uint8_t *r;
+	size_t len;
+	cr_assert_eq(gclient_raw(c, cluster_metadata ? 12 : 10001, NULL, 0, &r, &len), 0);
+	struct wire_rd rd;
+	wire_rd_init(&rd, r, len);
+	if (cluster_metadata) {
+		uint32_t nl = wire_get_u32(&rd);
+		for (uint32_t k = 0; k < nl; k++)
+			(void)wire_get_u8(&rd);
+	}
+	a->n = wire_get_u32(&rd);
+	cr_assert_leq(a->n, 8);
+	for (uint32_t i = 0; i < a->n; i++) {
+		if (cluster_metadata) {
+			uint32_t nl = wire_get_u32(&rd);
+			for (uint32_t k = 0; k < nl; k++)
+				(void)wire_get_u8(&rd);
+		} else {
+			(void)wire_get_u32(&rd);
+		}
+		uint32_t hl = cluster_metadata ? wire_get_u32(&rd) : wire_get_u8(&rd);
+		cr_assert_lt(hl, sizeof(a->node[i].host));
+		for (uint32_t k = 0; k < hl; k++)
+			a->node[i].host[k] = (char)wire_get_u8(&rd);
+		a->node[i].tcp = wire_get_u16(&rd);
+		a->node[i].quic = wire_get_u16(&rd);
+		a->node[i].http = wire_get_u16(&rd);
+		if (cluster_metadata) {
+			(void)wire_get_u16(&rd);
+			(void)wire_get_u8(&rd);
+			(void)wire_get_u8(&rd);
+		}
+	}
+	cr_assert_eq(wire_rd_error(&rd), 0);
+	gclient_close(c);
+}
+
+/*
+ * Advertised client addresses (node.advertised_host, <transport>.advertised_port): every node lists
+ * every node at the address that node advertises, in GetClusterMetadata and in GetPartitionLeaders; a
+ * node advertising nothing keeps its roster address. They survive a restart of the whole cluster.
+ */
+Test(membership, every_node_lists_the_client_addresses_each_node_advertises)
+{
+	static char host[3][64], tcp[3][32], quic[3][32];
+	for (int i = 0; i < 2; i++) { /* node 3 advertises nothing */
+		snprintf(host[i], sizeof(host[i]), "--node.advertised_host=galgo-%d.example", i);
+		snprintf(tcp[i], sizeof(tcp[i]), "--tcp.advertised_port=%d", 8101 + i);
+		snprintf(quic[i], sizeof(quic[i]), "--quic.advertised_port=%d", 8201 + i);
+		nodes[i].extra[0] = host[i];
+		nodes[i].extra[1] = tcp[i];
+		nodes[i].extra[2] = quic[i];
+	}
+	for (int i = 0; i < 3; i++)
+		node_start(&nodes[i]);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 3; i++)
+			for (int kind = 0; kind < 2; kind++) {
+				struct advert a;
+				uint64_t until = now_ms() + WAIT_MS;
+				for (;;) {
+					read_adverts(&nodes[i], kind == 0, &a);
+					if (a.n == 3 && strcmp(a.node[0].host, "galgo-0.example") == 0 &&
+					    strcmp(a.node[1].host, "galgo-1.example") == 0)
+						break;
+					cr_assert_lt(now_ms(), until, "node %u (%s) lists %u nodes, the first at %s", nodes[i].id,
+						     kind == 0 ? "GetClusterMetadata" : "GetPartitionLeaders", a.n, a.node[0].host);
+					pause_ms(100);
+				}
+				cr_assert_eq(a.node[0].tcp, 8101);
+				cr_assert_eq(a.node[1].tcp, 8102);
+				cr_assert_eq(a.node[0].quic, 8201);
+				cr_assert_eq(a.node[0].http, 0, "HTTP is off and not advertised");
+				cr_assert_str_eq(a.node[2].host, "127.0.0.1");
+				cr_assert_eq(a.node[2].tcp, nodes[2].tcp);
+			}
+		if (round == 0) {
+			for (int i = 0; i < 3; i++)
+				node_stop(&nodes[i]);
+			for (int i = 0; i < 3; i++)
+				node_start(&nodes[i]);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		node_stop(&nodes[i]);
+}

@@ -221,6 +221,7 @@ static void gen_next(struct gen *g, struct gcmd *x)
 		META_JOIN_GROUP, META_JOIN_GROUP, META_JOIN_GROUP, META_JOIN_GROUP, META_LEAVE_GROUP,
 		META_LEAVE_GROUP, META_REMOVE_MEMBER, META_CLEAR_MEMBERS, META_STORE_OFFSET, META_STORE_OFFSET,
 		META_STORE_OFFSET, META_STORE_OFFSET, META_DELETE_OFFSET, META_NODE_ADD, META_NODE_REMOVE,
+		META_NODE_ADVERTISE,
 	};
 	memset(x, 0, sizeof(*x));
 	struct meta_cmd *c = &x->c;
@@ -283,6 +284,14 @@ static void gen_next(struct gen *g, struct gcmd *x)
 		break;
 	case META_NODE_REMOVE:
 		c->node_id = 1 + rnd(g, 6);
+		break;
+	case META_NODE_ADVERTISE:
+		c->node_id = 1 + rnd(g, 6);
+		c->n_nodes = 1;
+		memset(&c->nodes[0], 0, sizeof(c->nodes[0]));
+		if (rnd(g, 2))
+			snprintf(c->nodes[0].adv_host, sizeof(c->nodes[0].adv_host), "10.0.0.%u", rnd(g, 9));
+		c->nodes[0].adv_tcp_port = (uint16_t)(rnd(g, 2) ? 8100 + rnd(g, 9) : 0);
 		break;
 	default:
 		break;
@@ -1023,6 +1032,11 @@ static size_t all_commands(struct meta_cmd *out)
 	c = (struct meta_cmd){.type = META_NODE_ADD, .n_nodes = 1};
 	c.nodes[0] = node_at(9);
 	out[n++] = c;
+	c = (struct meta_cmd){.type = META_NODE_ADVERTISE, .node_id = 2, .n_nodes = 1};
+	snprintf(c.nodes[0].adv_host, sizeof(c.nodes[0].adv_host), "127.0.0.1");
+	c.nodes[0].adv_tcp_port = 8101;
+	c.nodes[0].adv_http_port = 8301;
+	out[n++] = c;
 	out[n++] = (struct meta_cmd){.type = META_NODE_REMOVE, .node_id = 2};
 	return n;
 }
@@ -1042,7 +1056,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 	/* encode → decode → apply gives the same state as applying the original, and re-encodes to the same bytes. */
 	struct meta_cmd cmds[40];
 	size_t n = all_commands(cmds);
-	bool seen[META_NODE_REMOVE + 1] = {false};
+	bool seen[META_NODE_ADVERTISE + 1] = {false};
 	for (size_t i = 0; i < n; i++) {
 		struct meta *a = base_state(), *b = base_state();
 		size_t len;
@@ -1067,7 +1081,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 		meta_free(a);
 		meta_free(b);
 	}
-	for (int t = META_CREATE_STREAM; t <= META_NODE_REMOVE; t++)
+	for (int t = META_CREATE_STREAM; t <= META_NODE_ADVERTISE; t++)
 		cr_assert(seen[t], "type %d not covered", t);
 }
 
@@ -1482,4 +1496,48 @@ Test(meta, a_removed_node_s_replicas_move_to_the_least_loaded_nodes_and_errors_c
 	add.nodes[0] = node_at(30);
 	cr_assert_eq(apply(m, add), META_E_NODE_LIMIT, "the table is full");
 	meta_free(m);
+}
+
+/* NODE_ADVERTISE sets a node's client addresses, only its own; snapshots keep them; version 2 still reads. */
+Test(meta, a_node_s_advertised_client_addresses_are_kept_and_snapshotted)
+{
+	struct meta *m = meta_new();
+	ok(m, init_cmd(3, 3));
+	struct meta_cmd c = {.type = META_NODE_ADVERTISE, .node_id = 2, .n_nodes = 1};
+	snprintf(c.nodes[0].adv_host, sizeof(c.nodes[0].adv_host), "127.0.0.1");
+	c.nodes[0].adv_tcp_port = 8102;
+	c.nodes[0].adv_quic_port = 8202;
+	ok(m, c);
+	const struct meta_node *n = meta_node(m, 2);
+	cr_assert_str_eq(n->adv_host, "127.0.0.1");
+	cr_assert_eq(n->adv_tcp_port, 8102);
+	cr_assert_eq(n->adv_quic_port, 8202);
+	cr_assert_eq(n->adv_http_port, 0);
+	cr_assert_str_eq(meta_node(m, 1)->adv_host, "");
+	/* An unknown node: 10061, nothing changes. */
+	size_t len, len2;
+	uint8_t *before = snap(m, &len);
+	c.node_id = 7;
+	cr_assert_eq(apply(m, c), META_E_NODE_NOT_FOUND);
+	uint8_t *after = snap(m, &len2);
+	cr_assert(len == len2 && memcmp(before, after, len) == 0);
+	free(after);
+	/* The snapshot carries them. */
+	struct meta *d = NULL;
+	cr_assert_eq(metarec_snapshot_decode(before, len, &d), 0);
+	cr_assert_str_eq(meta_node(d, 2)->adv_host, "127.0.0.1");
+	cr_assert_eq(meta_node(d, 2)->adv_quic_port, 8202);
+	meta_free(d);
+	free(before);
+	meta_free(m);
+	/* A version 2 snapshot (no client addresses): one node "h", nothing else. */
+	uint8_t v2[] = {2, 5, 0, 0, 0, 0, 0, 0, 0, /* applied 5 */ 3, /* rf */ 1, /* one node */
+			1, 0, 0, 0, 1, 'h', 0x20, 0x21, 0x9a, 0x1f, 0x90, 0x1f, 0xb8, 0x0b, /* id, host, ports */
+			0, 0, 0, 0, /* streams */ 0, 0, 0, 0 /* users */};
+	cr_assert_eq(metarec_snapshot_decode(v2, sizeof(v2), &d), 0);
+	cr_assert_eq(d->n_nodes, 1);
+	cr_assert_str_eq(d->nodes[0].host, "h");
+	cr_assert_str_eq(d->nodes[0].adv_host, "");
+	cr_assert_eq(d->nodes[0].adv_tcp_port, 0);
+	meta_free(d);
 }
