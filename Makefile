@@ -26,8 +26,9 @@ cluster: build
 # fails, then a summary, and the target fails if any stage did): the ASan+UBSan build, the fuzz targets
 # for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC and
 # HTTP, then against a three-node cluster), the lifecycle test's fixed seeds, the HTTP API suite, the unit
-# tests, the jepsen suite's short matrix (jepsen/, needs root), and a check that no galgod, namespace or
-# iptables rule was left behind. `scripts/test-stages NAME...` runs some stages; `--list` names them.
+# tests, the deploy tests (image, compose cluster, Kubernetes manifests; needs Docker), the jepsen suite's
+# short matrix (jepsen/, needs root), and a check that no galgod, namespace, iptables rule or compose
+# container was left behind. `scripts/test-stages NAME...` runs some stages; `--list` names them.
 test: deps
 	BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) MAKE="$(MAKE)" ./scripts/test-stages
 
