@@ -8,12 +8,18 @@
  *   add-node ID HOST RAFT [TCP [QUIC [HTTP]]]
  *                                           AddNode: start the new node with cluster.join=true first
  *   remove-node ID                          RemoveNode: its replicas move to other nodes
+ *   drain [SECONDS]                         Drain the node asked (--server): it hands every leadership to
+ *                                           other replicas and takes none; waits (default 60 s) until it
+ *                                           leads nothing: exit status 0 then, 1 if time ran out
+ *   undrain                                 ends the drain: the node may lead again (a restart ends it too)
  *   health [live|ready] [HOST:PORT]         GET /health/ready (default) or /health/live of a node's HTTP
  *                                           listener (default 127.0.0.1:3000; no login): prints the JSON,
  *                                           exit status 0 when it answers 200 (a probe for containers
  *                                           without a shell), 1 when it answers otherwise
  * Exit status 0 on success, 1 when the server refused (its error code is printed), 2 on bad usage or
- * when no connection could be made.
+ * when no connection could be made. Without --username and --password, GALGO_ADMIN_USERNAME and
+ * GALGO_ADMIN_PASSWORD, else GALGO_ROOT_USERNAME and GALGO_ROOT_PASSWORD (as a node's own environment
+ * holds them: a Kubernetes preStop hook runs `galgo-admin drain` with no shell), else iggy and iggy.
  */
 #define _GNU_SOURCE
 
@@ -39,6 +45,8 @@ static void usage(FILE *f)
 		   "  nodes\n"
 		   "  add-node ID HOST RAFT_PORT [TCP_PORT [QUIC_PORT [HTTP_PORT]]]\n"
 		   "  remove-node ID\n"
+		   "  drain [SECONDS]\n"
+		   "  undrain\n"
 		   "  health [live|ready] [HOST:PORT]\n");
 }
 
@@ -149,6 +157,47 @@ static int print_nodes(struct gclient *c, const char *server)
 }
 
 /*
+ * Drain (10005) of the node c is connected to, or its end; a drain then asks again (mode 2, report only)
+ * every 200 ms until the node leads nothing or wait_s have passed.
+ */
+static int drain(struct gclient *c, const char *server, bool on, uint32_t wait_s)
+{
+	uint8_t mode = on ? 1 : 0;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		const uint8_t *r;
+		size_t len;
+		int rv = gclient_raw(c, 10005, &mode, 1, &r, &len);
+		if (rv != 0 || len != 5) {
+			fprintf(stderr, "galgo-admin: drain refused by %s: %d%s\n", server, rv,
+				rv == 41 ? " (not allowed: needs the manage_servers permission)" : "");
+			return rv < 0 ? 2 : 1;
+		}
+		uint32_t led;
+		memcpy(&led, r + 1, 4);
+		if (!on) {
+			printf("drain ended: %s may lead again (it leads %" PRIu32 " groups)\n", server, led);
+			return 0;
+		}
+		if (led == 0) {
+			printf("drained: %s leads no group and takes no leadership until undrain or a restart\n", server);
+			return 0;
+		}
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= (time_t)wait_s) {
+			fprintf(stderr, "galgo-admin: %s still leads %" PRIu32 " groups after %" PRIu32 " s\n", server, led,
+				wait_s);
+			return 1;
+		}
+		mode = 2;
+		struct timespec pause = {0, 200 * 1000 * 1000};
+		nanosleep(&pause, NULL);
+	}
+}
+
+/*
  * GET /health/<what> of the HTTP listener at addr (HOST:PORT, or [IPv6]:PORT) over plain HTTP/1.0, within
  * 5 s: prints the body; 0 when the status is 200, 1 for another status, 2 when no answer came.
  */
@@ -224,6 +273,15 @@ static int health(const char *what, const char *addr)
 int main(int argc, char **argv)
 {
 	const char *server = "127.0.0.1:8090", *user = "iggy", *pass = "iggy";
+	const char *const user_env[] = {"GALGO_ADMIN_USERNAME", "GALGO_ROOT_USERNAME"};
+	const char *const pass_env[] = {"GALGO_ADMIN_PASSWORD", "GALGO_ROOT_PASSWORD"};
+	for (int i = 1; i >= 0; i--) {
+		const char *u = getenv(user_env[i]), *p = getenv(pass_env[i]);
+		if (u != NULL && *u != '\0')
+			user = u;
+		if (p != NULL && *p != '\0')
+			pass = p;
+	}
 	static const struct option opts[] = {{"server", required_argument, NULL, 's'},
 					     {"username", required_argument, NULL, 'u'},
 					     {"password", required_argument, NULL, 'p'},
@@ -268,7 +326,7 @@ int main(int argc, char **argv)
 	}
 	uint8_t body[300];
 	size_t blen = 0;
-	uint32_t code;
+	uint32_t code, wait_s = 60;
 	if (strcmp(cmd, "nodes") == 0 && nargs == 0) {
 		code = 10001;
 	} else if (strcmp(cmd, "add-node") == 0 && nargs >= 3 && nargs <= 6) {
@@ -292,6 +350,14 @@ int main(int argc, char **argv)
 			uint16_t v = (uint16_t)port[i];
 			memcpy(body + blen, &v, 2);
 			blen += 2;
+		}
+	} else if ((strcmp(cmd, "drain") == 0 && nargs <= 1) || (strcmp(cmd, "undrain") == 0 && nargs == 0)) {
+		code = 10005;
+		body[0] = cmd[0] == 'd' ? 1 : 0;
+		blen = 1;
+		if (nargs == 1 && (parse_u32(a[0], 86400, &wait_s) != 0)) {
+			usage(stderr);
+			return 2;
 		}
 	} else if (strcmp(cmd, "remove-node") == 0 && nargs == 1) {
 		uint32_t id;
@@ -319,6 +385,8 @@ int main(int argc, char **argv)
 	int status;
 	if (code == 10001) {
 		status = print_nodes(c, server);
+	} else if (code == 10005) {
+		status = drain(c, server, body[0] == 1, wait_s);
 	} else {
 		rv = gclient_raw(c, code, body, blen, NULL, NULL);
 		status = rv == 0 ? 0 : rv < 0 ? 2 : 1;

@@ -61,6 +61,8 @@ struct clu {
 	struct handler handlers[CLU_KIND_MAX];
 	unsigned seed;
 	struct clk clk;          /* the peers' clock offsets (node/clock.h) */
+	bool draining;           /* clu_set_draining */
+	uint64_t peer_draining_until[CLU_MAX_NODE_ID + 1]; /* ms: a peer's last STATE said draining, + 3 s */
 };
 
 static uint64_t now_ms(void)
@@ -525,11 +527,47 @@ void clu_group_set_campaign(struct clu_group *g, bool allowed)
 	rgroup_set_campaign(g->g, allowed);
 }
 
+/* ---- Node state (STATE, specified in cluster.h) ---- */
+
+#define DRAINING_HOLD_MS 3000u
+
+void clu_state_tick(struct clu *c)
+{
+	uint8_t b = c->draining ? 1 : 0;
+	for (size_t i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].id != c->node_id && clu_connected(c, c->nodes[i].id)) {
+			uv_buf_t v = uv_buf_init((char *)&b, 1);
+			(void)clu_send(c, c->nodes[i].id, CLU_KIND_STATE, &v, 1);
+		}
+}
+
+void clu_set_draining(struct clu *c, bool draining)
+{
+	c->draining = draining;
+	clu_state_tick(c);
+}
+
+bool clu_peer_draining(const struct clu *c, uint64_t peer)
+{
+	return peer <= CLU_MAX_NODE_ID && c->peer_draining_until[peer] > now_ms();
+}
+
+static void state_message(struct clu *c, uint64_t from, const uint8_t *b, size_t len)
+{
+	if (len != 1 || from > CLU_MAX_NODE_ID)
+		return;
+	c->peer_draining_until[from] = b[0] == 1 ? now_ms() + DRAINING_HOLD_MS : 0;
+}
+
 static void net_message(void *ud, uint64_t from, uint8_t kind, const void *buf, size_t len)
 {
 	struct clu *c = ud;
 	if (kind == CLU_KIND_CLOCK) {
 		clock_message(c, from, buf, len);
+		return;
+	}
+	if (kind == CLU_KIND_STATE) {
+		state_message(c, from, buf, len);
 		return;
 	}
 	if (kind == CLU_KIND_RAFT) {

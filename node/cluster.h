@@ -77,6 +77,10 @@
  *               sender's wall clock (a, µs since the epoch) and monotonic clock (b, µs), wall 0; the
  *               answer echoes a and b and carries the answerer's wall clock when it answered (node/clock.h).
  *               Any other length or type is ignored.
+ *   STATE       1 byte: [draining u8: 1 the sender is draining (it takes no leadership: hand it none), 0
+ *               not]. Sent to every connected peer once a second and at once when it changes; a peer's
+ *               draining counts for 3 s after its last STATE (a node that restarted is not draining).
+ *               Any other length is ignored.
  * Request ids start from the sender's boot time in µs << 10, so they do not repeat across restarts.
  */
 enum clu_kind {
@@ -89,6 +93,7 @@ enum clu_kind {
 	CLU_KIND_POLL_REPLY = 7,  /* its outcome and the messages */
 	CLU_KIND_SEND_PLACED = 8, /* where the leader appended a forwarded batch */
 	CLU_KIND_CLOCK = 9,       /* a clock probe or its answer (node/clock.h) */
+	CLU_KIND_STATE = 10,      /* the sender's own state: whether it is draining */
 	CLU_KIND_MAX = 16,
 };
 
@@ -182,6 +187,12 @@ bool clu_clock_skewed(const struct clu *c);
 bool clu_clock_disagrees(const struct clu *c, uint64_t peer);
 /* rgroup_set_campaign of the group. */
 void clu_group_set_campaign(struct clu_group *g, bool allowed);
+/* This node's draining flag, told to every connected peer now and by clu_state_tick (STATE). */
+void clu_set_draining(struct clu *c, bool draining);
+/* Sends STATE to every connected peer (once a second, from the owner's tick). */
+void clu_state_tick(struct clu *c);
+/* Whether `peer` said it is draining within the last 3 s. */
+bool clu_peer_draining(const struct clu *c, uint64_t peer);
 
 /* rgroup_transfer: hands leadership to `to` once it has caught up. */
 int clu_group_transfer(struct clu_group *g, uint64_t to);

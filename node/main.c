@@ -326,11 +326,21 @@ static bool galgod_drained(const struct galgod *g)
 	       (g->tcp == NULL || tcp_server_unsent(g->tcp) == 0);
 }
 
+/*
+ * In a cluster, whether this node leads no group any more: the drain (srv_drain) hands every leadership to
+ * another replica before the node goes, so its partitions change leader at once instead of after an
+ * election timeout. A single node has no one to hand to.
+ */
+static bool galgod_handed_over(struct galgod *g)
+{
+	return g->srv == NULL || g->cfg.cluster.nodes[0] == '\0' || srv_drain(g->srv, true) == 0;
+}
+
 static void galgod_on_stop_timer(uv_timer_t *t)
 {
 	struct galgod *g = t->data;
 	uint64_t elapsed = uv_now(&g->loop) - g->stop_at;
-	if (g->stop_phase == 1 && (galgod_drained(g) || elapsed >= SHUTDOWN_DRAIN_MS))
+	if (g->stop_phase == 1 && ((galgod_drained(g) && galgod_handed_over(g)) || elapsed >= SHUTDOWN_DRAIN_MS))
 		uv_stop(&g->loop);
 	else if (g->stop_phase == 2 && elapsed >= SHUTDOWN_BOUND_MS)
 		uv_stop(&g->loop);
@@ -340,8 +350,9 @@ static void galgod_on_stop_timer(uv_timer_t *t)
  * Phase 1, the drain: the listeners close and the transports stop taking new requests (a request that
  * arrives now is never handed to the server: HTTP and QUIC answer it 58, TCP leaves it unread), while
  * everything else keeps running (the node-to-node links above all: forwarded requests get their
- * answers, sends their replication), until every admitted request is answered and its reply written,
- * or SHUTDOWN_DRAIN_MS have passed.
+ * answers, sends their replication), and in a cluster the node hands every leadership it holds to
+ * another replica (srv_drain), until every admitted request is answered and its reply written and
+ * nothing is led here, or SHUTDOWN_DRAIN_MS have passed.
  */
 static void galgod_drain(struct galgod *g)
 {
@@ -355,6 +366,15 @@ static void galgod_drain(struct galgod *g)
 	uv_timer_start(&g->stop_timer, galgod_on_stop_timer, 0, SHUTDOWN_POLL_MS);
 	uv_run(&g->loop, UV_RUN_DEFAULT);
 	uint64_t took = uv_now(&g->loop) - g->stop_at;
+	if (g->srv != NULL && g->cfg.cluster.nodes[0] != '\0') {
+		uint32_t led = srv_drain(g->srv, true);
+		if (led > 0)
+			glog_warn(TAG, "shutdown: still leading %" PRIu32 " groups after %" PRIu64 " ms (no replica to "
+				       "hand them to); they elect a new leader once this node is gone",
+				  led, took);
+		else
+			glog_info(TAG, "shutdown: every leadership handed over after %" PRIu64 " ms", took);
+	}
 	if (galgod_drained(g))
 		glog_info(TAG, "shutdown: drained in %" PRIu64 " ms", took);
 	else

@@ -320,6 +320,8 @@ struct srv {
 	bool meta_caught_up;       /* the replay is done (orphans were removed) */
 	bool meta_rebuilt;         /* the metadata log was damaged and is rebuilt from peers (meta_open) */
 	uint64_t advertise_at;     /* advertise_tick: no NODE_ADVERTISE before this (ms) */
+	bool draining;             /* srv_drain: leads nothing, hands over what it leads (drain_tick) */
+	uint64_t meta_transfer_at; /* drain_tick: the last metadata leadership transfer asked (ms) */
 	bool leader_work;          /* a new metadata leader still has its start-of-term housekeeping to do */
 	struct mwait *mwaits;      /* metadata commands waiting for their entry */
 	struct mresult ring[256];  /* outcomes of the last applied metadata entries */
@@ -733,7 +735,7 @@ static int part_open(struct srv *s, const struct meta_topic *t, uint32_t pid, ui
 		free(pt);
 		return rv;
 	}
-	if (s->clock_skewed)
+	if (s->clock_skewed || s->draining)
 		clu_group_set_campaign(pt->g, false);
 	*out = pt;
 	return 0;
@@ -4848,6 +4850,35 @@ static void handle_membership(struct srv_session *ss, const struct frame_request
 	mwait_push(s, w);
 }
 
+static uint32_t drain_tick(struct srv *s);
+
+/*
+ * Drain (10005), docs/protocol-extensions.md: body [mode u8]: 1 drain this node, 0 end the drain, 2 only
+ * report. Reply: [draining u8][groups led here u32]; the drain is done when that count is 0.
+ */
+static void handle_drain(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+{
+	struct pending *p = pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	if (len != 1 || body[0] > 2) {
+		finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		return;
+	}
+	if (!auth_allowed(session_user(ss), AUTH_MANAGE_SERVERS, 0, 0)) {
+		finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		return;
+	}
+	struct srv *s = ss->srv;
+	uint32_t led = body[0] == 2 ? drain_tick(s) : srv_drain(s, body[0] == 1);
+	struct wire_buf b;
+	wire_buf_init(&b);
+	wire_put_u8(&b, s->draining ? 1 : 0);
+	wire_put_u32(&b, led);
+	finish_buf(p, 0, false, &b);
+	wire_buf_free(&b);
+}
+
 static void handle_read(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
@@ -4862,6 +4893,10 @@ static void handle_read(struct srv_session *ss, const struct frame_request *hdr,
 	}
 	if (code == FRAME_CODE_GALGO_ADD_NODE || code == FRAME_CODE_GALGO_REMOVE_NODE) {
 		handle_membership(ss, hdr, body, len);
+		return;
+	}
+	if (code == FRAME_CODE_GALGO_DRAIN) {
+		handle_drain(ss, hdr, body, len);
 		return;
 	}
 	if (code == FRAME_CODE_GET_POLL_ROUTING || code == FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING) {
@@ -5539,6 +5574,78 @@ void srv_free(struct srv *s)
 }
 
 /*
+ * Draining (srv_drain; galgo-admin drain, and galgod itself on SIGTERM): the node asks for no vote in any
+ * group and ignores leadership transfers to it (rgroup_set_campaign), tells its peers it is draining
+ * (STATE: their balance_leaders hands it nothing), and hands every leadership it holds to another voter
+ * that is connected, not draining and whose clock agrees, in placement order, retried each second per
+ * group until it leads nothing. It ends with srv_drain(false) or a restart.
+ */
+static bool drain_target_ok(struct srv *s, uint64_t id)
+{
+	return id != clu_node_id(s->clu) && clu_connected(s->clu, id) && !clu_peer_draining(s->clu, id) &&
+	       !clu_clock_disagrees(s->clu, id);
+}
+
+static uint32_t drain_tick(struct srv *s)
+{
+	uint32_t led = 0;
+	uint64_t now = mono_ms();
+	const struct clu_node *nodes;
+	if (clu_nodes(s->clu, &nodes) < 2)
+		return 0; /* no peer: nothing can be handed over, nothing is waited for */
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
+		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
+		for (uint32_t i = 0; i < tp->n; i++) {
+			struct part *pt = tp->pp[i];
+			if (pt == NULL || !clu_group_leader(pt->g))
+				continue;
+			led++;
+			if (!s->draining || t == NULL || i >= t->n_partitions || now - pt->transfer_at < 1000)
+				continue;
+			const struct meta_partition *mp = &t->partitions[i];
+			for (uint32_t k = 0; k < mp->n_replicas; k++)
+				if (drain_target_ok(s, mp->replicas[k])) {
+					pt->transfer_at = now;
+					if (clu_group_transfer(pt->g, mp->replicas[k]) == 0)
+						break;
+				}
+		}
+	}
+	if (s->mg != NULL && clu_group_leader(s->mg)) {
+		led++;
+		if (s->draining && now - s->meta_transfer_at >= 1000) {
+			struct rgroup_member m[2 * CLU_MAX_NODES];
+			size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0]));
+			for (size_t k = 0; k < nm && k < sizeof(m) / sizeof(m[0]); k++)
+				if (m[k].role == RAFT_VOTER && drain_target_ok(s, m[k].id)) {
+					s->meta_transfer_at = now;
+					if (clu_group_transfer(s->mg, m[k].id) == 0)
+						break;
+				}
+		}
+	}
+	return led;
+}
+
+uint32_t srv_drain(struct srv *s, bool on)
+{
+	if (on != s->draining) {
+		s->draining = on;
+		glog_info(TAG, on ? "draining: handing over every leadership this node holds, taking none"
+				  : "drain ended: this node may lead again");
+		bool campaign = on ? false : !s->clock_skewed;
+		for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
+			for (uint32_t i = 0; i < tp->n; i++)
+				if (tp->pp[i] != NULL)
+					clu_group_set_campaign(tp->pp[i]->g, campaign);
+		if (s->mg != NULL)
+			clu_group_set_campaign(s->mg, !on);
+		clu_set_draining(s->clu, on);
+	}
+	return drain_tick(s);
+}
+
+/*
  * Leadership balance: the first replica of a partition is its preferred leader, and placement rotates
  * the first replica over the nodes (node/meta.c), so preferred leaders spread evenly. A leader that is
  * not the preferred one hands over to it when its link is up, at most every BALANCE_MS per partition;
@@ -5556,7 +5663,7 @@ static void balance_leaders(struct srv *s)
 			if (pt == NULL || pt->leaving || !clu_group_leader(pt->g) || now - pt->transfer_at < BALANCE_MS)
 				continue;
 			if (mp->n_replicas < 2 || mp->replicas[0] == self || !clu_connected(s->clu, mp->replicas[0]) ||
-			    clu_clock_disagrees(s->clu, mp->replicas[0]))
+			    clu_clock_disagrees(s->clu, mp->replicas[0]) || clu_peer_draining(s->clu, mp->replicas[0]))
 				continue;
 			pt->transfer_at = now;
 			if (clu_group_transfer(pt->g, mp->replicas[0]) == 0)
@@ -5889,7 +5996,7 @@ static void clock_tick(struct srv *s)
 		for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
 			for (uint32_t i = 0; i < tp->n; i++)
 				if (tp->pp[i] != NULL)
-					clu_group_set_campaign(tp->pp[i]->g, !skewed);
+					clu_group_set_campaign(tp->pp[i]->g, !skewed && !s->draining);
 	}
 	if (!skewed)
 		return;
@@ -5932,7 +6039,11 @@ void srv_tick(struct srv *s)
 	membership_tick(s);
 	members_tick(s);
 	advertise_tick(s);
-	balance_leaders(s);
+	clu_state_tick(s->clu);
+	if (s->draining)
+		(void)drain_tick(s);
+	else
+		balance_leaders(s);
 	scrub_tick(s);
 	repair_tick(s);
 	clock_tick(s);

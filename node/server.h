@@ -112,4 +112,11 @@ int srv_metrics_text(struct srv *s, char **out, size_t *len);
  */
 int srv_health(struct srv *s, bool ready, char **out, size_t *len);
 
+/*
+ * Starts (on) or ends the drain of this node: while draining it takes no leadership and hands every one it
+ * holds to another replica (node/server.c, drain_tick). Returns how many groups (partitions and the
+ * metadata group) it still leads: the drain is done at 0 (always 0 for a node without peers).
+ */
+uint32_t srv_drain(struct srv *s, bool on);
+
 #endif /* GALGO_SERVER_H */

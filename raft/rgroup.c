@@ -1368,6 +1368,15 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 		rmsg_discard(&d);
 		return 0;
 	}
+	if ((g->recovering || g->no_campaign) && d.msg.type == RAFT_TIMEOUT_NOW) {
+		/*
+		 * A leadership transfer to a replica that may not campaign: libraft would start an election at
+		 * once, without pre-vote, and bump this replica's term although its vote requests are dropped,
+		 * which deposes the leader for nothing. Ignored: the transfer times out and the leader stays.
+		 */
+		rmsg_discard(&d);
+		return 0;
+	}
 	/* On input, server_id and server_address name the sender. */
 	d.msg.server_id = from;
 	d.msg.server_address = peer_address(g, from, NULL);

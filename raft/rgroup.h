@@ -188,8 +188,9 @@ int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64
 
 /*
  * Whether this replica may campaign (default yes). When not, it asks for no vote (its RequestVote and
- * pre-vote messages are dropped, so it never becomes leader; a pre-vote candidate bumps no term) but still
- * grants votes and follows. For a node that must not lead, e.g. one whose clock is not trusted.
+ * pre-vote messages are dropped, so it never becomes leader; a pre-vote candidate bumps no term) and
+ * ignores a leader's TimeoutNow (a transfer to it times out), but still grants votes and follows. For a
+ * node that must not lead: one whose clock is not trusted, or one being drained.
  */
 void rgroup_set_campaign(struct rgroup *g, bool allowed);
 

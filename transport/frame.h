@@ -168,6 +168,7 @@ enum frame_code {
 	FRAME_CODE_GALGO_SET_REDIRECT = 10002,
 	FRAME_CODE_GALGO_ADD_NODE = 10003,
 	FRAME_CODE_GALGO_REMOVE_NODE = 10004,
+	FRAME_CODE_GALGO_DRAIN = 10005,
 	FRAME_CODE_DESCRIBE_OPTIONS = 13,
 	/*
 	 * Iggy's poll routing (not in the reference; the codes of apache-iggy 0.9.0, seen on the wire). Against

@@ -61,6 +61,8 @@ def test_the_statefulset_is_shaped_as_the_issue_asks():
     assert c["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
     assert c["securityContext"]["readOnlyRootFilesystem"]
+    assert c["lifecycle"]["preStop"]["exec"]["command"][:2] == ["/usr/bin/galgo-admin", "drain"]
+    assert pod["terminationGracePeriodSeconds"] > int(c["lifecycle"]["preStop"]["exec"]["command"][2])
     assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     assert docs()["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
     headless = [d for p in manifests() for d in yaml.safe_load_all(p.read_text())

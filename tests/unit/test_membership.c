@@ -537,3 +537,73 @@ Test(membership, every_node_lists_the_client_addresses_each_node_advertises)
 	for (int i = 0; i < 3; i++)
 		node_stop(&nodes[i]);
 }
+
+/* Whether node `id` leads any partition, as node n sees the map (after a bounded wait for a full map). */
+static uint32_t led_by(struct gclient *c, uint32_t id, uint32_t *meta_leader)
+{
+	struct pmap m;
+	pmap_read(c, &m);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < m.np; i++)
+		n += m.p[i].leader == id;
+	*meta_leader = m.meta_leader;
+	return n;
+}
+
+/*
+ * Drain (galgo-admin drain, 10005): the metadata leader, drained, hands every leadership it holds to the
+ * others and takes none back, not even from leadership balance (its partitions' preferred leader) for
+ * longer than the balance interval; sends through it still work. Undrained, it leads its preferred
+ * partitions again. Stopped with SIGTERM, a node hands its leaderships over before it goes.
+ */
+Test(membership, a_drained_node_leads_nothing_until_undrained_and_sigterm_hands_leadership_over)
+{
+	uint64_t acked[PARTS][2 * M];
+	struct gclient *c = start_three(&nodes[0], acked);
+	uint32_t meta = 0;
+	uint64_t until = now_ms() + WAIT_MS;
+	while ((void)led_by(c, 0, &meta), meta == 0) {
+		cr_assert_lt(now_ms(), until, "no metadata leader");
+		pause_ms(50);
+	}
+	struct node *x = &nodes[meta - 1];
+	const struct node *other = &nodes[meta % 3];
+	gclient_close(c);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "%s/galgo-admin --server 127.0.0.1:%d drain 30 >%s/drain.out 2>&1", GALGO_BUILD_DIR,
+		 x->tcp, tmpdir);
+	int st = system(cmd);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "galgo-admin drain of node %u: %d; see %s/drain.out", x->id, st,
+		  tmpdir);
+	c = client_of(other);
+	uint32_t ml;
+	cr_assert_eq(led_by(c, x->id, &ml), 0, "node %u still leads partitions once drained", x->id);
+	cr_assert_neq(ml, x->id, "node %u still leads the metadata group once drained", x->id);
+	/* Longer than the balance interval (5 s): nothing comes back to it. */
+	pause_ms(7000);
+	cr_assert_eq(led_by(c, x->id, &ml), 0, "a drained node took a partition's leadership back");
+	cr_assert_neq(ml, x->id);
+	/* Through the drained node, sends are forwarded to the leaders. */
+	struct gclient *cx = client_of(x);
+	for (uint32_t p = 0; p < PARTS; p++)
+		acked[p][M] = send_part_acked(&cx, x, p, M, true);
+	gclient_close(cx);
+	snprintf(cmd, sizeof(cmd), "%s/galgo-admin --server 127.0.0.1:%d undrain >>%s/drain.out 2>&1", GALGO_BUILD_DIR,
+		 x->tcp, tmpdir);
+	st = system(cmd);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "galgo-admin undrain: %d", st);
+	until = now_ms() + 2 * WAIT_MS;
+	while (led_by(c, x->id, &ml) == 0) {
+		cr_assert_lt(now_ms(), until, "node %u leads nothing after undrain", x->id);
+		pause_ms(200);
+	}
+	gclient_close(c);
+	/* SIGTERM: it hands its leaderships over before it stops (logged), and the others lead everything. */
+	node_stop(x);
+	cr_assert_eq(log_count(x, "shutdown: every leadership handed over"), 1, "see %s", x->log);
+	c = client_of(other);
+	await_leaders(c, x->id, 0);
+	gclient_close(c);
+	for (int i = 0; i < 3; i++)
+		node_stop(&nodes[i]);
+}
