@@ -1338,6 +1338,7 @@ static void mwait_push(struct srv *s, struct mwait *w)
 		w->placed = true;
 		w->index = st.commit_index;
 		mwait_try_resolve(s, w);
+		house_arm(s); /* a waiter left runs to its deadline even if nothing more is applied */
 		return;
 	}
 	if (clu_group_leader(s->mg)) {
@@ -1350,6 +1351,12 @@ static void mwait_push(struct srv *s, struct mwait *w)
 			w->index = index;
 			w->term = term;
 			mwait_try_resolve(s, w);
+			/*
+			 * Its deadline must run even if the entry never commits: a leader that has lost its quorum
+			 * applies nothing more (seen: an auto-commit poll on a metadata leader whose two peers
+			 * stopped never got a reply).
+			 */
+			house_arm(s);
 			return;
 		}
 		/* -EBUSY: called from within an apply (rgroup refuses reentry); the housekeeping timer retries. */
@@ -5597,10 +5604,11 @@ static uint32_t drain_tick(struct srv *s)
 		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
 		for (uint32_t i = 0; i < tp->n; i++) {
 			struct part *pt = tp->pp[i];
-			if (pt == NULL || !clu_group_leader(pt->g))
-				continue;
+			if (pt == NULL || !clu_group_leader(pt->g) || t == NULL || i >= t->n_partitions ||
+			    t->partitions[i].n_replicas < 2)
+				continue; /* (a partition of one replica has no one to hand it to) */
 			led++;
-			if (!s->draining || t == NULL || i >= t->n_partitions || now - pt->transfer_at < 1000)
+			if (!s->draining || now - pt->transfer_at < 1000)
 				continue;
 			const struct meta_partition *mp = &t->partitions[i];
 			for (uint32_t k = 0; k < mp->n_replicas; k++)
@@ -5612,10 +5620,12 @@ static uint32_t drain_tick(struct srv *s)
 		}
 	}
 	if (s->mg != NULL && clu_group_leader(s->mg)) {
-		led++;
-		if (s->draining && now - s->meta_transfer_at >= 1000) {
-			struct rgroup_member m[2 * CLU_MAX_NODES];
-			size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0]));
+		struct rgroup_member m[2 * CLU_MAX_NODES];
+		size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0])), voters = 0;
+		for (size_t k = 0; k < nm && k < sizeof(m) / sizeof(m[0]); k++)
+			voters += m[k].role == RAFT_VOTER;
+		led += voters > 1;
+		if (voters > 1 && s->draining && now - s->meta_transfer_at >= 1000) {
 			for (size_t k = 0; k < nm && k < sizeof(m) / sizeof(m[0]); k++)
 				if (m[k].role == RAFT_VOTER && drain_target_ok(s, m[k].id)) {
 					s->meta_transfer_at = now;
