@@ -83,3 +83,39 @@ def test_the_pods_roster_is_the_one_compose_rehearses():
         assert svc["environment"]["GALGO_CLUSTER_NODES"] == k8s_roster
         assert svc["environment"]["GALGO_NODE_ID_FROM_HOSTNAME"] == "true"
     assert re.fullmatch(r"(\d@galgo-\d\.galgo-peer:8400:8090:8080:3000,?){3}", k8s_roster)
+
+
+def merge_named(base: list, patch: list) -> list:
+    """A strategic merge of lists of objects keyed by "name", as kustomize does for containers, env,
+    volumeMounts and volumes."""
+    out = [dict(x) for x in base]
+    for p in patch:
+        hit = next((o for o in out if o.get("name") == p.get("name")), None)
+        if hit is None:
+            out.append(p)
+        else:
+            for k, v in p.items():
+                hit[k] = merge_named(hit.get(k, []), v) if isinstance(v, list) and k in ("env", "volumeMounts") else v
+    return out
+
+
+def test_the_tls_overlay_patches_the_statefulset_into_a_valid_one(tmp_path):
+    kust = yaml.safe_load((K8S / "tls" / "kustomization.yaml").read_text())
+    assert kust["resources"] == ["../"]
+    patch = yaml.safe_load((K8S / "tls" / kust["patches"][0]["path"]).read_text())
+    sts = docs()["StatefulSet"]
+    assert patch["kind"] == sts["kind"] and patch["metadata"]["name"] == sts["metadata"]["name"]
+    pod, ppod = sts["spec"]["template"]["spec"], patch["spec"]["template"]["spec"]
+    pod["containers"] = merge_named(pod["containers"], ppod["containers"])
+    pod["volumes"] = merge_named(pod["volumes"], ppod["volumes"])
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    for key in ("CA", "CERT", "KEY"):
+        assert env[f"GALGO_CLUSTER_TLS_{key}"].startswith(mounts["tls"] + "/")
+    assert env["GALGO_CLUSTER_SECRET"] is None  # still from the Secret
+    out = tmp_path / "statefulset-tls.yaml"
+    out.write_text(yaml.safe_dump(sts))
+    for version in VERSIONS:
+        r = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", version, str(out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"the patched StatefulSet against {version}:\n{r.stdout}{r.stderr}"
