@@ -103,7 +103,7 @@ image: build
 
 # A three-node cluster in containers (deploy/compose): TCP 8101-8103, QUIC 8201-8203, HTTP 8301-8303 on
 # 127.0.0.1; waits until every node is ready. compose-down removes containers, network and volumes.
-compose-up: build
+compose-up: image
 	./scripts/compose up
 
 compose-down:
