@@ -181,7 +181,9 @@ static int drain(struct gclient *c, const char *server, bool on, uint32_t wait_s
 			return 0;
 		}
 		if (led == 0) {
-			printf("drained: %s leads no group and takes no leadership until undrain or a restart\n", server);
+			printf("drained: %s leads no group another node could take, and takes no leadership until undrain "
+			       "or a restart\n",
+			       server);
 			return 0;
 		}
 		struct timespec t;

@@ -369,8 +369,8 @@ static void galgod_drain(struct galgod *g)
 	if (g->srv != NULL && g->cfg.cluster.nodes[0] != '\0') {
 		uint32_t led = srv_drain(g->srv, true);
 		if (led > 0)
-			glog_warn(TAG, "shutdown: still leading %" PRIu32 " groups after %" PRIu64 " ms (no replica to "
-				       "hand them to); they elect a new leader once this node is gone",
+			glog_warn(TAG, "shutdown: still leading %" PRIu32 " groups after %" PRIu64 " ms; they elect a new "
+				       "leader once this node is gone",
 				  led, took);
 		else
 			glog_info(TAG, "shutdown: every leadership handed over after %" PRIu64 " ms", took);

@@ -5585,7 +5585,8 @@ void srv_free(struct srv *s)
  * group and ignores leadership transfers to it (rgroup_set_campaign), tells its peers it is draining
  * (STATE: their balance_leaders hands it nothing), and hands every leadership it holds to another voter
  * that is connected, not draining and whose clock agrees, in placement order, retried each second per
- * group until it leads nothing. It ends with srv_drain(false) or a restart.
+ * group until it leads nothing that could be handed over (a group whose other replicas are all down or
+ * draining, or that has none, is not waited for). It ends with srv_drain(false) or a restart.
  */
 static bool drain_target_ok(struct srv *s, uint64_t id)
 {
@@ -5597,41 +5598,41 @@ static uint32_t drain_tick(struct srv *s)
 {
 	uint32_t led = 0;
 	uint64_t now = mono_ms();
-	const struct clu_node *nodes;
-	if (clu_nodes(s->clu, &nodes) < 2)
-		return 0; /* no peer: nothing can be handed over, nothing is waited for */
 	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
 		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
-		for (uint32_t i = 0; i < tp->n; i++) {
+		for (uint32_t i = 0; t != NULL && i < tp->n && i < t->n_partitions; i++) {
 			struct part *pt = tp->pp[i];
-			if (pt == NULL || !clu_group_leader(pt->g) || t == NULL || i >= t->n_partitions ||
-			    t->partitions[i].n_replicas < 2)
-				continue; /* (a partition of one replica has no one to hand it to) */
+			const struct meta_partition *mp = &t->partitions[i];
+			if (pt == NULL || !clu_group_leader(pt->g))
+				continue;
+			bool can = false;
+			for (uint32_t k = 0; k < mp->n_replicas && !can; k++)
+				can = drain_target_ok(s, mp->replicas[k]);
+			if (!can)
+				continue; /* no replica to hand it to (one replica, or the others down or draining) */
 			led++;
 			if (!s->draining || now - pt->transfer_at < 1000)
 				continue;
-			const struct meta_partition *mp = &t->partitions[i];
+			pt->transfer_at = now;
 			for (uint32_t k = 0; k < mp->n_replicas; k++)
-				if (drain_target_ok(s, mp->replicas[k])) {
-					pt->transfer_at = now;
-					if (clu_group_transfer(pt->g, mp->replicas[k]) == 0)
-						break;
-				}
+				if (drain_target_ok(s, mp->replicas[k]) && clu_group_transfer(pt->g, mp->replicas[k]) == 0)
+					break;
 		}
 	}
 	if (s->mg != NULL && clu_group_leader(s->mg)) {
 		struct rgroup_member m[2 * CLU_MAX_NODES];
-		size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0])), voters = 0;
-		for (size_t k = 0; k < nm && k < sizeof(m) / sizeof(m[0]); k++)
-			voters += m[k].role == RAFT_VOTER;
-		led += voters > 1;
-		if (voters > 1 && s->draining && now - s->meta_transfer_at >= 1000) {
-			for (size_t k = 0; k < nm && k < sizeof(m) / sizeof(m[0]); k++)
-				if (m[k].role == RAFT_VOTER && drain_target_ok(s, m[k].id)) {
-					s->meta_transfer_at = now;
-					if (clu_group_transfer(s->mg, m[k].id) == 0)
-						break;
-				}
+		size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0]));
+		if (nm > sizeof(m) / sizeof(m[0]))
+			nm = sizeof(m) / sizeof(m[0]);
+		bool can = false;
+		for (size_t k = 0; k < nm && !can; k++)
+			can = m[k].role == RAFT_VOTER && drain_target_ok(s, m[k].id);
+		led += can;
+		if (can && s->draining && now - s->meta_transfer_at >= 1000) {
+			s->meta_transfer_at = now;
+			for (size_t k = 0; k < nm; k++)
+				if (m[k].role == RAFT_VOTER && drain_target_ok(s, m[k].id) && clu_group_transfer(s->mg, m[k].id) == 0)
+					break;
 		}
 	}
 	return led;

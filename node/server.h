@@ -115,7 +115,9 @@ int srv_health(struct srv *s, bool ready, char **out, size_t *len);
 /*
  * Starts (on) or ends the drain of this node: while draining it takes no leadership and hands every one it
  * holds to another replica (node/server.c, drain_tick). Returns how many groups (partitions and the
- * metadata group) it still leads: the drain is done at 0 (always 0 for a node without peers).
+ * metadata group) it still leads that another replica could take (one that is connected, not draining,
+ * its clock agreeing): the drain is done at 0 (at once for a node without peers, or whose peers are all
+ * down or draining).
  */
 uint32_t srv_drain(struct srv *s, bool on);
 

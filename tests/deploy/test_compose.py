@@ -64,6 +64,22 @@ def http_json(port: int, path: str) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
+def http_token(port: int) -> str:
+    """A JWT of the root user from the node's HTTP API."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/users/login", method="POST",
+                                 data=json.dumps({"username": "iggy", "password": "iggy"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())["access_token"]["token"]
+
+
+def http_get(port: int, path: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                 headers={"Authorization": f"Bearer {http_token(port)}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
 @pytest.fixture(scope="module")
 def cluster():
     if sh("docker", "info", check=False).returncode != 0:
@@ -109,6 +125,22 @@ async def read_all(c: IggyClient, stream: str, topic: str, partition: int) -> li
         out += [bytes(m.payload()).decode() for m in got]
 
 
+async def assert_every_node_holds(stream: str, topic: str, partition: int, want: set[str]) -> None:
+    """Every node's replica of the partition holds every message of `want` (waiting up to 30 s for a
+    node that lags), each once."""
+    for node in range(NODES):
+        r = await connect("tcp", node)
+        deadline = time.monotonic() + 30
+        while True:
+            got = await read_all(r, stream, topic, partition)
+            if want <= set(got) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        missing = sorted(want - set(got))
+        assert not missing, f"node {node + 1} partition {partition} lacks {len(missing)} acknowledged: {missing[:5]}"
+        assert len(got) == len(set(got)), f"node {node + 1} partition {partition} holds duplicates"
+
+
 def test_the_image_is_small_runs_as_a_user_and_builds_the_same_twice():
     first = sh(str(ROOT / "scripts" / "build-image"), str(ROOT / "build"))
     again = sh(str(ROOT / "scripts" / "build-image"), str(ROOT / "build"))
@@ -133,15 +165,7 @@ def test_every_node_is_ready_and_advertises_the_published_addresses(cluster):
 
     # GetClusterMetadata as the HTTP API gives it, from every node: every node at its published address
     for i in range(NODES):
-        req = urllib.request.Request(f"http://127.0.0.1:{8301 + i}/users/login", method="POST",
-                                     data=json.dumps({"username": "iggy", "password": "iggy"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            token = json.loads(r.read())["access_token"]["token"]
-        req = urllib.request.Request(f"http://127.0.0.1:{8301 + i}/cluster/metadata",
-                                     headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            m = json.loads(r.read())
+        m = http_get(8301 + i, "/cluster/metadata")
         nodes = sorted((n["ip"], n["endpoints"]["tcp"], n["endpoints"]["quic"], n["endpoints"]["http"])
                        for n in m["nodes"])
         assert nodes == [("127.0.0.1", 8101 + k, 8201 + k, 8301 + k) for k in range(NODES)], (i, nodes)
@@ -247,21 +271,7 @@ def test_a_container_fault_heals_without_losing_an_acknowledged_message(cluster,
         assert took < 10, f"docker stop took {took:.1f} s: galgod as PID 1 did not stop on SIGTERM"
         assert code == 0, f"galgod exited with {code} on SIGTERM"
 
-    async def check():
-        want = [f"m-{k}" for k in acked]
-        for node in range(NODES):
-            r = await connect("tcp", node)
-            deadline = time.monotonic() + 30
-            while True:
-                got = await read_all(r, stream, topic, 0)
-                if set(want) <= set(got) or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-            missing = sorted(set(want) - set(got))
-            assert not missing, f"node {node + 1} lacks {len(missing)} acknowledged messages: {missing[:5]}"
-            assert len(got) == len(set(got)), f"node {node + 1} holds duplicates"
-
-    asyncio.run(check())
+    asyncio.run(assert_every_node_holds(stream, topic, 0, {f"m-{k}" for k in acked}))
 
 
 def leaders() -> dict[str, tuple[int, int]]:
@@ -332,22 +342,8 @@ def test_a_rolling_restart_with_drains_fails_no_send_and_loses_nothing(cluster):
     assert not failures, f"{len(failures)} sends failed, the first: {failures[:3]}"
     assert len(acked) > 100
 
-    async def check():
-        for node in range(NODES):
-            r = await connect("tcp", node)
-            for p in range(3):
-                want = {f"r-{k}" for q, k in acked if q == p}
-                deadline = time.monotonic() + 30
-                while True:
-                    got = await read_all(r, stream, topic, p)
-                    if want <= set(got) or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.5)
-                missing = sorted(want - set(got))
-                assert not missing, f"node {node + 1} partition {p} lacks {len(missing)}: {missing[:5]}"
-                assert len(got) == len(set(got)), f"node {node + 1} partition {p} holds duplicates"
-
-    asyncio.run(check())
+    for p in range(3):
+        asyncio.run(assert_every_node_holds(stream, topic, p, {f"r-{k}" for q, k in acked if q == p}))
     deadline = time.monotonic() + 30
     while True:
         ls = {k: v for k, v in leaders().items() if k.startswith(f"{stream_id('rolling')}/")}
@@ -358,11 +354,4 @@ def test_a_rolling_restart_with_drains_fails_no_send_and_loses_nothing(cluster):
 
 
 def stream_id(name: str) -> int:
-    req = urllib.request.Request("http://127.0.0.1:8301/users/login", method="POST",
-                                 data=json.dumps({"username": "iggy", "password": "iggy"}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        token = json.loads(r.read())["access_token"]["token"]
-    req = urllib.request.Request(f"http://127.0.0.1:8301/streams/{name}", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())["id"]
+    return http_get(8301, f"/streams/{name}")["id"]
