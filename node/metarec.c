@@ -238,7 +238,8 @@ static void put_adv(struct wire_buf *b, const struct meta_node *n)
 	wire_put_u16(b, n->adv_http_port);
 }
 
-static void get_adv(struct wire_rd *r, struct meta_node *n)
+/* A host str8 into out (META_HOST_MAX + 1 bytes, NUL-terminated); one holding a zero byte is refused. */
+static void get_host(struct wire_rd *r, char *out)
 {
 	struct wire_str h;
 	if (wire_get_str8(r, &h) != 0)
@@ -246,8 +247,13 @@ static void get_adv(struct wire_rd *r, struct meta_node *n)
 	if (memchr(h.ptr, 0, h.len) != NULL)
 		bad(r);
 	else
-		memcpy(n->adv_host, h.ptr, h.len);
-	n->adv_host[h.len] = '\0';
+		memcpy(out, h.ptr, h.len);
+	out[h.len] = '\0';
+}
+
+static void get_adv(struct wire_rd *r, struct meta_node *n)
+{
+	get_host(r, n->adv_host);
 	n->adv_tcp_port = wire_get_u16(r);
 	n->adv_quic_port = wire_get_u16(r);
 	n->adv_http_port = wire_get_u16(r);
@@ -258,13 +264,7 @@ static void get_node(struct wire_rd *r, struct meta_node *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->id = wire_get_u32(r);
-	struct wire_str h;
-	if (wire_get_str8(r, &h) != 0)
-		return;
-	if (memchr(h.ptr, 0, h.len) != NULL)
-		bad(r);
-	else
-		memcpy(n->host, h.ptr, h.len);
+	get_host(r, n->host);
 	n->raft_port = wire_get_u16(r);
 	n->tcp_port = wire_get_u16(r);
 	n->quic_port = wire_get_u16(r);
