@@ -110,7 +110,9 @@ def test_a_purge_drops_the_stored_consumer_offsets_as_iggy_does(tmp_path):
     run(tmp_path, 1, 0, 0, script=script, quirks=set())
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["delete_segments_one_replica"][0])
+# Not strict: whether the bug shows depends on which node the client lands on after the restarts (the
+# metadata leader it follows); one CI run saw every check pass on the compacted replica.
+@pytest.mark.xfail(strict=False, reason=KNOWN_BUGS["delete_segments_one_replica"][0])
 def test_segments_deleted_in_a_cluster_stay_deleted_whichever_node_answers(tmp_path):
     """After DeleteSegments on three nodes, each node restarted in turn (the metadata leader, which the client
     follows, moves at least once) answers without the deleted messages."""
