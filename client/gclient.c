@@ -1182,6 +1182,7 @@ int gclient_msg_next(struct gclient_msg_iter *it, struct gclient_msg *m)
 	m->offset = bh.base_offset + fh.offset_delta;
 	m->timestamp = bh.base_timestamp;
 	m->origin_timestamp = bh.origin_timestamp + fh.timestamp_delta;
+	m->checksum = fh.checksum;
 	memcpy(m->id, fh.id, sizeof(m->id));
 	m->payload = f + RECORD_FRAME_HEADER_SIZE;
 	m->payload_len = fh.payload_length;

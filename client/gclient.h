@@ -350,6 +350,7 @@ struct gclient_msg {
 	uint64_t offset;           /* base_offset + offset_delta */
 	uint64_t timestamp;        /* the batch's base_timestamp (server append time, µs) */
 	uint64_t origin_timestamp; /* the batch's origin_timestamp + timestamp_delta */
+	uint64_t checksum;         /* the frame's checksum as stored (XXH3 of frame bytes 8 .. end), unverified */
 	uint8_t id[16];
 	const uint8_t *payload;
 	uint32_t payload_len;

@@ -22,7 +22,9 @@
  * ids are Iggy's as the server numbers them in protocol 0.11: 0-based, 0..n-1 for a topic of n
  * partitions (shared reference iggy-protocol.md §2.3 "IDs are 0-based", and tests/compat
  * test_partitions.py). "consumer" is a name (string) or a numeric id (integer) of a single consumer;
- * default the numeric id 0.
+ * default the numeric id 0. Instead of "consumer", "group" names a consumer group (a name or a numeric
+ * id) whose offsets poll, store_offset and get_offset then concern; the group need not have been
+ * joined to read or store its offsets.
  *
  *   {"op":"connect","servers":"H:P,H:P,...","mode":"pinned"|"leader","username":U,"password":P,
  *    "timeout_ms":N}
@@ -48,15 +50,22 @@
  *       value), the rest get base, base + 1, ..., and a batch of nothing but retries is ok with offset
  *       null. Only a poll tells where each value is.
  *   {"op":"poll","stream":S,"topic":T,"partition":p,"offset":o,"count":n[,"consumer":C]
- *    [,"auto_commit":bool][,"strategy":"offset"|"first"|"last"|"next"]}
+ *    [,"auto_commit":bool][,"strategy":"offset"|"first"|"last"|"next"][,"full":bool]}
  *       Up to n (default 100) messages of partition p from offset o (strategy "offset", the default;
  *       "offset" is then required). ok: {"partition":p,"current_offset":o,"messages":[[offset,v],...]}
  *       in offset order, v being the payload read back as a decimal integer (a payload that is not one
  *       appears as a JSON string). If a message's id is not its value, "bad_ids":[[offset,"hex id"],...]
- *       lists them (the u128 as 32 hex digits, most significant first).
+ *       lists them (the u128 as 32 hex digits, most significant first). With "full":true each message
+ *       is [offset, v, timestamp, origin_timestamp, "checksum", headers_len]: the server's append time
+ *       and the producer's origin time (µs), the frame checksum as 16 hex digits (XXH3 of the frame from
+ *       its id through its payload and user headers, partition/record.h), and the user headers' length;
+ *       with the id (checked above) that is every byte of the stored message.
+ *       A reply that does not verify (a frame or batch checksum, the layout, the message count) is
+ *       "fail" ("info" with auto_commit) with "corrupt":true, "offsets": the offsets its frames claim
+ *       as far as its layout can be walked, and "bad_frames": those whose frame checksum is wrong.
  *   {"op":"store_offset","stream":S,"topic":T,"partition":p,"consumer":C,"offset":o}
  *       StoreConsumerOffset. ok: {}.
- *   {"op":"get_offset","stream":S,"topic":T,"partition":p,"consumer":C}
+ *   {"op":"get_offset","stream":S,"topic":T,"partition":p,"consumer":C | "group":G}
  *       ok: {"offset": the stored offset or null when none is stored, "current_offset": the partition's
  *       last offset (absent when none is stored)}.
  *   {"op":"create_stream","stream":NAME}
@@ -119,9 +128,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "client/gclient.h"
 #include "client/gcluster.h"
+#include "partition/record.h"
 #include "transport/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
@@ -437,9 +448,15 @@ static bool get_bool(struct req *q, const char *key, bool def)
 	return json_is_true(v);
 }
 
+/* "consumer" (a single consumer, default the numeric id 0) or "group" (a consumer group); not both. */
 static struct wire_consumer get_consumer(struct req *q)
 {
-	json_t *v = json_object_get(q->j, "consumer");
+	json_t *v = json_object_get(q->j, "consumer"), *g = json_object_get(q->j, "group");
+	if (g != NULL && !json_is_null(g)) {
+		if (v != NULL && !json_is_null(v))
+			bad(q, "\"consumer\" and \"group\": one or the other");
+		return (struct wire_consumer){.kind = WIRE_CONSUMER_GROUP, .id = get_id(q, "group", true)};
+	}
 	if (v == NULL || json_is_null(v))
 		return gclient_consumer(0);
 	return (struct wire_consumer){.kind = WIRE_CONSUMER_SINGLE, .id = get_id(q, "consumer", true)};
@@ -603,6 +620,34 @@ static bool payload_value(const uint8_t *p, uint32_t len, uint64_t *out)
 	return true;
 }
 
+/*
+ * The reply to a poll whose reply does not verify (gclient_polled_verify, or a layout the iterator
+ * refuses): "fail" ("info" with auto_commit: the store may be done) with "corrupt":true, and what can
+ * still be told of it: "offsets", the offsets its frames claim as far as the layout can be walked, and
+ * "bad_frames", those of them whose frame checksum (XXH3 of frame bytes 8 .. end) does not match.
+ */
+static json_t *corrupt_reply(const struct gclient_polled *polled, uint32_t node, bool auto_commit)
+{
+	json_t *r = reply_err(auto_commit ? "info" : "fail", "poll: the reply does not verify (checksums or layout)");
+	set_node(r, node);
+	json_object_set_new(r, "corrupt", json_true());
+	json_object_set_new(r, "partition", json_integer(polled->partition_id));
+	json_t *offs = json_array(), *bad_frames = json_array();
+	struct gclient_msg_iter it;
+	struct gclient_msg m;
+	gclient_msg_iter_init(&it, polled);
+	while (gclient_msg_next(&it, &m) == 1) {
+		json_array_append_new(offs, json_integer((json_int_t)m.offset));
+		const uint8_t *frame = m.payload - RECORD_FRAME_HEADER_SIZE;
+		size_t covered = RECORD_FRAME_HEADER_SIZE - 8 + (size_t)m.payload_len + m.headers_len;
+		if (XXH3_64bits(frame + 8, covered) != m.checksum)
+			json_array_append_new(bad_frames, json_integer((json_int_t)m.offset));
+	}
+	json_object_set_new(r, "offsets", offs);
+	json_object_set_new(r, "bad_frames", bad_frames);
+	return r;
+}
+
 static json_t *op_poll(struct req *q)
 {
 	struct wire_id stream = get_id(q, "stream", true), topic = get_id(q, "topic", true);
@@ -610,6 +655,7 @@ static json_t *op_poll(struct req *q)
 	struct wire_consumer consumer = get_consumer(q);
 	bool auto_commit = get_bool(q, "auto_commit", false);
 	int64_t count = get_int(q, "count", 1, MAX_POLL, true, 100);
+	bool full = get_bool(q, "full", false);
 	const char *strategy = get_str(q, "strategy", "offset");
 	struct wire_polling pol = {.kind = WIRE_POLL_OFFSET};
 	if (strategy != NULL && strcmp(strategy, "offset") == 0)
@@ -637,11 +683,8 @@ static json_t *op_poll(struct req *q)
 		return r;
 	}
 	/* A reply that does not verify: nothing it says is trusted (with auto_commit, the store may be done). */
-	if (gclient_polled_verify(&polled) != 0) {
-		json_t *r = reply_err(auto_commit ? "info" : "fail", "poll: the reply does not verify (checksums or layout)");
-		set_node(r, node);
-		return r;
-	}
+	if (gclient_polled_verify(&polled) != 0)
+		return corrupt_reply(&polled, node, auto_commit);
 	json_t *msgs = json_array(), *bad_ids = json_array();
 	struct gclient_msg_iter it;
 	struct gclient_msg m;
@@ -657,7 +700,16 @@ static json_t *op_poll(struct req *q)
 			val = json_stringn((const char *)m.payload, m.payload_len);
 		if (val == NULL) /* not UTF-8 */
 			val = json_string("<binary payload>");
-		json_array_append_new(msgs, json_pack("[I,o]", (json_int_t)m.offset, val));
+		json_t *msg = json_pack("[I,o]", (json_int_t)m.offset, val);
+		if (full) {
+			char sum[17];
+			snprintf(sum, sizeof(sum), "%016" PRIx64, m.checksum);
+			json_array_append_new(msg, json_integer((json_int_t)m.timestamp));
+			json_array_append_new(msg, json_integer((json_int_t)m.origin_timestamp));
+			json_array_append_new(msg, json_string(sum));
+			json_array_append_new(msg, json_integer((json_int_t)m.headers_len));
+		}
+		json_array_append_new(msgs, msg);
 		uint8_t want[16] = {0};
 		for (int b = 0; ok && b < 8; b++)
 			want[b] = (uint8_t)(v >> (8 * b));
@@ -671,9 +723,7 @@ static json_t *op_poll(struct req *q)
 	if (k < 0) {
 		json_decref(msgs);
 		json_decref(bad_ids);
-		json_t *r = reply_err(auto_commit ? "info" : "fail", "poll: malformed reply");
-		set_node(r, node);
-		return r;
+		return corrupt_reply(&polled, node, auto_commit);
 	}
 	json_t *r = reply_new("ok");
 	set_node(r, node);

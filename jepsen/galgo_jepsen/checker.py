@@ -99,8 +99,14 @@ group overlap (informational)
     completion of a process that had joined it (a dropped connection leaves the group on the server),
     from the invoke of the earlier poll to the completion of the later. Membership can change in ways a
     history does not show (a client library reconnecting), so this is reported and never fails the run.
+corrupt read
+    A client received a reply whose records do not verify: a completion (of a poll, a group poll or a
+    final read) whose value carries corrupt=true (the C driver's mark for a poll reply that fails its
+    frame or batch checksums or its layout; the example gives the offsets it claimed and the frames whose
+    checksum failed). Galgo verifies what it reads and never serves a damaged record, so each counts.
 replica
-    Every checker "replica" event must carry identical=true.
+    Every checker "replica" event must carry identical=true (the runner compares every node's final
+    read of a partition record for record, every field; the example says where they first differ).
 nemesis observed
     Every nemesis "observed" event must carry ok=true: a fault whose effect was not seen fails the run.
 
@@ -141,6 +147,7 @@ CHECK_NAMES = [
     "stored offsets backwards",
     "group undelivered",
     "group overlap",
+    "corrupt read",
     "replica",
     "nemesis observed",
 ]
@@ -374,7 +381,7 @@ class _Run:
             self.replica_events += 1
             if v.get("identical") is not True:
                 self.c["replica"].add({"partition": v.get("partition"), "nodes": v.get("nodes"),
-                                       "records": v.get("records")})
+                                       "records": v.get("records"), "difference": v.get("difference")})
             return
 
         if typ == "invoke":
@@ -430,6 +437,12 @@ class _Run:
         v = {**iv, **cv} if iv else cv
         inv_idx = inv.get("index", idx) if inv is not None else idx
         inv_t = (inv.get("time") or 0.0) if inv is not None else t
+
+        if cv.get("corrupt") is True:
+            self.c["corrupt read"].add({"f": f, "process": proc, "index": idx, "time": t,
+                                        "partition": cv.get("partition", iv.get("partition")),
+                                        "node": ev.get("node"), "offsets": (cv.get("offsets") or [])[:20],
+                                        "bad_frames": (cv.get("bad_frames") or [])[:20]})
 
         if typ == "info" and proc in self.member_groups:
             for g in self.member_groups[proc]:

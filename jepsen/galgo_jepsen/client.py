@@ -136,6 +136,13 @@ class PyClient:
     # Iggy's Python SDK 0.9 has no store/get consumer offset calls: its consumers store offsets through
     # polls with auto_commit (PollingStrategy.Next continues from the stored offset).
 
+def corrupt_of(r: dict) -> dict:
+    """What a driver reply says of a poll reply that did not verify (empty for any other reply)."""
+    if r.get("corrupt") is not True:
+        return {}
+    return {"corrupt": True, "offsets": r.get("offsets", []), "bad_frames": r.get("bad_frames", [])}
+
+
 class CClient:
     """Galgo's C client through jepsen/client/galgo-jepsen-client (one subprocess per client): JSON
     requests on its stdin, one JSON reply per line on its stdout (the protocol is specified at the top
@@ -151,7 +158,7 @@ class CClient:
     async def open(self) -> None:
         self.p = await asyncio.create_subprocess_exec(
             str(self.binary), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
+            stderr=asyncio.subprocess.DEVNULL, limit=64 << 20)  # a reply line may be a page of full records
         r = await self._req({"op": "connect", "servers": ",".join(self.servers), "mode": self.mode,
                              "username": USER, "password": PASSWORD,
                              "timeout_ms": int(self.timeout * 1000)}, write=False)
@@ -197,10 +204,18 @@ class CClient:
                              "values": values}, write=True)
         return self._out(r)
 
-    async def poll(self, stream, topic, partition, offset, count, consumer="jepsen", auto_commit=False):
-        r = await self._req({"op": "poll", "stream": stream, "topic": topic, "partition": partition,
-                             "offset": offset, "count": count, "consumer": consumer,
-                             "auto_commit": auto_commit}, write=auto_commit)
+    async def poll(self, stream, topic, partition, offset, count, consumer="jepsen", auto_commit=False,
+                   full=False):
+        """("ok", messages) — with full=True each message is [offset, value, timestamp, origin_timestamp,
+        checksum, headers_len] —, or (type, error, code, extra): extra holds "corrupt", "offsets" and
+        "bad_frames" when the reply did not verify (the driver's header), else nothing."""
+        req = {"op": "poll", "stream": stream, "topic": topic, "partition": partition, "offset": offset,
+               "count": count, "consumer": consumer, "auto_commit": auto_commit}
+        if full:
+            req["full"] = True
+        r = await self._req(req, write=auto_commit)
+        if r.get("type") != "ok":
+            return self._out(r) + (corrupt_of(r),)
         return self._out(r, r.get("messages"))
 
     async def store_offset(self, stream, topic, partition, consumer, offset):
@@ -208,9 +223,11 @@ class CClient:
                              "consumer": consumer, "offset": offset}, write=True)
         return self._out(r)
 
-    async def get_offset(self, stream, topic, partition, consumer):
-        r = await self._req({"op": "get_offset", "stream": stream, "topic": topic, "partition": partition,
-                             "consumer": consumer}, write=False)
+    async def get_offset(self, stream, topic, partition, consumer=None, group=None):
+        """The stored offset of a consumer, or (group given) of a consumer group: ("ok", offset or None)."""
+        req = {"op": "get_offset", "stream": stream, "topic": topic, "partition": partition}
+        req.update({"group": group} if group is not None else {"consumer": consumer})
+        r = await self._req(req, write=False)
         return self._out(r, r.get("offset"))
 
     async def raw(self, req: dict) -> dict:

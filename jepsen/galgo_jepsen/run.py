@@ -9,7 +9,8 @@ One run = one workload under one nemesis (a fault, or "all" faults mixed) on a f
      (nemesis.py); then the nemesis stops and everything is healed (partitions flushed, paused nodes
      resumed, dead nodes restarted, clocks reset); the clients go on for RECOVER seconds more, so the
      checker can measure the time from heal to full service;
-  4. final reads of every partition from every node's own replica; replica comparison;
+  4. final reads of every partition from every node's own replica, whole records; replica comparison
+     (record for record, every field: see replica_events);
   5. every node stopped with SIGTERM: each must exit 0 and its log must hold no sanitizer report;
   6. the checker (checker.py) writes results.json and timeline.png and prints the table of checks.
 
@@ -163,8 +164,36 @@ def heal_all(db: DB, hist: History) -> None:
     hist.add("nemesis", "info", "stop", {"fault": "heal", "nodes": sorted(db.nodes)})
 
 
+FIELDS = ["offset", "value", "timestamp", "origin_timestamp", "checksum", "headers_len"]
+
+
+def first_difference(nodes: dict) -> dict | None:
+    """Where final reads of one partition (node -> messages, each [offset, value, timestamp,
+    origin_timestamp, checksum, headers_len]) first differ from the lowest node's: the node, the index,
+    the offset and the field that differs with both nodes' values, or "length" when one read is a
+    prefix of the other. None when all are identical."""
+    ref = min(nodes, key=str)
+    a = nodes[ref]
+    for n in sorted(nodes, key=str):
+        b = nodes[n]
+        if n == ref or b == a:
+            continue
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                for k in range(max(len(x), len(y))):
+                    if k >= len(x) or k >= len(y) or x[k] != y[k]:
+                        name = FIELDS[k] if k < len(FIELDS) else f"field {k}"
+                        return {"nodes": [ref, n], "index": i, "offset": x[0], "field": name,
+                                "values": [x[k] if k < len(x) else None, y[k] if k < len(y) else None]}
+        return {"nodes": [ref, n], "index": min(len(a), len(b)), "field": "length", "values": [len(a), len(b)]}
+    return None
+
+
 def replica_events(hist: History, store: Path) -> None:
-    """One "replica" event per partition: whether every node's final read of it is the same."""
+    """One "replica" event per partition: whether every node's final read of it is the same, record for
+    record (offset, value, both timestamps, frame checksum, user headers length: with the message id,
+    which the driver checks is the value, every byte of each message), and if not, where they first
+    differ."""
     per: dict[int, dict[int, list]] = {}
     for ev in load(store / "history.jsonl"):
         if ev["f"] == "final_read" and ev["type"] == "ok":
@@ -172,10 +201,13 @@ def replica_events(hist: History, store: Path) -> None:
             per.setdefault(v["partition"], {})[v["node"]] = v["messages"]
     for p, nodes in sorted(per.items()):
         digests = {n: hash(json.dumps(m)) & 0xFFFFFFFFFFFF for n, m in nodes.items()}
-        identical = len(set(digests.values())) == 1
-        hist.add("checker", "info", "replica", {"partition": p, "nodes": {str(k): f"{v:012x}" for k, v in digests.items()},
-                                                "identical": identical,
-                                                "records": max(len(m) for m in nodes.values())})
+        diff = first_difference(nodes)
+        ev = {"partition": p, "nodes": {str(k): f"{v:012x}" for k, v in digests.items()},
+              "identical": diff is None, "records": max(len(m) for m in nodes.values()),
+              "full": all(len(m) >= len(FIELDS) for ms in nodes.values() for m in ms)}
+        if diff is not None:
+            ev["difference"] = diff
+        hist.add("checker", "info", "replica", ev)
 
 
 def check(store: Path, extra: list[dict]) -> dict:

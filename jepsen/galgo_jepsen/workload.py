@@ -17,7 +17,10 @@ a new process number (the old one may still have that operation in flight, as in
 Final reads. After the nemesis healed everything and the cluster had time to recover, each partition is
 read whole (offset 0 to the end, in pages) once from every node through the C client pinned to that node
 (a node serves polls of partitions it hosts from its own replica), so each final read is that node's
-replica; the checker compares them with each other and with every acknowledged send.
+replica; the checker compares them with each other and with every acknowledged send. Final reads ask for
+whole records ("full": each message with its timestamps, frame checksum and user headers length), so the
+runner's replica comparison covers every byte of every message; a page whose reply does not verify is
+recorded (a "fail" final_read with "corrupt") and read again.
 """
 
 from __future__ import annotations
@@ -190,12 +193,19 @@ async def offset_reader(ctx: Ctx, kind: str, node: int, partition: int) -> None:
             else:
                 await _sleep(ctx, 0.2)
         else:
-            h.add(proc, r[0], "poll", inv, node=node, transport=_transport(kind), error=r[1], code=r[2])
+            h.add(proc, r[0], "poll", {**inv, **_extra(r)}, node=node, transport=_transport(kind), error=r[1],
+                  code=r[2])
             await c.close()
             c = None
             await _sleep(ctx, 0.2)
     if c is not None:
         await c.close()
+
+
+def _extra(r: tuple) -> dict:
+    """What a failed poll's outcome adds to its completion event: a reply that did not verify
+    ("corrupt", the offsets it claimed, the frames whose checksum failed; client.corrupt_of)."""
+    return r[3] if len(r) > 3 else {}
 
 
 async def next_consumer(ctx: Ctx, kind: str, node: int, partition: int, name: str) -> None:
@@ -396,9 +406,13 @@ async def final_reads(ctx: Ctx, page: int = 1000, deadline_s: float = 60.0) -> N
                 if c is not None:
                     nxt = 0
                     while True:
-                        r = await c.poll(STREAM, TOPIC, p, nxt, page)
+                        r = await (c.poll(STREAM, TOPIC, p, nxt, page, full=True) if isinstance(c, CClient)
+                                   else c.poll(STREAM, TOPIC, p, nxt, page))
                         if r[0] != "ok":
                             err = r[1]
+                            if _extra(r):  # a reply that did not verify: recorded, then asked again
+                                h.add(proc, "fail", "final_read", {"partition": p, "node": node, **_extra(r)},
+                                      node=node, error=err)
                             break
                         if not r[1]:
                             break

@@ -212,6 +212,41 @@ def test_setup_sends_and_polls_exact_values(single, client):
     assert client.proc.wait(timeout=5) == 0
 
 
+def test_full_poll_gives_every_field_of_each_record(single, client):
+    assert client.request(op="connect", servers=f"127.0.0.1:{single.port}")["type"] == "ok"
+    setup_topic(client, partitions=1)
+    before = time.time() * 1e6
+    assert client.request(op="send", stream=S, topic=T, partition=0, values=[5, 6])["type"] == "ok"
+    assert client.request(op="send", stream=S, topic=T, partition=0, values=[5000])["type"] == "ok"
+    after = time.time() * 1e6
+    r = client.request(op="poll", stream=S, topic=T, partition=0, offset=0, count=10, full=True)
+    assert r["type"] == "ok" and "corrupt" not in r, r
+    msgs = r["messages"]
+    assert [m[:2] for m in msgs] == [[0, 5], [1, 6], [2, 5000]], msgs
+    for o, v, ts, origin, checksum, hlen in msgs:
+        assert before - 1e6 <= ts <= after + 1e6, (ts, before, after)      # server append time, µs
+        assert 0 < origin <= after + 1e6, origin                            # the producer's time, µs
+        assert len(checksum) == 16 and int(checksum, 16) != 0, checksum
+        assert hlen == 0
+    assert msgs[0][2] == msgs[1][2] <= msgs[2][2]                # one batch, one append time
+    assert len({m[4] for m in msgs}) == 3                        # the checksum covers id and payload
+    # the same records read again are the same bytes; without "full" only [offset, value]
+    assert client.request(op="poll", stream=S, topic=T, partition=0, offset=0, count=10, full=True)["messages"] == msgs
+    assert poll_all(client, 0) == [m[:2] for m in msgs]
+
+
+def test_group_offsets_are_a_group_s(single, client):
+    assert client.request(op="connect", servers=f"127.0.0.1:{single.port}")["type"] == "ok"
+    setup_topic(client, partitions=1)
+    # a single consumer named "g" has no stored offset yet; a group "g" does not exist
+    r = client.request(op="get_offset", stream=S, topic=T, partition=0, consumer="g")
+    assert (r["type"], r["offset"]) == ("ok", None), r
+    r = client.request(op="get_offset", stream=S, topic=T, partition=0, group="g")
+    assert r["type"] == "fail" and r.get("code") in (3007, 5000), r  # Galgo answers 3007 for it
+    r = client.request(op="get_offset", stream=S, topic=T, partition=0, group="g", consumer="g")
+    assert r["type"] == "fail" and r["error"].startswith("bad request"), r
+
+
 def test_send_to_a_missing_partition_stream_or_topic_fails(single, client):
     assert client.request(op="connect", servers=f"127.0.0.1:{single.port}")["type"] == "ok"
     setup_topic(client, partitions=1)

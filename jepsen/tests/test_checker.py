@@ -450,6 +450,47 @@ def test_replica_differs():
     assert failing(r) == {"replica"}
 
 
+def test_corrupt_read():
+    def m(h, fin):
+        inv = {"partition": 0, "offset": 0, "count": 10}
+        h.add(7, "invoke", "poll", inv)
+        h.add(7, "fail", "poll", {**inv, "corrupt": True, "offsets": [0, 1], "bad_frames": [1]},
+              error="poll: the reply does not verify (checksums or layout)")
+    r = check(clean(m))
+    assert failing(r) == {"corrupt read"}
+    ex = get(r, "corrupt read")["examples"][0]
+    assert (ex["f"], ex["partition"], ex["offsets"], ex["bad_frames"]) == ("poll", 0, [0, 1], [1])
+    # a plain failed poll is no corrupt read
+    def m2(h, fin):
+        h.op(7, "poll", {"partition": 0, "offset": 0, "count": 10}, type_="fail", error="timeout")
+    assert failing(check(clean(m2))) == set()
+
+
+def test_corrupt_final_read_page():
+    def m(h, fin):
+        h.add(108, "fail", "final_read", {"partition": 1, "node": 3, "corrupt": True, "offsets": [0, 1],
+                                           "bad_frames": [0]}, error="poll: the reply does not verify")
+    r = check(clean(m))
+    assert failing(r) == {"corrupt read"}
+    assert get(r, "corrupt read")["examples"][0]["f"] == "final_read"
+
+
+def test_replica_comparison_names_the_field_that_differs():
+    from galgo_jepsen.run import first_difference
+    rec = [[0, 1, 1700000000000000, 1699999999999000, "00112233445566ff", 0],
+           [1, 2, 1700000000000100, 1699999999999100, "0123456789abcdef", 0]]
+    same = {1: rec, 2: [list(m) for m in rec], 3: [list(m) for m in rec]}
+    assert first_difference(same) is None
+    for k, field, other in ((4, "checksum", "0123456789abcdee"), (2, "timestamp", 1700000000000101),
+                            (3, "origin_timestamp", 0), (5, "headers_len", 8), (1, "value", 3)):
+        d = {n: [list(m) for m in rec] for n in (1, 2, 3)}
+        d[3][1][k] = other
+        diff = first_difference(d)
+        assert (diff["nodes"], diff["offset"], diff["field"], diff["values"][1]) == ([1, 3], 1, field, other)
+    d = {1: rec, 2: rec[:1]}
+    assert first_difference(d)["field"] == "length"
+
+
 def test_fault_not_observed():
     r = check(clean(observed_ok=False))
     assert failing(r) == {"nemesis observed"}
