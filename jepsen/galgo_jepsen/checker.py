@@ -84,7 +84,11 @@ stored offsets backwards
     that value; a store that ended "info" may apply at any later time, so its value bounds the floor from
     then on; a read-back of r raises it to r (lowered again to any store in flight during that read). A
     read-back is judged against the floor when it was invoked, lowered to every store invoked while it ran.
-    A read-back of None (nothing stored) counts as -1. Group polls never lower the floor.
+    A read-back of None (nothing stored) counts as -1. Group polls never lower the floor: a group poll
+    with auto-commit serves from the stored offset + 1 and stores the last offset it returned, above
+    the one it started from. A group read-back that names the node it was asked of ("via": Galgo answers
+    it from that node's copy of the metadata, which may trail the leader's) is judged against the
+    read-backs through that same node only: the floor is kept per (group, partition, node).
 group undelivered
     When the workload ran consumer groups (an ok group_poll exists), for each such group every value held
     by the final reads (of any partition) must have been delivered by some ok group_poll of that group.
@@ -274,9 +278,12 @@ _RANK = {"ok": 3, "info": 2, "fail": 1}
 
 
 def _stored_key(v: dict, group: bool = False) -> tuple | None:
-    """Which stored offset an operation is about: ("consumer", name, p) or ("group", name, p)."""
+    """Which stored offset an operation is about: ("consumer", name, p) or ("group", name, p); a group
+    read-back through one node ("via") is ("group", name, p, "via", node)."""
     p = v.get("partition")
     if group and v.get("group") is not None:
+        if v.get("via") is not None:
+            return ("group", v["group"], p, "via", v["via"])
         return ("group", v["group"], p)
     if v.get("consumer") is not None:
         return ("consumer", v["consumer"], p)

@@ -7,6 +7,8 @@ append   producers send batches of 1..4 fresh values (unique over the run) to ra
          bound to one node (round robin) and reconnects after a failure.
 group    the append producers, plus three members of one consumer group (Python SDK over TCP) polling
          with Next and auto-commit, leaving and joining again now and then; after the faults they drain.
+         One reader per node (C client pinned to it) reads the group's stored offset of every partition
+         every 0.5 s (group_offset events; it must never go back).
 read     the append producers, plus readers: per partition one reader polling by offset from 0 (next =
          last offset read + 1) and one Python SDK consumer polling with PollingStrategy.Next and
          auto_commit (its stored offset must never go backwards).
@@ -319,6 +321,37 @@ async def group_member(ctx: Ctx, node: int, drain_s: float = 20.0) -> None:
         await c.close()
 
 
+async def group_offset_reader(ctx: Ctx, node: int, interval: float = 0.5) -> None:
+    """Reads GROUP's stored offset of every partition from one node (C client pinned to it; any node
+    answers it from its own copy of the metadata) every `interval` seconds: group_offset events, each
+    naming the node asked ("via"), since a node's metadata may trail the leader's (docs/ARCHITECTURE.md,
+    "Metadata reads") and so read-backs are compared per node. A read changes nothing: errors are "fail"."""
+    proc = ctx.new_process()
+    c = None
+    h = ctx.history
+    while not ctx.stop.is_set():
+        if c is None:
+            node = _home(ctx, node)
+            c = await _open(ctx, "c-pinned", node)
+            if c is None:
+                await _sleep(ctx, 0.5)
+                continue
+        for p in range(ctx.partitions):
+            val = {"group": GROUP, "partition": p, "via": node}
+            h.add(proc, "invoke", "group_offset", val, node=node, transport="c")
+            r = await c.get_offset(STREAM, TOPIC, p, group=GROUP)
+            if r[0] == "ok":
+                h.add(proc, "ok", "group_offset", {**val, "offset": r[1]}, node=node, transport="c")
+            else:
+                h.add(proc, r[0], "group_offset", val, node=node, transport="c", error=r[1], code=r[2])
+                await c.close()
+                c = None
+                break
+        await _sleep(ctx, interval)
+    if c is not None:
+        await c.close()
+
+
 async def _sleep(ctx: Ctx, s: float) -> None:
     try:
         await asyncio.wait_for(ctx.stop.wait(), s)
@@ -334,6 +367,8 @@ def tasks(ctx: Ctx, workload: str, kinds: list[str]) -> list:
     if workload == "group":
         for i in range(3):
             out.append(group_member(ctx, nodes[i % len(nodes)]))
+        if ctx.cclient:
+            out += [group_offset_reader(ctx, n) for n in nodes]
     if workload == "read":
         for p in range(ctx.partitions):
             rk = "c-pinned" if ctx.cclient else "tcp"

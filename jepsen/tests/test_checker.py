@@ -392,6 +392,23 @@ def test_group_offset_backwards():
     assert failing(r) == {"stored offsets backwards"}
 
 
+def test_group_offset_backwards_through_one_node():
+    h = H()
+    h.op(91, "group_offset", {"group": "g", "partition": 0, "via": 1},
+         result={"group": "g", "partition": 0, "via": 1, "offset": 7})
+    # another node's copy of the metadata may trail: not a regression
+    h.op(92, "group_offset", {"group": "g", "partition": 0, "via": 2},
+         result={"group": "g", "partition": 0, "via": 2, "offset": 3})
+    h.op(91, "group_offset", {"group": "g", "partition": 0, "via": 1}, type_="fail", error="timeout")
+    h.group_poll(4, "g", [(0, 8, 30)])                       # group polls never lower the floor
+    h.final(0, 1, [])
+    assert get(check(h.events), "stored offsets backwards")["count"] == 0
+    h.op(91, "group_offset", {"group": "g", "partition": 0, "via": 1},
+         result={"group": "g", "partition": 0, "via": 1, "offset": 6})
+    r = get(check(h.events), "stored offsets backwards")
+    assert r["count"] == 1 and r["examples"][0]["read"] == 6 and r["examples"][0]["must_be_at_least"] == 7
+
+
 def test_concurrent_stores_may_apply_in_either_order():
     h = H()
     h.add(0, "invoke", "store_offset", {"partition": 0, "consumer": "c", "offset": 5})
