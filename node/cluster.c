@@ -413,6 +413,13 @@ bool clu_connected(const struct clu *c, uint64_t node)
 	return node == c->node_id || (c->net != NULL && rnet_connected(c->net, node));
 }
 
+uint64_t clu_silent_ms(const struct clu *c, uint64_t node)
+{
+	if (node == c->node_id)
+		return 0;
+	return c->net != NULL ? rnet_silent_ms(c->net, node) : UINT64_MAX;
+}
+
 bool clu_group_leader(const struct clu_group *g)
 {
 	struct rgroup_status st;

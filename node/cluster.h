@@ -54,11 +54,13 @@
  *   META_FWD    [req_id u64][metarec command (node/metarec.h)]; with no command: a read barrier
  *   META_REPLY  [req_id u64][-errno u32: 0 taken][index u64][term u64] (a barrier: the commit index, term 0)
  *   SEND_FWD    [req_id u64][group id u64][fence term u64][the verified Iggy batch]. The fence is the
- *               term in which the sender, a replica, knows the receiver as the partition's leader; 0 from
- *               a node hosting no replica (not fenced). The leader appends the batch only while it leads
- *               in that very term, else answers 58 (it did not append it). A follower that gets one from
- *               a node hosting no replica of the partition passes it on to its leader (a new req_id,
- *               fenced by its own view) and relays the SEND_REPLY; one from a replica it answers 58.
+ *               term in which the sender, a replica, knows the receiver as the partition's leader; 0 (not
+ *               fenced) from a node hosting no replica, or from a replica that cannot reach the leader
+ *               and asks another replica to relay it. The leader appends the batch only while it leads
+ *               in that very term (any term when 0), else answers 58 (it did not append it). A follower
+ *               that gets an unfenced one passes it on to its leader (a new req_id, fenced by its own
+ *               view) and relays the SEND_REPLY; a fenced one (a replica's own) it answers 58. So a batch
+ *               makes two node-to-node hops at most.
  *   SEND_REPLY  [req_id u64][Iggy status u32][base offset u64, UINT64_MAX: all retries][Raft index u64]
  *   SEND_PLACED [req_id u64][Raft index u64][term u64]: where the leader appended a forwarded batch,
  *               sent as it appends it (so before any message that can tell the sender it committed).
@@ -140,6 +142,8 @@ bool clu_networked(const struct clu *c);
 
 /* Whether the node-to-node link to `node` is up (always true for this node). */
 bool clu_connected(const struct clu *c, uint64_t node);
+/* Milliseconds since node was last heard on its link (0 for this node, UINT64_MAX: no link; rnet_silent_ms). */
+uint64_t clu_silent_ms(const struct clu *c, uint64_t node);
 
 /* Registers the handler of a non-Raft message kind. */
 void clu_on(struct clu *c, uint8_t kind, void (*fn)(void *ud, uint64_t from, const void *buf, size_t len), void *ud);

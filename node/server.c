@@ -237,6 +237,12 @@ struct fwd {
 	 */
 	bool relay;
 	uint64_t relay_to, relay_req;
+	/*
+	 * Sent unfenced to another replica to relay (this replica could not reach the leader): settled only
+	 * by that replica's answer, and answered as soon as it says committed (this replica, cut off from the
+	 * leader, may apply the entry much later).
+	 */
+	bool via_peer;
 };
 
 /*
@@ -352,6 +358,7 @@ struct srv {
 	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 	uint64_t repairs;          /* damaged replicas set aside to be rebuilt from peers (galgo_partition_repairs_total) */
+	uint64_t sends_via_peer;   /* sends relayed by another replica: the leader was out of reach (send_via_peer) */
 	bool clock_skewed;         /* this node's clock is off from most of the cluster's (node/clock.h) */
 	bool clock_far[CLU_MAX_NODE_ID + 1]; /* per peer: past half the maximum offset (warned) */
 };
@@ -2566,7 +2573,8 @@ static const struct clu_group_ops meta_ops = {meta_apply_entry, meta_state, meta
 
 /*
  * Whether leadership of a fenced forward's partition moved on from where it went (another leader or a
- * later term seen here) at least two election timeouts ago; the first sighting is remembered.
+ * later term seen here, or no leader known, or no link to the one it went to) at least two election
+ * timeouts ago; the first sighting is remembered.
  */
 static bool fwd_moved_on(struct srv *s, struct fwd *f, uint64_t now)
 {
@@ -2578,7 +2586,8 @@ static bool fwd_moved_on(struct srv *s, struct fwd *f, uint64_t now)
 		return false;
 	struct rgroup_status st;
 	clu_group_status(pt->g, &st);
-	if (f->moved_at == 0 && (st.term > f->term || (st.leader_id != 0 && st.leader_id != f->to)))
+	if (f->moved_at == 0 &&
+	    (st.term > f->term || st.leader_id != f->to || !clu_connected(s->clu, f->to)))
 		f->moved_at = now;
 	return f->moved_at != 0 && now - f->moved_at >= 2ull * s->cfg->cluster.election_timeout_ms;
 }
@@ -3462,6 +3471,46 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, uint
 }
 
 /*
+ * A replica that does not lead and cannot reach a leader (none known, or no link to it: a partition of
+ * the network where it still sees another replica, the "bridge" topology) asks a connected replica to
+ * relay the send: unfenced, so that replica passes it on to its own leader, fenced by its own view, and
+ * settles it from its own log (fwd_settle) as if it were its producer's. This replica only relays the
+ * answer (via_peer): 58 still means certainly not admitted, and a relay that never answers leaves the
+ * outcome unknown (1 at the deadline). Returns false (nothing sent) when the leader is reachable or no
+ * other replica is connected; the caller then forwards as usual.
+ */
+#define RELAY_HEARD_MS 3000 /* a relay must have been heard within (an idle link carries a keepalive at least every 2 s) */
+
+static bool send_via_peer(struct srv *s, struct pending *p, struct part *pt, const struct meta_topic *t,
+			  const uint8_t *batch, size_t blen)
+{
+	uint64_t leader = clu_group_leader_id(pt->g), self = clu_node_id(s->clu);
+	if ((leader != 0 && clu_connected(s->clu, leader)) || pt->pid >= t->n_partitions)
+		return false;
+	/*
+	 * The replica heard most lately, and within RELAY_HEARD_MS: a link that is still up may lead into the
+	 * cut (the former leader's, until its idle timeout closes it), and that one has gone silent.
+	 */
+	const struct meta_partition *mp = &t->partitions[pt->pid];
+	uint64_t best = 0, best_silent = RELAY_HEARD_MS;
+	for (uint32_t i = 0; i < mp->n_replicas; i++) {
+		uint64_t r = mp->replicas[i], silent = clu_silent_ms(s->clu, r);
+		if (r != self && r != leader && silent < best_silent) {
+			best = r;
+			best_silent = silent;
+		}
+	}
+	struct fwd *f = best != 0 ? fwd_send(s, NULL, best, pt->gid, pt->stream_id, pt->topic_id, pt->pid, batch, blen)
+				  : NULL;
+	if (f == NULL)
+		return false;
+	f->p = p;
+	f->via_peer = true;
+	s->sends_via_peer++;
+	return true;
+}
+
+/*
  * The node a send or poll of a partition this node hosts no replica of goes to: the first replica in
  * placement order that is connected (the first is the preferred leader, which leadership returns to once
  * it is connected, see balance_leaders), or 0. *others says whether any replica is elsewhere.
@@ -3612,13 +3661,6 @@ static void put_node_status(struct srv *s, struct wire_buf *b)
 	}
 }
 
-/* Whether node `id` hosts a replica of pt's partition, by the metadata here. */
-static bool sender_hosts(struct srv *s, const struct part *pt, uint64_t id)
-{
-	const struct meta_topic *t = meta_topic(meta_stream(s->meta, pt->stream_id), pt->topic_id);
-	return t != NULL && pt->pid < t->n_partitions && meta_partition_hosts(&t->partitions[pt->pid], (uint32_t)id);
-}
-
 static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
@@ -3639,11 +3681,12 @@ static void on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	if (pt != NULL && clu_group_leader(pt->g) && (fence == 0 || fence == st.term)) {
 		code = record_batch_verify(b + 24, len - 24, true) == 0 ? send_local(pt, NULL, from, req, b + 24, len - 24)
 									: E_INVALID_COMMAND;
-	} else if (pt != NULL && !clu_group_leader(pt->g) && !sender_hosts(s, pt, from)) {
+	} else if (pt != NULL && !clu_group_leader(pt->g) && fence == 0) {
 		/*
-		 * From a node hosting no replica (it picked the first connected one): passed on to the leader
-		 * once. A replica's own forward is not passed on (it asked the leader it knew), so a batch makes
-		 * two hops at most.
+		 * Unfenced: from a node hosting no replica (it picked the first connected one), or from a replica
+		 * that cannot reach the leader (send_via_peer). Passed on to the leader once, fenced; a replica's
+		 * own fenced forward is not passed on (it asked the leader it knew), so a batch makes two hops at
+		 * most.
 		 */
 		struct fwd *f = fwd_send(s, pt, clu_group_leader_id(pt->g), gid, pt->stream_id, pt->topic_id, pt->pid,
 					 b + 24, len - 24);
@@ -3684,7 +3727,7 @@ static void on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
 		 */
 		struct tparts *tp = tparts_find(s, f->stream_id, f->topic_id);
 		struct part *pt = tp != NULL && f->partition_id < tp->n ? tp->pp[f->partition_id] : NULL;
-		if (code == 0 && index != 0 && pt != NULL && part_applied(pt) < index) {
+		if (code == 0 && index != 0 && pt != NULL && part_applied(pt) < index && !f->via_peer) {
 			f->acked = true;
 			f->index = index;
 			f->base = base;
@@ -3861,7 +3904,7 @@ static void handle_send(struct srv_session *ss, const struct frame_request *hdr,
 	if (!clu_group_leader(pt->g)) {
 		if (ss->redirect)
 			not_leader(s, p, pt);
-		else
+		else if (!send_via_peer(s, p, pt, t, batch, blen))
 			send_forward(s, p, pt, clu_group_leader_id(pt->g), pt->gid, pt->stream_id, pt->topic_id, pt->pid,
 				     batch, blen);
 		return;
@@ -6179,6 +6222,9 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 			metrics_printf(b, "galgo_clock_offset_seconds{peer=\"%" PRIu64 "\"} %.6f\n", nodes[i].id,
 				       (double)off / 1e6);
 	}
+	metrics_printf(b, "# HELP galgo_sends_via_peer_total Sends of a partition this node replicates that another replica "
+			  "relayed to the leader, which this node could not reach.\n# TYPE galgo_sends_via_peer_total counter\n"
+			  "galgo_sends_via_peer_total %" PRIu64 "\n", s->sends_via_peer);
 	metrics_printf(b, "# HELP galgo_partition_repairs_total Damaged replicas set aside on this node to be rebuilt "
 			  "from their peers.\n# TYPE galgo_partition_repairs_total counter\ngalgo_partition_repairs_total %"
 			  PRIu64 "\n", s->repairs);

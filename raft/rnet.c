@@ -1456,6 +1456,15 @@ bool rnet_connected(const struct rnet *n, uint64_t peer)
 	return p && p->conn && !p->conn->closing;
 }
 
+uint64_t rnet_silent_ms(const struct rnet *n, uint64_t peer)
+{
+	if (!rnet_connected(n, peer))
+		return UINT64_MAX;
+	const struct conn *c = find_peer(n, peer)->conn;
+	uint64_t now = uv_now(n->loop);
+	return now > c->last_rx ? now - c->last_rx : 0;
+}
+
 void rnet_stats(const struct rnet *n, struct rnet_stats *st)
 {
 	*st = n->st;

@@ -95,6 +95,13 @@ int rnet_remove_peer(struct rnet *n, uint64_t id);
 bool rnet_connected(const struct rnet *n, uint64_t peer);
 
 /*
+ * Milliseconds since anything (a message or a keepalive) last arrived on the connection to `peer`, or
+ * UINT64_MAX when there is none. A live peer is heard at least every idle_timeout_ms / 5 (its keepalive);
+ * one cut off by a network partition goes silent until the connection closes at idle_timeout_ms.
+ */
+uint64_t rnet_silent_ms(const struct rnet *n, uint64_t peer);
+
+/*
  * Queues one message of `kind` to `to`, made of the concatenation of n buffers (copied). Returns 0,
  * -ENOTCONN (no authenticated connection), -EAGAIN (queue over max_queue_bytes), -EMSGSIZE, -ENOENT
  * (unknown peer).
