@@ -1,7 +1,8 @@
 """The database under test: one galgod per host, started inside the host's network namespace.
 
 Node I listens on its own address 10.x.y.I with the same ports on every node (TCP 8090, QUIC 8080,
-HTTP 3000, node-to-node 8400), has its data in <store>/nI/data and logs (stdout and stderr, every start
+HTTP 3000, node-to-node 8400), has its data in <store>/nI/data (with a disk size, in <store>/nI/disk/data
+on a file system of its own, hosts.Net.mount_disk; `keep_data` copies it to <store>/nI/data) and logs (stdout and stderr, every start
 appended, each start preceded by a marker line) to <store>/nI/galgod.log.
 
 `ip netns exec` replaces itself with the program, so the Popen pid is galgod's pid: signals (kill -9,
@@ -37,7 +38,8 @@ class Node:
         self.db = db
         self.id = node_id
         self.dir = db.store / f"n{node_id}"
-        self.data = self.dir / "data"
+        self.disk = self.dir / "disk"  # with a disk size: the mount point of this node's own file system
+        self.data = self.disk / "data" if db.disk_mb else self.dir / "data"
         self.log = self.dir / "galgod.log"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -97,6 +99,8 @@ class Node:
 
     def start(self) -> None:
         assert not self.alive(), f"node {self.id} already running"
+        if self.db.disk_mb:
+            self.db.net.mount_disk(self.id, self.disk, self.db.disk_mb)
         self.data.mkdir(parents=True, exist_ok=True)
         try:
             self.powerloss_trigger.unlink()
@@ -194,8 +198,10 @@ def parse_metrics(text: str | None) -> dict[str, list[tuple[dict, float]]]:
 
 class DB:
     def __init__(self, net: Net, store: Path, galgod: Path, *, durability: str = "fsync",
-                 clock: bool = False, powerloss_lib: Path | None = None, extra_args: list[str] | None = None):
+                 clock: bool = False, powerloss_lib: Path | None = None, extra_args: list[str] | None = None,
+                 disk_mb: int | None = None):
         self.net = net
+        self.disk_mb = disk_mb
         self.store = store
         self.galgod = galgod
         self.durability = durability
@@ -219,6 +225,16 @@ class DB:
         n.join = True
         self.nodes[node_id] = n
         return n
+
+    def keep_data(self) -> None:
+        """With disks of their own: copies each node's data to <store>/nI/data before they are unmounted."""
+        if not self.disk_mb:
+            return
+        import shutil
+        for n in self.nodes.values():
+            if n.data.exists():
+                shutil.copytree(n.data, n.dir / "data", dirs_exist_ok=True, symlinks=True,
+                                ignore_dangling_symlinks=True)
 
     def start_all(self) -> None:
         for n in self.nodes.values():

@@ -19,9 +19,14 @@ OUTPUT jump to: a partition drops packets by peer address in one or both directi
 address (the bridge) is never dropped, so clients keep reaching every node, as in Jepsen's partitions
 between replicas ("clients still reach the deposed leader"). `heal()` flushes GJFAULT everywhere.
 
+With a disk size (the diskfull nemesis), each node's data lives on a file system of its own: a tmpfs of
+that size mounted at <store>/nI/disk with the source name "galgo-jepsen-R-nI" (`mount_disk`), so one
+node's disk can be filled without touching the others'. teardown() unmounts them; so does sweep() for a
+dead run's.
+
 Everything made here is removed by `teardown()`, which is also registered with atexit and runs on
 SIGINT/SIGTERM through the runner; `sweep()` removes what a killed earlier run (a dead runner pid)
-left behind: its namespaces, bridge, veths and iptables rules.
+left behind: its namespaces, bridge, veths, iptables rules and disks.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class Net:
         self.host_ip = f"{self.prefix}.254"
         self._up = False
         self._fwd_rules: list[tuple[str, ...]] = []
+        self._mounts: list[Path] = []
 
     # names and addresses
     def ns(self, node: int) -> str:
@@ -122,7 +128,23 @@ class Net:
         sh("iptables", "-I", "INPUT", "-j", "GJFAULT", ns=ns)
         sh("iptables", "-I", "OUTPUT", "-j", "GJFAULT", ns=ns)
 
+    def mount_disk(self, node: int, path: Path, size_mb: int) -> None:
+        """Node's own small file system at `path` (a tmpfs of size_mb MiB), once."""
+        path = Path(path).resolve()
+        if path in self._mounts:
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        sh("mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", f"{COMMENT}-{self.run_id}-n{node}",
+           str(path))
+        self._mounts.append(path)
+
+    def unmount_disks(self) -> None:
+        for path in self._mounts:
+            sh("umount", "-l", str(path), check=False)
+        self._mounts = []
+
     def teardown(self) -> None:
+        self.unmount_disks()
         if not self._up:
             return
         self._up = False
@@ -207,6 +229,11 @@ def sweep() -> list[str]:
         if m and int(m.group(2)) not in live:
             sh("ip", "link", "del", m.group(1), check=False)
             removed.append(m.group(1))
+    for src, target in mounts():
+        m = re.fullmatch(rf"{COMMENT}-(\d+)-n\d+", src)
+        if m and int(m.group(1)) not in live:
+            sh("umount", "-l", target, check=False)
+            removed.append(f"mount {target}")
     for chain in ("FORWARD", "DOCKER-USER"):
         if not _chain_exists("filter", chain):
             continue
@@ -217,6 +244,20 @@ def sweep() -> list[str]:
                 sh("iptables", "-D", *[s.strip('"') for s in _rejoin(spec)], check=False)
                 removed.append(f"iptables {chain} rule of run {m.group(1)}")
     return removed
+
+
+def mounts() -> list[tuple[str, str]]:
+    """(source, mount point) of every mount of the suite's disks (source galgo-jepsen-R-nI)."""
+    out = []
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        if len(f) >= 2 and f[0].startswith(COMMENT + "-"):
+            out.append((f[0], f[1].replace("\\040", " ")))
+    return out
 
 
 def _rejoin(spec: list[str]) -> list[str]:

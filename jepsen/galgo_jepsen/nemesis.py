@@ -22,6 +22,16 @@ not apply, a signal to a dead process) cannot pass for a tested fault.
   powerloss   one node, or (one time in three) every node at once, loses every write it did not
               fdatasync (jepsen/powerloss), as in a power cut, then starts again. Seen: each exited 137
               through the shim, with its report.
+  powerswap   the schedule that lost acknowledged writes in NATS JetStream: SIGSTOP of a minority (A),
+              2 s of writes to the rest, a power cut (as powerloss) of one of the rest (B), started again
+              at once, then SIGCONT of A and SIGSTOP of as many others (C), so A and B, one stale and one
+              that lost what it had not synced, make the majority; C resumes at stop.
+              Seen: A and C stopped answering while paused; B exited 137 through the shim, with its
+              report, and listens again.
+  diskfull    one node's data directory (on a small file system of its own, hosts.Net.mount_disk) runs
+              out of space: a filler file takes every free byte; removed at stop.
+              Seen: the file system's free space is 0 once filled and above 0 after; the node's log
+              lines naming the full disk or a failed write are counted in the effect.
   corrupt     one node is stopped, bytes of one of its files are damaged (a flipped byte in the middle of a
               partition segment, a truncated segment, a flipped byte of an index, of a snapshot, or of one
               copy of raft.meta), and it starts again. Seen: the file changed; the checker verifies that
@@ -32,6 +42,7 @@ not apply, a signal to a dead process) cannot pass for a tested fault.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -282,6 +293,137 @@ class Powerloss(Fault):
         return {"nodes": self.targets}
 
 
+def _power_cut(node, timeout: float = 10.0) -> tuple[int | None, str]:
+    """Cuts one node's power through the shim: (its exit status, the shim's report). A node the shim did
+    not stop within `timeout` is killed (and its status is then not 137)."""
+    try:
+        node.powerloss_report.unlink()
+    except FileNotFoundError:
+        pass
+    node.powerloss_trigger.write_text("now\n")
+    _wait(lambda: not node.alive(), timeout)
+    code = node.proc.returncode if not node.alive() else None
+    if node.alive():
+        node.kill()
+    report = node.powerloss_report.read_text().strip() if node.powerloss_report.exists() else ""
+    return code, report
+
+
+class Powerswap(Fault):
+    """Pause a minority (A), let writes pile up on the rest, cut the power of one of the rest (B) and start
+    it again, then resume A and pause as many others (C): the majority is now A, which missed the writes,
+    and B, which lost whatever it had not synced. C resumes at stop."""
+    name = "powerswap"
+    pile_s = 2.0
+
+    def start(self):
+        live = sorted(self.live())
+        if len(live) < 3 or len(live) < len(self.db.nodes):
+            self._see(False, f"needs every node up (live {live})")
+            return {"nodes": []}
+        k = (len(live) - 1) // 2
+        order = live[:]
+        self.rng.shuffle(order)
+        self.a, self.b, self.c = order[:k], order[k], order[k + 1:2 * k + 1]
+        self.paused: list[int] = []
+        for n in self.a:
+            self.db.nodes[n].pause()
+            self.paused.append(n)
+        time.sleep(0.5)
+        silent_a = all(self.db.nodes[n].metrics(timeout=1.0) is None for n in self.a)
+        time.sleep(self.pile_s)  # the writes go on to the others
+        code, report = _power_cut(self.db.nodes[self.b])
+        self.db.nodes[self.b].start()
+        back = _wait(self.db.nodes[self.b].listening, 30)
+        for n in self.a:
+            self.db.nodes[n].resume()
+            self.paused.remove(n)
+        for n in self.c:
+            self.db.nodes[n].pause()
+            self.paused.append(n)
+        time.sleep(0.5)
+        silent_c = all(self.db.nodes[n].metrics(timeout=1.0) is None for n in self.c)
+        ok = silent_a and code == 137 and bool(report) and back and silent_c
+        self._see(ok, f"paused {self.a} silent: {silent_a}; power cut of {self.b}: exit {code}, shim report "
+                      f"{report[:200]!r}; listening again: {back}; then paused {self.c} silent: {silent_c}")
+        return {"nodes": sorted(live), "paused_first": self.a, "power_cut": self.b, "paused_then": self.c,
+                "exit": code, "report": report[:300]}
+
+    def stop(self):
+        for n in list(getattr(self, "paused", [])):
+            self.db.nodes[n].resume()
+        self.paused = []
+        return {"nodes": getattr(self, "c", [])}
+
+
+class Diskfull(Fault):
+    """One node's file system (hosts.Net.mount_disk) filled up by a filler file next to its data
+    directory; the filler removed at stop."""
+    name = "diskfull"
+
+    def _free(self) -> int:
+        st = os.statvfs(self.disk)
+        return st.f_bavail * st.f_frsize
+
+    def _log_size(self) -> int:
+        try:
+            return self.db.nodes[self.target].log.stat().st_size
+        except (FileNotFoundError, KeyError):
+            return 0
+
+    def start(self):
+        self.target = self.rng.choice(self.live())
+        node = self.db.nodes[self.target]
+        self.disk = node.disk
+        self.filler = node.disk / "filler"
+        if not os.path.ismount(self.disk):
+            self._see(False, f"node {self.target}'s data is not on a disk of its own")
+            return {"nodes": [self.target]}
+        self.log_from = self._log_size()
+        before = self._free()
+        chunk = b"\0" * (1 << 20)
+        filled = 0
+        with open(self.filler, "wb", buffering=0) as f:
+            while True:
+                try:
+                    filled += f.write(chunk)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+                if filled > (1 << 34):  # never: a tmpfs has a size
+                    break
+        after = self._free()
+        self._see(after == 0, f"node {self.target}: {before >> 10} KiB free, filler {filled >> 10} KiB, "
+                              f"then {after >> 10} KiB free")
+        return {"nodes": [self.target], "free_before": before, "filler": filled, "free_after": after}
+
+    def _refused(self) -> list[str]:
+        """The node's log lines since the fault began that name a full disk or a failed write."""
+        node = self.db.nodes.get(self.target)
+        if node is None:
+            return []
+        with open(node.log, "rb") as f:
+            f.seek(self.log_from)
+            text = f.read().decode(errors="replace")
+        return [line for line in text.splitlines()
+                if re.search(r"no space|ENOSPC|write.*fail|fail.*write|sync.*fail", line, re.I)]
+
+    def stop(self):
+        try:
+            self.filler.unlink()
+        except (FileNotFoundError, AttributeError):
+            pass
+        if not hasattr(self, "disk") or not os.path.ismount(self.disk):
+            return {"nodes": [self.target]}
+        freed = self._free()
+        refused = self._refused()
+        ok = self._ok and freed > 0
+        self._see(ok, self._effect + f"; freed: {freed >> 10} KiB free; node log lines naming the full disk: "
+                                     f"{len(refused)}" + (f" (first: {refused[0][:200]!r})" if refused else ""))
+        return {"nodes": [self.target], "free": freed, "log_lines": len(refused)}
+
+
 class Corrupt(Fault):
     name = "corrupt"
 
@@ -465,6 +607,8 @@ FAULTS = {
     "partition": Partition,
     "clock": Clock,
     "powerloss": Powerloss,
+    "powerswap": Powerswap,
+    "diskfull": Diskfull,
     "corrupt": Corrupt,
     "member": Member,
     "delay": lambda db, rng: NetFault(db, rng, "delay"),
