@@ -18,7 +18,7 @@
  * disagree with it, itself included and unknown peers counted as agreeing, are not a majority of the
  * cluster: in a cluster of three, a node whose clock is off from both others is skewed, and the two others
  * are not (each agrees with itself and the third). A skewed node leads no partition and stamps no
- * timestamp (node/server.c). Two-node clusters: a disagreement makes both nodes skewed.
+ * timestamp (node/srv_house.c clock_tick, node/srv_send.c). Two-node clusters: a disagreement makes both nodes skewed.
  */
 #ifndef GALGO_NODE_CLOCK_H
 #define GALGO_NODE_CLOCK_H

@@ -7,7 +7,7 @@
  * (the time it was made, a password hash with its random salt, a token hash) travels in the command. The
  * same sequence of commands from the same state always gives the same state and the same results, so the
  * commands (their encoding, node/metarec.h) are the entries of the metadata Raft group, replicated
- * exactly as they are and applied on every node once committed (node/server.c, node/cluster.h).
+ * exactly as they are and applied on every node once committed (node/srv_meta.c, node/cluster.h).
  *
  * A command either fails with an Iggy error code and changes nothing, or succeeds entirely. Ids: streams,
  * topics and users take the lowest free id from 0; partitions are 0..n-1 per topic; consumer-group ids are

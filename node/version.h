@@ -1,6 +1,6 @@
 /*
  * version — what `galgod --version` prints: Galgo's own version and the Iggy release and client protocol
- * it speaks (the server version it reports to SDKs is SERVER_VERSION in node/server.c).
+ * it speaks (the server version it reports to SDKs is SERVER_VERSION in node/srv_int.h).
  */
 #ifndef GALGO_VERSION_H
 #define GALGO_VERSION_H

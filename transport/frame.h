@@ -176,7 +176,7 @@ enum frame_code {
 	 * with auto-commit, 123 for a consumer-offset write), opens a data connection to the node named, logs
 	 * in, attaches it to the first connection's session (14) and sends the poll there as 104 (or the
 	 * offset write as the usual op 161/162). All four travel as NonReplicated. Their bodies and replies
-	 * are specified in node/server.c, which serves them.
+	 * are specified in node/srv_poll.c, which serves them.
 	 */
 	FRAME_CODE_ATTACH_CONSUMER_SESSION = 14,
 	FRAME_CODE_GET_ME = 20,

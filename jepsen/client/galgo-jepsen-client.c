@@ -86,8 +86,8 @@
  *     node cannot know is answered 1, never 58);
  *   - 10058 NotLeader (only in "leader" mode, which turns on redirect): the node refused the batch and
  *     "changes nothing" (docs/protocol-extensions.md, SetRedirect);
- *   - validation refusals, all decided before anything is appended or submitted (node/server.c
- *     handle_send; metadata rejections "change nothing anywhere"): 3 InvalidCommand, 4 InvalidFormat,
+ *   - validation refusals, all decided before anything is appended or submitted (node/srv_send.c
+ *     srv__handle_send; metadata rejections "change nothing anywhere"): 3 InvalidCommand, 4 InvalidFormat,
  *     6 InvalidIdentifier, 20 ResourceNotFound (Galgo's answer to a send to a missing stream, topic or
  *     partition), 40 Unauthenticated, 41 Unauthorized, Iggy's not-found codes 1009 1010 2010 2011 3007
  *     3008 and 3021, the batch checks 4017 4022 4024 4027 4038 4039 4101, 4100 InvalidOffset, and the

@@ -1,4 +1,4 @@
-"""Polls through a node that hosts no replica of the partition (node/server.c poll_forward; POLL_FWD in
+"""Polls through a node that hosts no replica of the partition (node/srv_poll.c poll_forward_to; POLL_FWD in
 node/cluster.h). Against the three-node cluster a topic created with replication_factor 1 puts each of its
 three partitions on one node, so the node the SDK talks to (node 1) hosts at most one of them: the SDK's
 routed auto-commit polls (103, 14, 104 on node 1) and its plain polls of the others are forwarded to their

@@ -1,4 +1,4 @@
-"""Iggy's poll routing on the wire (node/server.c, "Poll routing"): 103/123 name a primary and a parent
+"""Iggy's poll routing on the wire (node/srv_poll.c, "Poll routing"): 103/123 name a primary and a parent
 session, 14 attaches a data connection to it, 104 polls there with the parent's group membership. The
 SDK only uses this exchange against more than one node; these tests drive it raw, so they run on every
 binary transport and prove that bad input gets its error code and changes nothing."""

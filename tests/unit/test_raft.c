@@ -1968,7 +1968,7 @@ Test(raft, a_byte_flipped_anywhere_in_a_replica_s_log_is_repaired_from_its_peers
 	 * Every byte position of a small log (after the segment header, whose damage open refuses: test_plog),
 	 * each on a fresh group built by the same schedule, so on the same log: one replica (a follower, the
 	 * two in turn; the leader at every eighth position) is stopped, the byte is flipped, and it starts
-	 * again under the node's repair rule (node/server.c slot_open and repair_tick): damage found by open
+	 * again under the node's repair rule (node/srv_replica.c slot_open and srv__repair_tick): damage found by open
 	 * or by the scrubber sets the replica's log and snapshot aside, and it restarts empty and recovering
 	 * (no vote until caught up). The damage must be found at every position; the group must stay whole
 	 * (finish: every value committed once, every applied entry as committed, so no damaged record was
@@ -2004,7 +2004,7 @@ Test(raft, a_byte_flipped_anywhere_in_a_replica_s_log_is_repaired_from_its_peers
 		n->recovering = true;
 		node_start(s, v);
 		finish(s, 20000);
-		/* A new leader commits an entry of its term, as a partition leader does (part_term_barrier). */
+		/* A new leader commits an entry of its term, as a partition leader does (srv__part_term_barrier). */
 		l = leader(s);
 		struct rgroup_status st;
 		rgroup_status(s->nodes[l].g, &st);

@@ -1,0 +1,517 @@
+/*
+ * srv_layout — Iggy's reply layouts: identifiers resolved against the metadata, and one writer per reply
+ * structure of the reference (§2.4: stream, topic, partition, user, permissions, consumer group, client,
+ * stats, cluster metadata) and of Galgo's extensions (GetPartitionLeaders, node status; see
+ * docs/protocol-extensions.md). Owns no state: every function reads the metadata and writes a wire_buf.
+ */
+#include "node/srv_int.h"
+
+/* ---- Resolving identifiers ---- */
+
+struct meta_stream *srv__find_stream(struct srv *s, const struct wire_id *id)
+{
+	if (id->kind == WIRE_ID_NUMERIC)
+		return meta_stream(s->meta, id->num);
+	return meta_stream_by_name(s->meta, (const char *)id->name.ptr, id->name.len);
+}
+
+struct meta_topic *srv__find_topic(const struct meta_stream *st, const struct wire_id *id)
+{
+	if (st == NULL)
+		return NULL;
+	if (id->kind == WIRE_ID_NUMERIC)
+		return meta_topic(st, id->num);
+	return meta_topic_by_name(st, (const char *)id->name.ptr, id->name.len);
+}
+
+struct meta_group *srv__find_group(const struct meta_topic *t, const struct wire_id *id)
+{
+	if (t == NULL)
+		return NULL;
+	if (id->kind == WIRE_ID_NUMERIC)
+		return meta_group(t, id->num);
+	return meta_group_by_name(t, (const char *)id->name.ptr, id->name.len);
+}
+
+struct meta_user *srv__find_user(struct srv *s, const struct wire_id *id)
+{
+	if (id->kind == WIRE_ID_NUMERIC)
+		return meta_user(s->meta, id->num);
+	return meta_user_by_name(s->meta, (const char *)id->name.ptr, id->name.len);
+}
+
+/* ---- Response structures (reference §2.4) ---- */
+
+void srv__put_name(struct wire_buf *b, const char *name)
+{
+	wire_put_name(b, name, strlen(name));
+}
+
+void srv__put_stream_header(struct srv *s, struct wire_buf *b, const struct meta_stream *st)
+{
+	uint32_t topics = 0;
+	uint64_t bytes = 0, msgs = 0;
+	for (uint32_t i = 0; i < st->n_topics; i++) {
+		if (st->topics[i] == NULL)
+			continue;
+		uint64_t tb, tm;
+		srv__topic_usage(s, st->topics[i], &tb, &tm);
+		topics++;
+		bytes += tb;
+		msgs += tm;
+	}
+	wire_put_u32(b, st->id);
+	wire_put_u64(b, st->created_at);
+	wire_put_u32(b, topics);
+	wire_put_u64(b, bytes);
+	wire_put_u64(b, msgs);
+	srv__put_name(b, st->name);
+	wire_put_u32(b, 0); /* options */
+}
+
+void srv__put_topic_header(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
+{
+	uint64_t bytes, msgs;
+	srv__topic_usage(s, t, &bytes, &msgs);
+	wire_put_u32(b, t->id);
+	wire_put_u64(b, t->created_at);
+	wire_put_u32(b, t->n_partitions);
+	wire_put_u64(b, t->message_expiry);
+	wire_put_u8(b, t->compression);
+	wire_put_u64(b, t->max_topic_size);
+	wire_put_u64(b, bytes);
+	wire_put_u64(b, msgs);
+	srv__put_name(b, t->name);
+	/* Explicit options: the settings that differ from the defaults. */
+	size_t at = wire_put_reserve(b, 4);
+	size_t start = b->len;
+	uint8_t v[8];
+	if (t->compression == META_COMPRESSION_GZIP)
+		wire_put_option(b, "compression_algorithm", 21, WIRE_KIND_STRING, "gzip", 4);
+	if (t->message_expiry != META_NEVER) {
+		record_put64(v, t->message_expiry);
+		wire_put_option(b, "message_expiry", 14, WIRE_KIND_UINT64, v, 8);
+	}
+	if (t->max_topic_size != META_NEVER) {
+		record_put64(v, t->max_topic_size);
+		wire_put_option(b, "max_topic_size", 14, WIRE_KIND_UINT64, v, 8);
+	}
+	wire_patch_u32(b, at, (uint32_t)(b->len - start));
+	wire_put_u32(b, 0); /* derived options */
+}
+
+/* The topic option catalog (DescribeOptions scope 1): key, kind, default, description. */
+void srv__put_topic_option_catalog(struct wire_buf *b)
+{
+	static const struct {
+		const char *key;
+		uint8_t kind;
+		uint8_t width;
+		uint64_t def;
+		const char *desc;
+	} cat[] = {
+		{"compression_algorithm", WIRE_KIND_STRING, 0, 0, "Compression of stored messages: none or gzip."},
+		{"message_expiry", WIRE_KIND_UINT64, 8, 0, "Age in microseconds after which messages are deleted; 0 uses the server default (never)."},
+		{"max_topic_size", WIRE_KIND_UINT64, 8, 0, "Size in bytes above which the oldest segments are deleted; 0 uses the server default (unlimited)."},
+		{"segment_size", WIRE_KIND_UINT64, 8, 1ull << 30, "Bytes per segment file before a new one is started."},
+		{"enforce_fsync", WIRE_KIND_BOOL, 1, 0, "Acknowledge messages only after they are flushed to disk (galgo does so by default)."},
+		{"messages_required_to_save", WIRE_KIND_UINT32, 4, 1, "Accepted for compatibility; galgo writes every batch at once."},
+		{"size_of_messages_required_to_save", WIRE_KIND_UINT64, 8, 0, "Accepted for compatibility; galgo writes every batch at once."},
+		{"preallocate_segments", WIRE_KIND_BOOL, 1, 0, "Accepted for compatibility; segments grow as written."},
+		{"dedup_window", WIRE_KIND_UINT64, 8, 0, "Galgo: how many recent message ids (at most 65536) each partition remembers; a message with a remembered nonzero id is dropped as a retry. 0 = off. Also a decimal string (Iggy SDK options)."},
+	};
+	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
+	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
+		uint8_t v[8];
+		srv__put_name(b, cat[i].key);
+		wire_put_u8(b, cat[i].kind);
+		if (cat[i].kind == WIRE_KIND_STRING) {
+			wire_put_str32(b, "none", 4);
+		} else {
+			record_put64(v, cat[i].def);
+			wire_put_str32(b, v, cat[i].width);
+		}
+		wire_put_str32(b, cat[i].desc, strlen(cat[i].desc));
+	}
+}
+
+void srv__put_partitions(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
+{
+	for (uint32_t p = 0; p < t->n_partitions; p++) {
+		struct plog *l = srv__part_log(s, t->stream_id, t->id, p);
+		uint64_t next = l ? plog_next_offset(l) : 0, first = l ? plog_first_offset(l) : 0;
+		wire_put_u32(b, p);
+		wire_put_u64(b, t->partitions[p].created_at);
+		wire_put_u32(b, l ? plog_segment_count(l) : 1);
+		wire_put_u64(b, next > 0 ? next - 1 : 0);
+		wire_put_u64(b, srv__part_bytes(s, t->stream_id, t->id, p));
+		wire_put_u64(b, next - first);
+	}
+}
+
+void srv__put_user_header(struct wire_buf *b, const struct meta_user *u)
+{
+	wire_put_u32(b, u->id);
+	wire_put_u64(b, u->created_at);
+	wire_put_u8(b, u->status);
+	srv__put_name(b, u->username);
+	wire_put_u32(b, 0); /* options */
+}
+
+static void perms_to_wire(const struct meta_perms *m, struct wire_perms *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->manage_servers = m->manage_servers;
+	w->read_servers = m->read_servers;
+	w->manage_users = m->manage_users;
+	w->read_users = m->read_users;
+	w->manage_streams = m->manage_streams;
+	w->read_streams = m->read_streams;
+	w->manage_topics = m->manage_topics;
+	w->read_topics = m->read_topics;
+	w->poll_messages = m->poll_messages;
+	w->send_messages = m->send_messages;
+}
+
+void srv__put_user_details(struct wire_buf *b, const struct meta_user *u)
+{
+	srv__put_user_header(b, u);
+	if (!u->has_perms) {
+		wire_put_u32(b, 0);
+		return;
+	}
+	struct wire_perms w;
+	perms_to_wire(&u->perms, &w);
+	struct wire_perm_stream *ws = calloc(u->perms.n_streams ? u->perms.n_streams : 1, sizeof(*ws));
+	struct wire_perm_topic **wt = calloc(u->perms.n_streams ? u->perms.n_streams : 1, sizeof(*wt));
+	if (ws == NULL || wt == NULL) {
+		free(ws);
+		free(wt);
+		wire_put_reserve(b, SIZE_MAX / 2); /* records the error */
+		return;
+	}
+	for (uint32_t i = 0; i < u->perms.n_streams; i++) {
+		const struct meta_perm_stream *ms = &u->perms.streams[i];
+		ws[i] = (struct wire_perm_stream){ms->stream_id, ms->manage_stream, ms->read_stream, ms->manage_topics,
+						  ms->read_topics, ms->poll_messages, ms->send_messages, ms->n_topics,
+						  NULL};
+		wt[i] = calloc(ms->n_topics ? ms->n_topics : 1, sizeof(**wt));
+		for (uint32_t k = 0; wt[i] != NULL && k < ms->n_topics; k++) {
+			const struct meta_perm_topic *mt = &ms->topics[k];
+			wt[i][k] = (struct wire_perm_topic){mt->topic_id, mt->manage_topic, mt->read_topic,
+							    mt->poll_messages, mt->send_messages};
+		}
+		ws[i].topics = wt[i];
+	}
+	w.streams = ws;
+	w.streams_count = u->perms.n_streams;
+	wire_put_u8(b, 1);
+	size_t at = wire_put_reserve(b, 4);
+	size_t start = b->len;
+	wire_put_permissions(b, &w);
+	wire_patch_u32(b, at, (uint32_t)(b->len - start));
+	for (uint32_t i = 0; i < u->perms.n_streams; i++)
+		free(wt[i]);
+	free(wt);
+	free(ws);
+}
+
+int srv__perms_from_wire(const struct wire_perms *w, struct meta_perms *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->manage_servers = w->manage_servers;
+	m->read_servers = w->read_servers;
+	m->manage_users = w->manage_users;
+	m->read_users = w->read_users;
+	m->manage_streams = w->manage_streams;
+	m->read_streams = w->read_streams;
+	m->manage_topics = w->manage_topics;
+	m->read_topics = w->read_topics;
+	m->poll_messages = w->poll_messages;
+	m->send_messages = w->send_messages;
+	if (w->streams_count == 0)
+		return 0;
+	m->streams = calloc(w->streams_count, sizeof(*m->streams));
+	if (m->streams == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < w->streams_count; i++) {
+		const struct wire_perm_stream *ws = &w->streams[i];
+		struct meta_perm_stream *ms = &m->streams[i];
+		m->n_streams = i + 1;
+		*ms = (struct meta_perm_stream){ws->id, ws->manage_stream, ws->read_stream, ws->manage_topics,
+						ws->read_topics, ws->poll_messages, ws->send_messages, NULL, 0};
+		if (ws->topics_count == 0)
+			continue;
+		ms->topics = calloc(ws->topics_count, sizeof(*ms->topics));
+		if (ms->topics == NULL) {
+			meta_perms_free(m);
+			return -ENOMEM;
+		}
+		ms->n_topics = ws->topics_count;
+		for (uint32_t k = 0; k < ws->topics_count; k++) {
+			const struct wire_perm_topic *wt = &ws->topics[k];
+			ms->topics[k] = (struct meta_perm_topic){wt->id, wt->manage_topic, wt->read_topic,
+								 wt->poll_messages, wt->send_messages};
+		}
+	}
+	return 0;
+}
+
+void srv__put_group_details(struct wire_buf *b, const struct meta_topic *t, const struct meta_group *g, bool members)
+{
+	wire_put_u32(b, g->id);
+	wire_put_u32(b, t->n_partitions);
+	wire_put_u32(b, g->n_members);
+	srv__put_name(b, g->name);
+	if (!members)
+		return;
+	for (uint32_t i = 0; i < g->n_members; i++) {
+		const struct meta_member *m = &g->members[i];
+		wire_put_u32(b, m->client_id);
+		wire_put_u32(b, m->n_partitions);
+		for (uint32_t k = 0; k < m->n_partitions; k++)
+			wire_put_u32(b, m->partitions[k]);
+	}
+}
+
+void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details)
+{
+	wire_put_u32(b, ss->client_id);
+	wire_put_u32(b, ss->bound ? ss->user_id : UINT32_MAX);
+	wire_put_u8(b, (uint8_t)ss->kind);
+	wire_put_str32(b, ss->peer, strlen(ss->peer));
+	size_t at = wire_put_reserve(b, 4);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+		struct meta_stream *st = s->meta->streams[i];
+		for (uint32_t k = 0; st != NULL && k < st->n_topics; k++) {
+			struct meta_topic *t = st->topics[k];
+			for (uint32_t g = 0; t != NULL && g < t->n_groups; g++) {
+				if (t->groups[g] == NULL || meta_group_member(t->groups[g], ss->client_id) == NULL)
+					continue;
+				n++;
+				if (details) {
+					wire_put_u32(b, st->id);
+					wire_put_u32(b, t->id);
+					wire_put_u32(b, t->groups[g]->id);
+				}
+			}
+		}
+	}
+	wire_patch_u32(b, at, n);
+}
+
+struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn, bool single)
+{
+	static char own_host[256];
+	char h[256];
+	uint16_t tcp = 0, quic = 0, http = 0;
+	snprintf(own_host, sizeof(own_host), "127.0.0.1");
+	config_split_address(s->cfg->tcp.address, own_host, sizeof(own_host), &tcp);
+	config_split_address(s->cfg->quic.address, h, sizeof(h), &quic);
+	config_split_address(s->cfg->http.address, h, sizeof(h), &http);
+	struct client_addr a = {single ? own_host : cn->host, cn->tcp_port != 0 ? cn->tcp_port : tcp,
+				cn->quic_port != 0 ? cn->quic_port : quic, cn->http_port != 0 ? cn->http_port : http};
+	if (!s->cfg->quic.enabled)
+		a.quic = 0;
+	if (!s->cfg->http.enabled)
+		a.http = 0;
+	const struct meta_node *mn = meta_node(s->meta, (uint32_t)cn->id);
+	if (mn != NULL) {
+		if (mn->adv_host[0] != '\0')
+			a.host = mn->adv_host;
+		a.tcp = mn->adv_tcp_port != 0 ? mn->adv_tcp_port : a.tcp;
+		a.quic = mn->adv_quic_port != 0 ? mn->adv_quic_port : a.quic;
+		a.http = mn->adv_http_port != 0 ? mn->adv_http_port : a.http;
+	}
+	return a;
+}
+
+/* GetPartitionLeaders (docs/protocol-extensions.md). */
+void srv__put_partition_leaders(struct srv *s, struct wire_buf *b)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	wire_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		struct client_addr a = srv__client_addr_of(s, &nodes[i], false);
+		wire_put_u32(b, (uint32_t)nodes[i].id);
+		wire_put_str8(b, a.host, strlen(a.host));
+		wire_put_u16(b, a.tcp);
+		wire_put_u16(b, a.quic);
+		wire_put_u16(b, a.http);
+	}
+	struct rgroup_status ms;
+	clu_group_status(s->mg, &ms);
+	wire_put_u32(b, (uint32_t)ms.leader_id);
+	wire_put_u64(b, ms.term);
+	size_t count_at = b->len;
+	wire_put_u32(b, 0);
+	uint32_t count = 0;
+	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+		const struct meta_stream *st = s->meta->streams[i];
+		for (uint32_t k = 0; st != NULL && k < st->n_topics; k++) {
+			const struct meta_topic *t = st->topics[k];
+			struct tparts *tp = t != NULL ? srv__tparts_find(s, st->id, t->id) : NULL;
+			for (uint32_t pid = 0; t != NULL && pid < t->n_partitions; pid++) {
+				struct part *pt = tp != NULL && pid < tp->n ? tp->pp[pid] : NULL;
+				struct rgroup_status gs = {0};
+				if (pt != NULL)
+					clu_group_status(pt->g, &gs);
+				wire_put_u32(b, st->id);
+				wire_put_u32(b, t->id);
+				wire_put_u32(b, pid);
+				wire_put_u32(b, (uint32_t)gs.leader_id);
+				wire_put_u64(b, gs.leader_id != 0 ? gs.term : 0);
+				const struct meta_partition *mp = &t->partitions[pid];
+				wire_put_u8(b, mp->n_replicas);
+				for (uint32_t r = 0; r < mp->n_replicas; r++)
+					wire_put_u32(b, mp->replicas[r]);
+				count++;
+			}
+		}
+	}
+	if (b->err == 0)
+		record_put32(b->p + count_at, count);
+}
+
+/*
+ * GetPartitionLeaders' node-status section (flag 1; docs/protocol-extensions.md): per roster node, in the
+ * order of the node list, whether this node's node-to-node link to it is up and its role in the
+ * metadata group as this node's configuration has it.
+ */
+void srv__put_node_status(struct srv *s, struct wire_buf *b)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	struct rgroup_status ms;
+	clu_group_status(s->mg, &ms);
+	struct rgroup_member m[64];
+	size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0]));
+	if (nm > sizeof(m) / sizeof(m[0]))
+		nm = sizeof(m) / sizeof(m[0]);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t role = 0; /* not a member of the metadata group */
+		for (size_t k = 0; k < nm; k++)
+			if (m[k].id == nodes[i].id)
+				role = m[k].role == RAFT_VOTER ? (ms.leader_id == nodes[i].id ? 1 : 2)
+								: m[k].role == RAFT_STANDBY ? 3 : 4;
+		wire_put_u8(b, clu_connected(s->clu, nodes[i].id) ? 1 : 0);
+		wire_put_u8(b, role);
+	}
+}
+
+/* ---- Reads (NonReplicated) ---- */
+
+void srv__put_stats(struct srv *s, struct wire_buf *b)
+{
+	uint32_t streams = 0, topics = 0, partitions = 0, segments = 0, groups = 0, clients = 0;
+	uint64_t msgs = 0, bytes = 0;
+	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
+		struct meta_stream *st = s->meta->streams[i];
+		if (st == NULL)
+			continue;
+		streams++;
+		for (uint32_t k = 0; k < st->n_topics; k++) {
+			struct meta_topic *t = st->topics[k];
+			if (t == NULL)
+				continue;
+			topics++;
+			partitions += t->n_partitions;
+			for (uint32_t g = 0; g < t->n_groups; g++)
+				groups += t->groups[g] != NULL;
+			uint64_t tb, tm;
+			srv__topic_usage(s, t, &tb, &tm);
+			bytes += tb;
+			msgs += tm;
+			for (uint32_t pi = 0; pi < t->n_partitions; pi++) {
+				struct plog *l = srv__part_log(s, st->id, t->id, pi);
+				segments += l ? plog_segment_count(l) : 0;
+			}
+		}
+	}
+	for (struct srv_session *ss = s->sessions; ss != NULL; ss = ss->next)
+		clients++;
+	long rss_pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f != NULL) {
+		long size;
+		if (fscanf(f, "%ld %ld", &size, &rss_pages) != 2)
+			rss_pages = 0;
+		fclose(f);
+	}
+	long page = sysconf(_SC_PAGESIZE), phys = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+	struct utsname un;
+	uname(&un);
+	wire_put_u32(b, (uint32_t)getpid());
+	wire_put_u32(b, 0); /* cpu_usage f32 */
+	wire_put_u32(b, 0); /* total_cpu_usage f32 */
+	wire_put_u64(b, (uint64_t)rss_pages * (uint64_t)page);
+	wire_put_u64(b, (uint64_t)phys * (uint64_t)page);
+	wire_put_u64(b, (uint64_t)avail * (uint64_t)page);
+	wire_put_u64(b, srv__now_us() - s->start_us);
+	wire_put_u64(b, s->start_us);
+	wire_put_u64(b, 0); /* read_bytes */
+	wire_put_u64(b, bytes); /* written_bytes */
+	wire_put_u64(b, bytes);
+	wire_put_u32(b, streams);
+	wire_put_u32(b, topics);
+	wire_put_u32(b, partitions);
+	wire_put_u32(b, segments);
+	wire_put_u64(b, msgs);
+	wire_put_u32(b, clients);
+	wire_put_u32(b, groups);
+	wire_put_str32(b, un.nodename, strlen(un.nodename));
+	wire_put_str32(b, un.sysname, strlen(un.sysname));
+	wire_put_str32(b, un.version, strlen(un.version));
+	wire_put_str32(b, un.release, strlen(un.release));
+	wire_put_str32(b, SERVER_VERSION, strlen(SERVER_VERSION));
+	wire_put_u32(b, 9000); /* semver 0.9.0 */
+	wire_put_u32(b, 0);    /* cache metrics */
+	wire_put_u32(b, 1);    /* threads */
+	struct statvfs vfs;
+	uint64_t free_disk = 0, total_disk = 0;
+	if (statvfs(s->cfg->node.data_dir, &vfs) == 0) {
+		free_disk = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		total_disk = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	}
+	wire_put_u64(b, free_disk);
+	wire_put_u64(b, total_disk);
+}
+
+/*
+ * GetClusterMetadata: every node of the roster with its client endpoints (srv__put_node); the metadata leader
+ * is marked Leader (the SDK moves its connection there after login, reference §8).
+ */
+void srv__put_cluster(struct srv *s, struct wire_buf *b)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	uint64_t leader = clu_group_leader_id(s->mg);
+	wire_put_str32(b, s->cfg->cluster.name, strlen(s->cfg->cluster.name));
+	wire_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		srv__put_node(s, b, i, n == 1 || nodes[i].id == leader ? 0 : 1); /* 0 Leader, 1 Follower */
+}
+
+/*
+ * Roster entry i as one node of GetClusterMetadata (also the primary of a route), at its client address
+ * (srv__client_addr_of).
+ */
+void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
+{
+	const struct clu_node *nodes;
+	size_t n = clu_nodes(s->clu, &nodes);
+	assert(i < n);
+	char name[32];
+	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
+	struct client_addr a = srv__client_addr_of(s, &nodes[i], n == 1);
+	wire_put_str32(b, name, strlen(name));
+	wire_put_str32(b, a.host, strlen(a.host));
+	wire_put_u16(b, a.tcp);
+	wire_put_u16(b, a.quic);
+	wire_put_u16(b, a.http);
+	wire_put_u16(b, 0);    /* websocket */
+	wire_put_u8(b, role);
+	wire_put_u8(b, 0);     /* healthy */
+}

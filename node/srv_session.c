@@ -1,0 +1,361 @@
+/*
+ * srv_session — sessions and their reply queues (replies leave in request order whatever order they are
+ * finished in), authorization of a command against the session's user, and the dispatch of a frame to the
+ * room that handles it. Owns: every struct srv_session and struct pending.
+ */
+#include "node/srv_int.h"
+
+static void pending_free(struct pending *p)
+{
+	free(p->buf);
+	if (p->has_slice)
+		plog_slice_release(&p->slice);
+	free(p->pieces);
+	srv__session_unref(p->ss);
+	free(p);
+}
+
+static void sent_cb(void *arg, int status)
+{
+	(void)status;
+	pending_free(arg);
+}
+
+/* Counts a reply leaving and the time since its request arrived. */
+static void observe_latency(struct srv_session *ss, const struct pending *p)
+{
+	struct srv_tstats *t = &ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0];
+	uint64_t us = (uv_hrtime() - p->t0) / 1000u;
+	size_t i = 0;
+	while (i < LAT_BUCKETS && us > srv__lat_bounds_us[i])
+		i++;
+	if (i < LAT_BUCKETS)
+		t->latency_buckets[i]++;
+	t->latency_sum_us += us;
+	t->replies++;
+}
+
+void srv__flush_queue(struct srv_session *ss)
+{
+	/* Freeing a closed session's last reply frees the session: hold it until the loop is done. */
+	ss->refs++;
+	while (ss->head != NULL && ss->head->ready) {
+		struct pending *p = ss->head;
+		ss->head = p->next;
+		if (ss->head == NULL)
+			ss->tail = NULL;
+		if (ss->closed) {
+			pending_free(p);
+			continue;
+		}
+		observe_latency(ss, p);
+		size_t n = 1 + (p->has_slice ? p->slice.n_pieces : 0);
+		p->pieces = calloc(n, sizeof(*p->pieces));
+		if (p->pieces == NULL) {
+			pending_free(p);
+			continue;
+		}
+		p->pieces[0] = (struct srv_piece){.mem = p->buf, .fd = -1, .len = p->len};
+		for (size_t i = 1; i < n; i++) {
+			const struct plog_piece *pp = &p->slice.pieces[i - 1];
+			if (pp->file != NULL)
+				p->pieces[i] = (struct srv_piece){.fd = pio_fd(ss->srv->pio, pp->file),
+								  .off = pp->file_off, .len = pp->len};
+			else
+				p->pieces[i] = (struct srv_piece){.mem = pp->mem, .fd = -1, .len = pp->len};
+		}
+		if (ss->send(ss->ctx, p->pieces, n, sent_cb, p) != 0)
+			continue; /* the transport called (or will call) sent_cb */
+	}
+	srv__session_unref(ss);
+}
+
+struct pending *srv__pending_new(struct srv_session *ss, const struct frame_request *hdr)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->ss = ss;
+	p->hdr = *hdr;
+	p->t0 = uv_hrtime();
+	ss->refs++;
+	if (ss->tail != NULL)
+		ss->tail->next = p;
+	else
+		ss->head = p;
+	ss->tail = p;
+	return p;
+}
+
+/*
+ * Completes a reply: status (0 or an Iggy code, then the body must be empty) and body bytes (copied).
+ * `framed` adds the 4-byte success result section in front of the body.
+ */
+void srv__finish(struct pending *p, uint32_t status, bool framed, const void *body, size_t body_len)
+{
+	size_t extra = status == 0 && framed ? 4 : 0;
+	/* Error replies carry no body, except Galgo's NotLeader (docs/protocol-extensions.md). */
+	if (status != 0 && status != E_GALGO_NOT_LEADER)
+		body_len = 0;
+	size_t slice_len = p->has_slice ? p->slice.bytes : 0;
+	p->len = FRAME_HEADER_SIZE + extra + body_len;
+	p->buf = calloc(1, p->len);
+	if (p->buf == NULL || frame_reply_encode(p->buf, &p->hdr, (uint32_t)(extra + body_len + slice_len), status) != 0) {
+		/* Out of memory or too big: answer with a bare error header. */
+		free(p->buf);
+		p->len = FRAME_HEADER_SIZE;
+		p->buf = calloc(1, p->len);
+		if (p->has_slice) {
+			plog_slice_release(&p->slice);
+			p->has_slice = false;
+		}
+		if (p->buf != NULL)
+			frame_reply_encode(p->buf, &p->hdr, 0, E_ERROR);
+	} else if (body_len > 0) {
+		memcpy(p->buf + FRAME_HEADER_SIZE + extra, body, body_len);
+	}
+	p->ready = true;
+	if (p->buf == NULL) {
+		p->len = 0;
+	}
+	srv__flush_queue(p->ss);
+}
+
+void srv__finish_buf(struct pending *p, uint32_t status, bool framed, struct wire_buf *b)
+{
+	if (wire_buf_error(b) != 0)
+		srv__finish(p, E_ERROR, framed, NULL, 0);
+	else
+		srv__finish(p, status, framed, b->p, b->len);
+	wire_buf_free(b);
+}
+
+/* A committed rejection in the result section (status 0, count 1, the code). */
+void srv__reject(struct pending *p, uint32_t code)
+{
+	uint8_t b[FRAME_RESULT_REJECT_SIZE];
+	frame_result_reject(b, code);
+	srv__finish(p, 0, false, b, sizeof(b));
+}
+
+/* Completes a reply slot with an eviction frame instead of a reply. */
+void srv__finish_evict(struct pending *p, const struct frame_request *hdr, uint8_t reason)
+{
+	struct srv_session *ss = p->ss;
+	p->len = FRAME_HEADER_SIZE;
+	p->buf = calloc(1, p->len);
+	struct frame_eviction e = {.client = hdr->client, .reason = reason};
+	if (reason == FRAME_EVICT_INCOMPATIBLE_PROTOCOL) {
+		e.protocol_version = FRAME_PROTOCOL_VERSION;
+		e.protocol_version_min = FRAME_PROTOCOL_VERSION;
+	}
+	if (p->buf != NULL)
+		frame_eviction_encode(p->buf, &e);
+	p->ready = true;
+	srv__flush_queue(ss);
+}
+
+void srv__evict(struct srv_session *ss, const struct frame_request *hdr, uint8_t reason)
+{
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p != NULL)
+		srv__finish_evict(p, hdr, reason);
+}
+
+/* ---- Sessions ---- */
+
+
+struct srv_session *srv_session_open(struct srv *s, enum srv_transport kind, const char *peer, uint32_t client_id,
+				     srv_send_fn send, void *ctx)
+{
+	struct srv_session *ss = calloc(1, sizeof(*ss));
+	if (ss == NULL)
+		return NULL;
+	ss->srv = s;
+	ss->kind = kind;
+	snprintf(ss->peer, sizeof(ss->peer), "%s", peer ? peer : "");
+	/*
+	 * Client ids name consumer-group members in the replicated metadata, so they must be unique in the
+	 * cluster, across transports: the node's id (1..31) in the top 5 bits, a counter below. The
+	 * transport's own connection number is not used.
+	 */
+	(void)client_id;
+	s->next_client = s->next_client % ((1u << 27) - 1) + 1;
+	ss->client_id = ((uint32_t)clu_node_id(s->clu) << 27) | s->next_client;
+	ss->send = send;
+	ss->ctx = ctx;
+	ss->refs = 1;
+	ss->next = s->sessions;
+	s->sessions = ss;
+	return ss;
+}
+
+void srv__session_unref(struct srv_session *ss)
+{
+	if (--ss->refs > 0)
+		return;
+	free(ss);
+}
+
+static void leave_all_groups(struct srv *s, uint32_t client_id)
+{
+	struct meta_cmd c = {.type = META_REMOVE_MEMBER, .ts = srv__now_us(), .client_id = client_id};
+	bool member = false;
+	for (uint32_t i = 0; i < s->meta->n_streams && !member; i++) {
+		struct meta_stream *st = s->meta->streams[i];
+		for (uint32_t k = 0; st != NULL && k < st->n_topics && !member; k++) {
+			struct meta_topic *t = st->topics[k];
+			for (uint32_t g = 0; t != NULL && g < t->n_groups && !member; g++)
+				member = t->groups[g] != NULL && meta_group_member(t->groups[g], client_id) != NULL;
+		}
+	}
+	if (member)
+		srv__commit(s, &c);
+}
+
+void srv_session_close(struct srv_session *ss)
+{
+	struct srv *s = ss->srv;
+	for (struct srv_session **pp = &s->sessions; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == ss) {
+			*pp = ss->next;
+			break;
+		}
+	ss->closed = true;
+	leave_all_groups(s, ss->client_id);
+	/* Ready replies that were not sent yet go; the others free themselves when they complete. */
+	srv__flush_queue(ss);
+	srv__session_unref(ss);
+}
+
+size_t srv_session_owed(const struct srv_session *ss)
+{
+	size_t n = 0;
+	for (const struct pending *p = ss->head; p != NULL; p = p->next)
+		n++;
+	return n;
+}
+
+size_t srv_owed(const struct srv *s)
+{
+	size_t n = 0;
+	for (const struct srv_session *ss = s->sessions; ss != NULL; ss = ss->next)
+		n += srv_session_owed(ss);
+	return n;
+}
+
+bool srv_session_stale(struct srv_session *ss)
+{
+	uint32_t member;
+	if (ss->attached && srv__session_member(ss, &member) == 0)
+		return false; /* a data connection: its parent's heartbeats speak for it */
+	struct frame_request h = {.client = ss->vsr_client};
+	if (frame_u128_is_zero(h.client))
+		h.client.lo = 1;
+	srv__evict(ss, &h, FRAME_EVICT_STALE_CLIENT);
+	return true;
+}
+
+struct meta_user *srv__session_user(struct srv_session *ss)
+{
+	return ss->bound ? meta_user(ss->srv->meta, ss->user_id) : NULL;
+}
+
+/* The open, logged-in session of this node with this client id and login number, or NULL. */
+struct srv_session *srv__session_find(struct srv *s, uint32_t client_id, uint64_t session)
+{
+	for (struct srv_session *o = s->sessions; o != NULL; o = o->next)
+		if (o->client_id == client_id && !o->closed && o->bound && o->session == session && session != 0)
+			return o;
+	return NULL;
+}
+
+/*
+ * The consumer-group member identity of a session: the parent's client id for an attached data session
+ * (see "Poll routing" above), else its own. Returns 0, or E_STALE_CLIENT when the parent has logged out,
+ * logged in again, closed, or is now another user's.
+ */
+uint32_t srv__session_member(struct srv_session *ss, uint32_t *member)
+{
+	*member = ss->client_id;
+	if (!ss->attached)
+		return 0;
+	const struct srv_session *parent = srv__session_find(ss->srv, ss->member_of, ss->parent_session);
+	if (parent == NULL || !ss->bound || parent->user_id != ss->user_id)
+		return E_STALE_CLIENT;
+	*member = ss->member_of;
+	return 0;
+}
+
+/* Whether the session may act; replies 41 (as a result-section rejection) if not. */
+bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a, uint32_t sid, uint32_t tid)
+{
+	if (auth_allowed(srv__session_user(ss), a, sid, tid))
+		return true;
+	srv__reject(p, E_UNAUTHORIZED);
+	return false;
+}
+
+/* ---- Dispatch ---- */
+
+void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	if (ss->closed)
+		return;
+	ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0].requests++;
+	if (glog_get_level() <= GLOG_DEBUG)
+		glog_debug(TAG, "client %u: %s%s%s (code %u), %zu bytes", ss->client_id, frame_op_name(hdr->operation),
+			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",
+			   hdr->operation == FRAME_OP_NON_REPLICATED ? frame_code_name(hdr->code) : "", hdr->code, len);
+	if (frame_request_checksum_verify(hdr, body, len) != 0) {
+		struct pending *p = srv__pending_new(ss, hdr);
+		if (p != NULL)
+			srv__finish(p, E_INVALID_FORMAT, false, NULL, 0);
+		return;
+	}
+	switch (hdr->operation) {
+	case FRAME_OP_REGISTER:
+		srv__handle_register(ss, hdr, body, len);
+		return;
+	case FRAME_OP_LOGOUT: {
+		if (ss->bound)
+			leave_all_groups(ss->srv, ss->client_id);
+		ss->bound = false;
+		ss->session = 0;
+		ss->attached = false;
+		struct pending *p = srv__pending_new(ss, hdr);
+		if (p != NULL)
+			srv__finish(p, 0, false, NULL, 0);
+		return;
+	}
+	case FRAME_OP_NON_REPLICATED:
+		if (!ss->bound && hdr->code != FRAME_CODE_PING) {
+			struct pending *p = srv__pending_new(ss, hdr);
+			if (p != NULL)
+				srv__finish(p, E_UNAUTHENTICATED, false, NULL, 0);
+			return;
+		}
+		srv__handle_read(ss, hdr, body, len);
+		return;
+	default:
+		break;
+	}
+	if (!ss->bound) {
+		srv__evict(ss, hdr, FRAME_EVICT_NO_SESSION);
+		return;
+	}
+	if (hdr->operation == FRAME_OP_SEND_MESSAGES)
+		srv__handle_send(ss, hdr, body, len);
+	else if (hdr->operation == FRAME_OP_DELETE_SEGMENTS)
+		srv__handle_delete_segments(ss, hdr, body, len);
+	else if (hdr->operation == FRAME_OP_STORE_CONSUMER_OFFSET || hdr->operation == FRAME_OP_DELETE_CONSUMER_OFFSET)
+		srv__handle_offset(ss, hdr, body, len);
+	else if (hdr->operation >= FRAME_OP_CREATE_STREAM && hdr->operation <= FRAME_OP_LEAVE_CONSUMER_GROUP &&
+		 hdr->operation != FRAME_OP_DELETE_SEGMENTS)
+		srv__handle_meta(ss, hdr, body, len);
+	else {
+		struct pending *p = srv__pending_new(ss, hdr);
+		if (p != NULL)
+			srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+	}
+}
