@@ -329,7 +329,8 @@ struct srv {
  * outcome unknown (1 at the deadline). Returns false (nothing sent) when the leader is reachable or no
  * other replica is connected; the caller then forwards as usual.
  */
-#define RELAY_HEARD_MS 3000 /* a relay must have been heard within (an idle link carries a keepalive at least every 2 s) */
+/* A relay must have been heard within this (an idle link carries a keepalive at least every 2 s). */
+#define RELAY_HEARD_MS 3000
 
 /*
  * Where clients reach roster node `cn` (GetClusterMetadata, routes, leader hints): the host and ports it
@@ -402,11 +403,25 @@ void srv__roster_from_meta(struct srv *s)
 void srv__meta_compact(struct srv *s, bool force)
 ;
 extern const struct clu_group_ops srv__meta_ops;
-void srv__handle_meta(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
-;
+void srv__meta_create_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_create_user(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
+void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+		     size_t len);
 
 /* srv_login.c (logins and password work) */
-void srv__handle_register(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_register(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 ;
 void srv__pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *c, struct meta_perms *perms,
 			 struct wire_str pw, const char *cur_hash, struct wire_str cur,
@@ -489,10 +504,10 @@ void srv__topic_usage(struct srv *s, const struct meta_topic *t, uint64_t *bytes
 ;
 void srv__part_term_barrier(struct part *pt)
 ;
-void srv__handle_membership(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+void srv__handle_membership(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 			      size_t len)
 ;
-void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 ;
 uint32_t srv__drain_tick(struct srv *s)
 ;
@@ -543,19 +558,45 @@ void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 ;
 void srv__pfwd_expire(struct srv *s, uint64_t now)
 ;
-void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 ;
-void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 ;
-void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 ;
-void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 ;
 
 /* srv_read.c (read-only queries) */
-void srv__handle_read(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
-;
-void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+/*
+ * A command handler of the command table (srv_session.c): it takes the request's reply slot itself; the
+ * frame body is its own (a send stamps its batch in place).
+ */
+typedef void (*srv_cmd_fn)(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+/* The query functions of the command table: see srv_read.c. */
+typedef uint32_t (*srv_query_fn)(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_ping(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_stats(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_partition_leaders(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_set_redirect(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_cluster_metadata(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_describe_options(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_me(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_clients(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_user(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_users(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_pats(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_stream(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_streams(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_topic(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_topics(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_groups(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+uint32_t srv__q_unavailable(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b);
+void srv__query(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len,
+		srv_query_fn q);
+void srv__handle_legacy_login(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+			      size_t len);
+void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 				   size_t len)
 ;
 

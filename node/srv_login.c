@@ -103,7 +103,7 @@ struct deferred_login {
 	uint8_t body[];
 };
 
-static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 				size_t len, bool current);
 
 static void login_barrier_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
@@ -123,7 +123,7 @@ static void login_barrier_done(struct srv *s, struct mwait *w, int status, int r
 	free(d);
 }
 
-void srv__handle_register(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_register(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
 	if (!clu_group_leader(s->mg) && !s->closing) {
@@ -144,7 +144,7 @@ void srv__handle_register(struct srv_session *ss, const struct frame_request *hd
 	handle_register_now(ss, hdr, body, len, true);
 }
 
-static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+static void handle_register_now(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 				size_t len, bool current)
 {
 	struct srv *s = ss->srv;

@@ -823,7 +823,8 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 	return 0;
 }
 
-void srv__handle_meta(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+/* CreateStream. */
+void srv__meta_create_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
 	struct pending *p = srv__pending_new(ss, hdr);
@@ -832,366 +833,461 @@ void srv__handle_meta(struct srv_session *ss, const struct frame_request *hdr, c
 	struct wire_rd r;
 	wire_rd_init(&r, body, len);
 	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
-	struct wire_id sid, tid, gid, uid;
+	struct wire_str name;
+	struct wire_opts opts;
+	wire_get_name(&r, &name);
+	wire_get_options(&r, &opts);
+	if (wire_rd_done(&r) != 0) {
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		return;
+	}
+	if (opts.count > 0) {
+		srv__reject(p, E_UNSUPPORTED_OPTION);
+		return;
+	}
+	if (!srv__allowed(ss, p, AUTH_MANAGE_STREAMS, 0, 0))
+		return;
+	c.type = META_CREATE_STREAM;
+	c.name = (const char *)name.ptr;
+	c.name_len = (uint8_t)name.len;
+	srv__meta_write(s, p, &c, build_stream);
+	return;
+}
+
+/* UpdateStream, DeleteStream, PurgeStream. */
+void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_id sid;
 	struct wire_str name;
 	struct wire_opts opts;
 	struct meta_stream *st;
-	struct meta_topic *t;
-	struct meta_perms perms = {0};
-	int rv;
-	switch (hdr->operation) {
-	case FRAME_OP_CREATE_STREAM:
+	wire_get_id(&r, &sid);
+	if (hdr->operation == FRAME_OP_UPDATE_STREAM) {
 		wire_get_name(&r, &name);
 		wire_get_options(&r, &opts);
-		if (wire_rd_done(&r) != 0)
-			break;
+	}
+	if (wire_rd_done(&r) != 0) {
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		return;
+	}
+	st = srv__find_stream(s, &sid);
+	if (st == NULL) {
+		srv__reject(p, META_E_STREAM_NOT_FOUND);
+		return;
+	}
+	if (!srv__allowed(ss, p, AUTH_MANAGE_STREAM, st->id, 0))
+		return;
+	c.stream_id = st->id;
+	if (hdr->operation == FRAME_OP_UPDATE_STREAM) {
 		if (opts.count > 0) {
 			srv__reject(p, E_UNSUPPORTED_OPTION);
 			return;
 		}
-		if (!srv__allowed(ss, p, AUTH_MANAGE_STREAMS, 0, 0))
-			return;
-		c.type = META_CREATE_STREAM;
+		c.type = META_UPDATE_STREAM;
 		c.name = (const char *)name.ptr;
 		c.name_len = (uint8_t)name.len;
-		srv__meta_write(s, p, &c, build_stream);
+		srv__meta_write(s, p, &c, NULL);
+	} else if (hdr->operation == FRAME_OP_DELETE_STREAM) {
+		c.type = META_DELETE_STREAM;
+		srv__meta_write(s, p, &c, NULL);
+	} else {
+		c.type = META_PURGE_STREAM;
+		purge_write(s, p, &c);
+	}
+	return;
+}
+
+/* CreateTopic. */
+void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
 		return;
-	case FRAME_OP_UPDATE_STREAM:
-	case FRAME_OP_DELETE_STREAM:
-	case FRAME_OP_PURGE_STREAM:
-		wire_get_id(&r, &sid);
-		if (hdr->operation == FRAME_OP_UPDATE_STREAM) {
-			wire_get_name(&r, &name);
-			wire_get_options(&r, &opts);
-		}
-		if (wire_rd_done(&r) != 0)
-			break;
-		st = srv__find_stream(s, &sid);
-		if (st == NULL) {
-			srv__reject(p, META_E_STREAM_NOT_FOUND);
-			return;
-		}
-		if (!srv__allowed(ss, p, AUTH_MANAGE_STREAM, st->id, 0))
-			return;
-		c.stream_id = st->id;
-		if (hdr->operation == FRAME_OP_UPDATE_STREAM) {
-			if (opts.count > 0) {
-				srv__reject(p, E_UNSUPPORTED_OPTION);
-				return;
-			}
-			c.type = META_UPDATE_STREAM;
-			c.name = (const char *)name.ptr;
-			c.name_len = (uint8_t)name.len;
-			srv__meta_write(s, p, &c, NULL);
-		} else if (hdr->operation == FRAME_OP_DELETE_STREAM) {
-			c.type = META_DELETE_STREAM;
-			srv__meta_write(s, p, &c, NULL);
-		} else {
-			c.type = META_PURGE_STREAM;
-			purge_write(s, p, &c);
-		}
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_id sid;
+	struct wire_str name;
+	struct wire_opts opts;
+	struct meta_stream *st;
+	int rv;
+	wire_get_id(&r, &sid);
+	c.count = wire_get_u32(&r);
+	wire_get_name(&r, &name);
+	wire_get_options(&r, &opts);
+	if (wire_rd_done(&r) != 0) {
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
 		return;
-	case FRAME_OP_CREATE_TOPIC:
-		wire_get_id(&r, &sid);
-		c.count = wire_get_u32(&r);
+	}
+	st = srv__find_stream(s, &sid);
+	if (st == NULL) {
+		srv__reject(p, META_E_STREAM_NOT_FOUND);
+		return;
+	}
+	if (!srv__allowed(ss, p, AUTH_MANAGE_TOPICS, st->id, 0))
+		return;
+	c.type = META_CREATE_TOPIC;
+	c.stream_id = st->id;
+	c.name = (const char *)name.ptr;
+	c.name_len = (uint8_t)name.len;
+	c.message_expiry = META_NEVER;
+	c.max_topic_size = META_NEVER;
+	c.compression = META_COMPRESSION_NONE;
+	c.durability = (uint8_t)s->cfg->storage.durability;
+	c.replication_factor = 0; /* the cluster's default (cluster.replication_factor) */
+	rv = parse_topic_options(&opts, &c, false);
+	if (rv != 0) {
+		srv__reject(p, (uint32_t)rv);
+		return;
+	}
+	srv__meta_write(s, p, &c, build_topic);
+	return;
+}
+
+/* UpdateTopic, DeleteTopic, PurgeTopic, CreatePartitions, DeletePartitions. */
+void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_id sid;
+	struct wire_id tid;
+	struct wire_str name;
+	struct wire_opts opts;
+	struct meta_stream *st;
+	struct meta_topic *t;
+	int rv;
+	wire_get_id(&r, &sid);
+	wire_get_id(&r, &tid);
+	if (hdr->operation == FRAME_OP_UPDATE_TOPIC) {
 		wire_get_name(&r, &name);
 		wire_get_options(&r, &opts);
-		if (wire_rd_done(&r) != 0)
-			break;
-		st = srv__find_stream(s, &sid);
-		if (st == NULL) {
-			srv__reject(p, META_E_STREAM_NOT_FOUND);
-			return;
-		}
-		if (!srv__allowed(ss, p, AUTH_MANAGE_TOPICS, st->id, 0))
-			return;
-		c.type = META_CREATE_TOPIC;
-		c.stream_id = st->id;
+	} else if (hdr->operation == FRAME_OP_CREATE_PARTITIONS ||
+		   hdr->operation == FRAME_OP_DELETE_PARTITIONS) {
+		c.count = wire_get_u32(&r);
+	}
+	if (wire_rd_done(&r) != 0) {
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		return;
+	}
+	st = srv__find_stream(s, &sid);
+	t = srv__find_topic(st, &tid);
+	if (st == NULL || t == NULL) {
+		srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
+		return;
+	}
+	if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
+		return;
+	c.stream_id = st->id;
+	c.topic_id = t->id;
+	switch (hdr->operation) {
+	case FRAME_OP_UPDATE_TOPIC:
+		c.type = META_UPDATE_TOPIC;
 		c.name = (const char *)name.ptr;
 		c.name_len = (uint8_t)name.len;
-		c.message_expiry = META_NEVER;
-		c.max_topic_size = META_NEVER;
-		c.compression = META_COMPRESSION_NONE;
-		c.durability = (uint8_t)s->cfg->storage.durability;
-		c.replication_factor = 0; /* the cluster's default (cluster.replication_factor) */
-		rv = parse_topic_options(&opts, &c, false);
+		c.message_expiry = t->message_expiry;
+		c.max_topic_size = t->max_topic_size;
+		c.compression = t->compression;
+		rv = parse_topic_options(&opts, &c, true);
 		if (rv != 0) {
 			srv__reject(p, (uint32_t)rv);
 			return;
 		}
-		srv__meta_write(s, p, &c, build_topic);
-		return;
-	case FRAME_OP_UPDATE_TOPIC:
-	case FRAME_OP_DELETE_TOPIC:
-	case FRAME_OP_PURGE_TOPIC:
-	case FRAME_OP_CREATE_PARTITIONS:
-	case FRAME_OP_DELETE_PARTITIONS:
-		wire_get_id(&r, &sid);
-		wire_get_id(&r, &tid);
-		if (hdr->operation == FRAME_OP_UPDATE_TOPIC) {
-			wire_get_name(&r, &name);
-			wire_get_options(&r, &opts);
-		} else if (hdr->operation == FRAME_OP_CREATE_PARTITIONS ||
-			   hdr->operation == FRAME_OP_DELETE_PARTITIONS) {
-			c.count = wire_get_u32(&r);
-		}
-		if (wire_rd_done(&r) != 0)
-			break;
-		st = srv__find_stream(s, &sid);
-		t = srv__find_topic(st, &tid);
-		if (st == NULL || t == NULL) {
-			srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
-			return;
-		}
-		if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
-			return;
-		c.stream_id = st->id;
-		c.topic_id = t->id;
-		switch (hdr->operation) {
-		case FRAME_OP_UPDATE_TOPIC:
-			c.type = META_UPDATE_TOPIC;
-			c.name = (const char *)name.ptr;
-			c.name_len = (uint8_t)name.len;
-			c.message_expiry = t->message_expiry;
-			c.max_topic_size = t->max_topic_size;
-			c.compression = t->compression;
-			rv = parse_topic_options(&opts, &c, true);
-			if (rv != 0) {
-				srv__reject(p, (uint32_t)rv);
-				return;
-			}
-			srv__meta_write(s, p, &c, NULL);
-			return;
-		case FRAME_OP_DELETE_TOPIC:
-			c.type = META_DELETE_TOPIC;
-			srv__meta_write(s, p, &c, NULL);
-			return;
-		case FRAME_OP_PURGE_TOPIC:
-			c.type = META_PURGE_TOPIC;
-			purge_write(s, p, &c);
-			return;
-		default:
-			c.type = hdr->operation == FRAME_OP_CREATE_PARTITIONS ? META_CREATE_PARTITIONS
-									       : META_DELETE_PARTITIONS;
-			srv__meta_write(s, p, &c, NULL);
-			return;
-		}
-	case FRAME_OP_CREATE_CONSUMER_GROUP:
-	case FRAME_OP_DELETE_CONSUMER_GROUP:
-	case FRAME_OP_JOIN_CONSUMER_GROUP:
-	case FRAME_OP_LEAVE_CONSUMER_GROUP:
-		wire_get_id(&r, &sid);
-		wire_get_id(&r, &tid);
-		if (hdr->operation == FRAME_OP_CREATE_CONSUMER_GROUP)
-			wire_get_name(&r, &name);
-		else
-			wire_get_id(&r, &gid);
-		if (wire_rd_done(&r) != 0)
-			break;
-		st = srv__find_stream(s, &sid);
-		t = srv__find_topic(st, &tid);
-		if (st == NULL || t == NULL) {
-			srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
-			return;
-		}
-		c.stream_id = st->id;
-		c.topic_id = t->id;
-		if (hdr->operation == FRAME_OP_CREATE_CONSUMER_GROUP) {
-			if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
-				return;
-			c.type = META_CREATE_GROUP;
-			c.name = (const char *)name.ptr;
-			c.name_len = (uint8_t)name.len;
-			srv__meta_write(s, p, &c, build_group);
-			return;
-		}
-		struct meta_group *g = srv__find_group(t, &gid);
-		if (g == NULL) {
-			srv__reject(p, META_E_GROUP_NOT_FOUND);
-			return;
-		}
-		c.group_id = g->id;
-		c.client_id = ss->client_id;
-		if (hdr->operation == FRAME_OP_DELETE_CONSUMER_GROUP) {
-			if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
-				return;
-			c.type = META_DELETE_GROUP;
-		} else {
-			if (!srv__allowed(ss, p, AUTH_POLL_MESSAGES, st->id, t->id))
-				return;
-			c.type = hdr->operation == FRAME_OP_JOIN_CONSUMER_GROUP ? META_JOIN_GROUP : META_LEAVE_GROUP;
-		}
-		if (c.type == META_JOIN_GROUP && s->clear_state != 1) {
-			/* This node's previous members are not removed yet (clear_own_members): re-issue shortly. */
-			srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0);
-			return;
-		}
 		srv__meta_write(s, p, &c, NULL);
 		return;
-	case FRAME_OP_CREATE_USER: {
-		struct wire_str pw;
+	case FRAME_OP_DELETE_TOPIC:
+		c.type = META_DELETE_TOPIC;
+		srv__meta_write(s, p, &c, NULL);
+		return;
+	case FRAME_OP_PURGE_TOPIC:
+		c.type = META_PURGE_TOPIC;
+		purge_write(s, p, &c);
+		return;
+	default:
+		c.type = hdr->operation == FRAME_OP_CREATE_PARTITIONS ? META_CREATE_PARTITIONS
+								       : META_DELETE_PARTITIONS;
+		srv__meta_write(s, p, &c, NULL);
+		return;
+	}
+}
+
+/* CreateConsumerGroup, DeleteConsumerGroup, JoinConsumerGroup, LeaveConsumerGroup. */
+void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_id sid;
+	struct wire_id tid;
+	struct wire_id gid;
+	struct wire_str name;
+	struct meta_stream *st;
+	struct meta_topic *t;
+	wire_get_id(&r, &sid);
+	wire_get_id(&r, &tid);
+	if (hdr->operation == FRAME_OP_CREATE_CONSUMER_GROUP)
 		wire_get_name(&r, &name);
-		wire_get_str8(&r, &pw);
-		c.status = wire_get_u8(&r);
-		uint8_t has = wire_get_u8(&r);
-		struct wire_perms wp = {0};
+	else
+		wire_get_id(&r, &gid);
+	if (wire_rd_done(&r) != 0) {
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		return;
+	}
+	st = srv__find_stream(s, &sid);
+	t = srv__find_topic(st, &tid);
+	if (st == NULL || t == NULL) {
+		srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
+		return;
+	}
+	c.stream_id = st->id;
+	c.topic_id = t->id;
+	if (hdr->operation == FRAME_OP_CREATE_CONSUMER_GROUP) {
+		if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
+			return;
+		c.type = META_CREATE_GROUP;
+		c.name = (const char *)name.ptr;
+		c.name_len = (uint8_t)name.len;
+		srv__meta_write(s, p, &c, build_group);
+		return;
+	}
+	struct meta_group *g = srv__find_group(t, &gid);
+	if (g == NULL) {
+		srv__reject(p, META_E_GROUP_NOT_FOUND);
+		return;
+	}
+	c.group_id = g->id;
+	c.client_id = ss->client_id;
+	if (hdr->operation == FRAME_OP_DELETE_CONSUMER_GROUP) {
+		if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
+			return;
+		c.type = META_DELETE_GROUP;
+	} else {
+		if (!srv__allowed(ss, p, AUTH_POLL_MESSAGES, st->id, t->id))
+			return;
+		c.type = hdr->operation == FRAME_OP_JOIN_CONSUMER_GROUP ? META_JOIN_GROUP : META_LEAVE_GROUP;
+	}
+	if (c.type == META_JOIN_GROUP && s->clear_state != 1) {
+		/* This node's previous members are not removed yet (clear_own_members): re-issue shortly. */
+		srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+		return;
+	}
+	srv__meta_write(s, p, &c, NULL);
+	return;
+}
+
+/* CreateUser (the password is hashed on the thread pool first). */
+void srv__meta_create_user(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_str name;
+	struct wire_opts opts;
+	struct meta_perms perms = {0};
+	int rv;
+	struct wire_str pw;
+	wire_get_name(&r, &name);
+	wire_get_str8(&r, &pw);
+	c.status = wire_get_u8(&r);
+	uint8_t has = wire_get_u8(&r);
+	struct wire_perms wp = {0};
+	if (has == 1) {
+		uint32_t plen = wire_get_u32(&r);
+		const uint8_t *pb = wire_get_bytes(&r, plen);
+		if (wire_rd_error(&r) == 0 && wire_perms_decode(pb, plen, &wp) != 0)
+			wire_rd_fail(&r, WIRE_E_VALUE);
+	} else if (has != 0) {
+		wire_rd_fail(&r, WIRE_E_VALUE);
+	}
+	wire_get_options(&r, &opts);
+	if (wire_rd_done(&r) != 0 || opts.count > 0) {
+		wire_perms_free(&wp);
+		if (wire_rd_done(&r) != 0) {
+			srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+			return;
+		}
+		srv__reject(p, E_UNSUPPORTED_OPTION);
+		return;
+	}
+	rv = has ? srv__perms_from_wire(&wp, &perms) : 0;
+	wire_perms_free(&wp);
+	if (rv != 0 || !srv__allowed(ss, p, AUTH_MANAGE_USERS, 0, 0)) {
+		meta_perms_free(&perms);
+		if (rv != 0)
+			srv__finish(p, E_ERROR, false, NULL, 0);
+		return;
+	}
+	if (pw.len < 3 || pw.len > 100) {
+		meta_perms_free(&perms);
+		srv__reject(p, 44);
+		return;
+	}
+	c.type = META_CREATE_USER;
+	c.name = (const char *)name.ptr;
+	c.name_len = (uint8_t)name.len;
+	c.has_perms = has == 1;
+	srv__pw_job_start(s, p, &c, has == 1 ? &perms : NULL, pw, NULL, (struct wire_str){0}, build_user);
+	meta_perms_free(&perms);
+	return;
+}
+
+/* UpdateUser, DeleteUser, UpdatePermissions, ChangePassword. */
+void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_id uid;
+	struct wire_str name;
+	struct wire_opts opts;
+	struct meta_perms perms = {0};
+	int rv;
+	wire_get_id(&r, &uid);
+	struct wire_str cur = {0}, nw = {0};
+	struct wire_perms wp = {0};
+	uint8_t has = 0;
+	if (hdr->operation == FRAME_OP_UPDATE_USER) {
+		if (wire_get_u8(&r) == 1) {
+			wire_get_name(&r, &name);
+			c.name = (const char *)name.ptr;
+			c.name_len = (uint8_t)name.len;
+		}
+		if (wire_get_u8(&r) == 1)
+			c.status = wire_get_u8(&r);
+		wire_get_options(&r, &opts);
+	} else if (hdr->operation == FRAME_OP_UPDATE_PERMISSIONS) {
+		has = wire_get_u8(&r);
 		if (has == 1) {
 			uint32_t plen = wire_get_u32(&r);
 			const uint8_t *pb = wire_get_bytes(&r, plen);
 			if (wire_rd_error(&r) == 0 && wire_perms_decode(pb, plen, &wp) != 0)
 				wire_rd_fail(&r, WIRE_E_VALUE);
-		} else if (has != 0) {
-			wire_rd_fail(&r, WIRE_E_VALUE);
 		}
-		wire_get_options(&r, &opts);
-		if (wire_rd_done(&r) != 0 || opts.count > 0) {
-			wire_perms_free(&wp);
-			if (wire_rd_done(&r) != 0)
-				break;
-			srv__reject(p, E_UNSUPPORTED_OPTION);
-			return;
-		}
-		rv = has ? srv__perms_from_wire(&wp, &perms) : 0;
+	} else if (hdr->operation == FRAME_OP_CHANGE_PASSWORD) {
+		wire_get_str8(&r, &cur);
+		wire_get_str8(&r, &nw);
+	}
+	if (wire_rd_done(&r) != 0) {
 		wire_perms_free(&wp);
-		if (rv != 0 || !srv__allowed(ss, p, AUTH_MANAGE_USERS, 0, 0)) {
-			meta_perms_free(&perms);
-			if (rv != 0)
-				srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		return;
+	}
+	struct meta_user *u = srv__find_user(s, &uid);
+	struct meta_user *me = srv__session_user(ss);
+	if (u == NULL) {
+		wire_perms_free(&wp);
+		srv__reject(p, META_E_NOT_FOUND);
+		return;
+	}
+	c.user_id = u->id;
+	bool self = me != NULL && me->id == u->id;
+	if (!(hdr->operation == FRAME_OP_CHANGE_PASSWORD && self) &&
+	    !srv__allowed(ss, p, AUTH_MANAGE_USERS, 0, 0)) {
+		wire_perms_free(&wp);
+		return;
+	}
+	if (hdr->operation == FRAME_OP_UPDATE_USER) {
+		c.type = META_UPDATE_USER;
+	} else if (hdr->operation == FRAME_OP_DELETE_USER) {
+		c.type = META_DELETE_USER;
+		if (self) {
+			srv__reject(p, META_E_CANNOT_DELETE_USER);
 			return;
 		}
-		if (pw.len < 3 || pw.len > 100) {
-			meta_perms_free(&perms);
+	} else if (hdr->operation == FRAME_OP_UPDATE_PERMISSIONS) {
+		rv = has == 1 ? srv__perms_from_wire(&wp, &perms) : 0;
+		wire_perms_free(&wp);
+		if (rv != 0) {
+			srv__finish(p, E_ERROR, false, NULL, 0);
+			return;
+		}
+		c.type = META_UPDATE_PERMISSIONS;
+		c.has_perms = has == 1;
+		c.perms = &perms;
+	} else {
+		if (nw.len < 3 || nw.len > 100) {
 			srv__reject(p, 44);
 			return;
 		}
-		c.type = META_CREATE_USER;
-		c.name = (const char *)name.ptr;
-		c.name_len = (uint8_t)name.len;
-		c.has_perms = has == 1;
-		srv__pw_job_start(s, p, &c, has == 1 ? &perms : NULL, pw, NULL, (struct wire_str){0}, build_user);
-		meta_perms_free(&perms);
+		c.type = META_CHANGE_PASSWORD;
+		srv__pw_job_start(s, p, &c, NULL, nw, u->password_hash, cur, NULL);
 		return;
 	}
-	case FRAME_OP_UPDATE_USER:
-	case FRAME_OP_DELETE_USER:
-	case FRAME_OP_UPDATE_PERMISSIONS:
-	case FRAME_OP_CHANGE_PASSWORD: {
-		wire_get_id(&r, &uid);
-		struct wire_str cur = {0}, nw = {0};
-		struct wire_perms wp = {0};
-		uint8_t has = 0;
-		if (hdr->operation == FRAME_OP_UPDATE_USER) {
-			if (wire_get_u8(&r) == 1) {
-				wire_get_name(&r, &name);
-				c.name = (const char *)name.ptr;
-				c.name_len = (uint8_t)name.len;
-			}
-			if (wire_get_u8(&r) == 1)
-				c.status = wire_get_u8(&r);
-			wire_get_options(&r, &opts);
-		} else if (hdr->operation == FRAME_OP_UPDATE_PERMISSIONS) {
-			has = wire_get_u8(&r);
-			if (has == 1) {
-				uint32_t plen = wire_get_u32(&r);
-				const uint8_t *pb = wire_get_bytes(&r, plen);
-				if (wire_rd_error(&r) == 0 && wire_perms_decode(pb, plen, &wp) != 0)
-					wire_rd_fail(&r, WIRE_E_VALUE);
-			}
-		} else if (hdr->operation == FRAME_OP_CHANGE_PASSWORD) {
-			wire_get_str8(&r, &cur);
-			wire_get_str8(&r, &nw);
-		}
-		if (wire_rd_done(&r) != 0) {
-			wire_perms_free(&wp);
-			break;
-		}
-		struct meta_user *u = srv__find_user(s, &uid);
-		struct meta_user *me = srv__session_user(ss);
-		if (u == NULL) {
-			wire_perms_free(&wp);
-			srv__reject(p, META_E_NOT_FOUND);
-			return;
-		}
-		c.user_id = u->id;
-		bool self = me != NULL && me->id == u->id;
-		if (!(hdr->operation == FRAME_OP_CHANGE_PASSWORD && self) &&
-		    !srv__allowed(ss, p, AUTH_MANAGE_USERS, 0, 0)) {
-			wire_perms_free(&wp);
-			return;
-		}
-		if (hdr->operation == FRAME_OP_UPDATE_USER) {
-			c.type = META_UPDATE_USER;
-		} else if (hdr->operation == FRAME_OP_DELETE_USER) {
-			c.type = META_DELETE_USER;
-			if (self) {
-				srv__reject(p, META_E_CANNOT_DELETE_USER);
-				return;
-			}
-		} else if (hdr->operation == FRAME_OP_UPDATE_PERMISSIONS) {
-			rv = has == 1 ? srv__perms_from_wire(&wp, &perms) : 0;
-			wire_perms_free(&wp);
-			if (rv != 0) {
-				srv__finish(p, E_ERROR, false, NULL, 0);
-				return;
-			}
-			c.type = META_UPDATE_PERMISSIONS;
-			c.has_perms = has == 1;
-			c.perms = &perms;
-		} else {
-			if (nw.len < 3 || nw.len > 100) {
-				srv__reject(p, 44);
-				return;
-			}
-			c.type = META_CHANGE_PASSWORD;
-			srv__pw_job_start(s, p, &c, NULL, nw, u->password_hash, cur, NULL);
-			return;
-		}
+	srv__meta_write(s, p, &c, NULL);
+	meta_perms_free(&perms);
+	return;
+}
+
+/* CreatePersonalAccessToken (the token is answered once, its hash replicated), DeletePersonalAccessToken. */
+void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	struct srv *s = ss->srv;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct wire_rd r;
+	wire_rd_init(&r, body, len);
+	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
+	struct wire_str name;
+	wire_get_name(&r, &name);
+	uint64_t expiry = 0;
+	if (hdr->operation == FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN)
+		expiry = wire_get_u64(&r);
+	if (wire_rd_done(&r) != 0) {
+		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		return;
+	}
+	c.user_id = ss->user_id;
+	c.name = (const char *)name.ptr;
+	c.name_len = (uint8_t)name.len;
+	if (hdr->operation == FRAME_OP_DELETE_PERSONAL_ACCESS_TOKEN) {
+		c.type = META_DELETE_PAT;
 		srv__meta_write(s, p, &c, NULL);
-		meta_perms_free(&perms);
 		return;
 	}
-	case FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN:
-	case FRAME_OP_DELETE_PERSONAL_ACCESS_TOKEN: {
-		wire_get_name(&r, &name);
-		uint64_t expiry = 0;
-		if (hdr->operation == FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN)
-			expiry = wire_get_u64(&r);
-		if (wire_rd_done(&r) != 0)
-			break;
-		c.user_id = ss->user_id;
-		c.name = (const char *)name.ptr;
-		c.name_len = (uint8_t)name.len;
-		if (hdr->operation == FRAME_OP_DELETE_PERSONAL_ACCESS_TOKEN) {
-			c.type = META_DELETE_PAT;
-			srv__meta_write(s, p, &c, NULL);
-			return;
-		}
-		char token[AUTH_PAT_LEN + 1];
-		uint8_t th[32];
-		if (auth_pat_generate(token) != 0) {
-			srv__finish(p, E_ERROR, false, NULL, 0);
-			return;
-		}
-		auth_pat_hash(token, AUTH_PAT_LEN, th);
-		c.type = META_CREATE_PAT;
-		c.token_hash = th;
-		/* 0 and u64::MAX mean never; so does an expiry beyond the clock's range (no wrap to the past). */
-		c.expiry_at = expiry == 0 || expiry > UINT64_MAX - c.ts ? 0 : c.ts + expiry;
-		struct mwait *w = srv__meta_submit(s, &c, meta_reply_done);
-		if (w == NULL) {
-			srv__finish(p, E_ERROR, false, NULL, 0);
-			return;
-		}
-		w->p = p;
-		w->pat = true;
-		wire_put_str8(&w->body, token, AUTH_PAT_LEN);
-		srv__mwait_push(s, w);
+	char token[AUTH_PAT_LEN + 1];
+	uint8_t th[32];
+	if (auth_pat_generate(token) != 0) {
+		srv__finish(p, E_ERROR, false, NULL, 0);
 		return;
 	}
-	default:
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+	auth_pat_hash(token, AUTH_PAT_LEN, th);
+	c.type = META_CREATE_PAT;
+	c.token_hash = th;
+	/* 0 and u64::MAX mean never; so does an expiry beyond the clock's range (no wrap to the past). */
+	c.expiry_at = expiry == 0 || expiry > UINT64_MAX - c.ts ? 0 : c.ts + expiry;
+	struct mwait *w = srv__meta_submit(s, &c, meta_reply_done);
+	if (w == NULL) {
+		srv__finish(p, E_ERROR, false, NULL, 0);
 		return;
 	}
-	/* A body that does not decode. */
-	srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+	w->p = p;
+	w->pat = true;
+	wire_put_str8(&w->body, token, AUTH_PAT_LEN);
+	srv__mwait_push(s, w);
+	return;
 }

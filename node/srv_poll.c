@@ -536,7 +536,7 @@ static uint32_t poll_req_decode(const uint8_t *body, size_t len, struct poll_req
  * on any node; the messages come from this node's replica of the partition, or from another replica
  * through poll_forward when none is hosted here.
  */
-void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
 	struct pending *p = srv__pending_new(ss, hdr);
@@ -666,7 +666,7 @@ static void offset_finish(struct srv *s, struct pending *p, const struct offset_
 	srv__mwait_push(s, w);
 }
 
-void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
 	struct pending *p = srv__pending_new(ss, hdr);
@@ -766,7 +766,7 @@ static void offset_resume(struct srv *s, const struct pfwd *f, uint32_t code, co
  * GetPollRouting (103) and GetConsumerOffsetRouting (123): validated as the poll or offset request they
  * route, then answered with this node as the primary and this session as the parent to attach to.
  */
-void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
 	struct pending *p = srv__pending_new(ss, hdr);
@@ -829,7 +829,7 @@ void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr
 }
 
 /* AttachConsumerSession (14), on a data session: borrow the parent's client id as the member identity. */
-void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct pending *p = srv__pending_new(ss, hdr);
 	if (p == NULL)

@@ -5,34 +5,250 @@
  */
 #include "node/srv_int.h"
 
-void srv__handle_read(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+/*
+ * The queries: each reads its request body from r and writes its reply body into b, and returns 0, or the
+ * Iggy status to answer instead (E_INVALID_COMMAND for a malformed body, E_UNAUTHORIZED, a not-found
+ * code); srv__query runs them (node/srv_session.c's command table names them).
+ */
+
+uint32_t srv__q_ping(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
 {
-	struct srv *s = ss->srv;
-	uint32_t code = hdr->code;
-	if (code == FRAME_CODE_POLL_MESSAGES || code == FRAME_CODE_POLL_MESSAGES_ON_PRIMARY) {
-		srv__handle_poll(ss, hdr, body, len);
-		return;
+	(void)ss, (void)code, (void)r, (void)b;
+	return 0;
+}
+
+uint32_t srv__q_stats(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)r;
+	if (!auth_allowed(srv__session_user(ss), AUTH_READ_SERVERS, 0, 0))
+		return E_UNAUTHORIZED;
+	srv__put_stats(ss->srv, b);
+	return 0;
+}
+
+/* GetPartitionLeaders: no body, the original reply; a flags byte asks for appended sections (1: node status). */
+uint32_t srv__q_partition_leaders(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code;
+	uint8_t flags = r->len > 0 ? wire_get_u8(r) : 0;
+	if (wire_rd_done(r) != 0 || (flags & ~1u) != 0)
+		return E_INVALID_COMMAND;
+	srv__put_partition_leaders(ss->srv, b);
+	if (flags & 1)
+		srv__put_node_status(ss->srv, b);
+	return 0;
+}
+
+uint32_t srv__q_set_redirect(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)b;
+	uint8_t mode = wire_get_u8(r);
+	if (wire_rd_done(r) != 0 || mode > 1)
+		return E_INVALID_COMMAND;
+	ss->redirect = mode == 1;
+	return 0;
+}
+
+uint32_t srv__q_cluster_metadata(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)r;
+	srv__put_cluster(ss->srv, b);
+	return 0;
+}
+
+uint32_t srv__q_describe_options(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)ss, (void)code;
+	uint8_t scope = wire_get_u8(r);
+	if (wire_rd_done(r) != 0 || scope < 1 || scope > 3)
+		return E_INVALID_COMMAND;
+	if (scope == 1)
+		srv__put_topic_option_catalog(b);
+	else
+		wire_put_u32(b, 0);
+	return 0;
+}
+
+uint32_t srv__q_me(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)r;
+	srv__put_client(ss->srv, b, ss, true);
+	return 0;
+}
+
+/* GetClient (one, by id) and GetClients. */
+uint32_t srv__q_clients(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	bool one = code == FRAME_CODE_GET_CLIENT;
+	uint32_t id = one ? wire_get_u32(r) : 0;
+	if (one && wire_rd_done(r) != 0)
+		return E_INVALID_COMMAND;
+	if (!auth_allowed(srv__session_user(ss), AUTH_READ_SERVERS, 0, 0))
+		return E_UNAUTHORIZED;
+	for (struct srv_session *o = ss->srv->sessions; o != NULL; o = o->next)
+		if (!one || o->client_id == id)
+			srv__put_client(ss->srv, b, o, one);
+	return 0;
+}
+
+uint32_t srv__q_user(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code;
+	struct wire_id uid;
+	wire_get_id(r, &uid);
+	if (wire_rd_done(r) != 0)
+		return E_INVALID_COMMAND;
+	struct meta_user *me = srv__session_user(ss), *u = srv__find_user(ss->srv, &uid);
+	if (u != NULL && u != me && !auth_allowed(me, AUTH_READ_USERS, 0, 0))
+		return E_UNAUTHORIZED;
+	if (u != NULL)
+		srv__put_user_details(b, u);
+	return 0;
+}
+
+uint32_t srv__q_users(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)r;
+	const struct meta *m = ss->srv->meta;
+	if (!auth_allowed(srv__session_user(ss), AUTH_READ_USERS, 0, 0))
+		return E_UNAUTHORIZED;
+	for (uint32_t i = 0; i < m->n_users; i++)
+		if (m->users[i] != NULL)
+			srv__put_user_header(b, m->users[i]);
+	return 0;
+}
+
+uint32_t srv__q_pats(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)r;
+	const struct meta_user *me = srv__session_user(ss);
+	for (uint32_t i = 0; me != NULL && i < me->n_pats; i++) {
+		srv__put_name(b, me->pats[i].name);
+		wire_put_u64(b, me->pats[i].expiry_at);
 	}
-	if (code == FRAME_CODE_GET_CONSUMER_OFFSET) {
-		srv__handle_offset(ss, hdr, body, len);
-		return;
+	return 0;
+}
+
+uint32_t srv__q_stream(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code;
+	struct wire_id sid;
+	wire_get_id(r, &sid);
+	if (wire_rd_done(r) != 0)
+		return E_INVALID_COMMAND;
+	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
+	if (st == NULL)
+		return 0;
+	if (!auth_allowed(srv__session_user(ss), AUTH_READ_STREAM, st->id, 0))
+		return E_UNAUTHORIZED;
+	srv__put_stream_header(ss->srv, b, st);
+	for (uint32_t i = 0; i < st->n_topics; i++)
+		if (st->topics[i] != NULL)
+			srv__put_topic_header(ss->srv, b, st->topics[i]);
+	return 0;
+}
+
+uint32_t srv__q_streams(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code, (void)r;
+	const struct meta *m = ss->srv->meta;
+	if (!auth_allowed(srv__session_user(ss), AUTH_READ_STREAMS, 0, 0))
+		return E_UNAUTHORIZED;
+	for (uint32_t i = 0; i < m->n_streams; i++)
+		if (m->streams[i] != NULL)
+			srv__put_stream_header(ss->srv, b, m->streams[i]);
+	return 0;
+}
+
+uint32_t srv__q_topic(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code;
+	struct wire_id sid, tid;
+	wire_get_id(r, &sid);
+	wire_get_id(r, &tid);
+	if (wire_rd_done(r) != 0)
+		return E_INVALID_COMMAND;
+	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
+	struct meta_topic *t = srv__find_topic(st, &tid);
+	if (t == NULL)
+		return 0;
+	if (!auth_allowed(srv__session_user(ss), AUTH_READ_TOPIC, st->id, t->id))
+		return E_UNAUTHORIZED;
+	srv__put_topic_header(ss->srv, b, t);
+	srv__put_partitions(ss->srv, b, t);
+	return 0;
+}
+
+uint32_t srv__q_topics(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)code;
+	struct wire_id sid;
+	wire_get_id(r, &sid);
+	if (wire_rd_done(r) != 0)
+		return E_INVALID_COMMAND;
+	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
+	if (st != NULL && !auth_allowed(srv__session_user(ss), AUTH_READ_TOPICS, st->id, 0))
+		return E_UNAUTHORIZED;
+	size_t at = wire_put_reserve(b, 4);
+	uint32_t n = 0;
+	for (uint32_t i = 0; st != NULL && i < st->n_topics; i++)
+		if (st->topics[i] != NULL) {
+			srv__put_topic_header(ss->srv, b, st->topics[i]);
+			n++;
+		}
+	wire_patch_u32(b, at, n);
+	return 0;
+}
+
+/* GetConsumerGroup, GetConsumerGroups and SyncConsumerGroup (this session's member: generation, partitions). */
+uint32_t srv__q_groups(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	struct wire_id sid, tid, gid;
+	wire_get_id(r, &sid);
+	wire_get_id(r, &tid);
+	if (code != FRAME_CODE_GET_CONSUMER_GROUPS)
+		wire_get_id(r, &gid);
+	if (wire_rd_done(r) != 0)
+		return E_INVALID_COMMAND;
+	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
+	struct meta_topic *t = srv__find_topic(st, &tid);
+	if (t == NULL)
+		return st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND;
+	struct meta_user *me = srv__session_user(ss);
+	if (!auth_allowed(me, AUTH_READ_TOPIC, st->id, t->id) && !auth_allowed(me, AUTH_POLL_MESSAGES, st->id, t->id))
+		return E_UNAUTHORIZED;
+	if (code == FRAME_CODE_GET_CONSUMER_GROUPS) {
+		for (uint32_t i = 0; i < t->n_groups; i++)
+			if (t->groups[i] != NULL)
+				srv__put_group_details(b, t, t->groups[i], false);
+		return 0;
 	}
-	if (code == FRAME_CODE_GALGO_ADD_NODE || code == FRAME_CODE_GALGO_REMOVE_NODE) {
-		srv__handle_membership(ss, hdr, body, len);
-		return;
+	struct meta_group *g = srv__find_group(t, &gid);
+	if (g != NULL && code == FRAME_CODE_GET_CONSUMER_GROUP) {
+		srv__put_group_details(b, t, g, true);
+	} else if (g != NULL) {
+		struct meta_member *m = meta_group_member(g, ss->client_id);
+		if (m != NULL) {
+			wire_put_u64(b, g->generation);
+			wire_put_u32(b, m->n_partitions);
+			for (uint32_t i = 0; i < m->n_partitions; i++)
+				wire_put_u32(b, m->partitions[i]);
+		}
 	}
-	if (code == FRAME_CODE_GALGO_DRAIN) {
-		srv__handle_drain(ss, hdr, body, len);
-		return;
-	}
-	if (code == FRAME_CODE_GET_POLL_ROUTING || code == FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING) {
-		srv__handle_routing(ss, hdr, body, len);
-		return;
-	}
-	if (code == FRAME_CODE_ATTACH_CONSUMER_SESSION) {
-		srv__handle_attach(ss, hdr, body, len);
-		return;
-	}
+	return 0;
+}
+
+/* Known commands Galgo does not serve (GetSnapshotFile, FlushUnsavedBuffer). */
+uint32_t srv__q_unavailable(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
+{
+	(void)ss, (void)code, (void)r, (void)b;
+	return E_FEATURE_UNAVAILABLE;
+}
+
+/* Runs a query (srv_cmd.query) in the request's reply slot. */
+void srv__query(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len,
+		srv_query_fn q)
+{
 	struct pending *p = srv__pending_new(ss, hdr);
 	if (p == NULL)
 		return;
@@ -40,220 +256,34 @@ void srv__handle_read(struct srv_session *ss, const struct frame_request *hdr, c
 	wire_rd_init(&r, body, len);
 	struct wire_buf b;
 	wire_buf_init(&b);
-	struct wire_id sid, tid, gid, uid;
-	struct meta_stream *st;
-	struct meta_topic *t;
-	struct meta_user *me = srv__session_user(ss);
-	switch (code) {
-	case FRAME_CODE_PING:
-		break;
-	case FRAME_CODE_GET_STATS:
-		if (!auth_allowed(me, AUTH_READ_SERVERS, 0, 0))
-			goto denied;
-		srv__put_stats(s, &b);
-		break;
-	case FRAME_CODE_GALGO_PARTITION_LEADERS: {
-		/* No body: the original reply. A flags byte asks for appended sections (only 1: node status). */
-		uint8_t flags = len > 0 ? wire_get_u8(&r) : 0;
-		if (wire_rd_done(&r) != 0 || (flags & ~1u) != 0)
-			goto bad;
-		srv__put_partition_leaders(s, &b);
-		if (flags & 1)
-			srv__put_node_status(s, &b);
-		break;
-	}
-	case FRAME_CODE_GALGO_SET_REDIRECT: {
-		uint8_t mode = wire_get_u8(&r);
-		if (wire_rd_done(&r) != 0 || mode > 1)
-			goto bad;
-		ss->redirect = mode == 1;
-		break;
-	}
-	case FRAME_CODE_GET_CLUSTER_METADATA:
-		srv__put_cluster(s, &b);
-		break;
-	case FRAME_CODE_DESCRIBE_OPTIONS: {
-		uint8_t scope = wire_get_u8(&r);
-		if (wire_rd_done(&r) != 0 || scope < 1 || scope > 3)
-			goto bad;
-		if (scope == 1)
-			srv__put_topic_option_catalog(&b);
-		else
-			wire_put_u32(&b, 0);
-		break;
-	}
-	case FRAME_CODE_GET_ME:
-		srv__put_client(s, &b, ss, true);
-		break;
-	case FRAME_CODE_GET_CLIENT: {
-		uint32_t id = wire_get_u32(&r);
-		if (wire_rd_done(&r) != 0)
-			goto bad;
-		if (!auth_allowed(me, AUTH_READ_SERVERS, 0, 0))
-			goto denied;
-		for (struct srv_session *o = s->sessions; o != NULL; o = o->next)
-			if (o->client_id == id)
-				srv__put_client(s, &b, o, true);
-		break;
-	}
-	case FRAME_CODE_GET_CLIENTS:
-		if (!auth_allowed(me, AUTH_READ_SERVERS, 0, 0))
-			goto denied;
-		for (struct srv_session *o = s->sessions; o != NULL; o = o->next)
-			srv__put_client(s, &b, o, false);
-		break;
-	case FRAME_CODE_GET_USER:
-		wire_get_id(&r, &uid);
-		if (wire_rd_done(&r) != 0)
-			goto bad;
-		{
-			struct meta_user *u = srv__find_user(s, &uid);
-			if (u != NULL && u != me && !auth_allowed(me, AUTH_READ_USERS, 0, 0))
-				goto denied;
-			if (u != NULL)
-				srv__put_user_details(&b, u);
-		}
-		break;
-	case FRAME_CODE_GET_USERS:
-		if (!auth_allowed(me, AUTH_READ_USERS, 0, 0))
-			goto denied;
-		for (uint32_t i = 0; i < s->meta->n_users; i++)
-			if (s->meta->users[i] != NULL)
-				srv__put_user_header(&b, s->meta->users[i]);
-		break;
-	case FRAME_CODE_GET_PERSONAL_ACCESS_TOKENS:
-		for (uint32_t i = 0; me != NULL && i < me->n_pats; i++) {
-			srv__put_name(&b, me->pats[i].name);
-			wire_put_u64(&b, me->pats[i].expiry_at);
-		}
-		break;
-	case FRAME_CODE_GET_STREAM:
-		wire_get_id(&r, &sid);
-		if (wire_rd_done(&r) != 0)
-			goto bad;
-		st = srv__find_stream(s, &sid);
-		if (st != NULL) {
-			if (!auth_allowed(me, AUTH_READ_STREAM, st->id, 0))
-				goto denied;
-			srv__put_stream_header(s, &b, st);
-			for (uint32_t i = 0; i < st->n_topics; i++)
-				if (st->topics[i] != NULL)
-					srv__put_topic_header(s, &b, st->topics[i]);
-		}
-		break;
-	case FRAME_CODE_GET_STREAMS:
-		if (!auth_allowed(me, AUTH_READ_STREAMS, 0, 0))
-			goto denied;
-		for (uint32_t i = 0; i < s->meta->n_streams; i++)
-			if (s->meta->streams[i] != NULL)
-				srv__put_stream_header(s, &b, s->meta->streams[i]);
-		break;
-	case FRAME_CODE_GET_TOPIC:
-		wire_get_id(&r, &sid);
-		wire_get_id(&r, &tid);
-		if (wire_rd_done(&r) != 0)
-			goto bad;
-		st = srv__find_stream(s, &sid);
-		t = srv__find_topic(st, &tid);
-		if (t != NULL) {
-			if (!auth_allowed(me, AUTH_READ_TOPIC, st->id, t->id))
-				goto denied;
-			srv__put_topic_header(s, &b, t);
-			srv__put_partitions(s, &b, t);
-		}
-		break;
-	case FRAME_CODE_GET_TOPICS: {
-		wire_get_id(&r, &sid);
-		if (wire_rd_done(&r) != 0)
-			goto bad;
-		st = srv__find_stream(s, &sid);
-		if (st != NULL && !auth_allowed(me, AUTH_READ_TOPICS, st->id, 0))
-			goto denied;
-		size_t at = wire_put_reserve(&b, 4);
-		uint32_t n = 0;
-		for (uint32_t i = 0; st != NULL && i < st->n_topics; i++)
-			if (st->topics[i] != NULL) {
-				srv__put_topic_header(s, &b, st->topics[i]);
-				n++;
-			}
-		wire_patch_u32(&b, at, n);
-		break;
-	}
-	case FRAME_CODE_GET_CONSUMER_GROUP:
-	case FRAME_CODE_GET_CONSUMER_GROUPS:
-	case FRAME_CODE_SYNC_CONSUMER_GROUP:
-		wire_get_id(&r, &sid);
-		wire_get_id(&r, &tid);
-		if (code != FRAME_CODE_GET_CONSUMER_GROUPS)
-			wire_get_id(&r, &gid);
-		if (wire_rd_done(&r) != 0)
-			goto bad;
-		st = srv__find_stream(s, &sid);
-		t = srv__find_topic(st, &tid);
-		if (t == NULL) {
-			wire_buf_free(&b);
-			srv__finish(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND, false, NULL, 0);
-			return;
-		}
-		if (!auth_allowed(me, AUTH_READ_TOPIC, st->id, t->id) &&
-		    !auth_allowed(me, AUTH_POLL_MESSAGES, st->id, t->id))
-			goto denied;
-		if (code == FRAME_CODE_GET_CONSUMER_GROUPS) {
-			for (uint32_t i = 0; i < t->n_groups; i++)
-				if (t->groups[i] != NULL)
-					srv__put_group_details(&b, t, t->groups[i], false);
-		} else {
-			struct meta_group *g = srv__find_group(t, &gid);
-			if (g != NULL && code == FRAME_CODE_GET_CONSUMER_GROUP) {
-				srv__put_group_details(&b, t, g, true);
-			} else if (g != NULL) {
-				struct meta_member *m = meta_group_member(g, ss->client_id);
-				if (m != NULL) {
-					wire_put_u64(&b, g->generation);
-					wire_put_u32(&b, m->n_partitions);
-					for (uint32_t i = 0; i < m->n_partitions; i++)
-						wire_put_u32(&b, m->partitions[i]);
-				}
-			}
-		}
-		break;
-	case FRAME_CODE_GET_SNAPSHOT_FILE:
-	case FRAME_CODE_FLUSH_UNSAVED_BUFFER:
+	uint32_t status = q(ss, hdr->code, &r, &b);
+	if (status == 0) {
+		srv__finish_buf(p, 0, false, &b);
+	} else {
 		wire_buf_free(&b);
-		srv__finish(p, E_FEATURE_UNAVAILABLE, false, NULL, 0);
-		return;
-	case FRAME_CODE_LOGIN_USER:
-	case FRAME_CODE_LOGIN_WITH_PERSONAL_ACCESS_TOKEN:
-		wire_buf_free(&b);
-		/* Legacy logins: the slot is taken, answer it with the eviction. */
-		{
-			struct frame_eviction e = {.client = hdr->client, .reason = FRAME_EVICT_MALFORMED_LOGIN};
-			p->len = FRAME_HEADER_SIZE;
-			p->buf = calloc(1, p->len);
-			if (p->buf != NULL)
-				frame_eviction_encode(p->buf, &e);
-			p->ready = true;
-			srv__flush_queue(ss);
-		}
-		return;
-	default:
-		wire_buf_free(&b);
-		srv__finish(p, frame_code_is_known(code) ? E_FEATURE_UNAVAILABLE : E_INVALID_COMMAND, false, NULL, 0);
-		return;
+		srv__finish(p, status, false, NULL, 0);
 	}
-	srv__finish_buf(p, 0, false, &b);
-	return;
-denied:
-	wire_buf_free(&b);
-	srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
-	return;
-bad:
-	wire_buf_free(&b);
-	srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+}
+
+/* The legacy logins (38, 44): the slot is taken and answered with the eviction. */
+void srv__handle_legacy_login(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
+			      size_t len)
+{
+	(void)body, (void)len;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p == NULL)
+		return;
+	struct frame_eviction e = {.client = hdr->client, .reason = FRAME_EVICT_MALFORMED_LOGIN};
+	p->len = FRAME_HEADER_SIZE;
+	p->buf = calloc(1, p->len);
+	if (p->buf != NULL)
+		frame_eviction_encode(p->buf, &e);
+	p->ready = true;
+	srv__flush_queue(ss);
 }
 
 /* DeleteSegments (op 138, not result-framed): the n oldest whole segments of a partition. */
-void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 				   size_t len)
 {
 	struct srv *s = ss->srv;

@@ -592,7 +592,7 @@ static void membership_done(struct srv *s, struct mwait *w, int status, int rv, 
  * AddNode (10003) and RemoveNode (10004), docs/protocol-extensions.md: a change of the node table through
  * the metadata group, answered once applied here; the leaders then change their groups (srv__membership_tick).
  */
-void srv__handle_membership(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body,
+void srv__handle_membership(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 			      size_t len)
 {
 	struct srv *s = ss->srv;
@@ -649,7 +649,7 @@ void srv__handle_membership(struct srv_session *ss, const struct frame_request *
  * Drain (10005), docs/protocol-extensions.md: body [mode u8]: 1 drain this node, 0 end the drain, 2 only
  * report. Reply: [draining u8][groups led here u32]; the drain is done when that count is 0.
  */
-void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, const uint8_t *body, size_t len)
+void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct pending *p = srv__pending_new(ss, hdr);
 	if (p == NULL)

@@ -298,8 +298,142 @@ bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a,
 
 /* ---- Dispatch ---- */
 
+/*
+ * The command table: every command the node serves, what it needs, and the room that handles it.
+ * Replicated operations are indexed by their operation byte, NonReplicated commands by their code (a
+ * sorted table searched by halves). A handler (fn) takes the request's reply slot itself; a query
+ * (srv_read.c) writes its reply body and the table's runner answers it. Permissions are checked by the
+ * handlers against the stream and topic a command names (auth.h); ANON marks the commands served before
+ * a login.
+ */
+enum { CMD_ANON = 1 };
+
+struct srv_cmd {
+	srv_cmd_fn fn;
+	srv_query_fn query;
+	uint8_t flags;
+};
+
+static void handle_logout(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
+{
+	(void)body, (void)len;
+	if (ss->bound)
+		leave_all_groups(ss->srv, ss->client_id);
+	ss->bound = false;
+	ss->session = 0;
+	ss->attached = false;
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p != NULL)
+		srv__finish(p, 0, false, NULL, 0);
+}
+
+static const struct srv_cmd ops[256] = {
+	[FRAME_OP_REGISTER] = {srv__handle_register, NULL, CMD_ANON},
+	[FRAME_OP_LOGOUT] = {handle_logout, NULL, CMD_ANON},
+	[FRAME_OP_CREATE_STREAM] = {srv__meta_create_stream, NULL, 0},
+	[FRAME_OP_UPDATE_STREAM] = {srv__meta_stream, NULL, 0},
+	[FRAME_OP_DELETE_STREAM] = {srv__meta_stream, NULL, 0},
+	[FRAME_OP_PURGE_STREAM] = {srv__meta_stream, NULL, 0},
+	[FRAME_OP_CREATE_TOPIC] = {srv__meta_create_topic, NULL, 0},
+	[FRAME_OP_UPDATE_TOPIC] = {srv__meta_topic, NULL, 0},
+	[FRAME_OP_DELETE_TOPIC] = {srv__meta_topic, NULL, 0},
+	[FRAME_OP_PURGE_TOPIC] = {srv__meta_topic, NULL, 0},
+	[FRAME_OP_CREATE_PARTITIONS] = {srv__meta_topic, NULL, 0},
+	[FRAME_OP_DELETE_PARTITIONS] = {srv__meta_topic, NULL, 0},
+	[FRAME_OP_DELETE_SEGMENTS] = {srv__handle_delete_segments, NULL, 0},
+	[FRAME_OP_CREATE_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
+	[FRAME_OP_DELETE_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
+	[FRAME_OP_JOIN_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
+	[FRAME_OP_LEAVE_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
+	[FRAME_OP_CREATE_USER] = {srv__meta_create_user, NULL, 0},
+	[FRAME_OP_UPDATE_USER] = {srv__meta_user, NULL, 0},
+	[FRAME_OP_DELETE_USER] = {srv__meta_user, NULL, 0},
+	[FRAME_OP_CHANGE_PASSWORD] = {srv__meta_user, NULL, 0},
+	[FRAME_OP_UPDATE_PERMISSIONS] = {srv__meta_user, NULL, 0},
+	[FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN] = {srv__meta_pat, NULL, 0},
+	[FRAME_OP_DELETE_PERSONAL_ACCESS_TOKEN] = {srv__meta_pat, NULL, 0},
+	[FRAME_OP_SEND_MESSAGES] = {srv__handle_send, NULL, 0},
+	[FRAME_OP_STORE_CONSUMER_OFFSET] = {srv__handle_offset, NULL, 0},
+	[FRAME_OP_DELETE_CONSUMER_OFFSET] = {srv__handle_offset, NULL, 0},
+};
+
+/* NonReplicated commands, in code order. */
+static const struct {
+	uint32_t code;
+	struct srv_cmd cmd;
+} reads[] = {
+	{FRAME_CODE_PING, {NULL, srv__q_ping, CMD_ANON}},
+	{FRAME_CODE_GET_STATS, {NULL, srv__q_stats, 0}},
+	{FRAME_CODE_GET_SNAPSHOT_FILE, {NULL, srv__q_unavailable, 0}},
+	{FRAME_CODE_GET_CLUSTER_METADATA, {NULL, srv__q_cluster_metadata, 0}},
+	{FRAME_CODE_DESCRIBE_OPTIONS, {NULL, srv__q_describe_options, 0}},
+	{FRAME_CODE_ATTACH_CONSUMER_SESSION, {srv__handle_attach, NULL, 0}},
+	{FRAME_CODE_GET_ME, {NULL, srv__q_me, 0}},
+	{FRAME_CODE_GET_CLIENT, {NULL, srv__q_clients, 0}},
+	{FRAME_CODE_GET_CLIENTS, {NULL, srv__q_clients, 0}},
+	{FRAME_CODE_GET_USER, {NULL, srv__q_user, 0}},
+	{FRAME_CODE_GET_USERS, {NULL, srv__q_users, 0}},
+	{FRAME_CODE_LOGIN_USER, {srv__handle_legacy_login, NULL, 0}},
+	{FRAME_CODE_GET_PERSONAL_ACCESS_TOKENS, {NULL, srv__q_pats, 0}},
+	{FRAME_CODE_LOGIN_WITH_PERSONAL_ACCESS_TOKEN, {srv__handle_legacy_login, NULL, 0}},
+	{FRAME_CODE_POLL_MESSAGES, {srv__handle_poll, NULL, 0}},
+	{FRAME_CODE_FLUSH_UNSAVED_BUFFER, {NULL, srv__q_unavailable, 0}},
+	{FRAME_CODE_GET_POLL_ROUTING, {srv__handle_routing, NULL, 0}},
+	{FRAME_CODE_POLL_MESSAGES_ON_PRIMARY, {srv__handle_poll, NULL, 0}},
+	{FRAME_CODE_GET_CONSUMER_OFFSET, {srv__handle_offset, NULL, 0}},
+	{FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING, {srv__handle_routing, NULL, 0}},
+	{FRAME_CODE_GET_STREAM, {NULL, srv__q_stream, 0}},
+	{FRAME_CODE_GET_STREAMS, {NULL, srv__q_streams, 0}},
+	{FRAME_CODE_GET_TOPIC, {NULL, srv__q_topic, 0}},
+	{FRAME_CODE_GET_TOPICS, {NULL, srv__q_topics, 0}},
+	{FRAME_CODE_GET_CONSUMER_GROUP, {NULL, srv__q_groups, 0}},
+	{FRAME_CODE_GET_CONSUMER_GROUPS, {NULL, srv__q_groups, 0}},
+	{FRAME_CODE_SYNC_CONSUMER_GROUP, {NULL, srv__q_groups, 0}},
+	{FRAME_CODE_GALGO_PARTITION_LEADERS, {NULL, srv__q_partition_leaders, 0}},
+	{FRAME_CODE_GALGO_SET_REDIRECT, {NULL, srv__q_set_redirect, 0}},
+	{FRAME_CODE_GALGO_ADD_NODE, {srv__handle_membership, NULL, 0}},
+	{FRAME_CODE_GALGO_REMOVE_NODE, {srv__handle_membership, NULL, 0}},
+	{FRAME_CODE_GALGO_DRAIN, {srv__handle_drain, NULL, 0}},
+};
+
+static const struct srv_cmd *read_cmd(uint32_t code)
+{
+	size_t lo = 0, hi = sizeof(reads) / sizeof(reads[0]);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (reads[mid].code == code)
+			return &reads[mid].cmd;
+		if (reads[mid].code < code)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Whether the NonReplicated table is in code order (checked once: the search above depends on it). */
+static bool reads_sorted(void)
+{
+	for (size_t i = 1; i < sizeof(reads) / sizeof(reads[0]); i++)
+		if (reads[i - 1].code >= reads[i].code)
+			return false;
+	return true;
+}
+
+static void answer(struct srv_session *ss, const struct frame_request *hdr, uint32_t status)
+{
+	struct pending *p = srv__pending_new(ss, hdr);
+	if (p != NULL)
+		srv__finish(p, status, false, NULL, 0);
+}
+
 void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
+	static int sorted = -1;
+	if (sorted < 0 && (sorted = reads_sorted()) != 1) {
+		glog_error(TAG, "the NonReplicated command table is out of order");
+		abort();
+	}
 	if (ss->closed)
 		return;
 	ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0].requests++;
@@ -308,54 +442,25 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? frame_code_name(hdr->code) : "", hdr->code, len);
 	if (frame_request_checksum_verify(hdr, body, len) != 0) {
-		struct pending *p = srv__pending_new(ss, hdr);
-		if (p != NULL)
-			srv__finish(p, E_INVALID_FORMAT, false, NULL, 0);
+		answer(ss, hdr, E_INVALID_FORMAT);
 		return;
 	}
-	switch (hdr->operation) {
-	case FRAME_OP_REGISTER:
-		srv__handle_register(ss, hdr, body, len);
-		return;
-	case FRAME_OP_LOGOUT: {
-		if (ss->bound)
-			leave_all_groups(ss->srv, ss->client_id);
-		ss->bound = false;
-		ss->session = 0;
-		ss->attached = false;
-		struct pending *p = srv__pending_new(ss, hdr);
-		if (p != NULL)
-			srv__finish(p, 0, false, NULL, 0);
+	bool read = hdr->operation == FRAME_OP_NON_REPLICATED;
+	const struct srv_cmd *c = read ? read_cmd(hdr->code) : &ops[hdr->operation];
+	if (c != NULL && c->fn == NULL && c->query == NULL)
+		c = NULL;
+	if (!ss->bound && (c == NULL || !(c->flags & CMD_ANON))) {
+		/* Before a login: a read is refused (40), any other operation evicts the client (reference §1). */
+		if (read)
+			answer(ss, hdr, E_UNAUTHENTICATED);
+		else
+			srv__evict(ss, hdr, FRAME_EVICT_NO_SESSION);
 		return;
 	}
-	case FRAME_OP_NON_REPLICATED:
-		if (!ss->bound && hdr->code != FRAME_CODE_PING) {
-			struct pending *p = srv__pending_new(ss, hdr);
-			if (p != NULL)
-				srv__finish(p, E_UNAUTHENTICATED, false, NULL, 0);
-			return;
-		}
-		srv__handle_read(ss, hdr, body, len);
-		return;
-	default:
-		break;
-	}
-	if (!ss->bound) {
-		srv__evict(ss, hdr, FRAME_EVICT_NO_SESSION);
-		return;
-	}
-	if (hdr->operation == FRAME_OP_SEND_MESSAGES)
-		srv__handle_send(ss, hdr, body, len);
-	else if (hdr->operation == FRAME_OP_DELETE_SEGMENTS)
-		srv__handle_delete_segments(ss, hdr, body, len);
-	else if (hdr->operation == FRAME_OP_STORE_CONSUMER_OFFSET || hdr->operation == FRAME_OP_DELETE_CONSUMER_OFFSET)
-		srv__handle_offset(ss, hdr, body, len);
-	else if (hdr->operation >= FRAME_OP_CREATE_STREAM && hdr->operation <= FRAME_OP_LEAVE_CONSUMER_GROUP &&
-		 hdr->operation != FRAME_OP_DELETE_SEGMENTS)
-		srv__handle_meta(ss, hdr, body, len);
-	else {
-		struct pending *p = srv__pending_new(ss, hdr);
-		if (p != NULL)
-			srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
-	}
+	if (c == NULL)
+		answer(ss, hdr, read && frame_code_is_known(hdr->code) ? E_FEATURE_UNAVAILABLE : E_INVALID_COMMAND);
+	else if (c->fn != NULL)
+		c->fn(ss, hdr, body, len);
+	else
+		srv__query(ss, hdr, body, len, c->query);
 }
