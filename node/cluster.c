@@ -23,7 +23,7 @@
 #include "partition/record.h"
 #include "raft/rmeta.h"
 #include "raft/rmsg.h"
-#include "raft/rnet.h"
+#include "transport/rnet.h"
 
 #define TAG "cluster"
 #define BUCKETS 1024u
@@ -418,6 +418,11 @@ uint64_t clu_silent_ms(const struct clu *c, uint64_t node)
 	if (node == c->node_id)
 		return 0;
 	return c->net != NULL ? rnet_silent_ms(c->net, node) : UINT64_MAX;
+}
+
+int clu_group_failed(const struct clu_group *g)
+{
+	return rgroup_failed(g->g);
 }
 
 bool clu_group_leader(const struct clu_group *g)

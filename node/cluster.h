@@ -1,5 +1,5 @@
 /*
- * cluster — the node's replication layer: the roster, the node-to-node transport (raft/rnet), the
+ * cluster — the node's replication layer: the roster, the node-to-node transport (transport/rnet), the
  * durable terms and votes of every group (raft/rmeta), and the Raft groups hosted here (raft/rgroup):
  * the metadata group and one group per partition replica. One timer drives every group's ticks; Raft
  * messages are routed by the group id in their header; other message kinds (forwarded commands, sends
@@ -49,7 +49,7 @@
 #define CLU_MAX_MESSAGE_BYTES (64u << 20)
 
 /*
- * Message kinds on the node-to-node link (raft/rnet's one-byte kind). Bodies, little-endian:
+ * Message kinds on the node-to-node link (transport/rnet's one-byte kind). Bodies, little-endian:
  *   RAFT        an rmsg message (raft/rmsg.c), routed by its group id
  *   META_FWD    [req_id u64][metarec command (node/metarec.h)]; with no command: a read barrier
  *   META_REPLY  [req_id u64][-errno u32: 0 taken][index u64][term u64] (a barrier: the commit index, term 0)
@@ -206,6 +206,8 @@ int clu_group_promote(struct clu_group *g, uint64_t id);
 int clu_group_remove(struct clu_group *g, uint64_t id);
 size_t clu_group_members(const struct clu_group *g, struct rgroup_member *out, size_t cap);
 bool clu_group_leader(const struct clu_group *g);
+/* 0, or the error that stopped the group (it then takes no message and no tick: see rgroup_failed). */
+int clu_group_failed(const struct clu_group *g);
 uint64_t clu_group_leader_id(const struct clu_group *g);
 void clu_group_status(const struct clu_group *g, struct rgroup_status *st);
 uint64_t clu_group_id(const struct clu_group *g);

@@ -7,7 +7,9 @@
  * if that fails) and log "galgod ready". SIGINT and SIGTERM stop the process cleanly within
  * SHUTDOWN_BOUND_MS whatever the clients do (galgod_shutdown: drain, close, teardown; see
  * docs/ARCHITECTURE.md, "Shutdown"): every partition log is closed (which flushes it), the loop is torn
- * down, the lock released, and the exit status is 0. SIGHUP is logged and otherwise ignored.
+ * down, the lock released, and the exit status is 0. SIGHUP is logged and otherwise ignored. A node whose
+ * replica of the metadata group stopped (a failed write: a full disk) shuts down the same way on its own
+ * and exits with status 1 (srv_fatal, fail-stop).
  *
  * This file is the wiring: it maps the TCP transport's callbacks onto server sessions, those of QUIC
  * (transport/quic: a session per connection, a stream per request; TLS from quic.tls_cert/tls_key or the
@@ -65,6 +67,7 @@ struct galgod {
 	uv_signal_t sigint, sigterm, sighup;
 	bool signals_ready;
 	int stop_signal;            /* the signal that started the shutdown, 0 before */
+	int exit_status;            /* 1 once the node stopped itself (srv_fatal) */
 	uv_timer_t stop_timer;      /* paces the shutdown's phases (galgod_shutdown) */
 	uint64_t stop_at;           /* loop time the shutdown began */
 	int stop_phase;             /* 1 drain, 2 close */
@@ -271,6 +274,14 @@ static void galgod_on_tick(uv_timer_t *t)
 {
 	struct galgod *g = t->data;
 	srv_tick(g->srv);
+	int fatal = srv_fatal(g->srv);
+	if (fatal != 0 && g->stop_signal == 0 && g->exit_status == 0) {
+		glog_error(TAG, "the metadata group stopped (%s): this node cannot keep its metadata; stopping (exit "
+				"status 1) so that it restarts from its disk",
+			   strerror(-fatal));
+		g->exit_status = 1;
+		uv_stop(&g->loop);
+	}
 }
 
 /* SIGINT and SIGTERM start the shutdown (once; another ends its drain); SIGHUP is ignored for now. */
@@ -677,12 +688,12 @@ int main(int argc, char **argv)
 
 	uv_run(&g.loop, UV_RUN_DEFAULT);
 
-	if (g.stop_signal == 0)
+	if (g.stop_signal == 0 && g.exit_status == 0)
 		glog_warn(TAG, "event loop stopped unexpectedly; shutting down");
 	galgod_shutdown(&g, true);
 	glog_info(TAG, "galgod stopped");
 	config_free(&g.cfg);
-	return 0;
+	return g.exit_status;
 
 fail:
 	galgod_shutdown(&g, false);

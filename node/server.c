@@ -397,7 +397,13 @@ void srv_tick(struct srv *s)
 		srv__balance_leaders(s);
 	srv__scrub_tick(s);
 	srv__repair_tick(s);
+	srv__restart_tick(s);
 	srv__clock_tick(s);
+}
+
+int srv_fatal(const struct srv *s)
+{
+	return s->mg != NULL ? clu_group_failed(s->mg) : 0;
 }
 
 uint32_t srv_partition_count(const struct srv *s)

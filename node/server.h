@@ -87,6 +87,14 @@ int srv_session_bind_user(struct srv_session *ss, uint32_t user_id);
 /* Background work (retention): called by a timer in main. */
 void srv_tick(struct srv *s);
 
+/*
+ * 0, or the error that stopped this node's replica of the metadata group (a write or flush of the
+ * metadata log failed: a full disk, an I/O error). Such a node can neither change its metadata nor prove
+ * it current, and its metadata state cannot be rebuilt in place: main stops the process (fail-stop, exit
+ * status 1), and a supervisor restarts it from its disk once the disk takes writes again.
+ */
+int srv_fatal(const struct srv *s);
+
 /* Statistics for logs and tests. */
 uint32_t srv_partition_count(const struct srv *s);
 

@@ -101,6 +101,7 @@ struct part {
 struct tparts {
 	uint32_t stream_id, topic_id;
 	uint64_t *gids;            /* per partition: its Raft group id, which names its directory */
+	uint64_t *reopen_at;       /* per partition: ms when its stopped group is reopened from disk (0: none) */
 	struct plog **logs;
 	struct dedup **dd;         /* per partition; NULL entries when the topic has no dedup window */
 	struct part **pp;          /* per partition; NULL when not hosted here */
@@ -300,6 +301,7 @@ struct srv {
 	uint32_t jobs;             /* thread-pool jobs in flight (password checks) */
 	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
+	uint64_t restarts;         /* partition groups reopened from disk after they stopped (galgo_partition_restarts_total) */
 	uint64_t repairs;          /* damaged replicas set aside to be rebuilt from peers (galgo_partition_repairs_total) */
 	uint64_t sends_via_peer;   /* sends relayed by another replica: the leader was out of reach (send_via_peer) */
 	bool clock_skewed;         /* this node's clock is off from most of the cluster's (node/clock.h) */
@@ -346,62 +348,37 @@ struct client_addr {
 
 
 /* server.c (lifecycle and wiring) */
-void srv__remove_orphans(struct srv *s)
-;
-void srv__meta_leader_ready(struct srv *s)
-;
+void srv__remove_orphans(struct srv *s);
+void srv__meta_leader_ready(struct srv *s);
 
 /* srv_session.c (sessions, the reply queue, authorization and dispatch) */
-void srv__flush_queue(struct srv_session *ss)
-;
-struct pending *srv__pending_new(struct srv_session *ss, const struct frame_request *hdr)
-;
-void srv__finish(struct pending *p, uint32_t status, bool framed, const void *body, size_t body_len)
-;
-void srv__finish_buf(struct pending *p, uint32_t status, bool framed, struct wire_buf *b)
-;
-void srv__reject(struct pending *p, uint32_t code)
-;
-void srv__finish_evict(struct pending *p, const struct frame_request *hdr, uint8_t reason)
-;
-void srv__evict(struct srv_session *ss, const struct frame_request *hdr, uint8_t reason)
-;
-void srv__session_unref(struct srv_session *ss)
-;
-struct meta_user *srv__session_user(struct srv_session *ss)
-;
-struct srv_session *srv__session_find(struct srv *s, uint32_t client_id, uint64_t session)
-;
-uint32_t srv__session_member(struct srv_session *ss, uint32_t *member)
-;
-bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a, uint32_t sid, uint32_t tid)
-;
+void srv__flush_queue(struct srv_session *ss);
+struct pending *srv__pending_new(struct srv_session *ss, const struct frame_request *hdr);
+void srv__finish(struct pending *p, uint32_t status, bool framed, const void *body, size_t body_len);
+void srv__finish_buf(struct pending *p, uint32_t status, bool framed, struct wire_buf *b);
+void srv__reject(struct pending *p, uint32_t code);
+void srv__finish_evict(struct pending *p, const struct frame_request *hdr, uint8_t reason);
+void srv__evict(struct srv_session *ss, const struct frame_request *hdr, uint8_t reason);
+void srv__session_unref(struct srv_session *ss);
+struct meta_user *srv__session_user(struct srv_session *ss);
+struct srv_session *srv__session_find(struct srv *s, uint32_t client_id, uint64_t session);
+uint32_t srv__session_member(struct srv_session *ss, uint32_t *member);
+bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a, uint32_t sid, uint32_t tid);
 
 /* srv_meta.c (the metadata pipeline) */
-void srv__mwait_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
-;
-void srv__mwait_push(struct srv *s, struct mwait *w)
-;
-struct mwait *srv__meta_submit(struct srv *s, const struct meta_cmd *c, mdone_fn done)
-;
-int srv__commit(struct srv *s, const struct meta_cmd *c)
-;
-int srv__meta_barrier(struct srv *s, mdone_fn done, void *arg)
-;
-void srv__on_meta_fwd(void *ud, uint64_t from, const void *buf, size_t len)
-;
-void srv__on_meta_reply(void *ud, uint64_t from, const void *buf, size_t len)
-;
-bool srv__topic_leaders_known(struct srv *s, uint32_t stream_id, uint32_t topic_id)
-;
+void srv__mwait_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res);
+void srv__mwait_push(struct srv *s, struct mwait *w);
+struct mwait *srv__meta_submit(struct srv *s, const struct meta_cmd *c, mdone_fn done);
+int srv__commit(struct srv *s, const struct meta_cmd *c);
+int srv__meta_barrier(struct srv *s, mdone_fn done, void *arg);
+void srv__on_meta_fwd(void *ud, uint64_t from, const void *buf, size_t len);
+void srv__on_meta_reply(void *ud, uint64_t from, const void *buf, size_t len);
+bool srv__topic_leaders_known(struct srv *s, uint32_t stream_id, uint32_t topic_id);
 void srv__meta_write(struct srv *s, struct pending *p, const struct meta_cmd *c,
 		       void (*build)(struct srv *s, struct wire_buf *b, const struct meta_cmd *c,
-				     const struct meta_result *res))
-;
-void srv__roster_from_meta(struct srv *s)
-;
-void srv__meta_compact(struct srv *s, bool force)
-;
+				     const struct meta_result *res));
+void srv__roster_from_meta(struct srv *s);
+void srv__meta_compact(struct srv *s, bool force);
 extern const struct clu_group_ops srv__meta_ops;
 void srv__meta_create_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 		     size_t len);
@@ -421,151 +398,86 @@ void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint
 		     size_t len);
 
 /* srv_login.c (logins and password work) */
-void srv__handle_register(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
+void srv__handle_register(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 void srv__pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *c, struct meta_perms *perms,
 			 struct wire_str pw, const char *cur_hash, struct wire_str cur,
 			 void (*build)(struct srv *, struct wire_buf *, const struct meta_cmd *,
-				       const struct meta_result *))
-;
+				       const struct meta_result *));
 
 /* srv_layout.c (Iggy's reply layouts) */
-struct meta_stream *srv__find_stream(struct srv *s, const struct wire_id *id)
-;
-struct meta_topic *srv__find_topic(const struct meta_stream *st, const struct wire_id *id)
-;
-struct meta_group *srv__find_group(const struct meta_topic *t, const struct wire_id *id)
-;
-struct meta_user *srv__find_user(struct srv *s, const struct wire_id *id)
-;
-void srv__put_name(struct wire_buf *b, const char *name)
-;
-void srv__put_stream_header(struct srv *s, struct wire_buf *b, const struct meta_stream *st)
-;
-void srv__put_topic_header(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
-;
-void srv__put_topic_option_catalog(struct wire_buf *b)
-;
-void srv__put_partitions(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
-;
-void srv__put_user_header(struct wire_buf *b, const struct meta_user *u)
-;
-void srv__put_user_details(struct wire_buf *b, const struct meta_user *u)
-;
-int srv__perms_from_wire(const struct wire_perms *w, struct meta_perms *m)
-;
-void srv__put_group_details(struct wire_buf *b, const struct meta_topic *t, const struct meta_group *g, bool members)
-;
-void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details)
-;
-struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn, bool single)
-;
-void srv__put_partition_leaders(struct srv *s, struct wire_buf *b)
-;
-void srv__put_node_status(struct srv *s, struct wire_buf *b)
-;
-void srv__put_stats(struct srv *s, struct wire_buf *b)
-;
-void srv__put_cluster(struct srv *s, struct wire_buf *b)
-;
-void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
-;
+struct meta_stream *srv__find_stream(struct srv *s, const struct wire_id *id);
+struct meta_topic *srv__find_topic(const struct meta_stream *st, const struct wire_id *id);
+struct meta_group *srv__find_group(const struct meta_topic *t, const struct wire_id *id);
+struct meta_user *srv__find_user(struct srv *s, const struct wire_id *id);
+void srv__put_name(struct wire_buf *b, const char *name);
+void srv__put_stream_header(struct srv *s, struct wire_buf *b, const struct meta_stream *st);
+void srv__put_topic_header(struct srv *s, struct wire_buf *b, const struct meta_topic *t);
+void srv__put_topic_option_catalog(struct wire_buf *b);
+void srv__put_partitions(struct srv *s, struct wire_buf *b, const struct meta_topic *t);
+void srv__put_user_header(struct wire_buf *b, const struct meta_user *u);
+void srv__put_user_details(struct wire_buf *b, const struct meta_user *u);
+int srv__perms_from_wire(const struct wire_perms *w, struct meta_perms *m);
+void srv__put_group_details(struct wire_buf *b, const struct meta_topic *t, const struct meta_group *g, bool members);
+void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details);
+struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn, bool single);
+void srv__put_partition_leaders(struct srv *s, struct wire_buf *b);
+void srv__put_node_status(struct srv *s, struct wire_buf *b);
+void srv__put_stats(struct srv *s, struct wire_buf *b);
+void srv__put_cluster(struct srv *s, struct wire_buf *b);
+void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role);
 
 /* srv_replica.c (replica hosting) */
-struct tparts *srv__tparts_find(struct srv *s, uint32_t stream_id, uint32_t topic_id)
-;
-bool srv__part_dir_name(const char *name, uint64_t *gid)
-;
-int srv__rm_tree(struct pio *pio, const char *path)
-;
-void srv__each_frame(const uint8_t *buf, size_t len, void (*fn)(void *arg, const uint8_t *frame), void *arg)
-;
-bool srv__id_is_zero(const uint8_t *id)
-;
-void srv__add_frame_id(void *arg, const uint8_t *frame)
-;
-int srv__part_compact(struct part *pt, uint64_t keep_from)
-;
-uint64_t srv__part_applied(const struct part *pt)
-;
-struct part *srv__part_by_gid(struct srv *s, uint64_t gid)
-;
-int srv__set_aside(struct srv *s, const char *name, const char *dir, const char *parent, char *out, size_t n)
-;
-int srv__tparts_sync(struct srv *s, const struct meta_topic *t)
-;
-void srv__tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bool destroy)
-;
-struct plog *srv__part_log(struct srv *s, uint32_t stream_id, uint32_t topic_id, uint32_t pid)
-;
-uint64_t srv__part_bytes(struct srv *s, uint32_t stream_id, uint32_t topic_id, uint32_t pid)
-;
-void srv__topic_usage(struct srv *s, const struct meta_topic *t, uint64_t *bytes, uint64_t *msgs)
-;
-void srv__part_term_barrier(struct part *pt)
-;
+struct tparts *srv__tparts_find(struct srv *s, uint32_t stream_id, uint32_t topic_id);
+bool srv__part_dir_name(const char *name, uint64_t *gid);
+int srv__rm_tree(struct pio *pio, const char *path);
+void srv__each_frame(const uint8_t *buf, size_t len, void (*fn)(void *arg, const uint8_t *frame), void *arg);
+bool srv__id_is_zero(const uint8_t *id);
+void srv__add_frame_id(void *arg, const uint8_t *frame);
+int srv__part_compact(struct part *pt, uint64_t keep_from);
+uint64_t srv__part_applied(const struct part *pt);
+struct part *srv__part_by_gid(struct srv *s, uint64_t gid);
+int srv__set_aside(struct srv *s, const char *name, const char *dir, const char *parent, char *out, size_t n);
+int srv__tparts_sync(struct srv *s, const struct meta_topic *t);
+void srv__tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bool destroy);
+struct plog *srv__part_log(struct srv *s, uint32_t stream_id, uint32_t topic_id, uint32_t pid);
+uint64_t srv__part_bytes(struct srv *s, uint32_t stream_id, uint32_t topic_id, uint32_t pid);
+void srv__topic_usage(struct srv *s, const struct meta_topic *t, uint64_t *bytes, uint64_t *msgs);
+void srv__part_term_barrier(struct part *pt);
 void srv__handle_membership(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
-			      size_t len)
-;
-void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
-uint32_t srv__drain_tick(struct srv *s)
-;
-void srv__balance_leaders(struct srv *s)
-;
-void srv__membership_tick(struct srv *s)
-;
-void srv__scrub_tick(struct srv *s)
-;
-void srv__repair_tick(struct srv *s)
-;
-void srv__members_tick(struct srv *s)
-;
+			      size_t len);
+void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+uint32_t srv__drain_tick(struct srv *s);
+void srv__balance_leaders(struct srv *s);
+void srv__membership_tick(struct srv *s);
+void srv__scrub_tick(struct srv *s);
+void srv__repair_tick(struct srv *s);
+void srv__restart_tick(struct srv *s);
+void srv__members_tick(struct srv *s);
 
 /* srv_send.c (sends) */
-bool srv__fwd_of(const struct fwd *f, const struct part *pt)
-;
-void srv__fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t base, uint64_t index)
-;
-void srv__fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs)
-;
-bool srv__fwd_check_placed(struct part *pt, struct fwd **pp, uint64_t applied)
-;
-bool srv__fwd_moved_on(struct srv *s, struct fwd *f, uint64_t now)
-;
-void srv__send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base)
-;
+bool srv__fwd_of(const struct fwd *f, const struct part *pt);
+void srv__fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t base, uint64_t index);
+void srv__fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs);
+bool srv__fwd_check_placed(struct part *pt, struct fwd **pp, uint64_t applied);
+bool srv__fwd_moved_on(struct srv *s, struct fwd *f, uint64_t now);
+void srv__send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base);
 void srv__send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uint32_t status, uint64_t base,
-			      uint64_t index)
-;
-void srv__swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset)
-;
-uint64_t srv__replica_to_ask(struct srv *s, const struct meta_partition *mp, bool *others)
-;
-void srv__on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
-;
-void srv__on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
-;
-void srv__on_send_placed(void *ud, uint64_t from, const void *buf, size_t len)
-;
-void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
+			      uint64_t index);
+void srv__swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset);
+uint64_t srv__replica_to_ask(struct srv *s, const struct meta_partition *mp, bool *others);
+void srv__on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len);
+void srv__on_send_reply(void *ud, uint64_t from, const void *buf, size_t len);
+void srv__on_send_placed(void *ud, uint64_t from, const void *buf, size_t len);
+void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 
 /* srv_poll.c (polls and consumer offsets) */
-void srv__on_poll_fwd(void *ud, uint64_t from, const void *buf, size_t len)
-;
-void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
-;
-void srv__pfwd_expire(struct srv *s, uint64_t now)
-;
-void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
-void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
-void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
-void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
-;
+void srv__on_poll_fwd(void *ud, uint64_t from, const void *buf, size_t len);
+void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len);
+void srv__pfwd_expire(struct srv *s, uint64_t now);
+void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 
 /* srv_read.c (read-only queries) */
 /*
@@ -597,22 +509,15 @@ void srv__query(struct srv_session *ss, const struct frame_request *hdr, uint8_t
 void srv__handle_legacy_login(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 			      size_t len);
 void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
-				   size_t len)
-;
+				   size_t len);
 
 /* srv_house.c (housekeeping) */
-uint64_t srv__now_us(void)
-;
-uint64_t srv__mono_ms(void)
-;
-void srv__on_house(uv_timer_t *t)
-;
-void srv__house_arm(struct srv *s)
-;
-void srv__advertise_tick(struct srv *s)
-;
-void srv__clock_tick(struct srv *s)
-;
+uint64_t srv__now_us(void);
+uint64_t srv__mono_ms(void);
+void srv__on_house(uv_timer_t *t);
+void srv__house_arm(struct srv *s);
+void srv__advertise_tick(struct srv *s);
+void srv__clock_tick(struct srv *s);
 
 /* srv_metrics.c (metrics) */
 extern const uint64_t srv__lat_bounds_us[LAT_BUCKETS];

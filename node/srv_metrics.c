@@ -110,6 +110,9 @@ static void metrics_raft(struct srv *s, struct wire_buf *b)
 	metrics_printf(b, "# HELP galgo_sends_via_peer_total Sends of a partition this node replicates that another replica "
 			  "relayed to the leader, which this node could not reach.\n# TYPE galgo_sends_via_peer_total counter\n"
 			  "galgo_sends_via_peer_total %" PRIu64 "\n", s->sends_via_peer);
+	metrics_printf(b, "# HELP galgo_partition_restarts_total Partition groups that stopped (a failed write or flush: "
+			  "a full disk) and were reopened from disk.\n# TYPE galgo_partition_restarts_total counter\n"
+			  "galgo_partition_restarts_total %" PRIu64 "\n", s->restarts);
 	metrics_printf(b, "# HELP galgo_partition_repairs_total Damaged replicas set aside on this node to be rebuilt "
 			  "from their peers.\n# TYPE galgo_partition_repairs_total counter\ngalgo_partition_repairs_total %"
 			  PRIu64 "\n", s->repairs);

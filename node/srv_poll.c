@@ -88,6 +88,9 @@ static bool part_readable(struct srv *s, struct part *pt)
 	const struct clu_node *nodes;
 	if (pt == NULL || clu_nodes(s->clu, &nodes) == 1)
 		return true;
+	/* A stopped group learns no commit: its replica is behind for good until reopened (srv__restart_tick). */
+	if (clu_group_failed(pt->g) != 0)
+		return false;
 	struct rgroup_status st;
 	clu_group_status(pt->g, &st);
 	if (st.leader_id == 0 || st.applied_index < st.commit_index)

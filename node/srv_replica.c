@@ -460,6 +460,10 @@ int srv__tparts_sync(struct srv *s, const struct meta_topic *t)
 		if (g == NULL)
 			return -ENOMEM;
 		tp->gids = g;
+		uint64_t *ra = realloc(tp->reopen_at, t->n_partitions * sizeof(*ra));
+		if (ra == NULL)
+			return -ENOMEM;
+		tp->reopen_at = ra;
 		struct dedup **d = realloc(tp->dd, t->n_partitions * sizeof(*d));
 		if (d == NULL)
 			return -ENOMEM;
@@ -473,6 +477,7 @@ int srv__tparts_sync(struct srv *s, const struct meta_topic *t)
 			tp->pp[p] = NULL;
 			tp->logs[p] = NULL;
 			tp->gids[p] = 0;
+			tp->reopen_at[p] = 0;
 		}
 		tp->n = t->n_partitions;
 	}
@@ -503,6 +508,7 @@ void srv__tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bool
 		}
 		*pp = tp->next;
 		free(tp->gids);
+		free(tp->reopen_at);
 		free(tp->pp);
 		free(tp->dd);
 		free(tp->logs);
@@ -934,6 +940,61 @@ void srv__scrub_tick(struct srv *s)
  * one leads, never leaving its group without the replica that still holds the data. A partition with a
  * single replica keeps its damage fenced.
  */
+
+/*
+ * A partition whose Raft group stopped (a write or flush of its log failed: a full disk, an I/O error)
+ * would stay stopped until the process restarts, and its replica would still answer polls from what it
+ * held then. It is closed and reopened from its disk instead, RESTART_MS after the group stopped and
+ * again every RESTART_MS while that fails: what its log made durable is kept (the open recovers a torn
+ * tail), what it had not is fetched again from the leader, as after a crash of this node alone. Polls of
+ * a stopped group are refused meanwhile (part_readable in node/srv_poll.c).
+ */
+#define RESTART_MS 5000u
+
+void srv__restart_tick(struct srv *s)
+{
+	uint64_t now = srv__mono_ms();
+	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next) {
+		const struct meta_topic *t = meta_topic(meta_stream(s->meta, tp->stream_id), tp->topic_id);
+		for (uint32_t i = 0; t != NULL && i < tp->n && i < t->n_partitions; i++) {
+			struct part *pt = tp->pp[i];
+			int failed = pt != NULL ? clu_group_failed(pt->g) : 0;
+			if (failed != 0 && tp->reopen_at[i] == 0) {
+				char dir[4096];
+				part_dir(s, tp->gids[i], dir, sizeof(dir));
+				glog_warn(TAG, "partition %s: its Raft group stopped (%s); reopened from disk in %u s", dir,
+					  strerror(-failed), RESTART_MS / 1000);
+				tp->reopen_at[i] = now + RESTART_MS;
+			}
+			if (tp->reopen_at[i] == 0 || now < tp->reopen_at[i] || (pt != NULL && failed == 0))
+				continue;
+			if (pt != NULL) {
+				part_close(pt, false);
+				tp->pp[i] = NULL;
+			}
+			dedup_free(tp->dd[i]);
+			tp->dd[i] = NULL;
+			if (tp->logs[i] != NULL)
+				(void)plog_close(tp->logs[i]);
+			tp->logs[i] = NULL;
+			s->restarts++;
+			tp->reopen_at[i] = 0;
+			if (!meta_partition_hosts(&t->partitions[i], (uint32_t)clu_node_id(s->clu)))
+				continue;
+			if (slot_open(s, t, tp, i, false) != 0 || tp->pp[i] == NULL) {
+				if (tp->pp[i] == NULL && tp->logs[i] != NULL) {
+					dedup_free(tp->dd[i]);
+					tp->dd[i] = NULL;
+					(void)plog_close(tp->logs[i]);
+					tp->logs[i] = NULL;
+				}
+				tp->reopen_at[i] = now + RESTART_MS;
+			} else {
+				glog_info(TAG, "partition of group %016" PRIx64 " reopened from disk", tp->gids[i]);
+			}
+		}
+	}
+}
 
 void srv__repair_tick(struct srv *s)
 {
