@@ -1,0 +1,1097 @@
+/*
+ * http_reply — the HTTP listener's reply mapping: the body of a binary reply (reference §2.4, the
+ * result section removed) to the JSON of §6, one http__reply_* function per route of the table in
+ * http.c whose answer is made from its reply; an error (an Iggy status, or an eviction of a login) to the error
+ * JSON and its HTTP status (see http.h); and the answers of the logins and the logout, which issue and
+ * revoke access tokens (http_jwt.h). A reply that does not decode is answered 500 with error 1. Owns
+ * the table of the Iggy error codes (name, reason, field of the error JSON) and their HTTP statuses.
+ *
+ * JSON of the responses (numbers are unsigned decimal, u64 and u128 written exactly; timestamps are
+ * µs since the epoch; sizes are bytes):
+ *   Stream         {id, created_at, name, size, messages_count, topics_count}; StreamDetails adds
+ *                  topics: [Topic].
+ *   Topic          {id, created_at, name, size, message_expiry, compression_algorithm ("none"|"gzip"),
+ *                  max_topic_size, replication_factor (1), messages_count, partitions_count, options};
+ *                  options is {key: {"value": string, "explicit": bool}} from the header's explicit and
+ *                  derived option blocks. TopicDetails adds partitions: [{id, created_at,
+ *                  segments_count, current_offset, size, messages_count}].
+ *   UserInfo       {id, created_at, status ("active"|"inactive"), username}; UserInfoDetails adds
+ *                  permissions: null or {global: {manage_servers, read_servers, manage_users,
+ *                  read_users, manage_streams, read_streams, manage_topics, read_topics,
+ *                  poll_messages, send_messages}, streams: null or {"<id>": {manage_stream,
+ *                  read_stream, manage_topics, read_topics, poll_messages, send_messages, topics: null or
+ *                  {"<id>": {manage_topic, read_topic, poll_messages, send_messages}}}}}.
+ *   ConsumerGroup  {id, name, partitions_count, members_count}; details add members: [{id,
+ *                  partitions_count, partitions: [u32]}].
+ *   PolledMessages {partition_id, current_offset, count, messages: [{header: {checksum, id, offset,
+ *                  timestamp, origin_timestamp, user_headers_length, payload_length, reserved},
+ *                  payload: base64, user_headers: [UserHeader] or null when the message has none}]};
+ *                  timestamp is the batch's base
+ *                  timestamp, origin_timestamp the batch's plus the message's delta.
+ *   UserHeader     {"key": {"kind": K, "value": base64}, "value": {"kind": K, "value": base64}}, K one
+ *                  of raw, string, bool, int8, int16, int32, int64, int128, uint8, uint16, uint32,
+ *                  uint64, uint128, float32, float64 (reference §2.3 value kinds 1..15).
+ *   IdentityInfo   {user_id, access_token: {token, expiry (the token's exp, seconds since the epoch)}}.
+ *   Stats, ClusterMetadata, ClientInfo: the fields of reference §2.4.12, §2.4.13 and §2.4.9 by name.
+ */
+#include "transport/http_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Errors ---- */
+
+struct http_err {
+	uint32_t code;
+	const char *name;
+	const char *reason;
+	const char *field;
+};
+
+static const struct http_err http_errs[] = {
+	{E_ERROR, "error", "Error", NULL},
+	{E_INVALID_COMMAND, "invalid_command", "Invalid command", NULL},
+	{E_INVALID_FORMAT, "invalid_format", "Invalid format", NULL},
+	{E_FEATURE_UNAVAILABLE, "feature_unavailable", "Feature is unavailable", NULL},
+	{E_INVALID_IDENTIFIER, "invalid_identifier", "Invalid identifier", NULL},
+	{E_RESOURCE_NOT_FOUND, "resource_not_found", "Resource not found", NULL},
+	{E_STALE_CLIENT, "stale_client", "Stale client", NULL},
+	{E_UNAUTHENTICATED, "unauthenticated", "Unauthenticated", NULL},
+	{41, "unauthorized", "Unauthorized", NULL},
+	{E_INVALID_CREDENTIALS, "invalid_credentials", "Invalid credentials", NULL},
+	{43, "invalid_username", "Invalid username", "username"},
+	{44, "invalid_password", "Invalid password", "password"},
+	{46, "user_already_exists", "User already exists", "username"},
+	{47, "user_inactive", "User is inactive", NULL},
+	{48, "cannot_delete_user", "Cannot delete user", NULL},
+	{49, "cannot_change_permissions", "Cannot change permissions", NULL},
+	{51, "personal_access_token_already_exists", "Personal access token already exists", "name"},
+	{52, "personal_access_tokens_limit_reached", "Personal access tokens limit reached", NULL},
+	{E_INVALID_PAT, "invalid_personal_access_token", "Invalid personal access token", NULL},
+	{56, "invalid_personal_access_token_expiry", "Invalid personal access token expiry", NULL},
+	{57, "transient_not_committed", "Request not committed, retry", NULL},
+	{58, "transient_not_accepted", "Request not accepted, retry", NULL},
+	{E_ACCESS_TOKEN_MISSING, "access_token_missing", "Access token is missing", NULL},
+	{E_INVALID_ACCESS_TOKEN, "invalid_access_token", "Invalid access token", NULL},
+	{100, "client_not_found", "Client not found", "client_id"},
+	{E_NOT_FOUND, "not_found", "Resource not found", NULL},
+	{E_NOT_IMPLEMENTED, "not_implemented", "Not implemented by this server", NULL},
+	{E_STREAM_NOT_FOUND, "stream_id_not_found", "Stream not found", "stream_id"},
+	{E_STREAM_NAME_NOT_FOUND, "stream_name_not_found", "Stream not found", "stream_id"},
+	{1012, "stream_name_already_exists", "Stream name already exists", "name"},
+	{1020, "too_many_streams", "Too many streams", NULL},
+	{E_TOPIC_NOT_FOUND, "topic_id_not_found", "Topic not found", "topic_id"},
+	{E_TOPIC_NAME_NOT_FOUND, "topic_name_not_found", "Topic not found", "topic_id"},
+	{2013, "topic_name_already_exists", "Topic name already exists", "name"},
+	{2015, "too_many_partitions", "Too many partitions", NULL},
+	{2019, "invalid_partitions_count", "Invalid partitions count", "partitions_count"},
+	{2021, "too_many_topics", "Too many topics", NULL},
+	{3007, "partition_not_found", "Partition not found", "partition_id"},
+	{3008, "no_partitions", "No partitions", NULL},
+	{3013, "partition_id_space_exhausted", "Partition id space exhausted", NULL},
+	{E_OFFSET_NOT_FOUND, "consumer_offset_not_found", "Consumer offset not found", NULL},
+	{4000, "segment_not_found", "Segment not found", "segment_id"},
+	{4017, "too_big_user_headers", "User headers are too big", NULL},
+	{4022, "too_big_message_payload", "Message payload is too big", NULL},
+	{4024, "empty_message_payload", "Message payload is empty", NULL},
+	{4027, "invalid_message_checksum", "Invalid message checksum", NULL},
+	{4038, "invalid_message_timestamp_delta", "Invalid message timestamp delta", NULL},
+	{4039, "invalid_batch_checksum", "Invalid batch checksum", NULL},
+	{4041, "unsupported_option_key", "Unsupported option key", NULL},
+	{4042, "invalid_option_value", "Invalid option value", NULL},
+	{4043, "options_block_too_large", "Options block too large", NULL},
+	{4100, "invalid_offset", "Invalid offset", "offset"},
+	{4101, "invalid_reserved_field", "Invalid reserved field", NULL},
+	{E_GROUP_NOT_FOUND, "consumer_group_id_not_found", "Consumer group not found", NULL},
+	{E_GROUP_NAME_NOT_FOUND, "consumer_group_name_not_found", "Consumer group not found", NULL},
+	{5004, "consumer_group_name_already_exists", "Consumer group name already exists", "name"},
+	{5006, "consumer_group_member_not_found", "Consumer group member not found", NULL},
+	{5009, "consumer_group_partition_not_owned", "Consumer group partition not owned", NULL},
+	{E_INCOMPATIBLE_PROTOCOL, "incompatible_protocol_version", "Incompatible protocol version", NULL},
+};
+
+static const struct http_err *err_find(uint32_t code)
+{
+	for (size_t i = 0; i < sizeof(http_errs) / sizeof(http_errs[0]); i++)
+		if (http_errs[i].code == code)
+			return &http_errs[i];
+	return NULL;
+}
+
+/* The HTTP status of an Iggy error code (reference §6). */
+static int err_status(uint32_t code)
+{
+	switch (code) {
+	case 1009: case 2010: case 3007: case 4000: case 100: case 5000: case 5003: case 5006: case 3021: case 20:
+	case 1010: case 2011: case E_NOT_FOUND:
+		return 404;
+	case 40: case 77: case 78: case 53:
+		return 401;
+	case 41:
+		return 403;
+	case 57: case 58:
+		return 503;
+	case E_NOT_IMPLEMENTED:
+		return 501;
+	default:
+		return 400;
+	}
+}
+
+/* The Iggy error a login eviction stands for (reference §1.4, as the SDK maps them). */
+uint32_t http__evict_error(uint8_t reason)
+{
+	switch (reason) {
+	case FRAME_EVICT_INVALID_CREDENTIALS:
+		return E_INVALID_CREDENTIALS;
+	case FRAME_EVICT_INVALID_TOKEN:
+		return E_INVALID_PAT;
+	case FRAME_EVICT_STALE_CLIENT:
+		return E_STALE_CLIENT;
+	case FRAME_EVICT_INCOMPATIBLE_PROTOCOL:
+		return E_INCOMPATIBLE_PROTOCOL;
+	case FRAME_EVICT_MALFORMED_LOGIN:
+		return E_INVALID_FORMAT;
+	case FRAME_EVICT_CLIENT_RELEASE_TOO_LOW:
+	case FRAME_EVICT_CLIENT_RELEASE_TOO_HIGH:
+	case FRAME_EVICT_INVALID_REQUEST_OPERATION:
+	case FRAME_EVICT_INVALID_REQUEST_BODY:
+	case FRAME_EVICT_INVALID_REQUEST_BODY_SIZE:
+		return E_INVALID_COMMAND;
+	default:
+		return E_UNAUTHENTICATED;
+	}
+}
+
+/* Answers with the error JSON of an Iggy error code. */
+void http__call_error(struct http_call *c, uint32_t code)
+{
+	const struct http_err *e = err_find(code);
+	char reason[64];
+	struct jw w;
+	jw_init(&w);
+	jw_open(&w, '{');
+	JW_KU64(&w, "id", code);
+	JW_KSTR(&w, "code", e != NULL ? e->name : "error");
+	if (e == NULL)
+		snprintf(reason, sizeof(reason), "Error %" PRIu32, code);
+	JW_KSTR(&w, "reason", e != NULL ? e->reason : reason);
+	jw_key(&w, "field");
+	if (e != NULL && e->field != NULL)
+		jw_str(&w, e->field);
+	else
+		jw_null(&w);
+	jw_close(&w, '}');
+	int status = err_status(code);
+	http__call_respond_json(c, status, &w, status == 503 ? "retry-after" : NULL, "1");
+}
+
+/* ---- Binary replies to JSON ---- */
+
+const char *const http__kind_names[HTTP__N_KINDS] = {"",       "raw",    "string",  "bool",    "int8",    "int16",
+						     "int32",  "int64",  "int128",  "uint8",   "uint16",  "uint32",
+						     "uint64", "uint128", "float32", "float64"};
+
+static uint64_t le_n(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < n && i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* An option's value as a string, by its kind. */
+static void jw_opt_value(struct jw *w, uint8_t kind, const uint8_t *v, size_t n)
+{
+	char buf[48];
+	if (kind == WIRE_KIND_STRING) {
+		jw_strn(w, (const char *)v, n);
+	} else if (kind == WIRE_KIND_BOOL && n == 1) {
+		jw_str(w, v[0] ? "true" : "false");
+	} else if (kind >= WIRE_KIND_UINT8 && kind <= WIRE_KIND_UINT64 && n <= 8) {
+		snprintf(buf, sizeof(buf), "%" PRIu64, le_n(v, n));
+		jw_str(w, buf);
+	} else if (kind >= WIRE_KIND_INT8 && kind <= WIRE_KIND_INT64 && n >= 1 && n <= 8) {
+		uint64_t u = le_n(v, n);
+		if (n < 8 && (u >> (8 * n - 1)) & 1)
+			u |= ~0ull << (8 * n);
+		snprintf(buf, sizeof(buf), "%" PRId64, (int64_t)u);
+		jw_str(w, buf);
+	} else if (kind == WIRE_KIND_FLOAT32 && n == 4) {
+		float f;
+		memcpy(&f, v, 4);
+		snprintf(buf, sizeof(buf), "%.9g", (double)f);
+		jw_str(w, buf);
+	} else if (kind == WIRE_KIND_FLOAT64 && n == 8) {
+		double d;
+		memcpy(&d, v, 8);
+		snprintf(buf, sizeof(buf), "%.17g", d);
+		jw_str(w, buf);
+	} else {
+		jw_b64(w, v, n);
+	}
+}
+
+/* Writes the entries of an options block as {key: {"value", "explicit"}} members (object already open). */
+static void jw_options(struct jw *w, const struct wire_opts *o, bool explicit, const struct wire_opts *skip)
+{
+	size_t pos = 0;
+	struct wire_opt opt;
+	while (wire_opts_next(o, &pos, &opt)) {
+		if (skip != NULL) {
+			size_t sp = 0;
+			struct wire_opt so;
+			bool dup = false;
+			while (!dup && wire_opts_next(skip, &sp, &so))
+				dup = so.key.len == opt.key.len && memcmp(so.key.ptr, opt.key.ptr, opt.key.len) == 0;
+			if (dup)
+				continue;
+		}
+		jw_strn(w, (const char *)opt.key.ptr, opt.key.len);
+		jw_raw(w, ":", 1);
+		w->comma = false;
+		jw_open(w, '{');
+		jw_key(w, "value");
+		jw_opt_value(w, opt.kind, opt.value.ptr, opt.value.len);
+		JW_KBOOL(w, "explicit", explicit);
+		jw_close(w, '}');
+	}
+}
+
+/* StreamHeader fields (inside an open object). */
+static void rd_stream(struct wire_rd *r, struct jw *w)
+{
+	uint32_t id = wire_get_u32(r);
+	uint64_t created = wire_get_u64(r);
+	uint32_t topics = wire_get_u32(r);
+	uint64_t size = wire_get_u64(r), msgs = wire_get_u64(r);
+	struct wire_str name = {0};
+	struct wire_opts opts;
+	wire_get_name(r, &name);
+	wire_get_options_prefixed(r, &opts);
+	JW_KU64(w, "id", id);
+	JW_KU64(w, "created_at", created);
+	jw_key(w, "name");
+	jw_name(w, name);
+	JW_KU64(w, "size", size);
+	JW_KU64(w, "messages_count", msgs);
+	JW_KU64(w, "topics_count", topics);
+}
+
+/* TopicHeader fields (inside an open object); *partitions is its partition count. */
+static void rd_topic(struct wire_rd *r, struct jw *w, uint32_t *partitions)
+{
+	uint32_t id = wire_get_u32(r);
+	uint64_t created = wire_get_u64(r);
+	uint32_t parts = wire_get_u32(r);
+	uint64_t expiry = wire_get_u64(r);
+	uint8_t comp = wire_get_u8(r);
+	uint64_t max_size = wire_get_u64(r), size = wire_get_u64(r), msgs = wire_get_u64(r);
+	struct wire_str name = {0};
+	struct wire_opts expl = {0}, derived = {0};
+	wire_get_name(r, &name);
+	wire_get_options_prefixed(r, &expl);
+	wire_get_options_prefixed(r, &derived);
+	JW_KU64(w, "id", id);
+	JW_KU64(w, "created_at", created);
+	jw_key(w, "name");
+	jw_name(w, name);
+	JW_KU64(w, "size", size);
+	JW_KU64(w, "message_expiry", expiry);
+	JW_KSTR(w, "compression_algorithm", comp == 2 ? "gzip" : "none");
+	JW_KU64(w, "max_topic_size", max_size);
+	JW_KU64(w, "replication_factor", 1);
+	JW_KU64(w, "messages_count", msgs);
+	JW_KU64(w, "partitions_count", parts);
+	jw_key(w, "options");
+	jw_open(w, '{');
+	if (wire_rd_error(r) == 0) {
+		jw_options(w, &expl, true, NULL);
+		jw_options(w, &derived, false, &expl);
+	}
+	jw_close(w, '}');
+	if (partitions != NULL)
+		*partitions = parts;
+}
+
+static void rd_partition(struct wire_rd *r, struct jw *w)
+{
+	uint32_t id = wire_get_u32(r);
+	uint64_t created = wire_get_u64(r);
+	uint32_t segs = wire_get_u32(r);
+	uint64_t cur = wire_get_u64(r), size = wire_get_u64(r), msgs = wire_get_u64(r);
+	jw_open(w, '{');
+	JW_KU64(w, "id", id);
+	JW_KU64(w, "created_at", created);
+	JW_KU64(w, "segments_count", segs);
+	JW_KU64(w, "current_offset", cur);
+	JW_KU64(w, "size", size);
+	JW_KU64(w, "messages_count", msgs);
+	jw_close(w, '}');
+}
+
+/* UserHeader fields (inside an open object). */
+static void rd_user(struct wire_rd *r, struct jw *w)
+{
+	uint32_t id = wire_get_u32(r);
+	uint64_t created = wire_get_u64(r);
+	uint8_t status = wire_get_u8(r);
+	struct wire_str name = {0};
+	struct wire_opts opts;
+	wire_get_name(r, &name);
+	wire_get_options_prefixed(r, &opts);
+	JW_KU64(w, "id", id);
+	JW_KU64(w, "created_at", created);
+	JW_KSTR(w, "status", status == 2 ? "inactive" : "active");
+	jw_key(w, "username");
+	jw_name(w, name);
+}
+
+static void jw_permissions(struct jw *w, const struct wire_perms *p)
+{
+	jw_open(w, '{');
+	jw_key(w, "global");
+	jw_open(w, '{');
+	JW_KBOOL(w, "manage_servers", p->manage_servers);
+	JW_KBOOL(w, "read_servers", p->read_servers);
+	JW_KBOOL(w, "manage_users", p->manage_users);
+	JW_KBOOL(w, "read_users", p->read_users);
+	JW_KBOOL(w, "manage_streams", p->manage_streams);
+	JW_KBOOL(w, "read_streams", p->read_streams);
+	JW_KBOOL(w, "manage_topics", p->manage_topics);
+	JW_KBOOL(w, "read_topics", p->read_topics);
+	JW_KBOOL(w, "poll_messages", p->poll_messages);
+	JW_KBOOL(w, "send_messages", p->send_messages);
+	jw_close(w, '}');
+	jw_key(w, "streams");
+	if (p->streams_count == 0) {
+		jw_null(w);
+	} else {
+		jw_open(w, '{');
+		for (uint32_t i = 0; i < p->streams_count; i++) {
+			const struct wire_perm_stream *s = &p->streams[i];
+			char id[16];
+			snprintf(id, sizeof(id), "%" PRIu32, s->id);
+			jw_key(w, id);
+			jw_open(w, '{');
+			JW_KBOOL(w, "manage_stream", s->manage_stream);
+			JW_KBOOL(w, "read_stream", s->read_stream);
+			JW_KBOOL(w, "manage_topics", s->manage_topics);
+			JW_KBOOL(w, "read_topics", s->read_topics);
+			JW_KBOOL(w, "poll_messages", s->poll_messages);
+			JW_KBOOL(w, "send_messages", s->send_messages);
+			jw_key(w, "topics");
+			if (s->topics_count == 0) {
+				jw_null(w);
+			} else {
+				jw_open(w, '{');
+				for (uint32_t k = 0; k < s->topics_count; k++) {
+					const struct wire_perm_topic *t = &s->topics[k];
+					snprintf(id, sizeof(id), "%" PRIu32, t->id);
+					jw_key(w, id);
+					jw_open(w, '{');
+					JW_KBOOL(w, "manage_topic", t->manage_topic);
+					JW_KBOOL(w, "read_topic", t->read_topic);
+					JW_KBOOL(w, "poll_messages", t->poll_messages);
+					JW_KBOOL(w, "send_messages", t->send_messages);
+					jw_close(w, '}');
+				}
+				jw_close(w, '}');
+			}
+			jw_close(w, '}');
+		}
+		jw_close(w, '}');
+	}
+	jw_close(w, '}');
+}
+
+/* UserDetails: the header, then [0 ...] (no permissions) or [1][len u32][Permissions]. */
+static void rd_user_details(struct wire_rd *r, struct jw *w)
+{
+	jw_open(w, '{');
+	rd_user(r, w);
+	jw_key(w, "permissions");
+	uint8_t has = wire_get_u8(r);
+	if (has == 1) {
+		uint32_t len = wire_get_u32(r);
+		const uint8_t *p = wire_get_bytes(r, len);
+		struct wire_perms perms;
+		if (p != NULL && wire_perms_decode(p, len, &perms) == 0) {
+			jw_permissions(w, &perms);
+			wire_perms_free(&perms);
+		} else {
+			wire_rd_fail(r, WIRE_E_VALUE);
+			jw_null(w);
+		}
+	} else {
+		wire_get_bytes(r, wire_rd_left(r) < 3 ? wire_rd_left(r) : 3);
+		jw_null(w);
+	}
+	jw_close(w, '}');
+}
+
+/* GroupHeader fields (inside an open object); *members is its member count. */
+static void rd_group(struct wire_rd *r, struct jw *w, uint32_t *members)
+{
+	uint32_t id = wire_get_u32(r), parts = wire_get_u32(r), n = wire_get_u32(r);
+	struct wire_str name = {0};
+	wire_get_name(r, &name);
+	JW_KU64(w, "id", id);
+	jw_key(w, "name");
+	jw_name(w, name);
+	JW_KU64(w, "partitions_count", parts);
+	JW_KU64(w, "members_count", n);
+	*members = n;
+}
+
+static void rd_group_details(struct wire_rd *r, struct jw *w)
+{
+	uint32_t n;
+	jw_open(w, '{');
+	rd_group(r, w, &n);
+	jw_key(w, "members");
+	jw_open(w, '[');
+	for (uint32_t i = 0; i < n && wire_rd_error(r) == 0; i++) {
+		uint32_t id = wire_get_u32(r), np = wire_get_u32(r);
+		jw_open(w, '{');
+		JW_KU64(w, "id", id);
+		JW_KU64(w, "partitions_count", np);
+		jw_key(w, "partitions");
+		jw_open(w, '[');
+		for (uint32_t k = 0; k < np && wire_rd_error(r) == 0; k++)
+			jw_u64(w, wire_get_u32(r));
+		jw_close(w, ']');
+		jw_close(w, '}');
+	}
+	jw_close(w, ']');
+	jw_close(w, '}');
+}
+
+/* Sends w unless reading the reply failed (then a 500 with error 1: the reply did not decode). */
+static void reply_json(struct http_call *c, const struct wire_rd *r, struct jw *w, int status)
+{
+	if (wire_rd_done(r) != 0) {
+		http__log(c->srv, HTTP_LOG_WARN, "reply to %s does not decode", c->route != NULL ? "a route" : "?");
+		wire_buf_free(&w->b);
+		jw_init(w);
+		static const char bad[] = "{\"id\":1,\"code\":\"error\",\"reason\":\"Malformed reply\",\"field\":null}";
+		jw_raw(w, bad, sizeof(bad) - 1);
+		status = 500;
+	}
+	http__call_respond_json(c, status, w, NULL, NULL);
+}
+
+void http__reply_streams(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) > 0) {
+		jw_open(&w, '{');
+		rd_stream(&r, &w);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+/* The 404 of an empty Get*: the id kind tells which code (numeric id or name). */
+static void not_found(struct http_call *c, int param, uint32_t by_id, uint32_t by_name)
+{
+	uint32_t v;
+	bool numeric = param < c->n_params && http__parse_u32(c->params[param], c->param_len[param], &v);
+	http__call_error(c, numeric ? by_id : by_name);
+}
+
+void http__reply_stream(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (n == 0) {
+		not_found(c, 0, E_STREAM_NOT_FOUND, E_STREAM_NAME_NOT_FOUND);
+		return;
+	}
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '{');
+	rd_stream(&r, &w);
+	jw_key(&w, "topics");
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) > 0) {
+		jw_open(&w, '{');
+		rd_topic(&r, &w, NULL);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_topics(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	uint32_t count = wire_get_u32(&r);
+	jw_open(&w, '[');
+	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
+		jw_open(&w, '{');
+		rd_topic(&r, &w, NULL);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_topic(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (n == 0) {
+		not_found(c, 1, E_TOPIC_NOT_FOUND, E_TOPIC_NAME_NOT_FOUND);
+		return;
+	}
+	struct wire_rd r;
+	struct jw w;
+	uint32_t parts = 0;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '{');
+	rd_topic(&r, &w, &parts);
+	jw_key(&w, "partitions");
+	jw_open(&w, '[');
+	for (uint32_t i = 0; i < parts && wire_rd_error(&r) == 0; i++)
+		rd_partition(&r, &w);
+	jw_close(&w, ']');
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_users(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) > 0) {
+		jw_open(&w, '{');
+		rd_user(&r, &w);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_user(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (n == 0) {
+		http__call_error(c, E_RESOURCE_NOT_FOUND);
+		return;
+	}
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	rd_user_details(&r, &w);
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_groups(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	uint32_t members;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) > 0) {
+		jw_open(&w, '{');
+		rd_group(&r, &w, &members);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_group(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (n == 0) {
+		not_found(c, 2, E_GROUP_NOT_FOUND, E_GROUP_NAME_NOT_FOUND);
+		return;
+	}
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	rd_group_details(&r, &w);
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_pats(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) > 0) {
+		struct wire_str name = {0};
+		wire_get_name(&r, &name);
+		uint64_t exp = wire_get_u64(&r);
+		jw_open(&w, '{');
+		jw_key(&w, "name");
+		jw_name(&w, name);
+		jw_key(&w, "expiry_at");
+		if (exp == 0)
+			jw_null(&w);
+		else
+			jw_u64(&w, exp);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_pat_created(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	struct wire_str tok = {0};
+	wire_rd_init(&r, p, n);
+	wire_get_str8(&r, &tok);
+	jw_init(&w);
+	jw_open(&w, '{');
+	jw_key(&w, "token");
+	jw_name(&w, tok);
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+static const char *transport_name(uint8_t t)
+{
+	switch (t) {
+	case 1: return "tcp";
+	case 2: return "quic";
+	case 3: return "http";
+	case 4: return "websocket";
+	default: return "unknown";
+	}
+}
+
+/* ClientHeader (and, with details, its groups) as an object. */
+static void rd_client(struct wire_rd *r, struct jw *w, bool details)
+{
+	uint32_t id = wire_get_u32(r), user = wire_get_u32(r);
+	uint8_t transport = wire_get_u8(r);
+	struct wire_str addr = {0};
+	wire_get_str32(r, &addr);
+	uint32_t groups = wire_get_u32(r);
+	jw_open(w, '{');
+	JW_KU64(w, "client_id", id);
+	jw_key(w, "user_id");
+	if (user == UINT32_MAX)
+		jw_null(w);
+	else
+		jw_u64(w, user);
+	jw_key(w, "address");
+	jw_name(w, addr);
+	JW_KSTR(w, "transport", transport_name(transport));
+	JW_KU64(w, "consumer_groups_count", groups);
+	if (details) {
+		jw_key(w, "consumer_groups");
+		jw_open(w, '[');
+		for (uint32_t i = 0; i < groups && wire_rd_error(r) == 0; i++) {
+			uint32_t s = wire_get_u32(r), t = wire_get_u32(r), g = wire_get_u32(r);
+			jw_open(w, '{');
+			JW_KU64(w, "stream_id", s);
+			JW_KU64(w, "topic_id", t);
+			JW_KU64(w, "group_id", g);
+			jw_close(w, '}');
+		}
+		jw_close(w, ']');
+	}
+	jw_close(w, '}');
+}
+
+void http__reply_clients(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) > 0)
+		rd_client(&r, &w, false);
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_client(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (n == 0) {
+		http__call_error(c, 100);
+		return;
+	}
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	rd_client(&r, &w, true);
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_options(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	uint32_t count = wire_get_u32(&r);
+	jw_open(&w, '[');
+	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
+		struct wire_str key = {0}, def = {0}, desc = {0};
+		wire_get_name(&r, &key);
+		uint8_t kind = wire_get_u8(&r);
+		wire_get_str32(&r, &def);
+		wire_get_str32(&r, &desc);
+		jw_open(&w, '{');
+		jw_key(&w, "key");
+		jw_name(&w, key);
+		JW_KSTR(&w, "kind", kind < HTTP__N_KINDS ? http__kind_names[kind] : "unknown");
+		/* The SDK reads the default as its raw bytes in the kind's encoding (a JSON array of bytes). */
+		jw_key(&w, "default_value");
+		jw_open(&w, '[');
+		for (size_t k = 0; k < def.len; k++)
+			jw_u64(&w, def.ptr[k]);
+		jw_close(&w, ']');
+		jw_key(&w, "description");
+		jw_name(&w, desc);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_stats(struct http_call *c, const uint8_t *p, size_t n)
+{
+	static const char *const strs[] = {"hostname", "os_name", "os_version", "kernel_version",
+					   "iggy_server_version"};
+	struct wire_rd r;
+	struct jw w;
+	float f;
+	uint32_t u;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '{');
+	JW_KU64(&w, "process_id", wire_get_u32(&r));
+	u = wire_get_u32(&r);
+	memcpy(&f, &u, 4);
+	jw_key(&w, "cpu_usage");
+	jw_f64(&w, (double)f);
+	u = wire_get_u32(&r);
+	memcpy(&f, &u, 4);
+	jw_key(&w, "total_cpu_usage");
+	jw_f64(&w, (double)f);
+	JW_KU64(&w, "memory_usage", wire_get_u64(&r));
+	JW_KU64(&w, "total_memory", wire_get_u64(&r));
+	JW_KU64(&w, "available_memory", wire_get_u64(&r));
+	JW_KU64(&w, "run_time", wire_get_u64(&r));
+	JW_KU64(&w, "start_time", wire_get_u64(&r));
+	JW_KU64(&w, "read_bytes", wire_get_u64(&r));
+	JW_KU64(&w, "written_bytes", wire_get_u64(&r));
+	JW_KU64(&w, "messages_size_bytes", wire_get_u64(&r));
+	JW_KU64(&w, "streams_count", wire_get_u32(&r));
+	JW_KU64(&w, "topics_count", wire_get_u32(&r));
+	JW_KU64(&w, "partitions_count", wire_get_u32(&r));
+	JW_KU64(&w, "segments_count", wire_get_u32(&r));
+	JW_KU64(&w, "messages_count", wire_get_u64(&r));
+	JW_KU64(&w, "clients_count", wire_get_u32(&r));
+	JW_KU64(&w, "consumer_groups_count", wire_get_u32(&r));
+	for (size_t i = 0; i < 5; i++) {
+		struct wire_str s = {0};
+		wire_get_str32(&r, &s);
+		jw_key(&w, strs[i]);
+		jw_name(&w, s);
+	}
+	JW_KU64(&w, "iggy_server_semver", wire_get_u32(&r));
+	uint32_t nc = wire_get_u32(&r);
+	/* A map keyed "stream-topic-partition" (the SDK's Stats reads an object, not a list). */
+	jw_key(&w, "cache_metrics");
+	jw_open(&w, '{');
+	for (uint32_t i = 0; i < nc && wire_rd_error(&r) == 0; i++) {
+		char key[40];
+		uint32_t sid = wire_get_u32(&r), tid = wire_get_u32(&r), pid = wire_get_u32(&r);
+		snprintf(key, sizeof(key), "%" PRIu32 "-%" PRIu32 "-%" PRIu32, sid, tid, pid);
+		jw_key(&w, key);
+		jw_open(&w, '{');
+		JW_KU64(&w, "hits", wire_get_u64(&r));
+		JW_KU64(&w, "misses", wire_get_u64(&r));
+		u = wire_get_u32(&r);
+		memcpy(&f, &u, 4);
+		jw_key(&w, "hit_ratio");
+		jw_f64(&w, (double)f);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, '}');
+	JW_KU64(&w, "threads_count", wire_get_u32(&r));
+	JW_KU64(&w, "free_disk_space", wire_get_u64(&r));
+	JW_KU64(&w, "total_disk_space", wire_get_u64(&r));
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_cluster(struct http_call *c, const uint8_t *p, size_t n)
+{
+	static const char *const statuses[] = {"healthy", "starting", "stopping", "unreachable", "maintenance"};
+	struct wire_rd r;
+	struct jw w;
+	struct wire_str name = {0};
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	wire_get_str32(&r, &name);
+	uint32_t nodes = wire_get_u32(&r);
+	jw_open(&w, '{');
+	jw_key(&w, "name");
+	jw_name(&w, name);
+	jw_key(&w, "nodes");
+	jw_open(&w, '[');
+	for (uint32_t i = 0; i < nodes && wire_rd_error(&r) == 0; i++) {
+		struct wire_str nn = {0}, ip = {0};
+		wire_get_str32(&r, &nn);
+		wire_get_str32(&r, &ip);
+		uint16_t tcp = wire_get_u16(&r), quic = wire_get_u16(&r), http = wire_get_u16(&r), ws = wire_get_u16(&r);
+		uint8_t role = wire_get_u8(&r), status = wire_get_u8(&r);
+		jw_open(&w, '{');
+		jw_key(&w, "name");
+		jw_name(&w, nn);
+		jw_key(&w, "ip");
+		jw_name(&w, ip);
+		jw_key(&w, "endpoints");
+		jw_open(&w, '{');
+		JW_KU64(&w, "tcp", tcp);
+		JW_KU64(&w, "quic", quic);
+		JW_KU64(&w, "http", http);
+		JW_KU64(&w, "websocket", ws);
+		jw_close(&w, '}');
+		JW_KSTR(&w, "role", role == 0 ? "leader" : "follower");
+		JW_KSTR(&w, "status", status < 5 ? statuses[status] : "unknown");
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_offset(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (n == 0) {
+		http__call_error(c, E_OFFSET_NOT_FOUND);
+		return;
+	}
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	jw_open(&w, '{');
+	JW_KU64(&w, "partition_id", wire_get_u32(&r));
+	JW_KU64(&w, "current_offset", wire_get_u64(&r));
+	JW_KU64(&w, "stored_offset", wire_get_u64(&r));
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+void http__reply_sent(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	uint32_t count = wire_get_u32(&r);
+	jw_open(&w, '{');
+	jw_key(&w, "confirmations");
+	jw_open(&w, '[');
+	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
+		uint32_t s = wire_get_u32(&r), t = wire_get_u32(&r), part = wire_get_u32(&r);
+		uint64_t base = wire_get_u64(&r);
+		jw_open(&w, '{');
+		JW_KU64(&w, "stream_id", s);
+		JW_KU64(&w, "topic_id", t);
+		JW_KU64(&w, "partition_id", part);
+		JW_KU64(&w, "base_offset", base);
+		jw_close(&w, '}');
+	}
+	jw_close(&w, ']');
+	jw_close(&w, '}');
+	if (wire_rd_done(&r) != 0) {
+		reply_json(c, &r, &w, 201);
+		return;
+	}
+	http__call_respond_json(c, 201, &w, "iggy-durability", "replicated-memory");
+}
+
+/* Message user headers (TLV of reference §3.3) as [UserHeader]. Returns false when they do not parse. */
+static bool jw_user_headers(struct jw *w, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	wire_rd_init(&r, p, n);
+	size_t mark = w->b.len;
+	bool comma = w->comma;
+	jw_open(w, '[');
+	while (wire_rd_left(&r) > 0) {
+		jw_open(w, '{');
+		for (int part = 0; part < 2; part++) {
+			uint8_t kind = wire_get_u8(&r);
+			uint32_t len = wire_get_u32(&r);
+			const uint8_t *v = wire_get_bytes(&r, len);
+			if (wire_rd_error(&r) != 0)
+				break;
+			jw_key(w, part == 0 ? "key" : "value");
+			jw_open(w, '{');
+			JW_KSTR(w, "kind", kind < HTTP__N_KINDS && kind > 0 ? http__kind_names[kind] : "raw");
+			jw_key(w, "value");
+			jw_b64(w, v, len);
+			jw_close(w, '}');
+		}
+		jw_close(w, '}');
+		if (wire_rd_error(&r) != 0)
+			break;
+	}
+	jw_close(w, ']');
+	if (wire_rd_error(&r) == 0)
+		return true;
+	w->b.len = mark; /* undo, and write an empty list */
+	w->comma = comma;
+	jw_open(w, '[');
+	jw_close(w, ']');
+	return false;
+}
+
+void http__reply_polled(struct http_call *c, const uint8_t *p, size_t n)
+{
+	struct wire_rd r;
+	struct jw w;
+	wire_rd_init(&r, p, n);
+	jw_init(&w);
+	uint32_t pid = wire_get_u32(&r);
+	uint64_t cur = wire_get_u64(&r);
+	uint32_t count = wire_get_u32(&r);
+	jw_open(&w, '{');
+	JW_KU64(&w, "partition_id", pid);
+	JW_KU64(&w, "current_offset", cur);
+	JW_KU64(&w, "count", count);
+	jw_key(&w, "messages");
+	jw_open(&w, '[');
+	while (wire_rd_left(&r) >= BATCH_HEADER_SIZE) {
+		const uint8_t *bh = wire_get_bytes(&r, BATCH_HEADER_SIZE);
+		uint64_t base_offset = frame_le64(bh + 8), base_ts = frame_le64(bh + 16), origin = frame_le64(bh + 24);
+		uint64_t blen = frame_le64(bh + 32);
+		if (blen < BATCH_HEADER_SIZE || blen - BATCH_HEADER_SIZE > wire_rd_left(&r)) {
+			wire_rd_fail(&r, WIRE_E_SHORT);
+			break;
+		}
+		struct wire_rd fr;
+		wire_rd_init(&fr, wire_get_bytes(&r, blen - BATCH_HEADER_SIZE), blen - BATCH_HEADER_SIZE);
+		while (wire_rd_left(&fr) > 0) {
+			uint64_t sum = wire_get_u64(&fr), id_lo = wire_get_u64(&fr), id_hi = wire_get_u64(&fr);
+			uint32_t od = wire_get_u32(&fr), td = wire_get_u32(&fr), hl = wire_get_u32(&fr), pl = wire_get_u32(&fr);
+			uint64_t reserved = wire_get_u64(&fr);
+			const uint8_t *payload = wire_get_bytes(&fr, pl), *hdrs = wire_get_bytes(&fr, hl);
+			if (wire_rd_error(&fr) != 0) {
+				wire_rd_fail(&r, WIRE_E_SHORT);
+				break;
+			}
+			jw_open(&w, '{');
+			jw_key(&w, "header");
+			jw_open(&w, '{');
+			JW_KU64(&w, "checksum", sum);
+			jw_key(&w, "id");
+			jw_u128(&w, id_lo, id_hi);
+			JW_KU64(&w, "offset", base_offset + od);
+			JW_KU64(&w, "timestamp", base_ts);
+			JW_KU64(&w, "origin_timestamp", origin + td);
+			JW_KU64(&w, "user_headers_length", hl);
+			JW_KU64(&w, "payload_length", pl);
+			JW_KU64(&w, "reserved", reserved);
+			jw_close(&w, '}');
+			jw_key(&w, "payload");
+			jw_b64(&w, payload, pl);
+			/* null, not []: the SDK reports a message without headers as having none. */
+			jw_key(&w, "user_headers");
+			if (hl == 0)
+				jw_null(&w);
+			else
+				jw_user_headers(&w, hdrs, hl);
+			jw_close(&w, '}');
+		}
+	}
+	jw_close(&w, ']');
+	jw_close(&w, '}');
+	reply_json(c, &r, &w, 200);
+}
+
+/* ---- Authentication replies ---- */
+
+/* Answers IdentityInfo with a new access token for the user. */
+static void respond_identity(struct http_call *c, uint32_t user_id)
+{
+	uint64_t exp;
+	char *tok = jwt_issue(&c->srv->jwt, user_id, &exp);
+	if (tok == NULL) {
+		http__call_error(c, E_ERROR);
+		return;
+	}
+	struct jw w;
+	jw_init(&w);
+	jw_open(&w, '{');
+	JW_KU64(&w, "user_id", user_id);
+	jw_key(&w, "access_token");
+	jw_open(&w, '{');
+	JW_KSTR(&w, "token", tok);
+	JW_KU64(&w, "expiry", exp);
+	jw_close(&w, '}');
+	jw_close(&w, '}');
+	free(tok);
+	http__call_respond_json(c, 200, &w, NULL, NULL);
+}
+
+/* LoginRegisterResponse: [user_id u32][session u64][protocol u32][server_version WireName]. */
+bool http__parse_login(const uint8_t *p, size_t n, uint32_t *user_id, uint64_t *session)
+{
+	struct wire_rd r;
+	wire_rd_init(&r, p, n);
+	*user_id = wire_get_u32(&r);
+	*session = wire_get_u64(&r);
+	return wire_rd_error(&r) == 0;
+}
+
+void http__reply_login(struct http_call *c, const uint8_t *p, size_t n)
+{
+	uint32_t uid;
+	uint64_t session;
+	if (!http__parse_login(p, n, &uid, &session)) {
+		http__call_error(c, E_ERROR);
+		return;
+	}
+	respond_identity(c, uid);
+}
+
+void http__reply_refresh(struct http_call *c, const uint8_t *p, size_t n)
+{
+	respond_identity(c, c->user_id);
+}
+
+void http__reply_logout(struct http_call *c, const uint8_t *p, size_t n)
+{
+	if (c->bearer_is_jwt)
+		jwt_revoke(&c->srv->jwt, c->jti, c->jwt_exp);
+	http__call_ok_empty(c, 204);
+}
+
+void http__reply_pong(struct http_call *c, const uint8_t *p, size_t n)
+{
+	http__call_respond(c, 200, "text/plain; charset=utf-8", "pong", 4, NULL, NULL);
+}
