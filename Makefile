@@ -62,7 +62,7 @@ lifecycle-ci: deps
 	GALGOD=$(LIFECYCLE_GALGOD) .venv/bin/python -m pytest tests/lifecycle -q -p no:cacheprovider
 
 # The jepsen suite (jepsen/README.md): hosts in network namespaces, faults, Iggy's Python SDK and Galgo's
-# C client, checkers. Needs root. `make jepsen` runs the default matrix (every nemesis, ~11 minutes);
+# C client, checkers. Needs root. `make jepsen` runs the default matrix (every nemesis, ~12 minutes);
 # JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_WORKLOAD and JEPSEN_SEED choose (see python -m galgo_jepsen.run -h).
 # `make jepsen-ci` is the test-stages stage: the suite's own tests and a short matrix.
 jepsen: build
