@@ -54,7 +54,7 @@ MATRICES = {
                 ("append", "delay"), ("group", "loss"), ("append", "powerloss"), ("read", "corrupt"),
                 ("append", "member"), ("group", "restart"), ("group", "powerswap"), ("append", "diskfull"), ("read", "all")],
     "ci": [("append", "partition"), ("group", "kill"), ("read", "pause"), ("read", "corrupt"),
-           ("append", "powerloss"), ("group", "all")],
+           ("append", "powerloss"), ("append", "diskfull"), ("group", "all")],
 }
 # Producer kinds: the Python SDK over each transport and the C client in both modes.
 KINDS = ["tcp", "quic", "http", "c-leader", "c-pinned", "tcp"]
