@@ -1,22 +1,22 @@
 /*
- * libFuzzer target for the byte formats of raft/rnet (specified at the top of raft/rnet.c): the HELLO
- * decoder and the frame splitter that every byte from another node goes through. They must never crash
- * or read out of bounds, and what they accept must encode back to the same bytes.
+ * libFuzzer target for the byte formats of transport/rnet (specified at the top of transport/rnet.c): the
+ * HELLO decoder and the frame splitter that every byte from another node goes through. They must never
+ * crash or read out of bounds, and what they accept must encode back to the same bytes.
  *
  * The input is read as a HELLO (its first 120 bytes) and, after a 4-byte little-endian max_payload, as a
  * stream of frames split the way a connection's receive buffer is. The last check makes the proof's
  * direction label matter: the dialer's and the acceptor's proofs over the same fields always differ.
  * Seeds (tests/fuzz/corpus/rnet/) are a valid HELLO, HELLO + PROOF, and a few frame streams.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. raft/rnet.c tests/fuzz/fuzz_rnet.c \
- *         $(pkg-config --cflags --libs libuv libcrypto) -o /tmp/fuzz_rnet && /tmp/fuzz_rnet tests/fuzz/corpus/rnet
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. transport/rnet.c tests/fuzz/fuzz_rnet.c \
+ *         $(pkg-config --cflags --libs libuv libssl libcrypto) -o /tmp/fuzz_rnet && /tmp/fuzz_rnet tests/fuzz/corpus/rnet
  */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* raft/rnet.c's codec, which rnet.h does not export (it is no API for the node layer). */
+/* transport/rnet.c's codec, which rnet.h does not export (it is no API for the node layer). */
 struct rnet__hello {
 	uint64_t from, to;
 	uint8_t nonce[32];

@@ -1,5 +1,5 @@
 /*
- * Tests of raft/rnet against real sockets on 127.0.0.1 (ephemeral ports). Every node of a test lives on
+ * Tests of transport/rnet against real sockets on 127.0.0.1 (ephemeral ports). Every node of a test lives on
  * one libuv loop that the test drives itself: run_until() runs it until a condition holds, with a timer
  * that ends the wait so a hang fails the test instead of blocking it.
  *
@@ -7,7 +7,7 @@
  * from them, and the receiving node checks order, kind and every byte as they arrive.
  *
  * "Raw" peers are plain sockets driven by the test. They speak the handshake and frames as the top
- * of raft/rnet.c specifies them, written here again from that text (HMAC with OpenSSL), so they also
+ * of transport/rnet.c specifies them, written here again from that text (HMAC with OpenSSL), so they also
  * check that the spec matches what the code does. They send garbage, cut handshakes, reflected proofs
  * and bad frames. A raw socket waits for data through a uv_poll_t on the same loop.
  */
@@ -29,7 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "raft/rnet.h"
+#include "transport/rnet.h"
 
 #define MAXN 8
 #define SECRET "correct horse battery staple"
@@ -396,7 +396,7 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-/* HELLO as the spec at the top of raft/rnet.c gives it. */
+/* HELLO as the spec at the top of transport/rnet.c gives it. */
 static void hello(uint8_t out[120], uint64_t from, uint64_t to, const uint8_t nonce[32], const char *cluster)
 {
 	memset(out, 0, 120);

@@ -114,7 +114,7 @@
  * counts its live handles and pending resolutions (`live`) and frees itself when the last one ends after
  * rnet_close. User callbacks are never called after rnet_close, nor from inside an rnet_* call.
  */
-#include "raft/rnet.h"
+#include "transport/rnet.h"
 
 #include <errno.h>
 #include <fcntl.h>
