@@ -363,7 +363,13 @@ void srv__session_unref(struct srv_session *ss);
 struct meta_user *srv__session_user(struct srv_session *ss);
 struct srv_session *srv__session_find(struct srv *s, uint32_t client_id, uint64_t session);
 uint32_t srv__session_member(struct srv_session *ss, uint32_t *member);
-bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a, uint32_t sid, uint32_t tid);
+/*
+ * Whether the session's user may run command (op, code) on stream sid and topic tid: the permission the
+ * command table names for it (none: yes). srv__allowed answers 41 Unauthorized when not.
+ */
+bool srv__may(struct srv_session *ss, uint8_t op, uint32_t code, uint32_t sid, uint32_t tid);
+bool srv__allowed(struct srv_session *ss, struct pending *p, const struct frame_request *hdr, uint32_t sid,
+		  uint32_t tid);
 
 /* srv_meta.c (the metadata pipeline) */
 void srv__mwait_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res);

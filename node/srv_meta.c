@@ -845,7 +845,7 @@ void srv__meta_create_stream(struct srv_session *ss, const struct frame_request 
 		srv__reject(p, E_UNSUPPORTED_OPTION);
 		return;
 	}
-	if (!srv__allowed(ss, p, AUTH_MANAGE_STREAMS, 0, 0))
+	if (!srv__allowed(ss, p, hdr, 0, 0))
 		return;
 	c.type = META_CREATE_STREAM;
 	c.name = (const char *)name.ptr;
@@ -882,7 +882,7 @@ void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, u
 		srv__reject(p, META_E_STREAM_NOT_FOUND);
 		return;
 	}
-	if (!srv__allowed(ss, p, AUTH_MANAGE_STREAM, st->id, 0))
+	if (!srv__allowed(ss, p, hdr, st->id, 0))
 		return;
 	c.stream_id = st->id;
 	if (hdr->operation == FRAME_OP_UPDATE_STREAM) {
@@ -932,7 +932,7 @@ void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *
 		srv__reject(p, META_E_STREAM_NOT_FOUND);
 		return;
 	}
-	if (!srv__allowed(ss, p, AUTH_MANAGE_TOPICS, st->id, 0))
+	if (!srv__allowed(ss, p, hdr, st->id, 0))
 		return;
 	c.type = META_CREATE_TOPIC;
 	c.stream_id = st->id;
@@ -988,7 +988,7 @@ void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, ui
 		srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
 		return;
 	}
-	if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
+	if (!srv__allowed(ss, p, hdr, st->id, t->id))
 		return;
 	c.stream_id = st->id;
 	c.topic_id = t->id;
@@ -1058,7 +1058,7 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 	c.stream_id = st->id;
 	c.topic_id = t->id;
 	if (hdr->operation == FRAME_OP_CREATE_CONSUMER_GROUP) {
-		if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
+		if (!srv__allowed(ss, p, hdr, st->id, t->id))
 			return;
 		c.type = META_CREATE_GROUP;
 		c.name = (const char *)name.ptr;
@@ -1074,11 +1074,11 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 	c.group_id = g->id;
 	c.client_id = ss->client_id;
 	if (hdr->operation == FRAME_OP_DELETE_CONSUMER_GROUP) {
-		if (!srv__allowed(ss, p, AUTH_MANAGE_TOPIC, st->id, t->id))
+		if (!srv__allowed(ss, p, hdr, st->id, t->id))
 			return;
 		c.type = META_DELETE_GROUP;
 	} else {
-		if (!srv__allowed(ss, p, AUTH_POLL_MESSAGES, st->id, t->id))
+		if (!srv__allowed(ss, p, hdr, st->id, t->id))
 			return;
 		c.type = hdr->operation == FRAME_OP_JOIN_CONSUMER_GROUP ? META_JOIN_GROUP : META_LEAVE_GROUP;
 	}
@@ -1131,7 +1131,7 @@ void srv__meta_create_user(struct srv_session *ss, const struct frame_request *h
 	}
 	rv = has ? srv__perms_from_wire(&wp, &perms) : 0;
 	wire_perms_free(&wp);
-	if (rv != 0 || !srv__allowed(ss, p, AUTH_MANAGE_USERS, 0, 0)) {
+	if (rv != 0 || !srv__allowed(ss, p, hdr, 0, 0)) {
 		meta_perms_free(&perms);
 		if (rv != 0)
 			srv__finish(p, E_ERROR, false, NULL, 0);
@@ -1206,7 +1206,7 @@ void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uin
 	c.user_id = u->id;
 	bool self = me != NULL && me->id == u->id;
 	if (!(hdr->operation == FRAME_OP_CHANGE_PASSWORD && self) &&
-	    !srv__allowed(ss, p, AUTH_MANAGE_USERS, 0, 0)) {
+	    !srv__allowed(ss, p, hdr, 0, 0)) {
 		wire_perms_free(&wp);
 		return;
 	}

@@ -566,7 +566,7 @@ void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, u
 		srv__finish(p, META_E_TOPIC_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	if (!auth_allowed(srv__session_user(ss), AUTH_POLL_MESSAGES, st->id, t->id)) {
+	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
 		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
@@ -707,7 +707,7 @@ void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr,
 		       false, NULL, 0);
 		return;
 	}
-	if (!auth_allowed(srv__session_user(ss), AUTH_POLL_MESSAGES, st->id, t->id)) {
+	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
 		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
@@ -802,7 +802,7 @@ void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr
 		err = META_E_STREAM_NOT_FOUND;
 	else if (t == NULL)
 		err = META_E_TOPIC_NOT_FOUND;
-	else if (!auth_allowed(srv__session_user(ss), AUTH_POLL_MESSAGES, st->id, t->id))
+	else if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id))
 		err = E_UNAUTHORIZED;
 	else if (resolve_consumer(t, &q.wc, &kind, &cid) != 0)
 		err = META_E_GROUP_NOT_FOUND;

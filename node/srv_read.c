@@ -20,7 +20,7 @@ uint32_t srv__q_ping(struct srv_session *ss, uint32_t code, struct wire_rd *r, s
 uint32_t srv__q_stats(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
 {
 	(void)code, (void)r;
-	if (!auth_allowed(srv__session_user(ss), AUTH_READ_SERVERS, 0, 0))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
 		return E_UNAUTHORIZED;
 	srv__put_stats(ss->srv, b);
 	return 0;
@@ -83,7 +83,7 @@ uint32_t srv__q_clients(struct srv_session *ss, uint32_t code, struct wire_rd *r
 	uint32_t id = one ? wire_get_u32(r) : 0;
 	if (one && wire_rd_done(r) != 0)
 		return E_INVALID_COMMAND;
-	if (!auth_allowed(srv__session_user(ss), AUTH_READ_SERVERS, 0, 0))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
 		return E_UNAUTHORIZED;
 	for (struct srv_session *o = ss->srv->sessions; o != NULL; o = o->next)
 		if (!one || o->client_id == id)
@@ -99,7 +99,7 @@ uint32_t srv__q_user(struct srv_session *ss, uint32_t code, struct wire_rd *r, s
 	if (wire_rd_done(r) != 0)
 		return E_INVALID_COMMAND;
 	struct meta_user *me = srv__session_user(ss), *u = srv__find_user(ss->srv, &uid);
-	if (u != NULL && u != me && !auth_allowed(me, AUTH_READ_USERS, 0, 0))
+	if (u != NULL && u != me && !srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
 		return E_UNAUTHORIZED;
 	if (u != NULL)
 		srv__put_user_details(b, u);
@@ -110,7 +110,7 @@ uint32_t srv__q_users(struct srv_session *ss, uint32_t code, struct wire_rd *r, 
 {
 	(void)code, (void)r;
 	const struct meta *m = ss->srv->meta;
-	if (!auth_allowed(srv__session_user(ss), AUTH_READ_USERS, 0, 0))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
 		return E_UNAUTHORIZED;
 	for (uint32_t i = 0; i < m->n_users; i++)
 		if (m->users[i] != NULL)
@@ -139,7 +139,7 @@ uint32_t srv__q_stream(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
 	if (st == NULL)
 		return 0;
-	if (!auth_allowed(srv__session_user(ss), AUTH_READ_STREAM, st->id, 0))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, 0))
 		return E_UNAUTHORIZED;
 	srv__put_stream_header(ss->srv, b, st);
 	for (uint32_t i = 0; i < st->n_topics; i++)
@@ -152,7 +152,7 @@ uint32_t srv__q_streams(struct srv_session *ss, uint32_t code, struct wire_rd *r
 {
 	(void)code, (void)r;
 	const struct meta *m = ss->srv->meta;
-	if (!auth_allowed(srv__session_user(ss), AUTH_READ_STREAMS, 0, 0))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
 		return E_UNAUTHORIZED;
 	for (uint32_t i = 0; i < m->n_streams; i++)
 		if (m->streams[i] != NULL)
@@ -172,7 +172,7 @@ uint32_t srv__q_topic(struct srv_session *ss, uint32_t code, struct wire_rd *r, 
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL)
 		return 0;
-	if (!auth_allowed(srv__session_user(ss), AUTH_READ_TOPIC, st->id, t->id))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, t->id))
 		return E_UNAUTHORIZED;
 	srv__put_topic_header(ss->srv, b, t);
 	srv__put_partitions(ss->srv, b, t);
@@ -187,7 +187,7 @@ uint32_t srv__q_topics(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 	if (wire_rd_done(r) != 0)
 		return E_INVALID_COMMAND;
 	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
-	if (st != NULL && !auth_allowed(srv__session_user(ss), AUTH_READ_TOPICS, st->id, 0))
+	if (st != NULL && !srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, 0))
 		return E_UNAUTHORIZED;
 	size_t at = wire_put_reserve(b, 4);
 	uint32_t n = 0;
@@ -214,8 +214,7 @@ uint32_t srv__q_groups(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL)
 		return st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND;
-	struct meta_user *me = srv__session_user(ss);
-	if (!auth_allowed(me, AUTH_READ_TOPIC, st->id, t->id) && !auth_allowed(me, AUTH_POLL_MESSAGES, st->id, t->id))
+	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, t->id))
 		return E_UNAUTHORIZED;
 	if (code == FRAME_CODE_GET_CONSUMER_GROUPS) {
 		for (uint32_t i = 0; i < t->n_groups; i++)
@@ -306,7 +305,7 @@ void srv__handle_delete_segments(struct srv_session *ss, const struct frame_requ
 		srv__finish(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	if (!auth_allowed(srv__session_user(ss), AUTH_MANAGE_TOPIC, st->id, t->id)) {
+	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
 		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}

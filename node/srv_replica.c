@@ -633,7 +633,7 @@ void srv__handle_membership(struct srv_session *ss, const struct frame_request *
 			return;
 		}
 	}
-	if (!auth_allowed(srv__session_user(ss), AUTH_MANAGE_SERVERS, 0, 0)) {
+	if (!srv__may(ss, hdr->operation, hdr->code, 0, 0)) {
 		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
@@ -664,7 +664,7 @@ void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, 
 		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
-	if (!auth_allowed(srv__session_user(ss), AUTH_MANAGE_SERVERS, 0, 0)) {
+	if (!srv__may(ss, hdr->operation, hdr->code, 0, 0)) {
 		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}

@@ -570,7 +570,7 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 		srv__finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
-	if (!auth_allowed(srv__session_user(ss), AUTH_SEND_MESSAGES, st->id, t->id)) {
+	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
 		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}

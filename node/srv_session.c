@@ -288,9 +288,9 @@ uint32_t srv__session_member(struct srv_session *ss, uint32_t *member)
 }
 
 /* Whether the session may act; replies 41 (as a result-section rejection) if not. */
-bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a, uint32_t sid, uint32_t tid)
+bool srv__allowed(struct srv_session *ss, struct pending *p, const struct frame_request *hdr, uint32_t sid, uint32_t tid)
 {
-	if (auth_allowed(srv__session_user(ss), a, sid, tid))
+	if (srv__may(ss, hdr->operation, hdr->code, sid, tid))
 		return true;
 	srv__reject(p, E_UNAUTHORIZED);
 	return false;
@@ -302,17 +302,27 @@ bool srv__allowed(struct srv_session *ss, struct pending *p, enum auth_action a,
  * The command table: every command the node serves, what it needs, and the room that handles it.
  * Replicated operations are indexed by their operation byte, NonReplicated commands by their code (a
  * sorted table searched by halves). A handler (fn) takes the request's reply slot itself; a query
- * (srv_read.c) writes its reply body and the table's runner answers it. Permissions are checked by the
- * handlers against the stream and topic a command names (auth.h); ANON marks the commands served before
- * a login.
+ * (srv_read.c) writes its reply body and the table's runner answers it. Authorization is data too: a row
+ * names the permission its command asks for (auth.h), and the handler asks srv__may (or srv__allowed,
+ * which answers 41) once it has resolved the stream and topic the command names, since Iggy's rules say
+ * which error comes first (a missing stream before a missing permission). ANON marks the commands
+ * served before a login.
  */
-enum { CMD_ANON = 1 };
+enum {
+	CMD_ANON = 1,    /* served before a login */
+	CMD_PERM = 2,    /* asks for `perm` on the stream and topic it names (srv__may) */
+	CMD_OR_POLL = 4, /* ... or for AUTH_POLL_MESSAGES there (a consumer may read its groups) */
+};
 
 struct srv_cmd {
 	srv_cmd_fn fn;
 	srv_query_fn query;
 	uint8_t flags;
+	enum auth_action perm;
 };
+
+#define PERM(a) CMD_PERM, AUTH_##a
+#define NO_PERM 0 /* (perm unread without CMD_PERM) */
 
 static void handle_logout(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
@@ -328,33 +338,33 @@ static void handle_logout(struct srv_session *ss, const struct frame_request *hd
 }
 
 static const struct srv_cmd ops[256] = {
-	[FRAME_OP_REGISTER] = {srv__handle_register, NULL, CMD_ANON},
-	[FRAME_OP_LOGOUT] = {handle_logout, NULL, CMD_ANON},
-	[FRAME_OP_CREATE_STREAM] = {srv__meta_create_stream, NULL, 0},
-	[FRAME_OP_UPDATE_STREAM] = {srv__meta_stream, NULL, 0},
-	[FRAME_OP_DELETE_STREAM] = {srv__meta_stream, NULL, 0},
-	[FRAME_OP_PURGE_STREAM] = {srv__meta_stream, NULL, 0},
-	[FRAME_OP_CREATE_TOPIC] = {srv__meta_create_topic, NULL, 0},
-	[FRAME_OP_UPDATE_TOPIC] = {srv__meta_topic, NULL, 0},
-	[FRAME_OP_DELETE_TOPIC] = {srv__meta_topic, NULL, 0},
-	[FRAME_OP_PURGE_TOPIC] = {srv__meta_topic, NULL, 0},
-	[FRAME_OP_CREATE_PARTITIONS] = {srv__meta_topic, NULL, 0},
-	[FRAME_OP_DELETE_PARTITIONS] = {srv__meta_topic, NULL, 0},
-	[FRAME_OP_DELETE_SEGMENTS] = {srv__handle_delete_segments, NULL, 0},
-	[FRAME_OP_CREATE_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
-	[FRAME_OP_DELETE_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
-	[FRAME_OP_JOIN_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
-	[FRAME_OP_LEAVE_CONSUMER_GROUP] = {srv__meta_group, NULL, 0},
-	[FRAME_OP_CREATE_USER] = {srv__meta_create_user, NULL, 0},
-	[FRAME_OP_UPDATE_USER] = {srv__meta_user, NULL, 0},
-	[FRAME_OP_DELETE_USER] = {srv__meta_user, NULL, 0},
-	[FRAME_OP_CHANGE_PASSWORD] = {srv__meta_user, NULL, 0},
-	[FRAME_OP_UPDATE_PERMISSIONS] = {srv__meta_user, NULL, 0},
-	[FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN] = {srv__meta_pat, NULL, 0},
-	[FRAME_OP_DELETE_PERSONAL_ACCESS_TOKEN] = {srv__meta_pat, NULL, 0},
-	[FRAME_OP_SEND_MESSAGES] = {srv__handle_send, NULL, 0},
-	[FRAME_OP_STORE_CONSUMER_OFFSET] = {srv__handle_offset, NULL, 0},
-	[FRAME_OP_DELETE_CONSUMER_OFFSET] = {srv__handle_offset, NULL, 0},
+	[FRAME_OP_REGISTER] = {srv__handle_register, NULL, CMD_ANON, NO_PERM},
+	[FRAME_OP_LOGOUT] = {handle_logout, NULL, CMD_ANON, NO_PERM},
+	[FRAME_OP_CREATE_STREAM] = {srv__meta_create_stream, NULL, PERM(MANAGE_STREAMS)},
+	[FRAME_OP_UPDATE_STREAM] = {srv__meta_stream, NULL, PERM(MANAGE_STREAM)},
+	[FRAME_OP_DELETE_STREAM] = {srv__meta_stream, NULL, PERM(MANAGE_STREAM)},
+	[FRAME_OP_PURGE_STREAM] = {srv__meta_stream, NULL, PERM(MANAGE_STREAM)},
+	[FRAME_OP_CREATE_TOPIC] = {srv__meta_create_topic, NULL, PERM(MANAGE_TOPICS)},
+	[FRAME_OP_UPDATE_TOPIC] = {srv__meta_topic, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_DELETE_TOPIC] = {srv__meta_topic, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_PURGE_TOPIC] = {srv__meta_topic, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_CREATE_PARTITIONS] = {srv__meta_topic, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_DELETE_PARTITIONS] = {srv__meta_topic, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_DELETE_SEGMENTS] = {srv__handle_delete_segments, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_CREATE_CONSUMER_GROUP] = {srv__meta_group, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_DELETE_CONSUMER_GROUP] = {srv__meta_group, NULL, PERM(MANAGE_TOPIC)},
+	[FRAME_OP_JOIN_CONSUMER_GROUP] = {srv__meta_group, NULL, PERM(POLL_MESSAGES)},
+	[FRAME_OP_LEAVE_CONSUMER_GROUP] = {srv__meta_group, NULL, PERM(POLL_MESSAGES)},
+	[FRAME_OP_CREATE_USER] = {srv__meta_create_user, NULL, PERM(MANAGE_USERS)},
+	[FRAME_OP_UPDATE_USER] = {srv__meta_user, NULL, PERM(MANAGE_USERS)},
+	[FRAME_OP_DELETE_USER] = {srv__meta_user, NULL, PERM(MANAGE_USERS)},
+	[FRAME_OP_CHANGE_PASSWORD] = {srv__meta_user, NULL, PERM(MANAGE_USERS)},
+	[FRAME_OP_UPDATE_PERMISSIONS] = {srv__meta_user, NULL, PERM(MANAGE_USERS)},
+	[FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN] = {srv__meta_pat, NULL, 0, NO_PERM},
+	[FRAME_OP_DELETE_PERSONAL_ACCESS_TOKEN] = {srv__meta_pat, NULL, 0, NO_PERM},
+	[FRAME_OP_SEND_MESSAGES] = {srv__handle_send, NULL, PERM(SEND_MESSAGES)},
+	[FRAME_OP_STORE_CONSUMER_OFFSET] = {srv__handle_offset, NULL, PERM(POLL_MESSAGES)},
+	[FRAME_OP_DELETE_CONSUMER_OFFSET] = {srv__handle_offset, NULL, PERM(POLL_MESSAGES)},
 };
 
 /* NonReplicated commands, in code order. */
@@ -362,38 +372,38 @@ static const struct {
 	uint32_t code;
 	struct srv_cmd cmd;
 } reads[] = {
-	{FRAME_CODE_PING, {NULL, srv__q_ping, CMD_ANON}},
-	{FRAME_CODE_GET_STATS, {NULL, srv__q_stats, 0}},
-	{FRAME_CODE_GET_SNAPSHOT_FILE, {NULL, srv__q_unavailable, 0}},
-	{FRAME_CODE_GET_CLUSTER_METADATA, {NULL, srv__q_cluster_metadata, 0}},
-	{FRAME_CODE_DESCRIBE_OPTIONS, {NULL, srv__q_describe_options, 0}},
-	{FRAME_CODE_ATTACH_CONSUMER_SESSION, {srv__handle_attach, NULL, 0}},
-	{FRAME_CODE_GET_ME, {NULL, srv__q_me, 0}},
-	{FRAME_CODE_GET_CLIENT, {NULL, srv__q_clients, 0}},
-	{FRAME_CODE_GET_CLIENTS, {NULL, srv__q_clients, 0}},
-	{FRAME_CODE_GET_USER, {NULL, srv__q_user, 0}},
-	{FRAME_CODE_GET_USERS, {NULL, srv__q_users, 0}},
-	{FRAME_CODE_LOGIN_USER, {srv__handle_legacy_login, NULL, 0}},
-	{FRAME_CODE_GET_PERSONAL_ACCESS_TOKENS, {NULL, srv__q_pats, 0}},
-	{FRAME_CODE_LOGIN_WITH_PERSONAL_ACCESS_TOKEN, {srv__handle_legacy_login, NULL, 0}},
-	{FRAME_CODE_POLL_MESSAGES, {srv__handle_poll, NULL, 0}},
-	{FRAME_CODE_FLUSH_UNSAVED_BUFFER, {NULL, srv__q_unavailable, 0}},
-	{FRAME_CODE_GET_POLL_ROUTING, {srv__handle_routing, NULL, 0}},
-	{FRAME_CODE_POLL_MESSAGES_ON_PRIMARY, {srv__handle_poll, NULL, 0}},
-	{FRAME_CODE_GET_CONSUMER_OFFSET, {srv__handle_offset, NULL, 0}},
-	{FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING, {srv__handle_routing, NULL, 0}},
-	{FRAME_CODE_GET_STREAM, {NULL, srv__q_stream, 0}},
-	{FRAME_CODE_GET_STREAMS, {NULL, srv__q_streams, 0}},
-	{FRAME_CODE_GET_TOPIC, {NULL, srv__q_topic, 0}},
-	{FRAME_CODE_GET_TOPICS, {NULL, srv__q_topics, 0}},
-	{FRAME_CODE_GET_CONSUMER_GROUP, {NULL, srv__q_groups, 0}},
-	{FRAME_CODE_GET_CONSUMER_GROUPS, {NULL, srv__q_groups, 0}},
-	{FRAME_CODE_SYNC_CONSUMER_GROUP, {NULL, srv__q_groups, 0}},
-	{FRAME_CODE_GALGO_PARTITION_LEADERS, {NULL, srv__q_partition_leaders, 0}},
-	{FRAME_CODE_GALGO_SET_REDIRECT, {NULL, srv__q_set_redirect, 0}},
-	{FRAME_CODE_GALGO_ADD_NODE, {srv__handle_membership, NULL, 0}},
-	{FRAME_CODE_GALGO_REMOVE_NODE, {srv__handle_membership, NULL, 0}},
-	{FRAME_CODE_GALGO_DRAIN, {srv__handle_drain, NULL, 0}},
+	{FRAME_CODE_PING, {NULL, srv__q_ping, CMD_ANON, NO_PERM}},
+	{FRAME_CODE_GET_STATS, {NULL, srv__q_stats, PERM(READ_SERVERS)}},
+	{FRAME_CODE_GET_SNAPSHOT_FILE, {NULL, srv__q_unavailable, 0, NO_PERM}},
+	{FRAME_CODE_GET_CLUSTER_METADATA, {NULL, srv__q_cluster_metadata, 0, NO_PERM}},
+	{FRAME_CODE_DESCRIBE_OPTIONS, {NULL, srv__q_describe_options, 0, NO_PERM}},
+	{FRAME_CODE_ATTACH_CONSUMER_SESSION, {srv__handle_attach, NULL, 0, NO_PERM}},
+	{FRAME_CODE_GET_ME, {NULL, srv__q_me, 0, NO_PERM}},
+	{FRAME_CODE_GET_CLIENT, {NULL, srv__q_clients, PERM(READ_SERVERS)}},
+	{FRAME_CODE_GET_CLIENTS, {NULL, srv__q_clients, PERM(READ_SERVERS)}},
+	{FRAME_CODE_GET_USER, {NULL, srv__q_user, PERM(READ_USERS)}},
+	{FRAME_CODE_GET_USERS, {NULL, srv__q_users, PERM(READ_USERS)}},
+	{FRAME_CODE_LOGIN_USER, {srv__handle_legacy_login, NULL, 0, NO_PERM}},
+	{FRAME_CODE_GET_PERSONAL_ACCESS_TOKENS, {NULL, srv__q_pats, 0, NO_PERM}},
+	{FRAME_CODE_LOGIN_WITH_PERSONAL_ACCESS_TOKEN, {srv__handle_legacy_login, NULL, 0, NO_PERM}},
+	{FRAME_CODE_POLL_MESSAGES, {srv__handle_poll, NULL, PERM(POLL_MESSAGES)}},
+	{FRAME_CODE_FLUSH_UNSAVED_BUFFER, {NULL, srv__q_unavailable, 0, NO_PERM}},
+	{FRAME_CODE_GET_POLL_ROUTING, {srv__handle_routing, NULL, PERM(POLL_MESSAGES)}},
+	{FRAME_CODE_POLL_MESSAGES_ON_PRIMARY, {srv__handle_poll, NULL, PERM(POLL_MESSAGES)}},
+	{FRAME_CODE_GET_CONSUMER_OFFSET, {srv__handle_offset, NULL, PERM(POLL_MESSAGES)}},
+	{FRAME_CODE_GET_CONSUMER_OFFSET_ROUTING, {srv__handle_routing, NULL, PERM(POLL_MESSAGES)}},
+	{FRAME_CODE_GET_STREAM, {NULL, srv__q_stream, PERM(READ_STREAM)}},
+	{FRAME_CODE_GET_STREAMS, {NULL, srv__q_streams, PERM(READ_STREAMS)}},
+	{FRAME_CODE_GET_TOPIC, {NULL, srv__q_topic, PERM(READ_TOPIC)}},
+	{FRAME_CODE_GET_TOPICS, {NULL, srv__q_topics, PERM(READ_TOPICS)}},
+	{FRAME_CODE_GET_CONSUMER_GROUP, {NULL, srv__q_groups, CMD_PERM | CMD_OR_POLL, AUTH_READ_TOPIC}},
+	{FRAME_CODE_GET_CONSUMER_GROUPS, {NULL, srv__q_groups, CMD_PERM | CMD_OR_POLL, AUTH_READ_TOPIC}},
+	{FRAME_CODE_SYNC_CONSUMER_GROUP, {NULL, srv__q_groups, CMD_PERM | CMD_OR_POLL, AUTH_READ_TOPIC}},
+	{FRAME_CODE_GALGO_PARTITION_LEADERS, {NULL, srv__q_partition_leaders, 0, NO_PERM}},
+	{FRAME_CODE_GALGO_SET_REDIRECT, {NULL, srv__q_set_redirect, 0, NO_PERM}},
+	{FRAME_CODE_GALGO_ADD_NODE, {srv__handle_membership, NULL, PERM(MANAGE_SERVERS)}},
+	{FRAME_CODE_GALGO_REMOVE_NODE, {srv__handle_membership, NULL, PERM(MANAGE_SERVERS)}},
+	{FRAME_CODE_GALGO_DRAIN, {srv__handle_drain, NULL, PERM(MANAGE_SERVERS)}},
 };
 
 static const struct srv_cmd *read_cmd(uint32_t code)
@@ -418,6 +428,20 @@ static bool reads_sorted(void)
 		if (reads[i - 1].code >= reads[i].code)
 			return false;
 	return true;
+}
+
+static const struct srv_cmd *cmd_of(uint8_t op, uint32_t code)
+{
+	return op == FRAME_OP_NON_REPLICATED ? read_cmd(code) : &ops[op];
+}
+
+bool srv__may(struct srv_session *ss, uint8_t op, uint32_t code, uint32_t sid, uint32_t tid)
+{
+	const struct srv_cmd *c = cmd_of(op, code);
+	if (c == NULL || !(c->flags & CMD_PERM))
+		return true;
+	const struct meta_user *u = srv__session_user(ss);
+	return auth_allowed(u, c->perm, sid, tid) || ((c->flags & CMD_OR_POLL) && auth_allowed(u, AUTH_POLL_MESSAGES, sid, tid));
 }
 
 static void answer(struct srv_session *ss, const struct frame_request *hdr, uint32_t status)
