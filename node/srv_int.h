@@ -89,6 +89,7 @@ struct part {
 	struct dedup *dd;
 	struct clu_group *g;
 	uint64_t committed_next;    /* offset after the last committed message: what polls may read */
+	uint64_t last_applied;      /* index of the last entry applied or snapshot restored: only grows */
 	uint64_t other_bytes;       /* payload bytes of applied entries that hold no messages (Raft's own) */
 	uint64_t transfer_at;       /* ms of the last leadership hand-over to the preferred replica */
 	uint64_t leaderless_since;  /* ms since which a leaving replica has known no leader (0: it knows one) */
@@ -218,7 +219,8 @@ struct pending {
 	struct pending *next;
 	struct srv_session *ss;
 	struct frame_request hdr;
-	bool ready;
+	bool ready;                /* finished (srv__finish): set once */
+	uint64_t seq;              /* its place in the session's request order (replies leave in this order) */
 	uint8_t *buf;              /* header (+ inline body) */
 	size_t len;
 	struct plog_slice slice;   /* poll data after buf */
@@ -250,6 +252,7 @@ struct srv_session {
 	uint32_t member_of;
 	uint64_t parent_session;
 	struct pending *head, *tail;
+	uint64_t seq_in, seq_out;   /* requests queued, replies handed to the transport or dropped */
 	struct srv_session *next;
 };
 

@@ -17,6 +17,7 @@ static void mwait_free(struct mwait *w)
 
 static void mwait_unlink(struct srv *s, struct mwait *w)
 {
+	assert(!(w->sent && w->placed)); /* one state at a time: forwarded, or placed, or neither */
 	for (struct mwait **pp = &s->mwaits; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == w) {
 			*pp = w->next;
@@ -100,6 +101,7 @@ void srv__mwait_push(struct srv *s, struct mwait *w)
 	if (w->barrier && clu_group_leader(s->mg)) {
 		struct rgroup_status st;
 		clu_group_status(s->mg, &st);
+		w->sent = false; /* a forward that had no answer yet is superseded */
 		w->placed = true;
 		w->index = st.commit_index;
 		mwait_try_resolve(s, w);
@@ -112,6 +114,7 @@ void srv__mwait_push(struct srv *s, struct mwait *w)
 		if (rv == 0)
 			rv = clu_group_submit(s->mg, w->enc, (uint32_t)w->enc_len, &index, &term);
 		if (rv == 0) {
+			w->sent = false;
 			w->placed = true;
 			w->index = index;
 			w->term = term;
@@ -600,6 +603,7 @@ static void meta_effects(struct srv *s, const struct meta_cmd *c, const struct m
 static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
 {
 	struct srv *s = ud;
+	assert(e->index > s->meta_applied); /* the metadata group applies in index order, each entry once */
 	struct mresult *slot = &s->ring[e->index % (sizeof(s->ring) / sizeof(s->ring[0]))];
 	memset(slot, 0, sizeof(*slot));
 	slot->index = e->index;
@@ -679,6 +683,7 @@ static void meta_restore(void *ud, uint64_t index, const void *data, size_t len)
 	}
 	meta_free(s->meta);
 	s->meta = m;
+	assert(index >= s->meta_applied); /* a snapshot restored never takes the applied state back */
 	s->meta_applied = index;
 	s->meta_snap = index;
 	srv__roster_from_meta(s);

@@ -131,6 +131,8 @@ static void part_apply(void *ud, const struct rgroup_entry *e)
 	struct part *pt = ud;
 	uint64_t base = 0;
 	bool msgs = e->type == RECORD_MESSAGES && e->length >= RECORD_BATCH_HEADER_SIZE;
+	assert(e->index > pt->last_applied); /* applied in index order, each entry once */
+	pt->last_applied = e->index;
 	if (msgs) {
 		base = e->base_offset;
 		pt->committed_next = base + e->message_count;
@@ -179,6 +181,8 @@ static void part_state(void *ud, int state, uint64_t term)
 static void part_restore(void *ud, uint64_t index, const void *data, size_t len)
 {
 	struct part *pt = ud;
+	assert(index >= pt->last_applied); /* a snapshot restored never takes the applied state back */
+	pt->last_applied = index;
 	if (len >= 8)
 		pt->committed_next = record_le64(data);
 	pt->other_bytes = 0;
@@ -381,6 +385,7 @@ static int slot_sync(struct srv *s, const struct meta_topic *t, struct tparts *t
  */
 static int slot_open(struct srv *s, const struct meta_topic *t, struct tparts *tp, uint32_t p, bool damaged)
 {
+	assert(tp->pp[p] == NULL && tp->logs[p] == NULL && p < t->n_partitions); /* opens a closed slot */
 	char dir[4096];
 	struct plog_opts o;
 	struct plog_report rep;

@@ -18,6 +18,7 @@ bool srv__fwd_of(const struct fwd *f, const struct part *pt)
 void srv__fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t base, uint64_t index)
 {
 	struct fwd *f = *pp;
+	assert(f->relay == (f->p == NULL)); /* a relay answers a node, any other forward a client's request */
 	*pp = f->next;
 	if (f->relay) {
 		srv__send_reply_remote(s, f->relay_to, f->relay_req, code, base, index);
@@ -173,6 +174,7 @@ static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len)
 void srv__swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset)
 {
 	uint32_t code = status == 0 ? 0 : E_ERROR;
+	assert(status != 0 || pt->last_applied >= w->index); /* acknowledged only once applied here */
 	if (w->p != NULL) {
 		if (code == 0)
 			srv__send_reply_ok(w->p, pt->stream_id, pt->topic_id, pt->pid, base_offset);
@@ -246,6 +248,8 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 		return 0;
 	}
 	/* Indexes only grow on a leader, so appending keeps the list in index order. */
+	assert(pt->waits_tail == NULL || pt->waits_tail->index < index);
+	assert(index > st.applied_index && term == st.term);
 	if (pt->waits_tail != NULL) {
 		pt->waits_tail->next = w;
 	} else {

@@ -41,6 +41,8 @@ void srv__flush_queue(struct srv_session *ss)
 	ss->refs++;
 	while (ss->head != NULL && ss->head->ready) {
 		struct pending *p = ss->head;
+		assert(p->seq == ss->seq_out); /* replies leave in request order */
+		ss->seq_out++;
 		ss->head = p->next;
 		if (ss->head == NULL)
 			ss->tail = NULL;
@@ -78,7 +80,9 @@ struct pending *srv__pending_new(struct srv_session *ss, const struct frame_requ
 	p->ss = ss;
 	p->hdr = *hdr;
 	p->t0 = uv_hrtime();
+	p->seq = ss->seq_in++;
 	ss->refs++;
+	assert(ss->tail == NULL ? ss->head == NULL : ss->tail->next == NULL);
 	if (ss->tail != NULL)
 		ss->tail->next = p;
 	else
@@ -93,6 +97,7 @@ struct pending *srv__pending_new(struct srv_session *ss, const struct frame_requ
  */
 void srv__finish(struct pending *p, uint32_t status, bool framed, const void *body, size_t body_len)
 {
+	assert(!p->ready && p->buf == NULL); /* a reply is finished once */
 	size_t extra = status == 0 && framed ? 4 : 0;
 	/* Error replies carry no body, except Galgo's NotLeader (docs/protocol-extensions.md). */
 	if (status != 0 && status != E_GALGO_NOT_LEADER)
