@@ -1,6 +1,7 @@
 /* flusher — group commit for the partitions of one loop. See flusher.h. */
 #include "partition/flusher.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -30,6 +31,7 @@ static void kick_start(struct flusher *fl)
 /* An item's sync finished: report it; if it was marked again meanwhile it goes out with the next batch. */
 static void item_finished(struct flusher *fl, struct flusher_item *it)
 {
+	assert(it->in_round && fl->in_flight > 0); /* each started sync finishes exactly once */
 	it->in_round = false;
 	fl->in_flight--;
 	fl->stats.syncs++;
@@ -73,6 +75,7 @@ static void maybe_start_round(struct flusher *fl)
 {
 	uint64_t now = uv_now(fl->loop);
 	size_t n = 0;
+	assert(fl->n_round == 0); /* a round's array is emptied as soon as its items are started */
 	struct flusher_item **pp = &fl->dirty_head, *prev = NULL;
 	while (*pp != NULL) {
 		struct flusher_item *it = *pp;
@@ -81,6 +84,7 @@ static void maybe_start_round(struct flusher *fl)
 			pp = &it->next_dirty;
 			continue;
 		}
+		assert(it->dirty && it->fl == fl); /* the dirty list holds exactly the marked items */
 		*pp = it->next_dirty;
 		if (fl->dirty_tail == it)
 			fl->dirty_tail = prev;
@@ -140,6 +144,7 @@ static void run_ready(struct flusher *fl)
 	fl->ready_head = fl->ready_tail = NULL;
 	while (it != NULL) {
 		struct flusher_item *next = it->next_ready;
+		assert(it->ready_queued);
 		it->next_ready = NULL;
 		it->ready_queued = false;
 		it->ops->ready(it);
@@ -200,12 +205,14 @@ void flusher_close(struct flusher *fl)
 
 void flusher_mark(struct flusher *fl, struct flusher_item *it, uint32_t delay_ms)
 {
+	assert(it->fl == NULL || it->fl == fl); /* an item belongs to one flusher (one loop) */
 	it->fl = fl;
 	uint64_t due = uv_now(fl->loop) + delay_ms;
 	if (it->dirty) {
 		if (due < it->due_ms)
 			it->due_ms = due;
 	} else {
+		assert(it->next_dirty == NULL && fl->dirty_tail != it); /* not on the list yet */
 		it->dirty = true;
 		it->due_ms = due;
 		it->next_dirty = NULL;
@@ -225,6 +232,7 @@ void flusher_mark(struct flusher *fl, struct flusher_item *it, uint32_t delay_ms
 
 void flusher_defer(struct flusher *fl, struct flusher_item *it)
 {
+	assert(it->fl == NULL || it->fl == fl);
 	it->fl = fl;
 	if (it->ready_queued)
 		return;

@@ -6,6 +6,7 @@
  */
 #include "partition/pio.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,8 @@ struct real_file {
 
 static struct real_file *rf(struct pio_file *f)
 {
+	/* Every call on a handle is made between its open and its close. */
+	assert(f != NULL && ((struct real_file *)f)->fd >= 0);
 	return (struct real_file *)f;
 }
 
@@ -93,6 +96,7 @@ static int real_pwritev(struct pio *p, struct pio_file *f, const struct iovec *i
 				batch[n].iov_len = iov[i].iov_len - done;
 			}
 		}
+		assert(n > 0 && batch[0].iov_len > 0); /* never a call that cannot make progress */
 		ssize_t w = pwritev(rf(f)->fd, batch, n, (off_t)off);
 		if (w < 0) {
 			if (errno == EINTR)

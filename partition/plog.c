@@ -17,6 +17,7 @@
  */
 #include "partition/plog.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +96,7 @@ static void logf_(struct plog *l, int level, const char *fmt, ...)
 
 static struct segment *active(const struct plog *l)
 {
+	assert(l->n_segs > 0); /* an open log always has an active segment */
 	return l->segs[l->n_segs - 1];
 }
 
@@ -253,7 +255,7 @@ static void cancel_from(struct plog *l, uint64_t from, int status)
 static void fl_prepare(struct flusher_item *it)
 {
 	struct plog *l = PLOG_OF(it);
-	l->snap.n = 0;
+	assert(l->snap.n == 0); /* the flusher never prepares a log whose sync is still in flight */
 	if (grow((void **)&l->snap.segs, &l->snap.cap, l->n_dirty, sizeof(*l->snap.segs)) != 0) {
 		/* Sync nothing this round; the segments stay dirty for the next one. */
 		l->snap.index = l->durable_index;
@@ -272,6 +274,7 @@ static void fl_prepare(struct flusher_item *it)
 	l->snap.index = active(l)->last_index;
 	l->snap.next_offset = active(l)->next_offset;
 	l->snap.epoch = l->epoch;
+	assert(l->snap.index >= l->durable_index);
 }
 
 static int fl_sync(struct flusher_item *it)
@@ -306,6 +309,7 @@ static void fl_done(struct flusher_item *it, int status)
 		segment_unref(s);
 	}
 	l->snap.n = 0;
+	uint64_t was_durable = l->durable_index;
 	if (status != 0) {
 		logf_(l, 2, "flush failed (%s); the partition refuses writes until reopened", strerror(-status));
 		l->failed = true;
@@ -316,6 +320,8 @@ static void fl_done(struct flusher_item *it, int status)
 		l->durable_index = l->snap.index;
 		l->durable_next_offset = l->snap.next_offset;
 	}
+	/* A flush never moves the durable index back, nor past what was written. */
+	assert(l->durable_index >= was_durable && l->durable_index <= active(l)->last_index);
 	if (l->o.durability == PLOG_DURABILITY_FSYNC)
 		complete_upto(l, l->durable_index, 0);
 	if (l->durable_index > l->rp_index && ++l->rounds_since_rp >= RP_EVERY_ROUNDS)
@@ -611,6 +617,7 @@ int plog_open(struct pio *pio, struct flusher *fl, const char *dir, const struct
 	l->dir_dirty = false;
 	l->durable_index = active(l)->last_index;
 	l->durable_next_offset = active(l)->next_offset;
+	assert(l->rp_index == l->durable_index && l->pend_head == NULL);
 	if (report->torn_bytes_cut || report->indexes_rebuilt)
 		logf_(l, 1, "recovered: %u segments, %u indexes rebuilt, %llu torn bytes cut, %llu records verified",
 		      report->segments, report->indexes_rebuilt, (unsigned long long)report->torn_bytes_cut,
@@ -700,6 +707,8 @@ void plog_stamp(struct plog *l, uint8_t *batch, uint64_t partition_id)
 static int roll(struct plog *l, uint64_t first_index)
 {
 	struct segment *old = active(l);
+	/* Only a segment holding records is sealed, and the new one continues it. */
+	assert(!seg_empty(old) && first_index == old->last_index + 1);
 	struct segment *s;
 	int rv = segment_create(l->pio, l->dir, first_index, old->next_offset, l->o.clock_us(l->o.clock_ud),
 				l->o.index_interval, &s);
@@ -765,6 +774,7 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 			return rv;
 		s = active(l);
 	}
+	assert(env.base_offset == s->next_offset && env.index == s->last_index + 1);
 	uint8_t eb[RECORD_ENVELOPE_SIZE];
 	record_env_encode(&env, eb);
 	int rv = dirty_add(l, s);
@@ -778,6 +788,10 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 		}
 		return rv;
 	}
+	/* Offsets stay contiguous: the next offset is exactly the previous plus the record's messages. */
+	assert(s->last_index == env.index && s->next_offset == env.base_offset + env.message_count);
+	assert(l->durable_index < s->last_index);
+	assert(l->pend_tail == NULL || l->pend_tail->index < env.index);
 	l->last_ts = env.timestamp;
 	req->index = env.index;
 	req->base_offset = env.base_offset;
@@ -832,6 +846,7 @@ static int add_file_piece(struct plog_slice *out, struct segment *s, uint64_t of
 		rv = grow((void **)&out->pieces, &out->cap_pieces, out->n_pieces + 1, sizeof(*out->pieces));
 	if (rv != 0)
 		return rv;
+	assert(off >= SEGMENT_HEADER_SIZE && off + len <= s->size); /* a piece never leaves its segment */
 	out->pieces[out->n_pieces++] = (struct plog_piece){.file = s->data, .file_off = off, .len = len};
 	out->bytes += len;
 	return 0;
@@ -994,6 +1009,7 @@ static int add_messages(struct plog_slice *out, struct segment *s, uint64_t pos,
 	}
 	if (rv != 0)
 		return rv;
+	assert(first >= e->base_offset && first <= last && last <= end);
 	if (out->messages == 0)
 		out->first_offset = first;
 	out->last_offset = last;
@@ -1232,6 +1248,7 @@ int plog_truncate(struct plog *l, uint64_t index)
 		l->durable_index = index - 1;
 		l->durable_next_offset = new_next;
 	}
+	assert(l->durable_index <= s->last_index && l->rp_index < index);
 	rv = dirty_add(l, s);
 	flusher_mark(l->fl, &l->fitem, 0);
 	cancel_from(l, index, -ECANCELED);
@@ -1323,6 +1340,8 @@ int plog_purge(struct plog *l, uint64_t next_offset)
 	l->epoch++;
 	l->last_ts = 0;
 	l->durable_next_offset = next_offset;
+	/* A purge removes messages, never Raft indexes: the log goes on at next_index. */
+	assert(s->last_index + 1 == next_index && l->durable_index < next_index);
 	rv = dirty_add(l, s);
 	l->dir_dirty = true;
 	flusher_mark(l->fl, &l->fitem, 0);
@@ -1362,6 +1381,7 @@ int plog_reset(struct plog *l, uint64_t first_index, uint64_t first_offset)
 	l->last_ts = 0;
 	l->durable_index = first_index - 1;
 	l->durable_next_offset = first_offset;
+	assert(l->n_segs == 1 && active(l)->last_index == l->durable_index && l->rp_index == 0);
 	rv = dirty_add(l, s);
 	l->dir_dirty = true;
 	flusher_mark(l->fl, &l->fitem, 0);

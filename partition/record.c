@@ -7,6 +7,7 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: the batch checksum is hashed incrementally */
 #include "partition/record.h"
 
+#include <assert.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -242,6 +243,7 @@ static int batch_hdr_check(const uint8_t *batch, size_t length)
  */
 static int frame_check_layout(const uint8_t *batch, size_t length, size_t pos, uint64_t *size)
 {
+	assert(pos < length);
 	if (length - pos < RECORD_FRAME_HEADER_SIZE)
 		return RECORD_E_LENGTH;
 	const uint8_t *f = batch + pos;
@@ -281,6 +283,7 @@ int record_batch_verify(const uint8_t *batch, size_t length, bool require_dense)
 		pos += (size_t)size;
 		i++;
 	}
+	assert(pos == length); /* each frame was checked to fit: the walk ends exactly at the end */
 	if (i != count)
 		return RECORD_E_COUNT;
 	if (XXH3_64bits_digest(&st) != record_le64(batch + BH_CHECKSUM))
@@ -346,6 +349,8 @@ int record_batch_slice(const uint8_t *batch, size_t length, uint32_t first, uint
 	}
 	if (i != total)
 		return RECORD_E_COUNT;
+	/* first + count <= total frames were walked: the slice is a non-empty run of whole frames. */
+	assert(start >= RECORD_BATCH_HEADER_SIZE && start < end && end <= length);
 
 	uint8_t hdr[RECORD_BATCH_HEADER_SIZE];
 	memcpy(hdr, batch, sizeof hdr);
@@ -402,6 +407,7 @@ size_t record_batch_build(uint8_t *out, size_t cap, uint32_t n, const void *cons
 		record_put64(f + FH_CHECKSUM, XXH3_64bits(f + FH_ID, size - FH_ID));
 		pos += size;
 	}
+	assert(pos == total); /* the frames fill exactly the length the header announces */
 	record_put64(out + BH_CHECKSUM, record_batch_checksum(out));
 	return (size_t)total;
 }

@@ -1,6 +1,7 @@
 /* segment — one segment of a partition log. The byte formats are specified in segment.h. */
 #include "partition/segment.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -113,11 +114,13 @@ static void seg_free(struct segment *s)
 
 void segment_ref(struct segment *s)
 {
+	assert(s->refs > 0); /* a reference is taken only through a live one */
 	s->refs++;
 }
 
 void segment_unref(struct segment *s)
 {
+	assert(s->refs > 0);
 	if (--s->refs == 0)
 		seg_free(s);
 }
@@ -144,6 +147,7 @@ int segment_create(struct pio *pio, const char *dir, uint64_t first_index, uint6
 	if (rv != 0)
 		goto err;
 	s->size = SEGMENT_HEADER_SIZE;
+	assert(s->last_index + 1 == s->first_index); /* a new segment holds no record */
 	rv = open_ext(s, ".oix", PIO_CREATE | PIO_RDWR, &s->oix);
 	if (rv == 0)
 		rv = pio_truncate(pio, s->oix, 0);
@@ -180,6 +184,8 @@ static void tix_encode(const struct seg_ientry *e, uint8_t b[16])
 
 static int idx_push(struct segment *s, const struct seg_ientry *e)
 {
+	/* Every path that adds entries (load, scan, append) goes forward in the file. */
+	assert(s->n_idx == 0 || e->position > s->idx[s->n_idx - 1].position);
 	if (s->n_idx == s->cap_idx) {
 		size_t cap = s->cap_idx ? s->cap_idx * 2 : 64;
 		struct seg_ientry *n = realloc(s->idx, cap * sizeof(*n));
@@ -603,6 +609,9 @@ int segment_open(struct pio *pio, const char *dir, uint64_t first_index, uint32_
 		min_ts = e.timestamp;
 		pos += RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
 	}
+	/* The scan consumed the whole file, unless an invalid record stopped it inside the file. */
+	assert(scan->bad ? pos < s->size : pos == s->size);
+	assert(s->last_index + 1 >= s->first_index && s->vtail <= s->size);
 	if (s->n_idx > 0 && s->first_ts == 0)
 		s->first_ts = s->idx[0].timestamp;
 	s->idx_loaded = true;
@@ -661,6 +670,7 @@ int segment_valid_after(struct segment *s, uint64_t from, uint64_t after_index, 
 /* Moves verified_to past the record [pos, end) that just verified, and joins it with the tail when they meet. */
 static void verified_advance(struct segment *s, uint64_t pos, uint64_t end)
 {
+	assert(pos >= SEGMENT_HEADER_SIZE && pos < end && end <= s->size);
 	if (pos == s->verified_to)
 		s->verified_to = end;
 	if (s->verified_to >= s->vtail)
@@ -711,6 +721,8 @@ int64_t segment_scrub(struct segment *s, uint64_t max_bytes)
 
 int segment_cut(struct segment *s, uint64_t pos)
 {
+	/* A cut is at a record boundary inside the data, never into the header. */
+	assert(pos >= SEGMENT_HEADER_SIZE && pos <= s->size);
 	int rv = pio_truncate(s->pio, s->data, pos);
 	if (rv != 0)
 		return rv;
@@ -723,6 +735,7 @@ int segment_cut(struct segment *s, uint64_t pos)
 		s->bad_at = s->bad_end = 0;
 	else if (s->bad_end > pos)
 		s->bad_end = pos;
+	assert(s->verified_to <= s->size && s->vtail <= s->size && s->bad_end <= s->size);
 	if (s->idx_loaded) {
 		size_t n = s->n_idx;
 		while (s->n_idx > 0 && s->idx[s->n_idx - 1].position >= pos)
@@ -737,6 +750,9 @@ int segment_append(struct segment *s, const uint8_t env[RECORD_ENVELOPE_SIZE], c
 		   const void *payload)
 {
 	uint64_t pos = s->size;
+	/* Records are appended to the active segment only, each continuing the one before it. */
+	assert(!s->sealed && !s->unlinked);
+	assert(e->index == s->last_index + 1 && e->base_offset == s->next_offset);
 	struct iovec iov[2] = {{(void *)env, RECORD_ENVELOPE_SIZE}, {(void *)payload, e->length}};
 	int rv = pio_pwritev(s->pio, s->data, iov, e->length ? 2 : 1, pos);
 	if (rv != 0) {

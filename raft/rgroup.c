@@ -55,6 +55,7 @@
  */
 #include "raft/rgroup.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,11 +282,16 @@ static void append_cb(struct plog_append_req *req, int status)
 		if (p->next != NULL)
 			p->next->prev = p->prev;
 		if (status == 0) {
-			/* Callbacks come in append order, and a truncation cancels every later append. */
+			/*
+			 * Callbacks come in append order, and a truncation cancels every later append: an append
+			 * completes right after the durable index (or at or below it, when it was bootstrapped).
+			 */
+			assert(req->index <= g->durable + 1);
 			if (req->index == g->durable + 1) {
 				g->durable = req->index;
 				g->durable_term = p->term;
 			}
+			assert(g->durable <= plog_last_index(g->env.log));
 			flusher_defer(g->env.fl, &g->item);
 		} else if (status != -ECANCELED) {
 			fail(g, status);
@@ -332,16 +338,20 @@ static int persist_entries(struct rgroup *g, uint64_t index, struct raft_entry *
 		rv = plog_truncate(log, index);
 		if (g->durable >= index)
 			g->durable = index - 1;
+		assert(rv != 0 || plog_last_index(log) == index - 1);
 	}
 	if (rv == 0 && index != plog_last_index(log) + 1)
 		rv = -EIO;
 	for (unsigned i = 0; rv == 0 && i < n; i++) {
 		const struct raft_entry *e = &entries[i];
+		/* No replica stores an entry of a term newer than its own (rmsg_decode bounds a leader's). */
+		assert(e->term > 0 && e->term <= raft_current_term(&g->raft));
 		if (e->buf.len > UINT32_MAX)
 			rv = -EMSGSIZE;
 		else
 			rv = append_entry(g, index + i, e->term, record_type_of(g, e->type), e->buf.base,
 					  (uint32_t)e->buf.len);
+		assert(rv != 0 || plog_last_index(log) == index + i); /* the plog is the Raft log */
 	}
 	free_batches(entries, n);
 	return rv;
@@ -506,9 +516,12 @@ static void install_start(struct rgroup *g, struct raft_snapshot_metadata *meta,
 /* Restarts the log at `index` (offset `offset`) for the records that follow. */
 static int install_reset(struct rgroup *g, uint64_t index, uint64_t offset)
 {
+	assert(g->inst.active && index > 0);
 	int rv = plog_reset(g->env.log, index, offset);
 	if (rv != 0)
 		return rv;
+	/* The reset cancelled every append in flight; the log holds nothing yet. */
+	assert(g->pending == NULL && plog_last_index(g->env.log) == index - 1);
 	g->durable = index - 1;
 	g->durable_term = 0;
 	g->inst.reset = true;
@@ -537,7 +550,9 @@ static int install_records(struct rgroup *g, const struct rmsg_fetch *f)
 	const uint8_t *p = f->records;
 	for (uint32_t i = 0; i < f->n && rv == 0; i++) {
 		struct record_env env;
-		(void)record_env_decode(p, &env); /* checked by rmsg_decode */
+		int rc = record_env_decode(p, &env);
+		assert(rc == 0); /* checked by rmsg_decode */
+		(void)rc;
 		if (i == 0 && restart)
 			rv = install_reset(g, env.index, env.base_offset);
 		if (rv == 0 && env.index == g->inst.meta.index && env.term != g->inst.meta.term)
@@ -545,6 +560,7 @@ static int install_records(struct rgroup *g, const struct rmsg_fetch *f)
 		if (rv == 0)
 			rv = append_entry(g, env.index, env.term, env.type, p + RECORD_ENVELOPE_SIZE, env.length);
 		if (rv == 0) {
+			assert(g->inst.reset && plog_last_index(g->env.log) == env.index);
 			g->inst.next = env.index + 1;
 			g->fetched++;
 		}
@@ -575,6 +591,7 @@ static int hist_add(struct rgroup *g, uint64_t index, const void *buf, uint32_t 
 		return -ENOMEM;
 	memcpy(b, buf, len);
 	g->hist[g->n_hist++] = (struct conf_rec){index, b, len};
+	assert(g->n_hist < 2 || g->hist[g->n_hist - 2].index < index); /* kept in index order */
 	return 0;
 }
 
@@ -619,6 +636,7 @@ static int do_step(struct rgroup *g, struct raft_event *ev);
  */
 static int install_progress(struct rgroup *g)
 {
+	assert(g->inst.active);
 	uint64_t index = g->inst.meta.index;
 	int rv = 0;
 	if (!g->inst.reset && g->inst.keep_from > index)
@@ -626,6 +644,8 @@ static int install_progress(struct rgroup *g)
 	if (rv != 0 || !g->inst.reset || g->inst.next <= index || g->durable < index ||
 	    plog_last_index(g->env.log) != index)
 		return rv;
+	/* Every fetched record up to the snapshot's index is in the log and durable. */
+	assert(g->durable == index && g->pending == NULL);
 	struct rsnap sn = {.group = g->cfg.group_id, .index = index, .term = g->inst.meta.term,
 			   .conf_index = g->inst.meta.configuration_index, .keep_from = plog_first_index(g->env.log),
 			   .next_offset = g->inst.next_offset, .data_len = (uint32_t)g->inst.data_len};
@@ -898,8 +918,11 @@ static void settle(struct rgroup *g)
 {
 	if (g->depth > 0)
 		return;
+	assert(!g->in_cb); /* owner callbacks never reenter the group */
 	g->depth++;
 	while (!g->failed) {
+		/* Installing or not, never half of it: the staged state exists only while an install runs. */
+		assert(g->inst.active || (!g->inst.reset && g->inst.data == NULL && g->inst.next == 0));
 		if (g->inst.active) {
 			/* The log is being replaced: nothing is reported or applied until the install completes. */
 			int rv = install_progress(g);
@@ -948,7 +971,10 @@ static void settle(struct rgroup *g)
 		uint64_t commit = raft_commit_index(&g->raft);
 		uint64_t to = commit < last ? commit : last;
 		if (g->applied < to) {
+			uint64_t was = g->applied;
 			int rv = g->cfg.apply_envelopes ? apply_envelopes(g, to) : apply_some(g, to);
+			/* Applying only moves forward, never past what is committed and held. */
+			assert(g->applied >= was && g->applied <= to);
 			if (rv != 0)
 				fail(g, rv);
 			continue;
@@ -1458,6 +1484,8 @@ static int submit_entry(struct rgroup *g, enum raft_entry_type type, const void 
 	struct raft_entry e;
 	memset(&e, 0, sizeof(e));
 	e.term = raft_current_term(&g->raft);
+	/* Only a leader submits, and its term is at least that of every entry in its log. */
+	assert(raft_state(&g->raft) == RAFT_LEADER && e.term >= g->durable_term && e.term > 0);
 	e.type = type;
 	e.buf.base = batch;
 	e.buf.len = length;
@@ -1482,6 +1510,7 @@ static int submit_entry(struct rgroup *g, enum raft_entry_type type, const void 
 	g->depth--;
 	if (rv != 0)
 		return fail(g, rv);
+	assert(plog_last_index(g->env.log) == last + 1); /* the entry was appended at once, after the last */
 	g->pb[g->n_pb++] = (struct pend_bytes){last + 1, e.term, length};
 	if (index != NULL)
 		*index = last + 1;
@@ -1620,6 +1649,7 @@ int rgroup_snapshot(struct rgroup *g, uint64_t index, uint64_t keep_from, const 
 	rv = do_step(g, &ev);
 	if (rv != 0)
 		return fail(g, rv);
+	assert(g->have_snap && g->snap.index == index && index <= g->applied);
 	settle(g);
 	return g->failed;
 }

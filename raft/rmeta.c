@@ -47,6 +47,7 @@
  */
 #include "raft/rmeta.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -87,6 +88,7 @@ static int write_pair(struct rmeta *m, uint32_t pair, const uint8_t rec[RMETA_RE
 
 static void rec_encode(const struct slot *s, uint8_t out[RMETA_REC])
 {
+	assert(s->group != 0); /* never a record that would read back as invalid or free */
 	memset(out, 0, RMETA_REC);
 	record_put32(out, RMETA_MAGIC);
 	out[4] = RMETA_VERSION;
@@ -146,6 +148,10 @@ static int insert(struct rmeta *m, size_t at, const struct slot *s)
 		m->slots = v;
 		m->cap = cap;
 	}
+	/* Slots stay sorted by group, one per group. */
+	assert(at <= m->n && (at == 0 || m->slots[at - 1].group < s->group) &&
+	       (at == m->n || m->slots[at].group > s->group));
+	assert(s->pair < m->n_pairs && !m->pair_used[s->pair]);
 	memmove(&m->slots[at + 1], &m->slots[at], (m->n - at) * sizeof(*m->slots));
 	m->slots[at] = *s;
 	m->n++;
@@ -359,6 +365,7 @@ int rmeta_get(const struct rmeta *m, uint64_t group, uint64_t *term, uint64_t *v
 /* Writes 64 bytes at a copy's offset and makes them durable. */
 static int write_copy(struct rmeta *m, uint32_t pair, uint8_t copy, const uint8_t rec[RMETA_REC])
 {
+	assert(copy <= 1 && pair < m->n_pairs);
 	struct iovec iov = {(void *)rec, RMETA_REC};
 	uint64_t off = (uint64_t)pair * RMETA_PAIR + (uint64_t)copy * RMETA_COPY;
 	int rv = pio_pwritev(m->pio, m->f, &iov, 1, off);
@@ -385,6 +392,8 @@ int rmeta_set(struct rmeta *m, uint64_t group, uint64_t term, uint64_t voted_for
 	struct slot s;
 	if (found) {
 		s = m->slots[at];
+		/* currentTerm only increases (dissertation §3.3): the record never goes back to an older term. */
+		assert(!s.known || term >= s.term);
 		if (s.known && s.term == term && s.voted_for == voted_for)
 			return 0;
 	} else {
@@ -396,6 +405,7 @@ int rmeta_set(struct rmeta *m, uint64_t group, uint64_t term, uint64_t voted_for
 		int rv = grow_pairs(m, p + 1);
 		if (rv != 0)
 			return rv;
+		assert(!m->pair_used[p]); /* a new group never shares a pair */
 		memset(&s, 0, sizeof(s));
 		s.group = group;
 		s.pair = p;
@@ -434,6 +444,7 @@ int rmeta_drop(struct rmeta *m, uint64_t group)
 		return 0;
 	uint8_t zero[RMETA_REC] = {0};
 	uint32_t pair = m->slots[at].pair;
+	assert(m->pair_used[pair]);
 	int rv = write_pair(m, pair, zero);
 	if (rv != 0)
 		return rv;

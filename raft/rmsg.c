@@ -51,6 +51,7 @@
  */
 #include "raft/rmsg.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -179,6 +180,7 @@ int rmsg_encode_snapshot(uint64_t group, const struct raft_message *m, uint8_t *
 	if (is->data.len > 0)
 		memcpy(b + 8 + conf.len, is->data.base, is->data.len);
 	size_t body = 8 + conf.len + is->data.len;
+	assert(b + body + 8 == p + n); /* the checksum ends exactly the buffer reserved */
 	record_put64(b + body, XXH3_64bits(b, body));
 	raft_free(conf.base);
 	*out = p;
@@ -264,7 +266,9 @@ static int decode_entries(const uint8_t *p, size_t len, uint8_t command_type, st
 	size_t boff = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct record_env env;
-		(void)record_env_decode(p + at, &env);
+		int rc = record_env_decode(p + at, &env);
+		assert(rc == 0 && boff + env.length <= payload); /* the same bytes the first pass checked */
+		(void)rc;
 		memcpy(batch + boff, p + at + RECORD_ENVELOPE_SIZE, env.length);
 		entries[i].term = env.term;
 		entries[i].type = (enum raft_entry_type)entry_type(env.type, command_type);
@@ -274,6 +278,7 @@ static int decode_entries(const uint8_t *p, size_t len, uint8_t command_type, st
 		boff += env.length;
 		at += RECORD_ENVELOPE_SIZE + env.length;
 	}
+	assert(at == len && boff == payload);
 	ae->entries = entries;
 	return 0;
 }
@@ -337,6 +342,7 @@ static int decode_snapshot(const uint8_t *p, size_t len, struct rmsg_decoded *ou
 		return -EBADMSG;
 	const uint8_t *b = p + RMSG_HEADER_SIZE;
 	size_t body = len - RMSG_HEADER_SIZE - 8;
+	assert(body >= 8); /* the length was checked to hold the body's two words and the checksum */
 	uint32_t conf_len = record_le32(b);
 	if (record_le32(b + 4) != 0 || conf_len > body - 8 || record_le64(b + body) != XXH3_64bits(b, body))
 		return -EBADMSG;

@@ -22,6 +22,7 @@
  */
 #include "raft/rsnap.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,8 @@ int rsnap_write(struct pio *pio, const char *dir, const struct rsnap *s)
 {
 	if (s->data_len > RSNAP_MAX_DATA || s->keep_from > s->index + 1 || s->index == 0 || s->term == 0)
 		return -EINVAL;
+	/* A group's snapshot names its group (rsnap_read checks it) and holds what its lengths say. */
+	assert(s->group != 0 && (s->conf_len == 0 || s->conf != NULL) && (s->data_len == 0 || s->data != NULL));
 	char file[4096], tmp[4096];
 	int rv = paths(dir, file, tmp, sizeof(file));
 	if (rv != 0)
