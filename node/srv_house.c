@@ -35,13 +35,13 @@ void srv__on_house(uv_timer_t *t)
 		else if (!w->placed && w->retry_at <= now)
 			srv__mwait_push(s, w);
 	}
-	for (struct fwd **pp = &s->fwds; *pp != NULL;) {
-		struct fwd *f = *pp;
+	for (struct fwd *f = s->fwds, *next; f != NULL; f = next) {
+		next = f->next;
 		if (now >= f->deadline) {
 			if (f->acked && !f->relay) /* committed; only this replica lags */
-				srv__fwd_answer(s, pp, 0, f->base, f->index);
+				srv__fwd_answer(s, f, 0, f->base, f->index);
 			else
-				srv__fwd_answer(s, pp, E_ERROR, 0, 0);
+				srv__fwd_answer(s, f, E_ERROR, 0, 0);
 			continue;
 		}
 		if (srv__fwd_moved_on(s, f, now)) {
@@ -49,10 +49,9 @@ void srv__on_house(uv_timer_t *t)
 			 * Another leader (or a later term) has been known here for two election timeouts and this
 			 * replica's log has not settled the send (srv__fwd_settle): its outcome is unknown, not refused.
 			 */
-			srv__fwd_answer(s, pp, E_ERROR, 0, 0);
+			srv__fwd_answer(s, f, E_ERROR, 0, 0);
 			continue;
 		}
-		pp = &f->next;
 	}
 	srv__pfwd_expire(s, now);
 	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)

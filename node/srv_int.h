@@ -106,6 +106,7 @@ struct tparts {
 	struct plog **logs;
 	struct dedup **dd;         /* per partition; NULL entries when the topic has no dedup window */
 	struct part **pp;          /* per partition; NULL when not hosted here */
+	struct fwd **fwds;         /* per partition: the sends forwarded from here for it (what its applies settle) */
 	uint32_t n;
 	uint32_t rr;
 	struct tparts *next;
@@ -162,7 +163,9 @@ struct lwait {
  * replica's own log once leadership moves on (srv__fwd_settle): see "A send" in docs/ARCHITECTURE.md.
  */
 struct fwd {
-	struct fwd *next;
+	struct fwd *next, *prev;   /* s->fwds: every forward, for replies by request id and for deadlines */
+	struct tparts *tp;         /* and its partition's list tp->fwds[partition_id] (NULL: in none) */
+	struct fwd *pnext, *pprev;
 	uint64_t req_id;
 	struct pending *p;
 	uint32_t stream_id, topic_id, partition_id;
@@ -465,9 +468,10 @@ void srv__members_tick(struct srv *s);
 
 /* srv_send.c (sends) */
 bool srv__fwd_of(const struct fwd *f, const struct part *pt);
-void srv__fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t base, uint64_t index);
+void srv__fwd_answer(struct srv *s, struct fwd *f, uint32_t code, uint64_t base, uint64_t index);
+void srv__fwds_detach(struct tparts *tp, uint32_t pid);
 void srv__fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs);
-bool srv__fwd_check_placed(struct part *pt, struct fwd **pp, uint64_t applied);
+bool srv__fwd_check_placed(struct part *pt, struct fwd *f, uint64_t applied);
 bool srv__fwd_moved_on(struct srv *s, struct fwd *f, uint64_t now);
 void srv__send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id, uint32_t pid, uint64_t base);
 void srv__send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uint32_t status, uint64_t base,

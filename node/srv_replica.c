@@ -192,17 +192,17 @@ static void part_restore(void *ud, uint64_t index, const void *data, size_t len)
 	 * The install went past entries srv__fwd_settle never saw: a forward placed below it is settled by the
 	 * log if it still holds that entry; any other may have been among the skipped entries (unknown).
 	 */
-	for (struct fwd **pp = &pt->srv->fwds; *pp != NULL;) {
-		struct fwd *f = *pp;
-		if (srv__fwd_of(f, pt) && !f->acked && f->term != 0) {
-			if (srv__fwd_check_placed(pt, pp, index))
-				continue; /* answered: *pp is the next one */
+	struct tparts *tp = srv__tparts_find(pt->srv, pt->stream_id, pt->topic_id);
+	for (struct fwd *f = tp != NULL && pt->pid < tp->n ? tp->fwds[pt->pid] : NULL, *next; f != NULL; f = next) {
+		next = f->pnext;
+		if (!f->acked && f->term != 0) {
+			if (srv__fwd_check_placed(pt, f, index))
+				continue; /* answered */
 			if (f->placed && f->index <= index)
 				f->placed = false;
 			if (!f->placed && f->applied_at < index)
 				f->unsure = true;
 		}
-		pp = &f->next;
 	}
 }
 
@@ -289,6 +289,7 @@ struct part *srv__part_by_gid(struct srv *s, uint64_t gid)
 /* Closes a replica hosted here and deletes its log (the partition went, or the replica moved away). */
 static void slot_drop(struct srv *s, struct tparts *tp, uint32_t p)
 {
+	srv__fwds_detach(tp, p);
 	part_close(tp->pp[p], true);
 	tp->pp[p] = NULL;
 	dedup_free(tp->dd[p]);
@@ -465,6 +466,12 @@ int srv__tparts_sync(struct srv *s, const struct meta_topic *t)
 		if (g == NULL)
 			return -ENOMEM;
 		tp->gids = g;
+		struct fwd **fl = realloc(tp->fwds, t->n_partitions * sizeof(*fl));
+		if (fl == NULL)
+			return -ENOMEM;
+		tp->fwds = fl;
+		for (uint32_t p = tp->n; p < t->n_partitions; p++)
+			tp->fwds[p] = NULL;
 		uint64_t *ra = realloc(tp->reopen_at, t->n_partitions * sizeof(*ra));
 		if (ra == NULL)
 			return -ENOMEM;
@@ -502,6 +509,7 @@ void srv__tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bool
 		if (tp->stream_id != stream_id || tp->topic_id != topic_id)
 			continue;
 		for (uint32_t i = 0; i < tp->n; i++) {
+			srv__fwds_detach(tp, i);
 			if (destroy) {
 				slot_drop(s, tp, i);
 				continue;
@@ -514,6 +522,7 @@ void srv__tparts_drop(struct srv *s, uint32_t stream_id, uint32_t topic_id, bool
 		*pp = tp->next;
 		free(tp->gids);
 		free(tp->reopen_at);
+		free(tp->fwds);
 		free(tp->pp);
 		free(tp->dd);
 		free(tp->logs);

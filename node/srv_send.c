@@ -2,7 +2,7 @@
  * srv_send — sends: a producer's batch verified, deduplicated and stamped on the partition leader and
  * answered once committed (swait), or forwarded to the leader (SEND_FWD, fenced to its term) or through
  * another replica, and settled from this replica's own log (fwd_settle; docs/ARCHITECTURE.md "A send").
- * Owns: s->fwds (sends forwarded from here) and each partition's swait list.
+ * Owns: s->fwds and the partitions' tp->fwds lists (sends forwarded from here), each partition's swait list.
  */
 #include "node/srv_int.h"
 
@@ -12,14 +12,78 @@ bool srv__fwd_of(const struct fwd *f, const struct part *pt)
 }
 
 /*
+ * The forwards of this node are on two lists: s->fwds, every one (replies find them by request id, and
+ * the housekeeping timer runs their deadlines), and their partition's, tp->fwds[partition_id], which the
+ * partition's applied entries settle (srv__fwd_settle) without looking at any other partition's.
+ */
+static void fwd_link_partition(struct srv *s, struct fwd *f)
+{
+	assert(f->tp == NULL);
+	struct tparts *tp = srv__tparts_find(s, f->stream_id, f->topic_id);
+	f->tp = tp != NULL && f->partition_id < tp->n ? tp : NULL;
+	f->pprev = NULL;
+	f->pnext = NULL;
+	if (f->tp != NULL) {
+		f->pnext = tp->fwds[f->partition_id];
+		if (f->pnext != NULL)
+			f->pnext->pprev = f;
+		tp->fwds[f->partition_id] = f;
+	}
+}
+
+static void fwd_link(struct srv *s, struct fwd *f)
+{
+	f->prev = NULL;
+	f->next = s->fwds;
+	if (s->fwds != NULL)
+		s->fwds->prev = f;
+	s->fwds = f;
+	f->tp = NULL;
+	fwd_link_partition(s, f);
+}
+
+static void fwd_unlink_partition(struct fwd *f)
+{
+	if (f->tp == NULL)
+		return;
+	assert(f->partition_id < f->tp->n);
+	if (f->pprev != NULL)
+		f->pprev->pnext = f->pnext;
+	else
+		f->tp->fwds[f->partition_id] = f->pnext;
+	if (f->pnext != NULL)
+		f->pnext->pprev = f->pprev;
+	f->tp = NULL;
+	f->pnext = f->pprev = NULL;
+}
+
+static void fwd_unlink(struct srv *s, struct fwd *f)
+{
+	assert(f->prev != NULL || s->fwds == f); /* on the list */
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		s->fwds = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	fwd_unlink_partition(f);
+}
+
+/* A partition's list goes (its topic or the partition itself is dropped): its forwards stay on s->fwds. */
+void srv__fwds_detach(struct tparts *tp, uint32_t pid)
+{
+	while (tp->fwds[pid] != NULL)
+		fwd_unlink_partition(tp->fwds[pid]);
+}
+
+/*
  * Answers a forwarded send and forgets it: code 0 with the batch's base offset (UINT64_MAX: every message
  * was a retry already stored) and its entry's index, or an Iggy code. A relay passes it to its origin.
  */
-void srv__fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t base, uint64_t index)
+void srv__fwd_answer(struct srv *s, struct fwd *f, uint32_t code, uint64_t base, uint64_t index)
 {
-	struct fwd *f = *pp;
 	assert(f->relay == (f->p == NULL)); /* a relay answers a node, any other forward a client's request */
-	*pp = f->next;
+	fwd_unlink(s, f);
 	if (f->relay) {
 		srv__send_reply_remote(s, f->relay_to, f->relay_req, code, base, index);
 	} else if (code != 0) {
@@ -37,10 +101,10 @@ void srv__fwd_answer(struct srv *s, struct fwd **pp, uint32_t code, uint64_t bas
  * Whether the committed entry e of pt is known to hold another forwarded batch of this node: one the
  * leader said it placed at (e->index, e->term), or one acknowledged at e->index.
  */
-static bool fwd_entry_known(const struct srv *s, const struct part *pt, const struct rgroup_entry *e)
+static bool fwd_entry_known(const struct fwd *list, const struct rgroup_entry *e)
 {
-	for (const struct fwd *g = s->fwds; g != NULL; g = g->next)
-		if (srv__fwd_of(g, pt) && g->index == e->index && (g->acked || (g->placed && g->placed_term == e->term)))
+	for (const struct fwd *g = list; g != NULL; g = g->pnext)
+		if (g->index == e->index && (g->acked || (g->placed && g->placed_term == e->term)))
 			return true;
 	return false;
 }
@@ -62,37 +126,37 @@ static bool fwd_entry_known(const struct srv *s, const struct part *pt, const st
 void srv__fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs)
 {
 	struct srv *s = pt->srv;
+	if (s->fwds == NULL)
+		return;
+	struct tparts *tp = srv__tparts_find(s, pt->stream_id, pt->topic_id);
+	if (tp == NULL || pt->pid >= tp->n || tp->fwds[pt->pid] == NULL)
+		return;
 	int known = -1; /* fwd_entry_known(e), computed when first needed, before anything is answered */
 	if (msgs)
-		for (struct fwd *f = s->fwds; f != NULL && known < 0; f = f->next)
-			if (srv__fwd_of(f, pt) && !f->acked && !f->placed && f->term == e->term && e->index > f->applied_at)
-				known = fwd_entry_known(s, pt, e);
-	for (struct fwd **pp = &s->fwds; *pp != NULL;) {
-		struct fwd *f = *pp;
-		if (!srv__fwd_of(f, pt) || (!f->acked && f->term == 0)) {
-			pp = &f->next;
+		for (struct fwd *f = tp->fwds[pt->pid]; f != NULL && known < 0; f = f->pnext)
+			if (!f->acked && !f->placed && f->term == e->term && e->index > f->applied_at)
+				known = fwd_entry_known(tp->fwds[pt->pid], e);
+	for (struct fwd *f = tp->fwds[pt->pid], *next; f != NULL; f = next) {
+		next = f->pnext;
+		assert(srv__fwd_of(f, pt));
+		if (!f->acked && f->term == 0)
 			continue;
-		}
 		if (f->acked) {
 			if (f->index <= e->index)
-				srv__fwd_answer(s, pp, 0, f->base, f->index);
-			else
-				pp = &f->next;
+				srv__fwd_answer(s, f, 0, f->base, f->index);
 		} else if (f->placed) {
 			if (f->index != e->index)
-				pp = &f->next;
-			else if (msgs && e->term == f->placed_term)
-				srv__fwd_answer(s, pp, 0, e->base_offset, e->index);
+				continue;
+			if (msgs && e->term == f->placed_term)
+				srv__fwd_answer(s, f, 0, e->base_offset, e->index);
 			else
-				srv__fwd_answer(s, pp, E_NOT_ACCEPTED, 0, 0);
+				srv__fwd_answer(s, f, E_NOT_ACCEPTED, 0, 0);
 		} else if (e->index <= f->applied_at) {
-			pp = &f->next;
+			continue;
 		} else if (e->term > f->term) {
-			srv__fwd_answer(s, pp, f->unsure ? E_ERROR : E_NOT_ACCEPTED, 0, 0);
-		} else {
-			if (msgs && e->term == f->term && known == 0)
-				f->unsure = true;
-			pp = &f->next;
+			srv__fwd_answer(s, f, f->unsure ? E_ERROR : E_NOT_ACCEPTED, 0, 0);
+		} else if (msgs && e->term == f->term && known == 0) {
+			f->unsure = true;
 		}
 	}
 }
@@ -102,16 +166,15 @@ void srv__fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs)
  * a snapshot install went past it): settled by the entry its log holds there, if it still holds it.
  * Returns whether *pp was answered.
  */
-bool srv__fwd_check_placed(struct part *pt, struct fwd **pp, uint64_t applied)
+bool srv__fwd_check_placed(struct part *pt, struct fwd *f, uint64_t applied)
 {
-	struct fwd *f = *pp;
 	struct record_env env;
 	if (!f->placed || applied < f->index || plog_entry_at(pt->log, f->index, &env) != 0)
 		return false;
 	if (env.term == f->placed_term && env.type == RECORD_MESSAGES)
-		srv__fwd_answer(pt->srv, pp, 0, env.base_offset, f->index);
+		srv__fwd_answer(pt->srv, f, 0, env.base_offset, f->index);
 	else
-		srv__fwd_answer(pt->srv, pp, E_NOT_ACCEPTED, 0, 0);
+		srv__fwd_answer(pt->srv, f, E_NOT_ACCEPTED, 0, 0);
 	return true;
 }
 
@@ -302,8 +365,7 @@ static struct fwd *fwd_send(struct srv *s, struct part *pt, uint64_t to, uint64_
 		free(f);
 		return NULL;
 	}
-	f->next = s->fwds;
-	s->fwds = f;
+	fwd_link(s, f);
 	srv__house_arm(s);
 	return f;
 }
@@ -434,16 +496,13 @@ void srv__on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
 		return;
 	const uint8_t *b = buf;
 	uint64_t req = record_le64(b);
-	for (struct fwd **pp = &s->fwds; *pp != NULL; pp = &(*pp)->next) {
-		struct fwd *f = *pp;
+	for (struct fwd *f = s->fwds; f != NULL; f = f->next) {
 		if (f->req_id != req || f->acked)
 			continue;
 		uint32_t code = record_le32(b + 8);
 		uint64_t base = record_le64(b + 12), index = record_le64(b + 20);
 		if (f->relay) {
-			*pp = f->next;
-			srv__send_reply_remote(s, f->relay_to, f->relay_req, code, base, index);
-			free(f);
+			srv__fwd_answer(s, f, code, base, index);
 			return;
 		}
 		/*
@@ -456,9 +515,11 @@ void srv__on_send_reply(void *ud, uint64_t from, const void *buf, size_t len)
 			f->acked = true;
 			f->index = index;
 			f->base = base;
+			if (f->tp == NULL) /* placed here since it went: its applies settle it */
+				fwd_link_partition(s, f);
 			return;
 		}
-		srv__fwd_answer(s, pp, code, base, index);
+		srv__fwd_answer(s, f, code, base, index);
 		return;
 	}
 }
@@ -471,8 +532,7 @@ void srv__on_send_placed(void *ud, uint64_t from, const void *buf, size_t len)
 		return;
 	const uint8_t *b = buf;
 	uint64_t req = record_le64(b);
-	for (struct fwd **pp = &s->fwds; *pp != NULL; pp = &(*pp)->next) {
-		struct fwd *f = *pp;
+	for (struct fwd *f = s->fwds; f != NULL; f = f->next) {
 		if (f->req_id != req)
 			continue;
 		if (f->acked || f->placed || f->term == 0 || f->to != from)
@@ -484,7 +544,9 @@ void srv__on_send_placed(void *ud, uint64_t from, const void *buf, size_t len)
 		f->placed = true;
 		f->index = record_le64(b + 8);
 		f->placed_term = record_le64(b + 16);
-		srv__fwd_check_placed(pt, pp, srv__part_applied(pt));
+		if (f->tp == NULL)
+			fwd_link_partition(s, f);
+		srv__fwd_check_placed(pt, f, srv__part_applied(pt));
 		return;
 	}
 }
