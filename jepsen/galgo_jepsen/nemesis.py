@@ -462,7 +462,7 @@ class Corrupt(Fault):
             what = f"truncated {size} -> {cut}"
         elif kind == "raft.meta":
             # raft.meta holds two copies; damage only one (both damaged is an operator's case:
-            # cluster.salvage_votes, tested in tests/unit/test_cluster.c)
+            # cluster.salvage_votes, tested in tests/proc/test_cluster.c)
             half = size // 2
             pos = self.rng.randrange(0, half)
             self._flip(f, pos)

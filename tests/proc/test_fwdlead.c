@@ -1,6 +1,6 @@
 /*
  * A send forwarded to a partition leader that stalls follows leadership (issue #10, bug 4). Three real
- * galgod processes on loopback (tests/unit/galgod_nodes.h: election timeout 500 ms); a producer talks to
+ * galgod processes on loopback (tests/proc/galgod_nodes.h: election timeout 500 ms); a producer talks to
  * a follower, which forwards its sends to the leader; the leader is paused with SIGSTOP while the
  * producer keeps sending through the follower, one new message per attempt (a message is never re-sent,
  * so what became of each attempt can be checked on its own).

@@ -1,6 +1,6 @@
 /*
  * Tests of the cluster-aware producer (client/gcluster.h) against three real galgod processes forming a
- * Raft cluster on loopback, started by tests/unit/galgod_nodes.h (free ports for each node's TCP listener
+ * Raft cluster on loopback, started by tests/proc/galgod_nodes.h (free ports for each node's TCP listener
  * and node-to-node link, the roster names them all, each node's output in <tmpdir>/nodeN.log, "galgod
  * ready" awaited). Nodes still running at the end are stopped with SIGTERM and must exit 0 (under
  * ASan/UBSan: no error, no leak); the fini hook kills whatever a failed test left running.
