@@ -97,6 +97,10 @@ group undelivered
     lost on the way skips those messages (at-most-once delivery, as Iggy documents it); the unknown poll
     must have run between the deliveries of the partition's nearest offsets below and above the run of
     undelivered offsets it belongs to, and such polls excuse at most as many offsets as they asked for.
+group owners
+    Every "group_members" event (a snapshot of a group's members and the partitions each holds, as one
+    node's GetConsumerGroup answered it, sampled during the run and once after it) must hold each
+    partition at most once: one owner at a time, as the server assigns them.
 group overlap (informational)
     One partition delivered by group polls of two different members of one group with no membership
     event in between: no group_join/group_leave of that group (invoke or completion), and no "info"
@@ -150,6 +154,7 @@ CHECK_NAMES = [
     "skipped offsets",
     "stored offsets backwards",
     "group undelivered",
+    "group owners",
     "group overlap",
     "corrupt read",
     "replica",
@@ -383,6 +388,19 @@ class _Run:
                 if v.get("ok") is not True:
                     self.c["nemesis observed"].add({"index": ev.get("index"), "time": t,
                                                     "fault": v.get("fault"), "effect": v.get("effect")})
+            return
+        if f == "group_members":  # a snapshot, not an operation of the workload
+            held: dict = {}
+            for m in v.get("members") or ():
+                if not isinstance(m, (list, tuple)) or len(m) != 2:
+                    continue
+                for p in m[1] or ():
+                    if p in held:
+                        self.c["group owners"].add({"index": ev.get("index"), "group": v.get("group"),
+                                                    "node": v.get("node"), "partition": p,
+                                                    "members": [held[p], m[0]]})
+                    else:
+                        held[p] = m[0]
             return
         if f == "replica":
             self.replica_events += 1

@@ -8,7 +8,8 @@ append   producers send batches of 1..4 fresh values (unique over the run) to ra
 group    the append producers, plus three members of one consumer group (Python SDK over TCP) polling
          with Next and auto-commit, leaving and joining again now and then; after the faults they drain.
          One reader per node (C client pinned to it) reads the group's stored offset of every partition
-         every 0.5 s (group_offset events; it must never go back).
+         every 0.5 s (group_offset events; it must never go back), and a sampler asks for the group's
+         members and their partitions once a second (group_members events: one owner per partition).
 read     the append producers, plus readers: per partition one reader polling by offset from 0 (next =
          last offset read + 1) and one Python SDK consumer polling with PollingStrategy.Next and
          auto_commit (its stored offset must never go backwards).
@@ -352,6 +353,34 @@ async def group_offset_reader(ctx: Ctx, node: int, interval: float = 0.5) -> Non
         await c.close()
 
 
+async def group_owner_sampler(ctx: Ctx, node: int, interval: float = 1.0) -> None:
+    """Asks one node for GROUP's members and the partitions each holds (Python SDK over TCP,
+    GetConsumerGroup) every `interval` seconds: "group_members" events. Each is one snapshot of the
+    assignment, in which no partition may be held by two members (the checker's "group owners")."""
+    proc = ctx.new_process()
+    c = None
+    h = ctx.history
+    while not ctx.stop.is_set():
+        if c is None:
+            node = _home(ctx, node)
+            c = await _open(ctx, "tcp", node)
+            if c is None:
+                await _sleep(ctx, 0.5)
+                continue
+        val = {"group": GROUP, "node": node}
+        try:
+            d = await asyncio.wait_for(c.c.get_consumer_group(STREAM, TOPIC, GROUP), ctx.timeout)
+            members = [] if d is None else [[m.id, list(m.partitions)] for m in d.members]
+            h.add(proc, "ok", "group_members", {**val, "members": members}, node=node, transport="tcp")
+        except Exception as e:  # a read: any failure just ends this sample
+            h.add(proc, "fail", "group_members", val, node=node, transport="tcp", error=str(e)[:200])
+            await c.close()
+            c = None
+        await _sleep(ctx, interval)
+    if c is not None:
+        await c.close()
+
+
 async def _sleep(ctx: Ctx, s: float) -> None:
     try:
         await asyncio.wait_for(ctx.stop.wait(), s)
@@ -369,6 +398,7 @@ def tasks(ctx: Ctx, workload: str, kinds: list[str]) -> list:
             out.append(group_member(ctx, nodes[i % len(nodes)]))
         if ctx.cclient:
             out += [group_offset_reader(ctx, n) for n in nodes]
+        out.append(group_owner_sampler(ctx, nodes[0]))
     if workload == "read":
         for p in range(ctx.partitions):
             rk = "c-pinned" if ctx.cclient else "tcp"

@@ -462,6 +462,23 @@ def test_group_overlap_is_informational():
     assert get(check(clean(m2)), "group overlap")["count"] == 0
 
 
+def test_group_owners():
+    """A snapshot of a group's assignment in which one partition has two members fails "group owners";
+    snapshots that keep the partitions apart (one sampled, one at the end, both ok) pass."""
+    def ok(h, fin):
+        h.add(9, "ok", "group_members", {"group": "g", "node": 1, "members": [[4, [0]], [5, [1, 2]]]})
+        h.add("checker", "info", "group_members", {"group": "g", "node": 2, "members": [[5, [0, 1, 2]]]})
+    r = check(clean(ok))
+    assert failing(r) == set() and get(r, "group owners")["count"] == 0
+
+    def two(h, fin):
+        h.add(9, "ok", "group_members", {"group": "g", "node": 1, "members": [[4, [0, 1]], [5, [1, 2]]]})
+    r = check(clean(two))
+    assert failing(r) == {"group owners"}
+    ex = get(r, "group owners")["examples"][0]
+    assert ex["partition"] == 1 and ex["members"] == [4, 5]
+
+
 def test_replica_differs():
     r = check(clean(replica_ok=False))
     assert failing(r) == {"replica"}
