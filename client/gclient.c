@@ -9,6 +9,7 @@
  */
 #include "client/gclient.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -228,6 +229,8 @@ static int send_request(struct gclient *c, uint8_t op, uint32_t code, const void
 		h.request = c->counter++;
 	else
 		h.request = c->counter;
+	/* Register alone goes without a request number (the server drops any other frame numbered 0). */
+	assert((op == FRAME_OP_REGISTER) == (h.request == 0));
 	if (op == FRAME_OP_REGISTER || op_is_metadata(op)) {
 		/* As the Rust SDK: XXH3-64 of the body, zero-extended (the body is one piece for these). */
 		h.request_checksum = (struct frame_u128){.lo = XXH3_64bits(a, alen), .hi = 0};
@@ -273,6 +276,7 @@ static int read_reply(struct gclient *c, uint8_t op, uint64_t request, const uin
 		c->rbuf = nb;
 		c->rcap = cap;
 	}
+	assert(len < c->rcap); /* room for the body and a terminating byte */
 	c->rlen = 0;
 	rv = io_read(c, c->rbuf, len);
 	if (rv != 0)
@@ -997,6 +1001,7 @@ static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *pay
 		record_put64(f, XXH3_64bits(f + 8, size - 8)); /* the frame checksum covers bytes 8..end */
 		pos += size;
 	}
+	assert(pos == len); /* the walk over the frames ends exactly at the batch's end */
 	record_put64(c->batch + 40, record_batch_checksum(c->batch));
 	return (ssize_t)len;
 }

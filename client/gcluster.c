@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "client/gcluster.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -798,6 +799,7 @@ uint32_t gcluster_control_node(const struct gcluster *gc)
 
 static struct pending *q_at(struct gcluster *gc, size_t i)
 {
+	assert(i < gc->q_cap && gc->q_len <= gc->q_cap); /* a ring of q_cap entries, q_len of them used */
 	return &gc->q[(gc->q_head + i) % gc->q_cap];
 }
 
@@ -888,6 +890,8 @@ int gcluster_wait(struct gcluster *gc, struct gclient_sent *out)
 		collect(gc, e);
 	if (e->state == P_RETRY)
 		drain_and_retry(gc);
+	/* Results are handed back in send order, each once settled. */
+	assert(e->state == P_DONE);
 	int rv = e->rv;
 	if (rv == 0 && out != NULL)
 		*out = e->sent;

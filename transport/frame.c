@@ -3,6 +3,7 @@
  */
 #include "transport/frame.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <xxhash.h>
@@ -274,6 +275,7 @@ int frame_eviction_encode(uint8_t out[FRAME_HEADER_SIZE], const struct frame_evi
 		frame_put32(out + EVI_VERSION_MIN, e->protocol_version_min);
 	}
 	out[EVI_REASON] = e->reason;
+	assert(frame_le32(out + FRAME_OFF_SIZE) == FRAME_HEADER_SIZE); /* an eviction is a bare header */
 	return 0;
 }
 
@@ -329,6 +331,7 @@ int frame_result_split(const uint8_t *body, size_t len, uint32_t *error, size_t 
 		return FRAME_E_RESULT;
 	*error = frame_le32(body + 8);
 	*payload_off = (size_t)need;
+	assert(*payload_off <= len && *payload_off >= 12); /* the payload starts inside the body */
 	return FRAME_OK;
 }
 

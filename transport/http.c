@@ -60,6 +60,7 @@
 #include "transport/http_int.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -108,6 +109,7 @@ static void on_idle(uv_idle_t *h);
 
 static void call_free(struct http_call *c)
 {
+	assert(!c->waiting && !c->opened); /* no reply is owed to it and its session is closed */
 	list_remove(&c->link);
 	if (c->has_reply)
 		list_remove(&c->ready_link);
@@ -221,6 +223,8 @@ static void call_forward(struct http_call *c, uint8_t op, uint32_t code, struct 
 		http__call_error(c, 58);
 		return;
 	}
+	/* One frame out at a time: the PAT login's reply is handled before the request's own frame. */
+	assert(!c->waiting && !c->has_reply && c->opened);
 	c->waiting = true;
 	c->srv->h.on_frame(c, &h, b->p != NULL ? b->p : empty, b->len);
 	wire_buf_free(b);
@@ -559,6 +563,7 @@ static void on_idle(uv_idle_t *h)
 	struct http_server *s = h->data;
 	while (!list_empty(&s->ready)) {
 		struct http_call *c = container_of(s->ready.next, struct http_call, ready_link);
+		assert(c->has_reply); /* on the ready list exactly while a reply is held */
 		list_remove(&c->ready_link);
 		c->has_reply = false;
 		c->waiting = false;

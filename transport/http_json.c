@@ -7,6 +7,7 @@
 #include "transport/http_json.h"
 #include "transport/http.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ static size_t b64_encode(const uint8_t *in, size_t n, char *out, const char *alp
 		if (pad)
 			out[o++] = '=';
 	}
+	/* Exactly 4 characters per 3 bytes (rounded up), as the callers' buffers are sized. */
+	assert(o == (pad ? 4 * ((n + 2) / 3) : (4 * n + 2) / 3));
 	out[o] = '\0';
 	return o;
 }
@@ -89,6 +92,7 @@ long http_b64_decode(const char *in, size_t n, uint8_t *out)
 			out[o++] = (uint8_t)(acc >> bits);
 		}
 	}
+	assert(o <= n / 4 * 3 + 2); /* 3 bytes per 4 characters: within the caller's buffer */
 	return (long)o;
 }
 
@@ -163,7 +167,9 @@ void jw_u64(struct jw *w, uint64_t v)
 {
 	char n[24];
 	jw_sep(w);
-	jw_raw(w, n, (size_t)snprintf(n, sizeof(n), "%" PRIu64, v));
+	int len = snprintf(n, sizeof(n), "%" PRIu64, v);
+	assert(len > 0 && (size_t)len < sizeof(n)); /* 20 digits at most */
+	jw_raw(w, n, (size_t)len);
 }
 
 /* A u128 in decimal (by repeated division by 10). */
@@ -211,7 +217,9 @@ void jw_f64(struct jw *w, double v)
 	if (v != v || v > 1e300 || v < -1e300)
 		v = 0;
 	jw_sep(w);
-	jw_raw(w, n, (size_t)snprintf(n, sizeof(n), "%.9g", v));
+	int len = snprintf(n, sizeof(n), "%.9g", v);
+	assert(len > 0 && (size_t)len < sizeof(n)); /* a finite double in %.9g fits */
+	jw_raw(w, n, (size_t)len);
 }
 
 void jw_name(struct jw *w, struct wire_str s)

@@ -12,6 +12,7 @@
  */
 #include "transport/quic.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -227,6 +228,7 @@ static void on_sent(uv_udp_send_t *req, int status)
 {
 	struct qsend *q = container_of(req, struct qsend, req);
 	struct quic_server *s = q->srv;
+	assert(s->nsends > 0 && q->len <= s->queued); /* each queued datagram is counted once */
 	s->queued -= q->len;
 	s->nsends--;
 	free(q);
@@ -364,6 +366,8 @@ static void stream_consume(struct qstream *st, const uint8_t *data, size_t n)
 	}
 	memcpy(st->buf + st->len, data, n);
 	st->len += n;
+	/* What a stream buffers never passes the size its frame announced. */
+	assert(st->len <= st->cap && st->cap <= st->size);
 }
 
 /* ---- ngtcp2 callbacks (record only; see the top of the file) ---- */
@@ -486,6 +490,7 @@ static void conn_end_session(struct quic_conn *c)
 {
 	struct quic_server *s = c->srv;
 	if (c->counted) {
+		assert(s->nconns > 0);
 		c->counted = false;
 		s->nconns--;
 	}
@@ -506,6 +511,8 @@ static void conn_end_session(struct quic_conn *c)
 /* Lingers for three PTOs in the closing or draining state, then is freed. */
 static void conn_linger(struct quic_conn *c, enum conn_state state)
 {
+	/* A connection leaves the active state once, for closing, draining or dead. */
+	assert(c->state == CS_ACTIVE && (state == CS_CLOSING || state == CS_DRAINING));
 	c->state = state;
 	conn_end_session(c);
 	uint64_t ms = 3 * ngtcp2_conn_get_pto(c->conn) / 1000000 + 1;
@@ -514,6 +521,7 @@ static void conn_linger(struct quic_conn *c, enum conn_state state)
 
 static void conn_die(struct quic_conn *c)
 {
+	assert(c->state == CS_ACTIVE);
 	c->state = CS_DEAD;
 	conn_end_session(c);
 	uv_timer_start(&c->timer, on_conn_timer, 0, 0);
@@ -654,6 +662,7 @@ static void conn_process(struct quic_conn *c)
 				     (long long)st->id, rc != 0 ? frame_strerror(rc) : "no session");
 				st->reject = QUIC_APP_INVALID_COMMAND;
 			} else {
+				assert(st->buf != NULL && st->len == st->size && st->size >= FRAME_HEADER_SIZE);
 				st->complete = false;
 				st->dispatched = true;
 				list_push(&c->awaiting, &st->q_link);
@@ -721,6 +730,7 @@ static void conn_write(struct quic_conn *c)
 			ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, buf, max, &ndata, flags, sid, &v, nv, ts);
 		if (st != NULL && ndata >= 0) {
 			st->reply_off += (size_t)ndata;
+			assert(st->reply_off <= st->reply_len);
 			if (st->reply_off == st->reply_len) {
 				st->fin_sent = true;
 				list_remove(&st->s_link);
@@ -982,6 +992,7 @@ static void conn_timer_closed(uv_handle_t *h)
 {
 	struct quic_conn *c = h->data;
 	struct quic_server *s = c->srv;
+	assert(s->open_handles > 0 && s->nlive > 0);
 	s->open_handles--;
 	s->nlive--;
 	free(c);
@@ -1120,7 +1131,9 @@ int quic_conn_send(struct quic_conn *c, const struct quic_piece *pieces, size_t 
 		done(arg, -ENOTCONN);
 		return 0;
 	}
+	/* Replies come in request order: this one answers the oldest request still waiting. */
 	struct qstream *st = container_of(c->awaiting.next, struct qstream, q_link);
+	assert(st->dispatched && st->reply == NULL);
 	list_remove(&st->q_link);
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -1147,6 +1160,7 @@ int quic_conn_send(struct quic_conn *c, const struct quic_piece *pieces, size_t 
 		}
 		at += pieces[i].len;
 	}
+	assert(status != 0 || at == total); /* the reply fills exactly the buffer sized for it */
 	done(arg, status);
 	if (st->closed || c->state != CS_ACTIVE) {
 		free(buf);

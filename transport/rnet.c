@@ -116,6 +116,7 @@
  */
 #include "transport/rnet.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -355,6 +356,8 @@ int rnet__proof(uint8_t out[PROOF_SIZE], const void *secret, size_t secret_len, 
 
 void rnet__frame_header(uint8_t out[FRAME_HDR], uint8_t type, uint8_t kind, uint32_t len)
 {
+	/* Never a header rnet__frame_next would refuse. */
+	assert(type <= FRAME_KEEPALIVE && (type != FRAME_KEEPALIVE || (len == 0 && kind == 0)));
 	put32(out, len);
 	out[4] = type;
 	out[5] = kind;
@@ -403,12 +406,14 @@ static void maybe_free(struct rnet *n)
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct rnet *n = h->data;
+	assert(n->live > 0);
 	n->live--;
 	maybe_free(n);
 }
 
 static void peer_unref(struct peer *p)
 {
+	assert(p->refs > 0);
 	if (--p->refs > 0)
 		return;
 	if (p->ai)
@@ -449,6 +454,7 @@ static void on_conn_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
 	struct rnet *n = c->n;
+	assert(c->closing && c->peer == NULL && n->live > 0); /* detached from its peer by conn_close */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -641,6 +647,7 @@ static void on_batch_written(uv_write_t *req, int status)
 	struct batch *b = req->data;
 	struct conn *c = b->c;
 	struct rnet *n = c->n;
+	assert(c->writing && b->size <= c->queued); /* one batch in flight, counted in queued */
 	c->writing = false;
 	c->queued -= b->size;
 	for (struct msg *m = b->head; m; m = m->next) {
@@ -668,6 +675,8 @@ static void conn_flush(struct conn *c)
 		size += m->size;
 		data |= m->data;
 	}
+	/* No batch in flight: the queue's byte count is exactly the sum of its frames. */
+	assert(!c->writing && !c->closing && c->st == C_AUTHED && size == c->queued && count > 0);
 	struct batch *b = malloc(sizeof *b + count * sizeof(uv_buf_t));
 	if (!b) {
 		conn_close(c, WHY_LOCAL);
@@ -723,6 +732,7 @@ static void on_check(uv_check_t *h)
 
 static void enqueue(struct conn *c, struct msg *m)
 {
+	assert(!c->closing && c->st == C_AUTHED && m->size == FRAME_HDR + m->payload);
 	m->next = NULL;
 	if (c->q_tail)
 		c->q_tail->next = m;
@@ -778,6 +788,7 @@ int rnet_sendv(struct rnet *n, uint64_t to, uint8_t kind, const uv_buf_t *bufs, 
 			memcpy(m->bytes + off, bufs[i].base, bufs[i].len);
 		off += bufs[i].len;
 	}
+	assert(off == m->size); /* the frame fills exactly what was reserved */
 	enqueue(c, m);
 	return 0;
 refused:
@@ -837,6 +848,7 @@ static void conn_frames(struct conn *c)
 				n->cb.on_message(n->cb.ud, c->peer_id, f.kind, f.payload, f.len);
 		}
 	}
+	assert(off <= c->rlen);
 	if (off > 0) {
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
@@ -852,6 +864,8 @@ static void conn_frames(struct conn *c)
 		c->rbuf = nb;
 		c->rcap = want;
 	}
+	/* What is left is less than the next frame, and the buffer has room for all of it. */
+	assert(c->rlen < c->rneed && c->rneed <= c->rcap);
 }
 
 static void on_hs_written(uv_write_t *req, int status)
@@ -876,6 +890,7 @@ static int hs_write(struct conn *c, uv_write_t *req, uint8_t *bytes, size_t len)
 static void conn_authenticated(struct conn *c, struct peer *p)
 {
 	struct rnet *n = c->n;
+	assert(!c->closing && c->st != C_AUTHED && p->conn != c && !p->removed);
 	c->rbuf = malloc(RBUF_INITIAL);
 	if (!c->rbuf) {
 		conn_close(c, WHY_LOCAL);
@@ -916,6 +931,8 @@ static void handshake_step(struct conn *c)
 	uint8_t want[PROOF_SIZE];
 	struct peer *p;
 
+	/* Each side walks only its own handshake states. */
+	assert(c->dialer ? c->st == C_REPLY : c->st == C_HELLO || c->st == C_PROOF);
 	switch (c->st) {
 	case C_HELLO: /* acceptor: the dialer's HELLO */
 		if (rnet__hello_decode(c->hs, HELLO_SIZE, &h) != 0 || memcmp(h.cluster, n->cluster, CLUSTER_FIELD) != 0)
@@ -978,11 +995,13 @@ static void plain_input(struct conn *c, size_t len)
 {
 	if (c->st != C_AUTHED) {
 		c->hs_len += len;
+		assert(c->hs_len <= c->hs_need); /* plain_target offered exactly the bytes still expected */
 		if (c->hs_len == c->hs_need)
 			handshake_step(c);
 		return;
 	}
 	c->rlen += len;
+	assert(c->rlen <= c->rcap);
 	if (c->rlen >= c->rneed)
 		conn_frames(c);
 }

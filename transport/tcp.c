@@ -32,6 +32,7 @@
 #include "transport/list.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
@@ -495,6 +496,7 @@ static void on_idle(uv_idle_t *h)
 	}
 	while (!list_empty(&batch)) {
 		struct tcp_conn *c = container_of(batch.next, struct tcp_conn, pend);
+		assert(c->in_pending); /* on the pending list exactly while flagged so */
 		list_remove(&c->pend);
 		c->in_pending = false;
 		conn_run_done(c);
@@ -529,6 +531,8 @@ static void conn_closed(uv_handle_t *h)
 {
 	struct tcp_conn *c = container_of(h, struct tcp_conn, poll);
 	struct tcp_server *s = c->srv;
+	/* Only conn_abort closes the handle, once. */
+	assert(c->closing && s->nconns > 0 && s->handles > 0);
 
 	if (c->ssl)
 		SSL_free(c->ssl);
@@ -712,6 +716,7 @@ static int rbuf_fit(struct tcp_conn *c, size_t size)
 		return -ENOMEM;
 	c->rbuf = p;
 	c->rcap = size;
+	assert(c->rpos == 0 && c->rlen <= c->rcap);
 	return 0;
 }
 
@@ -781,6 +786,7 @@ static void conn_parse(struct tcp_conn *c)
 		c->rpos += size;
 	}
 	c->in_parse = false;
+	assert(c->rpos <= c->rlen && c->rlen <= c->rcap); /* a frame is taken only once wholly received */
 	if (c->closing)
 		return;
 	if (c->rpos == c->rlen)
@@ -878,9 +884,11 @@ static void conn_complete_heads(struct tcp_conn *c)
 /* Accounts for n bytes written from the head of the queue. */
 static void conn_advance(struct tcp_conn *c, size_t n)
 {
+	assert(n <= c->queued); /* never more written than was queued */
 	c->queued -= n;
 	while (n > 0) {
 		struct send *snd = c->sq_head;
+		assert(snd != NULL && snd->cur < snd->nsegs);
 		struct seg *sg = &snd->segs[snd->cur];
 		size_t take = n < sg->len ? n : sg->len;
 		if (sg->file)
@@ -894,6 +902,8 @@ static void conn_advance(struct tcp_conn *c, size_t n)
 			conn_complete_heads(c);
 		}
 	}
+	/* The byte count is the sum of the queued pieces: nothing queued exactly when no send waits. */
+	assert((c->sq_head == NULL) == (c->queued == 0));
 }
 
 /* Gathers the memory segments from the head of the queue; *then_file tells whether a file range follows. */
@@ -1044,6 +1054,8 @@ int tcp_conn_send(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, 
 			copy_to += p->len;
 		}
 	}
+	/* The pieces and their copies fill exactly the allocation sized for them. */
+	assert(k == nsegs && copy_to == (uint8_t *)&snd->segs[nsegs] + copy);
 
 	bool was_empty = c->sq_head == NULL;
 	if (c->sq_tail)
@@ -1053,6 +1065,7 @@ int tcp_conn_send(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, 
 	c->sq_tail = snd;
 	c->queued += total;
 	conn_complete_heads(c);
+	assert((c->sq_head == NULL) == (c->queued == 0));
 	if (was_empty)
 		conn_flush(c);
 	if (c->closing)
@@ -1331,6 +1344,7 @@ static int tls_bounce_fill(struct tcp_conn *c)
 		}
 	}
 filled:
+	assert(n <= c->queued); /* the bounce buffer holds only bytes still queued */
 	c->bpos = 0;
 	c->blen = n;
 	return 0;
@@ -1356,6 +1370,7 @@ static void tls_flush(struct tcp_conn *c)
 		errno = 0;
 		int n = SSL_write(c->ssl, c->bounce + c->bpos, (int)(c->blen - c->bpos));
 		if (n > 0) {
+			assert((size_t)n <= c->blen - c->bpos);
 			c->bpos += (size_t)n;
 			if (c->bpos == c->blen)
 				c->bpos = c->blen = 0;

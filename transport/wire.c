@@ -3,6 +3,7 @@
  */
 #include "transport/wire.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,7 @@ static const uint8_t *take(struct wire_rd *r, size_t n)
 		return r->p ? r->p + r->pos : NULL;
 	const uint8_t *q = r->p + r->pos;
 	r->pos += n;
+	assert(r->pos <= r->len); /* the cursor never passes the end of the payload */
 	return q;
 }
 
@@ -135,6 +137,7 @@ int wire_buf_reserve(struct wire_buf *b, size_t n)
 	}
 	b->p = p;
 	b->cap = cap;
+	assert(b->len <= b->cap && n <= b->cap - b->len);
 	return 0;
 }
 
@@ -292,8 +295,10 @@ void wire_put_str8(struct wire_buf *b, const void *s, size_t len)
 		buf_fail(b, WIRE_E_VALUE);
 		return;
 	}
+	size_t at = b->len;
 	wire_put_u8(b, (uint8_t)len);
 	wire_put_bytes(b, s, len);
+	assert(b->err || b->len == at + 1 + len); /* the length byte and exactly the bytes it counts */
 }
 
 int wire_get_str32(struct wire_rd *r, struct wire_str *out)
@@ -375,6 +380,7 @@ int wire_get_id(struct wire_rd *r, struct wire_id *out)
 
 void wire_put_id(struct wire_buf *b, const struct wire_id *id)
 {
+	size_t at = b->len;
 	if (id->kind == WIRE_ID_NUMERIC) {
 		wire_put_u8(b, WIRE_ID_NUMERIC);
 		wire_put_u8(b, 4);
@@ -385,6 +391,8 @@ void wire_put_id(struct wire_buf *b, const struct wire_id *id)
 	} else {
 		buf_fail(b, WIRE_E_VALUE);
 	}
+	/* kind, length, value: the length byte counts exactly the value written. */
+	assert(b->err || b->len == at + 2 + (id->kind == WIRE_ID_NUMERIC ? 4 : id->name.len));
 }
 
 int wire_get_consumer(struct wire_rd *r, struct wire_consumer *out)
@@ -648,6 +656,7 @@ bool wire_opts_next(const struct wire_opts *o, size_t *pos, struct wire_opt *out
 		*pos = o->len;
 		return false;
 	}
+	assert(r.pos > *pos && r.pos <= o->len); /* every option moves forward: a walk ends */
 	*pos = r.pos;
 	return true;
 }
@@ -669,12 +678,14 @@ void wire_put_option(struct wire_buf *b, const void *key, size_t key_len, uint8_
 		buf_fail(b, WIRE_E_VALUE);
 		return;
 	}
+	size_t at = b->len;
 	wire_put_u8(b, WIRE_KIND_STRING);
 	wire_put_u32(b, (uint32_t)key_len);
 	wire_put_bytes(b, key, key_len);
 	wire_put_u8(b, kind);
 	wire_put_u32(b, (uint32_t)value_len);
 	wire_put_bytes(b, value, value_len);
+	assert(b->err || b->len == at + 10 + key_len + value_len); /* two TLV fields, as tlv_field reads them */
 }
 
 void wire_put_options_prefixed(struct wire_buf *b, const struct wire_opts *o)
