@@ -513,6 +513,120 @@ static void galgod_log_ready(const struct galgod *g)
 		  c->node.data_dir, tcp, http, g->http != NULL && c->http.tls_enabled ? " (https)" : "", quic);
 }
 
+/* The TCP listener (tcp.enabled), inside TLS with tcp.tls_enabled. Returns 0 or -1 (logged). */
+static int galgod_start_tcp(struct galgod *g)
+{
+	char err[512];
+	int rc;
+	struct tcp_opts to;
+	tcp_opts_default(&to);
+	to.address = g->cfg.tcp.address;
+	to.log = galgod_tcp_log;
+	if (g->cfg.tcp.tls_enabled) {
+		char cert[4096];
+		bool generated;
+		rc = tlscert_server_ctx(g->cfg.tcp.tls_cert, g->cfg.tcp.tls_key, g->cfg.node.data_dir, &to.ssl_ctx,
+					cert, sizeof(cert), &generated, err, sizeof(err));
+		if (rc < 0) {
+			glog_error(TAG, "TLS: %s", err);
+			return -1;
+		}
+		glog_info(TAG, "TLS on the TCP listener with %s certificate %s",
+			  generated ? "a new self-signed development" : g->cfg.tcp.tls_cert[0] ? "the" : "the development",
+			  cert);
+	}
+	rc = tcp_server_new(&g->loop, &to, &galgod_tcp_handler, g, &g->tcp);
+	/* The server holds its own reference on the context. */
+	if (to.ssl_ctx != NULL)
+		SSL_CTX_free(to.ssl_ctx);
+	if (rc < 0) {
+		glog_error(TAG, "cannot listen on %s: %s", g->cfg.tcp.address, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* The HTTP API listener (http.enabled), HTTPS with http.tls_enabled. Returns 0 or -1 (logged). */
+static int galgod_start_http(struct galgod *g)
+{
+	char err[512];
+	int rc;
+	struct http_opts ho;
+	http_opts_default(&ho);
+	ho.address = g->cfg.http.address;
+	ho.max_request_size = (size_t)g->cfg.http.max_request_size;
+	ho.jwt_secret = g->cfg.http.jwt_secret;
+	ho.metrics = galgod_http_metrics;
+	ho.health = galgod_http_health;
+	ho.metrics_auth = g->cfg.http.metrics_auth;
+	ho.log = galgod_http_log;
+	ho.log_ud = &g;
+	if (g->cfg.http.tls_enabled) {
+		char cert[4096];
+		bool generated;
+		rc = tlscert_server_ctx(g->cfg.http.tls_cert, g->cfg.http.tls_key, g->cfg.node.data_dir, &ho.ssl_ctx,
+					cert, sizeof(cert), &generated, err, sizeof(err));
+		if (rc < 0) {
+			glog_error(TAG, "TLS (http): %s", err);
+			return -1;
+		}
+		glog_info(TAG, "HTTPS with %s certificate %s",
+			  generated ? "a new self-signed development" : g->cfg.http.tls_cert[0] ? "the" : "the development",
+			  cert);
+	}
+	rc = http_server_new(&g->loop, &ho, &galgod_http_handler, g, &g->http);
+	if (ho.ssl_ctx != NULL)
+		SSL_CTX_free(ho.ssl_ctx);
+	if (rc < 0) {
+		glog_error(TAG, "cannot listen on %s (http): %s", g->cfg.http.address, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* The QUIC listener (quic.enabled): GnuTLS reads the PEM files itself. Returns 0 or -1 (logged). */
+static int galgod_start_quic(struct galgod *g)
+{
+	char err[512];
+	int rc;
+	/* GnuTLS reads the PEM files itself; without configured ones, the development pair (made if need be). */
+	char cert[4096], key[4096];
+	bool generated = false;
+	snprintf(cert, sizeof(cert), "%s", g->cfg.quic.tls_cert);
+	snprintf(key, sizeof(key), "%s", g->cfg.quic.tls_key);
+	if (cert[0] == '\0' && key[0] == '\0') {
+		SSL_CTX *dev = NULL;
+		rc = tlscert_server_ctx(NULL, NULL, g->cfg.node.data_dir, &dev, cert, sizeof(cert), &generated, err,
+					sizeof(err));
+		if (rc < 0) {
+			glog_error(TAG, "TLS (quic): %s", err);
+			return -1;
+		}
+		SSL_CTX_free(dev);
+		snprintf(key, sizeof(key), "%s/%s/%s", g->cfg.node.data_dir, TLSCERT_DIR, TLSCERT_KEY_FILE);
+	} else if (cert[0] == '\0' || key[0] == '\0') {
+		glog_error(TAG, "TLS (quic): quic.tls_cert and quic.tls_key must be set together");
+		return -1;
+	}
+	struct quic_opts qo;
+	quic_opts_default(&qo);
+	qo.address = g->cfg.quic.address;
+	qo.cert_file = cert;
+	qo.key_file = key;
+	qo.idle_timeout_ms = g->cfg.quic.idle_timeout_ms;
+	qo.max_streams = g->cfg.quic.max_streams;
+	qo.max_connections = g->cfg.quic.max_connections;
+	qo.log = galgod_quic_log;
+	rc = quic_server_new(&g->loop, &qo, &galgod_quic_handler, g, &g->quic, err, sizeof(err));
+	if (rc < 0) {
+		glog_error(TAG, "quic: %s", err);
+		return -1;
+	}
+	glog_info(TAG, "QUIC with %s certificate %s",
+		  generated ? "a new self-signed development" : g->cfg.quic.tls_cert[0] ? "the" : "the development", cert);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct galgod g;
@@ -581,102 +695,9 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	glog_info(TAG, "partitions opened: %" PRIu32, srv_partition_count(g.srv));
-	if (g.cfg.tcp.enabled) {
-		struct tcp_opts to;
-		tcp_opts_default(&to);
-		to.address = g.cfg.tcp.address;
-		to.log = galgod_tcp_log;
-		if (g.cfg.tcp.tls_enabled) {
-			char cert[4096];
-			bool generated;
-			rc = tlscert_server_ctx(g.cfg.tcp.tls_cert, g.cfg.tcp.tls_key, g.cfg.node.data_dir, &to.ssl_ctx,
-						cert, sizeof(cert), &generated, err, sizeof(err));
-			if (rc < 0) {
-				glog_error(TAG, "TLS: %s", err);
-				goto fail;
-			}
-			glog_info(TAG, "TLS on the TCP listener with %s certificate %s",
-				  generated ? "a new self-signed development" : g.cfg.tcp.tls_cert[0] ? "the" : "the development",
-				  cert);
-		}
-		rc = tcp_server_new(&g.loop, &to, &galgod_tcp_handler, &g, &g.tcp);
-		/* The server holds its own reference on the context. */
-		if (to.ssl_ctx != NULL)
-			SSL_CTX_free(to.ssl_ctx);
-		if (rc < 0) {
-			glog_error(TAG, "cannot listen on %s: %s", g.cfg.tcp.address, strerror(-rc));
-			goto fail;
-		}
-	}
-	if (g.cfg.http.enabled) {
-		struct http_opts ho;
-		http_opts_default(&ho);
-		ho.address = g.cfg.http.address;
-		ho.max_request_size = (size_t)g.cfg.http.max_request_size;
-		ho.jwt_secret = g.cfg.http.jwt_secret;
-		ho.metrics = galgod_http_metrics;
-		ho.health = galgod_http_health;
-		ho.metrics_auth = g.cfg.http.metrics_auth;
-		ho.log = galgod_http_log;
-		ho.log_ud = &g;
-		if (g.cfg.http.tls_enabled) {
-			char cert[4096];
-			bool generated;
-			rc = tlscert_server_ctx(g.cfg.http.tls_cert, g.cfg.http.tls_key, g.cfg.node.data_dir, &ho.ssl_ctx,
-						cert, sizeof(cert), &generated, err, sizeof(err));
-			if (rc < 0) {
-				glog_error(TAG, "TLS (http): %s", err);
-				goto fail;
-			}
-			glog_info(TAG, "HTTPS with %s certificate %s",
-				  generated ? "a new self-signed development" : g.cfg.http.tls_cert[0] ? "the" : "the development",
-				  cert);
-		}
-		rc = http_server_new(&g.loop, &ho, &galgod_http_handler, &g, &g.http);
-		if (ho.ssl_ctx != NULL)
-			SSL_CTX_free(ho.ssl_ctx);
-		if (rc < 0) {
-			glog_error(TAG, "cannot listen on %s (http): %s", g.cfg.http.address, strerror(-rc));
-			goto fail;
-		}
-	}
-	if (g.cfg.quic.enabled) {
-		/* GnuTLS reads the PEM files itself; without configured ones, the development pair (made if need be). */
-		char cert[4096], key[4096];
-		bool generated = false;
-		snprintf(cert, sizeof(cert), "%s", g.cfg.quic.tls_cert);
-		snprintf(key, sizeof(key), "%s", g.cfg.quic.tls_key);
-		if (cert[0] == '\0' && key[0] == '\0') {
-			SSL_CTX *dev = NULL;
-			rc = tlscert_server_ctx(NULL, NULL, g.cfg.node.data_dir, &dev, cert, sizeof(cert), &generated, err,
-						sizeof(err));
-			if (rc < 0) {
-				glog_error(TAG, "TLS (quic): %s", err);
-				goto fail;
-			}
-			SSL_CTX_free(dev);
-			snprintf(key, sizeof(key), "%s/%s/%s", g.cfg.node.data_dir, TLSCERT_DIR, TLSCERT_KEY_FILE);
-		} else if (cert[0] == '\0' || key[0] == '\0') {
-			glog_error(TAG, "TLS (quic): quic.tls_cert and quic.tls_key must be set together");
-			goto fail;
-		}
-		struct quic_opts qo;
-		quic_opts_default(&qo);
-		qo.address = g.cfg.quic.address;
-		qo.cert_file = cert;
-		qo.key_file = key;
-		qo.idle_timeout_ms = g.cfg.quic.idle_timeout_ms;
-		qo.max_streams = g.cfg.quic.max_streams;
-		qo.max_connections = g.cfg.quic.max_connections;
-		qo.log = galgod_quic_log;
-		rc = quic_server_new(&g.loop, &qo, &galgod_quic_handler, &g, &g.quic, err, sizeof(err));
-		if (rc < 0) {
-			glog_error(TAG, "quic: %s", err);
-			goto fail;
-		}
-		glog_info(TAG, "QUIC with %s certificate %s",
-			  generated ? "a new self-signed development" : g.cfg.quic.tls_cert[0] ? "the" : "the development", cert);
-	}
+	if ((g.cfg.tcp.enabled && galgod_start_tcp(&g) < 0) || (g.cfg.http.enabled && galgod_start_http(&g) < 0) ||
+	    (g.cfg.quic.enabled && galgod_start_quic(&g) < 0))
+		goto fail;
 	uv_timer_init(&g.loop, &g.tick);
 	g.tick.data = &g;
 	g.tick_ready = true;
