@@ -10,6 +10,7 @@
  */
 #include "node/cluster.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/err.h>
@@ -308,6 +309,7 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 				 .fl = c->fl};
 	/* Registered before opening: a single voter elects itself and applies inside rgroup_open. */
 	struct clu_group **b = bucket(c, gid);
+	assert(find_group(c, gid) == NULL); /* one group per id on a node */
 	g->next = *b;
 	*b = g;
 	c->n_groups++;
@@ -326,12 +328,14 @@ int clu_group_open(struct clu *c, uint64_t gid, struct plog *log, const uint64_t
 void clu_group_close(struct clu_group *g, bool destroy)
 {
 	struct clu *c = g->c;
+	assert(find_group(c, g->gid) == g && c->n_groups > 0); /* hosted here, once */
 	for (struct clu_group **pp = bucket(c, g->gid); *pp != NULL; pp = &(*pp)->next)
 		if (*pp == g) {
 			*pp = g->next;
 			break;
 		}
 	c->n_groups--;
+	assert(find_group(c, g->gid) == NULL);
 	rgroup_close(g->g);
 	if (destroy) {
 		rmeta_drop(c->rm, g->gid);

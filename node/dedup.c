@@ -7,6 +7,7 @@
  */
 #include "node/dedup.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -99,6 +100,7 @@ void dedup_add(struct dedup *d, const uint8_t id[16])
 		table_remove(d, slot);
 	else
 		d->n++;
+	assert(d->n <= d->cap && slot < d->cap && 2 * d->n <= d->mask + 1); /* the table stays at most half full */
 	memcpy(d->ring[slot], id, 16);
 	uint32_t i = home(d, id);
 	while (d->table[i] != EMPTY)

@@ -9,6 +9,7 @@
  */
 #include "node/meta.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,7 @@ static int reassign(const struct meta_topic *t, struct meta_group *g)
 			return -ENOMEM;
 		for (uint32_t p = i; p < t->n_partitions; p += n)
 			mb->partitions[mb->n_partitions++] = p;
+		assert(mb->n_partitions == cnt); /* round robin: member i holds i, i + n, ... and no partition twice */
 	}
 	return 0;
 }
@@ -251,6 +253,7 @@ static bool remove_member(struct meta_topic *t, struct meta_group *g, uint32_t c
 	for (uint32_t i = 0; i < g->n_members; i++) {
 		if (g->members[i].client_id != client_id)
 			continue;
+		assert(meta_group_member(g, client_id) == &g->members[i]); /* a client is a member once */
 		free(g->members[i].partitions);
 		memmove(&g->members[i], &g->members[i + 1], (g->n_members - i - 1) * sizeof(*g->members));
 		g->n_members--;
@@ -303,6 +306,7 @@ static void place(const struct meta *m, const struct meta_topic *t, uint32_t pid
 	uint32_t start = (uint32_t)((h + pid) % m->n_nodes);
 	for (uint32_t i = 0; i < rf; i++)
 		p->replicas[p->n_replicas++] = m->nodes[(start + i) % m->n_nodes].id;
+	assert(p->n_replicas >= 1 && p->n_replicas <= m->n_nodes); /* distinct nodes, at least one */
 }
 
 static int resize_partitions(const struct meta *m, struct meta_topic *t, uint32_t n, uint64_t ts)
@@ -372,6 +376,8 @@ static int node_insert(struct meta *m, const struct meta_node *n)
 	m->nodes[at].adv_host[0] = '\0';
 	m->nodes[at].adv_tcp_port = m->nodes[at].adv_quic_port = m->nodes[at].adv_http_port = 0;
 	m->n_nodes++;
+	/* The table stays sorted by id, each id once. */
+	assert((at == 0 || m->nodes[at - 1].id < n->id) && (at + 1 == m->n_nodes || m->nodes[at + 1].id > n->id));
 	return META_OK;
 }
 
@@ -499,6 +505,7 @@ static int create_stream(struct meta *m, const struct meta_cmd *c, struct meta_r
 		free(s);
 		return -ENOMEM;
 	}
+	assert(id < m->n_streams && m->streams[id] == NULL); /* a free slot: ids are never shared */
 	s->id = id;
 	set_name(s->name, c->name, c->name_len);
 	s->created_at = c->ts;
@@ -539,6 +546,7 @@ static int create_topic(struct meta *m, const struct meta_cmd *c, struct meta_re
 		free(t);
 		return -ENOMEM;
 	}
+	assert(id < s->n_topics && s->topics[id] == NULL); /* a free slot: ids are never shared */
 	t->id = id;
 	t->stream_id = s->id;
 	set_name(t->name, c->name, c->name_len);
@@ -612,6 +620,7 @@ static int create_user(struct meta *m, const struct meta_cmd *c, struct meta_res
 		user_free(u);
 		return -ENOMEM;
 	}
+	assert(id < m->n_users && m->users[id] == NULL); /* a free slot: ids are never shared */
 	u->id = id;
 	set_name(u->username, c->name, c->name_len);
 	u->status = c->status;
@@ -737,6 +746,7 @@ static int create_group(struct meta *m, const struct meta_cmd *c, struct meta_re
 		return -ENOMEM;
 	}
 	t->groups = a;
+	assert(meta_group(t, t->next_group_id) == NULL); /* group ids are never reused */
 	g->id = t->next_group_id++;
 	set_name(g->name, c->name, c->name_len);
 	t->groups[t->n_groups++] = g;
@@ -794,7 +804,10 @@ static int join_group(struct meta *m, const struct meta_cmd *c)
 		return -ENOMEM;
 	g->members = a;
 	g->members[g->n_members++] = (struct meta_member){.client_id = c->client_id};
-	return reassign(t, g);
+	uint64_t gen = g->generation;
+	rv = reassign(t, g);
+	assert(rv != 0 || g->generation == gen + 1); /* every change of membership is a new generation */
+	return rv;
 }
 
 static int leave_group(struct meta *m, const struct meta_cmd *c)

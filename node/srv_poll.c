@@ -312,6 +312,8 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 		else
 			has = true;
 	}
+	/* Never a message a consumer may not see yet (uncommitted, or not durable on an fsync topic). */
+	assert(!has || sl.last_offset < next);
 	uint32_t n = has ? sl.messages : 0;
 	uint8_t prefix[16];
 	record_put32(prefix, pid);
