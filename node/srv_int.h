@@ -2,8 +2,9 @@
  * srv_int.h — the internal header of node/server's rooms (node/server.c lists them): the state they
  * share (struct srv and the types hung on it: sessions, pending replies, partitions, waiters), the
  * constants they agree on, and the functions one room calls in another, all named srv__ (the rest of each
- * room is static). Nothing outside node/server.c and node/srv_*.c includes it; the node's interface to
- * main.c and the transports is node/server.h.
+ * room is static). Nothing outside node/server.c and node/srv_*.c includes it, but for the whole-node
+ * simulation (tests/sim/test_sim_nodes.c), which reads the rooms' state to check its invariants; the node's
+ * interface to main.c and the transports is node/server.h.
  *
  * Ownership: each struct is changed only by the room that owns it (its file's top says which); another
  * room that needs a change asks through that room's srv__ function.
