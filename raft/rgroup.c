@@ -1,59 +1,30 @@
 /*
  * rgroup — one Raft replica on libraft's raft_step API. See rgroup.h for the behaviour.
  *
+ * The module's files share raft/rgroup_int.h: this one is the driver (carrying out an update, settling,
+ * applying, opening and closing, receiving, ticking, submitting, membership changes and leadership
+ * transfer); rgroup_io.c the log and the wire (plog appends, persistence reports, messages); rgroup_snap.c
+ * snapshots and installs, with the crash argument for an interrupted install that rgroup.h refers to.
+ *
  * Bytes: the log entries are plog records (partition/record.h: the envelope's index, term and type are the
  * entry's); the term and vote are rmeta records (raft/rmeta.c); messages are rmsg messages (raft/rmsg.c).
  * The bootstrap entry (index 1, term 1, type CHANGE) holds libraft's own encoding of the configuration
- * (raft_configuration_encode), which libraft decodes again at RAFT_START; it is not a Galgo format.
+ * (raft_configuration_encode), which libraft decodes again at RAFT_START; it is not a Galgo format. The
+ * data of an InstallSnapshot is specified in rgroup_snap.c.
  *
  * How a raft_update is carried out (libraft 0.22.1 raft_step contract; the order matters):
  *   1. current term and vote are written to rmeta synchronously, before anything else of the update, so no
  *      message of this step leaves before they are durable (dissertation Figure 3.1, persistent state);
  *   2. new entries: the plog is truncated at the first new index if it holds entries there (a conflict,
  *      Figure 3.1 AppendEntries receiver rule 3), then every entry is appended with its index and term; the
- *      batch memory is freed (it became ours);
+ *      batch memory is freed (it became ours) (rgroup__persist_entries, rgroup_io.c);
  *   3. messages are encoded and sent; an AppendEntries with entries is filled from the plog, which already
- *      holds every entry it names (they were appended in step 2 or earlier);
+ *      holds every entry it names (they were appended in step 2 or earlier) (rgroup__send_message);
  *   4. a state change is reported to the owner;
- *   5. a new commit index is applied afterwards, outside the step (see settle()).
- *
- * Persistence reports. A server persists new entries before they count towards their commitment
- * (dissertation §3.8), so an entry is reported to libraft (which then counts it for the leader's own
- * majority, or acknowledges it to the leader on a follower) only once its plog append has completed.
- * Each append completes through its plog callback, in append order. The highest index
- * completed without a truncation in between is `durable`; it is reported with RAFT_PERSISTED_ENTRIES when
- * it is above libraft's last_stored and the plog still holds that entry with the term it was appended with
- * (the "prefix whose terms still match" rule). A truncation lowers `durable` below the truncation point, as
- * libraft lowers last_stored, and cancels the appends it removes (their callbacks carry -ECANCELED).
- *
- * Snapshots. rgroup_snapshot writes the snapshot file (raft/rsnap.c, the commit point) and then steps
- * RAFT_SNAPSHOT with trailing = index + 1 - keep_from, so libraft's trail (and every AppendEntries it asks
- * for) starts at keep_from and a follower that needs anything older gets InstallSnapshot. The snapshot's
- * data travels wrapped (WIRE_PREFIX: keep_from, next_offset, then the owner's data) and is kept in memory.
- *
- * Installing (follower). On RAFT_UPDATE_SNAPSHOT the records [keep_from..index] are fetched from the
- * leader with Fetch messages (one outstanding, at most max_message_bytes of records per reply, re-asked
- * after 3 heartbeats), written straight into the live log, which is first reset to start at the first
- * record fetched (plog_reset), and once every one of them is durable the snapshot file is written and
- * RAFT_PERSISTED_SNAPSHOT stepped. When the leader no longer holds keep_from the log starts at its first
- * index; when it holds nothing of the range, right after the snapshot (at its next_offset).
- *
- * Why not stage the records elsewhere and switch atomically: a power loss in the middle of an install
- * here leaves the previous snapshot with a log that does not connect to it (it starts above
- * snapshot.index + 1, or is a prefix of the old log, or is empty), never a log that claims entries it does
- * not have. rgroup_open recognises a log that does not hold the snapshot's last entry (with its term) or
- * start right after it as an interrupted install and resets it to start after the snapshot; libraft then
- * asks for the install again. What the replica loses is safe to lose: libraft sends InstallSnapshot only
- * when the follower's log matches the leader's at no index from keep_from on (else the probe would have
- * found the match), so every entry the follower holds is either at or below keep_from - 1 <= index <=
- * the leader's commit index, hence committed and held by the majority that acknowledged the commit index
- * (which excludes this follower, whose log does not reach it), or conflicts with the leader's log and so
- * is uncommitted. An AppendEntries acknowledged to this leader beyond index makes the install a no-op in
- * libraft (it already has the entry). This saves a second copy of the records and an owner-level directory
- * switch; the simulation checks it (every committed entry stays on a majority, counting a replica only
- * for what its persisted snapshot or its durable log holds) with a power loss at every write of an install.
+ *   5. a new commit index is applied afterwards, outside the step (see rgroup__settle()).
+ * Entries count as persisted only once their plog appends complete (rgroup_io.c: persistence reports).
  */
-#include "raft/rgroup.h"
+#include "raft/rgroup_int.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -62,93 +33,8 @@
 #include <string.h>
 
 #include "partition/record.h"
-#include "raft/rmsg.h"
-#include "raft/rsnap.h"
 
 #define APPLY_READ_BYTES (1u << 20)
-/* The data libraft carries in an InstallSnapshot: keep_from, next_offset, then the owner's data. */
-#define WIRE_PREFIX 16
-
-/* One plog append in flight. */
-struct pending {
-	struct plog_append_req req;
-	struct rgroup *g; /* NULL once the group is closed: the callback then only frees this */
-	uint64_t term;
-	struct pending *prev, *next;
-};
-
-/* A committed configuration waiting to be stepped back as RAFT_CONFIGURATION. */
-struct conf_event {
-	uint64_t index;
-	struct raft_configuration conf;
-};
-
-/* A configuration entry applied (or loaded as applied): a snapshot takes the last one at or below it. */
-struct conf_rec {
-	uint64_t index;
-	uint8_t *buf;
-	uint32_t len;
-};
-
-/* An uncommitted entry this leader submitted, for max_pending_bytes. */
-struct pend_bytes {
-	uint64_t index, term, len;
-};
-
-struct peer {
-	uint64_t id;
-	char *address; /* stable for the group's lifetime: libraft is given these pointers */
-};
-
-struct rgroup {
-	struct raft raft;
-	uint64_t stale_reject_to; /* while a step handles an AppendEntries of an older term: its sender */
-	bool raft_open;
-	struct rgroup_config cfg;
-	char *address;
-	struct rgroup_env env;
-	struct flusher_item item; /* deferred persistence reports */
-	struct pending *pending;
-	uint64_t durable, durable_term;
-	uint64_t applied;
-	int failed;
-	int depth;   /* > 0 while a step or settle runs: settle is then left to the outermost call */
-	bool in_cb;  /* inside an owner callback: reentrant calls are refused */
-	struct peer *peers;
-	size_t n_peers;
-	uint8_t *buf;
-	size_t buf_cap;
-	struct conf_event *confs;
-	size_t n_confs, cap_confs;
-	uint64_t stale_rejections;
-	uint64_t lost_peer;        /* the follower whose stale rejections are being counted */
-	unsigned lost_count;       /* consecutive stale rejections from it that said its log is shorter */
-	uint64_t lost_transfers;
-	/* Snapshots. */
-	bool have_snap;
-	struct rsnap snap;        /* the persisted snapshot */
-	uint8_t *wire;            /* its InstallSnapshot data (WIRE_PREFIX + owner data) */
-	size_t wire_len;
-	struct conf_rec *hist;
-	size_t n_hist, cap_hist;
-	struct {
-		bool active;
-		struct raft_snapshot_metadata meta; /* its configuration is ours until PERSISTED_SNAPSHOT */
-		uint64_t keep_from, next_offset;
-		uint8_t *data;
-		size_t data_len;
-		bool reset;         /* the log was reset to take the fetched records */
-		uint64_t next;      /* next index to fetch */
-		uint64_t source;    /* who sent the InstallSnapshot */
-		uint64_t deadline;  /* when to ask again */
-	} inst;
-	struct pend_bytes *pb;
-	size_t n_pb, cap_pb;
-	uint64_t installs, fetched, served, max_message;
-	bool recovering;          /* cfg.recovering until caught up (recovery_check) */
-	bool no_campaign;         /* rgroup_set_campaign(false) */
-	uint64_t refused_votes;
-};
 
 void rgroup_config_default(struct rgroup_config *c)
 {
@@ -163,12 +49,12 @@ void rgroup_config_default(struct rgroup_config *c)
 	c->max_message_bytes = 1u << 20;
 }
 
-static uint64_t now(const struct rgroup *g)
+uint64_t rgroup__now(const struct rgroup *g)
 {
 	return g->env.now_ms(g->env.ud);
 }
 
-static int fail(struct rgroup *g, int rv)
+int rgroup__fail(struct rgroup *g, int rv)
 {
 	if (g->failed == 0)
 		g->failed = rv < 0 ? rv : -EIO;
@@ -176,7 +62,7 @@ static int fail(struct rgroup *g, int rv)
 }
 
 /* Maps a libraft error code to a negative errno. */
-static int raft_errno(int rv)
+int rgroup__raft_errno(int rv)
 {
 	switch (rv) {
 	case 0:
@@ -222,521 +108,12 @@ static const char *peer_address(struct rgroup *g, uint64_t id, const char *known
 	return a;
 }
 
-static void learn_peers(struct rgroup *g, const struct raft_configuration *c)
+void rgroup__learn_peers(struct rgroup *g, const struct raft_configuration *c)
 {
 	for (unsigned i = 0; i < c->n; i++)
 		(void)peer_address(g, c->servers[i].id, c->servers[i].address);
 }
 
-static int reserve(struct rgroup *g, size_t n)
-{
-	if (n <= g->buf_cap)
-		return 0;
-	size_t cap = g->buf_cap ? g->buf_cap : 4096;
-	while (cap < n)
-		cap *= 2;
-	uint8_t *b = realloc(g->buf, cap);
-	if (b == NULL)
-		return -ENOMEM;
-	g->buf = b;
-	g->buf_cap = cap;
-	return 0;
-}
-
-static uint8_t record_type_of(const struct rgroup *g, enum raft_entry_type t)
-{
-	switch (t) {
-	case RAFT_BARRIER:
-		return RECORD_BARRIER;
-	case RAFT_CHANGE:
-		return RECORD_CHANGE;
-	default:
-		return g->cfg.command_type;
-	}
-}
-
-/* Frees each distinct batch of an entries array once (the array itself belongs to libraft). */
-static void free_batches(struct raft_entry *entries, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		void *b = entries[i].batch;
-		bool seen = b == NULL;
-		for (unsigned j = 0; j < i && !seen; j++)
-			seen = entries[j].batch == b;
-		if (!seen)
-			raft_free(b);
-	}
-}
-
-/* Persistence. */
-
-static void append_cb(struct plog_append_req *req, int status)
-{
-	struct pending *p = req->data;
-	struct rgroup *g = p->g;
-	if (g != NULL) {
-		if (p->prev != NULL)
-			p->prev->next = p->next;
-		else
-			g->pending = p->next;
-		if (p->next != NULL)
-			p->next->prev = p->prev;
-		if (status == 0) {
-			/*
-			 * Callbacks come in append order, and a truncation cancels every later append: an append
-			 * completes right after the durable index (or at or below it, when it was bootstrapped).
-			 */
-			assert(req->index <= g->durable + 1);
-			if (req->index == g->durable + 1) {
-				g->durable = req->index;
-				g->durable_term = p->term;
-			}
-			assert(g->durable <= plog_last_index(g->env.log));
-			flusher_defer(g->env.fl, &g->item);
-		} else if (status != -ECANCELED) {
-			fail(g, status);
-		}
-	}
-	free(p);
-}
-
-static int append_entry(struct rgroup *g, uint64_t index, uint64_t term, uint8_t type, const void *payload,
-			uint32_t length)
-{
-	struct pending *p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return -ENOMEM;
-	p->g = g;
-	p->term = term;
-	p->req.data = p;
-	struct plog_entry e = {type, index, term, payload, length};
-	int rv = plog_append(g->env.log, &p->req, &e, append_cb);
-	if (rv != 0) {
-		free(p);
-		return rv;
-	}
-	p->next = g->pending;
-	if (g->pending != NULL)
-		g->pending->prev = p;
-	g->pending = p;
-	return 0;
-}
-
-/* Step 2 of an update (see the header comment). Always frees the batches. */
-static int persist_entries(struct rgroup *g, uint64_t index, struct raft_entry *entries, unsigned n)
-{
-	struct plog *log = g->env.log;
-	int rv = 0;
-	if (index <= g->applied) {
-		/*
-		 * Committed entries are never truncated (Leader Completeness, dissertation §3.6.3): a request to
-		 * replace an applied entry means the log or libraft is broken. Stop rather than diverge.
-		 */
-		rv = -EIO;
-	} else if (index <= plog_last_index(log)) {
-		/* Figure 3.1, AppendEntries receiver rule 3: delete the conflicting entry and all that follow. */
-		rv = plog_truncate(log, index);
-		if (g->durable >= index)
-			g->durable = index - 1;
-		assert(rv != 0 || plog_last_index(log) == index - 1);
-	}
-	if (rv == 0 && index != plog_last_index(log) + 1)
-		rv = -EIO;
-	for (unsigned i = 0; rv == 0 && i < n; i++) {
-		const struct raft_entry *e = &entries[i];
-		/* No replica stores an entry of a term newer than its own (rmsg_decode bounds a leader's). */
-		assert(e->term > 0 && e->term <= raft_current_term(&g->raft));
-		if (e->buf.len > UINT32_MAX)
-			rv = -EMSGSIZE;
-		else
-			rv = append_entry(g, index + i, e->term, record_type_of(g, e->type), e->buf.base,
-					  (uint32_t)e->buf.len);
-		assert(rv != 0 || plog_last_index(log) == index + i); /* the plog is the Raft log */
-	}
-	free_batches(entries, n);
-	return rv;
-}
-
-/* Messages. */
-
-static void send_bytes(struct rgroup *g, uint64_t to, const void *buf, size_t len)
-{
-	if (len > g->max_message)
-		g->max_message = len;
-	(void)g->env.send(g->env.ud, to, buf, len);
-}
-
-/* InstallSnapshot: libraft sets the indexes and terms; the configuration and data come from our snapshot. */
-static void send_snapshot(struct rgroup *g, const struct raft_message *m)
-{
-	if (!g->have_snap || m->install_snapshot.last_index != g->snap.index)
-		return; /* cannot happen: libraft only sends the snapshot it was told about */
-	struct raft_message c = *m;
-	raft_configuration_init(&c.install_snapshot.conf);
-	struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	if (raft_configuration_decode(&b, &c.install_snapshot.conf) == 0) {
-		c.install_snapshot.conf_index = g->snap.conf_index;
-		c.install_snapshot.data.base = g->wire;
-		c.install_snapshot.data.len = g->wire_len;
-		if (rmsg_encode_snapshot(g->cfg.group_id, &c, &buf, &len) == 0)
-			send_bytes(g, m->server_id, buf, len);
-	}
-	free(buf);
-	raft_configuration_close(&c.install_snapshot.conf);
-}
-
-static void send_message(struct rgroup *g, const struct raft_message *m)
-{
-	if ((g->recovering || g->no_campaign) && m->type == RAFT_REQUEST_VOTE)
-		return; /* rgroup_config.recovering or rgroup_set_campaign: it asks for no vote */
-	if (m->type == RAFT_INSTALL_SNAPSHOT) {
-		send_snapshot(g, m);
-		return;
-	}
-	uint8_t hdr[RMSG_HEADER_SIZE];
-	struct raft_message fixed;
-	if (m->type == RAFT_APPEND_ENTRIES_RESULT && g->stale_reject_to != 0 && m->server_id == g->stale_reject_to) {
-		/*
-		 * libraft 0.22.1 rejects an AppendEntries of an older term without setting last_log_index (it
-		 * is left uninitialised: raft/README.md). A leader that has meanwhile reached the replier's term
-		 * would read it as the follower's progress, and with rejected = 0 as an acknowledgement up to
-		 * that index. It is set here as libraft's own amendment of a rejection would: rejected - 1, or 0.
-		 */
-		fixed = *m;
-		raft_index r = fixed.append_entries_result.rejected;
-		fixed.append_entries_result.last_log_index = r > 0 ? r - 1 : 0;
-		m = &fixed;
-	}
-	if (rmsg_encode_header(g->cfg.group_id, m, hdr) != 0)
-		return;
-	size_t len = RMSG_HEADER_SIZE;
-	if (m->type == RAFT_APPEND_ENTRIES && m->append_entries.n_entries > 0) {
-		/*
-		 * libraft names the entries (prev + 1 .. prev + n); their bytes come from our log. Past
-		 * max_message_bytes fewer are sent (at least one): the follower acknowledges what it got and the
-		 * leader's next AppendEntries resumes there (after one rejection when it was pipelining).
-		 */
-		uint64_t from = m->append_entries.prev_log_index + 1;
-		uint64_t to = m->append_entries.prev_log_index + m->append_entries.n_entries;
-		struct plog_slice s;
-		uint32_t n = 0;
-		int rv = plog_read_records(g->env.log, from, to, g->cfg.max_message_bytes, &s, &n);
-		if (rv == 0 && (n == 0 || n > m->append_entries.n_entries))
-			rv = -EIO;
-		if (rv == 0 && n < m->append_entries.n_entries) {
-			struct raft_message c = *m;
-			c.append_entries.n_entries = n;
-			rv = rmsg_encode_header(g->cfg.group_id, &c, hdr);
-		}
-		if (rv == 0)
-			rv = reserve(g, RMSG_HEADER_SIZE + s.bytes);
-		if (rv == 0)
-			rv = plog_slice_copy(&s, g->buf + RMSG_HEADER_SIZE);
-		len += s.bytes;
-		plog_slice_release(&s);
-		if (rv != 0)
-			return; /* dropped: libraft retries after the heartbeat timeout */
-	} else if (reserve(g, RMSG_HEADER_SIZE) != 0) {
-		return;
-	}
-	memcpy(g->buf, hdr, RMSG_HEADER_SIZE);
-	send_bytes(g, m->server_id, g->buf, len);
-}
-
-/* Installing a snapshot from the leader (follower side). */
-
-static unsigned fetch_retry_ms(const struct rgroup *g)
-{
-	unsigned hb = g->cfg.heartbeat_timeout_ms ? g->cfg.heartbeat_timeout_ms : 100;
-	return 3 * hb;
-}
-
-static void send_fetch(struct rgroup *g)
-{
-	raft_id leader = 0;
-	const char *addr = NULL;
-	raft_leader(&g->raft, &leader, &addr);
-	uint64_t to = leader != 0 && leader != g->cfg.node_id ? leader : g->inst.source;
-	g->inst.deadline = now(g) + fetch_retry_ms(g);
-	struct rmsg_fetch f = {.kind = RMSG_FETCH, .term = raft_current_term(&g->raft), .start = g->inst.next,
-			       .end = g->inst.meta.index, .budget = g->cfg.max_message_bytes};
-	uint8_t hdr[RMSG_HEADER_SIZE];
-	if (to != 0 && rmsg_encode_fetch(g->cfg.group_id, &f, hdr) == 0)
-		send_bytes(g, to, hdr, sizeof(hdr));
-}
-
-static void install_free(struct rgroup *g)
-{
-	if (!g->inst.active)
-		return;
-	raft_configuration_close(&g->inst.meta.configuration);
-	free(g->inst.data);
-	memset(&g->inst, 0, sizeof(g->inst));
-}
-
-/*
- * RAFT_UPDATE_SNAPSHOT: libraft has forgotten its log and waits for RAFT_PERSISTED_SNAPSHOT (it ignores
- * entries and votes meanwhile and does not campaign). The configuration and chunk are ours now. The chunk
- * was checked in rgroup_receive (wire_ok).
- */
-static void install_start(struct rgroup *g, struct raft_snapshot_metadata *meta, struct raft_buffer chunk)
-{
-	install_free(g);
-	if (g->cfg.snapshot_dir == NULL || chunk.len < WIRE_PREFIX) {
-		raft_configuration_close(&meta->configuration);
-		raft_free(chunk.base);
-		fail(g, -ENOTSUP);
-		return;
-	}
-	const uint8_t *w = chunk.base;
-	g->inst.meta = *meta;
-	g->inst.keep_from = record_le64(w);
-	g->inst.next_offset = record_le64(w + 8);
-	g->inst.data_len = chunk.len - WIRE_PREFIX;
-	g->inst.data = malloc(g->inst.data_len ? g->inst.data_len : 1);
-	if (g->inst.data != NULL)
-		memcpy(g->inst.data, w + WIRE_PREFIX, g->inst.data_len);
-	raft_free(chunk.base);
-	g->inst.active = true;
-	if (g->inst.data == NULL) {
-		fail(g, -ENOMEM);
-		return;
-	}
-	g->inst.next = g->inst.keep_from;
-	raft_id leader = 0;
-	const char *addr = NULL;
-	raft_leader(&g->raft, &leader, &addr);
-	g->inst.source = leader;
-	if (g->inst.next <= meta->index)
-		send_fetch(g);
-}
-
-/* Restarts the log at `index` (offset `offset`) for the records that follow. */
-static int install_reset(struct rgroup *g, uint64_t index, uint64_t offset)
-{
-	assert(g->inst.active && index > 0);
-	int rv = plog_reset(g->env.log, index, offset);
-	if (rv != 0)
-		return rv;
-	/* The reset cancelled every append in flight; the log holds nothing yet. */
-	assert(g->pending == NULL && plog_last_index(g->env.log) == index - 1);
-	g->durable = index - 1;
-	g->durable_term = 0;
-	g->inst.reset = true;
-	g->inst.next = index;
-	return 0;
-}
-
-/* A FetchReply while installing: appends the records that continue the staged range. */
-static int install_records(struct rgroup *g, const struct rmsg_fetch *f)
-{
-	if (!g->inst.active || f->end != g->inst.meta.index)
-		return 0; /* not (or no longer) asked for */
-	int rv = 0;
-	if (f->gone) {
-		/* Nothing of the range is left anywhere we can ask: the log restarts after the snapshot. */
-		if (f->first <= g->inst.meta.index)
-			return 0;
-		rv = install_reset(g, g->inst.meta.index + 1, g->inst.next_offset);
-		return rv != 0 ? fail(g, rv) : 0;
-	}
-	if (f->n == 0)
-		return 0;
-	bool restart = (!g->inst.reset && f->start == g->inst.next) || (f->start > g->inst.next && f->start == f->first);
-	if (!restart && !(g->inst.reset && f->start == g->inst.next))
-		return 0; /* a duplicate or a reply to an older request */
-	const uint8_t *p = f->records;
-	for (uint32_t i = 0; i < f->n && rv == 0; i++) {
-		struct record_env env;
-		int rc = record_env_decode(p, &env);
-		assert(rc == 0); /* checked by rmsg_decode */
-		(void)rc;
-		if (i == 0 && restart)
-			rv = install_reset(g, env.index, env.base_offset);
-		if (rv == 0 && env.index == g->inst.meta.index && env.term != g->inst.meta.term)
-			rv = -EIO; /* the leader's log disagrees with its own snapshot: stop rather than diverge */
-		if (rv == 0)
-			rv = append_entry(g, env.index, env.term, env.type, p + RECORD_ENVELOPE_SIZE, env.length);
-		if (rv == 0) {
-			assert(g->inst.reset && plog_last_index(g->env.log) == env.index);
-			g->inst.next = env.index + 1;
-			g->fetched++;
-		}
-		p += RECORD_ENVELOPE_SIZE + env.length;
-	}
-	if (rv != 0)
-		return fail(g, rv);
-	if (g->inst.next <= g->inst.meta.index)
-		send_fetch(g);
-	return 0;
-}
-
-/* Remembers a configuration entry (index order; a later one replaces any at or above its index). */
-static int hist_add(struct rgroup *g, uint64_t index, const void *buf, uint32_t len)
-{
-	while (g->n_hist > 0 && g->hist[g->n_hist - 1].index >= index)
-		free(g->hist[--g->n_hist].buf);
-	if (g->n_hist == g->cap_hist) {
-		size_t cap = g->cap_hist ? g->cap_hist * 2 : 4;
-		struct conf_rec *v = realloc(g->hist, cap * sizeof(*v));
-		if (v == NULL)
-			return -ENOMEM;
-		g->hist = v;
-		g->cap_hist = cap;
-	}
-	uint8_t *b = malloc(len ? len : 1);
-	if (b == NULL)
-		return -ENOMEM;
-	memcpy(b, buf, len);
-	g->hist[g->n_hist++] = (struct conf_rec){index, b, len};
-	assert(g->n_hist < 2 || g->hist[g->n_hist - 2].index < index); /* kept in index order */
-	return 0;
-}
-
-/* Keeps only the configuration entries a later snapshot may still need (the last one at or below index). */
-static void hist_prune(struct rgroup *g, uint64_t index)
-{
-	size_t keep = 0;
-	while (keep + 1 < g->n_hist && g->hist[keep + 1].index <= index)
-		keep++;
-	for (size_t i = 0; i < keep; i++)
-		free(g->hist[i].buf);
-	memmove(g->hist, g->hist + keep, (g->n_hist - keep) * sizeof(*g->hist));
-	g->n_hist -= keep;
-}
-
-/* Makes s the group's snapshot in memory (it is already on disk); takes its buffers. */
-static int snap_adopt(struct rgroup *g, struct rsnap *s)
-{
-	uint8_t *w = malloc(WIRE_PREFIX + s->data_len);
-	if (w == NULL) {
-		rsnap_free(s);
-		return -ENOMEM;
-	}
-	record_put64(w, s->keep_from);
-	record_put64(w + 8, s->next_offset);
-	memcpy(w + WIRE_PREFIX, s->data, s->data_len);
-	if (g->have_snap)
-		rsnap_free(&g->snap);
-	free(g->wire);
-	g->snap = *s;
-	g->have_snap = true;
-	g->wire = w;
-	g->wire_len = WIRE_PREFIX + s->data_len;
-	return 0;
-}
-
-static int do_step(struct rgroup *g, struct raft_event *ev);
-
-/*
- * Completes the install once every fetched record is durable: the snapshot file is written (the commit
- * point, see the header comment), then libraft is told and the owner restores its state.
- */
-static int install_progress(struct rgroup *g)
-{
-	assert(g->inst.active);
-	uint64_t index = g->inst.meta.index;
-	int rv = 0;
-	if (!g->inst.reset && g->inst.keep_from > index)
-		rv = install_reset(g, index + 1, g->inst.next_offset);
-	if (rv != 0 || !g->inst.reset || g->inst.next <= index || g->durable < index ||
-	    plog_last_index(g->env.log) != index)
-		return rv;
-	/* Every fetched record up to the snapshot's index is in the log and durable. */
-	assert(g->durable == index && g->pending == NULL);
-	struct rsnap sn = {.group = g->cfg.group_id, .index = index, .term = g->inst.meta.term,
-			   .conf_index = g->inst.meta.configuration_index, .keep_from = plog_first_index(g->env.log),
-			   .next_offset = g->inst.next_offset, .data_len = (uint32_t)g->inst.data_len};
-	struct raft_buffer cb;
-	rv = raft_errno(raft_configuration_encode(&g->inst.meta.configuration, &cb));
-	if (rv != 0)
-		return rv;
-	sn.conf = malloc(cb.len ? cb.len : 1);
-	sn.conf_len = (uint32_t)cb.len;
-	if (sn.conf != NULL)
-		memcpy(sn.conf, cb.base, cb.len);
-	raft_free(cb.base);
-	sn.data = g->inst.data;
-	g->inst.data = NULL;
-	if (sn.conf == NULL) {
-		rsnap_free(&sn);
-		return -ENOMEM;
-	}
-	rv = rsnap_write(g->env.pio, g->cfg.snapshot_dir, &sn);
-	if (rv == 0)
-		rv = hist_add(g, sn.conf_index, sn.conf, sn.conf_len);
-	if (rv != 0) {
-		rsnap_free(&sn);
-		return rv;
-	}
-	hist_prune(g, index);
-	learn_peers(g, &g->inst.meta.configuration);
-	if ((rv = snap_adopt(g, &sn)) != 0)
-		return rv;
-	struct raft_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = RAFT_PERSISTED_SNAPSHOT;
-	ev.persisted_snapshot.metadata = g->inst.meta; /* the configuration passes to libraft */
-	ev.persisted_snapshot.offset = 0;
-	ev.persisted_snapshot.last = true;
-	memset(&g->inst, 0, sizeof(g->inst));
-	g->durable_term = sn.term;
-	g->installs++;
-	g->depth--;
-	rv = do_step(g, &ev);
-	g->depth++;
-	if (rv != 0)
-		return rv;
-	g->applied = index;
-	if (g->env.restore != NULL) {
-		g->in_cb = true;
-		g->env.restore(g->env.ud, index, g->snap.data, g->snap.data_len);
-		g->in_cb = false;
-	}
-	return 0;
-}
-
-/* A Fetch from an installing replica: served from our log while we lead. */
-static void serve_fetch(struct rgroup *g, uint64_t from, const struct rmsg_fetch *f)
-{
-	if (raft_state(&g->raft) != RAFT_LEADER)
-		return;
-	struct plog *log = g->env.log;
-	uint64_t first = plog_first_index(log), last = plog_last_index(log);
-	struct rmsg_fetch r = {.kind = RMSG_FETCH_REPLY, .term = raft_current_term(&g->raft), .start = f->start,
-			       .end = f->end, .first = first};
-	uint8_t hdr[RMSG_HEADER_SIZE];
-	if (first > f->end) {
-		r.gone = true;
-		if (rmsg_encode_fetch(g->cfg.group_id, &r, hdr) == 0)
-			send_bytes(g, from, hdr, sizeof(hdr));
-		return;
-	}
-	if (r.start < first)
-		r.start = first;
-	if (r.start > last)
-		return; /* not here yet: the replica asks again */
-	uint64_t to = f->end < last ? f->end : last;
-	uint64_t budget = f->budget < g->cfg.max_message_bytes ? f->budget : g->cfg.max_message_bytes;
-	struct plog_slice sl;
-	uint32_t n = 0;
-	int rv = plog_read_records(log, r.start, to, budget, &sl, &n);
-	r.n = n;
-	if (rv == 0)
-		rv = reserve(g, RMSG_HEADER_SIZE + sl.bytes);
-	if (rv == 0)
-		rv = plog_slice_copy(&sl, g->buf + RMSG_HEADER_SIZE);
-	if (rv == 0)
-		rv = rmsg_encode_fetch(g->cfg.group_id, &r, g->buf);
-	size_t len = RMSG_HEADER_SIZE + sl.bytes;
-	plog_slice_release(&sl);
-	if (rv == 0) {
-		g->served += n;
-		send_bytes(g, from, g->buf, len);
-	}
-}
 
 /* Carries out an update, in the order of the header comment. Returns 0 or the failure. */
 static int handle_update(struct rgroup *g, struct raft_update *u)
@@ -745,21 +122,21 @@ static int handle_update(struct rgroup *g, struct raft_update *u)
 	if (u->flags & (RAFT_UPDATE_CURRENT_TERM | RAFT_UPDATE_VOTED_FOR)) {
 		rv = rmeta_set(g->env.meta, g->cfg.group_id, raft_current_term(&g->raft), raft_voted_for(&g->raft));
 		if (rv != 0)
-			fail(g, rv);
+			rgroup__fail(g, rv);
 	}
 	if (u->flags & RAFT_UPDATE_SNAPSHOT)
-		install_start(g, &u->snapshot.metadata, u->snapshot.chunk);
+		rgroup__install_start(g, &u->snapshot.metadata, u->snapshot.chunk);
 	if (u->flags & RAFT_UPDATE_ENTRIES) {
 		if (g->failed)
-			free_batches(u->entries.batch, u->entries.n);
-		else if ((rv = persist_entries(g, u->entries.index, u->entries.batch, u->entries.n)) != 0)
-			fail(g, rv);
+			rgroup__free_batches(u->entries.batch, u->entries.n);
+		else if ((rv = rgroup__persist_entries(g, u->entries.index, u->entries.batch, u->entries.n)) != 0)
+			rgroup__fail(g, rv);
 	}
 	if (g->failed)
 		return g->failed; /* nothing leaves a failed group */
 	if (u->flags & RAFT_UPDATE_MESSAGES)
 		for (unsigned i = 0; i < u->messages.n; i++)
-			send_message(g, &u->messages.batch[i]);
+			rgroup__send_message(g, &u->messages.batch[i]);
 	if ((u->flags & RAFT_UPDATE_STATE) && g->env.state != NULL) {
 		g->in_cb = true;
 		g->env.state(g->env.ud, raft_state(&g->raft), raft_current_term(&g->raft));
@@ -769,18 +146,18 @@ static int handle_update(struct rgroup *g, struct raft_update *u)
 }
 
 /* Steps one event and carries out its update. Returns 0 or a negative errno (libraft's error mapped). */
-static int do_step(struct rgroup *g, struct raft_event *ev)
+int rgroup__do_step(struct rgroup *g, struct raft_event *ev)
 {
 	struct raft_update u;
 	memset(&u, 0, sizeof(u));
-	ev->time = now(g);
+	ev->time = rgroup__now(g);
 	ev->capacity = 0; /* no capacity threshold is set */
 	g->depth++;
 	int rv = raft_step(&g->raft, ev, &u);
 	if (rv == 0)
 		rv = handle_update(g, &u);
 	else
-		rv = raft_errno(rv);
+		rv = rgroup__raft_errno(rv);
 	g->depth--;
 	return rv;
 }
@@ -803,9 +180,9 @@ static int push_conf(struct rgroup *g, uint64_t index, const uint8_t *payload, u
 	if (raft_configuration_decode(&b, &c->conf) != 0)
 		return -EBADMSG;
 	c->index = index;
-	learn_peers(g, &c->conf);
+	rgroup__learn_peers(g, &c->conf);
 	g->n_confs++;
-	return hist_add(g, index, payload, length);
+	return rgroup__hist_add(g, index, payload, length);
 }
 
 /* Applies committed entries from applied + 1, up to about APPLY_READ_BYTES of them. */
@@ -876,12 +253,6 @@ static int apply_some(struct rgroup *g, uint64_t to)
 }
 
 /*
- * Does what is left after an event: feeds back committed configurations, reports persisted entries and
- * applies committed ones ("once a follower learns that a log entry is committed, it applies the entry to
- * its local state machine (in log order)", dissertation §3.5), until none is left. Runs only in the
- * outermost call.
- */
-/*
  * Ends the recovery of a replica that lost records (rgroup_config.recovering): once its commit index, as
  * its leader told it, names an entry of the current term that it durably holds. A leader's commit index
  * reaching an entry of its own term covers every entry committed in any earlier term (Leader
@@ -914,7 +285,13 @@ static void recovery_check(struct rgroup *g)
 		g->env.recovered(g->env.ud, c, term);
 }
 
-static void settle(struct rgroup *g)
+/*
+ * Does what is left after an event: feeds back committed configurations, reports persisted entries and
+ * applies committed ones ("once a follower learns that a log entry is committed, it applies the entry to
+ * its local state machine (in log order)", dissertation §3.5), until none is left. Runs only in the
+ * outermost call.
+ */
+void rgroup__settle(struct rgroup *g)
 {
 	if (g->depth > 0)
 		return;
@@ -925,9 +302,9 @@ static void settle(struct rgroup *g)
 		assert(g->inst.active || (!g->inst.reset && g->inst.data == NULL && g->inst.next == 0));
 		if (g->inst.active) {
 			/* The log is being replaced: nothing is reported or applied until the install completes. */
-			int rv = install_progress(g);
+			int rv = rgroup__install_progress(g);
 			if (rv != 0)
-				fail(g, rv);
+				rgroup__fail(g, rv);
 			if (g->inst.active)
 				break;
 			continue;
@@ -936,7 +313,7 @@ static void settle(struct rgroup *g)
 		memset(&ev, 0, sizeof(ev));
 		uint64_t last = plog_last_index(g->env.log);
 		if (last != raft_last_index(&g->raft)) {
-			fail(g, -EIO); /* the plog is the Raft log: they can never differ */
+			rgroup__fail(g, -EIO); /* the plog is the Raft log: they can never differ */
 			break;
 		}
 		if (g->n_confs > 0) {
@@ -946,26 +323,26 @@ static void settle(struct rgroup *g)
 			memmove(&g->confs[0], &g->confs[1], (g->n_confs - 1) * sizeof(*g->confs));
 			g->n_confs--;
 			g->depth--;
-			int rv = do_step(g, &ev);
+			int rv = rgroup__do_step(g, &ev);
 			g->depth++;
 			if (rv != 0)
-				fail(g, rv);
+				rgroup__fail(g, rv);
 			continue;
 		}
 		if (g->durable > g->raft.last_stored && g->durable <= last) {
 			struct record_env env;
 			int rv = plog_entry_at(g->env.log, g->durable, &env);
 			if (rv != 0 || env.term != g->durable_term) {
-				fail(g, rv != 0 ? rv : -EIO);
+				rgroup__fail(g, rv != 0 ? rv : -EIO);
 				break;
 			}
 			ev.type = RAFT_PERSISTED_ENTRIES;
 			ev.persisted_entries.index = g->durable;
 			g->depth--;
-			rv = do_step(g, &ev);
+			rv = rgroup__do_step(g, &ev);
 			g->depth++;
 			if (rv != 0)
-				fail(g, rv);
+				rgroup__fail(g, rv);
 			continue;
 		}
 		uint64_t commit = raft_commit_index(&g->raft);
@@ -976,7 +353,7 @@ static void settle(struct rgroup *g)
 			/* Applying only moves forward, never past what is committed and held. */
 			assert(g->applied >= was && g->applied <= to);
 			if (rv != 0)
-				fail(g, rv);
+				rgroup__fail(g, rv);
 			continue;
 		}
 		recovery_check(g);
@@ -988,7 +365,7 @@ static void settle(struct rgroup *g)
 static void item_ready(struct flusher_item *it)
 {
 	struct rgroup *g = (struct rgroup *)((char *)it - offsetof(struct rgroup, item));
-	settle(g);
+	rgroup__settle(g);
 }
 
 static void item_prepare(struct flusher_item *it)
@@ -1025,12 +402,12 @@ static int bootstrap(struct rgroup *g, uint64_t voted_for)
 	struct raft_buffer b;
 	int rv = raft_configuration_encode(g->cfg.bootstrap, &b);
 	if (rv != 0)
-		return raft_errno(rv);
+		return rgroup__raft_errno(rv);
 	rv = rmeta_set(g->env.meta, g->cfg.group_id, 1, voted_for);
 	if (rv == 0 && b.len > UINT32_MAX)
 		rv = -EMSGSIZE;
 	if (rv == 0)
-		rv = append_entry(g, 1, 1, RECORD_CHANGE, b.base, (uint32_t)b.len);
+		rv = rgroup__append_entry(g, 1, 1, RECORD_CHANGE, b.base, (uint32_t)b.len);
 	raft_free(b.base);
 	return rv;
 }
@@ -1080,7 +457,7 @@ static int load_entries(struct rgroup *g, struct raft_entry **out, unsigned *n_o
 			rv = -EBADMSG;
 		/* Applied configurations are remembered for snapshots; later ones are added as they are applied. */
 		if (rv == 0 && i <= g->applied)
-			rv = hist_add(g, i, rec + RECORD_ENVELOPE_SIZE, env.length);
+			rv = rgroup__hist_add(g, i, rec + RECORD_ENVELOPE_SIZE, env.length);
 		if (rec != NULL) {
 			e->batch = rec;
 			e->buf.base = rec + RECORD_ENVELOPE_SIZE;
@@ -1088,7 +465,7 @@ static int load_entries(struct rgroup *g, struct raft_entry **out, unsigned *n_o
 		}
 	}
 	if (rv != 0) {
-		free_batches(v, (unsigned)count);
+		rgroup__free_batches(v, (unsigned)count);
 		free(v);
 		return rv;
 	}
@@ -1097,38 +474,28 @@ static int load_entries(struct rgroup *g, struct raft_entry **out, unsigned *n_o
 	return 0;
 }
 
-/*
- * Makes the log and the persisted snapshot agree (see the header comment on installs): the log must hold
- * the snapshot's last entry with its term, or start right after it; without a snapshot it must start at 1.
- * Anything else is what an interrupted install left, and the log restarts right after the snapshot.
- */
-static int reconcile(struct rgroup *g)
-{
-	struct plog *log = g->env.log;
-	uint64_t first = plog_first_index(log), last = plog_last_index(log);
-	uint64_t si = g->have_snap ? g->snap.index : 0;
-	bool ok = first <= si + 1 && last >= si;
-	if (ok && g->have_snap && first <= si) {
-		struct record_env env;
-		ok = plog_entry_at(log, si, &env) == 0 && env.term == g->snap.term;
-	}
-	if (ok)
-		return 0;
-	return plog_reset(log, si + 1, g->have_snap ? g->snap.next_offset : 0);
-}
-
-int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, struct rgroup **out)
+/* What rgroup_open refuses before it allocates anything. */
+static int open_check(const struct rgroup_config *cfg, const struct rgroup_env *env)
 {
 	if (cfg->group_id == 0 || cfg->node_id == 0 || env->log == NULL || env->meta == NULL || env->fl == NULL ||
 	    env->now_ms == NULL || env->send == NULL || env->apply == NULL ||
 	    (cfg->command_type != RECORD_COMMAND && cfg->command_type != RECORD_MESSAGES))
 		return -EINVAL;
-	struct plog *log = env->log;
-	if (cfg->snapshot_dir == NULL && plog_first_index(log) != 1)
+	if (cfg->snapshot_dir == NULL && plog_first_index(env->log) != 1)
 		return -ENOTSUP; /* a compacted log starts from a snapshot */
 	if (cfg->snapshot_dir != NULL && env->pio == NULL)
 		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Allocates the group, with its own copies of the configuration's strings and the defaults of the caps.
+ * *out is NULL only when the group itself could not be allocated; otherwise the caller closes it on error.
+ */
+static int open_alloc(const struct rgroup_config *cfg, const struct rgroup_env *env, struct rgroup **out)
+{
 	struct rgroup *g = calloc(1, sizeof(*g));
+	*out = g;
 	if (g == NULL)
 		return -ENOMEM;
 	g->cfg = *cfg;
@@ -1144,130 +511,178 @@ int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, s
 	g->address = strdup(cfg->address != NULL ? cfg->address : "");
 	g->cfg.address = NULL;
 	g->cfg.snapshot_dir = cfg->snapshot_dir != NULL ? strdup(cfg->snapshot_dir) : NULL;
-	int rv = g->address != NULL && (cfg->snapshot_dir == NULL || g->cfg.snapshot_dir != NULL) ? 0 : -ENOMEM;
-	if (rv == 0 && cfg->snapshot_dir != NULL) {
-		rv = rsnap_read(env->pio, cfg->snapshot_dir, cfg->group_id, &g->snap);
-		if (rv == 0) {
-			struct rsnap copy = g->snap;
-			memset(&g->snap, 0, sizeof(g->snap));
-			rv = snap_adopt(g, &copy);
-			if (rv == 0)
-				rv = hist_add(g, g->snap.conf_index, g->snap.conf, g->snap.conf_len);
-		} else if (rv == -ENOENT) {
-			rv = 0;
-		}
+	return g->address != NULL && (cfg->snapshot_dir == NULL || g->cfg.snapshot_dir != NULL) ? 0 : -ENOMEM;
+}
+
+/*
+ * With a snapshot directory: adopts the persisted snapshot, if any, makes the log agree with it
+ * (rgroup__reconcile) and hands it to the owner when the owner's state predates it.
+ */
+static int open_snapshot(struct rgroup *g)
+{
+	int rv = rsnap_read(g->env.pio, g->cfg.snapshot_dir, g->cfg.group_id, &g->snap);
+	if (rv == 0) {
+		struct rsnap copy = g->snap;
+		memset(&g->snap, 0, sizeof(g->snap));
+		rv = rgroup__snap_adopt(g, &copy);
 		if (rv == 0)
-			rv = reconcile(g);
+			rv = rgroup__hist_add(g, g->snap.conf_index, g->snap.conf, g->snap.conf_len);
+	} else if (rv == -ENOENT) {
+		rv = 0;
 	}
+	if (rv == 0)
+		rv = rgroup__reconcile(g);
 	if (rv == 0 && g->have_snap && g->applied < g->snap.index) {
 		/* The owner's state predates the snapshot (an install completed just before a crash). */
 		if (g->env.restore != NULL)
 			g->env.restore(g->env.ud, g->snap.index, g->snap.data, g->snap.data_len);
 		g->applied = g->snap.index;
 	}
-	uint64_t term = 0, vote = 0;
-	if (rv == 0) {
-		/*
-		 * A log or snapshot without a term-and-vote record: the record was lost (raft.meta salvaged,
-		 * rmeta_open_ex): this replica may have voted in a term it no longer knows, so it recovers
-		 * (rgroup_config.recovering) before it votes again.
-		 */
-		if (rmeta_get(env->meta, cfg->group_id, &term, &vote) == -ENOENT &&
-		    (plog_last_index(log) > 0 || g->have_snap))
-			g->recovering = true;
-		if (plog_last_index(log) == 0 && !g->have_snap && cfg->bootstrap != NULL && term <= 1) {
-			g->cfg.bootstrap = cfg->bootstrap;
-			rv = bootstrap(g, term == 1 ? vote : 0);
-			g->cfg.bootstrap = NULL;
-			term = 1;
-			learn_peers(g, cfg->bootstrap);
-		}
+	return rv;
+}
+
+/*
+ * Reads the persisted term and vote (left as they are when there is no record) and bootstraps an empty
+ * log when the configuration gives one (`boot`).
+ */
+static int open_term(struct rgroup *g, const struct raft_configuration *boot, uint64_t *term, uint64_t *vote)
+{
+	struct plog *log = g->env.log;
+	int rv = 0;
+	/*
+	 * A log or snapshot without a term-and-vote record: the record was lost (raft.meta salvaged,
+	 * rmeta_open_ex): this replica may have voted in a term it no longer knows, so it recovers
+	 * (rgroup_config.recovering) before it votes again.
+	 */
+	if (rmeta_get(g->env.meta, g->cfg.group_id, term, vote) == -ENOENT &&
+	    (plog_last_index(log) > 0 || g->have_snap))
+		g->recovering = true;
+	if (plog_last_index(log) == 0 && !g->have_snap && boot != NULL && *term <= 1) {
+		g->cfg.bootstrap = boot;
+		rv = bootstrap(g, *term == 1 ? *vote : 0);
+		g->cfg.bootstrap = NULL;
+		*term = 1;
+		rgroup__learn_peers(g, boot);
 	}
-	/* Everything in the log is the durable log of a previous run (plog_open recovered it). */
-	g->durable = plog_last_index(log);
-	struct raft_entry *entries = NULL;
-	unsigned n = 0;
-	if (rv == 0)
-		rv = load_entries(g, &entries, &n);
+	return rv;
+}
+
+/*
+ * Takes from the snapshot and the loaded entries the durable term, a current term at least theirs, and the
+ * addresses of every configuration they hold.
+ */
+static void open_terms(struct rgroup *g, struct raft_entry *entries, unsigned n, uint64_t *term, uint64_t *vote)
+{
 	if (g->have_snap) {
 		g->durable_term = g->snap.term;
-		if (term < g->snap.term) {
-			term = g->snap.term;
-			vote = 0;
+		if (*term < g->snap.term) {
+			*term = g->snap.term;
+			*vote = 0;
 		}
 		struct raft_configuration c;
 		struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
 		raft_configuration_init(&c);
 		if (raft_configuration_decode(&b, &c) == 0)
-			learn_peers(g, &c);
+			rgroup__learn_peers(g, &c);
 		raft_configuration_close(&c);
 	}
-	if (rv == 0 && n > 0) {
+	if (n > 0) {
 		g->durable_term = entries[n - 1].term;
 		/*
 		 * A log without a recorded term can only come from a lost term file; the last entry's term is a
 		 * safe current term then: any vote this replica cast was recorded before it was sent.
 		 */
-		if (term < entries[n - 1].term) {
-			term = entries[n - 1].term;
-			vote = 0;
+		if (*term < entries[n - 1].term) {
+			*term = entries[n - 1].term;
+			*vote = 0;
 		}
 		for (unsigned i = 0; i < n; i++)
 			if (entries[i].type == RAFT_CHANGE) {
 				struct raft_configuration c;
 				raft_configuration_init(&c);
 				if (raft_configuration_decode(&entries[i].buf, &c) == 0)
-					learn_peers(g, &c);
+					rgroup__learn_peers(g, &c);
 				raft_configuration_close(&c);
 			}
 	}
-	if (rv == 0) {
-		rv = raft_errno(raft_init(&g->raft, NULL, NULL, cfg->node_id, g->address));
-		g->raft_open = rv == 0;
+}
+
+/* Initialises libraft with the configured timeouts and steps RAFT_START (the entries are only read). */
+static int open_raft(struct rgroup *g, uint64_t term, uint64_t vote, struct raft_entry *entries, unsigned n)
+{
+	const struct rgroup_config *cfg = &g->cfg;
+	int rv = rgroup__raft_errno(raft_init(&g->raft, NULL, NULL, cfg->node_id, g->address));
+	g->raft_open = rv == 0;
+	if (rv != 0)
+		return rv;
+	/* raft_seed before the timeouts: setting the election timeout draws from the seeded generator. */
+	raft_seed(&g->raft, cfg->seed != 0 ? cfg->seed : (unsigned)(cfg->node_id * 2654435761u + 1));
+	raft_set_election_timeout(&g->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+	raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+	raft_set_pre_vote(&g->raft, !cfg->no_pre_vote);
+	raft_set_max_inflight_entries(&g->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries : 32);
+	unsigned et = cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000;
+	unsigned ist = cfg->install_snapshot_timeout_ms;
+	raft_set_install_snapshot_timeout(&g->raft, ist ? ist : 10 * et);
+	/*
+	 * In the raft_step API libraft has no snapshot threshold or trailing count of its own: a snapshot
+	 * exists only when the owner calls rgroup_snapshot, which steps RAFT_SNAPSHOT with its trailing.
+	 */
+	struct raft_snapshot_metadata meta;
+	memset(&meta, 0, sizeof(meta));
+	raft_configuration_init(&meta.configuration);
+	if (g->have_snap) {
+		meta.index = g->snap.index;
+		meta.term = g->snap.term;
+		meta.configuration_index = g->snap.conf_index;
+		struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
+		rv = rgroup__raft_errno(raft_configuration_decode(&b, &meta.configuration));
 	}
+	struct raft_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = RAFT_START;
+	ev.start.term = term;
+	ev.start.voted_for = vote;
+	ev.start.metadata = g->have_snap ? &meta : NULL; /* its configuration passes to libraft */
+	ev.start.start_index = plog_first_index(g->env.log);
+	ev.start.entries = entries;
+	ev.start.n_entries = n;
+	if (rv == 0)
+		rv = rgroup__do_step(g, &ev);
+	else
+		raft_configuration_close(&meta.configuration);
+	return rv;
+}
+
+int rgroup_open(const struct rgroup_config *cfg, const struct rgroup_env *env, struct rgroup **out)
+{
+	int rv = open_check(cfg, env);
+	if (rv != 0)
+		return rv;
+	struct rgroup *g;
+	rv = open_alloc(cfg, env, &g);
+	if (g == NULL)
+		return rv;
+	if (rv == 0 && cfg->snapshot_dir != NULL)
+		rv = open_snapshot(g);
+	uint64_t term = 0, vote = 0;
+	if (rv == 0)
+		rv = open_term(g, cfg->bootstrap, &term, &vote);
+	/* Everything in the log is the durable log of a previous run (plog_open recovered it). */
+	g->durable = plog_last_index(g->env.log);
+	struct raft_entry *entries = NULL;
+	unsigned n = 0;
+	if (rv == 0)
+		rv = load_entries(g, &entries, &n);
 	if (rv == 0) {
-		/* raft_seed before the timeouts: setting the election timeout draws from the seeded generator. */
-		raft_seed(&g->raft, cfg->seed != 0 ? cfg->seed : (unsigned)(cfg->node_id * 2654435761u + 1));
-		raft_set_election_timeout(&g->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
-		raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
-		raft_set_pre_vote(&g->raft, !cfg->no_pre_vote);
-		raft_set_max_inflight_entries(&g->raft, cfg->max_inflight_entries ? cfg->max_inflight_entries : 32);
-		unsigned et = cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000;
-		raft_set_install_snapshot_timeout(&g->raft, cfg->install_snapshot_timeout_ms ? cfg->install_snapshot_timeout_ms
-											    : 10 * et);
-		/*
-		 * In the raft_step API libraft has no snapshot threshold or trailing count of its own: a snapshot
-		 * exists only when the owner calls rgroup_snapshot, which steps RAFT_SNAPSHOT with its trailing.
-		 */
-		struct raft_snapshot_metadata meta;
-		memset(&meta, 0, sizeof(meta));
-		raft_configuration_init(&meta.configuration);
-		if (g->have_snap) {
-			meta.index = g->snap.index;
-			meta.term = g->snap.term;
-			meta.configuration_index = g->snap.conf_index;
-			struct raft_buffer b = {g->snap.conf, g->snap.conf_len};
-			rv = raft_errno(raft_configuration_decode(&b, &meta.configuration));
-		}
-		struct raft_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = RAFT_START;
-		ev.start.term = term;
-		ev.start.voted_for = vote;
-		ev.start.metadata = g->have_snap ? &meta : NULL; /* its configuration passes to libraft */
-		ev.start.start_index = plog_first_index(log);
-		ev.start.entries = entries;
-		ev.start.n_entries = n;
-		if (rv == 0)
-			rv = do_step(g, &ev);
-		else
-			raft_configuration_close(&meta.configuration);
+		open_terms(g, entries, n, &term, &vote);
+		rv = open_raft(g, term, vote, entries, n);
 	}
 	/* libraft only read the entries during RAFT_START; they stay ours. */
-	free_batches(entries, n);
+	rgroup__free_batches(entries, n);
 	free(entries);
 	if (rv == 0) {
-		settle(g);
+		rgroup__settle(g);
 		rv = g->failed;
 	}
 	if (rv != 0) {
@@ -1290,7 +705,7 @@ void rgroup_close(struct rgroup *g)
 	for (size_t i = 0; i < g->n_confs; i++)
 		raft_configuration_close(&g->confs[i].conf);
 	free(g->confs);
-	install_free(g);
+	rgroup__install_free(g);
 	if (g->have_snap)
 		rsnap_free(&g->snap);
 	free(g->wire);
@@ -1307,7 +722,7 @@ void rgroup_close(struct rgroup *g)
 	free(g);
 }
 
-static int enter(const struct rgroup *g)
+int rgroup__enter(const struct rgroup *g)
 {
 	if (g->in_cb)
 		return -EBUSY;
@@ -1316,7 +731,7 @@ static int enter(const struct rgroup *g)
 
 int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 {
-	int rv = enter(g);
+	int rv = rgroup__enter(g);
 	if (rv != 0)
 		return rv;
 	struct rmsg_decoded d;
@@ -1328,19 +743,18 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 	if (rv != 0)
 		return rv;
 	if (d.kind == RMSG_FETCH) {
-		serve_fetch(g, from, &d.fetch);
+		rgroup__serve_fetch(g, from, &d.fetch);
 		return 0;
 	}
 	if (d.kind == RMSG_FETCH_REPLY) {
-		rv = install_records(g, &d.fetch);
+		rv = rgroup__install_records(g, &d.fetch);
 		if (rv == 0)
-			settle(g);
+			rgroup__settle(g);
 		return g->failed;
 	}
 	if (d.msg.type == RAFT_INSTALL_SNAPSHOT) {
 		const struct raft_install_snapshot *is = &d.msg.install_snapshot;
-		const uint8_t *w = is->data.base;
-		bool ok = is->data.len >= WIRE_PREFIX && record_le64(w) >= 1 && record_le64(w) <= is->last_index + 1;
+		bool ok = rgroup__wire_ok(&is->data, is->last_index);
 		/*
 		 * While an install runs, libraft 0.22.1 drops a further InstallSnapshot without freeing its
 		 * configuration and data (raft/README.md); it would be dropped anyway, so it is dropped here.
@@ -1410,15 +824,15 @@ int rgroup_receive(struct rgroup *g, uint64_t from, const void *buf, size_t len)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = RAFT_RECEIVE;
 	ev.receive.message = &d.msg;
-	/* send_message completes libraft's rejection of an AppendEntries of an older term (stale_reject_to). */
+	/* rgroup__send_message completes libraft's rejection of an AppendEntries of an older term (stale_reject_to). */
 	if (d.msg.type == RAFT_APPEND_ENTRIES && d.msg.append_entries.term < raft_current_term(&g->raft))
 		g->stale_reject_to = from;
-	rv = do_step(g, &ev);
+	rv = rgroup__do_step(g, &ev);
 	g->stale_reject_to = 0;
 	rmsg_release(&d);
 	if (rv != 0)
-		return fail(g, rv);
-	settle(g);
+		return rgroup__fail(g, rv);
+	rgroup__settle(g);
 	return g->failed;
 }
 
@@ -1432,20 +846,20 @@ uint64_t rgroup_timeout(const struct rgroup *g)
 
 int rgroup_tick(struct rgroup *g)
 {
-	int rv = enter(g);
+	int rv = rgroup__enter(g);
 	if (rv != 0)
 		return rv;
-	if (g->inst.active && g->inst.next <= g->inst.meta.index && now(g) >= g->inst.deadline)
-		send_fetch(g); /* the last request or its reply was lost, or the leader changed */
-	if (now(g) < raft_timeout(&g->raft))
+	if (g->inst.active && g->inst.next <= g->inst.meta.index && rgroup__now(g) >= g->inst.deadline)
+		rgroup__send_fetch(g); /* the last request or its reply was lost, or the leader changed */
+	if (rgroup__now(g) < raft_timeout(&g->raft))
 		return 0;
 	struct raft_event ev;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = RAFT_TIMEOUT;
-	rv = do_step(g, &ev);
+	rv = rgroup__do_step(g, &ev);
 	if (rv != 0)
-		return fail(g, rv);
-	settle(g);
+		return rgroup__fail(g, rv);
+	rgroup__settle(g);
 	return g->failed;
 }
 
@@ -1498,29 +912,29 @@ static int submit_entry(struct rgroup *g, enum raft_entry_type type, const void 
 	g->depth++;
 	struct raft_update u;
 	memset(&u, 0, sizeof(u));
-	ev.time = now(g);
+	ev.time = rgroup__now(g);
 	int rv = raft_step(&g->raft, &ev, &u);
 	if (rv != 0) {
 		/* Refused before it was taken into the log: the batch is still ours. */
 		g->depth--;
 		raft_free(batch);
-		return raft_errno(rv);
+		return rgroup__raft_errno(rv);
 	}
 	rv = handle_update(g, &u);
 	g->depth--;
 	if (rv != 0)
-		return fail(g, rv);
+		return rgroup__fail(g, rv);
 	assert(plog_last_index(g->env.log) == last + 1); /* the entry was appended at once, after the last */
 	g->pb[g->n_pb++] = (struct pend_bytes){last + 1, e.term, length};
 	if (index != NULL)
 		*index = last + 1;
-	settle(g);
+	rgroup__settle(g);
 	return g->failed;
 }
 
 int rgroup_submit(struct rgroup *g, const void *payload, uint32_t length, uint64_t *index)
 {
-	int rv = enter(g);
+	int rv = rgroup__enter(g);
 	if (rv != 0)
 		return rv;
 	if (raft_state(&g->raft) != RAFT_LEADER || raft_transferee(&g->raft) != 0)
@@ -1547,7 +961,7 @@ void rgroup_set_campaign(struct rgroup *g, bool allowed)
 
 int rgroup_barrier(struct rgroup *g)
 {
-	int rv = enter(g);
+	int rv = rgroup__enter(g);
 	if (rv != 0)
 		return rv;
 	if (raft_state(&g->raft) != RAFT_LEADER || raft_transferee(&g->raft) != 0)
@@ -1584,79 +998,9 @@ void rgroup_status(const struct rgroup *g, struct rgroup_status *st)
 	st->refused_votes = g->refused_votes;
 }
 
-int rgroup_snapshot(struct rgroup *g, uint64_t index, uint64_t keep_from, const void *data, size_t len)
-{
-	int rv = enter(g);
-	if (rv != 0)
-		return rv;
-	if (g->cfg.snapshot_dir == NULL)
-		return -ENOTSUP;
-	if (g->inst.active)
-		return -EBUSY;
-	struct plog *log = g->env.log;
-	if (index == 0 || index > g->applied || index > g->durable || index < plog_first_index(log) ||
-	    (g->have_snap && index <= g->snap.index) || keep_from == 0 || keep_from > index + 1 ||
-	    keep_from < plog_first_index(log) || len > RSNAP_MAX_DATA || (len > 0 && data == NULL))
-		return -EINVAL;
-	struct record_env env;
-	rv = plog_entry_at(log, index, &env);
-	if (rv != 0)
-		return rv;
-	/* The configuration in force at index: the last configuration entry at or below it. */
-	const struct conf_rec *c = NULL;
-	for (size_t i = 0; i < g->n_hist; i++)
-		if (g->hist[i].index <= index)
-			c = &g->hist[i];
-	if (c == NULL)
-		return -EIO;
-	struct rsnap sn = {.group = g->cfg.group_id, .index = index, .term = env.term, .conf_index = c->index,
-			   .keep_from = keep_from,
-			   .next_offset = env.base_offset + (env.type == RECORD_MESSAGES ? env.message_count : 0),
-			   .conf_len = c->len, .data_len = (uint32_t)len};
-	sn.conf = malloc(c->len ? c->len : 1);
-	sn.data = malloc(len ? len : 1);
-	if (sn.conf == NULL || sn.data == NULL) {
-		rsnap_free(&sn);
-		return -ENOMEM;
-	}
-	memcpy(sn.conf, c->buf, c->len);
-	if (len > 0)
-		memcpy(sn.data, data, len);
-	struct raft_event ev;
-	memset(&ev, 0, sizeof(ev));
-	raft_configuration_init(&ev.snapshot.metadata.configuration);
-	struct raft_buffer b = {sn.conf, sn.conf_len};
-	rv = raft_errno(raft_configuration_decode(&b, &ev.snapshot.metadata.configuration));
-	if (rv == 0)
-		rv = rsnap_write(g->env.pio, g->cfg.snapshot_dir, &sn);
-	if (rv != 0) {
-		raft_configuration_close(&ev.snapshot.metadata.configuration);
-		rsnap_free(&sn);
-		return rv == -ENOMEM || rv == -EINVAL ? rv : fail(g, rv);
-	}
-	hist_prune(g, index);
-	rv = snap_adopt(g, &sn);
-	if (rv != 0) {
-		raft_configuration_close(&ev.snapshot.metadata.configuration);
-		return fail(g, rv);
-	}
-	/* libraft keeps its trail from index - trailing + 1 = keep_from on. */
-	ev.type = RAFT_SNAPSHOT;
-	ev.snapshot.metadata.index = index;
-	ev.snapshot.metadata.term = env.term;
-	ev.snapshot.metadata.configuration_index = c->index;
-	ev.snapshot.trailing = (unsigned)(index + 1 - keep_from);
-	rv = do_step(g, &ev);
-	if (rv != 0)
-		return fail(g, rv);
-	assert(g->have_snap && g->snap.index == index && index <= g->applied);
-	settle(g);
-	return g->failed;
-}
-
 static int leader_enter(struct rgroup *g)
 {
-	int rv = enter(g);
+	int rv = rgroup__enter(g);
 	if (rv != 0)
 		return rv;
 	if (raft_state(&g->raft) != RAFT_LEADER)
@@ -1706,7 +1050,7 @@ static int change(struct rgroup *g, uint64_t id, const char *address, int role)
 		rv = raft_configuration_encode(&c, &b);
 	raft_configuration_close(&c);
 	if (rv != 0)
-		return raft_errno(rv);
+		return rgroup__raft_errno(rv);
 	rv = submit_entry(g, RAFT_CHANGE, b.base, b.len, NULL);
 	raft_free(b.base);
 	return rv;
@@ -1753,10 +1097,10 @@ int rgroup_promote(struct rgroup *g, uint64_t id)
 		memset(&ev, 0, sizeof(ev));
 		ev.type = RAFT_CATCH_UP;
 		ev.catch_up.server_id = id;
-		rv = do_step(g, &ev);
+		rv = rgroup__do_step(g, &ev);
 		if (rv != 0)
-			return fail(g, rv);
-		settle(g);
+			return rgroup__fail(g, rv);
+		rgroup__settle(g);
 		if (g->failed)
 			return g->failed;
 	}
@@ -1801,11 +1145,11 @@ int rgroup_transfer(struct rgroup *g, uint64_t id)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = RAFT_TRANSFER;
 	ev.transfer.server_id = id;
-	rv = do_step(g, &ev);
+	rv = rgroup__do_step(g, &ev);
 	if (rv == -EIO || rv == -ENOMEM)
-		return fail(g, rv);
+		return rgroup__fail(g, rv);
 	if (rv == 0)
-		settle(g);
+		rgroup__settle(g);
 	return rv != 0 ? rv : g->failed;
 }
 
@@ -1836,7 +1180,7 @@ int rgroup_configuration(struct raft_configuration *conf, size_t n, const uint64
 		int rv = raft_configuration_add(conf, ids[i], a, RAFT_VOTER);
 		if (rv != 0) {
 			raft_configuration_close(conf);
-			return raft_errno(rv);
+			return rgroup__raft_errno(rv);
 		}
 	}
 	return 0;
