@@ -2,7 +2,8 @@
  * Tests of raft/rgroup on a simulated cluster: 3 or 5 replicas of one group, each with its own simulated
  * disk (pio_sim, flusher inline), plog, rmeta and libuv loop, connected by a simulated network (a queue of
  * messages with random delays, drops and partitions), all driven by one virtual clock stepped event by
- * event. Everything is deterministic for a seed.
+ * event: the clock, the event queue and the network are tests/sim/sim.h's. Everything is deterministic for
+ * a seed.
  *
  * The invariants of the Raft dissertation (Figure 3.2) are checked as the schedule runs and at its end:
  *   - Election Safety: at most one leader per term (checked at every state change);
@@ -36,6 +37,7 @@
 #include "raft/rgroup.h"
 #include "raft/rmeta.h"
 #include "raft/rmsg.h"
+#include "tests/sim/sim.h"
 
 #define MAXN 5
 #define GROUP 7
@@ -55,21 +57,12 @@ static unsigned long long cur_seed;
 
 enum { EV_MSG, EV_DISK, EV_CLIENT, EV_POWEROFF };
 
-/* Settings of the next sim_new's replicas (0: rgroup's defaults). */
+/* Settings of the next rsim_new's replicas (0: rgroup's defaults). */
 static uint32_t sim_max_message;
 static uint64_t sim_max_pending_bytes;
 
-struct event {
-	uint64_t time, seq;
-	int kind;
-	int node;      /* destination or subject, 1-based */
-	int from;
-	uint32_t inc;  /* incarnation of the subject node the event belongs to (disk, power-off) */
-	uint8_t *buf;
-	size_t len;
-};
 
-struct sim;
+struct rsim;
 
 /*
  * Each node's disk is a pio_sim behind a thin wrapper that can fail the writes of the term-and-vote file
@@ -88,7 +81,7 @@ struct fpio {
 };
 
 struct node {
-	struct sim *s;
+	struct rsim *s;
 	int id;
 	bool up;
 	uint32_t inc;
@@ -121,15 +114,11 @@ struct committed {
 	uint64_t term, sum, value, commit_term;
 };
 
-struct sim {
+struct rsim {
 	int n;
 	struct node nodes[MAXN + 1];
-	uint64_t now, seq, rng;
-	struct event *heap;
-	size_t n_heap, cap_heap;
-	bool cut[MAXN + 1][MAXN + 1];
-	unsigned drop_pct;
-	unsigned net_min, net_max;
+	struct sim core; /* clock, randomness, event queue (tests/sim/sim.h) */
+	struct sim_net net; /* cut links, drops, delays */
 	struct raft_configuration conf;
 	/* What is known committed, by index. */
 	struct committed *com;
@@ -161,66 +150,9 @@ struct sim {
 	uint64_t snapshots;
 };
 
-/* Deterministic randomness: splitmix64. */
-static uint64_t rnd(struct sim *s)
-{
-	uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rnd_in(struct sim *s, uint64_t lo, uint64_t hi)
-{
-	return lo + rnd(s) % (hi - lo + 1);
-}
-
-/* The event queue: a binary heap ordered by (time, seq). */
-static bool ev_less(const struct event *a, const struct event *b)
-{
-	return a->time < b->time || (a->time == b->time && a->seq < b->seq);
-}
-
-static void push(struct sim *s, struct event e)
-{
-	if (s->n_heap == s->cap_heap) {
-		s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 256;
-		s->heap = realloc(s->heap, s->cap_heap * sizeof(*s->heap));
-		cr_assert_not_null(s->heap);
-	}
-	e.seq = s->seq++;
-	size_t i = s->n_heap++;
-	while (i > 0 && ev_less(&e, &s->heap[(i - 1) / 2])) {
-		s->heap[i] = s->heap[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	s->heap[i] = e;
-}
-
-static struct event pop(struct sim *s)
-{
-	struct event top = s->heap[0];
-	struct event last = s->heap[--s->n_heap];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= s->n_heap)
-			break;
-		if (c + 1 < s->n_heap && ev_less(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!ev_less(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (s->n_heap > 0)
-		s->heap[i] = last;
-	return top;
-}
-
 /* Committed-entry bookkeeping. */
 
-static struct committed *com_at(struct sim *s, uint64_t index)
+static struct committed *com_at(struct rsim *s, uint64_t index)
 {
 	if (index >= s->cap_com) {
 		size_t cap = s->cap_com ? s->cap_com : 256;
@@ -246,13 +178,13 @@ static uint64_t payload_value(uint8_t type, const void *payload, uint32_t len)
 static uint64_t env_now(void *ud)
 {
 	struct node *n = ud;
-	return n->s->now;
+	return n->s->core.now;
 }
 
 static int env_send(void *ud, uint64_t to, const void *buf, size_t len)
 {
 	struct node *n = ud;
-	struct sim *s = n->s;
+	struct rsim *s = n->s;
 	CHECK(to >= 1 && to <= (uint64_t)s->n && to != (uint64_t)n->id, "send to %llu", (unsigned long long)to);
 	/* Nothing leaves a replica whose term or vote could not be made durable. */
 	CHECK(!n->fpio.meta_failed, "node %d sends after a failed term/vote write", n->id);
@@ -261,21 +193,14 @@ static int env_send(void *ud, uint64_t to, const void *buf, size_t len)
 		memcpy(s->captured, buf, RMSG_HEADER_SIZE);
 		s->have_captured = true;
 	}
-	if (s->cut[n->id][to] || rnd_in(s, 1, 100) <= s->drop_pct)
-		return 0;
-	uint8_t *copy = malloc(len);
-	cr_assert_not_null(copy);
-	memcpy(copy, buf, len);
-	struct event e = {.time = s->now + rnd_in(s, s->net_min, s->net_max), .kind = EV_MSG, .node = (int)to,
-			  .from = n->id, .buf = copy, .len = len};
-	push(s, e);
+	(void)sim_net_send(&s->core, &s->net, n->id, (int)to, 0, buf, len); /* lost when cut or dropped */
 	return 0;
 }
 
 static void env_apply(void *ud, const struct rgroup_entry *e)
 {
 	struct node *n = ud;
-	struct sim *s = n->s;
+	struct rsim *s = n->s;
 	CHECK(e->index == n->applied + 1, "node %d applied %llu after %llu", n->id, (unsigned long long)e->index,
 	      (unsigned long long)n->applied);
 	n->applied = e->index;
@@ -358,7 +283,7 @@ static void free_log(uint64_t *t, uint64_t *su, uint64_t *v)
 static void env_state(void *ud, int state, uint64_t term)
 {
 	struct node *n = ud;
-	struct sim *s = n->s;
+	struct rsim *s = n->s;
 	if (state != RAFT_LEADER)
 		return;
 	s->elections++;
@@ -502,21 +427,21 @@ static void fpio_init(struct fpio *f, struct pio *inner)
 static uint64_t plog_clock(void *ud)
 {
 	struct node *n = ud;
-	return 1700000000000000ull + n->s->now * 1000;
+	return 1700000000000000ull + n->s->core.now * 1000;
 }
 
 static void schedule_disk(struct node *n)
 {
-	struct sim *s = n->s;
+	struct rsim *s = n->s;
 	if (!n->up || n->disk_pending || plog_durable_index(n->log) >= plog_last_index(n->log))
 		return;
 	n->disk_pending = true;
-	struct event e = {.time = s->now + rnd_in(s, 1, n->disk_max), .kind = EV_DISK, .node = n->id,
+	struct sim_event e = {.time = s->core.now + sim_rand_in(&s->core, 1, n->disk_max), .kind = EV_DISK, .node = n->id,
 			  .inc = n->inc};
-	push(s, e);
+	sim_push(&s->core, e);
 }
 
-static void node_start(struct sim *s, int id)
+static void node_start(struct rsim *s, int id)
 {
 	struct node *n = &s->nodes[id];
 	cr_assert(!n->up);
@@ -541,7 +466,7 @@ static void node_start(struct sim *s, int id)
 	c.address = "sim";
 	c.election_timeout_ms = ELECTION_MS;
 	c.heartbeat_timeout_ms = HEARTBEAT_MS;
-	c.seed = (unsigned)(rnd(s) | 1);
+	c.seed = (unsigned)(sim_rand(&s->core) | 1);
 	c.max_pending_entries = 32;
 	c.max_inflight_entries = 8;
 	c.bootstrap = n->joiner ? NULL : &s->conf;
@@ -564,7 +489,7 @@ static void node_start(struct sim *s, int id)
 }
 
 /* Stops a node. crash: the disk dies first, then loses power (tear: see pio_sim_power_loss). */
-static void node_stop(struct sim *s, int id, bool crash, uint32_t tear)
+static void node_stop(struct rsim *s, int id, bool crash, uint32_t tear)
 {
 	struct node *n = &s->nodes[id];
 	if (!n->up)
@@ -595,7 +520,7 @@ static bool alive(const struct node *n)
 }
 
 /* The node a client talks to: the live leader with the highest term (0 if none). */
-static int leader(struct sim *s)
+static int leader(struct rsim *s)
 {
 	int best = 0;
 	uint64_t best_term = 0;
@@ -616,7 +541,7 @@ static int leader(struct sim *s)
 /* Client. */
 
 /* Settles the outcome of submitted values whose index is now known committed. */
-static void resolve_values(struct sim *s)
+static void resolve_values(struct rsim *s)
 {
 	for (uint32_t v = 1; v <= s->n_vals; v++) {
 		struct value *x = &s->vals[v];
@@ -635,7 +560,7 @@ static void resolve_values(struct sim *s)
 	}
 }
 
-static bool values_done(struct sim *s)
+static bool values_done(struct rsim *s)
 {
 	for (uint32_t v = 1; v <= s->n_vals; v++)
 		if (s->vals[v].st != 2)
@@ -643,7 +568,7 @@ static bool values_done(struct sim *s)
 	return true;
 }
 
-static void client_submit(struct sim *s)
+static void client_submit(struct rsim *s)
 {
 	resolve_values(s);
 	int l = leader(s);
@@ -660,7 +585,7 @@ static void client_submit(struct sim *s)
 			return;
 	}
 	uint8_t payload[256];
-	uint32_t len = 16 + (uint32_t)rnd_in(s, 0, 200);
+	uint32_t len = 16 + (uint32_t)sim_rand_in(&s->core, 0, 200);
 	record_put64(payload, v);
 	record_put64(payload + 8, v == 0 ? ++s->fillers : 0);
 	for (uint32_t i = 16; i < len; i++)
@@ -686,7 +611,7 @@ static void client_submit(struct sim *s)
 /* The event loop. */
 
 /* With RAFT_SIM_TRACE set, prints every delivered message (for debugging one seed). */
-static void trace_msg(struct sim *s, const struct event *e)
+static void trace_msg(struct rsim *s, const struct sim_event *e)
 {
 	static int on = -1;
 	if (on < 0)
@@ -695,15 +620,15 @@ static void trace_msg(struct sim *s, const struct event *e)
 		return;
 	const uint8_t *p = e->buf;
 	fprintf(stderr, "t=%llu %d->%d type %u term %llu a %llu b %llu c %llu n %u flags %u\n",
-		(unsigned long long)s->now, e->from, e->node, p[5], (unsigned long long)record_le64(p + 16),
+		(unsigned long long)s->core.now, e->from, e->node, p[5], (unsigned long long)record_le64(p + 16),
 		(unsigned long long)record_le64(p + 24), (unsigned long long)record_le64(p + 32),
 		(unsigned long long)record_le64(p + 40), record_le32(p + 52), p[6]);
 }
 
-static void deliver(struct sim *s, struct event *e)
+static void deliver(struct rsim *s, struct sim_event *e)
 {
 	struct node *n = &s->nodes[e->node];
-	if (alive(n) && !s->cut[e->from][e->node]) {
+	if (alive(n) && !s->net.cut[e->from][e->node]) {
 		trace_msg(s, e);
 		int rv = rgroup_receive(n->g, (uint64_t)e->from, e->buf, e->len);
 		CHECK(rv == 0 || rgroup_failed(n->g) != 0, "receive on node %d: %d", n->id, rv);
@@ -716,7 +641,7 @@ static void deliver(struct sim *s, struct event *e)
  * The owner's compaction: every s->compact applied (and durable) entries, a snapshot keeping s->trail
  * entries behind it, then every whole segment below keep_from deleted.
  */
-static void maybe_compact(struct sim *s, struct node *n)
+static void maybe_compact(struct rsim *s, struct node *n)
 {
 	if (s->compact == 0 || !alive(n))
 		return;
@@ -742,10 +667,10 @@ static void maybe_compact(struct sim *s, struct node *n)
 }
 
 /* Runs events and timers up to virtual time `until`. */
-static void run_until(struct sim *s, uint64_t until)
+static void run_until(struct rsim *s, uint64_t until)
 {
 	for (;;) {
-		uint64_t t_ev = s->n_heap > 0 ? s->heap[0].time : UINT64_MAX;
+		uint64_t t_ev = sim_next_time(&s->core);
 		uint64_t t_tm = UINT64_MAX;
 		int tn = 0;
 		for (int i = 1; i <= s->n; i++) {
@@ -760,23 +685,23 @@ static void run_until(struct sim *s, uint64_t until)
 		}
 		uint64_t next = t_ev < t_tm ? t_ev : t_tm;
 		if (next > until) {
-			s->now = until;
+			s->core.now = until;
 			return;
 		}
-		if (next > s->now)
-			s->now = next;
+		if (next > s->core.now)
+			s->core.now = next;
 		s->events++;
 		CHECK(s->events < 20000000, "runaway schedule");
 		if (t_tm <= t_ev) {
 			struct node *n = &s->nodes[tn];
 			int rv = rgroup_tick(n->g);
 			CHECK(rv == 0 || rgroup_failed(n->g) != 0, "tick on node %d: %d", tn, rv);
-			CHECK(rgroup_failed(n->g) != 0 || rgroup_timeout(n->g) > s->now, "timer of node %d stuck", tn);
+			CHECK(rgroup_failed(n->g) != 0 || rgroup_timeout(n->g) > s->core.now, "timer of node %d stuck", tn);
 			schedule_disk(n);
 			maybe_compact(s, n);
 			continue;
 		}
-		struct event e = pop(s);
+		struct sim_event e = sim_pop(&s->core);
 		struct node *n = &s->nodes[e.node];
 		switch (e.kind) {
 		case EV_MSG:
@@ -793,7 +718,7 @@ static void run_until(struct sim *s, uint64_t until)
 		case EV_CLIENT:
 			if (s->client_on) {
 				client_submit(s);
-				push(s, (struct event){.time = s->now + s->client_period, .kind = EV_CLIENT});
+				sim_push(&s->core, (struct sim_event){.time = s->core.now + s->client_period, .kind = EV_CLIENT});
 			}
 			break;
 		case EV_POWEROFF:
@@ -807,7 +732,7 @@ static void run_until(struct sim *s, uint64_t until)
 /* Checks. */
 
 /* Log Matching (Figure 3.2) between every two live logs. */
-static void check_log_matching(struct sim *s)
+static void check_log_matching(struct rsim *s)
 {
 	uint64_t *t[MAXN + 1] = {0}, *su[MAXN + 1] = {0}, *v[MAXN + 1] = {0}, last[MAXN + 1] = {0};
 	for (int i = 1; i <= s->n; i++)
@@ -835,7 +760,7 @@ static void check_log_matching(struct sim *s)
 }
 
 /* Every committed entry is durable on a majority (meaningful when every node is up). */
-static void check_durable_majority(struct sim *s)
+static void check_durable_majority(struct rsim *s)
 {
 	uint64_t *t[MAXN + 1] = {0}, *su[MAXN + 1] = {0}, *v[MAXN + 1] = {0}, last[MAXN + 1] = {0};
 	uint64_t snap[MAXN + 1] = {0}, first[MAXN + 1] = {0};
@@ -869,7 +794,7 @@ static void check_durable_majority(struct sim *s)
 			free_log(t[i], su[i], v[i]);
 }
 
-static bool converged(struct sim *s)
+static bool converged(struct rsim *s)
 {
 	uint64_t last = 0;
 	bool seen = false;
@@ -892,12 +817,12 @@ static bool converged(struct sim *s)
 }
 
 /* Heals everything, runs until every value is committed and all logs agree, then checks them. */
-static void finish(struct sim *s, uint64_t budget_ms)
+static void finish(struct rsim *s, uint64_t budget_ms)
 {
-	memset(s->cut, 0, sizeof(s->cut));
-	s->drop_pct = 0;
-	uint64_t deadline = s->now + budget_ms;
-	while (s->now < deadline) {
+	memset(s->net.cut, 0, sizeof(s->net.cut));
+	s->net.drop_pct = 0;
+	uint64_t deadline = s->core.now + budget_ms;
+	while (s->core.now < deadline) {
 		/* Nodes that are down, or whose dying disk stopped their group, are (re)started from their disks. */
 		for (int i = 1; i <= s->n; i++) {
 			if (s->nodes[i].removed)
@@ -907,7 +832,7 @@ static void finish(struct sim *s, uint64_t budget_ms)
 			if (!s->nodes[i].up)
 				node_start(s, i);
 		}
-		run_until(s, s->now + 50);
+		run_until(s, s->core.now + 50);
 		resolve_values(s);
 		if (values_done(s) && converged(s))
 			break;
@@ -930,7 +855,7 @@ static void finish(struct sim *s, uint64_t budget_ms)
 				(unsigned long long)st.last_stored, st.failed,
 				(unsigned long long)plog_durable_index(n->log), n->disk_pending);
 		}
-	CHECK(values_done(s) && converged(s), "no convergence by t=%llu (leader %d)", (unsigned long long)s->now,
+	CHECK(values_done(s) && converged(s), "no convergence by t=%llu (leader %d)", (unsigned long long)s->core.now,
 	      leader(s));
 	check_durable_majority(s);
 	/*
@@ -983,20 +908,20 @@ static void finish(struct sim *s, uint64_t budget_ms)
 /* Setup and teardown of one schedule. */
 
 /* A new cluster of n nodes for schedule `seed`, or NULL when RAFT_SIM_SEED asks for another schedule. */
-static struct sim *sim_new(int n, unsigned long long seed)
+static struct rsim *rsim_new(int n, unsigned long long seed)
 {
 	const char *only = getenv("RAFT_SIM_SEED");
 	if (only != NULL && strtoull(only, NULL, 10) != seed)
 		return NULL;
 	cur_seed = seed;
-	struct sim *s = calloc(1, sizeof(*s));
+	struct rsim *s = calloc(1, sizeof(*s));
 	cr_assert_not_null(s);
 	s->n = n;
-	s->rng = seed * 0x2545f4914f6cdd1dull + 1;
-	s->now = 1000;
-	s->net_min = 1;
+	sim_init(&s->core, seed * 0x2545f4914f6cdd1dull + 1);
+	s->core.now = 1000;
+	sim_net_init(&s->net, EV_MSG, 1, 8);
 	/* Some schedules have slow networks, some slow disks (a leader may commit before its own flush). */
-	s->net_max = rnd_in(s, 0, 3) == 0 ? 30 : 8;
+	s->net.max_ms = sim_rand_in(&s->core, 0, 3) == 0 ? 30 : 8;
 	s->client_period = 4;
 	s->max_message = sim_max_message;
 	uint64_t ids[MAXN];
@@ -1009,13 +934,13 @@ static struct sim *sim_new(int n, unsigned long long seed)
 		s->nodes[i].pio = pio_sim_new();
 		fpio_init(&s->nodes[i].fpio, s->nodes[i].pio);
 		static const unsigned lat[] = {2, 4, 10, 40};
-		s->nodes[i].disk_max = lat[rnd_in(s, 0, 3)];
+		s->nodes[i].disk_max = lat[sim_rand_in(&s->core, 0, 3)];
 		node_start(s, i);
 	}
 	return s;
 }
 
-static void sim_free(struct sim *s)
+static void rsim_free(struct rsim *s)
 {
 	uint64_t installs = 0;
 	for (int i = 1; i <= s->n; i++)
@@ -1028,7 +953,7 @@ static void sim_free(struct sim *s)
 		fprintf(stderr,
 			"seed %llu: n=%d t=%llu events=%llu elections=%llu committed=%llu fillers=%llu restarts=%llu "
 			"lost_tails=%llu split_entries=%zu snapshots=%llu installs=%llu\n",
-			cur_seed, s->n, (unsigned long long)s->now, (unsigned long long)s->events,
+			cur_seed, s->n, (unsigned long long)s->core.now, (unsigned long long)s->events,
 			(unsigned long long)s->elections, (unsigned long long)s->max_com,
 			(unsigned long long)s->fillers, (unsigned long long)s->restarts,
 			(unsigned long long)s->lost_tails, s->n_subs, (unsigned long long)s->snapshots,
@@ -1037,9 +962,7 @@ static void sim_free(struct sim *s)
 		node_stop(s, i, false, 0);
 		pio_destroy(s->nodes[i].pio);
 	}
-	for (size_t i = 0; i < s->n_heap; i++)
-		free(s->heap[i].buf);
-	free(s->heap);
+	sim_free(&s->core);
 	free(s->com);
 	free(s->leader_of);
 	free(s->vals);
@@ -1047,27 +970,27 @@ static void sim_free(struct sim *s)
 	free(s);
 }
 
-static void client_start(struct sim *s, uint32_t n_vals)
+static void client_start(struct rsim *s, uint32_t n_vals)
 {
 	s->n_vals = n_vals;
 	s->vals = calloc(n_vals + 1, sizeof(*s->vals));
 	s->cursor = 1;
 	s->client_on = true;
-	push(s, (struct event){.time = s->now + 1, .kind = EV_CLIENT});
+	sim_push(&s->core, (struct sim_event){.time = s->core.now + 1, .kind = EV_CLIENT});
 }
 
 /* Runs until some node is a leader; returns it. */
-static int await_leader(struct sim *s, uint64_t budget_ms)
+static int await_leader(struct rsim *s, uint64_t budget_ms)
 {
-	uint64_t deadline = s->now + budget_ms;
-	while (leader(s) == 0 && s->now < deadline)
-		run_until(s, s->now + 10);
+	uint64_t deadline = s->core.now + budget_ms;
+	while (leader(s) == 0 && s->core.now < deadline)
+		run_until(s, s->core.now + 10);
 	int l = leader(s);
-	CHECK(l != 0, "no leader by t=%llu", (unsigned long long)s->now);
+	CHECK(l != 0, "no leader by t=%llu", (unsigned long long)s->core.now);
 	return l;
 }
 
-static uint64_t commit_of(struct sim *s, int id)
+static uint64_t commit_of(struct rsim *s, int id)
 {
 	struct rgroup_status st;
 	rgroup_status(s->nodes[id].g, &st);
@@ -1088,12 +1011,12 @@ Test(raft, a_leader_is_elected_and_others_follow_it)
 	/* With a quiet network one leader emerges quickly, and every other replica follows it in its term. */
 	for (int n = 3; n <= 5; n += 2)
 		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-			struct sim *s = sim_new(n, seed * 100 + (unsigned long long)n);
+			struct rsim *s = rsim_new(n, seed * 100 + (unsigned long long)n);
 			if (s == NULL)
 				continue; /* RAFT_SIM_SEED names another schedule */
 			int l = await_leader(s, 3000);
-			CHECK(s->now < 1000 + 3 * ELECTION_MS * 2, "leader only at t=%llu", (unsigned long long)s->now);
-			run_until(s, s->now + 500);
+			CHECK(s->core.now < 1000 + 3 * ELECTION_MS * 2, "leader only at t=%llu", (unsigned long long)s->core.now);
+			run_until(s, s->core.now + 500);
 			cr_assert_eq(leader(s), l);
 			struct rgroup_status ls;
 			rgroup_status(s->nodes[l].g, &ls);
@@ -1115,7 +1038,7 @@ Test(raft, a_leader_is_elected_and_others_follow_it)
 				      (unsigned long long)st.applied_index, (unsigned long long)st.last_index);
 			}
 			check_log_matching(s);
-			sim_free(s);
+			rsim_free(s);
 		}
 }
 
@@ -1124,18 +1047,18 @@ Test(raft, submitted_entries_are_committed_and_applied_on_all_in_the_same_order)
 	/* 150 values through a lossy, reordering network: each is committed once, the same on every replica. */
 	for (int n = 3; n <= 5; n += 2)
 		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-			struct sim *s = sim_new(n, seed * 1000 + (unsigned long long)n);
+			struct rsim *s = rsim_new(n, seed * 1000 + (unsigned long long)n);
 			if (s == NULL)
 				continue; /* RAFT_SIM_SEED names another schedule */
-			s->drop_pct = 3;
+			s->net.drop_pct = 3;
 			await_leader(s, 3000);
 			client_start(s, 150);
 			for (int k = 0; k < 20; k++) {
-				run_until(s, s->now + 100);
+				run_until(s, s->core.now + 100);
 				check_log_matching(s);
 			}
 			finish(s, 20000);
-			sim_free(s);
+			rsim_free(s);
 		}
 }
 
@@ -1149,13 +1072,13 @@ Test(raft, a_split_leader_cannot_commit_the_majority_moves_on_and_logs_converge_
 	 * healing the old leader's entries of the split are gone from every log.
 	 */
 	for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-		struct sim *s = sim_new(5, seed * 7 + 5000);
+		struct rsim *s = rsim_new(5, seed * 7 + 5000);
 		if (s == NULL)
 			continue; /* RAFT_SIM_SEED names another schedule */
-		s->drop_pct = 1;
+		s->net.drop_pct = 1;
 		int old = await_leader(s, 3000);
 		client_start(s, 120);
-		run_until(s, s->now + rnd_in(s, 20, 200));
+		run_until(s, s->core.now + sim_rand_in(&s->core, 20, 200));
 		old = leader(s);
 		cr_assert_neq(old, 0);
 		struct rgroup_status os;
@@ -1164,7 +1087,7 @@ Test(raft, a_split_leader_cannot_commit_the_majority_moves_on_and_logs_converge_
 		for (int a = 1; a <= 5; a++)
 			for (int b = 1; b <= 5; b++) {
 				bool sa = a == old || a == buddy, sb = b == old || b == buddy;
-				s->cut[a][b] = sa != sb;
+				s->net.cut[a][b] = sa != sb;
 			}
 		/*
 		 * What the majority side holds now bounds what the old leader can still commit: it may commit
@@ -1181,7 +1104,7 @@ Test(raft, a_split_leader_cannot_commit_the_majority_moves_on_and_logs_converge_
 			}
 		s->record_subs = true;
 		s->subs_to = old;
-		run_until(s, s->now + 1500);
+		run_until(s, s->core.now + 1500);
 		s->record_subs = false;
 		CHECK(!alive(&s->nodes[old]) || commit_of(s, old) <= maj_last, "split leader %d committed %llu > %llu",
 		      old, (unsigned long long)commit_of(s, old), (unsigned long long)maj_last);
@@ -1215,7 +1138,7 @@ Test(raft, a_split_leader_cannot_commit_the_majority_moves_on_and_logs_converge_
 			      (unsigned long long)idx, (unsigned long long)term);
 		}
 		free_log(t, su, v);
-		sim_free(s);
+		rsim_free(s);
 	}
 	/* Truncation of an uncommitted suffix on a deposed leader did happen (and was checked above). */
 	if (getenv("RAFT_SIM_SEED") == NULL)
@@ -1272,18 +1195,18 @@ Test(raft, a_replica_that_lost_its_log_votes_for_no_one_until_it_has_caught_up)
 	 * converges on every committed entry.
 	 */
 	for (unsigned long long seed = 1; seed <= seeds() / 5 + 1; seed++) {
-		struct sim *s = sim_new(3, seed * 31 + 9100);
+		struct rsim *s = rsim_new(3, seed * 31 + 9100);
 		if (s == NULL)
 			continue;
 		int l = await_leader(s, 3000);
 		int a = l % 3 + 1, b = a % 3 + 1;
 		client_start(s, 60);
-		run_until(s, s->now + 100);
+		run_until(s, s->core.now + 100);
 		for (int i = 1; i <= 3; i++)
-			s->cut[b][i] = s->cut[i][b] = true;
-		run_until(s, s->now + 400);
+			s->net.cut[b][i] = s->net.cut[i][b] = true;
+		run_until(s, s->core.now + 400);
 		s->client_on = false;
-		run_until(s, s->now + 300);
+		run_until(s, s->core.now + 300);
 		CHECK(leader(s) == l, "node %d still leads", l);
 		struct rgroup_status sb;
 		rgroup_status(s->nodes[b].g, &sb);
@@ -1301,19 +1224,19 @@ Test(raft, a_replica_that_lost_its_log_votes_for_no_one_until_it_has_caught_up)
 		s->nodes[a].recovering = true;
 		node_start(s, a);
 		node_stop(s, l, false, 0);
-		memset(s->cut, 0, sizeof(s->cut));
-		run_until(s, s->now + 20 * ELECTION_MS);
+		memset(s->net.cut, 0, sizeof(s->net.cut));
+		run_until(s, s->core.now + 20 * ELECTION_MS);
 		CHECK(leader(s) == 0, "node %d leads without the leader that held the committed entries", leader(s));
 		struct rgroup_status st;
 		rgroup_status(s->nodes[a].g, &st);
 		CHECK(st.recovering && st.refused_votes > 0, "A (%d) recovering %d, %llu vote requests refused", a,
 		      st.recovering, (unsigned long long)st.refused_votes);
 		s->client_on = true;
-		push(s, (struct event){.time = s->now + 1, .kind = EV_CLIENT});
+		sim_push(&s->core, (struct sim_event){.time = s->core.now + 1, .kind = EV_CLIENT});
 		finish(s, 20000);
 		rgroup_status(s->nodes[a].g, &st);
 		CHECK(!st.recovering, "A (%d) caught up but is still recovering", a);
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
@@ -1326,7 +1249,7 @@ Test(raft, a_rejection_of_an_older_terms_append_names_a_defined_log_index)
 	 */
 	static const uint64_t prevs[] = {0, 1, 7, 1000};
 	for (size_t i = 0; i < sizeof(prevs) / sizeof(prevs[0]); i++) {
-		struct sim *s = sim_new(3, 9300 + i);
+		struct rsim *s = rsim_new(3, 9300 + i);
 		cr_assert_not_null(s);
 		int old = await_leader(s, 3000);
 		node_stop(s, old, false, 0); /* a second election: the follower's term is then above 1 */
@@ -1360,27 +1283,27 @@ Test(raft, a_rejection_of_an_older_terms_append_names_a_defined_log_index)
 			     (unsigned long long)d.msg.append_entries_result.last_log_index);
 		rmsg_release(&d);
 		s->capture_from = 0;
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
-static void crash(struct sim *s, int id)
+static void crash(struct rsim *s, int id)
 {
-	uint32_t tear = (uint32_t)rnd_in(s, 0, 3) == 0 ? 0 : (uint32_t)rnd(s);
-	if (rnd_in(s, 0, 1) == 0) {
+	uint32_t tear = (uint32_t)sim_rand_in(&s->core, 0, 3) == 0 ? 0 : (uint32_t)sim_rand(&s->core);
+	if (sim_rand_in(&s->core, 0, 1) == 0) {
 		node_stop(s, id, true, tear);
 		return;
 	}
 	/* The disk dies after k more writes; the node notices (its group stops) and is powered off soon. */
-	pio_sim_crash_after(s->nodes[id].pio, rnd_in(s, 1, 6));
-	push(s, (struct event){.time = s->now + rnd_in(s, 0, 15), .kind = EV_POWEROFF, .node = id,
+	pio_sim_crash_after(s->nodes[id].pio, sim_rand_in(&s->core, 1, 6));
+	sim_push(&s->core, (struct sim_event){.time = s->core.now + sim_rand_in(&s->core, 0, 15), .kind = EV_POWEROFF, .node = id,
 			       .inc = s->nodes[id].inc, .len = tear});
 }
 
-static void await_down(struct sim *s, int id)
+static void await_down(struct rsim *s, int id)
 {
 	while (s->nodes[id].up)
-		run_until(s, s->now + 5);
+		run_until(s, s->core.now + 5);
 }
 
 Test(raft, a_follower_that_crashes_and_restarts_catches_up)
@@ -1389,25 +1312,25 @@ Test(raft, a_follower_that_crashes_and_restarts_catches_up)
 	 * while, restarts from its disk and catches up; nothing it acknowledged is lost. */
 	for (int n = 3; n <= 5; n += 2)
 		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-			struct sim *s = sim_new(n, seed * 13 + 7000 + (unsigned long long)n);
+			struct rsim *s = rsim_new(n, seed * 13 + 7000 + (unsigned long long)n);
 			if (s == NULL)
 				continue; /* RAFT_SIM_SEED names another schedule */
-			s->drop_pct = 2;
+			s->net.drop_pct = 2;
 			await_leader(s, 3000);
 			client_start(s, 120);
-			run_until(s, s->now + rnd_in(s, 10, 250));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 10, 250));
 			int l = leader(s);
 			int f = l != 0 ? l % n + 1 : 1;
 			crash(s, f);
 			await_down(s, f);
-			run_until(s, s->now + rnd_in(s, 50, 600));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 50, 600));
 			check_log_matching(s);
 			node_start(s, f);
 			check_durable_majority(s);
-			run_until(s, s->now + 300);
+			run_until(s, s->core.now + 300);
 			check_log_matching(s);
 			finish(s, 20000);
-			sim_free(s);
+			rsim_free(s);
 		}
 }
 
@@ -1417,13 +1340,13 @@ Test(raft, a_leader_that_crashes_mid_stream_loses_no_committed_entry)
 	 * entry (checked at its election), the old one restarts and converges. */
 	for (int n = 3; n <= 5; n += 2)
 		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-			struct sim *s = sim_new(n, seed * 17 + 9000 + (unsigned long long)n);
+			struct rsim *s = rsim_new(n, seed * 17 + 9000 + (unsigned long long)n);
 			if (s == NULL)
 				continue; /* RAFT_SIM_SEED names another schedule */
-			s->drop_pct = 2;
+			s->net.drop_pct = 2;
 			await_leader(s, 3000);
 			client_start(s, 120);
-			run_until(s, s->now + rnd_in(s, 10, 300));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 10, 300));
 			int l = leader(s);
 			cr_assert_neq(l, 0);
 			uint64_t elections = s->elections;
@@ -1431,12 +1354,12 @@ Test(raft, a_leader_that_crashes_mid_stream_loses_no_committed_entry)
 			await_down(s, l);
 			int nl = await_leader(s, 5000);
 			CHECK(nl != l && s->elections > elections, "no new election");
-			run_until(s, s->now + rnd_in(s, 0, 400));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 0, 400));
 			check_log_matching(s);
 			node_start(s, l);
 			check_durable_majority(s);
 			finish(s, 20000);
-			sim_free(s);
+			rsim_free(s);
 		}
 }
 
@@ -1449,27 +1372,27 @@ Test(raft, random_partitions_crashes_and_losses_keep_every_invariant)
 	 */
 	for (unsigned long long seed = 1; seed <= seeds(); seed++) {
 		int n = seed % 2 ? 5 : 3;
-		struct sim *s = sim_new(n, seed * 31 + 11000);
+		struct rsim *s = rsim_new(n, seed * 31 + 11000);
 		if (s == NULL)
 			continue; /* RAFT_SIM_SEED names another schedule */
 		await_leader(s, 3000);
 		client_start(s, 300);
 		s->client_period = 10;
 		for (int step = 0; step < 16; step++) {
-			int what = (int)rnd_in(s, 0, 6);
+			int what = (int)sim_rand_in(&s->core, 0, 6);
 			int down = 0;
 			for (int i = 1; i <= n; i++)
 				down += !s->nodes[i].up;
 			int l = leader(s);
 			if (what == 0) {
-				uint64_t side = rnd(s);
+				uint64_t side = sim_rand(&s->core);
 				for (int a = 1; a <= n; a++)
 					for (int b = 1; b <= n; b++)
-						s->cut[a][b] = ((side >> a) & 1) != ((side >> b) & 1);
+						s->net.cut[a][b] = ((side >> a) & 1) != ((side >> b) & 1);
 			} else if (what == 1) {
-				memset(s->cut, 0, sizeof(s->cut));
+				memset(s->net.cut, 0, sizeof(s->net.cut));
 			} else if (what == 2 || what == 3) {
-				int id = what == 3 && l != 0 ? l : (int)rnd_in(s, 1, (uint64_t)n);
+				int id = what == 3 && l != 0 ? l : (int)sim_rand_in(&s->core, 1, (uint64_t)n);
 				if (s->nodes[id].up && down + 1 <= (n - 1) / 2)
 					crash(s, id);
 			} else if (what == 4) {
@@ -1479,16 +1402,16 @@ Test(raft, random_partitions_crashes_and_losses_keep_every_invariant)
 						break;
 					}
 			} else if (what == 5) {
-				s->drop_pct = (unsigned)rnd_in(s, 0, 20);
+				s->net.drop_pct = (unsigned)sim_rand_in(&s->core, 0, 20);
 			} else if (l != 0) {
 				for (int i = 1; i <= n; i++)
-					s->cut[l][i] = s->cut[i][l] = i != l;
+					s->net.cut[l][i] = s->net.cut[i][l] = i != l;
 			}
-			run_until(s, s->now + rnd_in(s, 30, 500));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 30, 500));
 			check_log_matching(s);
 		}
 		finish(s, 30000);
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
@@ -1498,24 +1421,24 @@ Test(raft, every_node_losing_power_at_once_loses_no_committed_entry)
 	 * with a torn last write); after restarting, every entry that was committed before is still there. */
 	for (int n = 3; n <= 5; n += 2)
 		for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-			struct sim *s = sim_new(n, seed * 19 + 13000 + (unsigned long long)n);
+			struct rsim *s = rsim_new(n, seed * 19 + 13000 + (unsigned long long)n);
 			if (s == NULL)
 				continue; /* RAFT_SIM_SEED names another schedule */
-			s->drop_pct = 2;
+			s->net.drop_pct = 2;
 			await_leader(s, 3000);
 			client_start(s, 120);
-			run_until(s, s->now + rnd_in(s, 10, 400));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 10, 400));
 			uint64_t committed = s->max_com;
 			for (int i = 1; i <= n; i++)
-				node_stop(s, i, true, rnd_in(s, 0, 1) ? (uint32_t)rnd(s) : 0);
-			run_until(s, s->now + rnd_in(s, 0, 100)); /* messages still in flight are lost */
+				node_stop(s, i, true, sim_rand_in(&s->core, 0, 1) ? (uint32_t)sim_rand(&s->core) : 0);
+			run_until(s, s->core.now + sim_rand_in(&s->core, 0, 100)); /* messages still in flight are lost */
 			for (int i = 1; i <= n; i++)
 				node_start(s, i);
 			check_durable_majority(s);
 			check_log_matching(s);
 			finish(s, 20000);
 			CHECK(s->max_com >= committed, "committed shrank");
-			sim_free(s);
+			rsim_free(s);
 		}
 }
 
@@ -1527,24 +1450,24 @@ Test(raft, a_failed_term_or_vote_write_stops_the_replica_before_any_message_leav
 	 * (env_send checks it); the others elect a leader and go on; reopened from its disk, it catches up.
 	 */
 	for (unsigned long long seed = 1; seed <= seeds(); seed++) {
-		struct sim *s = sim_new(3, seed * 23 + 15000);
+		struct rsim *s = rsim_new(3, seed * 23 + 15000);
 		if (s == NULL)
 			continue; /* RAFT_SIM_SEED names another schedule */
 		int l = await_leader(s, 3000);
 		client_start(s, 60);
-		run_until(s, s->now + 100);
+		run_until(s, s->core.now + 100);
 		l = leader(s);
 		int f = l % 3 + 1;
 		s->nodes[f].fpio.fail_meta = true;
 		for (int i = 1; i <= 3; i++)
-			s->cut[l][i] = s->cut[i][l] = i != l;
+			s->net.cut[l][i] = s->net.cut[i][l] = i != l;
 		for (int k = 0; k < 100 && rgroup_failed(s->nodes[f].g) == 0; k++)
-			run_until(s, s->now + 20);
+			run_until(s, s->core.now + 20);
 		CHECK(s->nodes[f].fpio.meta_failed && rgroup_failed(s->nodes[f].g) == -EIO, "follower %d did not stop",
 		      f);
 		uint64_t sent = s->nodes[f].sent;
 		CHECK(rgroup_submit(s->nodes[f].g, "x", 1, NULL) == -EIO, "a stopped group accepts work");
-		run_until(s, s->now + 500);
+		run_until(s, s->core.now + 500);
 		CHECK(s->nodes[f].sent == sent, "stopped follower sent messages");
 		/* The owner reopens the replica from its disk once the disk works again. */
 		s->nodes[f].fpio.fail_meta = false;
@@ -1552,14 +1475,14 @@ Test(raft, a_failed_term_or_vote_write_stops_the_replica_before_any_message_leav
 		node_stop(s, f, false, 0);
 		node_start(s, f);
 		finish(s, 20000);
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
 /* Snapshots, out-of-band catch-up, membership. */
 
 /* Starts a new, empty replica `id` that joins through a membership change (no bootstrap). */
-static void node_join(struct sim *s, int id)
+static void node_join(struct rsim *s, int id)
 {
 	cr_assert(id <= MAXN && id == s->n + 1);
 	struct node *n = &s->nodes[id];
@@ -1620,21 +1543,21 @@ static void check_same_records(struct node *a, struct node *b, uint64_t from, ui
  * A cluster whose follower f is down while the others run and compact past its log; returns f (to be
  * started by the caller). Deterministic for a seed.
  */
-static int setup_behind(struct sim *s, uint32_t values)
+static int setup_behind(struct rsim *s, uint32_t values)
 {
 	s->compact = 25;
 	s->trail = 30;
-	s->drop_pct = 2;
+	s->net.drop_pct = 2;
 	await_leader(s, 3000);
 	client_start(s, values);
-	run_until(s, s->now + 60);
+	run_until(s, s->core.now + 60);
 	int l = leader(s);
 	cr_assert_neq(l, 0);
 	int f = l % s->n + 1;
 	node_stop(s, f, true, 0);
 	uint64_t f_last = s->nodes[f].last_before_stop;
 	for (int k = 0; k < 400; k++) {
-		run_until(s, s->now + 50);
+		run_until(s, s->core.now + 50);
 		int nl = leader(s);
 		bool past = true;
 		for (int i = 1; i <= s->n; i++)
@@ -1656,7 +1579,7 @@ Test(raft, a_follower_behind_the_compacted_log_installs_a_snapshot_fetched_out_o
 	 */
 	for (unsigned long long seed = 1; seed <= seeds() / 3 + 1; seed++) {
 		sim_max_message = 1500;
-		struct sim *s = sim_new(3, seed * 41 + 17000);
+		struct rsim *s = rsim_new(3, seed * 41 + 17000);
 		sim_max_message = 0;
 		if (s == NULL)
 			continue; /* RAFT_SIM_SEED names another schedule */
@@ -1680,7 +1603,7 @@ Test(raft, a_follower_behind_the_compacted_log_installs_a_snapshot_fetched_out_o
 			CHECK(st.max_message <= 1500 + 64 + 64 + 256, "node %d sent a %llu-byte message", i,
 			      (unsigned long long)st.max_message);
 		}
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
@@ -1699,14 +1622,14 @@ Test(raft, power_loss_at_every_write_of_an_install_leaves_a_replica_that_reopens
 	for (uint64_t k = 1;; k++) {
 		writes = k;
 		sim_max_message = 1200;
-		struct sim *s = sim_new(3, seed * 41 + 19000);
+		struct rsim *s = rsim_new(3, seed * 41 + 19000);
 		sim_max_message = 0;
 		int f = setup_behind(s, 250);
 		node_start(s, f);
 		pio_sim_crash_after(s->nodes[f].pio, k);
 		bool installing_seen = false;
 		for (int i = 0; i < 200 && alive(&s->nodes[f]); i++) {
-			run_until(s, s->now + 10);
+			run_until(s, s->core.now + 10);
 			if (!alive(&s->nodes[f]))
 				break;
 			struct rgroup_status st;
@@ -1727,7 +1650,7 @@ Test(raft, power_loss_at_every_write_of_an_install_leaves_a_replica_that_reopens
 			node_start(s, f);
 		}
 		finish(s, 30000);
-		sim_free(s);
+		rsim_free(s);
 		if (done)
 			break;
 		cr_assert_lt(k, 5000);
@@ -1744,30 +1667,30 @@ Test(raft, random_schedules_with_compaction_keep_log_matching_and_durable_majori
 	for (unsigned long long seed = 1; seed <= seeds() / 2 + 1; seed++) {
 		int n = seed % 2 ? 5 : 3;
 		sim_max_message = seed % 3 == 0 ? 900 : 0;
-		struct sim *s = sim_new(n, seed * 37 + 21000);
+		struct rsim *s = rsim_new(n, seed * 37 + 21000);
 		sim_max_message = 0;
 		if (s == NULL)
 			continue; /* RAFT_SIM_SEED names another schedule */
-		s->compact = rnd_in(s, 10, 40);
-		s->trail = rnd_in(s, 0, 30);
+		s->compact = sim_rand_in(&s->core, 10, 40);
+		s->trail = sim_rand_in(&s->core, 0, 30);
 		await_leader(s, 3000);
 		client_start(s, 300);
 		s->client_period = 6;
 		for (int step = 0; step < 16; step++) {
-			int what = (int)rnd_in(s, 0, 5);
+			int what = (int)sim_rand_in(&s->core, 0, 5);
 			int down = 0;
 			for (int i = 1; i <= n; i++)
 				down += !s->nodes[i].up;
 			int l = leader(s);
 			if (what == 0) {
-				uint64_t side = rnd(s);
+				uint64_t side = sim_rand(&s->core);
 				for (int a = 1; a <= n; a++)
 					for (int b = 1; b <= n; b++)
-						s->cut[a][b] = ((side >> a) & 1) != ((side >> b) & 1);
+						s->net.cut[a][b] = ((side >> a) & 1) != ((side >> b) & 1);
 			} else if (what == 1) {
-				memset(s->cut, 0, sizeof(s->cut));
+				memset(s->net.cut, 0, sizeof(s->net.cut));
 			} else if (what == 2 || what == 3) {
-				int id = what == 3 && l != 0 ? l : (int)rnd_in(s, 1, (uint64_t)n);
+				int id = what == 3 && l != 0 ? l : (int)sim_rand_in(&s->core, 1, (uint64_t)n);
 				if (s->nodes[id].up && down + 1 <= (n - 1) / 2)
 					crash(s, id);
 			} else if (what == 4) {
@@ -1777,18 +1700,18 @@ Test(raft, random_schedules_with_compaction_keep_log_matching_and_durable_majori
 						break;
 					}
 			} else {
-				s->drop_pct = (unsigned)rnd_in(s, 0, 15);
+				s->net.drop_pct = (unsigned)sim_rand_in(&s->core, 0, 15);
 			}
-			run_until(s, s->now + rnd_in(s, 30, 500));
+			run_until(s, s->core.now + sim_rand_in(&s->core, 30, 500));
 			check_log_matching(s);
 		}
 		finish(s, 40000);
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
 /* Retries op at the current leader until it returns something other than a transient refusal. */
-static int at_leader(struct sim *s, int (*op)(struct rgroup *, uint64_t), uint64_t id)
+static int at_leader(struct rsim *s, int (*op)(struct rgroup *, uint64_t), uint64_t id)
 {
 	for (int k = 0; k < 2000; k++) {
 		int l = leader(s);
@@ -1797,7 +1720,7 @@ static int at_leader(struct sim *s, int (*op)(struct rgroup *, uint64_t), uint64
 			if (rv != -EPERM && rv != -EBUSY && rv != -EINPROGRESS)
 				return rv;
 		}
-		run_until(s, s->now + 10);
+		run_until(s, s->core.now + 10);
 	}
 	int l = leader(s);
 	CHECK(false, "no leader took the change (leader %d, last %d)", l,
@@ -1810,7 +1733,7 @@ static int op_add(struct rgroup *g, uint64_t id)
 	return rgroup_add(g, id, "sim");
 }
 
-static bool has_member(struct sim *s, int on, uint64_t id, int role)
+static bool has_member(struct rsim *s, int on, uint64_t id, int role)
 {
 	struct rgroup_member m[MAXN + 2];
 	size_t k = rgroup_members(s->nodes[on].g, m, MAXN + 2);
@@ -1821,7 +1744,7 @@ static bool has_member(struct sim *s, int on, uint64_t id, int role)
 }
 
 /* Runs until the leader's configuration has (or lacks) id with role, committed. */
-static void await_conf(struct sim *s, uint64_t id, int role, bool present)
+static void await_conf(struct rsim *s, uint64_t id, int role, bool present)
 {
 	for (int k = 0; k < 1000; k++) {
 		int l = leader(s);
@@ -1831,7 +1754,7 @@ static void await_conf(struct sim *s, uint64_t id, int role, bool present)
 			if (st.commit_index == st.last_index)
 				return;
 		}
-		run_until(s, s->now + 10);
+		run_until(s, s->core.now + 10);
 	}
 	CHECK(false, "configuration never settled for %llu", (unsigned long long)id);
 }
@@ -1839,15 +1762,15 @@ static void await_conf(struct sim *s, uint64_t id, int role, bool present)
 Test(raft, a_standby_is_added_promoted_a_voter_removed_and_leadership_transferred_under_loss)
 {
 	for (unsigned long long seed = 1; seed <= seeds() / 3 + 1; seed++) {
-		struct sim *s = sim_new(3, seed * 43 + 23000);
+		struct rsim *s = rsim_new(3, seed * 43 + 23000);
 		if (s == NULL)
 			continue; /* RAFT_SIM_SEED names another schedule */
-		s->drop_pct = 5;
+		s->net.drop_pct = 5;
 		s->compact = seed % 2 ? 30 : 0; /* half of them also catch the newcomer up by a snapshot */
 		s->trail = 10;
 		await_leader(s, 3000);
 		client_start(s, 200);
-		run_until(s, s->now + 200);
+		run_until(s, s->core.now + 200);
 		node_join(s, 4);
 		int rv = at_leader(s, op_add, 4);
 		CHECK(rv == 0 || rv == -EEXIST, "add: %d", rv);
@@ -1868,7 +1791,7 @@ Test(raft, a_standby_is_added_promoted_a_voter_removed_and_leadership_transferre
 			rv = at_leader(s, rgroup_transfer, 4);
 			CHECK(rv == 0 || rv == -ENOENT, "transfer: %d", rv);
 			for (int j = 0; j < 50 && leader(s) != 4; j++)
-				run_until(s, s->now + 10);
+				run_until(s, s->core.now + 10);
 		}
 		CHECK(leader(s) == 4, "leadership is at %d, not 4", leader(s));
 		finish(s, 30000);
@@ -1878,29 +1801,29 @@ Test(raft, a_standby_is_added_promoted_a_voter_removed_and_leadership_transferre
 				      "node %d's configuration", i);
 				CHECK(rgroup_members(s->nodes[i].g, NULL, 0) == 3, "node %d: not 3 members", i);
 			}
-		sim_free(s);
+		rsim_free(s);
 	}
 }
 
 Test(raft, a_leader_refuses_work_past_max_pending_bytes)
 {
 	sim_max_pending_bytes = 1000;
-	struct sim *s = sim_new(3, 99);
+	struct rsim *s = rsim_new(3, 99);
 	sim_max_pending_bytes = 0;
 	if (s == NULL)
 		return;
 	int l = await_leader(s, 3000);
-	run_until(s, s->now + 100);
+	run_until(s, s->core.now + 100);
 	l = leader(s);
 	for (int i = 1; i <= 3; i++)
-		s->cut[l][i] = s->cut[i][l] = i != l;
+		s->net.cut[l][i] = s->net.cut[i][l] = i != l;
 	uint8_t payload[200] = {0};
 	int accepted = 0, rv = 0;
 	while ((rv = rgroup_submit(s->nodes[l].g, payload, sizeof(payload), NULL)) == 0)
 		accepted++;
 	CHECK(rv == -EAGAIN && accepted == 5, "accepted %d, then %d", accepted, rv);
 	CHECK(rgroup_submit(s->nodes[l].g, payload, 1, NULL) == -EAGAIN, "a small one past the cap");
-	sim_free(s);
+	rsim_free(s);
 }
 
 /*
@@ -1951,9 +1874,9 @@ static void first_segment(struct node *n, char *out, size_t cap)
 }
 
 /* A 3-replica group for the flipped-byte test: a few values committed, every log the same. */
-static struct sim *small_group(unsigned long long seed)
+static struct rsim *small_group(unsigned long long seed)
 {
-	struct sim *s = sim_new(3, seed);
+	struct rsim *s = rsim_new(3, seed);
 	if (s == NULL)
 		return NULL;
 	await_leader(s, 3000);
@@ -1976,14 +1899,14 @@ Test(raft, a_byte_flipped_anywhere_in_a_replica_s_log_is_repaired_from_its_peers
 	 * identical to the leader's.
 	 */
 	const unsigned long long seed = 424242;
-	struct sim *s = small_group(seed);
+	struct rsim *s = small_group(seed);
 	if (s == NULL)
 		return; /* RAFT_SIM_SEED names another schedule */
 	size_t len;
 	free(read_bytes(&s->nodes[1], 1, plog_last_index(s->nodes[1].log), &len));
 	uint64_t end = SEGMENT_HEADER_SIZE + len;
 	CHECK(end < 16384, "one segment");
-	sim_free(s);
+	rsim_free(s);
 	uint32_t repaired = 0, elections = 0;
 	for (uint64_t pos = SEGMENT_HEADER_SIZE; pos < end; pos++) {
 		s = small_group(seed);
@@ -2014,7 +1937,7 @@ Test(raft, a_byte_flipped_anywhere_in_a_replica_s_log_is_repaired_from_its_peers
 			for (int k = 0; k < 100 && rv == -EPERM; k++) {
 				if ((l = leader(s)) != 0 && (rv = rgroup_barrier(s->nodes[l].g)) == 0)
 					break;
-				run_until(s, s->now + 20); /* a leadership transfer may be under way */
+				run_until(s, s->core.now + 20); /* a leadership transfer may be under way */
 			}
 			CHECK(rv == 0, "barrier on node %d: %d", l, rv);
 			schedule_disk(&s->nodes[l]);
@@ -2027,7 +1950,7 @@ Test(raft, a_byte_flipped_anywhere_in_a_replica_s_log_is_repaired_from_its_peers
 		if (l != v)
 			check_same_records(n, &s->nodes[l], 1, plog_last_index(s->nodes[l].log));
 		repaired++;
-		sim_free(s);
+		rsim_free(s);
 	}
 	cr_log_info("%u byte positions flipped, found and repaired (%u elections in all)", repaired,
 		    elections);
