@@ -560,7 +560,7 @@ static int galgod_start_http(struct galgod *g)
 	ho.health = galgod_http_health;
 	ho.metrics_auth = g->cfg.http.metrics_auth;
 	ho.log = galgod_http_log;
-	ho.log_ud = &g;
+	ho.log_ud = g;
 	if (g->cfg.http.tls_enabled) {
 		char cert[4096];
 		bool generated;

@@ -553,28 +553,36 @@ class Member(Fault):
                 return last
         return last
 
-    def members(self) -> set[int]:
+    def members(self) -> set[int] | None:
+        """The roster as a node lists it, or None when no node could say (no metadata leader reachable)."""
         rc, out = self.admin("nodes")
         # "  ID  HOST  tcp ..." lines between the "nodes" heading and "metadata leader:"
         if rc != 0:
-            return set()
+            return None
         return {int(m) for m in re.findall(r"^  (\d+)  \S+  tcp ", out, re.M)}
 
+    def _dropped(self) -> bool:
+        m = self.members()
+        return m is not None and self.target not in m
+
     def start(self):
-        before = self.members()
+        before = self.members() or set()
         meta = {n: self.db.meta_leader(self.db.nodes[n]) for n in self.live()}
         leader = next((v for v in meta.values() if v), None)
         cands = sorted(n for n in before if n in self.db.nodes)
         self.target = leader if (leader in cands and self.rng.random() < 0.5) else self.rng.choice(cands)
         rc, out = self.admin("remove-node", str(self.target))
-        self.removed = rc == 0
-        # the removal completes once the node's replicas have moved: wait for the roster to drop it
+        # The removal completes once the node's replicas have moved: wait until a roster read shows it gone.
+        # Until then the node is still needed (its replicas may be part of a quorum) and it keeps running;
+        # a roster that cannot be read (another fault took the metadata's quorum) proves nothing.
+        self.removed = rc == 0 and _wait(self._dropped, 30, step=1.0)
         after = self.members()
-        if rc == 0:
-            _wait(lambda: self.target not in self.members(), 30, step=1.0)
-            after = self.members()
-        self._see(rc == 0 and self.target not in after, f"remove-node {self.target}: rc {rc}; roster {sorted(after)}")
-        return {"nodes": [self.target], "was_meta_leader": self.target == leader, "rc": rc, "out": out[-300:]}
+        shown = sorted(after) if after is not None else "unreadable"
+        pending = rc == 0 and not self.removed
+        self._see(rc == 0, f"remove-node {self.target}: rc {rc}; roster {shown}" +
+                  ("; not yet complete (the node keeps running)" if pending else ""))
+        return {"nodes": [self.target], "was_meta_leader": self.target == leader, "rc": rc, "pending": pending,
+                "out": out[-300:]}
 
     def stop(self):
         if not self.removed:
@@ -593,8 +601,8 @@ class Member(Fault):
         rc, out = self.admin("add-node", str(new_id), ip, str(RAFT_PORT), str(TCP_PORT), str(QUIC_PORT),
                              str(HTTP_PORT))
         if rc == 0:
-            _wait(lambda: new_id in self.members(), 20, step=1.0)
-        after = self.members()
+            _wait(lambda: new_id in (self.members() or ()), 20, step=1.0)
+        after = self.members() or set()
         good = ok and rc == 0 and new_id in after
         self._see(self._ok and good, self._effect + f"; add-node {new_id}: rc {rc}; roster {sorted(after)}")
         return {"nodes": [new_id], "replaces": self.target, "rc": rc}
