@@ -828,22 +828,39 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 	return 0;
 }
 
+/*
+ * The start of every metadata command handler: the request's reply slot (NULL: none could be taken, the
+ * request is dropped), a reader over its body and a command stamped with this node's clock.
+ */
+static struct pending *meta_begin(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len,
+				  struct wire_rd *r, struct meta_cmd *c)
+{
+	wire_rd_init(r, body, len);
+	*c = (struct meta_cmd){.type = 0, .ts = srv__now_us()};
+	return srv__pending_new(ss, hdr);
+}
+
+/* A body that does not decode: InvalidCommand, nothing submitted. */
+static void undecodable(struct pending *p)
+{
+	srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+}
+
 /* CreateStream. */
 void srv__meta_create_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_str name;
 	struct wire_opts opts;
 	wire_get_name(&r, &name);
 	wire_get_options(&r, &opts);
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	if (opts.count > 0) {
@@ -863,12 +880,11 @@ void srv__meta_create_stream(struct srv_session *ss, const struct frame_request 
 void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_id sid;
 	struct wire_str name;
 	struct wire_opts opts;
@@ -879,7 +895,7 @@ void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, u
 		wire_get_options(&r, &opts);
 	}
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	st = srv__find_stream(s, &sid);
@@ -913,12 +929,11 @@ void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, u
 void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_id sid;
 	struct wire_str name;
 	struct wire_opts opts;
@@ -929,7 +944,7 @@ void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *
 	wire_get_name(&r, &name);
 	wire_get_options(&r, &opts);
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	st = srv__find_stream(s, &sid);
@@ -961,12 +976,11 @@ void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *
 void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_id sid;
 	struct wire_id tid;
 	struct wire_str name;
@@ -984,7 +998,7 @@ void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, ui
 		c.count = wire_get_u32(&r);
 	}
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	st = srv__find_stream(s, &sid);
@@ -1032,12 +1046,11 @@ void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, ui
 void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_id sid;
 	struct wire_id tid;
 	struct wire_id gid;
@@ -1051,7 +1064,7 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 	else
 		wire_get_id(&r, &gid);
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	st = srv__find_stream(s, &sid);
@@ -1100,12 +1113,11 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 void srv__meta_create_user(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_str name;
 	struct wire_opts opts;
 	struct meta_perms perms = {0};
@@ -1128,7 +1140,7 @@ void srv__meta_create_user(struct srv_session *ss, const struct frame_request *h
 	if (wire_rd_done(&r) != 0 || opts.count > 0) {
 		wire_perms_free(&wp);
 		if (wire_rd_done(&r) != 0) {
-			srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+			undecodable(p);
 			return;
 		}
 		srv__reject(p, E_UNSUPPORTED_OPTION);
@@ -1160,12 +1172,11 @@ void srv__meta_create_user(struct srv_session *ss, const struct frame_request *h
 void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_id uid;
 	struct wire_str name;
 	struct wire_opts opts;
@@ -1198,7 +1209,7 @@ void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uin
 	}
 	if (wire_rd_done(&r) != 0) {
 		wire_perms_free(&wp);
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	struct meta_user *u = srv__find_user(s, &uid);
@@ -1251,19 +1262,18 @@ void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uin
 void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len)
 {
 	struct srv *s = ss->srv;
-	struct pending *p = srv__pending_new(ss, hdr);
+	struct wire_rd r;
+	struct meta_cmd c;
+	struct pending *p = meta_begin(ss, hdr, body, len, &r, &c);
 	if (p == NULL)
 		return;
-	struct wire_rd r;
-	wire_rd_init(&r, body, len);
-	struct meta_cmd c = {.type = 0, .ts = srv__now_us()};
 	struct wire_str name;
 	wire_get_name(&r, &name);
 	uint64_t expiry = 0;
 	if (hdr->operation == FRAME_OP_CREATE_PERSONAL_ACCESS_TOKEN)
 		expiry = wire_get_u64(&r);
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0); /* a body that does not decode */
+		undecodable(p);
 		return;
 	}
 	c.user_id = ss->user_id;
