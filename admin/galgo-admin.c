@@ -399,6 +399,7 @@ int main(int argc, char **argv)
 				rv == 10060	? " (the node is a member already)"
 				: rv == 10061 ? " (no such node)"
 				: rv == 10062 ? " (the roster is full, or the last node cannot go)"
+				: rv == 10063 ? " (a node is down: the nodes left would have no live majority)"
 				: rv == 41    ? " (not allowed: needs the manage_servers permission)"
 						: "");
 	}

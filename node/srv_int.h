@@ -56,6 +56,7 @@ enum {
 	E_UNAUTHORIZED = 41,
 	E_NOT_ACCEPTED = 58,
 	E_GALGO_NOT_LEADER = 10058, /* docs/protocol-extensions.md, in redirect mode */
+	E_GALGO_NO_LIVE_MAJORITY = 10063, /* RemoveNode: the rest would have no live majority */
 	E_CANNOT_READ_MESSAGE = 4011,
 	E_INVALID_MESSAGE_CHECKSUM = 4027,
 	E_INVALID_BATCH_CHECKSUM = 4039,

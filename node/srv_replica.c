@@ -608,6 +608,49 @@ static void membership_done(struct srv *s, struct mwait *w, int status, int rv, 
 		srv__finish(w->p, (uint32_t)rv, false, NULL, 0);
 }
 
+/* A node counts as live for a membership change when it is this node or its link to this node is up. */
+static bool node_live(const struct srv *s, uint64_t id)
+{
+	return id == clu_node_id(s->clu) || clu_connected(s->clu, id);
+}
+
+/* Whether more than half of `ids` but `gone` are live (etcd's strict reconfiguration check). */
+static bool majority_live_without(const struct srv *s, const uint64_t *ids, size_t n, uint64_t gone)
+{
+	size_t rest = 0, live = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] == gone)
+			continue;
+		rest++;
+		live += node_live(s, ids[i]);
+	}
+	return rest == 0 || 2 * live > rest;
+}
+
+/*
+ * RemoveNode's admission check, as this node sees its links: the roster without the node, and the
+ * metadata group's voters without it, must each keep a live majority. Otherwise the removal would leave
+ * the metadata group (or a partition whose replicas are the rest) unable to commit until a down node
+ * returns, so it is refused (10063) and nothing changes; the operator brings the down node back, or
+ * removes it first. The leaders check again before they drop a voter (group_reconcile).
+ */
+static bool removal_keeps_majority(const struct srv *s, uint64_t gone)
+{
+	uint64_t ids[2 * CLU_MAX_NODES];
+	size_t n = 0;
+	for (uint32_t i = 0; i < s->meta->n_nodes && n < CLU_MAX_NODES; i++)
+		ids[n++] = s->meta->nodes[i].id;
+	if (!majority_live_without(s, ids, n, gone))
+		return false;
+	struct rgroup_member m[2 * CLU_MAX_NODES];
+	size_t nm = clu_group_members(s->mg, m, sizeof(m) / sizeof(m[0]));
+	n = 0;
+	for (size_t i = 0; i < nm && i < sizeof(m) / sizeof(m[0]); i++)
+		if (m[i].role == RAFT_VOTER)
+			ids[n++] = m[i].id;
+	return majority_live_without(s, ids, n, gone);
+}
+
 /*
  * AddNode (10003) and RemoveNode (10004), docs/protocol-extensions.md: a change of the node table through
  * the metadata group, answered once applied here; the leaders then change their groups (srv__membership_tick).
@@ -654,6 +697,11 @@ void srv__handle_membership(struct srv_session *ss, const struct frame_request *
 	/* A node without the node-to-node listener (no cluster.nodes and cluster.secret) cannot take peers. */
 	if (c.type == META_NODE_ADD && !clu_networked(s->clu)) {
 		srv__finish(p, E_FEATURE_UNAVAILABLE, false, NULL, 0);
+		return;
+	}
+	if (c.type == META_NODE_REMOVE && !removal_keeps_majority(s, c.node_id)) {
+		glog_warn(TAG, "RemoveNode %" PRIu32 " refused: the other nodes would have no live majority", c.node_id);
+		srv__finish(p, E_GALGO_NO_LIVE_MAJORITY, false, NULL, 0);
 		return;
 	}
 	struct mwait *w = srv__meta_submit(s, &c, membership_done);
@@ -804,12 +852,25 @@ static bool id_in(const uint64_t *ids, size_t n, uint64_t id)
 	return false;
 }
 
+static bool majority_live_voters_without(const struct srv *s, const struct rgroup_member *m, size_t nm,
+					 uint64_t gone)
+{
+	uint64_t ids[2 * CLU_MAX_NODES];
+	size_t n = 0;
+	for (size_t i = 0; i < nm && n < sizeof(ids) / sizeof(ids[0]); i++)
+		if (m[i].role == RAFT_VOTER)
+			ids[n++] = m[i].id;
+	return majority_live_without(s, ids, n, gone);
+}
+
 /*
  * Membership of a group, driven by its leader one change at a time (each must commit before the next;
  * rgroup answers -EBUSY meanwhile): first a wanted node that is not a member joins as a standby, then a
  * wanted standby is promoted (libraft's catch-up rounds first) while there are fewer than max_voters
- * voters, and last a member that is not wanted goes; the leader itself goes by handing leadership to a
- * wanted voter first. So a replica set changes standby-first, and never drops below its quorum.
+ * voters, and last a member that is not wanted goes (a voter only while the voters left have a live
+ * majority: a removal waits for a down node to return rather than leave the group unable to commit); the
+ * leader itself goes by handing leadership to a wanted voter first. So a replica set changes
+ * standby-first, and never drops below its quorum.
  */
 static void group_reconcile(struct srv *s, struct clu_group *g, const uint64_t *want, size_t n_want,
 			    size_t max_voters, const char *what)
@@ -842,6 +903,15 @@ static void group_reconcile(struct srv *s, struct clu_group *g, const uint64_t *
 		if (id_in(want, n_want, id))
 			continue;
 		if (id != self) {
+			bool voter = false;
+			for (size_t j = 0; j < nm; j++)
+				voter |= m[j].id == id && m[j].role == RAFT_VOTER;
+			/* a voter goes only if the voters left have a live majority: else wait for a node to return */
+			if (voter && !majority_live_voters_without(s, m, nm, id)) {
+				glog_debug(TAG, "%s: node %" PRIu64 " stays until the other voters have a live majority",
+					   what, id);
+				return;
+			}
 			if (clu_group_remove(g, id) == 0)
 				glog_info(TAG, "%s: node %" PRIu64 " removed", what, id);
 			return;

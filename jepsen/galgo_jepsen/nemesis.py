@@ -579,10 +579,15 @@ class Member(Fault):
         after = self.members()
         shown = sorted(after) if after is not None else "unreadable"
         pending = rc == 0 and not self.removed
-        self._see(rc == 0, f"remove-node {self.target}: rc {rc}; roster {shown}" +
-                  ("; not yet complete (the node keeps running)" if pending else ""))
+        # With another node down (another fault), Galgo refuses a removal that would leave the nodes left
+        # without a live majority (10063) and changes nothing: a correct answer, if the roster still holds it.
+        refused = rc != 0 and "refused: 10063" in out
+        kept = refused and after is not None and self.target in after
+        self._see(rc == 0 or kept, f"remove-node {self.target}: rc {rc}" +
+                  (" (10063: the nodes left would have no live majority)" if refused else "") +
+                  f"; roster {shown}" + ("; not yet complete (the node keeps running)" if pending else ""))
         return {"nodes": [self.target], "was_meta_leader": self.target == leader, "rc": rc, "pending": pending,
-                "out": out[-300:]}
+                "refused": refused, "out": out[-300:]}
 
     def stop(self):
         if not self.removed:

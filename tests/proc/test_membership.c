@@ -339,6 +339,50 @@ Test(membership, a_dead_node_is_removed_and_its_replicas_are_rebuilt_on_a_new_no
 	node_stop(&nodes[3]);
 }
 
+/*
+ * With node 3 down, removing node 2 would leave nodes 1 and 3, one of them down: the metadata group and
+ * every partition could not commit until node 3 returned. The removal is refused (10063) through either
+ * live node and nothing changes; once node 3 is back the same removal is taken and completes.
+ */
+Test(membership, a_removal_that_would_leave_no_live_majority_is_refused_until_the_down_node_returns)
+{
+	uint64_t acked[PARTS][2 * M];
+	struct gclient *c = start_three(&nodes[0], acked);
+	node_kill(&nodes[2]);
+	pause_ms(1500); /* the links to node 3 see it go (its sockets closed with it) */
+	uint32_t two = 2;
+	cr_assert_eq(raw_status(c, 10004, &two, 4), 10063, "RemoveNode 2 through node 1 with node 3 down");
+	struct gclient *c2 = client_of(&nodes[1]);
+	cr_assert_eq(raw_status(c2, 10004, &two, 4), 10063, "RemoveNode 2 through node 2 itself with node 3 down");
+	gclient_close(c2);
+	struct pmap m;
+	pmap_read(c, &m);
+	cr_assert(m.n_nodes == 3 && has(m.node_ids, 3, 2), "the refused removal changed the roster: %u nodes", m.n_nodes);
+	await_leaders(c, 3, 0); /* nodes 1 and 2 still carry every partition */
+
+	node_start(&nodes[2]);
+	uint64_t until = now_ms() + WAIT_MS;
+	int rv;
+	while ((rv = raw_status(c, 10004, &two, 4)) == 10063 || rv == 58) {
+		cr_assert_lt(now_ms(), until, "RemoveNode 2 still refused with node 3 back: %d", rv);
+		pause_ms(200);
+	}
+	cr_assert_eq(rv, 0, "RemoveNode 2 with every node up: %d", rv);
+	until = now_ms() + 2 * WAIT_MS;
+	for (;;) {
+		pmap_read(c, &m);
+		if (m.n_nodes == 2 && !has(m.node_ids, 2, 2))
+			break;
+		cr_assert_lt(now_ms(), until, "node 2 still in the groups: node 1 lists %u nodes", m.n_nodes);
+		pause_ms(100);
+	}
+	await_leaders(c, 2, 0);
+	second_half(c, &nodes[0], acked);
+	node_stop(&nodes[1]);
+	node_stop(&nodes[0]);
+	node_stop(&nodes[2]);
+}
+
 Test(membership, the_metadata_leader_itself_can_be_removed)
 {
 	uint64_t acked[PARTS][2 * M];
