@@ -285,13 +285,9 @@ static void get_name(struct wire_rd *r, struct meta_cmd *c)
 	c->name_len = (uint8_t)s.len;
 }
 
-int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
+/* The body of a command on streams and topics; false for a command that cannot be encoded. */
+static bool put_stream_cmd(struct wire_buf *b, const struct meta_cmd *c)
 {
-	if (c->name == NULL && c->name_len > 0)
-		return -EINVAL;
-	size_t start = b->len;
-	wire_put_u8(b, METAREC_VERSION);
-	wire_put_u8(b, c->type);
 	bool ok = true;
 	switch (c->type) {
 	case META_CREATE_STREAM:
@@ -331,6 +327,18 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		wire_put_u32(b, c->topic_id);
 		wire_put_u32(b, c->count);
 		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+/* The body of a command on users and tokens; false for a command that cannot be encoded. */
+static bool put_user_cmd(struct wire_buf *b, const struct meta_cmd *c)
+{
+	bool ok = true;
+	switch (c->type) {
 	case META_CREATE_USER:
 		if (!hash_ok(c->password_hash) || (c->has_perms && c->perms == NULL)) {
 			ok = false;
@@ -386,6 +394,18 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		wire_put_u32(b, c->user_id);
 		wire_put_str8(b, c->name, c->name_len);
 		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+/* The body of a command on groups, members and offsets; false for a command that cannot be encoded. */
+static bool put_group_cmd(struct wire_buf *b, const struct meta_cmd *c)
+{
+	bool ok = true;
+	switch (c->type) {
 	case META_CREATE_GROUP:
 		wire_put_u32(b, c->stream_id);
 		wire_put_u32(b, c->topic_id);
@@ -419,6 +439,18 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		if (c->type == META_STORE_OFFSET)
 			wire_put_u64(b, c->offset);
 		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+/* The body of a command on the node table; false for a command that cannot be encoded. */
+static bool put_node_cmd(struct wire_buf *b, const struct meta_cmd *c)
+{
+	bool ok = true;
+	switch (c->type) {
 	case META_NODES_INIT:
 		if (c->n_nodes == 0 || c->n_nodes > META_MAX_NODES) {
 			ok = false;
@@ -451,6 +483,25 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		ok = false;
 		break;
 	}
+	return ok;
+}
+
+int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
+{
+	if (c->name == NULL && c->name_len > 0)
+		return -EINVAL;
+	size_t start = b->len;
+	wire_put_u8(b, METAREC_VERSION);
+	wire_put_u8(b, c->type);
+	bool ok = false; /* the families by their ranges of types (meta.h) */
+	if (c->type >= META_CREATE_STREAM && c->type <= META_DELETE_PARTITIONS)
+		ok = put_stream_cmd(b, c);
+	else if (c->type >= META_CREATE_USER && c->type <= META_DELETE_PAT)
+		ok = put_user_cmd(b, c);
+	else if (c->type >= META_CREATE_GROUP && c->type <= META_CLEAR_NODE_MEMBERS)
+		ok = put_group_cmd(b, c);
+	else if (c->type >= META_NODES_INIT && c->type <= META_NODE_ADVERTISE)
+		ok = put_node_cmd(b, c);
 	int rv = wire_buf_error(b);
 	if (rv == 0 && !ok)
 		rv = -EINVAL;
@@ -459,18 +510,9 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 	return rv;
 }
 
-int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct meta_perms *scratch)
+/* The body of a command on streams and topics. */
+static void get_stream_cmd(struct wire_rd *r, struct meta_cmd *c)
 {
-	memset(out, 0, sizeof(*out));
-	memset(scratch, 0, sizeof(*scratch));
-	struct wire_rd rd, *r = &rd;
-	wire_rd_init(r, p, len);
-	if (wire_get_u8(r) != METAREC_VERSION) {
-		bad(r);
-		return -EBADMSG;
-	}
-	struct meta_cmd *c = out;
-	c->type = wire_get_u8(r);
 	switch (c->type) {
 	case META_CREATE_STREAM:
 		c->ts = wire_get_u64(r);
@@ -509,6 +551,16 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		c->topic_id = wire_get_u32(r);
 		c->count = wire_get_u32(r);
 		break;
+	default:
+		bad(r);
+		break;
+	}
+}
+
+/* The body of a command on users and tokens. */
+static void get_user_cmd(struct wire_rd *r, struct meta_cmd *c, struct meta_perms *scratch)
+{
+	switch (c->type) {
 	case META_CREATE_USER:
 		c->ts = wire_get_u64(r);
 		get_name(r, c);
@@ -551,6 +603,16 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		c->user_id = wire_get_u32(r);
 		get_name(r, c);
 		break;
+	default:
+		bad(r);
+		break;
+	}
+}
+
+/* The body of a command on groups, members and offsets. */
+static void get_group_cmd(struct wire_rd *r, struct meta_cmd *c)
+{
+	switch (c->type) {
 	case META_CREATE_GROUP:
 		c->stream_id = wire_get_u32(r);
 		c->topic_id = wire_get_u32(r);
@@ -584,6 +646,16 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		if (c->type == META_STORE_OFFSET)
 			c->offset = wire_get_u64(r);
 		break;
+	default:
+		bad(r);
+		break;
+	}
+}
+
+/* The body of a command on the node table. */
+static void get_node_cmd(struct wire_rd *r, struct meta_cmd *c)
+{
+	switch (c->type) {
 	case META_NODES_INIT:
 		c->replication_factor = wire_get_u8(r);
 		c->n_nodes = wire_get_u8(r);
@@ -609,6 +681,30 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		bad(r);
 		break;
 	}
+}
+
+int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct meta_perms *scratch)
+{
+	memset(out, 0, sizeof(*out));
+	memset(scratch, 0, sizeof(*scratch));
+	struct wire_rd rd, *r = &rd;
+	wire_rd_init(r, p, len);
+	if (wire_get_u8(r) != METAREC_VERSION) {
+		bad(r);
+		return -EBADMSG;
+	}
+	struct meta_cmd *c = out;
+	c->type = wire_get_u8(r);
+	if (c->type >= META_CREATE_STREAM && c->type <= META_DELETE_PARTITIONS)
+		get_stream_cmd(r, c);
+	else if (c->type >= META_CREATE_USER && c->type <= META_DELETE_PAT)
+		get_user_cmd(r, c, scratch);
+	else if (c->type >= META_CREATE_GROUP && c->type <= META_CLEAR_NODE_MEMBERS)
+		get_group_cmd(r, c);
+	else if (c->type >= META_NODES_INIT && c->type <= META_NODE_ADVERTISE)
+		get_node_cmd(r, c);
+	else
+		bad(r);
 	int rv = outcome(r);
 	if (rv != 0) {
 		meta_perms_free(scratch);
