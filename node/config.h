@@ -93,6 +93,13 @@ struct galgo_config {
 		bool metrics_auth;           /* GET /metrics needs a Bearer token (default: open, as Iggy) */
 	} http;
 	struct {
+		bool enabled;
+		char *address;               /* host:port */
+		bool tls_enabled;            /* wss: TLS around the WebSocket connection */
+		char *tls_cert;              /* as tcp.tls_cert */
+		char *tls_key;               /* as tcp.tls_key */
+	} websocket;
+	struct {
 		char *nodes;             /* roster: ID@HOST:RAFT_PORT[:TCP[:QUIC[:HTTP]]],...; empty: single node */
 		char *listen;            /* node-to-node listener IP:PORT; empty: 0.0.0.0:own RAFT_PORT */
 		char *name;              /* cluster name */

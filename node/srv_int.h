@@ -326,7 +326,7 @@ struct srv {
 	uint64_t next_session;
 	uint64_t start_us;
 	uint32_t jobs;             /* thread-pool jobs in flight (password checks) */
-	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
+	struct srv_tstats tstats[SRV_TRANSPORT_LAST + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 	uint64_t restarts;         /* partition groups reopened from disk after they stopped (galgo_partition_restarts_total) */
 	uint64_t repairs;          /* damaged replicas set aside to be rebuilt from peers (galgo_partition_repairs_total) */
@@ -371,6 +371,7 @@ struct srv {
 struct client_addr {
 	const char *host;
 	uint16_t tcp, quic, http;
+	uint16_t ws; /* the roster has no WebSocket port: every node is taken to listen on this node's own */
 };
 
 

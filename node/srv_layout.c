@@ -311,11 +311,13 @@ struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn,
 	config_split_address(s->cfg->quic.address, h, sizeof(h), &quic);
 	config_split_address(s->cfg->http.address, h, sizeof(h), &http);
 	struct client_addr a = {single ? own_host : cn->host, cn->tcp_port != 0 ? cn->tcp_port : tcp,
-				cn->quic_port != 0 ? cn->quic_port : quic, cn->http_port != 0 ? cn->http_port : http};
+				cn->quic_port != 0 ? cn->quic_port : quic, cn->http_port != 0 ? cn->http_port : http, 0};
 	if (!s->cfg->quic.enabled)
 		a.quic = 0;
 	if (!s->cfg->http.enabled)
 		a.http = 0;
+	if (s->cfg->websocket.enabled)
+		config_split_address(s->cfg->websocket.address, h, sizeof(h), &a.ws);
 	const struct meta_node *mn = meta_node(s->meta, (uint32_t)cn->id);
 	if (mn != NULL) {
 		if (mn->adv_host[0] != '\0')
@@ -511,7 +513,7 @@ void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 	wire_put_u16(b, a.tcp);
 	wire_put_u16(b, a.quic);
 	wire_put_u16(b, a.http);
-	wire_put_u16(b, 0);    /* websocket */
+	wire_put_u16(b, a.ws);
 	wire_put_u8(b, role);
 	wire_put_u8(b, 0);     /* healthy */
 }

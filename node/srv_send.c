@@ -472,7 +472,7 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 	wire_put_u32(&wb, n != NULL ? (uint32_t)st.leader_id : 0);
 	wire_put_u64(&wb, n != NULL ? st.term : 0);
 	const struct clu_node *all;
-	struct client_addr a = {"", 0, 0, 0};
+	struct client_addr a = {"", 0, 0, 0, 0};
 	if (n != NULL)
 		a = srv__client_addr_of(s, n, clu_nodes(s->clu, &all) == 1);
 	wire_put_str8(&wb, a.host, strlen(a.host));
