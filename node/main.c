@@ -563,6 +563,17 @@ static int galgod_start_tcp(struct galgod *g)
 	return 0;
 }
 
+/* Whether websocket.address is the built-in default (config_defaults). */
+static bool galgod_ws_default_address(const struct galgo_config *cfg)
+{
+	struct galgo_config d;
+	if (config_defaults(&d) != 0)
+		return false;
+	bool same = strcmp(d.websocket.address, cfg->websocket.address) == 0;
+	config_free(&d);
+	return same;
+}
+
 /* The WebSocket listener (websocket.enabled), wss with websocket.tls_enabled. Returns 0 or -1 (logged). */
 static int galgod_start_ws(struct galgod *g)
 {
@@ -588,6 +599,16 @@ static int galgod_start_ws(struct galgod *g)
 	rc = ws_server_new(&g->loop, &to, &galgod_tcp_handler, g, &g->ws);
 	if (to.ssl_ctx != NULL)
 		SSL_CTX_free(to.ssl_ctx);
+	if (rc == -EADDRINUSE && galgod_ws_default_address(&g->cfg)) {
+		/*
+		 * Only the default address, which nobody asked for, is taken (another galgod on this host, or
+		 * Iggy's server): this node serves its other transports rather than refuse to start, as it did
+		 * before it had a WebSocket listener. An address set on purpose that cannot be had stops it.
+		 */
+		glog_warn(TAG, "the default WebSocket address %s is in use: no WebSocket listener (set websocket.address "
+			       "or websocket.enabled=false)", g->cfg.websocket.address);
+		return 0;
+	}
 	if (rc < 0) {
 		glog_error(TAG, "cannot listen on %s (websocket): %s", g->cfg.websocket.address, strerror(-rc));
 		return -1;

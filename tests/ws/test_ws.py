@@ -11,6 +11,9 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
+import time
+from pathlib import Path
 from datetime import timedelta
 
 import pytest
@@ -237,3 +240,70 @@ def test_the_iggy_sdk_logs_in_sends_and_polls_over_wss(galgod_tls):
                                     partition_id=0)
         assert [m.payload() for m in got] == [b"over wss %d" % i for i in range(3)]
     run(go())
+
+
+def _start_and_wait(argv: list[str], log: Path, timeout: float = 20.0) -> tuple[subprocess.Popen, bool]:
+    """Starts galgod; (its process, True once it printed 'galgod ready' / False once it exited)."""
+    out = open(log, "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    out.close()
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if b"galgod ready" in log.read_bytes():
+            return p, True
+        if p.poll() is not None:
+            return p, False
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    pytest.fail(f"galgod neither ready nor exited:\n{log.read_text(errors='replace')}")
+
+
+def _holding(addr: tuple[str, int]) -> socket.socket | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(addr)
+        s.listen(1)
+        return s
+    except OSError:  # someone else holds it already: as good for this test
+        s.close()
+        return None
+
+
+def test_a_taken_default_websocket_port_does_not_stop_a_node_but_a_taken_chosen_one_does(tmp_path):
+    """Several galgods on one host, set up before the WebSocket listener existed, name no WebSocket
+    address: the second finds the default one taken and must still serve its other transports. An address
+    chosen on purpose that is taken stops the node, as for every other listener."""
+    from conftest import find_galgod, free_port
+
+    holder = _holding(("127.0.0.1", 8092))
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        base = [str(find_galgod()), "--quic.enabled=false", "--http.enabled=false",
+                "--with-default-root-credentials"]
+        tcp = free_port()
+        p, ready = _start_and_wait(base + [f"--node.data_dir={tmp_path / 'a'}", f"--tcp.address=127.0.0.1:{tcp}"],
+                                   tmp_path / "a.log")
+        try:
+            log = (tmp_path / "a.log").read_text(errors="replace")
+            assert ready, f"galgod stopped on a taken default WebSocket address:\n{log}"
+            assert "default WebSocket address 127.0.0.1:8092 is in use" in log
+            with socket.create_connection(("127.0.0.1", tcp), timeout=5) as c:  # TCP still serves
+                c.sendall(request(1, 1))
+                assert len(c.recv(64)) >= 8
+        finally:
+            p.terminate()
+            assert p.wait(10) == 0
+        port = taken.getsockname()[1]
+        p, ready = _start_and_wait(base + [f"--node.data_dir={tmp_path / 'b'}", f"--tcp.address=127.0.0.1:{free_port()}",
+                                           f"--websocket.address=127.0.0.1:{port}"], tmp_path / "b.log")
+        if ready:
+            p.terminate()
+            p.wait(10)
+        assert not ready and p.returncode != 0, "a node started without the WebSocket address it was given"
+    finally:
+        taken.close()
+        if holder is not None:
+            holder.close()
