@@ -95,6 +95,7 @@ struct galgo_config {
 	struct {
 		bool enabled;
 		char *address;               /* host:port */
+		uint32_t advertised_port;    /* the port clients are told (0: the port of address) */
 		bool tls_enabled;            /* wss: TLS around the WebSocket connection */
 		char *tls_cert;              /* as tcp.tls_cert */
 		char *tls_key;               /* as tcp.tls_key */

@@ -607,6 +607,7 @@ static int galgod_start_ws(struct galgod *g)
 		 */
 		glog_warn(TAG, "the default WebSocket address %s is in use: no WebSocket listener (set websocket.address "
 			       "or websocket.enabled=false)", g->cfg.websocket.address);
+		g->cfg.websocket.enabled = false; /* nor is one advertised to clients */
 		return 0;
 	}
 	if (rc < 0) {

@@ -116,6 +116,19 @@ void srv__house_arm(struct srv *s)
  * (NODE_ADVERTISE) so that every node lists them (srv__client_addr_of): submitted once the metadata is caught
  * up and names this node, and again every 2 s until the metadata holds what the settings say.
  */
+/* The WebSocket port this node tells clients: websocket.advertised_port, else its listener's; 0 without one. */
+uint16_t srv__own_ws_port(const struct galgo_config *cfg)
+{
+	char h[256];
+	uint16_t port = 0;
+	if (!cfg->websocket.enabled)
+		return 0;
+	if (cfg->websocket.advertised_port != 0)
+		return (uint16_t)cfg->websocket.advertised_port;
+	config_split_address(cfg->websocket.address, h, sizeof(h), &port);
+	return port;
+}
+
 void srv__advertise_tick(struct srv *s)
 {
 	if (s->closing || !s->meta_caught_up)
@@ -125,7 +138,7 @@ void srv__advertise_tick(struct srv *s)
 	const struct galgo_config *cfg = s->cfg;
 	if (mn == NULL || (strcmp(mn->adv_host, cfg->node.advertised_host) == 0 &&
 			   mn->adv_tcp_port == cfg->tcp.advertised_port && mn->adv_quic_port == cfg->quic.advertised_port &&
-			   mn->adv_http_port == cfg->http.advertised_port))
+			   mn->adv_http_port == cfg->http.advertised_port && mn->adv_ws_port == srv__own_ws_port(cfg)))
 		return;
 	uint64_t now = srv__mono_ms();
 	if (now < s->advertise_at)
@@ -136,8 +149,10 @@ void srv__advertise_tick(struct srv *s)
 	c.nodes[0].adv_tcp_port = (uint16_t)cfg->tcp.advertised_port;
 	c.nodes[0].adv_quic_port = (uint16_t)cfg->quic.advertised_port;
 	c.nodes[0].adv_http_port = (uint16_t)cfg->http.advertised_port;
-	glog_info(TAG, "advertising to clients: host %s, tcp %u, quic %u, http %u (empty or 0: the roster's)",
-		  cfg->node.advertised_host, cfg->tcp.advertised_port, cfg->quic.advertised_port, cfg->http.advertised_port);
+	c.nodes[0].adv_ws_port = srv__own_ws_port(cfg);
+	glog_info(TAG, "advertising to clients: host %s, tcp %u, quic %u, http %u (empty or 0: the roster's), websocket %u",
+		  cfg->node.advertised_host, cfg->tcp.advertised_port, cfg->quic.advertised_port, cfg->http.advertised_port,
+		  c.nodes[0].adv_ws_port);
 	srv__commit(s, &c);
 }
 

@@ -560,6 +560,7 @@ bool srv__dl_pending(const struct srv_dl *d);
 void srv__dl_on_timer(uv_timer_t *t);
 void srv__dl_free(struct srv *s); /* srv_free: every waiter is gone or going without its deadline */
 void srv__advertise_tick(struct srv *s);
+uint16_t srv__own_ws_port(const struct galgo_config *cfg);
 void srv__clock_tick(struct srv *s);
 
 /* srv_metrics.c (metrics) */

@@ -316,8 +316,7 @@ struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn,
 		a.quic = 0;
 	if (!s->cfg->http.enabled)
 		a.http = 0;
-	if (s->cfg->websocket.enabled)
-		config_split_address(s->cfg->websocket.address, h, sizeof(h), &a.ws);
+	a.ws = srv__own_ws_port(s->cfg); /* until the node has advertised its own */
 	const struct meta_node *mn = meta_node(s->meta, (uint32_t)cn->id);
 	if (mn != NULL) {
 		if (mn->adv_host[0] != '\0')
@@ -325,6 +324,7 @@ struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn,
 		a.tcp = mn->adv_tcp_port != 0 ? mn->adv_tcp_port : a.tcp;
 		a.quic = mn->adv_quic_port != 0 ? mn->adv_quic_port : a.quic;
 		a.http = mn->adv_http_port != 0 ? mn->adv_http_port : a.http;
+		a.ws = mn->adv_ws_port != 0 ? mn->adv_ws_port : a.ws;
 	}
 	return a;
 }

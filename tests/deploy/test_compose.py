@@ -171,9 +171,9 @@ def test_every_node_is_ready_and_advertises_the_published_addresses(cluster):
     # GetClusterMetadata as the HTTP API gives it, from every node: every node at its published address
     for i in range(NODES):
         m = http_get(8301 + i, "/cluster/metadata")
-        nodes = sorted((n["ip"], n["endpoints"]["tcp"], n["endpoints"]["quic"], n["endpoints"]["http"])
-                       for n in m["nodes"])
-        assert nodes == [("127.0.0.1", 8101 + k, 8201 + k, 8301 + k) for k in range(NODES)], (i, nodes)
+        nodes = sorted((n["ip"], n["endpoints"]["tcp"], n["endpoints"]["quic"], n["endpoints"]["http"],
+                        n["endpoints"]["websocket"]) for n in m["nodes"])
+        assert nodes == [("127.0.0.1", 8101 + k, 8201 + k, 8301 + k, 8501 + k) for k in range(NODES)], (i, nodes)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "quic", "http", "ws"])
