@@ -875,6 +875,11 @@ static void config_format(const struct galgo_config *cfg, const struct config_se
 
 int config_dump(const struct galgo_config *cfg, char *buf, size_t len)
 {
+	return config_dump_sep(cfg, buf, len, " ");
+}
+
+int config_dump_sep(const struct galgo_config *cfg, char *buf, size_t len, const char *sep)
+{
 	size_t used = 0;
 	bool cut = false;
 	char value[512];
@@ -885,7 +890,7 @@ int config_dump(const struct galgo_config *cfg, char *buf, size_t len)
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
 		const struct config_setting *s = &config_table[i];
 		config_format(cfg, s, value, sizeof(value));
-		int n = snprintf(buf + used, len - used, "%s%s.%s=%s", i > 0 ? " " : "", s->section, s->key, value);
+		int n = snprintf(buf + used, len - used, "%s%s.%s=%s", i > 0 ? sep : "", s->section, s->key, value);
 		if (n < 0 || (size_t)n >= len - used) {
 			cut = true;
 			break;

@@ -155,6 +155,8 @@ void config_free(struct galgo_config *cfg);
  * log; the password is shown only as (set) or (unset). Returns 0, or -ENOSPC if it was cut to fit.
  */
 int config_dump(const struct galgo_config *cfg, char *buf, size_t len);
+/* The same with `sep` between the settings instead of a space ("\n": one setting a line). */
+int config_dump_sep(const struct galgo_config *cfg, char *buf, size_t len, const char *sep);
 
 /* Prints usage: every flag with its environment variable, default and description. */
 void config_help(FILE *out, const char *prog);

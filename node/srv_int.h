@@ -325,7 +325,8 @@ struct srv {
 	struct srv_session *sessions;
 	uint64_t next_session;
 	uint64_t start_us;
-	uint32_t jobs;             /* thread-pool jobs in flight (password checks) */
+	uint32_t jobs;             /* thread-pool jobs in flight (password checks, a snapshot) */
+	bool snapshot_busy;        /* a GetSnapshotFile job is in flight (srv_snapshot.c: one at a time) */
 	struct srv_tstats tstats[SRV_TRANSPORT_LAST + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 	uint64_t restarts;         /* partition groups reopened from disk after they stopped (galgo_partition_restarts_total) */
@@ -545,6 +546,9 @@ void srv__handle_legacy_login(struct srv_session *ss, const struct frame_request
 			      size_t len);
 void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 				   size_t len);
+
+/* srv_snapshot.c (GetSnapshotFile: a ZIP archive of diagnostics, made on the thread pool) */
+void srv__handle_snapshot(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 
 /* srv_house.c (housekeeping) */
 uint64_t srv__now_us(void);

@@ -379,7 +379,7 @@ static const struct {
 } reads[] = {
 	{FRAME_CODE_PING, {NULL, srv__q_ping, CMD_ANON, NO_PERM}},
 	{FRAME_CODE_GET_STATS, {NULL, srv__q_stats, PERM(READ_SERVERS)}},
-	{FRAME_CODE_GET_SNAPSHOT_FILE, {NULL, srv__q_unavailable, 0, NO_PERM}},
+	{FRAME_CODE_GET_SNAPSHOT_FILE, {srv__handle_snapshot, NULL, PERM(READ_SERVERS)}},
 	{FRAME_CODE_GET_CLUSTER_METADATA, {NULL, srv__q_cluster_metadata, 0, NO_PERM}},
 	{FRAME_CODE_DESCRIBE_OPTIONS, {NULL, srv__q_describe_options, 0, NO_PERM}},
 	{FRAME_CODE_ATTACH_CONSUMER_SESSION, {srv__handle_attach, NULL, 0, NO_PERM}},
