@@ -109,6 +109,7 @@ static const struct http_err http_errs[] = {
 	{5004, "consumer_group_name_already_exists", "Consumer group name already exists", "name"},
 	{5006, "consumer_group_member_not_found", "Consumer group member not found", NULL},
 	{5009, "consumer_group_partition_not_owned", "Consumer group partition not owned", NULL},
+	{9000, "snapshot_file_completion_failed", "Snapshot file completion failed", NULL},
 	{E_INCOMPATIBLE_PROTOCOL, "incompatible_protocol_version", "Incompatible protocol version", NULL},
 };
 
@@ -774,6 +775,13 @@ void http__reply_options(struct http_call *c, const uint8_t *p, size_t n)
 	}
 	jw_close(&w, ']');
 	reply_json(c, &r, &w, 200);
+}
+
+/* GetSnapshotFile: the archive as it came, a ZIP file. */
+void http__reply_snapshot(struct http_call *c, const uint8_t *p, size_t n)
+{
+	http__call_respond(c, 200, "application/zip", p, n, "content-disposition",
+			   "attachment; filename=\"snapshot.zip\"");
 }
 
 void http__reply_stats(struct http_call *c, const uint8_t *p, size_t n)
