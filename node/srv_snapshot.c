@@ -521,7 +521,10 @@ static uint32_t snap_decode(struct snap_job *j, const uint8_t *body, size_t len)
 static int snap_gather(struct srv *s, struct snap_job *j)
 {
 	const struct galgo_config *cfg = s->cfg;
-	snprintf(j->data_dir, sizeof(j->data_dir), "%s", cfg->node.data_dir != NULL ? cfg->node.data_dir : ".");
+	const char *dir = cfg->node.data_dir != NULL ? cfg->node.data_dir : ".";
+	char *abs = realpath(dir, NULL); /* a relative data_dir is named from / */
+	snprintf(j->data_dir, sizeof(j->data_dir), "%s", abs != NULL ? abs : dir);
+	free(abs);
 	j->pid = getpid();
 	j->uptime_s = (srv__now_us() - s->start_us) / 1000000u;
 	for (size_t i = 0; i < j->n_types; i++) {
