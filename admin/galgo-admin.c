@@ -37,7 +37,7 @@
 #include <string.h>
 
 #include "client/gclient.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 static void usage(FILE *f)
 {

@@ -28,7 +28,7 @@
 #include <xxhash.h>
 
 #include "partition/record.h"
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_IO_TIMEOUT_MS 30000

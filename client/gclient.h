@@ -8,7 +8,7 @@
  * oldest outstanding reply (the server answers in request order), so a producer can keep K batches in
  * flight. While sends are outstanding every other call returns -EBUSY.
  *
- * Frames are encoded and decoded with transport/frame.h and payloads with transport/wire.h; producer
+ * Frames are encoded and decoded with proto/frame.h and payloads with proto/wire.h; producer
  * batches are built with partition/record.h (record_batch_build).
  *
  * Return values. Every function that returns int returns:
@@ -39,7 +39,7 @@
  * fresh random non-zero u128 for each login) and the session the login returned. Register, Logout and
  * metadata operations are stamped with request_checksum = XXH3-64(body), as the Rust SDK does.
  *
- * Identifiers of streams, topics and consumer groups are `struct wire_id` (transport/wire.h): numeric
+ * Identifiers of streams, topics and consumer groups are `struct wire_id` (proto/wire.h): numeric
  * (0-based) with wire_id_num(n), or a name with gclient_id_name(s).
  */
 #ifndef GALGO_GCLIENT_H
@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define GCLIENT_SDK_NAME "galgo-c"
 #define GCLIENT_SDK_VERSION "0.1.0"
@@ -196,7 +196,7 @@ int gclient_create_topic(struct gclient *c, const struct wire_id *stream, const 
 
 /*
  * A topic option of gclient_create_topic_opts: `key` with a value of kind `kind` (WIRE_KIND_*,
- * transport/wire.h), `len` bytes as they travel (an integer little-endian, e.g. WIRE_KIND_UINT64 with 8
+ * proto/wire.h), `len` bytes as they travel (an integer little-endian, e.g. WIRE_KIND_UINT64 with 8
  * bytes). Galgo knows "durability" (string), "replication_factor" and "dedup_window" (u64), and Iggy's.
  */
 struct gclient_topic_opt {

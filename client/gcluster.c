@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define POLL_MS 20   /* map re-reads while no leader is usable */
 #define PROBE_MS 200 /* a node whose connection failed is tried again after this */

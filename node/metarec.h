@@ -118,7 +118,7 @@
 #include <stdint.h>
 
 #include "node/meta.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define METAREC_VERSION 1
 #define METAREC_SNAPSHOT_VERSION 3

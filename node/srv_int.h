@@ -34,7 +34,7 @@
 #include "node/meta.h"
 #include "node/metarec.h"
 #include "partition/plog.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define TAG "server"
 #define SERVER_VERSION "0.9.0"

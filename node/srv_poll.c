@@ -4,7 +4,7 @@
  * (POLL_FWD, node/cluster.h) and its reply relayed; auto-commit and the consumer-offset commands (stored
  * in the metadata); Iggy's poll routing. Owns: s->pfwds (polls forwarded from here).
  *
- * Poll routing (apache-iggy 0.9.0; not in the reference; codes in transport/frame.h). Once
+ * Poll routing (apache-iggy 0.9.0; not in the reference; codes in proto/frame.h). Once
  * GetClusterMetadata lists more than one node, the SDK sends a poll with auto-commit and every
  * consumer-offset write through a "primary": it asks its connection (the parent) for the route (103 or
  * 123), opens a data connection to the node named, logs in there again (its own session, its own client
@@ -14,7 +14,7 @@
  *
  *   103 GetPollRouting. Request: a PollMessages body byte for byte, [Consumer][stream Identifier]
  *       [topic Identifier][Optional partition][PollingStrategy][count u32][auto_commit u8]
- *       (primitives in transport/wire.h); auto_commit must be 1. Reply: a route (below).
+ *       (primitives in proto/wire.h); auto_commit must be 1. Reply: a route (below).
  *   123 GetConsumerOffsetRouting. Request: a GetConsumerOffset body, [Consumer][stream Identifier]
  *       [topic Identifier][Optional partition] (the prefix of the Store/DeleteConsumerOffset that
  *       follows). Reply: a route.

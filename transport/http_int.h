@@ -26,7 +26,7 @@
 #include "transport/http_json.h"
 #include "transport/http_jwt.h"
 #include "transport/list.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define MAX_PARAMS 4
 #define BATCH_HEADER_SIZE 256

@@ -133,7 +133,7 @@
 #include "client/gclient.h"
 #include "client/gcluster.h"
 #include "partition/record.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define MAX_VALUES 100000

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for transport/frame and transport/wire: the decoders of untrusted client bytes must
+ * libFuzzer target for proto/frame and proto/wire: the decoders of untrusted client bytes must
  * never crash or read out of bounds, and what they accept must encode back to the same bytes.
  *
  * Each input is read three ways: its first 256 bytes (zero-padded when shorter) as a request, reply
@@ -8,7 +8,7 @@
  * a selector byte, as one of the request payload shapes of reference §2.2 decoded primitive by
  * primitive. Seeds (tests/fuzz/corpus/frame/) are the golden frames of reference §10 and §12.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. transport/frame.c transport/wire.c \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. proto/frame.c proto/wire.c \
  *         tests/fuzz/fuzz_frame.c $(pkg-config --cflags --libs libxxhash) -o /tmp/fuzz_frame \
  *     && /tmp/fuzz_frame tests/fuzz/corpus/frame
  */
@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -52,8 +52,8 @@
 #include "partition/flusher.h"
 #include "partition/pio.h"
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -1,7 +1,7 @@
 /*
  * Bad input against the real galgod: each test starts galgod (GALGO_BUILD_DIR "/galgod") on a temporary
  * data directory and 127.0.0.1:0, talks to it over raw TCP sockets with frames built by
- * transport/frame and transport/wire, sends one kind of bad input and checks:
+ * proto/frame and proto/wire, sends one kind of bad input and checks:
  *   - the reply the reference specifies (§1.5: a status denial, a result-section rejection or an
  *     eviction reason; or the connection closed, for frame sizes out of range);
  *   - that the server still serves another connection normally (login, ping, get streams);
@@ -30,8 +30,8 @@
 #include <xxhash.h>
 
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define CHILD_TIMEOUT_MS 20000

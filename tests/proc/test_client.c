@@ -25,8 +25,8 @@
 
 #include "client/gclient.h"
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 #include <xxhash.h>
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"

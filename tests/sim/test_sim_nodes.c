@@ -47,8 +47,8 @@
 #include "tests/sim/sim.h"
 #include "tests/sim/simnet.h"
 #include "tests/sim/simuv.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 #define NODES 3
 #define PARTS 3

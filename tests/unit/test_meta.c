@@ -15,7 +15,7 @@
 #include "node/meta.h"
 #include "node/metarec.h"
 #include "partition/piosim.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 /* ---- Helpers ---- */
 
