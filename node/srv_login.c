@@ -168,7 +168,7 @@ static void handle_register_now(struct srv_session *ss, const struct frame_reque
 		 */
 		struct pending *p = srv__pending_new(ss, hdr);
 		if (p != NULL)
-			srv__reject(p, E_NOT_ACCEPTED);
+			srv__reject(p, PROTO_E_TRANSIENT_NOT_ACCEPTED);
 		return;
 	}
 	if (ss->bound) {
@@ -268,9 +268,9 @@ static void pw_after(uv_work_t *w, int status)
 	struct pw_job *j = w->data;
 	j->s->jobs--;
 	if (!j->cur_ok) {
-		srv__reject(j->p, META_E_INVALID_CREDENTIALS);
+		srv__reject(j->p, PROTO_E_INVALID_CREDENTIALS);
 	} else if (status != 0 || j->hash_rv != 0) {
-		srv__finish(j->p, E_ERROR, false, NULL, 0);
+		srv__finish(j->p, PROTO_E_ERROR, false, NULL, 0);
 	} else {
 		j->c.password_hash = j->hash;
 		srv__meta_write(j->s, j->p, &j->c, j->build);
@@ -287,7 +287,7 @@ void srv__pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *
 	struct pw_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
 		meta_perms_free(perms);
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	j->s = s;
@@ -320,7 +320,7 @@ void srv__pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *
 	j->work.data = j;
 	if (!ok) {
 		pw_job_free(j);
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	s->jobs++;

@@ -3,8 +3,8 @@
  * result section removed) to the JSON of §6, one http__reply_* function per route of the table in
  * http.c whose answer is made from its reply; an error (an Iggy status, or an eviction of a login) to the error
  * JSON and its HTTP status (see http.h); and the answers of the logins and the logout, which issue and
- * revoke access tokens (http_jwt.h). A reply that does not decode is answered 500 with error 1. Owns
- * the table of the Iggy error codes (name, reason, field of the error JSON) and their HTTP statuses.
+ * revoke access tokens (http_jwt.h). A reply that does not decode is answered 500 with error 1. The
+ * error JSON names a code as proto/errors does; this file owns its field and HTTP status.
  *
  * JSON of the responses (numbers are unsigned decimal, u64 and u128 written exactly; timestamps are
  * µs since the epoch; sizes are bytes):
@@ -43,97 +43,78 @@
 
 /* ---- Errors ---- */
 
+/*
+ * The error JSON's "code" and "reason" come from proto/errors (the name in snake_case and the text); this
+ * table adds the "field" Iggy's HTTP API names for a code, and the two answers of the listener that are
+ * not Iggy codes.
+ */
 struct http_err {
 	uint32_t code;
-	const char *name;
-	const char *reason;
 	const char *field;
 };
 
-static const struct http_err http_errs[] = {
-	{E_ERROR, "error", "Error", NULL},
-	{E_INVALID_COMMAND, "invalid_command", "Invalid command", NULL},
-	{E_INVALID_FORMAT, "invalid_format", "Invalid format", NULL},
-	{E_FEATURE_UNAVAILABLE, "feature_unavailable", "Feature is unavailable", NULL},
-	{E_INVALID_IDENTIFIER, "invalid_identifier", "Invalid identifier", NULL},
-	{E_RESOURCE_NOT_FOUND, "resource_not_found", "Resource not found", NULL},
-	{E_STALE_CLIENT, "stale_client", "Stale client", NULL},
-	{E_UNAUTHENTICATED, "unauthenticated", "Unauthenticated", NULL},
-	{41, "unauthorized", "Unauthorized", NULL},
-	{E_INVALID_CREDENTIALS, "invalid_credentials", "Invalid credentials", NULL},
-	{43, "invalid_username", "Invalid username", "username"},
-	{44, "invalid_password", "Invalid password", "password"},
-	{46, "user_already_exists", "User already exists", "username"},
-	{47, "user_inactive", "User is inactive", NULL},
-	{48, "cannot_delete_user", "Cannot delete user", NULL},
-	{49, "cannot_change_permissions", "Cannot change permissions", NULL},
-	{51, "personal_access_token_already_exists", "Personal access token already exists", "name"},
-	{52, "personal_access_tokens_limit_reached", "Personal access tokens limit reached", NULL},
-	{E_INVALID_PAT, "invalid_personal_access_token", "Invalid personal access token", NULL},
-	{56, "invalid_personal_access_token_expiry", "Invalid personal access token expiry", NULL},
-	{57, "transient_not_committed", "Request not committed, retry", NULL},
-	{58, "transient_not_accepted", "Request not accepted, retry", NULL},
-	{E_ACCESS_TOKEN_MISSING, "access_token_missing", "Access token is missing", NULL},
-	{E_INVALID_ACCESS_TOKEN, "invalid_access_token", "Invalid access token", NULL},
-	{100, "client_not_found", "Client not found", "client_id"},
-	{E_NOT_FOUND, "not_found", "Resource not found", NULL},
-	{E_NOT_IMPLEMENTED, "not_implemented", "Not implemented by this server", NULL},
-	{E_STREAM_NOT_FOUND, "stream_id_not_found", "Stream not found", "stream_id"},
-	{E_STREAM_NAME_NOT_FOUND, "stream_name_not_found", "Stream not found", "stream_id"},
-	{1012, "stream_name_already_exists", "Stream name already exists", "name"},
-	{1020, "too_many_streams", "Too many streams", NULL},
-	{E_TOPIC_NOT_FOUND, "topic_id_not_found", "Topic not found", "topic_id"},
-	{E_TOPIC_NAME_NOT_FOUND, "topic_name_not_found", "Topic not found", "topic_id"},
-	{2013, "topic_name_already_exists", "Topic name already exists", "name"},
-	{2015, "too_many_partitions", "Too many partitions", NULL},
-	{2019, "invalid_partitions_count", "Invalid partitions count", "partitions_count"},
-	{2021, "too_many_topics", "Too many topics", NULL},
-	{3007, "partition_not_found", "Partition not found", "partition_id"},
-	{3008, "no_partitions", "No partitions", NULL},
-	{3013, "partition_id_space_exhausted", "Partition id space exhausted", NULL},
-	{E_OFFSET_NOT_FOUND, "consumer_offset_not_found", "Consumer offset not found", NULL},
-	{4000, "segment_not_found", "Segment not found", "segment_id"},
-	{4017, "too_big_user_headers", "User headers are too big", NULL},
-	{4022, "too_big_message_payload", "Message payload is too big", NULL},
-	{4024, "empty_message_payload", "Message payload is empty", NULL},
-	{4027, "invalid_message_checksum", "Invalid message checksum", NULL},
-	{4038, "invalid_message_timestamp_delta", "Invalid message timestamp delta", NULL},
-	{4039, "invalid_batch_checksum", "Invalid batch checksum", NULL},
-	{4041, "unsupported_option_key", "Unsupported option key", NULL},
-	{4042, "invalid_option_value", "Invalid option value", NULL},
-	{4043, "options_block_too_large", "Options block too large", NULL},
-	{4100, "invalid_offset", "Invalid offset", "offset"},
-	{4101, "invalid_reserved_field", "Invalid reserved field", NULL},
-	{E_GROUP_NOT_FOUND, "consumer_group_id_not_found", "Consumer group not found", NULL},
-	{E_GROUP_NAME_NOT_FOUND, "consumer_group_name_not_found", "Consumer group not found", NULL},
-	{5004, "consumer_group_name_already_exists", "Consumer group name already exists", "name"},
-	{5006, "consumer_group_member_not_found", "Consumer group member not found", NULL},
-	{5009, "consumer_group_partition_not_owned", "Consumer group partition not owned", NULL},
-	{E_INCOMPATIBLE_PROTOCOL, "incompatible_protocol_version", "Incompatible protocol version", NULL},
+static const struct http_err http_fields[] = {
+	{PROTO_E_INVALID_USERNAME, "username"},
+	{PROTO_E_INVALID_PASSWORD, "password"},
+	{PROTO_E_USER_ALREADY_EXISTS, "username"},
+	{PROTO_E_PERSONAL_ACCESS_TOKEN_ALREADY_EXISTS, "name"},
+	{PROTO_E_CLIENT_NOT_FOUND, "client_id"},
+	{PROTO_E_STREAM_ID_NOT_FOUND, "stream_id"},
+	{PROTO_E_STREAM_NAME_NOT_FOUND, "stream_id"},
+	{PROTO_E_STREAM_NAME_ALREADY_EXISTS, "name"},
+	{PROTO_E_TOPIC_ID_NOT_FOUND, "topic_id"},
+	{PROTO_E_TOPIC_NAME_NOT_FOUND, "topic_id"},
+	{PROTO_E_TOPIC_NAME_ALREADY_EXISTS, "name"},
+	{PROTO_E_INVALID_PARTITIONS_COUNT, "partitions_count"},
+	{PROTO_E_PARTITION_NOT_FOUND, "partition_id"},
+	{PROTO_E_SEGMENT_NOT_FOUND, "segment_id"},
+	{PROTO_E_INVALID_OFFSET, "offset"},
+	{PROTO_E_CONSUMER_GROUP_NAME_ALREADY_EXISTS, "name"},
 };
 
-static const struct http_err *err_find(uint32_t code)
+static const char *err_field(uint32_t code)
 {
-	for (size_t i = 0; i < sizeof(http_errs) / sizeof(http_errs[0]); i++)
-		if (http_errs[i].code == code)
-			return &http_errs[i];
+	for (size_t i = 0; i < sizeof(http_fields) / sizeof(http_fields[0]); i++)
+		if (http_fields[i].code == code)
+			return http_fields[i].field;
 	return NULL;
+}
+
+/* The name and reason of a code: Iggy's (proto/errors), or the listener's own 404 and 501. */
+static bool err_text(uint32_t code, char *name, size_t cap, const char **reason)
+{
+	const struct proto_error *e = proto_error_find(code);
+	if (e != NULL) {
+		proto_error_snake(code, name, cap);
+		*reason = e->reason;
+		return true;
+	}
+	if (code == HTTP_E_NOT_FOUND || code == HTTP_E_NOT_IMPLEMENTED) {
+		snprintf(name, cap, "%s", code == HTTP_E_NOT_FOUND ? "not_found" : "not_implemented");
+		*reason = code == HTTP_E_NOT_FOUND ? "Resource not found" : "Not implemented by this server";
+		return true;
+	}
+	return false;
 }
 
 /* The HTTP status of an Iggy error code (reference §6). */
 static int err_status(uint32_t code)
 {
 	switch (code) {
-	case 1009: case 2010: case 3007: case 4000: case 100: case 5000: case 5003: case 5006: case 3021: case 20:
-	case 1010: case 2011: case E_NOT_FOUND:
+	case PROTO_E_STREAM_ID_NOT_FOUND: case PROTO_E_STREAM_NAME_NOT_FOUND: case PROTO_E_TOPIC_ID_NOT_FOUND:
+	case PROTO_E_TOPIC_NAME_NOT_FOUND: case PROTO_E_PARTITION_NOT_FOUND: case PROTO_E_SEGMENT_NOT_FOUND:
+	case PROTO_E_CLIENT_NOT_FOUND: case PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND:
+	case PROTO_E_CONSUMER_GROUP_NAME_NOT_FOUND: case PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND:
+	case PROTO_E_CONSUMER_OFFSET_NOT_FOUND: case PROTO_E_RESOURCE_NOT_FOUND: case HTTP_E_NOT_FOUND:
 		return 404;
-	case 40: case 77: case 78: case 53:
+	case PROTO_E_UNAUTHENTICATED: case PROTO_E_ACCESS_TOKEN_MISSING: case PROTO_E_INVALID_ACCESS_TOKEN:
+	case PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN:
 		return 401;
-	case 41:
+	case PROTO_E_UNAUTHORIZED:
 		return 403;
-	case 57: case 58:
+	case PROTO_E_TRANSIENT_NOT_COMMITTED: case PROTO_E_TRANSIENT_NOT_ACCEPTED:
 		return 503;
-	case E_NOT_IMPLEMENTED:
+	case HTTP_E_NOT_IMPLEMENTED:
 		return 501;
 	default:
 		return 400;
@@ -145,42 +126,45 @@ uint32_t http__evict_error(uint8_t reason)
 {
 	switch (reason) {
 	case FRAME_EVICT_INVALID_CREDENTIALS:
-		return E_INVALID_CREDENTIALS;
+		return PROTO_E_INVALID_CREDENTIALS;
 	case FRAME_EVICT_INVALID_TOKEN:
-		return E_INVALID_PAT;
+		return PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN;
 	case FRAME_EVICT_STALE_CLIENT:
-		return E_STALE_CLIENT;
+		return PROTO_E_STALE_CLIENT;
 	case FRAME_EVICT_INCOMPATIBLE_PROTOCOL:
-		return E_INCOMPATIBLE_PROTOCOL;
+		return PROTO_E_INCOMPATIBLE_PROTOCOL_VERSION;
 	case FRAME_EVICT_MALFORMED_LOGIN:
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	case FRAME_EVICT_CLIENT_RELEASE_TOO_LOW:
 	case FRAME_EVICT_CLIENT_RELEASE_TOO_HIGH:
 	case FRAME_EVICT_INVALID_REQUEST_OPERATION:
 	case FRAME_EVICT_INVALID_REQUEST_BODY:
 	case FRAME_EVICT_INVALID_REQUEST_BODY_SIZE:
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	default:
-		return E_UNAUTHENTICATED;
+		return PROTO_E_UNAUTHENTICATED;
 	}
 }
 
 /* Answers with the error JSON of an Iggy error code. */
 void http__call_error(struct http_call *c, uint32_t code)
 {
-	const struct http_err *e = err_find(code);
-	char reason[64];
+	char name[64], reason_buf[64];
+	const char *reason = NULL, *field = err_field(code);
+	bool known = err_text(code, name, sizeof(name), &reason);
 	struct jw w;
 	jw_init(&w);
 	jw_open(&w, '{');
 	JW_KU64(&w, "id", code);
-	JW_KSTR(&w, "code", e != NULL ? e->name : "error");
-	if (e == NULL)
-		snprintf(reason, sizeof(reason), "Error %" PRIu32, code);
-	JW_KSTR(&w, "reason", e != NULL ? e->reason : reason);
+	JW_KSTR(&w, "code", known ? name : "error");
+	if (!known) {
+		snprintf(reason_buf, sizeof(reason_buf), "Error %" PRIu32, code);
+		reason = reason_buf;
+	}
+	JW_KSTR(&w, "reason", reason);
 	jw_key(&w, "field");
-	if (e != NULL && e->field != NULL)
-		jw_str(&w, e->field);
+	if (field != NULL)
+		jw_str(&w, field);
 	else
 		jw_null(&w);
 	jw_close(&w, '}');
@@ -510,7 +494,7 @@ static void not_found(struct http_call *c, int param, uint32_t by_id, uint32_t b
 void http__reply_stream(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		not_found(c, 0, E_STREAM_NOT_FOUND, E_STREAM_NAME_NOT_FOUND);
+		not_found(c, 0, PROTO_E_STREAM_ID_NOT_FOUND, PROTO_E_STREAM_NAME_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -551,7 +535,7 @@ void http__reply_topics(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_topic(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		not_found(c, 1, E_TOPIC_NOT_FOUND, E_TOPIC_NAME_NOT_FOUND);
+		not_found(c, 1, PROTO_E_TOPIC_ID_NOT_FOUND, PROTO_E_TOPIC_NAME_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -589,7 +573,7 @@ void http__reply_users(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_user(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		http__call_error(c, E_RESOURCE_NOT_FOUND);
+		http__call_error(c, PROTO_E_RESOURCE_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -620,7 +604,7 @@ void http__reply_groups(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_group(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		not_found(c, 2, E_GROUP_NOT_FOUND, E_GROUP_NAME_NOT_FOUND);
+		not_found(c, 2, PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND, PROTO_E_CONSUMER_GROUP_NAME_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -889,7 +873,7 @@ void http__reply_cluster(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_offset(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		http__call_error(c, E_OFFSET_NOT_FOUND);
+		http__call_error(c, PROTO_E_CONSUMER_OFFSET_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -1041,7 +1025,7 @@ static void respond_identity(struct http_call *c, uint32_t user_id)
 	uint64_t exp;
 	char *tok = jwt_issue(&c->srv->jwt, user_id, &exp);
 	if (tok == NULL) {
-		http__call_error(c, E_ERROR);
+		http__call_error(c, PROTO_E_ERROR);
 		return;
 	}
 	struct jw w;
@@ -1073,7 +1057,7 @@ void http__reply_login(struct http_call *c, const uint8_t *p, size_t n)
 	uint32_t uid;
 	uint64_t session;
 	if (!http__parse_login(p, n, &uid, &session)) {
-		http__call_error(c, E_ERROR);
+		http__call_error(c, PROTO_E_ERROR);
 		return;
 	}
 	respond_identity(c, uid);

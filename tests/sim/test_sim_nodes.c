@@ -541,7 +541,7 @@ static void produced(struct client *c)
 		W.acked_by[c->idx]++;
 		c->seq++;
 		c->resend = false;
-	} else if (c->status == E_NOT_ACCEPTED) {
+	} else if (c->status == PROTO_E_TRANSIENT_NOT_ACCEPTED) {
 		W.nacks++;
 		c->resend = true; /* not admitted: the same batch goes again, as Iggy's SDK does */
 	} else {
@@ -628,7 +628,7 @@ static void client_replied(struct client *c)
 		if (r == 0)
 			c->step++;
 		else
-			CHECK(r == E_NOT_ACCEPTED || c->step >= 2 || r == 1, "setup step %d: %u", c->step, r);
+			CHECK(r == PROTO_E_TRANSIENT_NOT_ACCEPTED || c->step >= 2 || r == 1, "setup step %d: %u", c->step, r);
 		if (c->step == 2 + PARTS) {
 			W.setup_done = true;
 			return;
