@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "partition/record.h"
+#include "proto/batch.h"
 #include "proto/frame.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
@@ -961,19 +961,18 @@ int gclient_delete_offset(struct gclient *c, const struct wire_consumer *consume
 /* ---- Messages ---- */
 
 /*
- * Builds a producer batch of n messages in the client's batch buffer with record_batch_build, then
+ * Builds a producer batch of n messages in the client's batch buffer with batch_build, then
  * gives every message its id: ids[i] as given, or (ids NULL) a random non-zero one (the SDKs replace id
- * 0 with a random one before hashing, reference §3.8), recomputing each frame checksum and the batch
- * checksum. Returns the length or a negative errno.
+ * 0 with a random one before hashing, reference §3.8), then seals it again (batch_seal). Returns the length or a negative errno.
  */
 static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *payloads, const uint32_t *lens,
 			   const uint8_t (*ids)[16])
 {
-	uint64_t total = RECORD_BATCH_HEADER_SIZE;
+	uint64_t total = BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < n; i++) {
 		if (lens[i] > 0 && payloads[i] == NULL)
 			return -EINVAL;
-		total += RECORD_FRAME_HEADER_SIZE + (uint64_t)lens[i];
+		total += BATCH_FRAME_HEADER_SIZE + (uint64_t)lens[i];
 	}
 	if (total > FRAME_MAX_SIZE - FRAME_HEADER_SIZE)
 		return -EMSGSIZE;
@@ -984,25 +983,24 @@ static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *pay
 		c->batch = nb;
 		c->batch_cap = (size_t)total;
 	}
-	size_t len = record_batch_build(c->batch, c->batch_cap, n, payloads, lens, NULL, NULL, now_us());
+	size_t len = batch_build(c->batch, c->batch_cap, n, payloads, lens, NULL, NULL, now_us());
 	if (len != total)
 		return -EINVAL;
-	size_t pos = RECORD_BATCH_HEADER_SIZE;
+	size_t pos = BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = c->batch + pos;
-		size_t size = RECORD_FRAME_HEADER_SIZE + (size_t)lens[i];
+		size_t size = BATCH_FRAME_HEADER_SIZE + (size_t)lens[i];
 		if (ids != NULL) {
 			memcpy(f + 8, ids[i], 16); /* the id field is the u128, little-endian, as it travels */
 		} else {
 			struct frame_u128 id = rng_u128(c);
-			record_put64(f + 8, id.lo);
-			record_put64(f + 16, id.hi);
+			frame_put64(f + 8, id.lo);
+			frame_put64(f + 16, id.hi);
 		}
-		record_put64(f, XXH3_64bits(f + 8, size - 8)); /* the frame checksum covers bytes 8..end */
 		pos += size;
 	}
 	assert(pos == len); /* the walk over the frames ends exactly at the batch's end */
-	record_put64(c->batch + 40, record_batch_checksum(c->batch));
+	batch_seal(c->batch);
 	return (ssize_t)len;
 }
 
@@ -1119,9 +1117,9 @@ int gclient_poll(struct gclient *c, const struct wire_consumer *consumer, const 
 		return rv;
 	if (n < POLL_PREFIX_SIZE)
 		return fail(c, -EPROTO);
-	out->partition_id = record_le32(p);
-	out->current_offset = record_le64(p + 4);
-	out->count = record_le32(p + 12);
+	out->partition_id = frame_le32(p);
+	out->current_offset = frame_le64(p + 4);
+	out->count = frame_le32(p + 12);
 	out->data = p;
 	out->len = n;
 	return 0;
@@ -1130,72 +1128,33 @@ int gclient_poll(struct gclient *c, const struct wire_consumer *consumer, const 
 void gclient_msg_iter_init(struct gclient_msg_iter *it, const struct gclient_polled *polled)
 {
 	memset(it, 0, sizeof(*it));
-	it->p = polled->data;
-	it->len = polled->len;
-	it->batch = POLL_PREFIX_SIZE;
-	it->batch_end = POLL_PREFIX_SIZE;
-	it->frame = POLL_PREFIX_SIZE;
 	it->expect = polled->count;
-	if (polled->len < POLL_PREFIX_SIZE)
+	if (polled->len < POLL_PREFIX_SIZE) {
 		it->err = -EBADMSG;
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != 0)
-			return false;
-	return true;
+		return;
+	}
+	batch_iter_init(&it->b, polled->data + POLL_PREFIX_SIZE, polled->len - POLL_PREFIX_SIZE);
 }
 
 int gclient_msg_next(struct gclient_msg_iter *it, struct gclient_msg *m)
 {
 	if (it->err != 0)
 		return it->err;
-	while (it->batch_left == 0) {
-		/* The current batch is done: its frames must have filled it exactly. */
-		if (it->frame != it->batch_end)
-			return it->err = -EBADMSG;
-		if (it->batch_end == it->len) {
-			if (it->seen != it->expect)
-				return it->err = -EBADMSG;
-			return 0;
-		}
-		size_t at = it->batch_end;
-		if (it->len - at < RECORD_BATCH_HEADER_SIZE)
-			return it->err = -EBADMSG;
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(it->p + at, &h);
-		if (h.batch_length < RECORD_BATCH_HEADER_SIZE || h.batch_length > it->len - at || h.message_count == 0 ||
-		    !all_zero(it->p + at + 52, RECORD_BATCH_HEADER_SIZE - 52))
-			return it->err = -EBADMSG;
-		it->batch = at;
-		it->batch_end = at + (size_t)h.batch_length;
-		it->frame = at + RECORD_BATCH_HEADER_SIZE;
-		it->batch_left = h.message_count;
-	}
-	if (it->batch_end - it->frame < RECORD_FRAME_HEADER_SIZE)
+	struct batch_msg bm;
+	int rc = batch_iter_next(&it->b, &bm);
+	if (rc < 0)
 		return it->err = -EBADMSG;
-	struct record_batch_hdr bh;
-	struct record_frame_hdr fh;
-	record_batch_hdr_decode(it->p + it->batch, &bh);
-	record_frame_hdr_decode(it->p + it->frame, &fh);
-	uint64_t size = RECORD_FRAME_HEADER_SIZE + (uint64_t)fh.payload_length + fh.user_headers_length;
-	if (fh.reserved != 0 || size > it->batch_end - it->frame)
-		return it->err = -EBADMSG;
-	const uint8_t *f = it->p + it->frame;
-	m->offset = bh.base_offset + fh.offset_delta;
-	m->timestamp = bh.base_timestamp;
-	m->origin_timestamp = bh.origin_timestamp + fh.timestamp_delta;
-	m->checksum = fh.checksum;
-	memcpy(m->id, fh.id, sizeof(m->id));
-	m->payload = f + RECORD_FRAME_HEADER_SIZE;
-	m->payload_len = fh.payload_length;
-	m->headers = fh.user_headers_length ? f + RECORD_FRAME_HEADER_SIZE + fh.payload_length : NULL;
-	m->headers_len = fh.user_headers_length;
-	it->frame += (size_t)size;
-	it->batch_left--;
-	it->seen++;
+	if (rc == 0)
+		return it->b.seen == it->expect ? 0 : (it->err = -EBADMSG);
+	m->offset = bm.offset;
+	m->timestamp = bm.timestamp;
+	m->origin_timestamp = bm.origin_timestamp;
+	m->checksum = bm.checksum;
+	memcpy(m->id, bm.id, sizeof(m->id));
+	m->payload = bm.payload;
+	m->payload_len = bm.payload_len;
+	m->headers = bm.headers;
+	m->headers_len = bm.headers_len;
 	return 1;
 }
 
@@ -1206,12 +1165,12 @@ int gclient_polled_verify(const struct gclient_polled *polled)
 	size_t pos = POLL_PREFIX_SIZE;
 	uint64_t total = 0;
 	while (pos < polled->len) {
-		if (polled->len - pos < RECORD_BATCH_HEADER_SIZE)
+		if (polled->len - pos < BATCH_HEADER_SIZE)
 			return -EBADMSG;
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(polled->data + pos, &h);
+		struct batch_hdr h;
+		batch_hdr_decode(polled->data + pos, &h);
 		if (h.batch_length > polled->len - pos ||
-		    record_batch_verify(polled->data + pos, (size_t)h.batch_length, false) != 0)
+		    batch_verify(polled->data + pos, (size_t)h.batch_length, false) != 0)
 			return -EBADMSG;
 		total += h.message_count;
 		pos += (size_t)h.batch_length;

@@ -78,15 +78,15 @@ static void plog_opts_for(struct srv *s, const struct meta_topic *t, uint32_t pi
 void srv__each_frame(const uint8_t *buf, size_t len, void (*fn)(void *arg, const uint8_t *frame), void *arg)
 {
 	size_t at = 0;
-	while (at + RECORD_BATCH_HEADER_SIZE <= len) {
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(buf + at, &h);
-		if (h.batch_length < RECORD_BATCH_HEADER_SIZE || h.batch_length > len - at)
+	while (at + BATCH_HEADER_SIZE <= len) {
+		struct batch_hdr h;
+		batch_hdr_decode(buf + at, &h);
+		if (h.batch_length < BATCH_HEADER_SIZE || h.batch_length > len - at)
 			return;
-		size_t f = at + RECORD_BATCH_HEADER_SIZE, end = at + h.batch_length;
-		for (uint32_t i = 0; i < h.message_count && f + RECORD_FRAME_HEADER_SIZE <= end; i++) {
+		size_t f = at + BATCH_HEADER_SIZE, end = at + h.batch_length;
+		for (uint32_t i = 0; i < h.message_count && f + BATCH_FRAME_HEADER_SIZE <= end; i++) {
 			fn(arg, buf + f);
-			f += RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(buf + f + 36) + record_le32(buf + f + 32);
+			f += BATCH_FRAME_HEADER_SIZE + (size_t)record_le32(buf + f + 36) + record_le32(buf + f + 32);
 		}
 		at = end;
 	}
@@ -130,7 +130,7 @@ static void part_apply(void *ud, const struct rgroup_entry *e)
 {
 	struct part *pt = ud;
 	uint64_t base = 0;
-	bool msgs = e->type == RECORD_MESSAGES && e->length >= RECORD_BATCH_HEADER_SIZE;
+	bool msgs = e->type == RECORD_MESSAGES && e->length >= BATCH_HEADER_SIZE;
 	assert(e->index > pt->last_applied); /* applied in index order, each entry once */
 	pt->last_applied = e->index;
 	if (msgs) {

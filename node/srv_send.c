@@ -451,7 +451,7 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 void srv__on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
-	if (len < 24 + RECORD_BATCH_HEADER_SIZE)
+	if (len < 24 + BATCH_HEADER_SIZE)
 		return;
 	uint8_t *b = (uint8_t *)buf; /* rnet's receive buffer, ours during the call: stamped in place */
 	uint64_t req = record_le64(b), gid = record_le64(b + 8), fence = record_le64(b + 16);
@@ -466,7 +466,7 @@ void srv__on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	 * forward still in its socket after its term ended, must not append it in another term.
 	 */
 	if (pt != NULL && clu_group_leader(pt->g) && (fence == 0 || fence == st.term)) {
-		code = record_batch_verify(b + 24, len - 24, true) == 0 ? send_local(pt, NULL, from, req, b + 24, len - 24)
+		code = batch_verify(b + 24, len - 24, true) == 0 ? send_local(pt, NULL, from, req, b + 24, len - 24)
 									: PROTO_E_INVALID_COMMAND;
 	} else if (pt != NULL && !clu_group_leader(pt->g) && fence == 0) {
 		/*
@@ -589,12 +589,12 @@ static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len)
 	size_t out = len;
 	if (ids == NULL || keep == NULL)
 		goto done; /* keep everything: at-least-once, as without a window */
-	size_t f = RECORD_BATCH_HEADER_SIZE;
+	size_t f = BATCH_HEADER_SIZE;
 	bool all = true;
 	for (uint32_t i = 0; i < n; i++) {
 		ids[i] = (struct id_ref){batch + f + 8, i};
 		keep[i] = srv__id_is_zero(batch + f + 8) || !dedup_seen(d, batch + f + 8);
-		f += RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(batch + f + 36) + record_le32(batch + f + 32);
+		f += BATCH_FRAME_HEADER_SIZE + (size_t)record_le32(batch + f + 36) + record_le32(batch + f + 32);
 	}
 	qsort(ids, n, sizeof(*ids), id_ref_cmp);
 	for (uint32_t i = 1; i < n; i++)
@@ -603,7 +603,7 @@ static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len)
 	for (uint32_t i = 0; i < n; i++)
 		all &= keep[i];
 	if (!all)
-		out = record_batch_filter(batch, len, keep);
+		out = batch_filter(batch, len, keep);
 done:
 	free(ids);
 	free(keep);
@@ -626,7 +626,7 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 	wire_get_id(&r, &tid);
 	wire_get_partitioning(&r, &part);
 	uint32_t count = wire_get_u32(&r);
-	if (wire_rd_error(&r) != 0 || r.pos - start != mlen || len - r.pos < RECORD_BATCH_HEADER_SIZE) {
+	if (wire_rd_error(&r) != 0 || r.pos - start != mlen || len - r.pos < BATCH_HEADER_SIZE) {
 		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
@@ -658,7 +658,7 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 	}
 	uint8_t *batch = body + r.pos;
 	size_t blen = len - r.pos;
-	int rv = record_batch_verify(batch, blen, true);
+	int rv = batch_verify(batch, blen, true);
 	if (rv != 0) {
 		srv__finish(p, batch_error(rv), false, NULL, 0);
 		return;

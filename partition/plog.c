@@ -700,7 +700,7 @@ void plog_stamp(struct plog *l, uint8_t *batch, uint64_t partition_id)
 	uint64_t now = l->o.clock_us(l->o.clock_ud);
 	if (now < l->last_ts)
 		now = l->last_ts;
-	record_batch_stamp(batch, partition_id, active(l)->next_offset, now);
+	batch_stamp(batch, partition_id, active(l)->next_offset, now);
 }
 
 /* Seals the active segment and starts a new one at index/offset. */
@@ -748,10 +748,10 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 		return -EINVAL;
 	struct record_env env = {.type = e->type, .index = e->index, .term = e->term};
 	if (e->type == RECORD_MESSAGES) {
-		if (e->length < RECORD_BATCH_HEADER_SIZE)
+		if (e->length < BATCH_HEADER_SIZE)
 			return -EINVAL;
-		struct record_batch_hdr bh;
-		record_batch_hdr_decode(e->payload, &bh);
+		struct batch_hdr bh;
+		batch_hdr_decode(e->payload, &bh);
 		record_env_fill(&env, e->payload, e->length);
 		if (bh.batch_length != e->length || env.message_count == 0 || env.base_offset != s->next_offset ||
 		    env.timestamp < l->last_ts)
@@ -990,13 +990,13 @@ static int add_messages(struct plog_slice *out, struct segment *s, uint64_t pos,
 		if (buf == NULL)
 			return -ENOMEM;
 		ssize_t n = pio_pread(s->pio, s->data, buf, e->length, pos + RECORD_ENVELOPE_SIZE);
-		uint8_t hdr[RECORD_BATCH_HEADER_SIZE];
+		uint8_t hdr[BATCH_HEADER_SIZE];
 		size_t foff = 0, flen = 0;
 		if (n < 0)
 			rv = (int)n;
 		else if ((size_t)n != e->length)
 			rv = -EIO;
-		else if (record_batch_slice(buf, e->length, (uint32_t)(first - e->base_offset),
+		else if (batch_slice(buf, e->length, (uint32_t)(first - e->base_offset),
 					    (uint32_t)(last - first + 1), hdr, &foff, &flen) != 0)
 			rv = -EBADMSG;
 		else

@@ -26,11 +26,11 @@
 #include "transport/http_json.h"
 #include "transport/http_jwt.h"
 #include "transport/list.h"
+#include "proto/batch.h"
 #include "proto/errors.h"
 #include "proto/wire.h"
 
 #define MAX_PARAMS 4
-#define BATCH_HEADER_SIZE 256
 
 /* The answers of the HTTP API that are not Iggy status codes (the reference listener's own). */
 enum {

@@ -969,49 +969,37 @@ void http__reply_polled(struct http_call *c, const uint8_t *p, size_t n)
 	JW_KU64(&w, "count", count);
 	jw_key(&w, "messages");
 	jw_open(&w, '[');
-	while (wire_rd_left(&r) >= BATCH_HEADER_SIZE) {
-		const uint8_t *bh = wire_get_bytes(&r, BATCH_HEADER_SIZE);
-		uint64_t base_offset = frame_le64(bh + 8), base_ts = frame_le64(bh + 16), origin = frame_le64(bh + 24);
-		uint64_t blen = frame_le64(bh + 32);
-		if (blen < BATCH_HEADER_SIZE || blen - BATCH_HEADER_SIZE > wire_rd_left(&r)) {
-			wire_rd_fail(&r, WIRE_E_SHORT);
-			break;
-		}
-		struct wire_rd fr;
-		wire_rd_init(&fr, wire_get_bytes(&r, blen - BATCH_HEADER_SIZE), blen - BATCH_HEADER_SIZE);
-		while (wire_rd_left(&fr) > 0) {
-			uint64_t sum = wire_get_u64(&fr), id_lo = wire_get_u64(&fr), id_hi = wire_get_u64(&fr);
-			uint32_t od = wire_get_u32(&fr), td = wire_get_u32(&fr), hl = wire_get_u32(&fr), pl = wire_get_u32(&fr);
-			uint64_t reserved = wire_get_u64(&fr);
-			const uint8_t *payload = wire_get_bytes(&fr, pl), *hdrs = wire_get_bytes(&fr, hl);
-			if (wire_rd_error(&fr) != 0) {
-				wire_rd_fail(&r, WIRE_E_SHORT);
-				break;
-			}
-			jw_open(&w, '{');
-			jw_key(&w, "header");
-			jw_open(&w, '{');
-			JW_KU64(&w, "checksum", sum);
-			jw_key(&w, "id");
-			jw_u128(&w, id_lo, id_hi);
-			JW_KU64(&w, "offset", base_offset + od);
-			JW_KU64(&w, "timestamp", base_ts);
-			JW_KU64(&w, "origin_timestamp", origin + td);
-			JW_KU64(&w, "user_headers_length", hl);
-			JW_KU64(&w, "payload_length", pl);
-			JW_KU64(&w, "reserved", reserved);
-			jw_close(&w, '}');
-			jw_key(&w, "payload");
-			jw_b64(&w, payload, pl);
-			/* null, not []: the SDK reports a message without headers as having none. */
-			jw_key(&w, "user_headers");
-			if (hl == 0)
-				jw_null(&w);
-			else
-				jw_user_headers(&w, hdrs, hl);
-			jw_close(&w, '}');
-		}
+	struct batch_iter it;
+	struct batch_msg m;
+	size_t left = wire_rd_left(&r);
+	batch_iter_init(&it, wire_get_bytes(&r, left), left);
+	int rc;
+	while ((rc = batch_iter_next(&it, &m)) > 0) {
+		jw_open(&w, '{');
+		jw_key(&w, "header");
+		jw_open(&w, '{');
+		JW_KU64(&w, "checksum", m.checksum);
+		jw_key(&w, "id");
+		jw_u128(&w, frame_le64(m.id), frame_le64(m.id + 8));
+		JW_KU64(&w, "offset", m.offset);
+		JW_KU64(&w, "timestamp", m.timestamp);
+		JW_KU64(&w, "origin_timestamp", m.origin_timestamp);
+		JW_KU64(&w, "user_headers_length", m.headers_len);
+		JW_KU64(&w, "payload_length", m.payload_len);
+		JW_KU64(&w, "reserved", m.reserved);
+		jw_close(&w, '}');
+		jw_key(&w, "payload");
+		jw_b64(&w, m.payload, m.payload_len);
+		/* null, not []: the SDK reports a message without headers as having none. */
+		jw_key(&w, "user_headers");
+		if (m.headers_len == 0)
+			jw_null(&w);
+		else
+			jw_user_headers(&w, m.headers, m.headers_len);
+		jw_close(&w, '}');
 	}
+	if (rc < 0)
+		wire_rd_fail(&r, WIRE_E_SHORT);
 	jw_close(&w, ']');
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);

@@ -38,7 +38,6 @@
 #include <time.h>
 
 #include <openssl/rand.h>
-#include <xxhash.h>
 
 #define SDK_NAME "galgo-http"
 #define SDK_VERSION "0.1.0"
@@ -1202,9 +1201,6 @@ uint32_t http__req_send(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 	wire_put_u32(b, count);
 	wire_patch_u32(b, meta_at, (uint32_t)(b->len - meta_at - 4));
 	size_t batch_at = wire_put_reserve(b, BATCH_HEADER_SIZE);
-	size_t *frames = calloc(count + 1, sizeof(*frames));
-	if (frames == NULL)
-		return PROTO_E_ERROR;
 	uint64_t origin = now_us();
 	size_t i;
 	const json_t *m;
@@ -1213,12 +1209,9 @@ uint32_t http__req_send(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 		uint8_t *payload;
 		size_t pl;
 		if (!json_is_object(m) || !message_id(json_object_get(m, "id"), &lo, &hi) ||
-		    j_b64(m, "payload", &payload, &pl) != 0) {
-			free(frames);
+		    j_b64(m, "payload", &payload, &pl) != 0)
 			return PROTO_E_INVALID_FORMAT;
-		}
-		frames[i] = b->len;
-		wire_put_u64(b, 0); /* checksum, below */
+		wire_put_u64(b, 0); /* checksum: batch_seal */
 		wire_put_u64(b, lo);
 		wire_put_u64(b, hi);
 		wire_put_u32(b, (uint32_t)i);
@@ -1230,44 +1223,17 @@ uint32_t http__req_send(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 		free(payload);
 		size_t h_start = b->len;
 		e = put_user_headers(json_object_get(m, "user_headers"), b);
-		if (e != 0) {
-			free(frames);
+		if (e != 0)
 			return e;
-		}
 		wire_patch_u32(b, hl_at, (uint32_t)(b->len - h_start));
 	}
-	frames[count] = b->len;
-	if (wire_buf_error(b) != 0) {
-		free(frames);
+	if (wire_buf_error(b) != 0)
 		return PROTO_E_ERROR;
-	}
-	uint64_t batch_len = b->len - batch_at;
-	XXH3_state_t *st = XXH3_createState();
-	if (st == NULL) {
-		free(frames);
-		return PROTO_E_ERROR;
-	}
-	uint8_t head[44] = {0};
-	frame_put64(head + 24, origin);
-	frame_put64(head + 32, batch_len);
-	frame_put32(head + 40, count);
-	XXH3_64bits_reset(st);
-	XXH3_64bits_update(st, head, sizeof(head));
-	for (uint32_t k = 0; k < count; k++) {
-		uint8_t sum[8];
-		uint64_t v = XXH3_64bits(b->p + frames[k] + 8, frames[k + 1] - frames[k] - 8);
-		frame_put64(b->p + frames[k], v);
-		frame_put64(sum, v);
-		XXH3_64bits_update(st, sum, 8);
-	}
-	uint64_t batch_sum = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	free(frames);
 	uint8_t *h = b->p + batch_at;
 	memset(h, 0, BATCH_HEADER_SIZE);
 	frame_put64(h + 24, origin);
-	frame_put64(h + 32, batch_len);
-	frame_put64(h + 40, batch_sum);
+	frame_put64(h + 32, b->len - batch_at);
 	frame_put32(h + 48, count);
+	batch_seal(h);
 	return 0;
 }

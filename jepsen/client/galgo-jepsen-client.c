@@ -58,7 +58,7 @@
  *       lists them (the u128 as 32 hex digits, most significant first). With "full":true each message
  *       is [offset, v, timestamp, origin_timestamp, "checksum", headers_len]: the server's append time
  *       and the producer's origin time (µs), the frame checksum as 16 hex digits (XXH3 of the frame from
- *       its id through its payload and user headers, partition/record.h), and the user headers' length;
+ *       its id through its payload and user headers, proto/batch.h), and the user headers' length;
  *       with the id (checked above) that is every byte of the stored message.
  *       A reply that does not verify (a frame or batch checksum, the layout, the message count) is
  *       "fail" ("info" with auto_commit) with "corrupt":true, "offsets": the offsets its frames claim
@@ -132,7 +132,7 @@
 
 #include "client/gclient.h"
 #include "client/gcluster.h"
-#include "partition/record.h"
+#include "proto/batch.h"
 #include "proto/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
@@ -638,8 +638,8 @@ static json_t *corrupt_reply(const struct gclient_polled *polled, uint32_t node,
 	gclient_msg_iter_init(&it, polled);
 	while (gclient_msg_next(&it, &m) == 1) {
 		json_array_append_new(offs, json_integer((json_int_t)m.offset));
-		const uint8_t *frame = m.payload - RECORD_FRAME_HEADER_SIZE;
-		size_t covered = RECORD_FRAME_HEADER_SIZE - 8 + (size_t)m.payload_len + m.headers_len;
+		const uint8_t *frame = m.payload - BATCH_FRAME_HEADER_SIZE;
+		size_t covered = BATCH_FRAME_HEADER_SIZE - 8 + (size_t)m.payload_len + m.headers_len;
 		if (XXH3_64bits(frame + 8, covered) != m.checksum)
 			json_array_append_new(bad_frames, json_integer((json_int_t)m.offset));
 	}

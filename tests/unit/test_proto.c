@@ -1,13 +1,16 @@
 /*
  * Unit tests of proto/: the status-code table (codes unique, names and texts present, Iggy's spelling of
- * the names), and each reply structure's encoder and decoder (a round trip gives back what went in; every
- * truncation of an encoding is refused).
+ * the names), the message batch's seal and walk (the rest of batch.c is tested through partition/record in
+ * test_record.c).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/batch.h"
 #include "proto/errors.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 /* ---- Status codes ---- */
 
@@ -67,4 +70,95 @@ Test(errors, snake_case)
 	cr_assert(proto_error_snake(PROTO_E_TRANSIENT_NOT_ACCEPTED, buf, 11));
 	cr_assert_str_eq(buf, "transient_");
 	cr_assert_not(proto_error_snake(PROTO_E_ERROR, buf, 0));
+}
+
+/* ---- Batches ---- */
+
+static size_t build3(uint8_t *out, size_t cap)
+{
+	const void *pl[3] = {"a", "bb", "ccc"};
+	const uint32_t lens[3] = {1, 2, 3};
+	const void *hd[3] = {NULL, "hh", NULL};
+	const uint32_t hlens[3] = {0, 2, 0};
+	return batch_build(out, cap, 3, pl, lens, hd, hlens, 1000);
+}
+
+Test(batch, seal_gives_what_build_gives)
+{
+	uint8_t a[512], b[512];
+	size_t n = build3(a, sizeof(a));
+	cr_assert_gt(n, 0);
+	cr_assert_eq(batch_verify(a, n, true), BATCH_OK);
+	memcpy(b, a, n);
+	memset(b + 40, 0, 8);                     /* batch checksum */
+	memset(b + BATCH_HEADER_SIZE, 0, 8);      /* first frame checksum */
+	cr_assert_neq(batch_verify(b, n, true), BATCH_OK);
+	batch_seal(b);
+	cr_assert_eq(memcmp(a, b, n), 0);
+}
+
+Test(batch, walk_two_batches)
+{
+	uint8_t buf[1024];
+	size_t n1 = build3(buf, sizeof(buf));
+	batch_stamp(buf, 0, 10, 5000);
+	size_t n2 = build3(buf + n1, sizeof(buf) - n1);
+	batch_stamp(buf + n1, 0, 13, 6000);
+	struct batch_iter it;
+	struct batch_msg m;
+	batch_iter_init(&it, buf, n1 + n2);
+	for (uint64_t i = 0; i < 6; i++) {
+		cr_assert_eq(batch_iter_next(&it, &m), 1);
+		cr_assert_eq(m.offset, 10 + i);
+		cr_assert_eq(m.timestamp, i < 3 ? 5000u : 6000u);
+		cr_assert_eq(m.origin_timestamp, 1000);
+		cr_assert_eq(m.payload_len, i % 3 + 1);
+		cr_assert_eq(m.headers_len, i % 3 == 1 ? 2u : 0u);
+		cr_assert_eq(m.headers == NULL, i % 3 != 1);
+		cr_assert_eq(frame_le64(m.id), i % 3 + 1);
+	}
+	cr_assert_eq(batch_iter_next(&it, &m), 0);
+	cr_assert_eq(batch_iter_next(&it, &m), 0);
+	cr_assert_eq(it.seen, 6);
+}
+
+Test(batch, walk_refuses_every_truncation)
+{
+	uint8_t buf[512];
+	size_t n = build3(buf, sizeof(buf));
+	for (size_t cut = 1; cut < n; cut++) {
+		struct batch_iter it;
+		struct batch_msg m;
+		int rc;
+		batch_iter_init(&it, buf, cut);
+		while ((rc = batch_iter_next(&it, &m)) > 0)
+			;
+		cr_assert_lt(rc, 0, "truncated to %zu bytes", cut);
+		cr_assert_eq(batch_iter_next(&it, &m), rc); /* the error sticks */
+	}
+	struct batch_iter it;
+	struct batch_msg m;
+	batch_iter_init(&it, NULL, 0);
+	cr_assert_eq(batch_iter_next(&it, &m), 0); /* no batches at all: an empty poll */
+}
+
+Test(batch, walk_refuses_bad_layout)
+{
+	uint8_t buf[512];
+	struct batch_iter it;
+	struct batch_msg m;
+	size_t n = build3(buf, sizeof(buf));
+	buf[100] = 1; /* a reserved header byte */
+	batch_iter_init(&it, buf, n);
+	cr_assert_eq(batch_iter_next(&it, &m), BATCH_E_RESERVED);
+	n = build3(buf, sizeof(buf));
+	frame_put32(buf + 48, 2); /* message_count below the frames present */
+	batch_iter_init(&it, buf, n);
+	cr_assert_eq(batch_iter_next(&it, &m), 1);
+	cr_assert_eq(batch_iter_next(&it, &m), 1);
+	cr_assert_eq(batch_iter_next(&it, &m), BATCH_E_COUNT);
+	n = build3(buf, sizeof(buf));
+	frame_put32(buf + 48, 0);
+	batch_iter_init(&it, buf, n);
+	cr_assert_eq(batch_iter_next(&it, &m), BATCH_E_COUNT);
 }
