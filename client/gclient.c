@@ -28,11 +28,12 @@
 #include <xxhash.h>
 
 #include "proto/batch.h"
+#include "proto/reply.h"
 #include "proto/frame.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_IO_TIMEOUT_MS 30000
-#define POLL_PREFIX_SIZE 16
+#define POLL_PREFIX_SIZE REPLY_POLLED_PREFIX_SIZE
 
 /* Iggy error codes the client produces from evictions or refuses locally with. */
 enum {
@@ -668,46 +669,29 @@ int gclient_get_pats(struct gclient *c, struct gclient_pat *out, uint32_t cap, u
 
 static void get_stream_header(struct wire_rd *r, struct gclient_stream *s)
 {
-	struct wire_str name;
-	struct wire_opts opts;
-	s->id = wire_get_u32(r);
-	s->created_at = wire_get_u64(r);
-	s->topics_count = wire_get_u32(r);
-	s->size_bytes = wire_get_u64(r);
-	s->messages_count = wire_get_u64(r);
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts);
-	if (wire_rd_error(r) == 0)
-		copy_name(s->name, sizeof(s->name), name);
+	struct reply_stream h;
+	if (reply_get_stream(r, &h) != 0)
+		return;
+	*s = (struct gclient_stream){h.id, h.created_at, h.topics_count, h.size_bytes, h.messages_count, ""};
+	copy_name(s->name, sizeof(s->name), h.name);
 }
 
 static void get_topic_header(struct wire_rd *r, struct gclient_topic *t)
 {
-	struct wire_str name;
-	struct wire_opts opts;
-	t->id = wire_get_u32(r);
-	t->created_at = wire_get_u64(r);
-	t->partitions_count = wire_get_u32(r);
-	t->message_expiry = wire_get_u64(r);
-	t->compression = wire_get_u8(r);
-	t->max_topic_size = wire_get_u64(r);
-	t->size_bytes = wire_get_u64(r);
-	t->messages_count = wire_get_u64(r);
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts); /* explicit options */
-	wire_get_options_prefixed(r, &opts); /* derived options */
-	if (wire_rd_error(r) == 0)
-		copy_name(t->name, sizeof(t->name), name);
+	struct reply_topic h;
+	if (reply_get_topic(r, &h) != 0)
+		return;
+	*t = (struct gclient_topic){h.id, h.created_at, h.partitions_count, h.message_expiry, h.compression,
+				    h.max_topic_size, h.size_bytes, h.messages_count, ""};
+	copy_name(t->name, sizeof(t->name), h.name);
 }
 
 static void get_partition(struct wire_rd *r, struct gclient_partition *p)
 {
-	p->id = wire_get_u32(r);
-	p->created_at = wire_get_u64(r);
-	p->segments_count = wire_get_u32(r);
-	p->current_offset = wire_get_u64(r);
-	p->size_bytes = wire_get_u64(r);
-	p->messages_count = wire_get_u64(r);
+	struct reply_partition h;
+	reply_get_partition(r, &h);
+	*p = (struct gclient_partition){h.id, h.created_at, h.segments_count, h.current_offset, h.size_bytes,
+					h.messages_count};
 }
 
 int gclient_create_stream(struct gclient *c, const char *name, struct gclient_stream *out)
@@ -1115,11 +1099,14 @@ int gclient_poll(struct gclient *c, const struct wire_consumer *consumer, const 
 	int rv = transact(c, FRAME_OP_NON_REPLICATED, FRAME_CODE_POLL_MESSAGES, &p, &n);
 	if (rv != 0)
 		return rv;
-	if (n < POLL_PREFIX_SIZE)
+	struct wire_rd r;
+	struct reply_polled pre;
+	wire_rd_init(&r, p, n);
+	if (reply_get_polled(&r, &pre) != 0)
 		return fail(c, -EPROTO);
-	out->partition_id = frame_le32(p);
-	out->current_offset = frame_le64(p + 4);
-	out->count = frame_le32(p + 12);
+	out->partition_id = pre.partition_id;
+	out->current_offset = pre.current_offset;
+	out->count = pre.count;
 	out->data = p;
 	out->len = n;
 	return 0;

@@ -35,6 +35,7 @@
 #include "node/metarec.h"
 #include "partition/plog.h"
 #include "proto/errors.h"
+#include "proto/reply.h"
 #include "proto/wire.h"
 
 #define TAG "server"

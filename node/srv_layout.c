@@ -1,8 +1,10 @@
 /*
- * srv_layout — Iggy's reply layouts: identifiers resolved against the metadata, and one writer per reply
- * structure of the reference (§2.4: stream, topic, partition, user, permissions, consumer group, client,
- * stats, cluster metadata) and of Galgo's extensions (GetPartitionLeaders, node status; see
- * docs/protocol-extensions.md). Owns no state: every function reads the metadata and writes a wire_buf.
+ * srv_layout — Iggy's reply structures filled from the node's state: identifiers resolved against the
+ * metadata, and one writer per reply structure of the reference (§2.4). Stream and topic headers and
+ * partitions are encoded by proto/reply (their bytes are specified there); user, permissions, consumer
+ * group, client, stats, cluster metadata and Galgo's extensions (GetPartitionLeaders, node status; see
+ * docs/protocol-extensions.md) are still laid out here. Owns no state: every function reads the metadata
+ * and writes a wire_buf.
  */
 #include "node/srv_int.h"
 
@@ -47,57 +49,51 @@ void srv__put_name(struct wire_buf *b, const char *name)
 	wire_put_name(b, name, strlen(name));
 }
 
+static struct wire_str name_of(const char *name)
+{
+	return (struct wire_str){(const uint8_t *)name, strlen(name)};
+}
+
 void srv__put_stream_header(struct srv *s, struct wire_buf *b, const struct meta_stream *st)
 {
-	uint32_t topics = 0;
-	uint64_t bytes = 0, msgs = 0;
+	struct reply_stream h = {.id = st->id, .created_at = st->created_at, .name = name_of(st->name)};
 	for (uint32_t i = 0; i < st->n_topics; i++) {
 		if (st->topics[i] == NULL)
 			continue;
 		uint64_t tb, tm;
 		srv__topic_usage(s, st->topics[i], &tb, &tm);
-		topics++;
-		bytes += tb;
-		msgs += tm;
+		h.topics_count++;
+		h.size_bytes += tb;
+		h.messages_count += tm;
 	}
-	wire_put_u32(b, st->id);
-	wire_put_u64(b, st->created_at);
-	wire_put_u32(b, topics);
-	wire_put_u64(b, bytes);
-	wire_put_u64(b, msgs);
-	srv__put_name(b, st->name);
-	wire_put_u32(b, 0); /* options */
+	reply_put_stream(b, &h);
 }
 
 void srv__put_topic_header(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
 {
-	uint64_t bytes, msgs;
-	srv__topic_usage(s, t, &bytes, &msgs);
-	wire_put_u32(b, t->id);
-	wire_put_u64(b, t->created_at);
-	wire_put_u32(b, t->n_partitions);
-	wire_put_u64(b, t->message_expiry);
-	wire_put_u8(b, t->compression);
-	wire_put_u64(b, t->max_topic_size);
-	wire_put_u64(b, bytes);
-	wire_put_u64(b, msgs);
-	srv__put_name(b, t->name);
+	struct reply_topic h = {.id = t->id, .created_at = t->created_at, .partitions_count = t->n_partitions,
+				.message_expiry = t->message_expiry, .compression = t->compression,
+				.max_topic_size = t->max_topic_size, .name = name_of(t->name)};
+	srv__topic_usage(s, t, &h.size_bytes, &h.messages_count);
 	/* Explicit options: the settings that differ from the defaults. */
-	size_t at = wire_put_reserve(b, 4);
-	size_t start = b->len;
+	struct wire_buf o;
 	uint8_t v[8];
+	wire_buf_init(&o);
 	if (t->compression == META_COMPRESSION_GZIP)
-		wire_put_option(b, "compression_algorithm", 21, WIRE_KIND_STRING, "gzip", 4);
+		wire_put_option(&o, "compression_algorithm", 21, WIRE_KIND_STRING, "gzip", 4);
 	if (t->message_expiry != META_NEVER) {
 		record_put64(v, t->message_expiry);
-		wire_put_option(b, "message_expiry", 14, WIRE_KIND_UINT64, v, 8);
+		wire_put_option(&o, "message_expiry", 14, WIRE_KIND_UINT64, v, 8);
 	}
 	if (t->max_topic_size != META_NEVER) {
 		record_put64(v, t->max_topic_size);
-		wire_put_option(b, "max_topic_size", 14, WIRE_KIND_UINT64, v, 8);
+		wire_put_option(&o, "max_topic_size", 14, WIRE_KIND_UINT64, v, 8);
 	}
-	wire_patch_u32(b, at, (uint32_t)(b->len - start));
-	wire_put_u32(b, 0); /* derived options */
+	if (wire_buf_error(&o) != 0)
+		wire_put_reserve(b, SIZE_MAX / 2); /* records the error */
+	h.options = (struct wire_opts){o.p, o.len, 0};
+	reply_put_topic(b, &h);
+	wire_buf_free(&o);
 }
 
 /* The topic option catalog (DescribeOptions scope 1): key, kind, default, description. */
@@ -140,12 +136,14 @@ void srv__put_partitions(struct srv *s, struct wire_buf *b, const struct meta_to
 	for (uint32_t p = 0; p < t->n_partitions; p++) {
 		struct plog *l = srv__part_log(s, t->stream_id, t->id, p);
 		uint64_t next = l ? plog_next_offset(l) : 0, first = l ? plog_first_offset(l) : 0;
-		wire_put_u32(b, p);
-		wire_put_u64(b, t->partitions[p].created_at);
-		wire_put_u32(b, l ? plog_segment_count(l) : 1);
-		wire_put_u64(b, next > 0 ? next - 1 : 0);
-		wire_put_u64(b, srv__part_bytes(s, t->stream_id, t->id, p));
-		wire_put_u64(b, next - first);
+		reply_put_partition(b, &(struct reply_partition){
+					       .id = p,
+					       .created_at = t->partitions[p].created_at,
+					       .segments_count = l ? plog_segment_count(l) : 1,
+					       .current_offset = next > 0 ? next - 1 : 0,
+					       .size_bytes = srv__part_bytes(s, t->stream_id, t->id, p),
+					       .messages_count = next - first,
+				       });
 	}
 }
 

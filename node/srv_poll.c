@@ -315,10 +315,8 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 	/* Never a message a consumer may not see yet (uncommitted, or not durable on an fsync topic). */
 	assert(!has || sl.last_offset < next);
 	uint32_t n = has ? sl.messages : 0;
-	uint8_t prefix[16];
-	record_put32(prefix, pid);
-	record_put64(prefix + 4, current);
-	record_put32(prefix + 12, n);
+	uint8_t prefix[REPLY_POLLED_PREFIX_SIZE];
+	reply_encode_polled(prefix, &(struct reply_polled){pid, current, n});
 	if (n > 0 && a->auto_commit) {
 		/* A forwarded poll's reply is copied first: a read that fails then stores no offset. */
 		uint8_t *body = NULL;
@@ -585,10 +583,8 @@ void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, u
 			owns |= m->partitions[i] == a.pid;
 		if (!q.op.present || !owns) {
 			/* Fenced: an empty poll with the resync sentinel. */
-			uint8_t prefix[16];
-			record_put32(prefix, NO_PARTITION);
-			record_put64(prefix + 4, 0);
-			record_put32(prefix + 12, 0);
+			uint8_t prefix[REPLY_POLLED_PREFIX_SIZE];
+			reply_encode_polled(prefix, &(struct reply_polled){NO_PARTITION, 0, 0});
 			srv__finish(p, 0, false, prefix, sizeof(prefix));
 			return;
 		}

@@ -28,6 +28,7 @@
 #include "transport/list.h"
 #include "proto/batch.h"
 #include "proto/errors.h"
+#include "proto/reply.h"
 #include "proto/wire.h"
 
 #define MAX_PARAMS 4

@@ -247,72 +247,55 @@ static void jw_options(struct jw *w, const struct wire_opts *o, bool explicit, c
 /* StreamHeader fields (inside an open object). */
 static void rd_stream(struct wire_rd *r, struct jw *w)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint32_t topics = wire_get_u32(r);
-	uint64_t size = wire_get_u64(r), msgs = wire_get_u64(r);
-	struct wire_str name = {0};
-	struct wire_opts opts;
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts);
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
+	struct reply_stream h;
+	reply_get_stream(r, &h);
+	JW_KU64(w, "id", h.id);
+	JW_KU64(w, "created_at", h.created_at);
 	jw_key(w, "name");
-	jw_name(w, name);
-	JW_KU64(w, "size", size);
-	JW_KU64(w, "messages_count", msgs);
-	JW_KU64(w, "topics_count", topics);
+	jw_name(w, h.name);
+	JW_KU64(w, "size", h.size_bytes);
+	JW_KU64(w, "messages_count", h.messages_count);
+	JW_KU64(w, "topics_count", h.topics_count);
 }
 
 /* TopicHeader fields (inside an open object); *partitions is its partition count. */
 static void rd_topic(struct wire_rd *r, struct jw *w, uint32_t *partitions)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint32_t parts = wire_get_u32(r);
-	uint64_t expiry = wire_get_u64(r);
-	uint8_t comp = wire_get_u8(r);
-	uint64_t max_size = wire_get_u64(r), size = wire_get_u64(r), msgs = wire_get_u64(r);
-	struct wire_str name = {0};
-	struct wire_opts expl = {0}, derived = {0};
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &expl);
-	wire_get_options_prefixed(r, &derived);
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
+	struct reply_topic h;
+	int err = reply_get_topic(r, &h);
+	JW_KU64(w, "id", h.id);
+	JW_KU64(w, "created_at", h.created_at);
 	jw_key(w, "name");
-	jw_name(w, name);
-	JW_KU64(w, "size", size);
-	JW_KU64(w, "message_expiry", expiry);
-	JW_KSTR(w, "compression_algorithm", comp == 2 ? "gzip" : "none");
-	JW_KU64(w, "max_topic_size", max_size);
+	jw_name(w, h.name);
+	JW_KU64(w, "size", h.size_bytes);
+	JW_KU64(w, "message_expiry", h.message_expiry);
+	JW_KSTR(w, "compression_algorithm", h.compression == 2 ? "gzip" : "none");
+	JW_KU64(w, "max_topic_size", h.max_topic_size);
 	JW_KU64(w, "replication_factor", 1);
-	JW_KU64(w, "messages_count", msgs);
-	JW_KU64(w, "partitions_count", parts);
+	JW_KU64(w, "messages_count", h.messages_count);
+	JW_KU64(w, "partitions_count", h.partitions_count);
 	jw_key(w, "options");
 	jw_open(w, '{');
-	if (wire_rd_error(r) == 0) {
-		jw_options(w, &expl, true, NULL);
-		jw_options(w, &derived, false, &expl);
+	if (err == 0) {
+		jw_options(w, &h.options, true, NULL);
+		jw_options(w, &h.derived, false, &h.options);
 	}
 	jw_close(w, '}');
 	if (partitions != NULL)
-		*partitions = parts;
+		*partitions = h.partitions_count;
 }
 
 static void rd_partition(struct wire_rd *r, struct jw *w)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint32_t segs = wire_get_u32(r);
-	uint64_t cur = wire_get_u64(r), size = wire_get_u64(r), msgs = wire_get_u64(r);
+	struct reply_partition p;
+	reply_get_partition(r, &p);
 	jw_open(w, '{');
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
-	JW_KU64(w, "segments_count", segs);
-	JW_KU64(w, "current_offset", cur);
-	JW_KU64(w, "size", size);
-	JW_KU64(w, "messages_count", msgs);
+	JW_KU64(w, "id", p.id);
+	JW_KU64(w, "created_at", p.created_at);
+	JW_KU64(w, "segments_count", p.segments_count);
+	JW_KU64(w, "current_offset", p.current_offset);
+	JW_KU64(w, "size", p.size_bytes);
+	JW_KU64(w, "messages_count", p.messages_count);
 	jw_close(w, '}');
 }
 
@@ -960,13 +943,12 @@ void http__reply_polled(struct http_call *c, const uint8_t *p, size_t n)
 	struct jw w;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
-	uint32_t pid = wire_get_u32(&r);
-	uint64_t cur = wire_get_u64(&r);
-	uint32_t count = wire_get_u32(&r);
+	struct reply_polled pre;
+	reply_get_polled(&r, &pre);
 	jw_open(&w, '{');
-	JW_KU64(&w, "partition_id", pid);
-	JW_KU64(&w, "current_offset", cur);
-	JW_KU64(&w, "count", count);
+	JW_KU64(&w, "partition_id", pre.partition_id);
+	JW_KU64(&w, "current_offset", pre.current_offset);
+	JW_KU64(&w, "count", pre.count);
 	jw_key(&w, "messages");
 	jw_open(&w, '[');
 	struct batch_iter it;

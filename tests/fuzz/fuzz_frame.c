@@ -1,14 +1,15 @@
 /*
- * libFuzzer target for proto/frame and proto/wire: the decoders of untrusted client bytes must
+ * libFuzzer target for proto/frame, proto/wire and proto/reply: the decoders of untrusted client bytes must
  * never crash or read out of bounds, and what they accept must encode back to the same bytes.
  *
  * Each input is read three ways: its first 256 bytes (zero-padded when shorter) as a request, reply
  * and eviction header; the whole input by every wire decoder on its own (identifier, name, consumer,
- * optional partition, polling strategy, partitioning, options, permissions, version info); and, led by
+ * optional partition, polling strategy, partitioning, options, permissions, version info) and every reply
+ * structure decoder (stream and topic headers, partition, poll prefix); and, led by
  * a selector byte, as one of the request payload shapes of reference §2.2 decoded primitive by
  * primitive. Seeds (tests/fuzz/corpus/frame/) are the golden frames of reference §10 and §12.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. proto/frame.c proto/wire.c \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. proto/frame.c proto/wire.c proto/reply.c \
  *         tests/fuzz/fuzz_frame.c $(pkg-config --cflags --libs libxxhash) -o /tmp/fuzz_frame \
  *     && /tmp/fuzz_frame tests/fuzz/corpus/frame
  */
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "proto/frame.h"
+#include "proto/reply.h"
 #include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -98,6 +100,13 @@ static void headers(const uint8_t *data, size_t size)
 			CHECK(r.err < 0);                                                                  \
 		}                                                                                          \
 	} while (0)
+
+static void put_polled(struct wire_buf *b, const struct reply_polled *p)
+{
+	uint8_t out[REPLY_POLLED_PREFIX_SIZE];
+	reply_encode_polled(out, p);
+	wire_put_bytes(b, out, sizeof(out));
+}
 
 static void put_name(struct wire_buf *b, const struct wire_str *s)
 {
@@ -263,6 +272,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ROUND_TRIP(struct wire_polling, wire_get_polling, wire_put_polling);
 	ROUND_TRIP(struct wire_partitioning, wire_get_partitioning, wire_put_partitioning);
 	ROUND_TRIP(struct wire_version_info, wire_get_version_info, wire_put_version_info);
+	ROUND_TRIP(struct reply_stream, reply_get_stream, reply_put_stream);
+	ROUND_TRIP(struct reply_topic, reply_get_topic, reply_put_topic);
+	ROUND_TRIP(struct reply_partition, reply_get_partition, reply_put_partition);
+	ROUND_TRIP(struct reply_polled, reply_get_polled, put_polled);
 	options(data, size);
 	permissions(data, size);
 	{
