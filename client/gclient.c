@@ -588,18 +588,21 @@ int gclient_get_me(struct gclient *c, struct gclient_me *out)
 	if (rv != 0)
 		return rv;
 	struct wire_rd r;
-	struct wire_str addr;
+	struct reply_client rc;
 	wire_rd_init(&r, p, n);
 	memset(out, 0, sizeof(*out));
-	out->client_id = wire_get_u32(&r);
-	out->user_id = wire_get_u32(&r);
-	out->transport = wire_get_u8(&r);
-	wire_get_str32(&r, &addr);
-	out->groups_count = wire_get_u32(&r);
-	wire_get_bytes(&r, (size_t)out->groups_count * 12);
+	reply_get_client(&r, &rc);
+	for (uint32_t i = 0; i < rc.groups_count && wire_rd_error(&r) == 0; i++) {
+		struct reply_client_group g;
+		reply_get_client_group(&r, &g); /* not kept: GetMe's caller wants the count */
+	}
 	if (wire_rd_done(&r) != 0)
 		return fail(c, -EPROTO);
-	copy_name(out->address, sizeof(out->address), addr);
+	out->client_id = rc.client_id;
+	out->user_id = rc.user_id;
+	out->transport = rc.transport;
+	out->groups_count = rc.groups_count;
+	copy_name(out->address, sizeof(out->address), rc.address);
 	return 0;
 }
 
@@ -648,14 +651,12 @@ int gclient_get_pats(struct gclient *c, struct gclient_pat *out, uint32_t cap, u
 	wire_rd_init(&r, p, len);
 	uint32_t count = 0;
 	while (wire_rd_left(&r) > 0) {
-		struct wire_str name;
-		wire_get_name(&r, &name);
-		uint64_t expiry = wire_get_u64(&r);
-		if (wire_rd_error(&r) != 0)
+		struct reply_pat t;
+		if (reply_get_pat(&r, &t) != 0)
 			break;
 		if (count < cap) {
-			copy_name(out[count].name, sizeof(out[count].name), name);
-			out[count].expiry_at = expiry;
+			copy_name(out[count].name, sizeof(out[count].name), t.name);
+			out[count].expiry_at = t.expiry_at;
 		}
 		count++;
 	}
@@ -922,14 +923,11 @@ int gclient_get_offset(struct gclient *c, const struct wire_consumer *consumer, 
 		return -ENOENT;
 	struct wire_rd r;
 	wire_rd_init(&r, p, n);
-	struct gclient_offset o;
-	o.partition_id = wire_get_u32(&r);
-	o.current_offset = wire_get_u64(&r);
-	o.stored_offset = wire_get_u64(&r);
-	if (wire_rd_done(&r) != 0)
+	struct reply_offset o;
+	if (reply_get_offset(&r, &o) != 0 || wire_rd_done(&r) != 0)
 		return fail(c, -EPROTO);
 	if (out != NULL)
-		*out = o;
+		*out = (struct gclient_offset){o.partition_id, o.current_offset, o.stored_offset};
 	return 0;
 }
 

@@ -1,9 +1,10 @@
 /*
  * srv_layout — Iggy's reply structures filled from the node's state: identifiers resolved against the
- * metadata, and one writer per reply structure of the reference (§2.4). Stream and topic headers and
- * partitions are encoded by proto/reply (their bytes are specified there); user, permissions, consumer
- * group, client, stats, cluster metadata and Galgo's extensions (GetPartitionLeaders, node status; see
- * docs/protocol-extensions.md) are still laid out here. Owns no state: every function reads the metadata
+ * metadata, and one writer per reply structure of the reference (§2.4). Stream and topic headers,
+ * partitions, users, consumer groups and their members, clients, tokens and consumer offsets are encoded
+ * by proto/reply (their bytes are specified there); permissions (proto/wire), stats, cluster metadata and
+ * Galgo's extensions (GetPartitionLeaders, node status; see docs/protocol-extensions.md) are still laid
+ * out here. Owns no state: every function reads the metadata
  * and writes a wire_buf.
  */
 #include "node/srv_int.h"
@@ -149,11 +150,8 @@ void srv__put_partitions(struct srv *s, struct wire_buf *b, const struct meta_to
 
 void srv__put_user_header(struct wire_buf *b, const struct meta_user *u)
 {
-	wire_put_u32(b, u->id);
-	wire_put_u64(b, u->created_at);
-	wire_put_u8(b, u->status);
-	srv__put_name(b, u->username);
-	wire_put_u32(b, 0); /* options */
+	reply_put_user(b, &(struct reply_user){.id = u->id, .created_at = u->created_at, .status = u->status,
+					      .username = name_of(u->username)});
 }
 
 static void perms_to_wire(const struct meta_perms *m, struct wire_perms *w)
@@ -257,28 +255,20 @@ int srv__perms_from_wire(const struct wire_perms *w, struct meta_perms *m)
 
 void srv__put_group_details(struct wire_buf *b, const struct meta_topic *t, const struct meta_group *g, bool members)
 {
-	wire_put_u32(b, g->id);
-	wire_put_u32(b, t->n_partitions);
-	wire_put_u32(b, g->n_members);
-	srv__put_name(b, g->name);
+	reply_put_group(b, &(struct reply_group){g->id, t->n_partitions, g->n_members, name_of(g->name)});
 	if (!members)
 		return;
 	for (uint32_t i = 0; i < g->n_members; i++) {
 		const struct meta_member *m = &g->members[i];
-		wire_put_u32(b, m->client_id);
-		wire_put_u32(b, m->n_partitions);
-		for (uint32_t k = 0; k < m->n_partitions; k++)
-			wire_put_u32(b, m->partitions[k]);
+		reply_put_group_member(b, &(struct reply_group_member){.client_id = m->client_id,
+									.partitions_count = m->n_partitions,
+									.ids = m->partitions});
 	}
 }
 
-void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details)
+/* The consumer groups a session is a member of: how many, each written to b unless b is NULL. */
+static uint32_t client_groups(struct srv *s, const struct srv_session *ss, struct wire_buf *b)
 {
-	wire_put_u32(b, ss->client_id);
-	wire_put_u32(b, ss->bound ? ss->user_id : UINT32_MAX);
-	wire_put_u8(b, (uint8_t)ss->kind);
-	wire_put_str32(b, ss->peer, strlen(ss->peer));
-	size_t at = wire_put_reserve(b, 4);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
 		struct meta_stream *st = s->meta->streams[i];
@@ -288,15 +278,21 @@ void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session
 				if (t->groups[g] == NULL || meta_group_member(t->groups[g], ss->client_id) == NULL)
 					continue;
 				n++;
-				if (details) {
-					wire_put_u32(b, st->id);
-					wire_put_u32(b, t->id);
-					wire_put_u32(b, t->groups[g]->id);
-				}
+				if (b != NULL)
+					reply_put_client_group(b, &(struct reply_client_group){st->id, t->id,
+												 t->groups[g]->id});
 			}
 		}
 	}
-	wire_patch_u32(b, at, n);
+	return n;
+}
+
+void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details)
+{
+	reply_put_client(b, &(struct reply_client){ss->client_id, ss->bound ? ss->user_id : UINT32_MAX,
+						   (uint8_t)ss->kind, name_of(ss->peer), client_groups(s, ss, NULL)});
+	if (details)
+		client_groups(s, ss, b);
 }
 
 struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn, bool single)

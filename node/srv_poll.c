@@ -640,10 +640,8 @@ static void offset_finish(struct srv *s, struct pending *p, const struct offset_
 			srv__finish(p, 0, false, NULL, 0);
 			return;
 		}
-		uint8_t b[20];
-		record_put32(b, q->pid);
-		record_put64(b + 4, next > 0 ? next - 1 : 0);
-		record_put64(b + 12, o->offset);
+		uint8_t b[REPLY_OFFSET_SIZE];
+		reply_encode_offset(b, &(struct reply_offset){q->pid, next > 0 ? next - 1 : 0, o->offset});
 		srv__finish(p, 0, false, b, sizeof(b));
 		return;
 	}

@@ -123,8 +123,8 @@ uint32_t srv__q_pats(struct srv_session *ss, uint32_t code, struct wire_rd *r, s
 	(void)code, (void)r;
 	const struct meta_user *me = srv__session_user(ss);
 	for (uint32_t i = 0; me != NULL && i < me->n_pats; i++) {
-		srv__put_name(b, me->pats[i].name);
-		wire_put_u64(b, me->pats[i].expiry_at);
+		const char *name = me->pats[i].name;
+		reply_put_pat(b, &(struct reply_pat){{(const uint8_t *)name, strlen(name)}, me->pats[i].expiry_at});
 	}
 	return 0;
 }

@@ -100,3 +100,132 @@ int reply_get_polled(struct wire_rd *r, struct reply_polled *p)
 	p->count = wire_get_u32(r);
 	return wire_rd_error(r);
 }
+
+/* Into a fixed array, as the server answers it without a wire_buf. */
+void reply_encode_offset(uint8_t out[REPLY_OFFSET_SIZE], const struct reply_offset *o)
+{
+	frame_put32(out, o->partition_id);
+	frame_put64(out + 4, o->current_offset);
+	frame_put64(out + 12, o->stored_offset);
+}
+
+int reply_get_offset(struct wire_rd *r, struct reply_offset *o)
+{
+	o->partition_id = wire_get_u32(r);
+	o->current_offset = wire_get_u64(r);
+	o->stored_offset = wire_get_u64(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_pat(struct wire_buf *b, const struct reply_pat *t)
+{
+	wire_put_name(b, t->name.ptr, t->name.len);
+	wire_put_u64(b, t->expiry_at);
+}
+
+int reply_get_pat(struct wire_rd *r, struct reply_pat *t)
+{
+	memset(t, 0, sizeof(*t));
+	wire_get_name(r, &t->name);
+	t->expiry_at = wire_get_u64(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_user(struct wire_buf *b, const struct reply_user *u)
+{
+	wire_put_u32(b, u->id);
+	wire_put_u64(b, u->created_at);
+	wire_put_u8(b, u->status);
+	wire_put_name(b, u->username.ptr, u->username.len);
+	wire_put_options_prefixed(b, &u->options);
+}
+
+int reply_get_user(struct wire_rd *r, struct reply_user *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->id = wire_get_u32(r);
+	u->created_at = wire_get_u64(r);
+	u->status = wire_get_u8(r);
+	wire_get_name(r, &u->username);
+	wire_get_options_prefixed(r, &u->options);
+	return wire_rd_error(r);
+}
+
+void reply_put_group(struct wire_buf *b, const struct reply_group *g)
+{
+	wire_put_u32(b, g->id);
+	wire_put_u32(b, g->partitions_count);
+	wire_put_u32(b, g->members_count);
+	wire_put_name(b, g->name.ptr, g->name.len);
+}
+
+int reply_get_group(struct wire_rd *r, struct reply_group *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->id = wire_get_u32(r);
+	g->partitions_count = wire_get_u32(r);
+	g->members_count = wire_get_u32(r);
+	wire_get_name(r, &g->name);
+	return wire_rd_error(r);
+}
+
+/* Writes the ids from `ids` when given (the server's), else re-encodes `raw` (a decoded member). */
+void reply_put_group_member(struct wire_buf *b, const struct reply_group_member *m)
+{
+	wire_put_u32(b, m->client_id);
+	wire_put_u32(b, m->partitions_count);
+	for (uint32_t k = 0; k < m->partitions_count; k++)
+		wire_put_u32(b, m->ids != NULL ? m->ids[k] : reply_group_member_partition(m, k));
+}
+
+int reply_get_group_member(struct wire_rd *r, struct reply_group_member *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->client_id = wire_get_u32(r);
+	m->partitions_count = wire_get_u32(r);
+	/* Checked against the bytes present before the multiplication can matter: at most 4 GiB - 1 ids. */
+	if (wire_rd_error(r) == 0 && wire_rd_left(r) / 4 < m->partitions_count)
+		wire_rd_fail(r, WIRE_E_SHORT);
+	m->raw = wire_get_bytes(r, (size_t)m->partitions_count * 4);
+	return wire_rd_error(r);
+}
+
+uint32_t reply_group_member_partition(const struct reply_group_member *m, uint32_t k)
+{
+	return frame_le32(m->raw + (size_t)k * 4);
+}
+
+void reply_put_client(struct wire_buf *b, const struct reply_client *c)
+{
+	wire_put_u32(b, c->client_id);
+	wire_put_u32(b, c->user_id);
+	wire_put_u8(b, c->transport);
+	wire_put_str32(b, c->address.ptr, c->address.len);
+	wire_put_u32(b, c->groups_count);
+}
+
+int reply_get_client(struct wire_rd *r, struct reply_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->client_id = wire_get_u32(r);
+	c->user_id = wire_get_u32(r);
+	c->transport = wire_get_u8(r);
+	wire_get_str32(r, &c->address);
+	c->groups_count = wire_get_u32(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_client_group(struct wire_buf *b, const struct reply_client_group *g)
+{
+	wire_put_u32(b, g->stream_id);
+	wire_put_u32(b, g->topic_id);
+	wire_put_u32(b, g->group_id);
+}
+
+int reply_get_client_group(struct wire_rd *r, struct reply_client_group *g)
+{
+	g->stream_id = wire_get_u32(r);
+	g->topic_id = wire_get_u32(r);
+	g->group_id = wire_get_u32(r);
+	return wire_rd_error(r);
+}

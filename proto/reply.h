@@ -19,6 +19,20 @@
  *                  empty), size u64, messages_count u64: 40 bytes.
  *   PolledMessages prefix: partition_id u32, current_offset u64, count u32 (16 bytes), then the batches
  *                  (batch.h) end to end.
+ *   UserInfo       id u32, created_at u64, status u8 (1 active, 2 inactive), username (a name), options
+ *                  block (empty). GetUsers is these end to end; UserInfoDetails (GetUser, CreateUser)
+ *                  follows one with the permissions (wire.h).
+ *   ConsumerGroup  id u32, partitions_count u32 (the topic's), members_count u32, name. GetConsumerGroups
+ *                  is these end to end; ConsumerGroupDetails follows one with members_count members.
+ *   ConsumerGroupMember  client_id u32, partitions_count u32, then that many partition ids u32.
+ *   ClientInfo     client_id u32, user_id u32 (u32 max: not logged in), transport u8 (1 TCP, 2 QUIC,
+ *                  3 HTTP, ...), address [len u32][bytes], consumer_groups_count u32. GetClients is
+ *                  these end to end; ClientInfoDetails (GetClient, GetMe) follows one with that many
+ *                  ClientGroups: stream_id u32, topic_id u32, group_id u32 (12 bytes each).
+ *   ConsumerOffsetInfo  partition_id u32, current_offset u64 (the partition's last offset), stored_offset
+ *                  u64: 20 bytes. GetConsumerOffset answers it, or an empty body when nothing is stored.
+ *   PersonalAccessTokenInfo  name, expiry_at u64 (µs since the epoch; 0 = never).
+ *                  GetPersonalAccessTokens is these end to end.
  *
  * A decoder reads one structure from a wire_rd and returns wire_rd_error: on an error the struct is
  * partly filled and must not be used. Names and options point into the decoded bytes.
@@ -84,5 +98,81 @@ struct reply_polled {
 
 void reply_encode_polled(uint8_t out[REPLY_POLLED_PREFIX_SIZE], const struct reply_polled *p);
 int reply_get_polled(struct wire_rd *r, struct reply_polled *p);
+
+#define REPLY_OFFSET_SIZE 20
+
+struct reply_offset {
+	uint32_t partition_id;
+	uint64_t current_offset;
+	uint64_t stored_offset;
+};
+
+void reply_encode_offset(uint8_t out[REPLY_OFFSET_SIZE], const struct reply_offset *o);
+int reply_get_offset(struct wire_rd *r, struct reply_offset *o);
+
+struct reply_pat {
+	struct wire_str name;
+	uint64_t expiry_at;
+};
+
+void reply_put_pat(struct wire_buf *b, const struct reply_pat *t);
+int reply_get_pat(struct wire_rd *r, struct reply_pat *t);
+
+struct reply_user {
+	uint32_t id;
+	uint64_t created_at;
+	uint8_t status;
+	struct wire_str username;
+	struct wire_opts options;
+};
+
+void reply_put_user(struct wire_buf *b, const struct reply_user *u);
+int reply_get_user(struct wire_rd *r, struct reply_user *u);
+
+struct reply_group {
+	uint32_t id;
+	uint32_t partitions_count;
+	uint32_t members_count;
+	struct wire_str name;
+};
+
+void reply_put_group(struct wire_buf *b, const struct reply_group *g);
+int reply_get_group(struct wire_rd *r, struct reply_group *g);
+
+/* A member: to encode, `ids` holds partitions_count ids; decoded, `raw` points at them as they travel. */
+struct reply_group_member {
+	uint32_t client_id;
+	uint32_t partitions_count;
+	const uint32_t *ids;
+	const uint8_t *raw;
+};
+
+void reply_put_group_member(struct wire_buf *b, const struct reply_group_member *m);
+int reply_get_group_member(struct wire_rd *r, struct reply_group_member *m);
+
+/* The k-th partition id of a decoded member (k < partitions_count). */
+uint32_t reply_group_member_partition(const struct reply_group_member *m, uint32_t k);
+
+struct reply_client {
+	uint32_t client_id;
+	uint32_t user_id;
+	uint8_t transport;
+	struct wire_str address;
+	uint32_t groups_count;
+};
+
+void reply_put_client(struct wire_buf *b, const struct reply_client *c);
+int reply_get_client(struct wire_rd *r, struct reply_client *c);
+
+#define REPLY_CLIENT_GROUP_SIZE 12
+
+struct reply_client_group {
+	uint32_t stream_id;
+	uint32_t topic_id;
+	uint32_t group_id;
+};
+
+void reply_put_client_group(struct wire_buf *b, const struct reply_client_group *g);
+int reply_get_client_group(struct wire_rd *r, struct reply_client_group *g);
 
 #endif /* GALGO_PROTO_REPLY_H */

@@ -302,18 +302,13 @@ static void rd_partition(struct wire_rd *r, struct jw *w)
 /* UserHeader fields (inside an open object). */
 static void rd_user(struct wire_rd *r, struct jw *w)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint8_t status = wire_get_u8(r);
-	struct wire_str name = {0};
-	struct wire_opts opts;
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts);
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
-	JW_KSTR(w, "status", status == 2 ? "inactive" : "active");
+	struct reply_user u;
+	reply_get_user(r, &u);
+	JW_KU64(w, "id", u.id);
+	JW_KU64(w, "created_at", u.created_at);
+	JW_KSTR(w, "status", u.status == 2 ? "inactive" : "active");
 	jw_key(w, "username");
-	jw_name(w, name);
+	jw_name(w, u.username);
 }
 
 static void jw_permissions(struct jw *w, const struct wire_perms *p)
@@ -402,15 +397,14 @@ static void rd_user_details(struct wire_rd *r, struct jw *w)
 /* GroupHeader fields (inside an open object); *members is its member count. */
 static void rd_group(struct wire_rd *r, struct jw *w, uint32_t *members)
 {
-	uint32_t id = wire_get_u32(r), parts = wire_get_u32(r), n = wire_get_u32(r);
-	struct wire_str name = {0};
-	wire_get_name(r, &name);
-	JW_KU64(w, "id", id);
+	struct reply_group g;
+	reply_get_group(r, &g);
+	JW_KU64(w, "id", g.id);
 	jw_key(w, "name");
-	jw_name(w, name);
-	JW_KU64(w, "partitions_count", parts);
-	JW_KU64(w, "members_count", n);
-	*members = n;
+	jw_name(w, g.name);
+	JW_KU64(w, "partitions_count", g.partitions_count);
+	JW_KU64(w, "members_count", g.members_count);
+	*members = g.members_count;
 }
 
 static void rd_group_details(struct wire_rd *r, struct jw *w)
@@ -421,14 +415,16 @@ static void rd_group_details(struct wire_rd *r, struct jw *w)
 	jw_key(w, "members");
 	jw_open(w, '[');
 	for (uint32_t i = 0; i < n && wire_rd_error(r) == 0; i++) {
-		uint32_t id = wire_get_u32(r), np = wire_get_u32(r);
+		struct reply_group_member m;
+		if (reply_get_group_member(r, &m) != 0)
+			break;
 		jw_open(w, '{');
-		JW_KU64(w, "id", id);
-		JW_KU64(w, "partitions_count", np);
+		JW_KU64(w, "id", m.client_id);
+		JW_KU64(w, "partitions_count", m.partitions_count);
 		jw_key(w, "partitions");
 		jw_open(w, '[');
-		for (uint32_t k = 0; k < np && wire_rd_error(r) == 0; k++)
-			jw_u64(w, wire_get_u32(r));
+		for (uint32_t k = 0; k < m.partitions_count; k++)
+			jw_u64(w, reply_group_member_partition(&m, k));
 		jw_close(w, ']');
 		jw_close(w, '}');
 	}
@@ -606,17 +602,16 @@ void http__reply_pats(struct http_call *c, const uint8_t *p, size_t n)
 	jw_init(&w);
 	jw_open(&w, '[');
 	while (wire_rd_left(&r) > 0) {
-		struct wire_str name = {0};
-		wire_get_name(&r, &name);
-		uint64_t exp = wire_get_u64(&r);
+		struct reply_pat t;
+		reply_get_pat(&r, &t);
 		jw_open(&w, '{');
 		jw_key(&w, "name");
-		jw_name(&w, name);
+		jw_name(&w, t.name);
 		jw_key(&w, "expiry_at");
-		if (exp == 0)
+		if (t.expiry_at == 0)
 			jw_null(&w);
 		else
-			jw_u64(&w, exp);
+			jw_u64(&w, t.expiry_at);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');
@@ -652,31 +647,30 @@ static const char *transport_name(uint8_t t)
 /* ClientHeader (and, with details, its groups) as an object. */
 static void rd_client(struct wire_rd *r, struct jw *w, bool details)
 {
-	uint32_t id = wire_get_u32(r), user = wire_get_u32(r);
-	uint8_t transport = wire_get_u8(r);
-	struct wire_str addr = {0};
-	wire_get_str32(r, &addr);
-	uint32_t groups = wire_get_u32(r);
+	struct reply_client c;
+	reply_get_client(r, &c);
 	jw_open(w, '{');
-	JW_KU64(w, "client_id", id);
+	JW_KU64(w, "client_id", c.client_id);
 	jw_key(w, "user_id");
-	if (user == UINT32_MAX)
+	if (c.user_id == UINT32_MAX)
 		jw_null(w);
 	else
-		jw_u64(w, user);
+		jw_u64(w, c.user_id);
 	jw_key(w, "address");
-	jw_name(w, addr);
-	JW_KSTR(w, "transport", transport_name(transport));
-	JW_KU64(w, "consumer_groups_count", groups);
+	jw_name(w, c.address);
+	JW_KSTR(w, "transport", transport_name(c.transport));
+	JW_KU64(w, "consumer_groups_count", c.groups_count);
 	if (details) {
 		jw_key(w, "consumer_groups");
 		jw_open(w, '[');
-		for (uint32_t i = 0; i < groups && wire_rd_error(r) == 0; i++) {
-			uint32_t s = wire_get_u32(r), t = wire_get_u32(r), g = wire_get_u32(r);
+		for (uint32_t i = 0; i < c.groups_count && wire_rd_error(r) == 0; i++) {
+			struct reply_client_group g;
+			if (reply_get_client_group(r, &g) != 0)
+				break;
 			jw_open(w, '{');
-			JW_KU64(w, "stream_id", s);
-			JW_KU64(w, "topic_id", t);
-			JW_KU64(w, "group_id", g);
+			JW_KU64(w, "stream_id", g.stream_id);
+			JW_KU64(w, "topic_id", g.topic_id);
+			JW_KU64(w, "group_id", g.group_id);
 			jw_close(w, '}');
 		}
 		jw_close(w, ']');
@@ -863,10 +857,12 @@ void http__reply_offset(struct http_call *c, const uint8_t *p, size_t n)
 	struct jw w;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
+	struct reply_offset o;
+	reply_get_offset(&r, &o);
 	jw_open(&w, '{');
-	JW_KU64(&w, "partition_id", wire_get_u32(&r));
-	JW_KU64(&w, "current_offset", wire_get_u64(&r));
-	JW_KU64(&w, "stored_offset", wire_get_u64(&r));
+	JW_KU64(&w, "partition_id", o.partition_id);
+	JW_KU64(&w, "current_offset", o.current_offset);
+	JW_KU64(&w, "stored_offset", o.stored_offset);
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
 }

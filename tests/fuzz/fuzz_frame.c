@@ -5,7 +5,8 @@
  * Each input is read three ways: its first 256 bytes (zero-padded when shorter) as a request, reply
  * and eviction header; the whole input by every wire decoder on its own (identifier, name, consumer,
  * optional partition, polling strategy, partitioning, options, permissions, version info) and every reply
- * structure decoder (stream and topic headers, partition, poll prefix); and, led by
+ * structure decoder (stream, topic, partition, poll prefix, consumer offset, token, user, consumer group
+ * and member, client and its groups); and, led by
  * a selector byte, as one of the request payload shapes of reference §2.2 decoded primitive by
  * primitive. Seeds (tests/fuzz/corpus/frame/) are the golden frames of reference §10 and §12.
  *
@@ -105,6 +106,13 @@ static void put_polled(struct wire_buf *b, const struct reply_polled *p)
 {
 	uint8_t out[REPLY_POLLED_PREFIX_SIZE];
 	reply_encode_polled(out, p);
+	wire_put_bytes(b, out, sizeof(out));
+}
+
+static void put_offset(struct wire_buf *b, const struct reply_offset *o)
+{
+	uint8_t out[REPLY_OFFSET_SIZE];
+	reply_encode_offset(out, o);
 	wire_put_bytes(b, out, sizeof(out));
 }
 
@@ -276,6 +284,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ROUND_TRIP(struct reply_topic, reply_get_topic, reply_put_topic);
 	ROUND_TRIP(struct reply_partition, reply_get_partition, reply_put_partition);
 	ROUND_TRIP(struct reply_polled, reply_get_polled, put_polled);
+	ROUND_TRIP(struct reply_offset, reply_get_offset, put_offset);
+	ROUND_TRIP(struct reply_pat, reply_get_pat, reply_put_pat);
+	ROUND_TRIP(struct reply_user, reply_get_user, reply_put_user);
+	ROUND_TRIP(struct reply_group, reply_get_group, reply_put_group);
+	ROUND_TRIP(struct reply_group_member, reply_get_group_member, reply_put_group_member);
+	ROUND_TRIP(struct reply_client, reply_get_client, reply_put_client);
+	ROUND_TRIP(struct reply_client_group, reply_get_client_group, reply_put_client_group);
 	options(data, size);
 	permissions(data, size);
 	{

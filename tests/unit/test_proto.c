@@ -299,3 +299,134 @@ Test(reply, bad_name_refused)
 	wire_rd_init(&r, enc, sizeof(enc));
 	cr_assert_neq(reply_get_stream(&r, &s), 0);
 }
+
+static void put_offset(struct wire_buf *b, const struct reply_offset *o)
+{
+	uint8_t out[REPLY_OFFSET_SIZE];
+	reply_encode_offset(out, o);
+	wire_put_bytes(b, out, sizeof(out));
+}
+
+static void check_offset(const struct reply_offset *o)
+{
+	cr_assert_eq(o->partition_id, 3);
+	cr_assert_eq(o->current_offset, 100);
+	cr_assert_eq(o->stored_offset, 42);
+}
+
+Test(reply, consumer_offset)
+{
+	uint8_t out[REPLY_OFFSET_SIZE];
+	reply_encode_offset(out, &(struct reply_offset){3, 100, 42});
+	ROUND_TRIP(struct reply_offset, reply_get_offset, put_offset, out, sizeof(out), check_offset);
+}
+
+static void check_pat(const struct reply_pat *t)
+{
+	cr_assert(wire_str_eq(t->name, "ci-token"));
+	cr_assert_eq(t->expiry_at, 1700000000000000ull);
+}
+
+Test(reply, personal_access_token)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_pat(&b, &(struct reply_pat){str("ci-token"), 1700000000000000ull});
+	cr_assert_eq(b.len, 1 + 8 + 8);
+	ROUND_TRIP(struct reply_pat, reply_get_pat, reply_put_pat, b.p, b.len, check_pat);
+	wire_buf_free(&b);
+}
+
+static void check_user(const struct reply_user *u)
+{
+	cr_assert_eq(u->id, 1);
+	cr_assert_eq(u->created_at, 77);
+	cr_assert_eq(u->status, 2);
+	cr_assert(wire_str_eq(u->username, "iggy"));
+	cr_assert_eq(u->options.len, 0);
+}
+
+Test(reply, user_info)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_user(&b, &(struct reply_user){1, 77, 2, str("iggy"), {0}});
+	cr_assert_eq(b.len, 4 + 8 + 1 + 1 + 4 + 4);
+	ROUND_TRIP(struct reply_user, reply_get_user, reply_put_user, b.p, b.len, check_user);
+	wire_buf_free(&b);
+}
+
+static void check_group(const struct reply_group *g)
+{
+	cr_assert_eq(g->id, 9);
+	cr_assert_eq(g->partitions_count, 3);
+	cr_assert_eq(g->members_count, 2);
+	cr_assert(wire_str_eq(g->name, "readers"));
+}
+
+Test(reply, consumer_group)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_group(&b, &(struct reply_group){9, 3, 2, str("readers")});
+	ROUND_TRIP(struct reply_group, reply_get_group, reply_put_group, b.p, b.len, check_group);
+	wire_buf_free(&b);
+}
+
+static void check_member(const struct reply_group_member *m)
+{
+	cr_assert_eq(m->client_id, 0x10000005);
+	cr_assert_eq(m->partitions_count, 2);
+	cr_assert_eq(reply_group_member_partition(m, 0), 0);
+	cr_assert_eq(reply_group_member_partition(m, 1), 2);
+}
+
+Test(reply, consumer_group_member)
+{
+	static const uint32_t ids[] = {0, 2};
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_group_member(&b, &(struct reply_group_member){.client_id = 0x10000005, .partitions_count = 2,
+								 .ids = ids});
+	cr_assert_eq(b.len, 16);
+	ROUND_TRIP(struct reply_group_member, reply_get_group_member, reply_put_group_member, b.p, b.len,
+		   check_member);
+	/* A partition count beyond the bytes present is refused before anything is read. */
+	uint8_t big[12] = {0};
+	frame_put32(big + 4, UINT32_MAX);
+	struct wire_rd r;
+	struct reply_group_member m;
+	wire_rd_init(&r, big, sizeof(big));
+	cr_assert_neq(reply_get_group_member(&r, &m), 0);
+	wire_buf_free(&b);
+}
+
+static void check_client(const struct reply_client *c)
+{
+	cr_assert_eq(c->client_id, 5);
+	cr_assert_eq(c->user_id, UINT32_MAX);
+	cr_assert_eq(c->transport, 1);
+	cr_assert(wire_str_eq(c->address, "127.0.0.1:4000"));
+	cr_assert_eq(c->groups_count, 1);
+}
+
+static void check_client_group(const struct reply_client_group *g)
+{
+	cr_assert_eq(g->stream_id, 1);
+	cr_assert_eq(g->topic_id, 2);
+	cr_assert_eq(g->group_id, 3);
+}
+
+Test(reply, client_info)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_client(&b, &(struct reply_client){5, UINT32_MAX, 1, str("127.0.0.1:4000"), 1});
+	ROUND_TRIP(struct reply_client, reply_get_client, reply_put_client, b.p, b.len, check_client);
+	wire_buf_reset(&b);
+	reply_put_client_group(&b, &(struct reply_client_group){1, 2, 3});
+	cr_assert_eq(b.len, REPLY_CLIENT_GROUP_SIZE);
+	ROUND_TRIP(struct reply_client_group, reply_get_client_group, reply_put_client_group, b.p, b.len,
+		   check_client_group);
+	wire_buf_free(&b);
+}
