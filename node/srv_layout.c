@@ -1,9 +1,9 @@
 /*
  * srv_layout — Iggy's reply structures filled from the node's state: identifiers resolved against the
  * metadata, and one writer per reply structure of the reference (§2.4). Stream and topic headers,
- * partitions, users, consumer groups and their members, clients, tokens and consumer offsets are encoded
- * by proto/reply (their bytes are specified there); permissions (proto/wire), stats, cluster metadata and
- * Galgo's extensions (GetPartitionLeaders, node status; see docs/protocol-extensions.md) are still laid
+ * partitions, users, consumer groups and their members, clients, tokens, consumer offsets and cluster
+ * metadata and stats are encoded by proto/reply (their bytes are specified there); permissions (proto/wire)
+ * and Galgo's extensions (GetPartitionLeaders, node status; see docs/protocol-extensions.md) are still laid
  * out here. Owns no state: every function reads the metadata
  * and writes a wire_buf.
  */
@@ -437,40 +437,38 @@ void srv__put_stats(struct srv *s, struct wire_buf *b)
 	long page = sysconf(_SC_PAGESIZE), phys = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	struct utsname un;
 	uname(&un);
-	wire_put_u32(b, (uint32_t)getpid());
-	wire_put_u32(b, 0); /* cpu_usage f32 */
-	wire_put_u32(b, 0); /* total_cpu_usage f32 */
-	wire_put_u64(b, (uint64_t)rss_pages * (uint64_t)page);
-	wire_put_u64(b, (uint64_t)phys * (uint64_t)page);
-	wire_put_u64(b, (uint64_t)avail * (uint64_t)page);
-	wire_put_u64(b, srv__now_us() - s->start_us);
-	wire_put_u64(b, s->start_us);
-	wire_put_u64(b, 0); /* read_bytes */
-	wire_put_u64(b, bytes); /* written_bytes */
-	wire_put_u64(b, bytes);
-	wire_put_u32(b, streams);
-	wire_put_u32(b, topics);
-	wire_put_u32(b, partitions);
-	wire_put_u32(b, segments);
-	wire_put_u64(b, msgs);
-	wire_put_u32(b, clients);
-	wire_put_u32(b, groups);
-	wire_put_str32(b, un.nodename, strlen(un.nodename));
-	wire_put_str32(b, un.sysname, strlen(un.sysname));
-	wire_put_str32(b, un.version, strlen(un.version));
-	wire_put_str32(b, un.release, strlen(un.release));
-	wire_put_str32(b, SERVER_VERSION, strlen(SERVER_VERSION));
-	wire_put_u32(b, 9000); /* semver 0.9.0 */
-	wire_put_u32(b, 0);    /* cache metrics */
-	wire_put_u32(b, 1);    /* threads */
 	struct statvfs vfs;
 	uint64_t free_disk = 0, total_disk = 0;
 	if (statvfs(s->cfg->node.data_dir, &vfs) == 0) {
 		free_disk = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 		total_disk = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	}
-	wire_put_u64(b, free_disk);
-	wire_put_u64(b, total_disk);
+	reply_put_stats(b, &(struct reply_stats){
+				   .process_id = (uint32_t)getpid(),
+				   .memory_usage = (uint64_t)rss_pages * (uint64_t)page,
+				   .total_memory = (uint64_t)phys * (uint64_t)page,
+				   .available_memory = (uint64_t)avail * (uint64_t)page,
+				   .run_time = srv__now_us() - s->start_us,
+				   .start_time = s->start_us,
+				   .written_bytes = bytes,
+				   .messages_size_bytes = bytes,
+				   .streams_count = streams,
+				   .topics_count = topics,
+				   .partitions_count = partitions,
+				   .segments_count = segments,
+				   .messages_count = msgs,
+				   .clients_count = clients,
+				   .consumer_groups_count = groups,
+				   .hostname = name_of(un.nodename),
+				   .os_name = name_of(un.sysname),
+				   .os_version = name_of(un.version),
+				   .kernel_version = name_of(un.release),
+				   .iggy_server_version = name_of(SERVER_VERSION),
+				   .iggy_server_semver = 9000, /* 0.9.0 */
+				   .threads_count = 1,
+				   .free_disk_space = free_disk,
+				   .total_disk_space = total_disk,
+			   }); /* no CPU figures, no read counter, no cache metrics */
 }
 
 /*
@@ -482,8 +480,7 @@ void srv__put_cluster(struct srv *s, struct wire_buf *b)
 	const struct clu_node *nodes;
 	size_t n = clu_nodes(s->clu, &nodes);
 	uint64_t leader = clu_group_leader_id(s->mg);
-	wire_put_str32(b, s->cfg->cluster.name, strlen(s->cfg->cluster.name));
-	wire_put_u32(b, (uint32_t)n);
+	reply_put_cluster(b, &(struct reply_cluster){name_of(s->cfg->cluster.name), (uint32_t)n});
 	for (size_t i = 0; i < n; i++)
 		srv__put_node(s, b, i, n == 1 || nodes[i].id == leader ? 0 : 1); /* 0 Leader, 1 Follower */
 }
@@ -500,12 +497,6 @@ void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 	char name[32];
 	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
 	struct client_addr a = srv__client_addr_of(s, &nodes[i], n == 1);
-	wire_put_str32(b, name, strlen(name));
-	wire_put_str32(b, a.host, strlen(a.host));
-	wire_put_u16(b, a.tcp);
-	wire_put_u16(b, a.quic);
-	wire_put_u16(b, a.http);
-	wire_put_u16(b, 0);    /* websocket */
-	wire_put_u8(b, role);
-	wire_put_u8(b, 0);     /* healthy */
+	reply_put_node(b, &(struct reply_node){.name = name_of(name), .ip = name_of(a.host), .tcp = a.tcp,
+					       .quic = a.quic, .http = a.http, .role = role}); /* no websocket; healthy */
 }

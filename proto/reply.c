@@ -229,3 +229,141 @@ int reply_get_client_group(struct wire_rd *r, struct reply_client_group *g)
 	g->group_id = wire_get_u32(r);
 	return wire_rd_error(r);
 }
+
+void reply_put_cluster(struct wire_buf *b, const struct reply_cluster *c)
+{
+	wire_put_str32(b, c->name.ptr, c->name.len);
+	wire_put_u32(b, c->nodes_count);
+}
+
+int reply_get_cluster(struct wire_rd *r, struct reply_cluster *c)
+{
+	memset(c, 0, sizeof(*c));
+	wire_get_str32(r, &c->name);
+	c->nodes_count = wire_get_u32(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_node(struct wire_buf *b, const struct reply_node *n)
+{
+	wire_put_str32(b, n->name.ptr, n->name.len);
+	wire_put_str32(b, n->ip.ptr, n->ip.len);
+	wire_put_u16(b, n->tcp);
+	wire_put_u16(b, n->quic);
+	wire_put_u16(b, n->http);
+	wire_put_u16(b, n->websocket);
+	wire_put_u8(b, n->role);
+	wire_put_u8(b, n->status);
+}
+
+int reply_get_node(struct wire_rd *r, struct reply_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	wire_get_str32(r, &n->name);
+	wire_get_str32(r, &n->ip);
+	n->tcp = wire_get_u16(r);
+	n->quic = wire_get_u16(r);
+	n->http = wire_get_u16(r);
+	n->websocket = wire_get_u16(r);
+	n->role = wire_get_u8(r);
+	n->status = wire_get_u8(r);
+	return wire_rd_error(r);
+}
+
+static void put_f32(struct wire_buf *b, float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	wire_put_u32(b, u);
+}
+
+static float get_f32(struct wire_rd *r)
+{
+	uint32_t u = wire_get_u32(r);
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+void reply_put_stats(struct wire_buf *b, const struct reply_stats *s)
+{
+	wire_put_u32(b, s->process_id);
+	put_f32(b, s->cpu_usage);
+	put_f32(b, s->total_cpu_usage);
+	wire_put_u64(b, s->memory_usage);
+	wire_put_u64(b, s->total_memory);
+	wire_put_u64(b, s->available_memory);
+	wire_put_u64(b, s->run_time);
+	wire_put_u64(b, s->start_time);
+	wire_put_u64(b, s->read_bytes);
+	wire_put_u64(b, s->written_bytes);
+	wire_put_u64(b, s->messages_size_bytes);
+	wire_put_u32(b, s->streams_count);
+	wire_put_u32(b, s->topics_count);
+	wire_put_u32(b, s->partitions_count);
+	wire_put_u32(b, s->segments_count);
+	wire_put_u64(b, s->messages_count);
+	wire_put_u32(b, s->clients_count);
+	wire_put_u32(b, s->consumer_groups_count);
+	wire_put_str32(b, s->hostname.ptr, s->hostname.len);
+	wire_put_str32(b, s->os_name.ptr, s->os_name.len);
+	wire_put_str32(b, s->os_version.ptr, s->os_version.len);
+	wire_put_str32(b, s->kernel_version.ptr, s->kernel_version.len);
+	wire_put_str32(b, s->iggy_server_version.ptr, s->iggy_server_version.len);
+	wire_put_u32(b, s->iggy_server_semver);
+	wire_put_u32(b, s->cache_metrics_count);
+	wire_put_bytes(b, s->cache_metrics, (size_t)s->cache_metrics_count * REPLY_CACHE_METRIC_SIZE);
+	wire_put_u32(b, s->threads_count);
+	wire_put_u64(b, s->free_disk_space);
+	wire_put_u64(b, s->total_disk_space);
+}
+
+int reply_get_stats(struct wire_rd *r, struct reply_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->process_id = wire_get_u32(r);
+	s->cpu_usage = get_f32(r);
+	s->total_cpu_usage = get_f32(r);
+	s->memory_usage = wire_get_u64(r);
+	s->total_memory = wire_get_u64(r);
+	s->available_memory = wire_get_u64(r);
+	s->run_time = wire_get_u64(r);
+	s->start_time = wire_get_u64(r);
+	s->read_bytes = wire_get_u64(r);
+	s->written_bytes = wire_get_u64(r);
+	s->messages_size_bytes = wire_get_u64(r);
+	s->streams_count = wire_get_u32(r);
+	s->topics_count = wire_get_u32(r);
+	s->partitions_count = wire_get_u32(r);
+	s->segments_count = wire_get_u32(r);
+	s->messages_count = wire_get_u64(r);
+	s->clients_count = wire_get_u32(r);
+	s->consumer_groups_count = wire_get_u32(r);
+	wire_get_str32(r, &s->hostname);
+	wire_get_str32(r, &s->os_name);
+	wire_get_str32(r, &s->os_version);
+	wire_get_str32(r, &s->kernel_version);
+	wire_get_str32(r, &s->iggy_server_version);
+	s->iggy_server_semver = wire_get_u32(r);
+	s->cache_metrics_count = wire_get_u32(r);
+	/* Checked against the bytes present first, so the product below cannot matter when it is large. */
+	if (wire_rd_error(r) == 0 && wire_rd_left(r) / REPLY_CACHE_METRIC_SIZE < s->cache_metrics_count)
+		wire_rd_fail(r, WIRE_E_SHORT);
+	s->cache_metrics = wire_get_bytes(r, (size_t)s->cache_metrics_count * REPLY_CACHE_METRIC_SIZE);
+	s->threads_count = wire_get_u32(r);
+	s->free_disk_space = wire_get_u64(r);
+	s->total_disk_space = wire_get_u64(r);
+	return wire_rd_error(r);
+}
+
+void reply_stats_cache_metric(const struct reply_stats *s, uint32_t i, struct reply_cache_metric *m)
+{
+	const uint8_t *p = s->cache_metrics + (size_t)i * REPLY_CACHE_METRIC_SIZE;
+	uint32_t u = frame_le32(p + 28);
+	m->stream_id = frame_le32(p);
+	m->topic_id = frame_le32(p + 4);
+	m->partition_id = frame_le32(p + 8);
+	m->hits = frame_le64(p + 12);
+	m->misses = frame_le64(p + 20);
+	memcpy(&m->hit_ratio, &u, 4);
+}

@@ -29,6 +29,20 @@
  *                  3 HTTP, ...), address [len u32][bytes], consumer_groups_count u32. GetClients is
  *                  these end to end; ClientInfoDetails (GetClient, GetMe) follows one with that many
  *                  ClientGroups: stream_id u32, topic_id u32, group_id u32 (12 bytes each).
+ *   ClusterMetadata  name [len u32][bytes], nodes_count u32, then that many ClusterNodes.
+ *   ClusterNode    name [len u32][bytes], ip [len u32][bytes], tcp u16, quic u16, http u16, websocket u16
+ *                  (ports; 0: not served), role u8 (0 leader, 1 follower), status u8 (0 healthy, 1
+ *                  starting, 2 stopping, 3 unreachable, 4 maintenance). Also the primary named by a
+ *                  poll or offset route (node/srv_poll.c).
+ *   Stats          process_id u32, cpu_usage f32, total_cpu_usage f32, memory_usage u64, total_memory u64,
+ *                  available_memory u64 (bytes), run_time u64, start_time u64 (µs), read_bytes u64,
+ *                  written_bytes u64, messages_size_bytes u64, streams_count u32, topics_count u32,
+ *                  partitions_count u32, segments_count u32, messages_count u64, clients_count u32,
+ *                  consumer_groups_count u32, hostname, os_name, os_version, kernel_version,
+ *                  iggy_server_version (each [len u32][bytes]), iggy_server_semver u32,
+ *                  cache_metrics_count u32 and that many CacheMetrics (stream_id u32, topic_id u32,
+ *                  partition_id u32, hits u64, misses u64, hit_ratio f32: 32 bytes each), threads_count
+ *                  u32, free_disk_space u64, total_disk_space u64 (bytes). An f32 is IEEE 754 binary32.
  *   ConsumerOffsetInfo  partition_id u32, current_offset u64 (the partition's last offset), stored_offset
  *                  u64: 20 bytes. GetConsumerOffset answers it, or an empty body when nothing is stored.
  *   PersonalAccessTokenInfo  name, expiry_at u64 (µs since the epoch; 0 = never).
@@ -174,5 +188,55 @@ struct reply_client_group {
 
 void reply_put_client_group(struct wire_buf *b, const struct reply_client_group *g);
 int reply_get_client_group(struct wire_rd *r, struct reply_client_group *g);
+
+struct reply_cluster {
+	struct wire_str name;
+	uint32_t nodes_count;
+};
+
+void reply_put_cluster(struct wire_buf *b, const struct reply_cluster *c);
+int reply_get_cluster(struct wire_rd *r, struct reply_cluster *c);
+
+struct reply_node {
+	struct wire_str name;
+	struct wire_str ip;
+	uint16_t tcp, quic, http, websocket;
+	uint8_t role;
+	uint8_t status;
+};
+
+void reply_put_node(struct wire_buf *b, const struct reply_node *n);
+int reply_get_node(struct wire_rd *r, struct reply_node *n);
+
+#define REPLY_CACHE_METRIC_SIZE 32
+
+struct reply_cache_metric {
+	uint32_t stream_id, topic_id, partition_id;
+	uint64_t hits, misses;
+	float hit_ratio;
+};
+
+struct reply_stats {
+	uint32_t process_id;
+	float cpu_usage, total_cpu_usage;
+	uint64_t memory_usage, total_memory, available_memory;
+	uint64_t run_time, start_time;
+	uint64_t read_bytes, written_bytes, messages_size_bytes;
+	uint32_t streams_count, topics_count, partitions_count, segments_count;
+	uint64_t messages_count;
+	uint32_t clients_count, consumer_groups_count;
+	struct wire_str hostname, os_name, os_version, kernel_version, iggy_server_version;
+	uint32_t iggy_server_semver;
+	uint32_t cache_metrics_count;
+	const uint8_t *cache_metrics; /* cache_metrics_count entries as they travel (reply_stats_cache_metric) */
+	uint32_t threads_count;
+	uint64_t free_disk_space, total_disk_space;
+};
+
+void reply_put_stats(struct wire_buf *b, const struct reply_stats *s);
+int reply_get_stats(struct wire_rd *r, struct reply_stats *s);
+
+/* The i-th cache metric of a decoded Stats (i < cache_metrics_count). */
+void reply_stats_cache_metric(const struct reply_stats *s, uint32_t i, struct reply_cache_metric *m);
 
 #endif /* GALGO_PROTO_REPLY_H */

@@ -739,68 +739,64 @@ void http__reply_options(struct http_call *c, const uint8_t *p, size_t n)
 
 void http__reply_stats(struct http_call *c, const uint8_t *p, size_t n)
 {
-	static const char *const strs[] = {"hostname", "os_name", "os_version", "kernel_version",
-					   "iggy_server_version"};
 	struct wire_rd r;
 	struct jw w;
-	float f;
-	uint32_t u;
+	struct reply_stats st;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
+	reply_get_stats(&r, &st);
 	jw_open(&w, '{');
-	JW_KU64(&w, "process_id", wire_get_u32(&r));
-	u = wire_get_u32(&r);
-	memcpy(&f, &u, 4);
+	JW_KU64(&w, "process_id", st.process_id);
 	jw_key(&w, "cpu_usage");
-	jw_f64(&w, (double)f);
-	u = wire_get_u32(&r);
-	memcpy(&f, &u, 4);
+	jw_f64(&w, (double)st.cpu_usage);
 	jw_key(&w, "total_cpu_usage");
-	jw_f64(&w, (double)f);
-	JW_KU64(&w, "memory_usage", wire_get_u64(&r));
-	JW_KU64(&w, "total_memory", wire_get_u64(&r));
-	JW_KU64(&w, "available_memory", wire_get_u64(&r));
-	JW_KU64(&w, "run_time", wire_get_u64(&r));
-	JW_KU64(&w, "start_time", wire_get_u64(&r));
-	JW_KU64(&w, "read_bytes", wire_get_u64(&r));
-	JW_KU64(&w, "written_bytes", wire_get_u64(&r));
-	JW_KU64(&w, "messages_size_bytes", wire_get_u64(&r));
-	JW_KU64(&w, "streams_count", wire_get_u32(&r));
-	JW_KU64(&w, "topics_count", wire_get_u32(&r));
-	JW_KU64(&w, "partitions_count", wire_get_u32(&r));
-	JW_KU64(&w, "segments_count", wire_get_u32(&r));
-	JW_KU64(&w, "messages_count", wire_get_u64(&r));
-	JW_KU64(&w, "clients_count", wire_get_u32(&r));
-	JW_KU64(&w, "consumer_groups_count", wire_get_u32(&r));
-	for (size_t i = 0; i < 5; i++) {
-		struct wire_str s = {0};
-		wire_get_str32(&r, &s);
-		jw_key(&w, strs[i]);
-		jw_name(&w, s);
-	}
-	JW_KU64(&w, "iggy_server_semver", wire_get_u32(&r));
-	uint32_t nc = wire_get_u32(&r);
+	jw_f64(&w, (double)st.total_cpu_usage);
+	JW_KU64(&w, "memory_usage", st.memory_usage);
+	JW_KU64(&w, "total_memory", st.total_memory);
+	JW_KU64(&w, "available_memory", st.available_memory);
+	JW_KU64(&w, "run_time", st.run_time);
+	JW_KU64(&w, "start_time", st.start_time);
+	JW_KU64(&w, "read_bytes", st.read_bytes);
+	JW_KU64(&w, "written_bytes", st.written_bytes);
+	JW_KU64(&w, "messages_size_bytes", st.messages_size_bytes);
+	JW_KU64(&w, "streams_count", st.streams_count);
+	JW_KU64(&w, "topics_count", st.topics_count);
+	JW_KU64(&w, "partitions_count", st.partitions_count);
+	JW_KU64(&w, "segments_count", st.segments_count);
+	JW_KU64(&w, "messages_count", st.messages_count);
+	JW_KU64(&w, "clients_count", st.clients_count);
+	JW_KU64(&w, "consumer_groups_count", st.consumer_groups_count);
+	jw_key(&w, "hostname");
+	jw_name(&w, st.hostname);
+	jw_key(&w, "os_name");
+	jw_name(&w, st.os_name);
+	jw_key(&w, "os_version");
+	jw_name(&w, st.os_version);
+	jw_key(&w, "kernel_version");
+	jw_name(&w, st.kernel_version);
+	jw_key(&w, "iggy_server_version");
+	jw_name(&w, st.iggy_server_version);
+	JW_KU64(&w, "iggy_server_semver", st.iggy_server_semver);
 	/* A map keyed "stream-topic-partition" (the SDK's Stats reads an object, not a list). */
 	jw_key(&w, "cache_metrics");
 	jw_open(&w, '{');
-	for (uint32_t i = 0; i < nc && wire_rd_error(&r) == 0; i++) {
+	for (uint32_t i = 0; wire_rd_error(&r) == 0 && i < st.cache_metrics_count; i++) {
+		struct reply_cache_metric m;
 		char key[40];
-		uint32_t sid = wire_get_u32(&r), tid = wire_get_u32(&r), pid = wire_get_u32(&r);
-		snprintf(key, sizeof(key), "%" PRIu32 "-%" PRIu32 "-%" PRIu32, sid, tid, pid);
+		reply_stats_cache_metric(&st, i, &m);
+		snprintf(key, sizeof(key), "%" PRIu32 "-%" PRIu32 "-%" PRIu32, m.stream_id, m.topic_id, m.partition_id);
 		jw_key(&w, key);
 		jw_open(&w, '{');
-		JW_KU64(&w, "hits", wire_get_u64(&r));
-		JW_KU64(&w, "misses", wire_get_u64(&r));
-		u = wire_get_u32(&r);
-		memcpy(&f, &u, 4);
+		JW_KU64(&w, "hits", m.hits);
+		JW_KU64(&w, "misses", m.misses);
 		jw_key(&w, "hit_ratio");
-		jw_f64(&w, (double)f);
+		jw_f64(&w, (double)m.hit_ratio);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, '}');
-	JW_KU64(&w, "threads_count", wire_get_u32(&r));
-	JW_KU64(&w, "free_disk_space", wire_get_u64(&r));
-	JW_KU64(&w, "total_disk_space", wire_get_u64(&r));
+	JW_KU64(&w, "threads_count", st.threads_count);
+	JW_KU64(&w, "free_disk_space", st.free_disk_space);
+	JW_KU64(&w, "total_disk_space", st.total_disk_space);
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
 }
@@ -810,36 +806,33 @@ void http__reply_cluster(struct http_call *c, const uint8_t *p, size_t n)
 	static const char *const statuses[] = {"healthy", "starting", "stopping", "unreachable", "maintenance"};
 	struct wire_rd r;
 	struct jw w;
-	struct wire_str name = {0};
+	struct reply_cluster cl;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
-	wire_get_str32(&r, &name);
-	uint32_t nodes = wire_get_u32(&r);
+	reply_get_cluster(&r, &cl);
 	jw_open(&w, '{');
 	jw_key(&w, "name");
-	jw_name(&w, name);
+	jw_name(&w, cl.name);
 	jw_key(&w, "nodes");
 	jw_open(&w, '[');
-	for (uint32_t i = 0; i < nodes && wire_rd_error(&r) == 0; i++) {
-		struct wire_str nn = {0}, ip = {0};
-		wire_get_str32(&r, &nn);
-		wire_get_str32(&r, &ip);
-		uint16_t tcp = wire_get_u16(&r), quic = wire_get_u16(&r), http = wire_get_u16(&r), ws = wire_get_u16(&r);
-		uint8_t role = wire_get_u8(&r), status = wire_get_u8(&r);
+	for (uint32_t i = 0; i < cl.nodes_count && wire_rd_error(&r) == 0; i++) {
+		struct reply_node nd;
+		if (reply_get_node(&r, &nd) != 0)
+			break;
 		jw_open(&w, '{');
 		jw_key(&w, "name");
-		jw_name(&w, nn);
+		jw_name(&w, nd.name);
 		jw_key(&w, "ip");
-		jw_name(&w, ip);
+		jw_name(&w, nd.ip);
 		jw_key(&w, "endpoints");
 		jw_open(&w, '{');
-		JW_KU64(&w, "tcp", tcp);
-		JW_KU64(&w, "quic", quic);
-		JW_KU64(&w, "http", http);
-		JW_KU64(&w, "websocket", ws);
+		JW_KU64(&w, "tcp", nd.tcp);
+		JW_KU64(&w, "quic", nd.quic);
+		JW_KU64(&w, "http", nd.http);
+		JW_KU64(&w, "websocket", nd.websocket);
 		jw_close(&w, '}');
-		JW_KSTR(&w, "role", role == 0 ? "leader" : "follower");
-		JW_KSTR(&w, "status", status < 5 ? statuses[status] : "unknown");
+		JW_KSTR(&w, "role", nd.role == 0 ? "leader" : "follower");
+		JW_KSTR(&w, "status", nd.status < 5 ? statuses[nd.status] : "unknown");
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');

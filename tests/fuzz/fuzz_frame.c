@@ -6,7 +6,7 @@
  * and eviction header; the whole input by every wire decoder on its own (identifier, name, consumer,
  * optional partition, polling strategy, partitioning, options, permissions, version info) and every reply
  * structure decoder (stream, topic, partition, poll prefix, consumer offset, token, user, consumer group
- * and member, client and its groups); and, led by
+ * and member, client and its groups, cluster metadata and node, stats); and, led by
  * a selector byte, as one of the request payload shapes of reference §2.2 decoded primitive by
  * primitive. Seeds (tests/fuzz/corpus/frame/) are the golden frames of reference §10 and §12.
  *
@@ -291,6 +291,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ROUND_TRIP(struct reply_group_member, reply_get_group_member, reply_put_group_member);
 	ROUND_TRIP(struct reply_client, reply_get_client, reply_put_client);
 	ROUND_TRIP(struct reply_client_group, reply_get_client_group, reply_put_client_group);
+	ROUND_TRIP(struct reply_cluster, reply_get_cluster, reply_put_cluster);
+	ROUND_TRIP(struct reply_node, reply_get_node, reply_put_node);
+	ROUND_TRIP(struct reply_stats, reply_get_stats, reply_put_stats);
 	options(data, size);
 	permissions(data, size);
 	{

@@ -430,3 +430,81 @@ Test(reply, client_info)
 		   check_client_group);
 	wire_buf_free(&b);
 }
+
+static void check_cluster(const struct reply_cluster *c)
+{
+	cr_assert(wire_str_eq(c->name, "galgo"));
+	cr_assert_eq(c->nodes_count, 3);
+}
+
+static void check_node(const struct reply_node *n)
+{
+	cr_assert(wire_str_eq(n->name, "galgo-node-2"));
+	cr_assert(wire_str_eq(n->ip, "10.0.0.2"));
+	cr_assert_eq(n->tcp, 8090);
+	cr_assert_eq(n->quic, 8080);
+	cr_assert_eq(n->http, 3000);
+	cr_assert_eq(n->websocket, 0);
+	cr_assert_eq(n->role, 1);
+	cr_assert_eq(n->status, 0);
+}
+
+Test(reply, cluster_metadata)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_cluster(&b, &(struct reply_cluster){str("galgo"), 3});
+	ROUND_TRIP(struct reply_cluster, reply_get_cluster, reply_put_cluster, b.p, b.len, check_cluster);
+	wire_buf_reset(&b);
+	reply_put_node(&b, &(struct reply_node){str("galgo-node-2"), str("10.0.0.2"), 8090, 8080, 3000, 0, 1, 0});
+	cr_assert_eq(b.len, 4 + 12 + 4 + 8 + 8 + 2);
+	ROUND_TRIP(struct reply_node, reply_get_node, reply_put_node, b.p, b.len, check_node);
+	wire_buf_free(&b);
+}
+
+static void check_stats(const struct reply_stats *s)
+{
+	cr_assert_eq(s->process_id, 4242);
+	cr_assert_float_eq(s->cpu_usage, 12.5f, 0.0f);
+	cr_assert_eq(s->messages_count, 1ull << 35);
+	cr_assert_eq(s->consumer_groups_count, 6);
+	cr_assert(wire_str_eq(s->hostname, "host"));
+	cr_assert(wire_str_eq(s->iggy_server_version, "0.9.0"));
+	cr_assert_eq(s->iggy_server_semver, 9000);
+	cr_assert_eq(s->cache_metrics_count, 1);
+	struct reply_cache_metric m;
+	reply_stats_cache_metric(s, 0, &m);
+	cr_assert_eq(m.stream_id, 1);
+	cr_assert_eq(m.topic_id, 2);
+	cr_assert_eq(m.partition_id, 3);
+	cr_assert_eq(m.hits, 10);
+	cr_assert_eq(m.misses, 5);
+	cr_assert_float_eq(m.hit_ratio, 0.5f, 0.0f);
+	cr_assert_eq(s->threads_count, 1);
+	cr_assert_eq(s->total_disk_space, 1ull << 40);
+}
+
+Test(reply, stats)
+{
+	uint8_t metric[REPLY_CACHE_METRIC_SIZE];
+	float half = 0.5f;
+	uint32_t u;
+	memcpy(&u, &half, 4);
+	frame_put32(metric, 1);
+	frame_put32(metric + 4, 2);
+	frame_put32(metric + 8, 3);
+	frame_put64(metric + 12, 10);
+	frame_put64(metric + 20, 5);
+	frame_put32(metric + 28, u);
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_stats(&b, &(struct reply_stats){.process_id = 4242, .cpu_usage = 12.5f,
+						  .messages_count = 1ull << 35, .consumer_groups_count = 6,
+						  .hostname = str("host"), .os_name = str("Linux"),
+						  .os_version = str("#1"), .kernel_version = str("6.1"),
+						  .iggy_server_version = str("0.9.0"), .iggy_server_semver = 9000,
+						  .cache_metrics_count = 1, .cache_metrics = metric, .threads_count = 1,
+						  .total_disk_space = 1ull << 40});
+	ROUND_TRIP(struct reply_stats, reply_get_stats, reply_put_stats, b.p, b.len, check_stats);
+	wire_buf_free(&b);
+}
