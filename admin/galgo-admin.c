@@ -39,6 +39,7 @@
 #include "client/gclient.h"
 #include "proto/errors.h"
 #include "proto/frame.h"
+#include "proto/reply.h"
 #include "proto/wire.h"
 
 /*
@@ -119,11 +120,13 @@ static int print_nodes(struct gclient *c, const char *server)
 		return 2;
 	}
 	for (uint32_t i = 0; i < n && !wire_rd_error(&rd); i++) {
-		nodes[i].id = wire_get_u32(&rd);
-		wire_get_str8(&rd, &nodes[i].host);
-		nodes[i].tcp = wire_get_u16(&rd);
-		nodes[i].quic = wire_get_u16(&rd);
-		nodes[i].http = wire_get_u16(&rd);
+		struct reply_leaders_node ln;
+		reply_get_leaders_node(&rd, &ln);
+		nodes[i].id = ln.id;
+		nodes[i].host = ln.host;
+		nodes[i].tcp = ln.tcp;
+		nodes[i].quic = ln.quic;
+		nodes[i].http = ln.http;
 	}
 	uint32_t mleader = wire_get_u32(&rd);
 	uint64_t mterm = wire_get_u64(&rd);
@@ -131,20 +134,12 @@ static int print_nodes(struct gclient *c, const char *server)
 	size_t parts_at = rd.pos;
 	uint32_t np = wire_get_u32(&rd);
 	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
-		wire_get_u32(&rd);
-		wire_get_u32(&rd);
-		wire_get_u32(&rd);
-		wire_get_u32(&rd);
-		wire_get_u64(&rd);
-		uint8_t nr = wire_get_u8(&rd);
-		for (uint8_t k = 0; k < nr; k++)
-			wire_get_u32(&rd);
+		struct reply_leaders_part lp;
+		reply_get_leaders_part(&rd, &lp);
 	}
-	uint8_t up[ADMIN_MAX_NODES] = {0}, role[ADMIN_MAX_NODES] = {0};
-	for (uint32_t i = 0; with_status && i < n; i++) {
-		up[i] = wire_get_u8(&rd);
-		role[i] = wire_get_u8(&rd);
-	}
+	struct reply_node_status status[ADMIN_MAX_NODES] = {0};
+	for (uint32_t i = 0; with_status && i < n; i++)
+		reply_get_node_status(&rd, &status[i]);
 	if (wire_rd_done(&rd) != 0) {
 		fprintf(stderr, "galgo-admin: the reply does not decode\n");
 		return 2;
@@ -154,7 +149,7 @@ static int print_nodes(struct gclient *c, const char *server)
 		printf("  %" PRIu32 "  %.*s  tcp %u quic %u http %u", nodes[i].id, (int)nodes[i].host.len,
 		       (const char *)nodes[i].host.ptr, nodes[i].tcp, nodes[i].quic, nodes[i].http);
 		if (with_status)
-			printf("  %s  %s", up[i] ? "connected" : "UNREACHABLE", role_name(role[i]));
+			printf("  %s  %s", status[i].connected ? "connected" : "UNREACHABLE", role_name(status[i].role));
 		printf("\n");
 	}
 	printf("metadata leader: %" PRIu32 " (term %" PRIu64 ")\npartitions (stream/topic/partition: leader "
@@ -164,12 +159,13 @@ static int print_nodes(struct gclient *c, const char *server)
 	rd.pos = parts_at;
 	np = wire_get_u32(&rd);
 	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
-		uint32_t s = wire_get_u32(&rd), t = wire_get_u32(&rd), p = wire_get_u32(&rd), l = wire_get_u32(&rd);
-		uint64_t e = wire_get_u64(&rd);
-		uint8_t nr = wire_get_u8(&rd);
-		printf("  %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": %" PRIu32 " %" PRIu64 " ", s, t, p, l, e);
-		for (uint8_t k = 0; k < nr; k++)
-			printf("%s%" PRIu32, k ? "," : "", wire_get_u32(&rd));
+		struct reply_leaders_part lp;
+		if (reply_get_leaders_part(&rd, &lp) != 0)
+			break;
+		printf("  %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": %" PRIu32 " %" PRIu64 " ", lp.stream_id, lp.topic_id,
+		       lp.partition_id, lp.leader, lp.epoch);
+		for (uint8_t k = 0; k < lp.replica_count; k++)
+			printf("%s%" PRIu32, k ? "," : "", reply_leaders_part_replica(&lp, k));
 		printf("\n");
 	}
 	return 0;

@@ -1,11 +1,10 @@
 /*
  * srv_layout — Iggy's reply structures filled from the node's state: identifiers resolved against the
- * metadata, and one writer per reply structure of the reference (§2.4). Stream and topic headers,
- * partitions, users, consumer groups and their members, clients, tokens, consumer offsets and cluster
- * metadata and stats are encoded by proto/reply (their bytes are specified there); permissions (proto/wire)
- * and Galgo's extensions (GetPartitionLeaders, node status; see docs/protocol-extensions.md) are still laid
- * out here. Owns no state: every function reads the metadata
- * and writes a wire_buf.
+ * metadata, and one writer per reply structure of the reference (§2.4: stream, topic, partition, user,
+ * consumer group and member, client, token, stats, cluster metadata) and of Galgo's extensions
+ * (GetPartitionLeaders and its node status; see docs/protocol-extensions.md). The bytes are proto/reply's
+ * (specified there), the permissions proto/wire's. Owns no state: every function reads the metadata and
+ * writes a wire_buf.
  */
 #include "node/srv_int.h"
 
@@ -329,11 +328,8 @@ void srv__put_partition_leaders(struct srv *s, struct wire_buf *b)
 	wire_put_u32(b, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
 		struct client_addr a = srv__client_addr_of(s, &nodes[i], false);
-		wire_put_u32(b, (uint32_t)nodes[i].id);
-		wire_put_str8(b, a.host, strlen(a.host));
-		wire_put_u16(b, a.tcp);
-		wire_put_u16(b, a.quic);
-		wire_put_u16(b, a.http);
+		reply_put_leaders_node(b, &(struct reply_leaders_node){(uint32_t)nodes[i].id, name_of(a.host), a.tcp,
+									a.quic, a.http});
 	}
 	struct rgroup_status ms;
 	clu_group_status(s->mg, &ms);
@@ -352,15 +348,16 @@ void srv__put_partition_leaders(struct srv *s, struct wire_buf *b)
 				struct rgroup_status gs = {0};
 				if (pt != NULL)
 					clu_group_status(pt->g, &gs);
-				wire_put_u32(b, st->id);
-				wire_put_u32(b, t->id);
-				wire_put_u32(b, pid);
-				wire_put_u32(b, (uint32_t)gs.leader_id);
-				wire_put_u64(b, gs.leader_id != 0 ? gs.term : 0);
 				const struct meta_partition *mp = &t->partitions[pid];
-				wire_put_u8(b, mp->n_replicas);
-				for (uint32_t r = 0; r < mp->n_replicas; r++)
-					wire_put_u32(b, mp->replicas[r]);
+				reply_put_leaders_part(b, &(struct reply_leaders_part){
+								  .stream_id = st->id,
+								  .topic_id = t->id,
+								  .partition_id = pid,
+								  .leader = (uint32_t)gs.leader_id,
+								  .epoch = gs.leader_id != 0 ? gs.term : 0,
+								  .replica_count = mp->n_replicas,
+								  .ids = mp->replicas,
+							  });
 				count++;
 			}
 		}
@@ -390,8 +387,7 @@ void srv__put_node_status(struct srv *s, struct wire_buf *b)
 			if (m[k].id == nodes[i].id)
 				role = m[k].role == RAFT_VOTER ? (ms.leader_id == nodes[i].id ? 1 : 2)
 								: m[k].role == RAFT_STANDBY ? 3 : 4;
-		wire_put_u8(b, clu_connected(s->clu, nodes[i].id) ? 1 : 0);
-		wire_put_u8(b, role);
+		reply_put_node_status(b, &(struct reply_node_status){clu_connected(s->clu, nodes[i].id) ? 1 : 0, role});
 	}
 }
 

@@ -436,14 +436,13 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 	const struct clu_node *n = st.leader_id != 0 ? clu_node(s->clu, st.leader_id) : NULL;
 	struct wire_buf wb;
 	wire_buf_init(&wb);
-	wire_put_u32(&wb, n != NULL ? (uint32_t)st.leader_id : 0);
-	wire_put_u64(&wb, n != NULL ? st.term : 0);
 	const struct clu_node *all;
 	struct client_addr a = {"", 0, 0, 0};
 	if (n != NULL)
 		a = srv__client_addr_of(s, n, clu_nodes(s->clu, &all) == 1);
-	wire_put_str8(&wb, a.host, strlen(a.host));
-	wire_put_u16(&wb, a.tcp);
+	reply_put_not_leader(&wb, &(struct reply_not_leader){n != NULL ? (uint32_t)st.leader_id : 0,
+							     n != NULL ? st.term : 0,
+							     {(const uint8_t *)a.host, strlen(a.host)}, a.tcp});
 	srv__finish_buf(p, PROTO_E_NOT_LEADER, false, &wb);
 	wire_buf_free(&wb);
 }

@@ -367,3 +367,84 @@ void reply_stats_cache_metric(const struct reply_stats *s, uint32_t i, struct re
 	m->misses = frame_le64(p + 20);
 	memcpy(&m->hit_ratio, &u, 4);
 }
+
+void reply_put_leaders_node(struct wire_buf *b, const struct reply_leaders_node *n)
+{
+	wire_put_u32(b, n->id);
+	wire_put_str8(b, n->host.ptr, n->host.len);
+	wire_put_u16(b, n->tcp);
+	wire_put_u16(b, n->quic);
+	wire_put_u16(b, n->http);
+}
+
+int reply_get_leaders_node(struct wire_rd *r, struct reply_leaders_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->id = wire_get_u32(r);
+	wire_get_str8(r, &n->host);
+	n->tcp = wire_get_u16(r);
+	n->quic = wire_get_u16(r);
+	n->http = wire_get_u16(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_leaders_part(struct wire_buf *b, const struct reply_leaders_part *p)
+{
+	wire_put_u32(b, p->stream_id);
+	wire_put_u32(b, p->topic_id);
+	wire_put_u32(b, p->partition_id);
+	wire_put_u32(b, p->leader);
+	wire_put_u64(b, p->epoch);
+	wire_put_u8(b, p->replica_count);
+	for (uint8_t k = 0; k < p->replica_count; k++)
+		wire_put_u32(b, p->ids != NULL ? p->ids[k] : reply_leaders_part_replica(p, k));
+}
+
+int reply_get_leaders_part(struct wire_rd *r, struct reply_leaders_part *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->stream_id = wire_get_u32(r);
+	p->topic_id = wire_get_u32(r);
+	p->partition_id = wire_get_u32(r);
+	p->leader = wire_get_u32(r);
+	p->epoch = wire_get_u64(r);
+	p->replica_count = wire_get_u8(r);
+	p->raw = wire_get_bytes(r, (size_t)p->replica_count * 4);
+	return wire_rd_error(r);
+}
+
+uint32_t reply_leaders_part_replica(const struct reply_leaders_part *p, uint8_t k)
+{
+	return frame_le32(p->raw + (size_t)k * 4);
+}
+
+void reply_put_node_status(struct wire_buf *b, const struct reply_node_status *s)
+{
+	wire_put_u8(b, s->connected);
+	wire_put_u8(b, s->role);
+}
+
+int reply_get_node_status(struct wire_rd *r, struct reply_node_status *s)
+{
+	s->connected = wire_get_u8(r);
+	s->role = wire_get_u8(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_not_leader(struct wire_buf *b, const struct reply_not_leader *n)
+{
+	wire_put_u32(b, n->leader);
+	wire_put_u64(b, n->epoch);
+	wire_put_str8(b, n->host.ptr, n->host.len);
+	wire_put_u16(b, n->tcp);
+}
+
+int reply_get_not_leader(struct wire_rd *r, struct reply_not_leader *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->leader = wire_get_u32(r);
+	n->epoch = wire_get_u64(r);
+	wire_get_str8(r, &n->host);
+	n->tcp = wire_get_u16(r);
+	return wire_rd_error(r);
+}

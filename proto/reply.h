@@ -48,6 +48,20 @@
  *   PersonalAccessTokenInfo  name, expiry_at u64 (µs since the epoch; 0 = never).
  *                  GetPersonalAccessTokens is these end to end.
  *
+ * Galgo's extensions (docs/protocol-extensions.md has the requests and the meaning of each field):
+ *
+ *   GetPartitionLeaders (10001)  node_count u32, then that many LeadersNodes; metadata leader u32 (0:
+ *                  none known), metadata term u64; partition_count u32, then that many LeadersPartitions;
+ *                  with request flag 1, then one NodeStatus per node, in the order of the node list.
+ *   LeadersNode    id u32, host [len u8][bytes], tcp u16, quic u16, http u16 (ports; 0: not served).
+ *   LeadersPartition  stream_id u32, topic_id u32, partition_id u32, leader u32 (0: unknown), epoch
+ *                  u64 (the Raft term the leader was elected in), replica_count u8, then that many node
+ *                  ids u32.
+ *   NodeStatus     connected u8 (0 or 1), role u8 (0 not a member of the metadata group, 1 its leader,
+ *                  2 follower, 3 standby, 4 spare).
+ *   NotLeader      the body of status 10058: leader u32 (0: none known), epoch u64, host [len u8][bytes],
+ *                  tcp u16.
+ *
  * A decoder reads one structure from a wire_rd and returns wire_rd_error: on an error the struct is
  * partly filled and must not be used. Names and options point into the decoded bytes.
  */
@@ -238,5 +252,48 @@ int reply_get_stats(struct wire_rd *r, struct reply_stats *s);
 
 /* The i-th cache metric of a decoded Stats (i < cache_metrics_count). */
 void reply_stats_cache_metric(const struct reply_stats *s, uint32_t i, struct reply_cache_metric *m);
+
+struct reply_leaders_node {
+	uint32_t id;
+	struct wire_str host;
+	uint16_t tcp, quic, http;
+};
+
+void reply_put_leaders_node(struct wire_buf *b, const struct reply_leaders_node *n);
+int reply_get_leaders_node(struct wire_rd *r, struct reply_leaders_node *n);
+
+/* To encode, `ids` holds replica_count ids; decoded, `raw` points at them as they travel. */
+struct reply_leaders_part {
+	uint32_t stream_id, topic_id, partition_id;
+	uint32_t leader;
+	uint64_t epoch;
+	uint8_t replica_count;
+	const uint32_t *ids;
+	const uint8_t *raw;
+};
+
+void reply_put_leaders_part(struct wire_buf *b, const struct reply_leaders_part *p);
+int reply_get_leaders_part(struct wire_rd *r, struct reply_leaders_part *p);
+
+/* The k-th replica of a decoded partition (k < replica_count). */
+uint32_t reply_leaders_part_replica(const struct reply_leaders_part *p, uint8_t k);
+
+struct reply_node_status {
+	uint8_t connected;
+	uint8_t role;
+};
+
+void reply_put_node_status(struct wire_buf *b, const struct reply_node_status *s);
+int reply_get_node_status(struct wire_rd *r, struct reply_node_status *s);
+
+struct reply_not_leader {
+	uint32_t leader;
+	uint64_t epoch;
+	struct wire_str host;
+	uint16_t tcp;
+};
+
+void reply_put_not_leader(struct wire_buf *b, const struct reply_not_leader *n);
+int reply_get_not_leader(struct wire_rd *r, struct reply_not_leader *n);
 
 #endif /* GALGO_PROTO_REPLY_H */

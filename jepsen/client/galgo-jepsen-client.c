@@ -133,6 +133,7 @@
 #include "client/gclient.h"
 #include "client/gcluster.h"
 #include "proto/batch.h"
+#include "proto/reply.h"
 #include "proto/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
@@ -268,19 +269,15 @@ static uint32_t pinned_node_id(struct gclient *c, const char *addr)
 	wire_rd_init(&r, body, len);
 	uint32_t nn = wire_get_u32(&r), found = 0;
 	for (uint32_t i = 0; i < nn && wire_rd_error(&r) == 0; i++) {
-		uint32_t id = wire_get_u32(&r);
-		struct wire_str host;
-		wire_get_str8(&r, &host);
-		uint16_t tcp = wire_get_u16(&r);
-		wire_get_u16(&r);
-		wire_get_u16(&r);
-		if (wire_rd_error(&r) != 0)
+		struct reply_leaders_node n;
+		if (reply_get_leaders_node(&r, &n) != 0)
 			break;
 		char a[300];
-		bool v6 = memchr(host.ptr, ':', host.len) != NULL;
-		snprintf(a, sizeof(a), v6 ? "[%.*s]:%u" : "%.*s:%u", (int)host.len, (const char *)host.ptr, (unsigned)tcp);
+		bool v6 = memchr(n.host.ptr, ':', n.host.len) != NULL;
+		snprintf(a, sizeof(a), v6 ? "[%.*s]:%u" : "%.*s:%u", (int)n.host.len, (const char *)n.host.ptr,
+			 (unsigned)n.tcp);
 		if (strcmp(a, addr) == 0)
-			found = id;
+			found = n.id;
 	}
 	if (found == 0 && nn == 1 && wire_rd_error(&r) == 0) {
 		/* A single node (e.g. reached through another address, such as localhost): it is that one. */

@@ -508,3 +508,64 @@ Test(reply, stats)
 	ROUND_TRIP(struct reply_stats, reply_get_stats, reply_put_stats, b.p, b.len, check_stats);
 	wire_buf_free(&b);
 }
+
+/* ---- Galgo's extensions ---- */
+
+static void check_leaders_node(const struct reply_leaders_node *n)
+{
+	cr_assert_eq(n->id, 2);
+	cr_assert(wire_str_eq(n->host, "node-2.galgo"));
+	cr_assert_eq(n->tcp, 8090);
+	cr_assert_eq(n->quic, 0);
+	cr_assert_eq(n->http, 3000);
+}
+
+static void check_leaders_part(const struct reply_leaders_part *p)
+{
+	cr_assert_eq(p->stream_id, 1);
+	cr_assert_eq(p->topic_id, 2);
+	cr_assert_eq(p->partition_id, 3);
+	cr_assert_eq(p->leader, 2);
+	cr_assert_eq(p->epoch, 7);
+	cr_assert_eq(p->replica_count, 3);
+	cr_assert_eq(reply_leaders_part_replica(p, 0), 1);
+	cr_assert_eq(reply_leaders_part_replica(p, 2), 3);
+}
+
+static void check_node_status(const struct reply_node_status *s)
+{
+	cr_assert_eq(s->connected, 1);
+	cr_assert_eq(s->role, 3);
+}
+
+static void check_not_leader(const struct reply_not_leader *n)
+{
+	cr_assert_eq(n->leader, 3);
+	cr_assert_eq(n->epoch, 12);
+	cr_assert(wire_str_eq(n->host, "::1"));
+	cr_assert_eq(n->tcp, 8103);
+}
+
+Test(reply, partition_leaders)
+{
+	static const uint32_t replicas[] = {1, 2, 3};
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_leaders_node(&b, &(struct reply_leaders_node){2, str("node-2.galgo"), 8090, 0, 3000});
+	ROUND_TRIP(struct reply_leaders_node, reply_get_leaders_node, reply_put_leaders_node, b.p, b.len,
+		   check_leaders_node);
+	wire_buf_reset(&b);
+	reply_put_leaders_part(&b, &(struct reply_leaders_part){1, 2, 3, 2, 7, 3, replicas, NULL});
+	cr_assert_eq(b.len, 4 * 4 + 8 + 1 + 3 * 4);
+	ROUND_TRIP(struct reply_leaders_part, reply_get_leaders_part, reply_put_leaders_part, b.p, b.len,
+		   check_leaders_part);
+	wire_buf_reset(&b);
+	reply_put_node_status(&b, &(struct reply_node_status){1, 3});
+	ROUND_TRIP(struct reply_node_status, reply_get_node_status, reply_put_node_status, b.p, b.len,
+		   check_node_status);
+	wire_buf_reset(&b);
+	reply_put_not_leader(&b, &(struct reply_not_leader){3, 12, str("::1"), 8103});
+	cr_assert_eq(b.len, 4 + 8 + 1 + 3 + 2);
+	ROUND_TRIP(struct reply_not_leader, reply_get_not_leader, reply_put_not_leader, b.p, b.len, check_not_leader);
+	wire_buf_free(&b);
+}
