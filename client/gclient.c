@@ -621,12 +621,12 @@ int gclient_create_pat(struct gclient *c, const char *name, uint64_t expiry_us, 
 	if (rv != 0)
 		return rv;
 	struct wire_rd r;
-	struct wire_str tok;
+	struct reply_pat_token t;
 	wire_rd_init(&r, p, n);
-	wire_get_str8(&r, &tok);
-	if (wire_rd_done(&r) != 0 || tok.len == 0)
+	reply_get_pat_token(&r, &t);
+	if (wire_rd_done(&r) != 0 || t.token.len == 0)
 		return fail(c, -EPROTO);
-	copy_name(token, GCLIENT_TOKEN_MAX, tok);
+	copy_name(token, GCLIENT_TOKEN_MAX, t.token);
 	return 0;
 }
 
@@ -1045,13 +1045,9 @@ int gclient_wait(struct gclient *c, struct gclient_sent *out)
 	uint32_t count = wire_get_u32(&r);
 	struct gclient_sent s = {.base_offset = GCLIENT_OFFSET_UNKNOWN};
 	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
-		struct gclient_sent e;
-		e.stream_id = wire_get_u32(&r);
-		e.topic_id = wire_get_u32(&r);
-		e.partition_id = wire_get_u32(&r);
-		e.base_offset = wire_get_u64(&r);
-		if (i == 0)
-			s = e;
+		struct reply_sent e;
+		if (reply_get_sent(&r, &e) == 0 && i == 0)
+			s = (struct gclient_sent){e.stream_id, e.topic_id, e.partition_id, e.base_offset};
 	}
 	if (wire_rd_done(&r) != 0)
 		return fail(c, -EPROTO);

@@ -119,15 +119,12 @@ void srv__put_topic_option_catalog(struct wire_buf *b)
 	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
 	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
 		uint8_t v[8];
-		srv__put_name(b, cat[i].key);
-		wire_put_u8(b, cat[i].kind);
-		if (cat[i].kind == WIRE_KIND_STRING) {
-			wire_put_str32(b, "none", 4);
-		} else {
+		struct reply_option_info o = {name_of(cat[i].key), cat[i].kind, {v, cat[i].width}, name_of(cat[i].desc)};
+		if (cat[i].kind == WIRE_KIND_STRING)
+			o.default_value = name_of("none");
+		else
 			record_put64(v, cat[i].def);
-			wire_put_str32(b, v, cat[i].width);
-		}
-		wire_put_str32(b, cat[i].desc, strlen(cat[i].desc));
+		reply_put_option_info(b, &o);
 	}
 }
 

@@ -1302,7 +1302,7 @@ void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint
 	}
 	w->p = p;
 	w->pat = true;
-	wire_put_str8(&w->body, token, AUTH_PAT_LEN);
+	reply_put_pat_token(&w->body, &(struct reply_pat_token){{(const uint8_t *)token, AUTH_PAT_LEN}});
 	srv__mwait_push(s, w);
 	return;
 }

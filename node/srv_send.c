@@ -207,11 +207,8 @@ void srv__send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id
 {
 	struct wire_buf wb;
 	wire_buf_init(&wb);
-	wire_put_u32(&wb, 1);
-	wire_put_u32(&wb, stream_id);
-	wire_put_u32(&wb, topic_id);
-	wire_put_u32(&wb, pid);
-	wire_put_u64(&wb, base);
+	wire_put_u32(&wb, 1); /* one batch */
+	reply_put_sent(&wb, &(struct reply_sent){stream_id, topic_id, pid, base});
 	srv__finish_buf(p, 0, false, &wb);
 	wire_buf_free(&wb);
 }

@@ -448,3 +448,50 @@ int reply_get_not_leader(struct wire_rd *r, struct reply_not_leader *n)
 	n->tcp = wire_get_u16(r);
 	return wire_rd_error(r);
 }
+
+void reply_put_sent(struct wire_buf *b, const struct reply_sent *s)
+{
+	wire_put_u32(b, s->stream_id);
+	wire_put_u32(b, s->topic_id);
+	wire_put_u32(b, s->partition_id);
+	wire_put_u64(b, s->base_offset);
+}
+
+int reply_get_sent(struct wire_rd *r, struct reply_sent *s)
+{
+	s->stream_id = wire_get_u32(r);
+	s->topic_id = wire_get_u32(r);
+	s->partition_id = wire_get_u32(r);
+	s->base_offset = wire_get_u64(r);
+	return wire_rd_error(r);
+}
+
+void reply_put_pat_token(struct wire_buf *b, const struct reply_pat_token *t)
+{
+	wire_put_str8(b, t->token.ptr, t->token.len);
+}
+
+int reply_get_pat_token(struct wire_rd *r, struct reply_pat_token *t)
+{
+	memset(t, 0, sizeof(*t));
+	wire_get_str8(r, &t->token);
+	return wire_rd_error(r);
+}
+
+void reply_put_option_info(struct wire_buf *b, const struct reply_option_info *o)
+{
+	wire_put_name(b, o->key.ptr, o->key.len);
+	wire_put_u8(b, o->kind);
+	wire_put_str32(b, o->default_value.ptr, o->default_value.len);
+	wire_put_str32(b, o->description.ptr, o->description.len);
+}
+
+int reply_get_option_info(struct wire_rd *r, struct reply_option_info *o)
+{
+	memset(o, 0, sizeof(*o));
+	wire_get_name(r, &o->key);
+	o->kind = wire_get_u8(r);
+	wire_get_str32(r, &o->default_value);
+	wire_get_str32(r, &o->description);
+	return wire_rd_error(r);
+}

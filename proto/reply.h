@@ -43,6 +43,13 @@
  *                  cache_metrics_count u32 and that many CacheMetrics (stream_id u32, topic_id u32,
  *                  partition_id u32, hits u64, misses u64, hit_ratio f32: 32 bytes each), threads_count
  *                  u32, free_disk_space u64, total_disk_space u64 (bytes). An f32 is IEEE 754 binary32.
+ *   SendMessagesConfirmation  count u32, then that many SentBatches (Galgo answers one).
+ *   SentBatch      stream_id u32, topic_id u32, partition_id u32, base_offset u64 (the offset of the
+ *                  first message appended; u64 max: every message was a retry already stored): 20 bytes.
+ *   RawPersonalAccessToken  the token, [len u8][bytes]: CreatePersonalAccessToken's answer, given once.
+ *   DescribeOptions  count u32, then that many OptionInfos.
+ *   OptionInfo     key (a name), kind u8 (the value kinds of wire.h), default value [len u32][bytes] (the
+ *                  kind's encoding), description [len u32][bytes].
  *   ConsumerOffsetInfo  partition_id u32, current_offset u64 (the partition's last offset), stored_offset
  *                  u64: 20 bytes. GetConsumerOffset answers it, or an empty body when nothing is stored.
  *   PersonalAccessTokenInfo  name, expiry_at u64 (µs since the epoch; 0 = never).
@@ -295,5 +302,32 @@ struct reply_not_leader {
 
 void reply_put_not_leader(struct wire_buf *b, const struct reply_not_leader *n);
 int reply_get_not_leader(struct wire_rd *r, struct reply_not_leader *n);
+
+#define REPLY_SENT_SIZE 20
+
+struct reply_sent {
+	uint32_t stream_id, topic_id, partition_id;
+	uint64_t base_offset;
+};
+
+void reply_put_sent(struct wire_buf *b, const struct reply_sent *s);
+int reply_get_sent(struct wire_rd *r, struct reply_sent *s);
+
+struct reply_pat_token {
+	struct wire_str token;
+};
+
+void reply_put_pat_token(struct wire_buf *b, const struct reply_pat_token *t);
+int reply_get_pat_token(struct wire_rd *r, struct reply_pat_token *t);
+
+struct reply_option_info {
+	struct wire_str key;
+	uint8_t kind;
+	struct wire_str default_value;
+	struct wire_str description;
+};
+
+void reply_put_option_info(struct wire_buf *b, const struct reply_option_info *o);
+int reply_get_option_info(struct wire_rd *r, struct reply_option_info *o);
 
 #endif /* GALGO_PROTO_REPLY_H */

@@ -622,13 +622,13 @@ void http__reply_pat_created(struct http_call *c, const uint8_t *p, size_t n)
 {
 	struct wire_rd r;
 	struct jw w;
-	struct wire_str tok = {0};
+	struct reply_pat_token t;
 	wire_rd_init(&r, p, n);
-	wire_get_str8(&r, &tok);
+	reply_get_pat_token(&r, &t);
 	jw_init(&w);
 	jw_open(&w, '{');
 	jw_key(&w, "token");
-	jw_name(&w, tok);
+	jw_name(&w, t.token);
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
 }
@@ -714,23 +714,20 @@ void http__reply_options(struct http_call *c, const uint8_t *p, size_t n)
 	uint32_t count = wire_get_u32(&r);
 	jw_open(&w, '[');
 	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
-		struct wire_str key = {0}, def = {0}, desc = {0};
-		wire_get_name(&r, &key);
-		uint8_t kind = wire_get_u8(&r);
-		wire_get_str32(&r, &def);
-		wire_get_str32(&r, &desc);
+		struct reply_option_info o;
+		reply_get_option_info(&r, &o);
 		jw_open(&w, '{');
 		jw_key(&w, "key");
-		jw_name(&w, key);
-		JW_KSTR(&w, "kind", kind < HTTP__N_KINDS ? http__kind_names[kind] : "unknown");
+		jw_name(&w, o.key);
+		JW_KSTR(&w, "kind", o.kind < HTTP__N_KINDS ? http__kind_names[o.kind] : "unknown");
 		/* The SDK reads the default as its raw bytes in the kind's encoding (a JSON array of bytes). */
 		jw_key(&w, "default_value");
 		jw_open(&w, '[');
-		for (size_t k = 0; k < def.len; k++)
-			jw_u64(&w, def.ptr[k]);
+		for (size_t k = 0; k < o.default_value.len; k++)
+			jw_u64(&w, o.default_value.ptr[k]);
 		jw_close(&w, ']');
 		jw_key(&w, "description");
-		jw_name(&w, desc);
+		jw_name(&w, o.description);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');
@@ -871,13 +868,13 @@ void http__reply_sent(struct http_call *c, const uint8_t *p, size_t n)
 	jw_key(&w, "confirmations");
 	jw_open(&w, '[');
 	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
-		uint32_t s = wire_get_u32(&r), t = wire_get_u32(&r), part = wire_get_u32(&r);
-		uint64_t base = wire_get_u64(&r);
+		struct reply_sent sb;
+		reply_get_sent(&r, &sb);
 		jw_open(&w, '{');
-		JW_KU64(&w, "stream_id", s);
-		JW_KU64(&w, "topic_id", t);
-		JW_KU64(&w, "partition_id", part);
-		JW_KU64(&w, "base_offset", base);
+		JW_KU64(&w, "stream_id", sb.stream_id);
+		JW_KU64(&w, "topic_id", sb.topic_id);
+		JW_KU64(&w, "partition_id", sb.partition_id);
+		JW_KU64(&w, "base_offset", sb.base_offset);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');

@@ -569,3 +569,46 @@ Test(reply, partition_leaders)
 	ROUND_TRIP(struct reply_not_leader, reply_get_not_leader, reply_put_not_leader, b.p, b.len, check_not_leader);
 	wire_buf_free(&b);
 }
+
+/* ---- Answers of writes and DescribeOptions ---- */
+
+static void check_sent(const struct reply_sent *s)
+{
+	cr_assert_eq(s->stream_id, 1);
+	cr_assert_eq(s->topic_id, 2);
+	cr_assert_eq(s->partition_id, 0);
+	cr_assert_eq(s->base_offset, UINT64_MAX);
+}
+
+static void check_pat_token(const struct reply_pat_token *t)
+{
+	cr_assert(wire_str_eq(t->token, "abcdefghijklmnopqrstuvwxyz012345"));
+}
+
+static void check_option_info(const struct reply_option_info *o)
+{
+	cr_assert(wire_str_eq(o->key, "dedup_window"));
+	cr_assert_eq(o->kind, WIRE_KIND_UINT64);
+	cr_assert_eq(o->default_value.len, 8);
+	cr_assert_eq(frame_le64(o->default_value.ptr), 0);
+	cr_assert(wire_str_eq(o->description, "ids remembered"));
+}
+
+Test(reply, writes_and_options)
+{
+	uint8_t zero[8] = {0};
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_sent(&b, &(struct reply_sent){1, 2, 0, UINT64_MAX});
+	cr_assert_eq(b.len, REPLY_SENT_SIZE);
+	ROUND_TRIP(struct reply_sent, reply_get_sent, reply_put_sent, b.p, b.len, check_sent);
+	wire_buf_reset(&b);
+	reply_put_pat_token(&b, &(struct reply_pat_token){str("abcdefghijklmnopqrstuvwxyz012345")});
+	ROUND_TRIP(struct reply_pat_token, reply_get_pat_token, reply_put_pat_token, b.p, b.len, check_pat_token);
+	wire_buf_reset(&b);
+	reply_put_option_info(&b, &(struct reply_option_info){str("dedup_window"), WIRE_KIND_UINT64, {zero, 8},
+							      str("ids remembered")});
+	ROUND_TRIP(struct reply_option_info, reply_get_option_info, reply_put_option_info, b.p, b.len,
+		   check_option_info);
+	wire_buf_free(&b);
+}
