@@ -482,17 +482,14 @@ static int do_register(struct gclient *c)
 	if (rv != 0)
 		return rv;
 	struct wire_rd r;
-	struct wire_str version;
+	struct reply_login l; /* the server's protocol and version are not used (SDKs only log them) */
 	wire_rd_init(&r, p, n);
-	uint32_t user_id = wire_get_u32(&r);
-	uint64_t session = wire_get_u64(&r);
-	(void)wire_get_u32(&r); /* the server's protocol version (SDKs only log it) */
-	wire_get_name(&r, &version);
-	if (wire_rd_done(&r) != 0 || session == 0)
+	reply_get_login(&r, &l);
+	if (wire_rd_done(&r) != 0 || l.session == 0)
 		return fail(c, -EPROTO);
 	c->bound = true;
-	c->session = session;
-	c->user_id = user_id;
+	c->session = l.session;
+	c->user_id = l.user_id;
 	c->counter = 1;
 	return 0;
 }

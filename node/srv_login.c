@@ -12,10 +12,8 @@ static void login_reply(struct pending *p, struct srv_session *ss)
 {
 	struct wire_buf b;
 	wire_buf_init(&b);
-	wire_put_u32(&b, ss->user_id);
-	wire_put_u64(&b, ss->session);
-	wire_put_u32(&b, FRAME_PROTOCOL_VERSION);
-	wire_put_name(&b, SERVER_VERSION, strlen(SERVER_VERSION));
+	reply_put_login(&b, &(struct reply_login){ss->user_id, ss->session, FRAME_PROTOCOL_VERSION,
+						  {(const uint8_t *)SERVER_VERSION, strlen(SERVER_VERSION)}});
 	srv__finish_buf(p, 0, true, &b);
 }
 

@@ -495,3 +495,21 @@ int reply_get_option_info(struct wire_rd *r, struct reply_option_info *o)
 	wire_get_str32(r, &o->description);
 	return wire_rd_error(r);
 }
+
+void reply_put_login(struct wire_buf *b, const struct reply_login *l)
+{
+	wire_put_u32(b, l->user_id);
+	wire_put_u64(b, l->session);
+	wire_put_u32(b, l->protocol_version);
+	wire_put_name(b, l->server_version.ptr, l->server_version.len);
+}
+
+int reply_get_login(struct wire_rd *r, struct reply_login *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->user_id = wire_get_u32(r);
+	l->session = wire_get_u64(r);
+	l->protocol_version = wire_get_u32(r);
+	wire_get_name(r, &l->server_version);
+	return wire_rd_error(r);
+}

@@ -50,6 +50,9 @@
  *   DescribeOptions  count u32, then that many OptionInfos.
  *   OptionInfo     key (a name), kind u8 (the value kinds of wire.h), default value [len u32][bytes] (the
  *                  kind's encoding), description [len u32][bytes].
+ *   LoginReply     the answer of Register (a login by password or token): user_id u32, session u64 (the
+ *                  session every later request carries), protocol_version u32 (packed as frame.h's
+ *                  FRAME_VERSION_PACK), server version (a name).
  *   ConsumerOffsetInfo  partition_id u32, current_offset u64 (the partition's last offset), stored_offset
  *                  u64: 20 bytes. GetConsumerOffset answers it, or an empty body when nothing is stored.
  *   PersonalAccessTokenInfo  name, expiry_at u64 (µs since the epoch; 0 = never).
@@ -329,5 +332,15 @@ struct reply_option_info {
 
 void reply_put_option_info(struct wire_buf *b, const struct reply_option_info *o);
 int reply_get_option_info(struct wire_rd *r, struct reply_option_info *o);
+
+struct reply_login {
+	uint32_t user_id;
+	uint64_t session;
+	uint32_t protocol_version;
+	struct wire_str server_version;
+};
+
+void reply_put_login(struct wire_buf *b, const struct reply_login *l);
+int reply_get_login(struct wire_rd *r, struct reply_login *l);
 
 #endif /* GALGO_PROTO_REPLY_H */

@@ -1002,10 +1002,13 @@ static void respond_identity(struct http_call *c, uint32_t user_id)
 bool http__parse_login(const uint8_t *p, size_t n, uint32_t *user_id, uint64_t *session)
 {
 	struct wire_rd r;
+	struct reply_login l;
 	wire_rd_init(&r, p, n);
-	*user_id = wire_get_u32(&r);
-	*session = wire_get_u64(&r);
-	return wire_rd_error(&r) == 0;
+	if (reply_get_login(&r, &l) != 0)
+		return false;
+	*user_id = l.user_id;
+	*session = l.session;
+	return true;
 }
 
 void http__reply_login(struct http_call *c, const uint8_t *p, size_t n)

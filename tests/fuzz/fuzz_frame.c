@@ -7,7 +7,7 @@
  * optional partition, polling strategy, partitioning, options, permissions, version info) and every reply
  * structure decoder (stream, topic, partition, poll prefix, consumer offset, token, user, consumer group
  * and member, client and its groups, cluster metadata and node, stats, send confirmation, token, option
- * info, and Galgo's GetPartitionLeaders pieces and NotLeader); and, led by
+ * info, login, and Galgo's GetPartitionLeaders pieces and NotLeader); and, led by
  * a selector byte, as one of the request payload shapes of reference §2.2 decoded primitive by
  * primitive. Seeds (tests/fuzz/corpus/frame/) are the golden frames of reference §10 and §12.
  *
@@ -302,6 +302,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ROUND_TRIP(struct reply_sent, reply_get_sent, reply_put_sent);
 	ROUND_TRIP(struct reply_pat_token, reply_get_pat_token, reply_put_pat_token);
 	ROUND_TRIP(struct reply_option_info, reply_get_option_info, reply_put_option_info);
+	ROUND_TRIP(struct reply_login, reply_get_login, reply_put_login);
 	options(data, size);
 	permissions(data, size);
 	{

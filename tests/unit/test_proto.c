@@ -612,3 +612,21 @@ Test(reply, writes_and_options)
 		   check_option_info);
 	wire_buf_free(&b);
 }
+
+static void check_login(const struct reply_login *l)
+{
+	cr_assert_eq(l->user_id, 1);
+	cr_assert_eq(l->session, 0x1122334455667788ull);
+	cr_assert_eq(l->protocol_version, FRAME_PROTOCOL_VERSION);
+	cr_assert(wire_str_eq(l->server_version, "0.9.0"));
+}
+
+Test(reply, login)
+{
+	struct wire_buf b;
+	wire_buf_init(&b);
+	reply_put_login(&b, &(struct reply_login){1, 0x1122334455667788ull, FRAME_PROTOCOL_VERSION, str("0.9.0")});
+	cr_assert_eq(b.len, 4 + 8 + 4 + 1 + 5);
+	ROUND_TRIP(struct reply_login, reply_get_login, reply_put_login, b.p, b.len, check_login);
+	wire_buf_free(&b);
+}
