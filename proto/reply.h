@@ -26,7 +26,7 @@
  *                  is these end to end; ConsumerGroupDetails follows one with members_count members.
  *   ConsumerGroupMember  client_id u32, partitions_count u32, then that many partition ids u32.
  *   ClientInfo     client_id u32, user_id u32 (u32 max: not logged in), transport u8 (1 TCP, 2 QUIC,
- *                  3 HTTP, ...), address [len u32][bytes], consumer_groups_count u32. GetClients is
+ *                  3 HTTP, 4 WebSocket), address [len u32][bytes], consumer_groups_count u32. GetClients is
  *                  these end to end; ClientInfoDetails (GetClient, GetMe) follows one with that many
  *                  ClientGroups: stream_id u32, topic_id u32, group_id u32 (12 bytes each).
  *   ClusterMetadata  name [len u32][bytes], nodes_count u32, then that many ClusterNodes.
