@@ -37,7 +37,27 @@
 #include <string.h>
 
 #include "client/gclient.h"
-#include "transport/wire.h"
+#include "proto/errors.h"
+#include "proto/frame.h"
+#include "proto/reply.h"
+#include "proto/wire.h"
+
+/*
+ * Prints a refusal: the server's status code with its name (proto/errors) and what it means for these
+ * commands, or the client's own negative errno when no answer came.
+ */
+static void print_refused(const char *what, const char *server, int rv)
+{
+	const char *name = rv > 0 ? proto_error_name((uint32_t)rv) : NULL;
+	const char *hint = rv == PROTO_E_NODE_EXISTS	  ? " (the node is a member already)"
+			   : rv == PROTO_E_NODE_NOT_FOUND  ? " (no such node)"
+			   : rv == PROTO_E_NODE_LIMIT	  ? " (the roster is full, or the last node cannot go)"
+			   : rv == PROTO_E_NO_LIVE_MAJORITY ? " (a node is down: the nodes left would have no live majority)"
+			   : rv == PROTO_E_UNAUTHORIZED	  ? " (not allowed: needs the manage_servers permission)"
+							  : "";
+	fprintf(stderr, "galgo-admin: %s refused%s%s: %d%s%s%s\n", what, server ? " by " : "", server ? server : "",
+		rv, name ? " " : "", name ? name : "", hint);
+}
 
 static void usage(FILE *f)
 {
@@ -78,10 +98,10 @@ static int print_nodes(struct gclient *c, const char *server)
 	 * plain request follows and the nodes are listed without liveness. */
 	const uint8_t flags = 1;
 	bool with_status = true;
-	int rv = gclient_raw(c, 10001, &flags, 1, &r, &len);
-	if (rv == 3) {
+	int rv = gclient_raw(c, FRAME_CODE_GALGO_PARTITION_LEADERS, &flags, 1, &r, &len);
+	if (rv == PROTO_E_INVALID_COMMAND) {
 		with_status = false;
-		rv = gclient_raw(c, 10001, NULL, 0, &r, &len);
+		rv = gclient_raw(c, FRAME_CODE_GALGO_PARTITION_LEADERS, NULL, 0, &r, &len);
 	}
 	if (rv != 0) {
 		fprintf(stderr, "galgo-admin: GetPartitionLeaders: %d\n", rv);
@@ -100,11 +120,13 @@ static int print_nodes(struct gclient *c, const char *server)
 		return 2;
 	}
 	for (uint32_t i = 0; i < n && !wire_rd_error(&rd); i++) {
-		nodes[i].id = wire_get_u32(&rd);
-		wire_get_str8(&rd, &nodes[i].host);
-		nodes[i].tcp = wire_get_u16(&rd);
-		nodes[i].quic = wire_get_u16(&rd);
-		nodes[i].http = wire_get_u16(&rd);
+		struct reply_leaders_node ln;
+		reply_get_leaders_node(&rd, &ln);
+		nodes[i].id = ln.id;
+		nodes[i].host = ln.host;
+		nodes[i].tcp = ln.tcp;
+		nodes[i].quic = ln.quic;
+		nodes[i].http = ln.http;
 	}
 	uint32_t mleader = wire_get_u32(&rd);
 	uint64_t mterm = wire_get_u64(&rd);
@@ -112,20 +134,12 @@ static int print_nodes(struct gclient *c, const char *server)
 	size_t parts_at = rd.pos;
 	uint32_t np = wire_get_u32(&rd);
 	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
-		wire_get_u32(&rd);
-		wire_get_u32(&rd);
-		wire_get_u32(&rd);
-		wire_get_u32(&rd);
-		wire_get_u64(&rd);
-		uint8_t nr = wire_get_u8(&rd);
-		for (uint8_t k = 0; k < nr; k++)
-			wire_get_u32(&rd);
+		struct reply_leaders_part lp;
+		reply_get_leaders_part(&rd, &lp);
 	}
-	uint8_t up[ADMIN_MAX_NODES] = {0}, role[ADMIN_MAX_NODES] = {0};
-	for (uint32_t i = 0; with_status && i < n; i++) {
-		up[i] = wire_get_u8(&rd);
-		role[i] = wire_get_u8(&rd);
-	}
+	struct reply_node_status status[ADMIN_MAX_NODES] = {0};
+	for (uint32_t i = 0; with_status && i < n; i++)
+		reply_get_node_status(&rd, &status[i]);
 	if (wire_rd_done(&rd) != 0) {
 		fprintf(stderr, "galgo-admin: the reply does not decode\n");
 		return 2;
@@ -135,7 +149,7 @@ static int print_nodes(struct gclient *c, const char *server)
 		printf("  %" PRIu32 "  %.*s  tcp %u quic %u http %u", nodes[i].id, (int)nodes[i].host.len,
 		       (const char *)nodes[i].host.ptr, nodes[i].tcp, nodes[i].quic, nodes[i].http);
 		if (with_status)
-			printf("  %s  %s", up[i] ? "connected" : "UNREACHABLE", role_name(role[i]));
+			printf("  %s  %s", status[i].connected ? "connected" : "UNREACHABLE", role_name(status[i].role));
 		printf("\n");
 	}
 	printf("metadata leader: %" PRIu32 " (term %" PRIu64 ")\npartitions (stream/topic/partition: leader "
@@ -145,12 +159,13 @@ static int print_nodes(struct gclient *c, const char *server)
 	rd.pos = parts_at;
 	np = wire_get_u32(&rd);
 	for (uint32_t i = 0; i < np && !wire_rd_error(&rd); i++) {
-		uint32_t s = wire_get_u32(&rd), t = wire_get_u32(&rd), p = wire_get_u32(&rd), l = wire_get_u32(&rd);
-		uint64_t e = wire_get_u64(&rd);
-		uint8_t nr = wire_get_u8(&rd);
-		printf("  %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": %" PRIu32 " %" PRIu64 " ", s, t, p, l, e);
-		for (uint8_t k = 0; k < nr; k++)
-			printf("%s%" PRIu32, k ? "," : "", wire_get_u32(&rd));
+		struct reply_leaders_part lp;
+		if (reply_get_leaders_part(&rd, &lp) != 0)
+			break;
+		printf("  %" PRIu32 "/%" PRIu32 "/%" PRIu32 ": %" PRIu32 " %" PRIu64 " ", lp.stream_id, lp.topic_id,
+		       lp.partition_id, lp.leader, lp.epoch);
+		for (uint8_t k = 0; k < lp.replica_count; k++)
+			printf("%s%" PRIu32, k ? "," : "", reply_leaders_part_replica(&lp, k));
 		printf("\n");
 	}
 	return 0;
@@ -168,10 +183,9 @@ static int drain(struct gclient *c, const char *server, bool on, uint32_t wait_s
 	for (;;) {
 		const uint8_t *r;
 		size_t len;
-		int rv = gclient_raw(c, 10005, &mode, 1, &r, &len);
+		int rv = gclient_raw(c, FRAME_CODE_GALGO_DRAIN, &mode, 1, &r, &len);
 		if (rv != 0 || len != 5) {
-			fprintf(stderr, "galgo-admin: drain refused by %s: %d%s\n", server, rv,
-				rv == 41 ? " (not allowed: needs the manage_servers permission)" : "");
+			print_refused("drain", server, rv);
 			return rv < 0 ? 2 : 1;
 		}
 		uint32_t led;
@@ -330,7 +344,7 @@ int main(int argc, char **argv)
 	size_t blen = 0;
 	uint32_t code, wait_s = 60;
 	if (strcmp(cmd, "nodes") == 0 && nargs == 0) {
-		code = 10001;
+		code = FRAME_CODE_GALGO_PARTITION_LEADERS;
 	} else if (strcmp(cmd, "add-node") == 0 && nargs >= 3 && nargs <= 6) {
 		uint32_t id, port[4] = {0, 0, 0, 0};
 		size_t hl = strlen(a[1]);
@@ -343,7 +357,7 @@ int main(int argc, char **argv)
 				usage(stderr);
 				return 2;
 			}
-		code = 10003;
+		code = FRAME_CODE_GALGO_ADD_NODE;
 		memcpy(body, &id, 4);
 		body[4] = (uint8_t)hl;
 		memcpy(body + 5, a[1], hl);
@@ -354,7 +368,7 @@ int main(int argc, char **argv)
 			blen += 2;
 		}
 	} else if ((strcmp(cmd, "drain") == 0 && nargs <= 1) || (strcmp(cmd, "undrain") == 0 && nargs == 0)) {
-		code = 10005;
+		code = FRAME_CODE_GALGO_DRAIN;
 		body[0] = cmd[0] == 'd' ? 1 : 0;
 		blen = 1;
 		if (nargs == 1 && (parse_u32(a[0], 86400, &wait_s) != 0)) {
@@ -367,7 +381,7 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		code = 10004;
+		code = FRAME_CODE_GALGO_REMOVE_NODE;
 		memcpy(body, &id, 4);
 		blen = 4;
 	} else {
@@ -385,9 +399,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int status;
-	if (code == 10001) {
+	if (code == FRAME_CODE_GALGO_PARTITION_LEADERS) {
 		status = print_nodes(c, server);
-	} else if (code == 10005) {
+	} else if (code == FRAME_CODE_GALGO_DRAIN) {
 		status = drain(c, server, body[0] == 1, wait_s);
 	} else {
 		rv = gclient_raw(c, code, body, blen, NULL, NULL);
@@ -395,13 +409,7 @@ int main(int argc, char **argv)
 		if (rv == 0)
 			printf("ok\n");
 		else
-			fprintf(stderr, "galgo-admin: %s refused: %d%s\n", cmd, rv,
-				rv == 10060	? " (the node is a member already)"
-				: rv == 10061 ? " (no such node)"
-				: rv == 10062 ? " (the roster is full, or the last node cannot go)"
-				: rv == 10063 ? " (a node is down: the nodes left would have no live majority)"
-				: rv == 41    ? " (not allowed: needs the manage_servers permission)"
-						: "");
+			print_refused(cmd, NULL, rv);
 	}
 	gclient_close(c);
 	return status;

@@ -451,7 +451,7 @@ static void append_cb(struct plog_append_req *req, int status)
 /* Builds one batch of `n` messages of `size` bytes into a fresh buffer (partition/offset/time zero). */
 static uint8_t *build_batch(uint32_t n, uint32_t size, size_t *len)
 {
-	size_t cap = RECORD_BATCH_HEADER_SIZE + (size_t)n * (RECORD_FRAME_HEADER_SIZE + size) + 64;
+	size_t cap = BATCH_HEADER_SIZE + (size_t)n * (BATCH_FRAME_HEADER_SIZE + size) + 64;
 	uint8_t *out = malloc(cap);
 	uint8_t *bodies = malloc((size_t)n * size + 1);
 	const void **pl = calloc(n, sizeof(*pl));
@@ -473,7 +473,7 @@ static uint8_t *build_batch(uint32_t n, uint32_t size, size_t *len)
 		pl[i] = bodies + (size_t)i * size;
 		lens[i] = size;
 	}
-	*len = record_batch_build(out, cap, n, pl, lens, NULL, NULL, realtime_us());
+	*len = batch_build(out, cap, n, pl, lens, NULL, NULL, realtime_us());
 	if (*len == 0) {
 		free(out);
 		out = NULL;
@@ -561,15 +561,15 @@ static int read_part(struct bench *b, struct part *p, uint8_t **buf, size_t *cap
 		}
 		rv = plog_slice_copy(&s, *buf);
 		if (rv == 0) {
-			struct record_batch_hdr h;
-			record_batch_hdr_decode(*buf, &h);
-			int vr = s.bytes < RECORD_BATCH_HEADER_SIZE || h.batch_length > s.bytes
+			struct batch_hdr h;
+			batch_hdr_decode(*buf, &h);
+			int vr = s.bytes < BATCH_HEADER_SIZE || h.batch_length > s.bytes
 					 ? RECORD_E_SHORT
-					 : record_batch_verify(*buf, h.batch_length, false);
+					 : batch_verify(*buf, h.batch_length, false);
 			if (vr == 0) {
 				/* A batch cut at the front keeps base_offset and its frames' deltas. */
-				struct record_frame_hdr fh;
-				record_frame_hdr_decode(*buf + RECORD_BATCH_HEADER_SIZE, &fh);
+				struct batch_frame_hdr fh;
+				batch_frame_hdr_decode(*buf + BATCH_HEADER_SIZE, &fh);
 				if (h.base_offset + fh.offset_delta != from)
 					vr = RECORD_E_FIELDS;
 			}
@@ -1186,7 +1186,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	uint64_t batch_bytes = RECORD_BATCH_HEADER_SIZE + (uint64_t)o.batch * (RECORD_FRAME_HEADER_SIZE + o.message_size);
+	uint64_t batch_bytes = BATCH_HEADER_SIZE + (uint64_t)o.batch * (BATCH_FRAME_HEADER_SIZE + o.message_size);
 	if (batch_bytes > RECORD_MAX_PAYLOAD || RECORD_ENVELOPE_SIZE + batch_bytes + 64 > o.segment_size) {
 		fprintf(stderr, "galgo-storage-bench: a batch of %" PRIu64 " bytes does not fit (max %u bytes, and "
 				"below --segment-size)\n", batch_bytes, RECORD_MAX_PAYLOAD);

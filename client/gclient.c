@@ -27,12 +27,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "partition/record.h"
-#include "transport/frame.h"
+#include "proto/batch.h"
+#include "proto/reply.h"
+#include "proto/frame.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_IO_TIMEOUT_MS 30000
-#define POLL_PREFIX_SIZE 16
+#define POLL_PREFIX_SIZE REPLY_POLLED_PREFIX_SIZE
 
 /* Iggy error codes the client produces from evictions or refuses locally with. */
 enum {
@@ -481,17 +482,14 @@ static int do_register(struct gclient *c)
 	if (rv != 0)
 		return rv;
 	struct wire_rd r;
-	struct wire_str version;
+	struct reply_login l; /* the server's protocol and version are not used (SDKs only log them) */
 	wire_rd_init(&r, p, n);
-	uint32_t user_id = wire_get_u32(&r);
-	uint64_t session = wire_get_u64(&r);
-	(void)wire_get_u32(&r); /* the server's protocol version (SDKs only log it) */
-	wire_get_name(&r, &version);
-	if (wire_rd_done(&r) != 0 || session == 0)
+	reply_get_login(&r, &l);
+	if (wire_rd_done(&r) != 0 || l.session == 0)
 		return fail(c, -EPROTO);
 	c->bound = true;
-	c->session = session;
-	c->user_id = user_id;
+	c->session = l.session;
+	c->user_id = l.user_id;
 	c->counter = 1;
 	return 0;
 }
@@ -587,18 +585,21 @@ int gclient_get_me(struct gclient *c, struct gclient_me *out)
 	if (rv != 0)
 		return rv;
 	struct wire_rd r;
-	struct wire_str addr;
+	struct reply_client rc;
 	wire_rd_init(&r, p, n);
 	memset(out, 0, sizeof(*out));
-	out->client_id = wire_get_u32(&r);
-	out->user_id = wire_get_u32(&r);
-	out->transport = wire_get_u8(&r);
-	wire_get_str32(&r, &addr);
-	out->groups_count = wire_get_u32(&r);
-	wire_get_bytes(&r, (size_t)out->groups_count * 12);
+	reply_get_client(&r, &rc);
+	for (uint32_t i = 0; i < rc.groups_count && wire_rd_error(&r) == 0; i++) {
+		struct reply_client_group g;
+		reply_get_client_group(&r, &g); /* not kept: GetMe's caller wants the count */
+	}
 	if (wire_rd_done(&r) != 0)
 		return fail(c, -EPROTO);
-	copy_name(out->address, sizeof(out->address), addr);
+	out->client_id = rc.client_id;
+	out->user_id = rc.user_id;
+	out->transport = rc.transport;
+	out->groups_count = rc.groups_count;
+	copy_name(out->address, sizeof(out->address), rc.address);
 	return 0;
 }
 
@@ -617,12 +618,12 @@ int gclient_create_pat(struct gclient *c, const char *name, uint64_t expiry_us, 
 	if (rv != 0)
 		return rv;
 	struct wire_rd r;
-	struct wire_str tok;
+	struct reply_pat_token t;
 	wire_rd_init(&r, p, n);
-	wire_get_str8(&r, &tok);
-	if (wire_rd_done(&r) != 0 || tok.len == 0)
+	reply_get_pat_token(&r, &t);
+	if (wire_rd_done(&r) != 0 || t.token.len == 0)
 		return fail(c, -EPROTO);
-	copy_name(token, GCLIENT_TOKEN_MAX, tok);
+	copy_name(token, GCLIENT_TOKEN_MAX, t.token);
 	return 0;
 }
 
@@ -647,14 +648,12 @@ int gclient_get_pats(struct gclient *c, struct gclient_pat *out, uint32_t cap, u
 	wire_rd_init(&r, p, len);
 	uint32_t count = 0;
 	while (wire_rd_left(&r) > 0) {
-		struct wire_str name;
-		wire_get_name(&r, &name);
-		uint64_t expiry = wire_get_u64(&r);
-		if (wire_rd_error(&r) != 0)
+		struct reply_pat t;
+		if (reply_get_pat(&r, &t) != 0)
 			break;
 		if (count < cap) {
-			copy_name(out[count].name, sizeof(out[count].name), name);
-			out[count].expiry_at = expiry;
+			copy_name(out[count].name, sizeof(out[count].name), t.name);
+			out[count].expiry_at = t.expiry_at;
 		}
 		count++;
 	}
@@ -668,46 +667,29 @@ int gclient_get_pats(struct gclient *c, struct gclient_pat *out, uint32_t cap, u
 
 static void get_stream_header(struct wire_rd *r, struct gclient_stream *s)
 {
-	struct wire_str name;
-	struct wire_opts opts;
-	s->id = wire_get_u32(r);
-	s->created_at = wire_get_u64(r);
-	s->topics_count = wire_get_u32(r);
-	s->size_bytes = wire_get_u64(r);
-	s->messages_count = wire_get_u64(r);
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts);
-	if (wire_rd_error(r) == 0)
-		copy_name(s->name, sizeof(s->name), name);
+	struct reply_stream h;
+	if (reply_get_stream(r, &h) != 0)
+		return;
+	*s = (struct gclient_stream){h.id, h.created_at, h.topics_count, h.size_bytes, h.messages_count, ""};
+	copy_name(s->name, sizeof(s->name), h.name);
 }
 
 static void get_topic_header(struct wire_rd *r, struct gclient_topic *t)
 {
-	struct wire_str name;
-	struct wire_opts opts;
-	t->id = wire_get_u32(r);
-	t->created_at = wire_get_u64(r);
-	t->partitions_count = wire_get_u32(r);
-	t->message_expiry = wire_get_u64(r);
-	t->compression = wire_get_u8(r);
-	t->max_topic_size = wire_get_u64(r);
-	t->size_bytes = wire_get_u64(r);
-	t->messages_count = wire_get_u64(r);
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts); /* explicit options */
-	wire_get_options_prefixed(r, &opts); /* derived options */
-	if (wire_rd_error(r) == 0)
-		copy_name(t->name, sizeof(t->name), name);
+	struct reply_topic h;
+	if (reply_get_topic(r, &h) != 0)
+		return;
+	*t = (struct gclient_topic){h.id, h.created_at, h.partitions_count, h.message_expiry, h.compression,
+				    h.max_topic_size, h.size_bytes, h.messages_count, ""};
+	copy_name(t->name, sizeof(t->name), h.name);
 }
 
 static void get_partition(struct wire_rd *r, struct gclient_partition *p)
 {
-	p->id = wire_get_u32(r);
-	p->created_at = wire_get_u64(r);
-	p->segments_count = wire_get_u32(r);
-	p->current_offset = wire_get_u64(r);
-	p->size_bytes = wire_get_u64(r);
-	p->messages_count = wire_get_u64(r);
+	struct reply_partition h;
+	reply_get_partition(r, &h);
+	*p = (struct gclient_partition){h.id, h.created_at, h.segments_count, h.current_offset, h.size_bytes,
+					h.messages_count};
 }
 
 int gclient_create_stream(struct gclient *c, const char *name, struct gclient_stream *out)
@@ -938,14 +920,11 @@ int gclient_get_offset(struct gclient *c, const struct wire_consumer *consumer, 
 		return -ENOENT;
 	struct wire_rd r;
 	wire_rd_init(&r, p, n);
-	struct gclient_offset o;
-	o.partition_id = wire_get_u32(&r);
-	o.current_offset = wire_get_u64(&r);
-	o.stored_offset = wire_get_u64(&r);
-	if (wire_rd_done(&r) != 0)
+	struct reply_offset o;
+	if (reply_get_offset(&r, &o) != 0 || wire_rd_done(&r) != 0)
 		return fail(c, -EPROTO);
 	if (out != NULL)
-		*out = o;
+		*out = (struct gclient_offset){o.partition_id, o.current_offset, o.stored_offset};
 	return 0;
 }
 
@@ -961,19 +940,18 @@ int gclient_delete_offset(struct gclient *c, const struct wire_consumer *consume
 /* ---- Messages ---- */
 
 /*
- * Builds a producer batch of n messages in the client's batch buffer with record_batch_build, then
+ * Builds a producer batch of n messages in the client's batch buffer with batch_build, then
  * gives every message its id: ids[i] as given, or (ids NULL) a random non-zero one (the SDKs replace id
- * 0 with a random one before hashing, reference §3.8), recomputing each frame checksum and the batch
- * checksum. Returns the length or a negative errno.
+ * 0 with a random one before hashing, reference §3.8), then seals it again (batch_seal). Returns the length or a negative errno.
  */
 static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *payloads, const uint32_t *lens,
 			   const uint8_t (*ids)[16])
 {
-	uint64_t total = RECORD_BATCH_HEADER_SIZE;
+	uint64_t total = BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < n; i++) {
 		if (lens[i] > 0 && payloads[i] == NULL)
 			return -EINVAL;
-		total += RECORD_FRAME_HEADER_SIZE + (uint64_t)lens[i];
+		total += BATCH_FRAME_HEADER_SIZE + (uint64_t)lens[i];
 	}
 	if (total > FRAME_MAX_SIZE - FRAME_HEADER_SIZE)
 		return -EMSGSIZE;
@@ -984,25 +962,24 @@ static ssize_t build_batch(struct gclient *c, uint32_t n, const void *const *pay
 		c->batch = nb;
 		c->batch_cap = (size_t)total;
 	}
-	size_t len = record_batch_build(c->batch, c->batch_cap, n, payloads, lens, NULL, NULL, now_us());
+	size_t len = batch_build(c->batch, c->batch_cap, n, payloads, lens, NULL, NULL, now_us());
 	if (len != total)
 		return -EINVAL;
-	size_t pos = RECORD_BATCH_HEADER_SIZE;
+	size_t pos = BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = c->batch + pos;
-		size_t size = RECORD_FRAME_HEADER_SIZE + (size_t)lens[i];
+		size_t size = BATCH_FRAME_HEADER_SIZE + (size_t)lens[i];
 		if (ids != NULL) {
 			memcpy(f + 8, ids[i], 16); /* the id field is the u128, little-endian, as it travels */
 		} else {
 			struct frame_u128 id = rng_u128(c);
-			record_put64(f + 8, id.lo);
-			record_put64(f + 16, id.hi);
+			frame_put64(f + 8, id.lo);
+			frame_put64(f + 16, id.hi);
 		}
-		record_put64(f, XXH3_64bits(f + 8, size - 8)); /* the frame checksum covers bytes 8..end */
 		pos += size;
 	}
 	assert(pos == len); /* the walk over the frames ends exactly at the batch's end */
-	record_put64(c->batch + 40, record_batch_checksum(c->batch));
+	batch_seal(c->batch);
 	return (ssize_t)len;
 }
 
@@ -1065,13 +1042,9 @@ int gclient_wait(struct gclient *c, struct gclient_sent *out)
 	uint32_t count = wire_get_u32(&r);
 	struct gclient_sent s = {.base_offset = GCLIENT_OFFSET_UNKNOWN};
 	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
-		struct gclient_sent e;
-		e.stream_id = wire_get_u32(&r);
-		e.topic_id = wire_get_u32(&r);
-		e.partition_id = wire_get_u32(&r);
-		e.base_offset = wire_get_u64(&r);
-		if (i == 0)
-			s = e;
+		struct reply_sent e;
+		if (reply_get_sent(&r, &e) == 0 && i == 0)
+			s = (struct gclient_sent){e.stream_id, e.topic_id, e.partition_id, e.base_offset};
 	}
 	if (wire_rd_done(&r) != 0)
 		return fail(c, -EPROTO);
@@ -1117,11 +1090,14 @@ int gclient_poll(struct gclient *c, const struct wire_consumer *consumer, const 
 	int rv = transact(c, FRAME_OP_NON_REPLICATED, FRAME_CODE_POLL_MESSAGES, &p, &n);
 	if (rv != 0)
 		return rv;
-	if (n < POLL_PREFIX_SIZE)
+	struct wire_rd r;
+	struct reply_polled pre;
+	wire_rd_init(&r, p, n);
+	if (reply_get_polled(&r, &pre) != 0)
 		return fail(c, -EPROTO);
-	out->partition_id = record_le32(p);
-	out->current_offset = record_le64(p + 4);
-	out->count = record_le32(p + 12);
+	out->partition_id = pre.partition_id;
+	out->current_offset = pre.current_offset;
+	out->count = pre.count;
 	out->data = p;
 	out->len = n;
 	return 0;
@@ -1130,72 +1106,33 @@ int gclient_poll(struct gclient *c, const struct wire_consumer *consumer, const 
 void gclient_msg_iter_init(struct gclient_msg_iter *it, const struct gclient_polled *polled)
 {
 	memset(it, 0, sizeof(*it));
-	it->p = polled->data;
-	it->len = polled->len;
-	it->batch = POLL_PREFIX_SIZE;
-	it->batch_end = POLL_PREFIX_SIZE;
-	it->frame = POLL_PREFIX_SIZE;
 	it->expect = polled->count;
-	if (polled->len < POLL_PREFIX_SIZE)
+	if (polled->len < POLL_PREFIX_SIZE) {
 		it->err = -EBADMSG;
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != 0)
-			return false;
-	return true;
+		return;
+	}
+	batch_iter_init(&it->b, polled->data + POLL_PREFIX_SIZE, polled->len - POLL_PREFIX_SIZE);
 }
 
 int gclient_msg_next(struct gclient_msg_iter *it, struct gclient_msg *m)
 {
 	if (it->err != 0)
 		return it->err;
-	while (it->batch_left == 0) {
-		/* The current batch is done: its frames must have filled it exactly. */
-		if (it->frame != it->batch_end)
-			return it->err = -EBADMSG;
-		if (it->batch_end == it->len) {
-			if (it->seen != it->expect)
-				return it->err = -EBADMSG;
-			return 0;
-		}
-		size_t at = it->batch_end;
-		if (it->len - at < RECORD_BATCH_HEADER_SIZE)
-			return it->err = -EBADMSG;
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(it->p + at, &h);
-		if (h.batch_length < RECORD_BATCH_HEADER_SIZE || h.batch_length > it->len - at || h.message_count == 0 ||
-		    !all_zero(it->p + at + 52, RECORD_BATCH_HEADER_SIZE - 52))
-			return it->err = -EBADMSG;
-		it->batch = at;
-		it->batch_end = at + (size_t)h.batch_length;
-		it->frame = at + RECORD_BATCH_HEADER_SIZE;
-		it->batch_left = h.message_count;
-	}
-	if (it->batch_end - it->frame < RECORD_FRAME_HEADER_SIZE)
+	struct batch_msg bm;
+	int rc = batch_iter_next(&it->b, &bm);
+	if (rc < 0)
 		return it->err = -EBADMSG;
-	struct record_batch_hdr bh;
-	struct record_frame_hdr fh;
-	record_batch_hdr_decode(it->p + it->batch, &bh);
-	record_frame_hdr_decode(it->p + it->frame, &fh);
-	uint64_t size = RECORD_FRAME_HEADER_SIZE + (uint64_t)fh.payload_length + fh.user_headers_length;
-	if (fh.reserved != 0 || size > it->batch_end - it->frame)
-		return it->err = -EBADMSG;
-	const uint8_t *f = it->p + it->frame;
-	m->offset = bh.base_offset + fh.offset_delta;
-	m->timestamp = bh.base_timestamp;
-	m->origin_timestamp = bh.origin_timestamp + fh.timestamp_delta;
-	m->checksum = fh.checksum;
-	memcpy(m->id, fh.id, sizeof(m->id));
-	m->payload = f + RECORD_FRAME_HEADER_SIZE;
-	m->payload_len = fh.payload_length;
-	m->headers = fh.user_headers_length ? f + RECORD_FRAME_HEADER_SIZE + fh.payload_length : NULL;
-	m->headers_len = fh.user_headers_length;
-	it->frame += (size_t)size;
-	it->batch_left--;
-	it->seen++;
+	if (rc == 0)
+		return it->b.seen == it->expect ? 0 : (it->err = -EBADMSG);
+	m->offset = bm.offset;
+	m->timestamp = bm.timestamp;
+	m->origin_timestamp = bm.origin_timestamp;
+	m->checksum = bm.checksum;
+	memcpy(m->id, bm.id, sizeof(m->id));
+	m->payload = bm.payload;
+	m->payload_len = bm.payload_len;
+	m->headers = bm.headers;
+	m->headers_len = bm.headers_len;
 	return 1;
 }
 
@@ -1206,12 +1143,12 @@ int gclient_polled_verify(const struct gclient_polled *polled)
 	size_t pos = POLL_PREFIX_SIZE;
 	uint64_t total = 0;
 	while (pos < polled->len) {
-		if (polled->len - pos < RECORD_BATCH_HEADER_SIZE)
+		if (polled->len - pos < BATCH_HEADER_SIZE)
 			return -EBADMSG;
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(polled->data + pos, &h);
+		struct batch_hdr h;
+		batch_hdr_decode(polled->data + pos, &h);
 		if (h.batch_length > polled->len - pos ||
-		    record_batch_verify(polled->data + pos, (size_t)h.batch_length, false) != 0)
+		    batch_verify(polled->data + pos, (size_t)h.batch_length, false) != 0)
 			return -EBADMSG;
 		total += h.message_count;
 		pos += (size_t)h.batch_length;

@@ -8,8 +8,8 @@
  * oldest outstanding reply (the server answers in request order), so a producer can keep K batches in
  * flight. While sends are outstanding every other call returns -EBUSY.
  *
- * Frames are encoded and decoded with transport/frame.h and payloads with transport/wire.h; producer
- * batches are built with partition/record.h (record_batch_build).
+ * Frames are encoded and decoded with proto/frame.h and payloads with proto/wire.h; producer
+ * batches are built with proto/batch.h (batch_build).
  *
  * Return values. Every function that returns int returns:
  *   0                  success;
@@ -39,7 +39,7 @@
  * fresh random non-zero u128 for each login) and the session the login returned. Register, Logout and
  * metadata operations are stamped with request_checksum = XXH3-64(body), as the Rust SDK does.
  *
- * Identifiers of streams, topics and consumer groups are `struct wire_id` (transport/wire.h): numeric
+ * Identifiers of streams, topics and consumer groups are `struct wire_id` (proto/wire.h): numeric
  * (0-based) with wire_id_num(n), or a name with gclient_id_name(s).
  */
 #ifndef GALGO_GCLIENT_H
@@ -49,7 +49,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/wire.h"
+#include "proto/batch.h"
+#include "proto/wire.h"
 
 #define GCLIENT_SDK_NAME "galgo-c"
 #define GCLIENT_SDK_VERSION "0.1.0"
@@ -196,7 +197,7 @@ int gclient_create_topic(struct gclient *c, const struct wire_id *stream, const 
 
 /*
  * A topic option of gclient_create_topic_opts: `key` with a value of kind `kind` (WIRE_KIND_*,
- * transport/wire.h), `len` bytes as they travel (an integer little-endian, e.g. WIRE_KIND_UINT64 with 8
+ * proto/wire.h), `len` bytes as they travel (an integer little-endian, e.g. WIRE_KIND_UINT64 with 8
  * bytes). Galgo knows "durability" (string), "replication_factor" and "dedup_window" (u64), and Iggy's.
  */
 struct gclient_topic_opt {
@@ -282,7 +283,7 @@ struct gclient_sent {
 
 /*
  * Sends n ≥ 1 messages (payloads[i] of lens[i] bytes, no user headers) as one batch to `partition`
- * (GCLIENT_BALANCED: the server chooses). The batch is built with record_batch_build: offset deltas
+ * (GCLIENT_BALANCED: the server chooses). The batch is built with batch_build: offset deltas
  * 0..n-1, every message's origin timestamp = now (µs since the epoch), random non-zero 128-bit ids;
  * it travels in the SendMessages body of reference §3.1. `out` (may be NULL) receives the reply: the
  * partition and the base offset the batch got.
@@ -360,14 +361,8 @@ struct gclient_msg {
 
 /* An iterator over the messages of a poll reply. */
 struct gclient_msg_iter {
-	const uint8_t *p;  /* the reply body */
-	size_t len;
-	size_t batch;      /* start of the current batch */
-	size_t batch_end;
-	size_t frame;      /* the next frame */
-	uint32_t batch_left;
-	uint32_t expect;   /* the prefix's messages_count */
-	uint32_t seen;
+	struct batch_iter b; /* over the batches after the prefix */
+	uint32_t expect;     /* the prefix's messages_count */
 	int err;
 };
 
@@ -381,7 +376,7 @@ void gclient_msg_iter_init(struct gclient_msg_iter *it, const struct gclient_pol
 int gclient_msg_next(struct gclient_msg_iter *it, struct gclient_msg *m);
 
 /*
- * Verifies a whole poll reply: every batch with record_batch_verify (layout, reserved bytes, frame
+ * Verifies a whole poll reply: every batch with batch_verify (layout, reserved bytes, frame
  * and batch checksums, dense offset deltas) and the message total against the prefix. Returns 0 or
  * -EBADMSG.
  */

@@ -22,7 +22,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "transport/wire.h"
+#include "proto/reply.h"
+#include "proto/wire.h"
 
 #define POLL_MS 20   /* map re-reads while no leader is usable */
 #define PROBE_MS 200 /* a node whose connection failed is tried again after this */
@@ -299,14 +300,9 @@ static int map_merge(struct gcluster *gc, const uint8_t *body, size_t len)
 	wire_rd_init(&r, body, len);
 	uint32_t nn = wire_get_u32(&r);
 	for (uint32_t i = 0; i < nn && wire_rd_error(&r) == 0; i++) {
-		uint32_t id = wire_get_u32(&r);
-		struct wire_str host;
-		wire_get_str8(&r, &host);
-		uint16_t tcp = wire_get_u16(&r);
-		wire_get_u16(&r);
-		wire_get_u16(&r);
-		if (wire_rd_error(&r) == 0)
-			node_put(gc, id, (const char *)host.ptr, host.len, tcp);
+		struct reply_leaders_node n;
+		if (reply_get_leaders_node(&r, &n) == 0)
+			node_put(gc, n.id, (const char *)n.host.ptr, n.host.len, n.tcp);
 	}
 	wire_get_u32(&r); /* the metadata leader and its term: not used by a producer */
 	wire_get_u64(&r);
@@ -321,19 +317,16 @@ static int map_merge(struct gcluster *gc, const uint8_t *body, size_t len)
 	size_t old = gc->n_parts;
 	for (uint32_t i = 0; i < np; i++) {
 		struct gcluster_part p = {0};
-		p.stream_id = wire_get_u32(&r);
-		p.topic_id = wire_get_u32(&r);
-		p.partition_id = wire_get_u32(&r);
-		uint32_t leader = wire_get_u32(&r);
-		uint64_t epoch = wire_get_u64(&r);
-		uint8_t nr = wire_get_u8(&r);
-		for (uint8_t k = 0; k < nr; k++) {
-			uint32_t id = wire_get_u32(&r);
-			if (k < GCLUSTER_MAX_REPLICAS)
-				p.replicas[p.n_replicas++] = id;
-		}
-		if (wire_rd_error(&r) != 0)
+		struct reply_leaders_part lp;
+		if (reply_get_leaders_part(&r, &lp) != 0)
 			return -EPROTO;
+		p.stream_id = lp.stream_id;
+		p.topic_id = lp.topic_id;
+		p.partition_id = lp.partition_id;
+		uint32_t leader = lp.leader;
+		uint64_t epoch = lp.epoch;
+		for (uint8_t k = 0; k < lp.replica_count && k < GCLUSTER_MAX_REPLICAS; k++)
+			p.replicas[p.n_replicas++] = reply_leaders_part_replica(&lp, k);
 		/* The old entries are still sorted: look there, append the new ones after them. */
 		struct gcluster_part key = p, *e = old ? bsearch(&key, gc->parts, old, sizeof(key), part_cmp) : NULL;
 		if (e == NULL) {
@@ -436,18 +429,18 @@ bool gcluster_node_address(const struct gcluster *gc, uint32_t node_id, char *bu
 int gcluster_parse_not_leader(const uint8_t *body, size_t len, struct gcluster_not_leader *out)
 {
 	struct wire_rd r;
-	struct wire_str host;
+	struct reply_not_leader nl;
 	wire_rd_init(&r, body, len);
 	memset(out, 0, sizeof(*out));
-	out->leader = wire_get_u32(&r);
-	out->epoch = wire_get_u64(&r);
-	wire_get_str8(&r, &host);
-	out->tcp_port = wire_get_u16(&r);
-	if (wire_rd_done(&r) != 0 || host.len >= sizeof(out->host))
+	reply_get_not_leader(&r, &nl);
+	if (wire_rd_done(&r) != 0 || nl.host.len >= sizeof(out->host))
 		return -EPROTO;
-	if (host.len > 0)
-		memcpy(out->host, host.ptr, host.len);
-	out->host[host.len] = '\0';
+	out->leader = nl.leader;
+	out->epoch = nl.epoch;
+	out->tcp_port = nl.tcp;
+	if (nl.host.len > 0)
+		memcpy(out->host, nl.host.ptr, nl.host.len);
+	out->host[nl.host.len] = '\0';
 	return 0;
 }
 

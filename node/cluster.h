@@ -43,7 +43,7 @@
 #define CLU_MAX_NODE_ID 31 /* a node id fits the top 5 bits of a client id */
 /*
  * The largest node-to-node message sent or accepted (rnet's max_message_bytes). A forwarded poll's reply
- * carries up to a client frame's worth of messages (transport/frame.h FRAME_MAX_SIZE less its header)
+ * carries up to a client frame's worth of messages (proto/frame.h FRAME_MAX_SIZE less its header)
  * after its own 20-byte header: node/srv_poll.c checks at compile time that it fits.
  */
 #define CLU_MAX_MESSAGE_BYTES (64u << 20)

@@ -269,10 +269,10 @@ static int get_topic(struct meta *m, const struct meta_cmd *c, struct meta_strea
 {
 	*s = meta_stream(m, c->stream_id);
 	if (*s == NULL)
-		return META_E_STREAM_NOT_FOUND;
+		return PROTO_E_STREAM_ID_NOT_FOUND;
 	*t = meta_topic(*s, c->topic_id);
 	if (*t == NULL)
-		return META_E_TOPIC_NOT_FOUND;
+		return PROTO_E_TOPIC_ID_NOT_FOUND;
 	return META_OK;
 }
 
@@ -361,11 +361,11 @@ static bool node_valid(const struct meta_node *n)
 static int node_insert(struct meta *m, const struct meta_node *n)
 {
 	if (!node_valid(n))
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (meta_node(m, n->id) != NULL)
-		return META_E_NODE_EXISTS;
+		return PROTO_E_NODE_EXISTS;
 	if (m->n_nodes == META_MAX_NODES)
-		return META_E_NODE_LIMIT;
+		return PROTO_E_NODE_LIMIT;
 	uint32_t at = m->n_nodes;
 	while (at > 0 && m->nodes[at - 1].id > n->id) {
 		m->nodes[at] = m->nodes[at - 1];
@@ -387,7 +387,7 @@ static int node_advertise(struct meta *m, const struct meta_cmd *c)
 {
 	const struct meta_node *a = &c->nodes[0];
 	if (c->n_nodes != 1 || memchr(a->adv_host, '\0', sizeof(a->adv_host)) == NULL)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	for (uint32_t i = 0; i < m->n_nodes; i++) {
 		struct meta_node *n = &m->nodes[i];
 		if (n->id != c->node_id)
@@ -399,7 +399,7 @@ static int node_advertise(struct meta *m, const struct meta_cmd *c)
 		n->adv_ws_port = a->adv_ws_port;
 		return META_OK;
 	}
-	return META_E_NODE_NOT_FOUND;
+	return PROTO_E_NODE_NOT_FOUND;
 }
 
 static int nodes_init(struct meta *m, const struct meta_cmd *c)
@@ -407,7 +407,7 @@ static int nodes_init(struct meta *m, const struct meta_cmd *c)
 	if (m->n_nodes > 0)
 		return META_OK; /* a second INIT (from a later leader that had not applied the first) */
 	if (c->n_nodes == 0 || c->n_nodes > META_MAX_NODES)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	for (uint32_t i = 0; i < c->n_nodes; i++) {
 		int rv = node_insert(m, &c->nodes[i]);
 		if (rv != META_OK) {
@@ -450,9 +450,9 @@ static int node_remove(struct meta *m, const struct meta_cmd *c)
 	while (at < m->n_nodes && m->nodes[at].id != c->node_id)
 		at++;
 	if (at == m->n_nodes)
-		return META_E_NODE_NOT_FOUND;
+		return PROTO_E_NODE_NOT_FOUND;
 	if (m->n_nodes == 1)
-		return META_E_NODE_LIMIT;
+		return PROTO_E_NODE_LIMIT;
 	memmove(&m->nodes[at], &m->nodes[at + 1], (m->n_nodes - at - 1) * sizeof(m->nodes[0]));
 	m->n_nodes--;
 	/*
@@ -498,9 +498,9 @@ static int node_remove(struct meta *m, const struct meta_cmd *c)
 static int create_stream(struct meta *m, const struct meta_cmd *c, struct meta_result *r)
 {
 	if (c->name_len == 0)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (meta_stream_by_name(m, c->name, c->name_len) != NULL)
-		return META_E_STREAM_NAME_EXISTS;
+		return PROTO_E_STREAM_NAME_ALREADY_EXISTS;
 	struct meta_stream *s = calloc(1, sizeof(*s));
 	uint32_t id;
 	if (s == NULL || free_slot((void ***)&m->streams, &m->n_streams, &id) != 0) {
@@ -520,12 +520,12 @@ static int update_stream(struct meta *m, const struct meta_cmd *c)
 {
 	struct meta_stream *s = meta_stream(m, c->stream_id);
 	if (s == NULL)
-		return META_E_STREAM_NOT_FOUND;
+		return PROTO_E_STREAM_ID_NOT_FOUND;
 	if (c->name_len == 0)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	struct meta_stream *o = meta_stream_by_name(m, c->name, c->name_len);
 	if (o != NULL && o != s)
-		return META_E_STREAM_NAME_EXISTS;
+		return PROTO_E_STREAM_NAME_ALREADY_EXISTS;
 	set_name(s->name, c->name, c->name_len);
 	return META_OK;
 }
@@ -534,14 +534,14 @@ static int create_topic(struct meta *m, const struct meta_cmd *c, struct meta_re
 {
 	struct meta_stream *s = meta_stream(m, c->stream_id);
 	if (s == NULL)
-		return META_E_STREAM_NOT_FOUND;
+		return PROTO_E_STREAM_ID_NOT_FOUND;
 	if (c->name_len == 0 || c->compression < META_COMPRESSION_NONE || c->compression > META_COMPRESSION_GZIP ||
 	    c->durability > META_DURABILITY_NONE || c->replication_factor > META_MAX_REPLICAS)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (c->count > META_MAX_PARTITIONS)
-		return META_E_INVALID_PARTITIONS_COUNT;
+		return PROTO_E_INVALID_PARTITIONS_COUNT;
 	if (meta_topic_by_name(s, c->name, c->name_len) != NULL)
-		return META_E_TOPIC_NAME_EXISTS;
+		return PROTO_E_TOPIC_NAME_ALREADY_EXISTS;
 	struct meta_topic *t = calloc(1, sizeof(*t));
 	uint32_t id;
 	if (t == NULL || free_slot((void ***)&s->topics, &s->n_topics, &id) != 0) {
@@ -576,10 +576,10 @@ static int update_topic(struct meta *m, const struct meta_cmd *c)
 	if (rv != META_OK)
 		return rv;
 	if (c->name_len == 0 || c->compression < META_COMPRESSION_NONE || c->compression > META_COMPRESSION_GZIP)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	struct meta_topic *o = meta_topic_by_name(s, c->name, c->name_len);
 	if (o != NULL && o != t)
-		return META_E_TOPIC_NAME_EXISTS;
+		return PROTO_E_TOPIC_NAME_ALREADY_EXISTS;
 	set_name(t->name, c->name, c->name_len);
 	t->message_expiry = c->message_expiry;
 	t->max_topic_size = c->max_topic_size;
@@ -595,25 +595,25 @@ static int partitions(struct meta *m, const struct meta_cmd *c, bool create)
 	if (rv != META_OK)
 		return rv;
 	if (c->count == 0 || c->count > META_MAX_PARTITIONS)
-		return META_E_INVALID_PARTITIONS_COUNT;
+		return PROTO_E_INVALID_PARTITIONS_COUNT;
 	if (create) {
 		if (t->n_partitions + c->count > META_MAX_TOPIC_PARTITIONS)
-			return META_E_INVALID_PARTITIONS_COUNT;
+			return PROTO_E_INVALID_PARTITIONS_COUNT;
 		return resize_partitions(m, t, t->n_partitions + c->count, c->ts);
 	}
 	if (c->count > t->n_partitions)
-		return META_E_INVALID_PARTITIONS_COUNT;
+		return PROTO_E_INVALID_PARTITIONS_COUNT;
 	return resize_partitions(m, t, t->n_partitions - c->count, c->ts);
 }
 
 static int create_user(struct meta *m, const struct meta_cmd *c, struct meta_result *r)
 {
 	if (c->name_len < 3 || c->name_len > 50)
-		return META_E_INVALID_USERNAME;
+		return PROTO_E_INVALID_USERNAME;
 	if (c->password_hash == NULL || (c->status != META_USER_ACTIVE && c->status != META_USER_INACTIVE))
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (meta_user_by_name(m, c->name, c->name_len) != NULL)
-		return META_E_USER_EXISTS;
+		return PROTO_E_USER_ALREADY_EXISTS;
 	struct meta_user *u = calloc(1, sizeof(*u));
 	uint32_t id;
 	if (u == NULL || (u->password_hash = strdup(c->password_hash)) == NULL ||
@@ -637,16 +637,16 @@ static int update_user(struct meta *m, const struct meta_cmd *c)
 {
 	struct meta_user *u = meta_user(m, c->user_id);
 	if (u == NULL)
-		return META_E_NOT_FOUND;
+		return PROTO_E_RESOURCE_NOT_FOUND;
 	if (c->name != NULL) {
 		if (c->name_len < 3 || c->name_len > 50)
-			return META_E_INVALID_USERNAME;
+			return PROTO_E_INVALID_USERNAME;
 		struct meta_user *o = meta_user_by_name(m, c->name, c->name_len);
 		if (o != NULL && o != u)
-			return META_E_USER_EXISTS;
+			return PROTO_E_USER_ALREADY_EXISTS;
 	}
 	if (c->status != 0 && c->status != META_USER_ACTIVE && c->status != META_USER_INACTIVE)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (c->name != NULL)
 		set_name(u->username, c->name, c->name_len);
 	if (c->status != 0)
@@ -658,9 +658,9 @@ static int change_password(struct meta *m, const struct meta_cmd *c)
 {
 	struct meta_user *u = meta_user(m, c->user_id);
 	if (u == NULL)
-		return META_E_NOT_FOUND;
+		return PROTO_E_RESOURCE_NOT_FOUND;
 	if (c->password_hash == NULL)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	char *h = strdup(c->password_hash);
 	if (h == NULL)
 		return -ENOMEM;
@@ -673,9 +673,9 @@ static int update_permissions(struct meta *m, const struct meta_cmd *c)
 {
 	struct meta_user *u = meta_user(m, c->user_id);
 	if (u == NULL)
-		return META_E_NOT_FOUND;
+		return PROTO_E_RESOURCE_NOT_FOUND;
 	if (u->id == 0)
-		return META_E_CANNOT_CHANGE_PERMISSIONS;
+		return PROTO_E_CANNOT_CHANGE_PERMISSIONS;
 	struct meta_perms p = {0};
 	if (c->has_perms && meta_perms_copy(&p, c->perms) != 0)
 		return -ENOMEM;
@@ -697,13 +697,13 @@ static int create_pat(struct meta *m, const struct meta_cmd *c)
 {
 	struct meta_user *u = meta_user(m, c->user_id);
 	if (u == NULL)
-		return META_E_NOT_FOUND;
+		return PROTO_E_RESOURCE_NOT_FOUND;
 	if (c->name_len == 0 || c->token_hash == NULL)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (find_pat(u, c->name, c->name_len) != NULL)
-		return META_E_PAT_EXISTS;
+		return PROTO_E_PERSONAL_ACCESS_TOKEN_ALREADY_EXISTS;
 	if (u->n_pats >= META_MAX_PATS_PER_USER)
-		return META_E_PAT_LIMIT;
+		return PROTO_E_PERSONAL_ACCESS_TOKENS_LIMIT_REACHED;
 	struct meta_pat *p = realloc(u->pats, (u->n_pats + 1) * sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;
@@ -720,10 +720,10 @@ static int delete_pat(struct meta *m, const struct meta_cmd *c)
 {
 	struct meta_user *u = meta_user(m, c->user_id);
 	if (u == NULL)
-		return META_E_NOT_FOUND;
+		return PROTO_E_RESOURCE_NOT_FOUND;
 	struct meta_pat *p = find_pat(u, c->name, c->name_len);
 	if (p == NULL)
-		return META_E_NOT_FOUND;
+		return PROTO_E_RESOURCE_NOT_FOUND;
 	size_t i = (size_t)(p - u->pats);
 	memmove(p, p + 1, (u->n_pats - i - 1) * sizeof(*p));
 	u->n_pats--;
@@ -738,9 +738,9 @@ static int create_group(struct meta *m, const struct meta_cmd *c, struct meta_re
 	if (rv != META_OK)
 		return rv;
 	if (c->name_len == 0)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	if (meta_group_by_name(t, c->name, c->name_len) != NULL)
-		return META_E_GROUP_NAME_EXISTS;
+		return PROTO_E_CONSUMER_GROUP_NAME_ALREADY_EXISTS;
 	struct meta_group *g = calloc(1, sizeof(*g));
 	struct meta_group **a = g ? realloc(t->groups, (t->n_groups + 1) * sizeof(*a)) : NULL;
 	if (a == NULL) {
@@ -763,7 +763,7 @@ static int get_group(struct meta *m, const struct meta_cmd *c, struct meta_topic
 	if (rv != META_OK)
 		return rv;
 	*g = meta_group(*t, c->group_id);
-	return *g == NULL ? META_E_GROUP_NOT_FOUND : META_OK;
+	return *g == NULL ? PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND : META_OK;
 }
 
 static int delete_group(struct meta *m, const struct meta_cmd *c)
@@ -800,7 +800,7 @@ static int join_group(struct meta *m, const struct meta_cmd *c)
 	 * remove the member once that node stops (node_remove removed the ones it had).
 	 */
 	if (m->n_nodes > 0 && meta_node(m, c->client_id >> 27) == NULL)
-		return META_E_NODE_NOT_FOUND;
+		return PROTO_E_NODE_NOT_FOUND;
 	struct meta_member *a = realloc(g->members, (g->n_members + 1) * sizeof(*a));
 	if (a == NULL)
 		return -ENOMEM;
@@ -819,7 +819,7 @@ static int leave_group(struct meta *m, const struct meta_cmd *c)
 	int rv = get_group(m, c, &t, &g);
 	if (rv != META_OK)
 		return rv;
-	return remove_member(t, g, c->client_id) ? META_OK : META_E_MEMBER_NOT_FOUND;
+	return remove_member(t, g, c->client_id) ? META_OK : PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND;
 }
 
 /* Calls fn on every topic. */
@@ -876,16 +876,16 @@ static int store_offset(struct meta *m, const struct meta_cmd *c, bool del)
 	if (rv != META_OK)
 		return rv;
 	if (c->partition_id >= t->n_partitions)
-		return META_E_PARTITION_NOT_FOUND;
+		return PROTO_E_PARTITION_NOT_FOUND;
 	if (c->consumer_kind == META_CONSUMER_GROUP && meta_group(t, c->consumer_id) == NULL)
-		return META_E_GROUP_NOT_FOUND;
+		return PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND;
 	if (c->consumer_kind != META_CONSUMER && c->consumer_kind != META_CONSUMER_GROUP)
-		return META_E_INVALID_OPTION_VALUE;
+		return PROTO_E_INVALID_OPTION_VALUE;
 	struct meta_offset *o = (struct meta_offset *)meta_offset_get(t, c->consumer_kind, c->consumer_id,
 								      c->partition_id);
 	if (del) {
 		if (o == NULL)
-			return META_E_OFFSET_NOT_FOUND;
+			return PROTO_E_CONSUMER_OFFSET_NOT_FOUND;
 		*o = t->offsets[--t->n_offsets];
 		return META_OK;
 	}
@@ -923,14 +923,14 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 		break;
 	case META_DELETE_STREAM:
 		s = meta_stream(m, c->stream_id);
-		rv = s == NULL ? META_E_STREAM_NOT_FOUND : META_OK;
+		rv = s == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : META_OK;
 		if (rv == META_OK) {
 			m->streams[s->id] = NULL;
 			stream_free(s);
 		}
 		break;
 	case META_PURGE_STREAM:
-		rv = meta_stream(m, c->stream_id) == NULL ? META_E_STREAM_NOT_FOUND : META_OK;
+		rv = meta_stream(m, c->stream_id) == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : META_OK;
 		break;
 	case META_CREATE_TOPIC:
 		rv = create_topic(m, c, res);
@@ -960,9 +960,9 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 		break;
 	case META_DELETE_USER:
 		if (meta_user(m, c->user_id) == NULL) {
-			rv = META_E_NOT_FOUND;
+			rv = PROTO_E_RESOURCE_NOT_FOUND;
 		} else if (c->user_id == 0) {
-			rv = META_E_CANNOT_DELETE_USER;
+			rv = PROTO_E_CANNOT_DELETE_USER;
 		} else {
 			user_free(m->users[c->user_id]);
 			m->users[c->user_id] = NULL;
@@ -1013,7 +1013,7 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 		rv = nodes_init(m, c);
 		break;
 	case META_NODE_ADD:
-		rv = c->n_nodes == 1 ? node_insert(m, &c->nodes[0]) : META_E_INVALID_OPTION_VALUE;
+		rv = c->n_nodes == 1 ? node_insert(m, &c->nodes[0]) : PROTO_E_INVALID_OPTION_VALUE;
 		break;
 	case META_NODE_REMOVE:
 		rv = node_remove(m, c);
@@ -1022,7 +1022,7 @@ int meta_apply(struct meta *m, const struct meta_cmd *c, struct meta_result *res
 		rv = node_advertise(m, c);
 		break;
 	default:
-		rv = META_E_INVALID_OPTION_VALUE;
+		rv = PROTO_E_INVALID_OPTION_VALUE;
 		break;
 	}
 	if (rv == META_OK)

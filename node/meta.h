@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/errors.h"
+
 #define META_NAME_MAX 255
 #define META_MAX_PARTITIONS 1000   /* per create request */
 #define META_MAX_TOPIC_PARTITIONS 100000
@@ -32,35 +34,8 @@
 #define META_MAX_REPLICAS 8        /* replicas of one partition */
 #define META_HOST_MAX 255
 
-/* Iggy error codes the state machine commits (reference §9). */
-enum meta_err {
-	META_OK = 0,
-	META_E_NOT_FOUND = 20,
-	META_E_UNAUTHORIZED = 41,
-	META_E_INVALID_CREDENTIALS = 42,
-	META_E_INVALID_USERNAME = 43,
-	META_E_USER_EXISTS = 46,
-	META_E_CANNOT_DELETE_USER = 48,
-	META_E_CANNOT_CHANGE_PERMISSIONS = 49,
-	META_E_PAT_EXISTS = 51,
-	META_E_PAT_LIMIT = 52,
-	META_E_STREAM_NOT_FOUND = 1009,
-	META_E_STREAM_NAME_EXISTS = 1012,
-	META_E_TOPIC_NOT_FOUND = 2010,
-	META_E_TOPIC_NAME_EXISTS = 2013,
-	META_E_INVALID_PARTITIONS_COUNT = 2019,
-	META_E_PARTITION_NOT_FOUND = 3007,
-	META_E_OFFSET_NOT_FOUND = 3021,
-	META_E_INVALID_OPTION_VALUE = 4042,
-	META_E_INVALID_OFFSET = 4100,
-	META_E_GROUP_NOT_FOUND = 5000,
-	META_E_GROUP_NAME_EXISTS = 5004,
-	META_E_MEMBER_NOT_FOUND = 5006,
-	/* Galgo's own (docs/protocol-extensions.md): cluster membership. */
-	META_E_NODE_EXISTS = 10060,
-	META_E_NODE_NOT_FOUND = 10061,
-	META_E_NODE_LIMIT = 10062,       /* the roster is full, or the last node cannot go */
-};
+/* meta_apply answers META_OK or the Iggy status code it commits (proto/errors.h; reference §9). */
+#define META_OK 0
 
 /* Permissions (reference §2.3), the same shape as on the wire. */
 struct meta_perm_topic {

@@ -122,7 +122,7 @@
 #include <stdint.h>
 
 #include "node/meta.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define METAREC_VERSION 1
 #define METAREC_VERSION_WS 2 /* NODE_ADVERTISE records carry the WebSocket port */

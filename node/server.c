@@ -347,13 +347,13 @@ void srv_free(struct srv *s)
 		struct fwd *f = s->fwds;
 		s->fwds = f->next;
 		if (!f->relay)
-			srv__finish(f->p, E_ERROR, false, NULL, 0);
+			srv__finish(f->p, PROTO_E_ERROR, false, NULL, 0);
 		free(f);
 	}
 	while (s->pfwds != NULL) {
 		struct pfwd *f = s->pfwds;
 		s->pfwds = f->next;
-		srv__finish(f->p, E_ERROR, false, NULL, 0);
+		srv__finish(f->p, PROTO_E_ERROR, false, NULL, 0);
 		free(f->body);
 		free(f);
 	}

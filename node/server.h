@@ -22,7 +22,7 @@
 #include "node/config.h"
 #include "partition/flusher.h"
 #include "partition/pio.h"
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 struct srv;
 struct srv_session;

@@ -66,7 +66,7 @@ void srv__on_house(uv_timer_t *t)
 			 * Another leader (or a later term) has been known here for two election timeouts and this
 			 * replica's log has not settled the send (srv__fwd_settle): its outcome is unknown, not refused.
 			 */
-			srv__fwd_answer(s, f, E_ERROR, 0, 0);
+			srv__fwd_answer(s, f, PROTO_E_ERROR, 0, 0);
 			continue;
 		}
 	}

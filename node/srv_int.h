@@ -34,7 +34,9 @@
 #include "node/meta.h"
 #include "node/metarec.h"
 #include "partition/plog.h"
-#include "transport/wire.h"
+#include "proto/errors.h"
+#include "proto/reply.h"
+#include "proto/wire.h"
 
 #define TAG "server"
 #define SERVER_VERSION "0.9.0"
@@ -43,26 +45,6 @@
 /* Ids remembered per partition at most: ~2.6 MB of window and table each. */
 #define DEDUP_WINDOW_MAX 65536u
 
-/* Iggy status codes used directly here (the metadata ones are in meta.h). */
-enum {
-	E_ERROR = 1,
-	E_INVALID_COMMAND = 3,
-	E_INVALID_FORMAT = 4,
-	E_FEATURE_UNAVAILABLE = 5,
-	E_INVALID_IDENTIFIER = 6,
-	E_RESOURCE_NOT_FOUND = 20,
-	E_STALE_CLIENT = 30,
-	E_UNAUTHENTICATED = 40,
-	E_UNAUTHORIZED = 41,
-	E_NOT_ACCEPTED = 58,
-	E_GALGO_NOT_LEADER = 10058, /* docs/protocol-extensions.md, in redirect mode */
-	E_GALGO_NO_LIVE_MAJORITY = 10063, /* RemoveNode: the rest would have no live majority */
-	E_CANNOT_READ_MESSAGE = 4011,
-	E_INVALID_MESSAGE_CHECKSUM = 4027,
-	E_INVALID_BATCH_CHECKSUM = 4039,
-	E_UNSUPPORTED_OPTION = 4041,
-	E_INVALID_OPTION_VALUE = 4042,
-};
 #define LAT_BUCKETS 9 /* srv__lat_bounds_us */
 
 /* Request counters of one transport kind. */

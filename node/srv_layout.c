@@ -1,8 +1,10 @@
 /*
- * srv_layout — Iggy's reply layouts: identifiers resolved against the metadata, and one writer per reply
- * structure of the reference (§2.4: stream, topic, partition, user, permissions, consumer group, client,
- * stats, cluster metadata) and of Galgo's extensions (GetPartitionLeaders, node status; see
- * docs/protocol-extensions.md). Owns no state: every function reads the metadata and writes a wire_buf.
+ * srv_layout — Iggy's reply structures filled from the node's state: identifiers resolved against the
+ * metadata, and one writer per reply structure of the reference (§2.4: stream, topic, partition, user,
+ * consumer group and member, client, token, stats, cluster metadata) and of Galgo's extensions
+ * (GetPartitionLeaders and its node status; see docs/protocol-extensions.md). The bytes are proto/reply's
+ * (specified there), the permissions proto/wire's. Owns no state: every function reads the metadata and
+ * writes a wire_buf.
  */
 #include "node/srv_int.h"
 
@@ -47,57 +49,51 @@ void srv__put_name(struct wire_buf *b, const char *name)
 	wire_put_name(b, name, strlen(name));
 }
 
+static struct wire_str name_of(const char *name)
+{
+	return (struct wire_str){(const uint8_t *)name, strlen(name)};
+}
+
 void srv__put_stream_header(struct srv *s, struct wire_buf *b, const struct meta_stream *st)
 {
-	uint32_t topics = 0;
-	uint64_t bytes = 0, msgs = 0;
+	struct reply_stream h = {.id = st->id, .created_at = st->created_at, .name = name_of(st->name)};
 	for (uint32_t i = 0; i < st->n_topics; i++) {
 		if (st->topics[i] == NULL)
 			continue;
 		uint64_t tb, tm;
 		srv__topic_usage(s, st->topics[i], &tb, &tm);
-		topics++;
-		bytes += tb;
-		msgs += tm;
+		h.topics_count++;
+		h.size_bytes += tb;
+		h.messages_count += tm;
 	}
-	wire_put_u32(b, st->id);
-	wire_put_u64(b, st->created_at);
-	wire_put_u32(b, topics);
-	wire_put_u64(b, bytes);
-	wire_put_u64(b, msgs);
-	srv__put_name(b, st->name);
-	wire_put_u32(b, 0); /* options */
+	reply_put_stream(b, &h);
 }
 
 void srv__put_topic_header(struct srv *s, struct wire_buf *b, const struct meta_topic *t)
 {
-	uint64_t bytes, msgs;
-	srv__topic_usage(s, t, &bytes, &msgs);
-	wire_put_u32(b, t->id);
-	wire_put_u64(b, t->created_at);
-	wire_put_u32(b, t->n_partitions);
-	wire_put_u64(b, t->message_expiry);
-	wire_put_u8(b, t->compression);
-	wire_put_u64(b, t->max_topic_size);
-	wire_put_u64(b, bytes);
-	wire_put_u64(b, msgs);
-	srv__put_name(b, t->name);
+	struct reply_topic h = {.id = t->id, .created_at = t->created_at, .partitions_count = t->n_partitions,
+				.message_expiry = t->message_expiry, .compression = t->compression,
+				.max_topic_size = t->max_topic_size, .name = name_of(t->name)};
+	srv__topic_usage(s, t, &h.size_bytes, &h.messages_count);
 	/* Explicit options: the settings that differ from the defaults. */
-	size_t at = wire_put_reserve(b, 4);
-	size_t start = b->len;
+	struct wire_buf o;
 	uint8_t v[8];
+	wire_buf_init(&o);
 	if (t->compression == META_COMPRESSION_GZIP)
-		wire_put_option(b, "compression_algorithm", 21, WIRE_KIND_STRING, "gzip", 4);
+		wire_put_option(&o, "compression_algorithm", 21, WIRE_KIND_STRING, "gzip", 4);
 	if (t->message_expiry != META_NEVER) {
 		record_put64(v, t->message_expiry);
-		wire_put_option(b, "message_expiry", 14, WIRE_KIND_UINT64, v, 8);
+		wire_put_option(&o, "message_expiry", 14, WIRE_KIND_UINT64, v, 8);
 	}
 	if (t->max_topic_size != META_NEVER) {
 		record_put64(v, t->max_topic_size);
-		wire_put_option(b, "max_topic_size", 14, WIRE_KIND_UINT64, v, 8);
+		wire_put_option(&o, "max_topic_size", 14, WIRE_KIND_UINT64, v, 8);
 	}
-	wire_patch_u32(b, at, (uint32_t)(b->len - start));
-	wire_put_u32(b, 0); /* derived options */
+	if (wire_buf_error(&o) != 0)
+		wire_put_reserve(b, SIZE_MAX / 2); /* records the error */
+	h.options = (struct wire_opts){o.p, o.len, 0};
+	reply_put_topic(b, &h);
+	wire_buf_free(&o);
 }
 
 /* The topic option catalog (DescribeOptions scope 1): key, kind, default, description. */
@@ -123,15 +119,12 @@ void srv__put_topic_option_catalog(struct wire_buf *b)
 	wire_put_u32(b, (uint32_t)(sizeof(cat) / sizeof(cat[0])));
 	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
 		uint8_t v[8];
-		srv__put_name(b, cat[i].key);
-		wire_put_u8(b, cat[i].kind);
-		if (cat[i].kind == WIRE_KIND_STRING) {
-			wire_put_str32(b, "none", 4);
-		} else {
+		struct reply_option_info o = {name_of(cat[i].key), cat[i].kind, {v, cat[i].width}, name_of(cat[i].desc)};
+		if (cat[i].kind == WIRE_KIND_STRING)
+			o.default_value = name_of("none");
+		else
 			record_put64(v, cat[i].def);
-			wire_put_str32(b, v, cat[i].width);
-		}
-		wire_put_str32(b, cat[i].desc, strlen(cat[i].desc));
+		reply_put_option_info(b, &o);
 	}
 }
 
@@ -140,22 +133,21 @@ void srv__put_partitions(struct srv *s, struct wire_buf *b, const struct meta_to
 	for (uint32_t p = 0; p < t->n_partitions; p++) {
 		struct plog *l = srv__part_log(s, t->stream_id, t->id, p);
 		uint64_t next = l ? plog_next_offset(l) : 0, first = l ? plog_first_offset(l) : 0;
-		wire_put_u32(b, p);
-		wire_put_u64(b, t->partitions[p].created_at);
-		wire_put_u32(b, l ? plog_segment_count(l) : 1);
-		wire_put_u64(b, next > 0 ? next - 1 : 0);
-		wire_put_u64(b, srv__part_bytes(s, t->stream_id, t->id, p));
-		wire_put_u64(b, next - first);
+		reply_put_partition(b, &(struct reply_partition){
+					       .id = p,
+					       .created_at = t->partitions[p].created_at,
+					       .segments_count = l ? plog_segment_count(l) : 1,
+					       .current_offset = next > 0 ? next - 1 : 0,
+					       .size_bytes = srv__part_bytes(s, t->stream_id, t->id, p),
+					       .messages_count = next - first,
+				       });
 	}
 }
 
 void srv__put_user_header(struct wire_buf *b, const struct meta_user *u)
 {
-	wire_put_u32(b, u->id);
-	wire_put_u64(b, u->created_at);
-	wire_put_u8(b, u->status);
-	srv__put_name(b, u->username);
-	wire_put_u32(b, 0); /* options */
+	reply_put_user(b, &(struct reply_user){.id = u->id, .created_at = u->created_at, .status = u->status,
+					      .username = name_of(u->username)});
 }
 
 static void perms_to_wire(const struct meta_perms *m, struct wire_perms *w)
@@ -259,28 +251,20 @@ int srv__perms_from_wire(const struct wire_perms *w, struct meta_perms *m)
 
 void srv__put_group_details(struct wire_buf *b, const struct meta_topic *t, const struct meta_group *g, bool members)
 {
-	wire_put_u32(b, g->id);
-	wire_put_u32(b, t->n_partitions);
-	wire_put_u32(b, g->n_members);
-	srv__put_name(b, g->name);
+	reply_put_group(b, &(struct reply_group){g->id, t->n_partitions, g->n_members, name_of(g->name)});
 	if (!members)
 		return;
 	for (uint32_t i = 0; i < g->n_members; i++) {
 		const struct meta_member *m = &g->members[i];
-		wire_put_u32(b, m->client_id);
-		wire_put_u32(b, m->n_partitions);
-		for (uint32_t k = 0; k < m->n_partitions; k++)
-			wire_put_u32(b, m->partitions[k]);
+		reply_put_group_member(b, &(struct reply_group_member){.client_id = m->client_id,
+									.partitions_count = m->n_partitions,
+									.ids = m->partitions});
 	}
 }
 
-void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details)
+/* The consumer groups a session is a member of: how many, each written to b unless b is NULL. */
+static uint32_t client_groups(struct srv *s, const struct srv_session *ss, struct wire_buf *b)
 {
-	wire_put_u32(b, ss->client_id);
-	wire_put_u32(b, ss->bound ? ss->user_id : UINT32_MAX);
-	wire_put_u8(b, (uint8_t)ss->kind);
-	wire_put_str32(b, ss->peer, strlen(ss->peer));
-	size_t at = wire_put_reserve(b, 4);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < s->meta->n_streams; i++) {
 		struct meta_stream *st = s->meta->streams[i];
@@ -290,15 +274,21 @@ void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session
 				if (t->groups[g] == NULL || meta_group_member(t->groups[g], ss->client_id) == NULL)
 					continue;
 				n++;
-				if (details) {
-					wire_put_u32(b, st->id);
-					wire_put_u32(b, t->id);
-					wire_put_u32(b, t->groups[g]->id);
-				}
+				if (b != NULL)
+					reply_put_client_group(b, &(struct reply_client_group){st->id, t->id,
+												 t->groups[g]->id});
 			}
 		}
 	}
-	wire_patch_u32(b, at, n);
+	return n;
+}
+
+void srv__put_client(struct srv *s, struct wire_buf *b, const struct srv_session *ss, bool details)
+{
+	reply_put_client(b, &(struct reply_client){ss->client_id, ss->bound ? ss->user_id : UINT32_MAX,
+						   (uint8_t)ss->kind, name_of(ss->peer), client_groups(s, ss, NULL)});
+	if (details)
+		client_groups(s, ss, b);
 }
 
 struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn, bool single)
@@ -337,11 +327,8 @@ void srv__put_partition_leaders(struct srv *s, struct wire_buf *b)
 	wire_put_u32(b, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
 		struct client_addr a = srv__client_addr_of(s, &nodes[i], false);
-		wire_put_u32(b, (uint32_t)nodes[i].id);
-		wire_put_str8(b, a.host, strlen(a.host));
-		wire_put_u16(b, a.tcp);
-		wire_put_u16(b, a.quic);
-		wire_put_u16(b, a.http);
+		reply_put_leaders_node(b, &(struct reply_leaders_node){(uint32_t)nodes[i].id, name_of(a.host), a.tcp,
+									a.quic, a.http});
 	}
 	struct rgroup_status ms;
 	clu_group_status(s->mg, &ms);
@@ -360,15 +347,16 @@ void srv__put_partition_leaders(struct srv *s, struct wire_buf *b)
 				struct rgroup_status gs = {0};
 				if (pt != NULL)
 					clu_group_status(pt->g, &gs);
-				wire_put_u32(b, st->id);
-				wire_put_u32(b, t->id);
-				wire_put_u32(b, pid);
-				wire_put_u32(b, (uint32_t)gs.leader_id);
-				wire_put_u64(b, gs.leader_id != 0 ? gs.term : 0);
 				const struct meta_partition *mp = &t->partitions[pid];
-				wire_put_u8(b, mp->n_replicas);
-				for (uint32_t r = 0; r < mp->n_replicas; r++)
-					wire_put_u32(b, mp->replicas[r]);
+				reply_put_leaders_part(b, &(struct reply_leaders_part){
+								  .stream_id = st->id,
+								  .topic_id = t->id,
+								  .partition_id = pid,
+								  .leader = (uint32_t)gs.leader_id,
+								  .epoch = gs.leader_id != 0 ? gs.term : 0,
+								  .replica_count = mp->n_replicas,
+								  .ids = mp->replicas,
+							  });
 				count++;
 			}
 		}
@@ -398,8 +386,7 @@ void srv__put_node_status(struct srv *s, struct wire_buf *b)
 			if (m[k].id == nodes[i].id)
 				role = m[k].role == RAFT_VOTER ? (ms.leader_id == nodes[i].id ? 1 : 2)
 								: m[k].role == RAFT_STANDBY ? 3 : 4;
-		wire_put_u8(b, clu_connected(s->clu, nodes[i].id) ? 1 : 0);
-		wire_put_u8(b, role);
+		reply_put_node_status(b, &(struct reply_node_status){clu_connected(s->clu, nodes[i].id) ? 1 : 0, role});
 	}
 }
 
@@ -445,40 +432,38 @@ void srv__put_stats(struct srv *s, struct wire_buf *b)
 	long page = sysconf(_SC_PAGESIZE), phys = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	struct utsname un;
 	uname(&un);
-	wire_put_u32(b, (uint32_t)getpid());
-	wire_put_u32(b, 0); /* cpu_usage f32 */
-	wire_put_u32(b, 0); /* total_cpu_usage f32 */
-	wire_put_u64(b, (uint64_t)rss_pages * (uint64_t)page);
-	wire_put_u64(b, (uint64_t)phys * (uint64_t)page);
-	wire_put_u64(b, (uint64_t)avail * (uint64_t)page);
-	wire_put_u64(b, srv__now_us() - s->start_us);
-	wire_put_u64(b, s->start_us);
-	wire_put_u64(b, 0); /* read_bytes */
-	wire_put_u64(b, bytes); /* written_bytes */
-	wire_put_u64(b, bytes);
-	wire_put_u32(b, streams);
-	wire_put_u32(b, topics);
-	wire_put_u32(b, partitions);
-	wire_put_u32(b, segments);
-	wire_put_u64(b, msgs);
-	wire_put_u32(b, clients);
-	wire_put_u32(b, groups);
-	wire_put_str32(b, un.nodename, strlen(un.nodename));
-	wire_put_str32(b, un.sysname, strlen(un.sysname));
-	wire_put_str32(b, un.version, strlen(un.version));
-	wire_put_str32(b, un.release, strlen(un.release));
-	wire_put_str32(b, SERVER_VERSION, strlen(SERVER_VERSION));
-	wire_put_u32(b, 9000); /* semver 0.9.0 */
-	wire_put_u32(b, 0);    /* cache metrics */
-	wire_put_u32(b, 1);    /* threads */
 	struct statvfs vfs;
 	uint64_t free_disk = 0, total_disk = 0;
 	if (statvfs(s->cfg->node.data_dir, &vfs) == 0) {
 		free_disk = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 		total_disk = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	}
-	wire_put_u64(b, free_disk);
-	wire_put_u64(b, total_disk);
+	reply_put_stats(b, &(struct reply_stats){
+				   .process_id = (uint32_t)getpid(),
+				   .memory_usage = (uint64_t)rss_pages * (uint64_t)page,
+				   .total_memory = (uint64_t)phys * (uint64_t)page,
+				   .available_memory = (uint64_t)avail * (uint64_t)page,
+				   .run_time = srv__now_us() - s->start_us,
+				   .start_time = s->start_us,
+				   .written_bytes = bytes,
+				   .messages_size_bytes = bytes,
+				   .streams_count = streams,
+				   .topics_count = topics,
+				   .partitions_count = partitions,
+				   .segments_count = segments,
+				   .messages_count = msgs,
+				   .clients_count = clients,
+				   .consumer_groups_count = groups,
+				   .hostname = name_of(un.nodename),
+				   .os_name = name_of(un.sysname),
+				   .os_version = name_of(un.version),
+				   .kernel_version = name_of(un.release),
+				   .iggy_server_version = name_of(SERVER_VERSION),
+				   .iggy_server_semver = 9000, /* 0.9.0 */
+				   .threads_count = 1,
+				   .free_disk_space = free_disk,
+				   .total_disk_space = total_disk,
+			   }); /* no CPU figures, no read counter, no cache metrics */
 }
 
 /*
@@ -490,8 +475,7 @@ void srv__put_cluster(struct srv *s, struct wire_buf *b)
 	const struct clu_node *nodes;
 	size_t n = clu_nodes(s->clu, &nodes);
 	uint64_t leader = clu_group_leader_id(s->mg);
-	wire_put_str32(b, s->cfg->cluster.name, strlen(s->cfg->cluster.name));
-	wire_put_u32(b, (uint32_t)n);
+	reply_put_cluster(b, &(struct reply_cluster){name_of(s->cfg->cluster.name), (uint32_t)n});
 	for (size_t i = 0; i < n; i++)
 		srv__put_node(s, b, i, n == 1 || nodes[i].id == leader ? 0 : 1); /* 0 Leader, 1 Follower */
 }
@@ -508,12 +492,6 @@ void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 	char name[32];
 	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
 	struct client_addr a = srv__client_addr_of(s, &nodes[i], n == 1);
-	wire_put_str32(b, name, strlen(name));
-	wire_put_str32(b, a.host, strlen(a.host));
-	wire_put_u16(b, a.tcp);
-	wire_put_u16(b, a.quic);
-	wire_put_u16(b, a.http);
-	wire_put_u16(b, a.ws);
-	wire_put_u8(b, role);
-	wire_put_u8(b, 0);     /* healthy */
+	reply_put_node(b, &(struct reply_node){.name = name_of(name), .ip = name_of(a.host), .tcp = a.tcp,
+					       .quic = a.quic, .http = a.http, .websocket = a.ws, .role = role}); /* healthy */
 }

@@ -12,10 +12,8 @@ static void login_reply(struct pending *p, struct srv_session *ss)
 {
 	struct wire_buf b;
 	wire_buf_init(&b);
-	wire_put_u32(&b, ss->user_id);
-	wire_put_u64(&b, ss->session);
-	wire_put_u32(&b, FRAME_PROTOCOL_VERSION);
-	wire_put_name(&b, SERVER_VERSION, strlen(SERVER_VERSION));
+	reply_put_login(&b, &(struct reply_login){ss->user_id, ss->session, FRAME_PROTOCOL_VERSION,
+						  {(const uint8_t *)SERVER_VERSION, strlen(SERVER_VERSION)}});
 	srv__finish_buf(p, 0, true, &b);
 }
 
@@ -168,7 +166,7 @@ static void handle_register_now(struct srv_session *ss, const struct frame_reque
 		 */
 		struct pending *p = srv__pending_new(ss, hdr);
 		if (p != NULL)
-			srv__reject(p, E_NOT_ACCEPTED);
+			srv__reject(p, PROTO_E_TRANSIENT_NOT_ACCEPTED);
 		return;
 	}
 	if (ss->bound) {
@@ -268,9 +266,9 @@ static void pw_after(uv_work_t *w, int status)
 	struct pw_job *j = w->data;
 	j->s->jobs--;
 	if (!j->cur_ok) {
-		srv__reject(j->p, META_E_INVALID_CREDENTIALS);
+		srv__reject(j->p, PROTO_E_INVALID_CREDENTIALS);
 	} else if (status != 0 || j->hash_rv != 0) {
-		srv__finish(j->p, E_ERROR, false, NULL, 0);
+		srv__finish(j->p, PROTO_E_ERROR, false, NULL, 0);
 	} else {
 		j->c.password_hash = j->hash;
 		srv__meta_write(j->s, j->p, &j->c, j->build);
@@ -287,7 +285,7 @@ void srv__pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *
 	struct pw_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
 		meta_perms_free(perms);
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	j->s = s;
@@ -320,7 +318,7 @@ void srv__pw_job_start(struct srv *s, struct pending *p, const struct meta_cmd *
 	j->work.data = j;
 	if (!ok) {
 		pw_job_free(j);
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	s->jobs++;

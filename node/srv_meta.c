@@ -315,14 +315,14 @@ static void meta_reply_done(struct srv *s, struct mwait *w, int status, int rv, 
 	if (w->p == NULL)
 		return;
 	if (status == -EAGAIN) {
-		srv__reject(w->p, E_NOT_ACCEPTED);
+		srv__reject(w->p, PROTO_E_TRANSIENT_NOT_ACCEPTED);
 	} else if (status != 0) {
-		srv__finish(w->p, E_ERROR, false, NULL, 0);
+		srv__finish(w->p, PROTO_E_ERROR, false, NULL, 0);
 	} else if (rv != META_OK) {
-		if (w->pat && rv == META_E_PAT_LIMIT)
-			srv__finish(w->p, META_E_PAT_LIMIT, false, NULL, 0);
+		if (w->pat && rv == PROTO_E_PERSONAL_ACCESS_TOKENS_LIMIT_REACHED)
+			srv__finish(w->p, PROTO_E_PERSONAL_ACCESS_TOKENS_LIMIT_REACHED, false, NULL, 0);
 		else
-			srv__reject(w->p, (uint32_t)(rv < 0 ? E_ERROR : rv));
+			srv__reject(w->p, (uint32_t)(rv < 0 ? PROTO_E_ERROR : rv));
 	} else if (w->pat) {
 		srv__finish_buf(w->p, 0, true, &w->body);
 	} else {
@@ -375,7 +375,7 @@ void srv__meta_write(struct srv *s, struct pending *p, const struct meta_cmd *c,
 {
 	struct mwait *w = srv__meta_submit(s, c, meta_reply_done);
 	if (w == NULL) {
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	w->p = p;
@@ -392,7 +392,7 @@ static void purge_write(struct srv *s, struct pending *p, const struct meta_cmd 
 {
 	const struct clu_node *nodes;
 	if (clu_nodes(s->clu, &nodes) > 1) {
-		srv__finish(p, E_FEATURE_UNAVAILABLE, false, NULL, 0);
+		srv__finish(p, PROTO_E_FEATURE_UNAVAILABLE, false, NULL, 0);
 		return;
 	}
 	srv__meta_write(s, p, c, NULL);
@@ -771,26 +771,26 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 		uint64_t v = num ? record_le64(opt.value.ptr) : 0;
 		if (KEY_IS("compression_algorithm")) {
 			if (opt.kind != WIRE_KIND_STRING)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			if (wire_str_eq(opt.value, "none"))
 				c->compression = META_COMPRESSION_NONE;
 			else if (wire_str_eq(opt.value, "gzip"))
 				c->compression = META_COMPRESSION_GZIP;
 			else
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 		} else if (KEY_IS("message_expiry")) {
 			if (!num)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			c->message_expiry = v == 0 ? META_NEVER : v;
 		} else if (KEY_IS("max_topic_size")) {
 			if (!num)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			c->max_topic_size = v == 0 ? META_NEVER : v;
 		} else if (update) {
-			return E_UNSUPPORTED_OPTION;
+			return PROTO_E_UNSUPPORTED_OPTION_KEY;
 		} else if (KEY_IS("durability")) {
 			if (opt.kind != WIRE_KIND_STRING)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			if (wire_str_eq(opt.value, "fsync"))
 				c->durability = META_DURABILITY_FSYNC;
 			else if (wire_str_eq(opt.value, "interval"))
@@ -800,7 +800,7 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			else if (wire_str_eq(opt.value, "persisted"))
 				c->durability = META_DURABILITY_FSYNC;
 			else if (!wire_str_eq(opt.value, "replicated"))
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			/*
 			 * Iggy's "replicated" (its SDK's default: acknowledged on a quorum in memory) keeps the
 			 * node's configured policy, fsync unless set otherwise: never weaker than asked.
@@ -809,11 +809,11 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			if (option_decimal(&opt, 5, &v))
 				num = true;
 			if (!num || v > DEDUP_WINDOW_MAX)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			c->dedup_window = v;
 		} else if (KEY_IS("enforce_fsync")) {
 			if (opt.kind != WIRE_KIND_BOOL || opt.value.len != 1)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			if (opt.value.ptr[0])
 				c->durability = META_DURABILITY_FSYNC;
 		} else if (KEY_IS("replication_factor")) {
@@ -821,14 +821,14 @@ static int parse_topic_option(const struct wire_opt *optp, struct meta_cmd *c, b
 			if (option_decimal(&opt, 3, &v))
 				num = true;
 			if (!num || v > META_MAX_REPLICAS || update)
-				return E_INVALID_OPTION_VALUE;
+				return PROTO_E_INVALID_OPTION_VALUE;
 			c->replication_factor = (uint8_t)v;
 		} else if (KEY_IS("segment_size") || KEY_IS("messages_required_to_save") ||
 			   KEY_IS("size_of_messages_required_to_save") || KEY_IS("preallocate_segments") ||
 			   KEY_IS("consumer_offset_durability")) {
 			/* Accepted and not used by a single node. */
 		} else {
-			return E_UNSUPPORTED_OPTION;
+			return PROTO_E_UNSUPPORTED_OPTION_KEY;
 		}
 #undef KEY_IS
 	}
@@ -850,7 +850,7 @@ static struct pending *meta_begin(struct srv_session *ss, const struct frame_req
 /* A body that does not decode: InvalidCommand, nothing submitted. */
 static void undecodable(struct pending *p)
 {
-	srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+	srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 }
 
 /* CreateStream. */
@@ -871,7 +871,7 @@ void srv__meta_create_stream(struct srv_session *ss, const struct frame_request 
 		return;
 	}
 	if (opts.count > 0) {
-		srv__reject(p, E_UNSUPPORTED_OPTION);
+		srv__reject(p, PROTO_E_UNSUPPORTED_OPTION_KEY);
 		return;
 	}
 	if (!srv__allowed(ss, p, hdr, 0, 0))
@@ -907,7 +907,7 @@ void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, u
 	}
 	st = srv__find_stream(s, &sid);
 	if (st == NULL) {
-		srv__reject(p, META_E_STREAM_NOT_FOUND);
+		srv__reject(p, PROTO_E_STREAM_ID_NOT_FOUND);
 		return;
 	}
 	if (!srv__allowed(ss, p, hdr, st->id, 0))
@@ -915,7 +915,7 @@ void srv__meta_stream(struct srv_session *ss, const struct frame_request *hdr, u
 	c.stream_id = st->id;
 	if (hdr->operation == FRAME_OP_UPDATE_STREAM) {
 		if (opts.count > 0) {
-			srv__reject(p, E_UNSUPPORTED_OPTION);
+			srv__reject(p, PROTO_E_UNSUPPORTED_OPTION_KEY);
 			return;
 		}
 		c.type = META_UPDATE_STREAM;
@@ -956,7 +956,7 @@ void srv__meta_create_topic(struct srv_session *ss, const struct frame_request *
 	}
 	st = srv__find_stream(s, &sid);
 	if (st == NULL) {
-		srv__reject(p, META_E_STREAM_NOT_FOUND);
+		srv__reject(p, PROTO_E_STREAM_ID_NOT_FOUND);
 		return;
 	}
 	if (!srv__allowed(ss, p, hdr, st->id, 0))
@@ -1011,7 +1011,7 @@ void srv__meta_topic(struct srv_session *ss, const struct frame_request *hdr, ui
 	st = srv__find_stream(s, &sid);
 	t = srv__find_topic(st, &tid);
 	if (st == NULL || t == NULL) {
-		srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
+		srv__reject(p, st == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : PROTO_E_TOPIC_ID_NOT_FOUND);
 		return;
 	}
 	if (!srv__allowed(ss, p, hdr, st->id, t->id))
@@ -1077,7 +1077,7 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 	st = srv__find_stream(s, &sid);
 	t = srv__find_topic(st, &tid);
 	if (st == NULL || t == NULL) {
-		srv__reject(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND);
+		srv__reject(p, st == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : PROTO_E_TOPIC_ID_NOT_FOUND);
 		return;
 	}
 	c.stream_id = st->id;
@@ -1093,7 +1093,7 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 	}
 	struct meta_group *g = srv__find_group(t, &gid);
 	if (g == NULL) {
-		srv__reject(p, META_E_GROUP_NOT_FOUND);
+		srv__reject(p, PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND);
 		return;
 	}
 	c.group_id = g->id;
@@ -1109,7 +1109,7 @@ void srv__meta_group(struct srv_session *ss, const struct frame_request *hdr, ui
 	}
 	if (c.type == META_JOIN_GROUP && s->clear_state != 1) {
 		/* This node's previous members are not removed yet (clear_own_members): re-issue shortly. */
-		srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+		srv__finish(p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
 		return;
 	}
 	srv__meta_write(s, p, &c, NULL);
@@ -1150,7 +1150,7 @@ void srv__meta_create_user(struct srv_session *ss, const struct frame_request *h
 			undecodable(p);
 			return;
 		}
-		srv__reject(p, E_UNSUPPORTED_OPTION);
+		srv__reject(p, PROTO_E_UNSUPPORTED_OPTION_KEY);
 		return;
 	}
 	rv = has ? srv__perms_from_wire(&wp, &perms) : 0;
@@ -1158,7 +1158,7 @@ void srv__meta_create_user(struct srv_session *ss, const struct frame_request *h
 	if (rv != 0 || !srv__allowed(ss, p, hdr, 0, 0)) {
 		meta_perms_free(&perms);
 		if (rv != 0)
-			srv__finish(p, E_ERROR, false, NULL, 0);
+			srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	if (pw.len < 3 || pw.len > 100) {
@@ -1223,7 +1223,7 @@ void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uin
 	struct meta_user *me = srv__session_user(ss);
 	if (u == NULL) {
 		wire_perms_free(&wp);
-		srv__reject(p, META_E_NOT_FOUND);
+		srv__reject(p, PROTO_E_RESOURCE_NOT_FOUND);
 		return;
 	}
 	c.user_id = u->id;
@@ -1238,14 +1238,14 @@ void srv__meta_user(struct srv_session *ss, const struct frame_request *hdr, uin
 	} else if (hdr->operation == FRAME_OP_DELETE_USER) {
 		c.type = META_DELETE_USER;
 		if (self) {
-			srv__reject(p, META_E_CANNOT_DELETE_USER);
+			srv__reject(p, PROTO_E_CANNOT_DELETE_USER);
 			return;
 		}
 	} else if (hdr->operation == FRAME_OP_UPDATE_PERMISSIONS) {
 		rv = has == 1 ? srv__perms_from_wire(&wp, &perms) : 0;
 		wire_perms_free(&wp);
 		if (rv != 0) {
-			srv__finish(p, E_ERROR, false, NULL, 0);
+			srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 			return;
 		}
 		c.type = META_UPDATE_PERMISSIONS;
@@ -1294,7 +1294,7 @@ void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint
 	char token[AUTH_PAT_LEN + 1];
 	uint8_t th[32];
 	if (auth_pat_generate(token) != 0) {
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	auth_pat_hash(token, AUTH_PAT_LEN, th);
@@ -1304,12 +1304,12 @@ void srv__meta_pat(struct srv_session *ss, const struct frame_request *hdr, uint
 	c.expiry_at = expiry == 0 || expiry > UINT64_MAX - c.ts ? 0 : c.ts + expiry;
 	struct mwait *w = srv__meta_submit(s, &c, meta_reply_done);
 	if (w == NULL) {
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	w->p = p;
 	w->pat = true;
-	wire_put_str8(&w->body, token, AUTH_PAT_LEN);
+	reply_put_pat_token(&w->body, &(struct reply_pat_token){{(const uint8_t *)token, AUTH_PAT_LEN}});
 	srv__mwait_push(s, w);
 	return;
 }

@@ -4,7 +4,7 @@
  * (POLL_FWD, node/cluster.h) and its reply relayed; auto-commit and the consumer-offset commands (stored
  * in the metadata); Iggy's poll routing. Owns: s->pfwds (polls forwarded from here).
  *
- * Poll routing (apache-iggy 0.9.0; not in the reference; codes in transport/frame.h). Once
+ * Poll routing (apache-iggy 0.9.0; not in the reference; codes in proto/frame.h). Once
  * GetClusterMetadata lists more than one node, the SDK sends a poll with auto-commit and every
  * consumer-offset write through a "primary": it asks its connection (the parent) for the route (103 or
  * 123), opens a data connection to the node named, logs in there again (its own session, its own client
@@ -14,7 +14,7 @@
  *
  *   103 GetPollRouting. Request: a PollMessages body byte for byte, [Consumer][stream Identifier]
  *       [topic Identifier][Optional partition][PollingStrategy][count u32][auto_commit u8]
- *       (primitives in transport/wire.h); auto_commit must be 1. Reply: a route (below).
+ *       (primitives in proto/wire.h); auto_commit must be 1. Reply: a route (below).
  *   123 GetConsumerOffsetRouting. Request: a GetConsumerOffset body, [Consumer][stream Identifier]
  *       [topic Identifier][Optional partition] (the prefix of the Store/DeleteConsumerOffset that
  *       follows). Reply: a route.
@@ -63,7 +63,7 @@ static int resolve_consumer(const struct meta_topic *t, const struct wire_consum
 	if (wc->kind == WIRE_CONSUMER_GROUP) {
 		const struct meta_group *g = srv__find_group(t, &wc->id);
 		if (g == NULL)
-			return META_E_GROUP_NOT_FOUND;
+			return PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND;
 		*id = g->id;
 		return 0;
 	}
@@ -211,7 +211,7 @@ static void poll_answer(struct srv *s, const struct poll_to *to, uint32_t status
 		int rv = poll_body_copy(prefix, sl, &body, &len);
 		if (rv != 0) {
 			glog_error(TAG, "forwarded poll read failed: %s", strerror(-rv));
-			status = E_ERROR;
+			status = PROTO_E_ERROR;
 		}
 	}
 	if (sl != NULL)
@@ -243,9 +243,9 @@ static void poll_commit_done(struct srv *s, struct mwait *w, int status, int rv,
 				plog_slice_release(&w->p->slice);
 				w->p->has_slice = false;
 			}
-			srv__finish(w->p, E_ERROR, false, NULL, 0);
+			srv__finish(w->p, PROTO_E_ERROR, false, NULL, 0);
 		} else {
-			poll_reply_remote(s, w->origin, w->origin_req, E_ERROR, 0, NULL, 0);
+			poll_reply_remote(s, w->origin, w->origin_req, PROTO_E_ERROR, 0, NULL, 0);
 		}
 		return;
 	}
@@ -263,7 +263,7 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 		       const struct poll_args *a, const struct poll_to *to)
 {
 	if (!part_readable(s, pt)) {
-		poll_answer(s, to, E_NOT_ACCEPTED, NULL, NULL); /* the SDK asks again shortly */
+		poll_answer(s, to, PROTO_E_TRANSIENT_NOT_ACCEPTED, NULL, NULL); /* the SDK asks again shortly */
 		return;
 	}
 	uint32_t pid = a->pid;
@@ -305,7 +305,7 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 			if (rv != -EBADMSG)
 				glog_error(TAG, "poll read failed: %s", strerror(-rv));
 			plog_slice_release(&sl);
-			poll_answer(s, to, rv == -EBADMSG ? E_CANNOT_READ_MESSAGE : E_ERROR, NULL, NULL);
+			poll_answer(s, to, rv == -EBADMSG ? PROTO_E_CANNOT_READ_MESSAGE : PROTO_E_ERROR, NULL, NULL);
 			return;
 		}
 		if (sl.messages == 0)
@@ -316,10 +316,8 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 	/* Never a message a consumer may not see yet (uncommitted, or not durable on an fsync topic). */
 	assert(!has || sl.last_offset < next);
 	uint32_t n = has ? sl.messages : 0;
-	uint8_t prefix[16];
-	record_put32(prefix, pid);
-	record_put64(prefix + 4, current);
-	record_put32(prefix + 12, n);
+	uint8_t prefix[REPLY_POLLED_PREFIX_SIZE];
+	reply_encode_polled(prefix, &(struct reply_polled){pid, current, n});
 	if (n > 0 && a->auto_commit) {
 		/* A forwarded poll's reply is copied first: a read that fails then stores no offset. */
 		uint8_t *body = NULL;
@@ -329,7 +327,7 @@ static void poll_serve(struct srv *s, const struct meta_topic *t, struct part *p
 			if (rv != 0) {
 				glog_error(TAG, "forwarded poll read failed: %s", strerror(-rv));
 				plog_slice_release(&sl);
-				poll_answer(s, to, E_ERROR, NULL, NULL);
+				poll_answer(s, to, PROTO_E_ERROR, NULL, NULL);
 				return;
 			}
 		}
@@ -372,12 +370,12 @@ static struct pfwd *poll_forward_to(struct srv *s, struct pending *p, const stru
 	bool others;
 	uint64_t to = srv__replica_to_ask(s, mp, &others);
 	if (!others) {
-		srv__finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
+		srv__finish(p, PROTO_E_PARTITION_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
 		return NULL;
 	}
 	struct pfwd *f = to != 0 ? calloc(1, sizeof(*f)) : NULL;
 	if (f == NULL) {
-		srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+		srv__finish(p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
 		return NULL;
 	}
 	f->req_id = ++s->next_req;
@@ -397,7 +395,7 @@ static struct pfwd *poll_forward_to(struct srv *s, struct pending *p, const stru
 	uv_buf_t ub = uv_buf_init((char *)b, sizeof(b));
 	if (clu_send(s->clu, to, CLU_KIND_POLL_FWD, &ub, 1) != 0) {
 		free(f);
-		srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0);
+		srv__finish(p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
 		return NULL;
 	}
 	f->next = s->pfwds;
@@ -429,13 +427,13 @@ void srv__on_poll_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	struct part *pt = srv__part_by_gid(s, gid);
 	uint32_t code = 0;
 	if ((a.kind != WIRE_CONSUMER_SINGLE && a.kind != WIRE_CONSUMER_GROUP) || a.auto_commit > 1)
-		code = E_INVALID_COMMAND;
+		code = PROTO_E_INVALID_COMMAND;
 	else if (t == NULL || a.pid >= t->n_partitions ||
 		 clu_partition_gid(sid, tid, t->created_at, a.pid, t->partitions[a.pid].created_at) != gid)
-		code = E_NOT_ACCEPTED;
+		code = PROTO_E_TRANSIENT_NOT_ACCEPTED;
 	else if (pt == NULL)
-		code = meta_partition_hosts(&t->partitions[a.pid], (uint32_t)clu_node_id(s->clu)) ? E_NOT_ACCEPTED
-											      : META_E_PARTITION_NOT_FOUND;
+		code = meta_partition_hosts(&t->partitions[a.pid], (uint32_t)clu_node_id(s->clu)) ? PROTO_E_TRANSIENT_NOT_ACCEPTED
+											      : PROTO_E_PARTITION_NOT_FOUND;
 	if (code != 0) {
 		poll_answer(s, &to, code, NULL, NULL);
 		return;
@@ -458,7 +456,7 @@ void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 	uint64_t req = record_le64(b), meta_index = record_le64(b + 12);
 	uint32_t code = record_le32(b + 8);
 	if (code == 0 && len < POLL_REPLY_HDR + 16)
-		code = E_ERROR; /* no prefix */
+		code = PROTO_E_ERROR; /* no prefix */
 	for (struct pfwd **pp = &s->pfwds; *pp != NULL; pp = &(*pp)->next) {
 		struct pfwd *f = *pp;
 		if (f->req_id != req || f->answered)
@@ -472,7 +470,7 @@ void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 				f->answered = true;
 				return;
 			}
-			code = E_ERROR;
+			code = PROTO_E_ERROR;
 		}
 		*pp = f->next;
 		srv__dl_cancel(s, &f->dl);
@@ -496,9 +494,9 @@ static void pfwd_end(struct srv *s, struct pfwd *f)
 	if (f->answered)
 		srv__finish(f->p, 0, false, f->body, f->body_len);
 	else if (f->offset_req)
-		offset_resume(s, f, E_NOT_ACCEPTED, NULL);
+		offset_resume(s, f, PROTO_E_TRANSIENT_NOT_ACCEPTED, NULL);
 	else
-		srv__finish(f->p, E_NOT_ACCEPTED, false, NULL, 0);
+		srv__finish(f->p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
 	free(f->body);
 	free(f);
 }
@@ -539,7 +537,7 @@ struct poll_req {
 	uint8_t auto_commit;
 };
 
-/* Decodes a whole PollMessages body. Returns 0, or E_INVALID_COMMAND when it is malformed. */
+/* Decodes a whole PollMessages body. Returns 0, or PROTO_E_INVALID_COMMAND when it is malformed. */
 static uint32_t poll_req_decode(const uint8_t *body, size_t len, struct poll_req *q)
 {
 	struct wire_rd r;
@@ -551,7 +549,7 @@ static uint32_t poll_req_decode(const uint8_t *body, size_t len, struct poll_req
 	wire_get_polling(&r, &q->strat);
 	q->count = wire_get_u32(&r);
 	q->auto_commit = wire_get_u8(&r);
-	return wire_rd_done(&r) == 0 ? 0 : E_INVALID_COMMAND;
+	return wire_rd_done(&r) == 0 ? 0 : PROTO_E_INVALID_COMMAND;
 }
 
 /*
@@ -568,7 +566,7 @@ void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, u
 	/* PollMessagesOnPrimary is served only on a data session attached to its parent. */
 	uint32_t member, err = srv__session_member(ss, &member);
 	if (err == 0 && hdr->code == FRAME_CODE_POLL_MESSAGES_ON_PRIMARY && !ss->attached)
-		err = E_UNAUTHENTICATED;
+		err = PROTO_E_UNAUTHENTICATED;
 	struct poll_req q;
 	if (err == 0)
 		err = poll_req_decode(body, len, &q);
@@ -578,22 +576,22 @@ void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, u
 	}
 	struct meta_stream *st = srv__find_stream(s, &q.sid);
 	if (st == NULL) {
-		srv__finish(p, META_E_STREAM_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_STREAM_ID_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	struct meta_topic *t = srv__find_topic(st, &q.tid);
 	if (t == NULL) {
-		srv__finish(p, META_E_TOPIC_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_TOPIC_ID_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	struct poll_args a = {.pid = q.op.present ? q.op.id : 0, .strat = q.strat.kind, .value = q.strat.value,
 			      .count = q.count, .auto_commit = q.auto_commit};
 	if (resolve_consumer(t, &q.wc, &a.kind, &a.cid) != 0) {
-		srv__finish(p, META_E_GROUP_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	if (a.kind == WIRE_CONSUMER_GROUP) {
@@ -603,16 +601,14 @@ void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, u
 			owns |= m->partitions[i] == a.pid;
 		if (!q.op.present || !owns) {
 			/* Fenced: an empty poll with the resync sentinel. */
-			uint8_t prefix[16];
-			record_put32(prefix, NO_PARTITION);
-			record_put64(prefix + 4, 0);
-			record_put32(prefix + 12, 0);
+			uint8_t prefix[REPLY_POLLED_PREFIX_SIZE];
+			reply_encode_polled(prefix, &(struct reply_polled){NO_PARTITION, 0, 0});
 			srv__finish(p, 0, false, prefix, sizeof(prefix));
 			return;
 		}
 	}
 	if (a.pid >= t->n_partitions) {
-		srv__finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_PARTITION_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	struct plog *l = srv__part_log(s, st->id, t->id, a.pid);
@@ -629,9 +625,9 @@ static void offset_done(struct srv *s, struct mwait *w, int status, int rv, cons
 	(void)s;
 	(void)res;
 	if (status != 0)
-		srv__finish(w->p, status == -EAGAIN ? E_NOT_ACCEPTED : E_ERROR, false, NULL, 0);
+		srv__finish(w->p, status == -EAGAIN ? PROTO_E_TRANSIENT_NOT_ACCEPTED : PROTO_E_ERROR, false, NULL, 0);
 	else if (rv != META_OK)
-		srv__finish(w->p, rv < 0 ? E_ERROR : (uint32_t)rv, false, NULL, 0);
+		srv__finish(w->p, rv < 0 ? PROTO_E_ERROR : (uint32_t)rv, false, NULL, 0);
 	else
 		srv__finish(w->p, 0, true, NULL, 0);
 }
@@ -653,7 +649,7 @@ static void offset_finish(struct srv *s, struct pending *p, const struct offset_
 	const struct meta_topic *t = meta_topic(meta_stream(s->meta, q->stream_id), q->topic_id);
 	if (t == NULL || q->pid >= t->n_partitions) {
 		/* (gone while a replica was asked) */
-		srv__finish(p, q->op == FRAME_OP_NON_REPLICATED ? META_E_TOPIC_NOT_FOUND : E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, q->op == FRAME_OP_NON_REPLICATED ? PROTO_E_TOPIC_ID_NOT_FOUND : PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	if (q->op == FRAME_OP_NON_REPLICATED) {
@@ -662,10 +658,8 @@ static void offset_finish(struct srv *s, struct pending *p, const struct offset_
 			srv__finish(p, 0, false, NULL, 0);
 			return;
 		}
-		uint8_t b[20];
-		record_put32(b, q->pid);
-		record_put64(b + 4, next > 0 ? next - 1 : 0);
-		record_put64(b + 12, o->offset);
+		uint8_t b[REPLY_OFFSET_SIZE];
+		reply_encode_offset(b, &(struct reply_offset){q->pid, next > 0 ? next - 1 : 0, o->offset});
 		srv__finish(p, 0, false, b, sizeof(b));
 		return;
 	}
@@ -673,7 +667,7 @@ static void offset_finish(struct srv *s, struct pending *p, const struct offset_
 			     .consumer_kind = q->kind, .consumer_id = q->cid, .partition_id = q->pid, .offset = q->offset};
 	if (q->op == FRAME_OP_STORE_CONSUMER_OFFSET) {
 		if (next == 0 || q->offset > next - 1) {
-			srv__finish(p, META_E_INVALID_OFFSET, false, NULL, 0);
+			srv__finish(p, PROTO_E_INVALID_OFFSET, false, NULL, 0);
 			return;
 		}
 		c.type = META_STORE_OFFSET;
@@ -682,7 +676,7 @@ static void offset_finish(struct srv *s, struct pending *p, const struct offset_
 	}
 	struct mwait *w = srv__meta_submit(s, &c, offset_done);
 	if (w == NULL) {
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	w->p = p;
@@ -717,25 +711,25 @@ void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr,
 	if (!get)
 		(void)wire_get_u8(&r); /* ack level */
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
 	struct meta_stream *st = srv__find_stream(s, &sid);
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL) {
-		srv__finish(p, get ? (st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND) : E_RESOURCE_NOT_FOUND,
+		srv__finish(p, get ? (st == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : PROTO_E_TOPIC_ID_NOT_FOUND) : PROTO_E_RESOURCE_NOT_FOUND,
 		       false, NULL, 0);
 		return;
 	}
 	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	uint8_t kind;
 	uint32_t cid;
 	uint32_t pid = op.present ? op.id : 0;
 	if (resolve_consumer(t, &wc, &kind, &cid) != 0 || pid >= t->n_partitions) {
-		srv__finish(p, get ? META_E_PARTITION_NOT_FOUND : E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, get ? PROTO_E_PARTITION_NOT_FOUND : PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	struct offset_req q = {.op = hdr->operation, .stream_id = st->id, .topic_id = t->id, .pid = pid, .kind = kind,
@@ -772,7 +766,7 @@ static void offset_resume(struct srv *s, const struct pfwd *f, uint32_t code, co
 {
 	if (code != 0) {
 		srv__finish(f->p, f->op == FRAME_OP_NON_REPLICATED ? code
-			     : code == META_E_PARTITION_NOT_FOUND ? E_RESOURCE_NOT_FOUND
+			     : code == PROTO_E_PARTITION_NOT_FOUND ? PROTO_E_RESOURCE_NOT_FOUND
 								   : code,
 		       false, NULL, 0);
 		return;
@@ -800,7 +794,7 @@ void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr
 	if (hdr->code == FRAME_CODE_GET_POLL_ROUTING) {
 		err = poll_req_decode(body, len, &q);
 		if (err == 0 && q.auto_commit != 1)
-			err = E_INVALID_COMMAND; /* only a poll with auto-commit is routed (as the reference) */
+			err = PROTO_E_INVALID_COMMAND; /* only a poll with auto-commit is routed (as the reference) */
 	} else {
 		struct wire_rd r;
 		wire_rd_init(&r, body, len);
@@ -808,7 +802,7 @@ void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr
 		wire_get_id(&r, &q.sid);
 		wire_get_id(&r, &q.tid);
 		wire_get_opt_partition(&r, &q.op);
-		err = wire_rd_done(&r) == 0 ? 0 : E_INVALID_COMMAND;
+		err = wire_rd_done(&r) == 0 ? 0 : PROTO_E_INVALID_COMMAND;
 	}
 	if (err != 0) {
 		srv__finish(p, err, false, NULL, 0);
@@ -819,15 +813,15 @@ void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr
 	uint8_t kind;
 	uint32_t cid, pid = q.op.present ? q.op.id : 0;
 	if (st == NULL)
-		err = META_E_STREAM_NOT_FOUND;
+		err = PROTO_E_STREAM_ID_NOT_FOUND;
 	else if (t == NULL)
-		err = META_E_TOPIC_NOT_FOUND;
+		err = PROTO_E_TOPIC_ID_NOT_FOUND;
 	else if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id))
-		err = E_UNAUTHORIZED;
+		err = PROTO_E_UNAUTHORIZED;
 	else if (resolve_consumer(t, &q.wc, &kind, &cid) != 0)
-		err = META_E_GROUP_NOT_FOUND;
+		err = PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND;
 	else if (pid >= t->n_partitions)
-		err = META_E_PARTITION_NOT_FOUND;
+		err = PROTO_E_PARTITION_NOT_FOUND;
 	if (err != 0) {
 		srv__finish(p, err, false, NULL, 0);
 		return;
@@ -838,7 +832,7 @@ void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr
 		if (nodes[i].id == clu_node_id(s->clu))
 			self = i;
 	if (n == 0) {
-		srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no roster yet */
+		srv__finish(p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0); /* no roster yet */
 		return;
 	}
 	struct wire_buf b;
@@ -858,14 +852,14 @@ void srv__handle_attach(struct srv_session *ss, const struct frame_request *hdr,
 	if (p == NULL)
 		return;
 	if (len != 32) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
 	uint64_t lo = frame_le64(body), hi = frame_le64(body + 8), session = frame_le64(body + 16);
 	const struct srv_session *parent =
 		hi == 0 && lo <= UINT32_MAX ? srv__session_find(ss->srv, (uint32_t)lo, session) : NULL;
 	if (parent == NULL || parent->user_id != ss->user_id) {
-		srv__finish(p, E_STALE_CLIENT, false, NULL, 0);
+		srv__finish(p, PROTO_E_STALE_CLIENT, false, NULL, 0);
 		return;
 	}
 	ss->attached = true;

@@ -7,7 +7,7 @@
 
 /*
  * The queries: each reads its request body from r and writes its reply body into b, and returns 0, or the
- * Iggy status to answer instead (E_INVALID_COMMAND for a malformed body, E_UNAUTHORIZED, a not-found
+ * Iggy status to answer instead (PROTO_E_INVALID_COMMAND for a malformed body, PROTO_E_UNAUTHORIZED, a not-found
  * code); srv__query runs them (node/srv_session.c's command table names them).
  */
 
@@ -21,7 +21,7 @@ uint32_t srv__q_stats(struct srv_session *ss, uint32_t code, struct wire_rd *r, 
 {
 	(void)code, (void)r;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	srv__put_stats(ss->srv, b);
 	return 0;
 }
@@ -32,7 +32,7 @@ uint32_t srv__q_partition_leaders(struct srv_session *ss, uint32_t code, struct 
 	(void)code;
 	uint8_t flags = r->len > 0 ? wire_get_u8(r) : 0;
 	if (wire_rd_done(r) != 0 || (flags & ~1u) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	srv__put_partition_leaders(ss->srv, b);
 	if (flags & 1)
 		srv__put_node_status(ss->srv, b);
@@ -44,7 +44,7 @@ uint32_t srv__q_set_redirect(struct srv_session *ss, uint32_t code, struct wire_
 	(void)code, (void)b;
 	uint8_t mode = wire_get_u8(r);
 	if (wire_rd_done(r) != 0 || mode > 1)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	ss->redirect = mode == 1;
 	return 0;
 }
@@ -61,7 +61,7 @@ uint32_t srv__q_describe_options(struct srv_session *ss, uint32_t code, struct w
 	(void)ss, (void)code;
 	uint8_t scope = wire_get_u8(r);
 	if (wire_rd_done(r) != 0 || scope < 1 || scope > 3)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	if (scope == 1)
 		srv__put_topic_option_catalog(b);
 	else
@@ -82,9 +82,9 @@ uint32_t srv__q_clients(struct srv_session *ss, uint32_t code, struct wire_rd *r
 	bool one = code == FRAME_CODE_GET_CLIENT;
 	uint32_t id = one ? wire_get_u32(r) : 0;
 	if (one && wire_rd_done(r) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	for (struct srv_session *o = ss->srv->sessions; o != NULL; o = o->next)
 		if (!one || o->client_id == id)
 			srv__put_client(ss->srv, b, o, one);
@@ -97,10 +97,10 @@ uint32_t srv__q_user(struct srv_session *ss, uint32_t code, struct wire_rd *r, s
 	struct wire_id uid;
 	wire_get_id(r, &uid);
 	if (wire_rd_done(r) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	struct meta_user *me = srv__session_user(ss), *u = srv__find_user(ss->srv, &uid);
 	if (u != NULL && u != me && !srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	if (u != NULL)
 		srv__put_user_details(b, u);
 	return 0;
@@ -111,7 +111,7 @@ uint32_t srv__q_users(struct srv_session *ss, uint32_t code, struct wire_rd *r, 
 	(void)code, (void)r;
 	const struct meta *m = ss->srv->meta;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	for (uint32_t i = 0; i < m->n_users; i++)
 		if (m->users[i] != NULL)
 			srv__put_user_header(b, m->users[i]);
@@ -123,8 +123,8 @@ uint32_t srv__q_pats(struct srv_session *ss, uint32_t code, struct wire_rd *r, s
 	(void)code, (void)r;
 	const struct meta_user *me = srv__session_user(ss);
 	for (uint32_t i = 0; me != NULL && i < me->n_pats; i++) {
-		srv__put_name(b, me->pats[i].name);
-		wire_put_u64(b, me->pats[i].expiry_at);
+		const char *name = me->pats[i].name;
+		reply_put_pat(b, &(struct reply_pat){{(const uint8_t *)name, strlen(name)}, me->pats[i].expiry_at});
 	}
 	return 0;
 }
@@ -135,12 +135,12 @@ uint32_t srv__q_stream(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 	struct wire_id sid;
 	wire_get_id(r, &sid);
 	if (wire_rd_done(r) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
 	if (st == NULL)
 		return 0;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	srv__put_stream_header(ss->srv, b, st);
 	for (uint32_t i = 0; i < st->n_topics; i++)
 		if (st->topics[i] != NULL)
@@ -153,7 +153,7 @@ uint32_t srv__q_streams(struct srv_session *ss, uint32_t code, struct wire_rd *r
 	(void)code, (void)r;
 	const struct meta *m = ss->srv->meta;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, 0, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	for (uint32_t i = 0; i < m->n_streams; i++)
 		if (m->streams[i] != NULL)
 			srv__put_stream_header(ss->srv, b, m->streams[i]);
@@ -167,13 +167,13 @@ uint32_t srv__q_topic(struct srv_session *ss, uint32_t code, struct wire_rd *r, 
 	wire_get_id(r, &sid);
 	wire_get_id(r, &tid);
 	if (wire_rd_done(r) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL)
 		return 0;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, t->id))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	srv__put_topic_header(ss->srv, b, t);
 	srv__put_partitions(ss->srv, b, t);
 	return 0;
@@ -185,10 +185,10 @@ uint32_t srv__q_topics(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 	struct wire_id sid;
 	wire_get_id(r, &sid);
 	if (wire_rd_done(r) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
 	if (st != NULL && !srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, 0))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	size_t at = wire_put_reserve(b, 4);
 	uint32_t n = 0;
 	for (uint32_t i = 0; st != NULL && i < st->n_topics; i++)
@@ -209,13 +209,13 @@ uint32_t srv__q_groups(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 	if (code != FRAME_CODE_GET_CONSUMER_GROUPS)
 		wire_get_id(r, &gid);
 	if (wire_rd_done(r) != 0)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	struct meta_stream *st = srv__find_stream(ss->srv, &sid);
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL)
-		return st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND;
+		return st == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : PROTO_E_TOPIC_ID_NOT_FOUND;
 	if (!srv__may(ss, FRAME_OP_NON_REPLICATED, code, st->id, t->id))
-		return E_UNAUTHORIZED;
+		return PROTO_E_UNAUTHORIZED;
 	if (code == FRAME_CODE_GET_CONSUMER_GROUPS) {
 		for (uint32_t i = 0; i < t->n_groups; i++)
 			if (t->groups[i] != NULL)
@@ -241,7 +241,7 @@ uint32_t srv__q_groups(struct srv_session *ss, uint32_t code, struct wire_rd *r,
 uint32_t srv__q_unavailable(struct srv_session *ss, uint32_t code, struct wire_rd *r, struct wire_buf *b)
 {
 	(void)ss, (void)code, (void)r, (void)b;
-	return E_FEATURE_UNAVAILABLE;
+	return PROTO_E_FEATURE_UNAVAILABLE;
 }
 
 /* Runs a query (srv_cmd.query) in the request's reply slot. */
@@ -296,23 +296,23 @@ void srv__handle_delete_segments(struct srv_session *ss, const struct frame_requ
 	wire_get_id(&r, &tid);
 	uint32_t pid = wire_get_u32(&r), n = wire_get_u32(&r);
 	if (wire_rd_done(&r) != 0) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
 	struct meta_stream *st = srv__find_stream(s, &sid);
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL) {
-		srv__finish(p, st == NULL ? META_E_STREAM_NOT_FOUND : META_E_TOPIC_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, st == NULL ? PROTO_E_STREAM_ID_NOT_FOUND : PROTO_E_TOPIC_ID_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	struct tparts *tp = srv__tparts_find(s, st->id, t->id);
 	struct part *pt = tp != NULL && pid < tp->n ? tp->pp[pid] : NULL;
 	if (pt == NULL) {
-		srv__finish(p, META_E_PARTITION_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_PARTITION_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	/* This replica's segments only: every replica keeps its own retained range (a snapshot covers the rest). */
@@ -323,5 +323,5 @@ void srv__handle_delete_segments(struct srv_session *ss, const struct frame_requ
 		if (rv == 0)
 			rv = plog_drop_segments(pt->log, n, keep - 1);
 	}
-	srv__finish(p, rv < 0 ? E_ERROR : 0, false, NULL, 0);
+	srv__finish(p, rv < 0 ? PROTO_E_ERROR : 0, false, NULL, 0);
 }

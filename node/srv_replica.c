@@ -78,15 +78,15 @@ static void plog_opts_for(struct srv *s, const struct meta_topic *t, uint32_t pi
 void srv__each_frame(const uint8_t *buf, size_t len, void (*fn)(void *arg, const uint8_t *frame), void *arg)
 {
 	size_t at = 0;
-	while (at + RECORD_BATCH_HEADER_SIZE <= len) {
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(buf + at, &h);
-		if (h.batch_length < RECORD_BATCH_HEADER_SIZE || h.batch_length > len - at)
+	while (at + BATCH_HEADER_SIZE <= len) {
+		struct batch_hdr h;
+		batch_hdr_decode(buf + at, &h);
+		if (h.batch_length < BATCH_HEADER_SIZE || h.batch_length > len - at)
 			return;
-		size_t f = at + RECORD_BATCH_HEADER_SIZE, end = at + h.batch_length;
-		for (uint32_t i = 0; i < h.message_count && f + RECORD_FRAME_HEADER_SIZE <= end; i++) {
+		size_t f = at + BATCH_HEADER_SIZE, end = at + h.batch_length;
+		for (uint32_t i = 0; i < h.message_count && f + BATCH_FRAME_HEADER_SIZE <= end; i++) {
 			fn(arg, buf + f);
-			f += RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(buf + f + 36) + record_le32(buf + f + 32);
+			f += BATCH_FRAME_HEADER_SIZE + (size_t)record_le32(buf + f + 36) + record_le32(buf + f + 32);
 		}
 		at = end;
 	}
@@ -130,7 +130,7 @@ static void part_apply(void *ud, const struct rgroup_entry *e)
 {
 	struct part *pt = ud;
 	uint64_t base = 0;
-	bool msgs = e->type == RECORD_MESSAGES && e->length >= RECORD_BATCH_HEADER_SIZE;
+	bool msgs = e->type == RECORD_MESSAGES && e->length >= BATCH_HEADER_SIZE;
 	assert(e->index > pt->last_applied); /* applied in index order, each entry once */
 	pt->last_applied = e->index;
 	if (msgs) {
@@ -601,9 +601,9 @@ static void membership_done(struct srv *s, struct mwait *w, int status, int rv, 
 	if (w->p == NULL)
 		return;
 	if (status == -EAGAIN)
-		srv__finish(w->p, E_NOT_ACCEPTED, false, NULL, 0);
+		srv__finish(w->p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
 	else if (status != 0 || rv < 0)
-		srv__finish(w->p, E_ERROR, false, NULL, 0);
+		srv__finish(w->p, PROTO_E_ERROR, false, NULL, 0);
 	else
 		srv__finish(w->p, (uint32_t)rv, false, NULL, 0);
 }
@@ -678,7 +678,7 @@ void srv__handle_membership(struct srv_session *ss, const struct frame_request *
 		n->http_port = wire_get_u16(&r);
 		if (wire_rd_done(&r) != 0 || host.len == 0 || n->raft_port == 0 ||
 		    !clu_host_valid((const char *)host.ptr, host.len)) {
-			srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+			srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 			return;
 		}
 		memcpy(n->host, host.ptr, host.len);
@@ -686,27 +686,27 @@ void srv__handle_membership(struct srv_session *ss, const struct frame_request *
 		c.type = META_NODE_REMOVE;
 		c.node_id = wire_get_u32(&r);
 		if (wire_rd_done(&r) != 0) {
-			srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+			srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 			return;
 		}
 	}
 	if (!srv__may(ss, hdr->operation, hdr->code, 0, 0)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	/* A node without the node-to-node listener (no cluster.nodes and cluster.secret) cannot take peers. */
 	if (c.type == META_NODE_ADD && !clu_networked(s->clu)) {
-		srv__finish(p, E_FEATURE_UNAVAILABLE, false, NULL, 0);
+		srv__finish(p, PROTO_E_FEATURE_UNAVAILABLE, false, NULL, 0);
 		return;
 	}
 	if (c.type == META_NODE_REMOVE && !removal_keeps_majority(s, c.node_id)) {
 		glog_warn(TAG, "RemoveNode %" PRIu32 " refused: the other nodes would have no live majority", c.node_id);
-		srv__finish(p, E_GALGO_NO_LIVE_MAJORITY, false, NULL, 0);
+		srv__finish(p, PROTO_E_NO_LIVE_MAJORITY, false, NULL, 0);
 		return;
 	}
 	struct mwait *w = srv__meta_submit(s, &c, membership_done);
 	if (w == NULL) {
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	w->p = p;
@@ -723,11 +723,11 @@ void srv__handle_drain(struct srv_session *ss, const struct frame_request *hdr, 
 	if (p == NULL)
 		return;
 	if (len != 1 || body[0] > 2) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
 	if (!srv__may(ss, hdr->operation, hdr->code, 0, 0)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	struct srv *s = ss->srv;

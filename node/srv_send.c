@@ -91,7 +91,7 @@ static void fwd_expired(struct srv *s, struct srv_dl *d)
 	if (f->acked && !f->relay)
 		srv__fwd_answer(s, f, 0, f->base, f->index);
 	else
-		srv__fwd_answer(s, f, E_ERROR, 0, 0);
+		srv__fwd_answer(s, f, PROTO_E_ERROR, 0, 0);
 }
 
 void srv__fwd_answer(struct srv *s, struct fwd *f, uint32_t code, uint64_t base, uint64_t index)
@@ -164,11 +164,11 @@ void srv__fwd_settle(struct part *pt, const struct rgroup_entry *e, bool msgs)
 			if (msgs && e->term == f->placed_term)
 				srv__fwd_answer(s, f, 0, e->base_offset, e->index);
 			else
-				srv__fwd_answer(s, f, E_NOT_ACCEPTED, 0, 0);
+				srv__fwd_answer(s, f, PROTO_E_TRANSIENT_NOT_ACCEPTED, 0, 0);
 		} else if (e->index <= f->applied_at) {
 			continue;
 		} else if (e->term > f->term) {
-			srv__fwd_answer(s, f, f->unsure ? E_ERROR : E_NOT_ACCEPTED, 0, 0);
+			srv__fwd_answer(s, f, f->unsure ? PROTO_E_ERROR : PROTO_E_TRANSIENT_NOT_ACCEPTED, 0, 0);
 		} else if (msgs && e->term == f->term && known == 0) {
 			f->unsure = true;
 		}
@@ -188,7 +188,7 @@ bool srv__fwd_check_placed(struct part *pt, struct fwd *f, uint64_t applied)
 	if (env.term == f->placed_term && env.type == RECORD_MESSAGES)
 		srv__fwd_answer(pt->srv, f, 0, env.base_offset, f->index);
 	else
-		srv__fwd_answer(pt->srv, f, E_NOT_ACCEPTED, 0, 0);
+		srv__fwd_answer(pt->srv, f, PROTO_E_TRANSIENT_NOT_ACCEPTED, 0, 0);
 	return true;
 }
 
@@ -221,11 +221,8 @@ void srv__send_reply_ok(struct pending *p, uint32_t stream_id, uint32_t topic_id
 {
 	struct wire_buf wb;
 	wire_buf_init(&wb);
-	wire_put_u32(&wb, 1);
-	wire_put_u32(&wb, stream_id);
-	wire_put_u32(&wb, topic_id);
-	wire_put_u32(&wb, pid);
-	wire_put_u64(&wb, base);
+	wire_put_u32(&wb, 1); /* one batch */
+	reply_put_sent(&wb, &(struct reply_sent){stream_id, topic_id, pid, base});
 	srv__finish_buf(p, 0, false, &wb);
 	wire_buf_free(&wb);
 }
@@ -270,7 +267,7 @@ static void swait_expired(struct srv *s, struct srv_dl *d)
 void srv__swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset)
 {
 	srv__dl_cancel(pt->srv, &w->dl);
-	uint32_t code = status == 0 ? 0 : E_ERROR;
+	uint32_t code = status == 0 ? 0 : PROTO_E_ERROR;
 	assert(status != 0 || pt->last_applied >= w->index); /* acknowledged only once applied here */
 	if (w->p != NULL) {
 		if (code == 0)
@@ -293,7 +290,7 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 {
 	struct srv *s = pt->srv;
 	if (s->clock_skewed)
-		return E_NOT_ACCEPTED; /* its clock is not trusted: it stamps nothing (srv__clock_tick hands over) */
+		return PROTO_E_TRANSIENT_NOT_ACCEPTED; /* its clock is not trusted: it stamps nothing (srv__clock_tick hands over) */
 	if (pt->dd != NULL) {
 		blen = drop_duplicates(pt->dd, batch, blen);
 		if (blen == 0) {
@@ -309,16 +306,16 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 	}
 	struct swait *w = calloc(1, sizeof(*w));
 	if (w == NULL)
-		return E_ERROR;
+		return PROTO_E_ERROR;
 	plog_stamp(pt->log, batch, pt->pid);
 	uint64_t index, term;
 	int rv = clu_group_submit(pt->g, batch, (uint32_t)blen, &index, &term);
 	if (rv != 0) {
 		free(w);
 		if (rv == -EPERM || rv == -EAGAIN || rv == -ENOSPC)
-			return E_NOT_ACCEPTED; /* lost the leadership, or too much uncommitted: re-issue */
+			return PROTO_E_TRANSIENT_NOT_ACCEPTED; /* lost the leadership, or too much uncommitted: re-issue */
 		glog_warn(TAG, "send to partition %" PRIu32 " refused: %s", pt->pid, strerror(-rv));
-		return E_ERROR;
+		return PROTO_E_ERROR;
 	}
 	if (pt->dd != NULL)
 		srv__each_frame(batch, blen, srv__add_frame_id, pt->dd);
@@ -408,7 +405,7 @@ static void send_forward(struct srv *s, struct pending *p, struct part *pt, uint
 {
 	struct fwd *f = fwd_send(s, pt, to, gid, stream_id, topic_id, pid, batch, blen);
 	if (f == NULL)
-		srv__finish(p, E_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
+		srv__finish(p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0); /* no leader known (an election): re-issue */
 	else
 		f->p = p;
 }
@@ -469,27 +466,26 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 	const struct clu_node *n = st.leader_id != 0 ? clu_node(s->clu, st.leader_id) : NULL;
 	struct wire_buf wb;
 	wire_buf_init(&wb);
-	wire_put_u32(&wb, n != NULL ? (uint32_t)st.leader_id : 0);
-	wire_put_u64(&wb, n != NULL ? st.term : 0);
 	const struct clu_node *all;
 	struct client_addr a = {"", 0, 0, 0, 0};
 	if (n != NULL)
 		a = srv__client_addr_of(s, n, clu_nodes(s->clu, &all) == 1);
-	wire_put_str8(&wb, a.host, strlen(a.host));
-	wire_put_u16(&wb, a.tcp);
-	srv__finish_buf(p, E_GALGO_NOT_LEADER, false, &wb);
+	reply_put_not_leader(&wb, &(struct reply_not_leader){n != NULL ? (uint32_t)st.leader_id : 0,
+							     n != NULL ? st.term : 0,
+							     {(const uint8_t *)a.host, strlen(a.host)}, a.tcp});
+	srv__finish_buf(p, PROTO_E_NOT_LEADER, false, &wb);
 	wire_buf_free(&wb);
 }
 
 void srv__on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 {
 	struct srv *s = ud;
-	if (len < 24 + RECORD_BATCH_HEADER_SIZE)
+	if (len < 24 + BATCH_HEADER_SIZE)
 		return;
 	uint8_t *b = (uint8_t *)buf; /* rnet's receive buffer, ours during the call: stamped in place */
 	uint64_t req = record_le64(b), gid = record_le64(b + 8), fence = record_le64(b + 16);
 	struct part *pt = srv__part_by_gid(s, gid);
-	uint32_t code = E_NOT_ACCEPTED;
+	uint32_t code = PROTO_E_TRANSIENT_NOT_ACCEPTED;
 	struct rgroup_status st = {0};
 	if (pt != NULL)
 		clu_group_status(pt->g, &st);
@@ -499,8 +495,8 @@ void srv__on_send_fwd(void *ud, uint64_t from, const void *buf, size_t len)
 	 * forward still in its socket after its term ended, must not append it in another term.
 	 */
 	if (pt != NULL && clu_group_leader(pt->g) && (fence == 0 || fence == st.term)) {
-		code = record_batch_verify(b + 24, len - 24, true) == 0 ? send_local(pt, NULL, from, req, b + 24, len - 24)
-									: E_INVALID_COMMAND;
+		code = batch_verify(b + 24, len - 24, true) == 0 ? send_local(pt, NULL, from, req, b + 24, len - 24)
+									: PROTO_E_INVALID_COMMAND;
 	} else if (pt != NULL && !clu_group_leader(pt->g) && fence == 0) {
 		/*
 		 * Unfenced: from a node hosting no replica (it picked the first connected one), or from a replica
@@ -588,13 +584,13 @@ static uint32_t batch_error(int rec_err)
 {
 	switch (rec_err) {
 	case RECORD_E_FRAME_CHECK:
-		return E_INVALID_MESSAGE_CHECKSUM;
+		return PROTO_E_INVALID_MESSAGE_CHECKSUM;
 	case RECORD_E_BATCH_CHECK:
-		return E_INVALID_BATCH_CHECKSUM;
+		return PROTO_E_INVALID_BATCH_CHECKSUM;
 	case RECORD_E_RESERVED:
-		return 4101;
+		return PROTO_E_INVALID_RESERVED_FIELD;
 	default:
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	}
 }
 
@@ -622,12 +618,12 @@ static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len)
 	size_t out = len;
 	if (ids == NULL || keep == NULL)
 		goto done; /* keep everything: at-least-once, as without a window */
-	size_t f = RECORD_BATCH_HEADER_SIZE;
+	size_t f = BATCH_HEADER_SIZE;
 	bool all = true;
 	for (uint32_t i = 0; i < n; i++) {
 		ids[i] = (struct id_ref){batch + f + 8, i};
 		keep[i] = srv__id_is_zero(batch + f + 8) || !dedup_seen(d, batch + f + 8);
-		f += RECORD_FRAME_HEADER_SIZE + (size_t)record_le32(batch + f + 36) + record_le32(batch + f + 32);
+		f += BATCH_FRAME_HEADER_SIZE + (size_t)record_le32(batch + f + 36) + record_le32(batch + f + 32);
 	}
 	qsort(ids, n, sizeof(*ids), id_ref_cmp);
 	for (uint32_t i = 1; i < n; i++)
@@ -636,7 +632,7 @@ static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len)
 	for (uint32_t i = 0; i < n; i++)
 		all &= keep[i];
 	if (!all)
-		out = record_batch_filter(batch, len, keep);
+		out = batch_filter(batch, len, keep);
 done:
 	free(ids);
 	free(keep);
@@ -659,23 +655,23 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 	wire_get_id(&r, &tid);
 	wire_get_partitioning(&r, &part);
 	uint32_t count = wire_get_u32(&r);
-	if (wire_rd_error(&r) != 0 || r.pos - start != mlen || len - r.pos < RECORD_BATCH_HEADER_SIZE) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+	if (wire_rd_error(&r) != 0 || r.pos - start != mlen || len - r.pos < BATCH_HEADER_SIZE) {
+		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
 	struct meta_stream *st = srv__find_stream(s, &sid);
 	struct meta_topic *t = srv__find_topic(st, &tid);
 	if (t == NULL) {
-		srv__finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	if (!srv__may(ss, hdr->operation, hdr->code, st->id, t->id)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	struct tparts *tp = srv__tparts_find(s, st->id, t->id);
 	if (tp == NULL || tp->n == 0) {
-		srv__finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	uint32_t pid;
@@ -686,18 +682,18 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 	else
 		pid = tp->rr++ % tp->n;
 	if (pid >= tp->n) {
-		srv__finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	uint8_t *batch = body + r.pos;
 	size_t blen = len - r.pos;
-	int rv = record_batch_verify(batch, blen, true);
+	int rv = batch_verify(batch, blen, true);
 	if (rv != 0) {
 		srv__finish(p, batch_error(rv), false, NULL, 0);
 		return;
 	}
 	if (record_le32(batch + 48) != count) {
-		srv__finish(p, E_INVALID_COMMAND, false, NULL, 0);
+		srv__finish(p, PROTO_E_INVALID_COMMAND, false, NULL, 0);
 		return;
 	}
 	struct part *pt = tp->pp[pid];
@@ -710,7 +706,7 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 		bool others;
 		uint64_t to = srv__replica_to_ask(s, mp, &others);
 		if (!others) {
-			srv__finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
+			srv__finish(p, PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0); /* placed here alone, and not open */
 			return;
 		}
 		send_forward(s, p, NULL, to, clu_partition_gid(t->stream_id, t->id, t->created_at, pid, mp->created_at),
@@ -718,7 +714,7 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 		return;
 	}
 	if (pt == NULL) {
-		srv__finish(p, E_RESOURCE_NOT_FOUND, false, NULL, 0);
+		srv__finish(p, PROTO_E_RESOURCE_NOT_FOUND, false, NULL, 0);
 		return;
 	}
 	if (!clu_group_leader(pt->g)) {

@@ -100,7 +100,7 @@ void srv__finish(struct pending *p, uint32_t status, bool framed, const void *bo
 	assert(!p->ready && p->buf == NULL); /* a reply is finished once */
 	size_t extra = status == 0 && framed ? 4 : 0;
 	/* Error replies carry no body, except Galgo's NotLeader (docs/protocol-extensions.md). */
-	if (status != 0 && status != E_GALGO_NOT_LEADER)
+	if (status != 0 && status != PROTO_E_NOT_LEADER)
 		body_len = 0;
 	size_t slice_len = p->has_slice ? p->slice.bytes : 0;
 	p->len = FRAME_HEADER_SIZE + extra + body_len;
@@ -115,7 +115,7 @@ void srv__finish(struct pending *p, uint32_t status, bool framed, const void *bo
 			p->has_slice = false;
 		}
 		if (p->buf != NULL)
-			frame_reply_encode(p->buf, &p->hdr, 0, E_ERROR);
+			frame_reply_encode(p->buf, &p->hdr, 0, PROTO_E_ERROR);
 	} else if (body_len > 0) {
 		memcpy(p->buf + FRAME_HEADER_SIZE + extra, body, body_len);
 	}
@@ -129,7 +129,7 @@ void srv__finish(struct pending *p, uint32_t status, bool framed, const void *bo
 void srv__finish_buf(struct pending *p, uint32_t status, bool framed, struct wire_buf *b)
 {
 	if (wire_buf_error(b) != 0)
-		srv__finish(p, E_ERROR, framed, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, framed, NULL, 0);
 	else
 		srv__finish(p, status, framed, b->p, b->len);
 	wire_buf_free(b);
@@ -277,7 +277,7 @@ struct srv_session *srv__session_find(struct srv *s, uint32_t client_id, uint64_
 
 /*
  * The consumer-group member identity of a session: the parent's client id for an attached data session
- * (see "Poll routing" above), else its own. Returns 0, or E_STALE_CLIENT when the parent has logged out,
+ * (see "Poll routing" above), else its own. Returns 0, or PROTO_E_STALE_CLIENT when the parent has logged out,
  * logged in again, closed, or is now another user's.
  */
 uint32_t srv__session_member(struct srv_session *ss, uint32_t *member)
@@ -287,7 +287,7 @@ uint32_t srv__session_member(struct srv_session *ss, uint32_t *member)
 		return 0;
 	const struct srv_session *parent = srv__session_find(ss->srv, ss->member_of, ss->parent_session);
 	if (parent == NULL || !ss->bound || parent->user_id != ss->user_id)
-		return E_STALE_CLIENT;
+		return PROTO_E_STALE_CLIENT;
 	*member = ss->member_of;
 	return 0;
 }
@@ -297,7 +297,7 @@ bool srv__allowed(struct srv_session *ss, struct pending *p, const struct frame_
 {
 	if (srv__may(ss, hdr->operation, hdr->code, sid, tid))
 		return true;
-	srv__reject(p, E_UNAUTHORIZED);
+	srv__reject(p, PROTO_E_UNAUTHORIZED);
 	return false;
 }
 
@@ -471,7 +471,7 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? frame_code_name(hdr->code) : "", hdr->code, len);
 	if (frame_request_checksum_verify(hdr, body, len) != 0) {
-		answer(ss, hdr, E_INVALID_FORMAT);
+		answer(ss, hdr, PROTO_E_INVALID_FORMAT);
 		return;
 	}
 	bool read = hdr->operation == FRAME_OP_NON_REPLICATED;
@@ -481,13 +481,13 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 	if (!ss->bound && (c == NULL || !(c->flags & CMD_ANON))) {
 		/* Before a login: a read is refused (40), any other operation evicts the client (reference §1). */
 		if (read)
-			answer(ss, hdr, E_UNAUTHENTICATED);
+			answer(ss, hdr, PROTO_E_UNAUTHENTICATED);
 		else
 			srv__evict(ss, hdr, FRAME_EVICT_NO_SESSION);
 		return;
 	}
 	if (c == NULL)
-		answer(ss, hdr, read && frame_code_is_known(hdr->code) ? E_FEATURE_UNAVAILABLE : E_INVALID_COMMAND);
+		answer(ss, hdr, read && frame_code_is_known(hdr->code) ? PROTO_E_FEATURE_UNAVAILABLE : PROTO_E_INVALID_COMMAND);
 	else if (c->fn != NULL)
 		c->fn(ss, hdr, body, len);
 	else

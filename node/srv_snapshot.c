@@ -56,7 +56,6 @@
 #define SNAP_PROCS 4096u
 #define SNAP_LOG_TAIL (1u << 20)
 #define SNAP_CONFIG_MAX (64u << 10)
-#define E_SNAPSHOT_FAILED 9000u
 
 enum {
 	T_FS = 1,
@@ -471,7 +470,7 @@ static void snap_after(uv_work_t *w, int status)
 	s->snapshot_busy = false;
 	if (status != 0 || j->rc != 0) {
 		glog_warn(TAG, "snapshot not made: %s", status != 0 ? "cancelled" : strerror(-j->rc));
-		srv__finish(j->p, E_SNAPSHOT_FAILED, false, NULL, 0);
+		srv__finish(j->p, PROTO_E_SNAPSHOT_FILE_COMPLETION_FAILED, false, NULL, 0);
 	} else {
 		glog_info(TAG, "snapshot of %zu entries made: %zu bytes", j->n_types, j->zip_len);
 		srv__finish(j->p, 0, false, j->zip, j->zip_len);
@@ -486,24 +485,24 @@ static void snap_after(uv_work_t *w, int status)
 static uint32_t snap_decode(struct snap_job *j, const uint8_t *body, size_t len)
 {
 	if (len < 2)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	uint8_t comp = body[0], count = body[1];
 	if (len != 2u + count)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	bool all = false, seen[T_LAST + 1] = {false};
 	for (size_t i = 0; i < count; i++) {
 		uint8_t type = body[2 + i];
 		if (type == T_ALL)
 			all = true;
 		else if (type < T_FS || type > T_LAST)
-			return E_INVALID_COMMAND;
+			return PROTO_E_INVALID_COMMAND;
 	}
 	if (all && count > 1)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	if (comp < 1 || comp > 6)
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	if (comp > 2)
-		return E_FEATURE_UNAVAILABLE; /* Bzip2, Zstd, Lzma, Xz: not written here */
+		return PROTO_E_FEATURE_UNAVAILABLE; /* Bzip2, Zstd, Lzma, Xz: not written here */
 	j->method = comp == 1 ? ZIPW_STORED : ZIPW_DEFLATED;
 	static const uint8_t every[] = {T_FS, T_PS, T_RES, T_LOGS, T_CONFIG};
 	const uint8_t *types = all ? every : body + 2;
@@ -557,19 +556,19 @@ void srv__handle_snapshot(struct srv_session *ss, const struct frame_request *hd
 	if (p == NULL)
 		return;
 	if (!srv__may(ss, hdr->operation, hdr->code, 0, 0)) {
-		srv__finish(p, E_UNAUTHORIZED, false, NULL, 0);
+		srv__finish(p, PROTO_E_UNAUTHORIZED, false, NULL, 0);
 		return;
 	}
 	struct snap_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
-		srv__finish(p, E_ERROR, false, NULL, 0);
+		srv__finish(p, PROTO_E_ERROR, false, NULL, 0);
 		return;
 	}
 	uint32_t status = snap_decode(j, body, len);
 	if (status == 0 && (s->snapshot_busy || s->closing))
-		status = E_SNAPSHOT_FAILED; /* one at a time, as Iggy's server */
+		status = PROTO_E_SNAPSHOT_FILE_COMPLETION_FAILED; /* one at a time, as Iggy's server */
 	if (status == 0 && snap_gather(s, j) != 0)
-		status = E_ERROR;
+		status = PROTO_E_ERROR;
 	if (status != 0) {
 		free(j->config);
 		free(j->metrics);

@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define ZIPW_STORED 0
 #define ZIPW_DEFLATED 8

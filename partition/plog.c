@@ -660,7 +660,7 @@ void plog_stamp(struct plog *l, uint8_t *batch, uint64_t partition_id)
 	uint64_t now = l->o.clock_us(l->o.clock_ud);
 	if (now < l->last_ts)
 		now = l->last_ts;
-	record_batch_stamp(batch, partition_id, plog__active(l)->next_offset, now);
+	batch_stamp(batch, partition_id, plog__active(l)->next_offset, now);
 }
 
 /* Seals the active segment and starts a new one at index/offset. */
@@ -708,10 +708,10 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 		return -EINVAL;
 	struct record_env env = {.type = e->type, .index = e->index, .term = e->term};
 	if (e->type == RECORD_MESSAGES) {
-		if (e->length < RECORD_BATCH_HEADER_SIZE)
+		if (e->length < BATCH_HEADER_SIZE)
 			return -EINVAL;
-		struct record_batch_hdr bh;
-		record_batch_hdr_decode(e->payload, &bh);
+		struct batch_hdr bh;
+		batch_hdr_decode(e->payload, &bh);
 		record_env_fill(&env, e->payload, e->length);
 		if (bh.batch_length != e->length || env.message_count == 0 || env.base_offset != s->next_offset ||
 		    env.timestamp < l->last_ts)

@@ -182,13 +182,13 @@ static int add_messages(struct plog_slice *out, struct segment *s, uint64_t pos,
 		if (buf == NULL)
 			return -ENOMEM;
 		ssize_t n = pio_pread(s->pio, s->data, buf, e->length, pos + RECORD_ENVELOPE_SIZE);
-		uint8_t hdr[RECORD_BATCH_HEADER_SIZE];
+		uint8_t hdr[BATCH_HEADER_SIZE];
 		size_t foff = 0, flen = 0;
 		if (n < 0)
 			rv = (int)n;
 		else if ((size_t)n != e->length)
 			rv = -EIO;
-		else if (record_batch_slice(buf, e->length, (uint32_t)(first - e->base_offset),
+		else if (batch_slice(buf, e->length, (uint32_t)(first - e->base_offset),
 					    (uint32_t)(last - first + 1), hdr, &foff, &flen) != 0)
 			rv = -EBADMSG;
 		else

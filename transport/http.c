@@ -206,7 +206,7 @@ static void call_forward(struct http_call *c, uint8_t op, uint32_t code, struct 
 {
 	static uint8_t empty[1];
 	if (wire_buf_error(b) != 0 || b->len > FRAME_MAX_SIZE - FRAME_HEADER_SIZE) {
-		uint32_t e = wire_buf_error(b) == -ENOMEM ? E_ERROR : E_INVALID_FORMAT;
+		uint32_t e = wire_buf_error(b) == -ENOMEM ? PROTO_E_ERROR : PROTO_E_INVALID_FORMAT;
 		wire_buf_free(b);
 		http__call_error(c, e);
 		return;
@@ -314,12 +314,12 @@ static void local_metrics(struct http_call *c)
 	char *text = NULL;
 	size_t len = 0;
 	if (c->srv->opts.metrics == NULL) {
-		http__call_error(c, E_NOT_IMPLEMENTED);
+		http__call_error(c, HTTP_E_NOT_IMPLEMENTED);
 		return;
 	}
 	if (c->srv->opts.metrics(c->srv->opts.log_ud, &text, &len) != 0 || text == NULL) {
 		free(text);
-		http__call_error(c, E_ERROR);
+		http__call_error(c, PROTO_E_ERROR);
 		return;
 	}
 	http__call_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
@@ -340,7 +340,7 @@ static void local_health(struct http_call *c, bool ready)
 	status = c->srv->opts.health(c->srv->opts.log_ud, ready, &text, &len);
 	if ((status != 200 && status != 503) || text == NULL) {
 		free(text);
-		http__call_error(c, E_ERROR);
+		http__call_error(c, PROTO_E_ERROR);
 		return;
 	}
 	http__call_respond(c, status, "application/json", text, len, NULL, NULL);
@@ -499,14 +499,14 @@ static void call_on_reply(struct http_call *c)
 	size_t blen = 0;
 	c->reply = NULL;
 	if (f == NULL || n < FRAME_HEADER_SIZE) {
-		err = E_ERROR;
+		err = PROTO_E_ERROR;
 	} else if (frame_peek_command(f) == FRAME_CMD_EVICTION) {
 		struct frame_eviction ev;
 		reason = frame_eviction_decode(f, &ev) == 0 ? ev.reason : FRAME_EVICT_SESSION_ERROR;
 	} else {
 		struct frame_reply r;
 		if (frame_reply_decode(f, &r) != 0 || r.size != n) {
-			err = E_ERROR;
+			err = PROTO_E_ERROR;
 		} else if (r.status != 0) {
 			err = r.status;
 		} else {
@@ -516,7 +516,7 @@ static void call_on_reply(struct http_call *c)
 				uint32_t re;
 				size_t off;
 				if (frame_result_split(body, blen, &re, &off) != 0)
-					err = E_INVALID_COMMAND;
+					err = PROTO_E_INVALID_COMMAND;
 				else if (re != 0)
 					err = re;
 				else {
@@ -529,9 +529,9 @@ static void call_on_reply(struct http_call *c)
 	if (c->stage == STAGE_PAT) {
 		uint64_t session;
 		if (reason != 0)
-			err = reason == FRAME_EVICT_USER_INACTIVE ? E_UNAUTHENTICATED : E_INVALID_PAT;
+			err = reason == FRAME_EVICT_USER_INACTIVE ? PROTO_E_UNAUTHENTICATED : PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN;
 		if (err == 0 && !http__parse_login(body, blen, &c->user_id, &session))
-			err = E_ERROR;
+			err = PROTO_E_ERROR;
 		if (err != 0) {
 			http__call_error(c, err);
 		} else {
@@ -599,17 +599,17 @@ static void call_start(struct http_call *c)
 	if (auth == AUTH_BEARER) {
 		c->bearer = bearer_token(c->req);
 		if (c->bearer == NULL) {
-			http__call_error(c, E_ACCESS_TOKEN_MISSING);
+			http__call_error(c, PROTO_E_ACCESS_TOKEN_MISSING);
 			return;
 		}
 		if (strchr(c->bearer, '.') != NULL) {
 			if (jwt_verify(&s->jwt, c->bearer, &uid, c->jti, &c->jwt_exp) != 0) {
-				http__call_error(c, E_INVALID_ACCESS_TOKEN);
+				http__call_error(c, PROTO_E_INVALID_ACCESS_TOKEN);
 				return;
 			}
 			jwt = c->bearer_is_jwt = true;
 		} else if (strlen(c->bearer) > 255) {
-			http__call_error(c, E_INVALID_PAT);
+			http__call_error(c, PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN);
 			return;
 		}
 	} else if (auth == AUTH_BODY_TOKEN) {
@@ -617,7 +617,7 @@ static void call_start(struct http_call *c)
 		size_t n;
 		if (http__j_str(c->json, "token", &tok, &n) != 0 ||
 		    jwt_verify(&s->jwt, tok, &uid, c->jti, &c->jwt_exp) != 0) {
-			http__call_error(c, E_INVALID_ACCESS_TOKEN);
+			http__call_error(c, PROTO_E_INVALID_ACCESS_TOKEN);
 			return;
 		}
 		jwt = true;
@@ -629,7 +629,7 @@ static void call_start(struct http_call *c)
 	c->opened = true;
 	if (jwt) {
 		if (s->h.on_auth(c, uid) != 0) {
-			http__call_error(c, E_INVALID_ACCESS_TOKEN);
+			http__call_error(c, PROTO_E_INVALID_ACCESS_TOKEN);
 			return;
 		}
 		c->user_id = uid;
@@ -723,7 +723,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			c->no_view = true;
 			http__call_respond(c, 405, "text/plain; charset=utf-8", "method not allowed", 18, NULL, NULL);
 		} else {
-			http__call_error(c, E_NOT_FOUND);
+			http__call_error(c, HTTP_E_NOT_FOUND);
 		}
 	} else {
 		c->no_view = c->route->build == http__req_ping;
@@ -735,12 +735,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		}
 		json_error_t jerr;
 		if (c->n_params != nseg) {
-			http__call_error(c, E_ERROR);
+			http__call_error(c, PROTO_E_ERROR);
 		} else if (c->route->json &&
 			   ((c->json = http__json_load_body(req->entity.base != NULL ? req->entity.base : "",
 							    req->entity.len, &jerr)) == NULL ||
 			    !json_is_object(c->json))) {
-			http__call_error(c, E_INVALID_FORMAT);
+			http__call_error(c, PROTO_E_INVALID_FORMAT);
 		} else {
 			call_start(c);
 		}
@@ -958,7 +958,7 @@ void http_server_close(struct http_server *s)
 		 * to Raft commits), so the answer is error 1, never 58 ("not admitted, retry").
 		 */
 		if (c->waiting && c->req != NULL)
-			http__call_error(c, E_ERROR);
+			http__call_error(c, PROTO_E_ERROR);
 		c->waiting = false;
 		if (c->opened) {
 			c->opened = false;

@@ -38,7 +38,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 struct http_server;
 struct http_call;

@@ -26,35 +26,17 @@
 #include "transport/http_json.h"
 #include "transport/http_jwt.h"
 #include "transport/list.h"
-#include "transport/wire.h"
+#include "proto/batch.h"
+#include "proto/errors.h"
+#include "proto/reply.h"
+#include "proto/wire.h"
 
 #define MAX_PARAMS 4
-#define BATCH_HEADER_SIZE 256
 
-/* Iggy error codes the listener produces itself (the others come from the server's replies). */
+/* The answers of the HTTP API that are not Iggy status codes (the reference listener's own). */
 enum {
-	E_ERROR = 1,
-	E_INVALID_COMMAND = 3,
-	E_INVALID_FORMAT = 4,
-	E_FEATURE_UNAVAILABLE = 5,
-	E_INVALID_IDENTIFIER = 6,
-	E_RESOURCE_NOT_FOUND = 20,
-	E_STALE_CLIENT = 30,
-	E_UNAUTHENTICATED = 40,
-	E_INVALID_CREDENTIALS = 42,
-	E_INVALID_PAT = 53,
-	E_ACCESS_TOKEN_MISSING = 77,
-	E_INVALID_ACCESS_TOKEN = 78,
-	E_NOT_FOUND = 404,        /* the reference listener's generic "not_found" */
-	E_NOT_IMPLEMENTED = 501,  /* a route this listener does not serve */
-	E_STREAM_NOT_FOUND = 1009,
-	E_STREAM_NAME_NOT_FOUND = 1010,
-	E_TOPIC_NOT_FOUND = 2010,
-	E_TOPIC_NAME_NOT_FOUND = 2011,
-	E_OFFSET_NOT_FOUND = 3021,
-	E_GROUP_NOT_FOUND = 5000,
-	E_GROUP_NAME_NOT_FOUND = 5003,
-	E_INCOMPATIBLE_PROTOCOL = 14003,
+	HTTP_E_NOT_FOUND = 404,       /* the reference listener's generic "not_found" */
+	HTTP_E_NOT_IMPLEMENTED = 501, /* a route this listener does not serve */
 };
 
 /* ---- Server and calls (http.c) ---- */

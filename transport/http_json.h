@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 /*
  * A JSON writer on a wire_buf: it places the commas itself. Numbers are written exactly (u64 and

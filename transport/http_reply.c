@@ -3,8 +3,8 @@
  * result section removed) to the JSON of §6, one http__reply_* function per route of the table in
  * http.c whose answer is made from its reply; an error (an Iggy status, or an eviction of a login) to the error
  * JSON and its HTTP status (see http.h); and the answers of the logins and the logout, which issue and
- * revoke access tokens (http_jwt.h). A reply that does not decode is answered 500 with error 1. Owns
- * the table of the Iggy error codes (name, reason, field of the error JSON) and their HTTP statuses.
+ * revoke access tokens (http_jwt.h). A reply that does not decode is answered 500 with error 1. The
+ * error JSON names a code as proto/errors does; this file owns its field and HTTP status.
  *
  * JSON of the responses (numbers are unsigned decimal, u64 and u128 written exactly; timestamps are
  * µs since the epoch; sizes are bytes):
@@ -43,98 +43,78 @@
 
 /* ---- Errors ---- */
 
+/*
+ * The error JSON's "code" and "reason" come from proto/errors (the name in snake_case and the text); this
+ * table adds the "field" Iggy's HTTP API names for a code, and the two answers of the listener that are
+ * not Iggy codes.
+ */
 struct http_err {
 	uint32_t code;
-	const char *name;
-	const char *reason;
 	const char *field;
 };
 
-static const struct http_err http_errs[] = {
-	{E_ERROR, "error", "Error", NULL},
-	{E_INVALID_COMMAND, "invalid_command", "Invalid command", NULL},
-	{E_INVALID_FORMAT, "invalid_format", "Invalid format", NULL},
-	{E_FEATURE_UNAVAILABLE, "feature_unavailable", "Feature is unavailable", NULL},
-	{E_INVALID_IDENTIFIER, "invalid_identifier", "Invalid identifier", NULL},
-	{E_RESOURCE_NOT_FOUND, "resource_not_found", "Resource not found", NULL},
-	{E_STALE_CLIENT, "stale_client", "Stale client", NULL},
-	{E_UNAUTHENTICATED, "unauthenticated", "Unauthenticated", NULL},
-	{41, "unauthorized", "Unauthorized", NULL},
-	{E_INVALID_CREDENTIALS, "invalid_credentials", "Invalid credentials", NULL},
-	{43, "invalid_username", "Invalid username", "username"},
-	{44, "invalid_password", "Invalid password", "password"},
-	{46, "user_already_exists", "User already exists", "username"},
-	{47, "user_inactive", "User is inactive", NULL},
-	{48, "cannot_delete_user", "Cannot delete user", NULL},
-	{49, "cannot_change_permissions", "Cannot change permissions", NULL},
-	{51, "personal_access_token_already_exists", "Personal access token already exists", "name"},
-	{52, "personal_access_tokens_limit_reached", "Personal access tokens limit reached", NULL},
-	{E_INVALID_PAT, "invalid_personal_access_token", "Invalid personal access token", NULL},
-	{56, "invalid_personal_access_token_expiry", "Invalid personal access token expiry", NULL},
-	{57, "transient_not_committed", "Request not committed, retry", NULL},
-	{58, "transient_not_accepted", "Request not accepted, retry", NULL},
-	{E_ACCESS_TOKEN_MISSING, "access_token_missing", "Access token is missing", NULL},
-	{E_INVALID_ACCESS_TOKEN, "invalid_access_token", "Invalid access token", NULL},
-	{100, "client_not_found", "Client not found", "client_id"},
-	{E_NOT_FOUND, "not_found", "Resource not found", NULL},
-	{E_NOT_IMPLEMENTED, "not_implemented", "Not implemented by this server", NULL},
-	{E_STREAM_NOT_FOUND, "stream_id_not_found", "Stream not found", "stream_id"},
-	{E_STREAM_NAME_NOT_FOUND, "stream_name_not_found", "Stream not found", "stream_id"},
-	{1012, "stream_name_already_exists", "Stream name already exists", "name"},
-	{1020, "too_many_streams", "Too many streams", NULL},
-	{E_TOPIC_NOT_FOUND, "topic_id_not_found", "Topic not found", "topic_id"},
-	{E_TOPIC_NAME_NOT_FOUND, "topic_name_not_found", "Topic not found", "topic_id"},
-	{2013, "topic_name_already_exists", "Topic name already exists", "name"},
-	{2015, "too_many_partitions", "Too many partitions", NULL},
-	{2019, "invalid_partitions_count", "Invalid partitions count", "partitions_count"},
-	{2021, "too_many_topics", "Too many topics", NULL},
-	{3007, "partition_not_found", "Partition not found", "partition_id"},
-	{3008, "no_partitions", "No partitions", NULL},
-	{3013, "partition_id_space_exhausted", "Partition id space exhausted", NULL},
-	{E_OFFSET_NOT_FOUND, "consumer_offset_not_found", "Consumer offset not found", NULL},
-	{4000, "segment_not_found", "Segment not found", "segment_id"},
-	{4017, "too_big_user_headers", "User headers are too big", NULL},
-	{4022, "too_big_message_payload", "Message payload is too big", NULL},
-	{4024, "empty_message_payload", "Message payload is empty", NULL},
-	{4027, "invalid_message_checksum", "Invalid message checksum", NULL},
-	{4038, "invalid_message_timestamp_delta", "Invalid message timestamp delta", NULL},
-	{4039, "invalid_batch_checksum", "Invalid batch checksum", NULL},
-	{4041, "unsupported_option_key", "Unsupported option key", NULL},
-	{4042, "invalid_option_value", "Invalid option value", NULL},
-	{4043, "options_block_too_large", "Options block too large", NULL},
-	{4100, "invalid_offset", "Invalid offset", "offset"},
-	{4101, "invalid_reserved_field", "Invalid reserved field", NULL},
-	{E_GROUP_NOT_FOUND, "consumer_group_id_not_found", "Consumer group not found", NULL},
-	{E_GROUP_NAME_NOT_FOUND, "consumer_group_name_not_found", "Consumer group not found", NULL},
-	{5004, "consumer_group_name_already_exists", "Consumer group name already exists", "name"},
-	{5006, "consumer_group_member_not_found", "Consumer group member not found", NULL},
-	{5009, "consumer_group_partition_not_owned", "Consumer group partition not owned", NULL},
-	{9000, "snapshot_file_completion_failed", "Snapshot file completion failed", NULL},
-	{E_INCOMPATIBLE_PROTOCOL, "incompatible_protocol_version", "Incompatible protocol version", NULL},
+static const struct http_err http_fields[] = {
+	{PROTO_E_INVALID_USERNAME, "username"},
+	{PROTO_E_INVALID_PASSWORD, "password"},
+	{PROTO_E_USER_ALREADY_EXISTS, "username"},
+	{PROTO_E_PERSONAL_ACCESS_TOKEN_ALREADY_EXISTS, "name"},
+	{PROTO_E_CLIENT_NOT_FOUND, "client_id"},
+	{PROTO_E_STREAM_ID_NOT_FOUND, "stream_id"},
+	{PROTO_E_STREAM_NAME_NOT_FOUND, "stream_id"},
+	{PROTO_E_STREAM_NAME_ALREADY_EXISTS, "name"},
+	{PROTO_E_TOPIC_ID_NOT_FOUND, "topic_id"},
+	{PROTO_E_TOPIC_NAME_NOT_FOUND, "topic_id"},
+	{PROTO_E_TOPIC_NAME_ALREADY_EXISTS, "name"},
+	{PROTO_E_INVALID_PARTITIONS_COUNT, "partitions_count"},
+	{PROTO_E_PARTITION_NOT_FOUND, "partition_id"},
+	{PROTO_E_SEGMENT_NOT_FOUND, "segment_id"},
+	{PROTO_E_INVALID_OFFSET, "offset"},
+	{PROTO_E_CONSUMER_GROUP_NAME_ALREADY_EXISTS, "name"},
 };
 
-static const struct http_err *err_find(uint32_t code)
+static const char *err_field(uint32_t code)
 {
-	for (size_t i = 0; i < sizeof(http_errs) / sizeof(http_errs[0]); i++)
-		if (http_errs[i].code == code)
-			return &http_errs[i];
+	for (size_t i = 0; i < sizeof(http_fields) / sizeof(http_fields[0]); i++)
+		if (http_fields[i].code == code)
+			return http_fields[i].field;
 	return NULL;
+}
+
+/* The name and reason of a code: Iggy's (proto/errors), or the listener's own 404 and 501. */
+static bool err_text(uint32_t code, char *name, size_t cap, const char **reason)
+{
+	const struct proto_error *e = proto_error_find(code);
+	if (e != NULL) {
+		proto_error_snake(code, name, cap);
+		*reason = e->reason;
+		return true;
+	}
+	if (code == HTTP_E_NOT_FOUND || code == HTTP_E_NOT_IMPLEMENTED) {
+		snprintf(name, cap, "%s", code == HTTP_E_NOT_FOUND ? "not_found" : "not_implemented");
+		*reason = code == HTTP_E_NOT_FOUND ? "Resource not found" : "Not implemented by this server";
+		return true;
+	}
+	return false;
 }
 
 /* The HTTP status of an Iggy error code (reference §6). */
 static int err_status(uint32_t code)
 {
 	switch (code) {
-	case 1009: case 2010: case 3007: case 4000: case 100: case 5000: case 5003: case 5006: case 3021: case 20:
-	case 1010: case 2011: case E_NOT_FOUND:
+	case PROTO_E_STREAM_ID_NOT_FOUND: case PROTO_E_STREAM_NAME_NOT_FOUND: case PROTO_E_TOPIC_ID_NOT_FOUND:
+	case PROTO_E_TOPIC_NAME_NOT_FOUND: case PROTO_E_PARTITION_NOT_FOUND: case PROTO_E_SEGMENT_NOT_FOUND:
+	case PROTO_E_CLIENT_NOT_FOUND: case PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND:
+	case PROTO_E_CONSUMER_GROUP_NAME_NOT_FOUND: case PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND:
+	case PROTO_E_CONSUMER_OFFSET_NOT_FOUND: case PROTO_E_RESOURCE_NOT_FOUND: case HTTP_E_NOT_FOUND:
 		return 404;
-	case 40: case 77: case 78: case 53:
+	case PROTO_E_UNAUTHENTICATED: case PROTO_E_ACCESS_TOKEN_MISSING: case PROTO_E_INVALID_ACCESS_TOKEN:
+	case PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN:
 		return 401;
-	case 41:
+	case PROTO_E_UNAUTHORIZED:
 		return 403;
-	case 57: case 58:
+	case PROTO_E_TRANSIENT_NOT_COMMITTED: case PROTO_E_TRANSIENT_NOT_ACCEPTED:
 		return 503;
-	case E_NOT_IMPLEMENTED:
+	case HTTP_E_NOT_IMPLEMENTED:
 		return 501;
 	default:
 		return 400;
@@ -146,42 +126,45 @@ uint32_t http__evict_error(uint8_t reason)
 {
 	switch (reason) {
 	case FRAME_EVICT_INVALID_CREDENTIALS:
-		return E_INVALID_CREDENTIALS;
+		return PROTO_E_INVALID_CREDENTIALS;
 	case FRAME_EVICT_INVALID_TOKEN:
-		return E_INVALID_PAT;
+		return PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN;
 	case FRAME_EVICT_STALE_CLIENT:
-		return E_STALE_CLIENT;
+		return PROTO_E_STALE_CLIENT;
 	case FRAME_EVICT_INCOMPATIBLE_PROTOCOL:
-		return E_INCOMPATIBLE_PROTOCOL;
+		return PROTO_E_INCOMPATIBLE_PROTOCOL_VERSION;
 	case FRAME_EVICT_MALFORMED_LOGIN:
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	case FRAME_EVICT_CLIENT_RELEASE_TOO_LOW:
 	case FRAME_EVICT_CLIENT_RELEASE_TOO_HIGH:
 	case FRAME_EVICT_INVALID_REQUEST_OPERATION:
 	case FRAME_EVICT_INVALID_REQUEST_BODY:
 	case FRAME_EVICT_INVALID_REQUEST_BODY_SIZE:
-		return E_INVALID_COMMAND;
+		return PROTO_E_INVALID_COMMAND;
 	default:
-		return E_UNAUTHENTICATED;
+		return PROTO_E_UNAUTHENTICATED;
 	}
 }
 
 /* Answers with the error JSON of an Iggy error code. */
 void http__call_error(struct http_call *c, uint32_t code)
 {
-	const struct http_err *e = err_find(code);
-	char reason[64];
+	char name[64], reason_buf[64];
+	const char *reason = NULL, *field = err_field(code);
+	bool known = err_text(code, name, sizeof(name), &reason);
 	struct jw w;
 	jw_init(&w);
 	jw_open(&w, '{');
 	JW_KU64(&w, "id", code);
-	JW_KSTR(&w, "code", e != NULL ? e->name : "error");
-	if (e == NULL)
-		snprintf(reason, sizeof(reason), "Error %" PRIu32, code);
-	JW_KSTR(&w, "reason", e != NULL ? e->reason : reason);
+	JW_KSTR(&w, "code", known ? name : "error");
+	if (!known) {
+		snprintf(reason_buf, sizeof(reason_buf), "Error %" PRIu32, code);
+		reason = reason_buf;
+	}
+	JW_KSTR(&w, "reason", reason);
 	jw_key(&w, "field");
-	if (e != NULL && e->field != NULL)
-		jw_str(&w, e->field);
+	if (field != NULL)
+		jw_str(&w, field);
 	else
 		jw_null(&w);
 	jw_close(&w, '}');
@@ -264,90 +247,68 @@ static void jw_options(struct jw *w, const struct wire_opts *o, bool explicit, c
 /* StreamHeader fields (inside an open object). */
 static void rd_stream(struct wire_rd *r, struct jw *w)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint32_t topics = wire_get_u32(r);
-	uint64_t size = wire_get_u64(r), msgs = wire_get_u64(r);
-	struct wire_str name = {0};
-	struct wire_opts opts;
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts);
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
+	struct reply_stream h;
+	reply_get_stream(r, &h);
+	JW_KU64(w, "id", h.id);
+	JW_KU64(w, "created_at", h.created_at);
 	jw_key(w, "name");
-	jw_name(w, name);
-	JW_KU64(w, "size", size);
-	JW_KU64(w, "messages_count", msgs);
-	JW_KU64(w, "topics_count", topics);
+	jw_name(w, h.name);
+	JW_KU64(w, "size", h.size_bytes);
+	JW_KU64(w, "messages_count", h.messages_count);
+	JW_KU64(w, "topics_count", h.topics_count);
 }
 
 /* TopicHeader fields (inside an open object); *partitions is its partition count. */
 static void rd_topic(struct wire_rd *r, struct jw *w, uint32_t *partitions)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint32_t parts = wire_get_u32(r);
-	uint64_t expiry = wire_get_u64(r);
-	uint8_t comp = wire_get_u8(r);
-	uint64_t max_size = wire_get_u64(r), size = wire_get_u64(r), msgs = wire_get_u64(r);
-	struct wire_str name = {0};
-	struct wire_opts expl = {0}, derived = {0};
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &expl);
-	wire_get_options_prefixed(r, &derived);
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
+	struct reply_topic h;
+	int err = reply_get_topic(r, &h);
+	JW_KU64(w, "id", h.id);
+	JW_KU64(w, "created_at", h.created_at);
 	jw_key(w, "name");
-	jw_name(w, name);
-	JW_KU64(w, "size", size);
-	JW_KU64(w, "message_expiry", expiry);
-	JW_KSTR(w, "compression_algorithm", comp == 2 ? "gzip" : "none");
-	JW_KU64(w, "max_topic_size", max_size);
+	jw_name(w, h.name);
+	JW_KU64(w, "size", h.size_bytes);
+	JW_KU64(w, "message_expiry", h.message_expiry);
+	JW_KSTR(w, "compression_algorithm", h.compression == 2 ? "gzip" : "none");
+	JW_KU64(w, "max_topic_size", h.max_topic_size);
 	JW_KU64(w, "replication_factor", 1);
-	JW_KU64(w, "messages_count", msgs);
-	JW_KU64(w, "partitions_count", parts);
+	JW_KU64(w, "messages_count", h.messages_count);
+	JW_KU64(w, "partitions_count", h.partitions_count);
 	jw_key(w, "options");
 	jw_open(w, '{');
-	if (wire_rd_error(r) == 0) {
-		jw_options(w, &expl, true, NULL);
-		jw_options(w, &derived, false, &expl);
+	if (err == 0) {
+		jw_options(w, &h.options, true, NULL);
+		jw_options(w, &h.derived, false, &h.options);
 	}
 	jw_close(w, '}');
 	if (partitions != NULL)
-		*partitions = parts;
+		*partitions = h.partitions_count;
 }
 
 static void rd_partition(struct wire_rd *r, struct jw *w)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint32_t segs = wire_get_u32(r);
-	uint64_t cur = wire_get_u64(r), size = wire_get_u64(r), msgs = wire_get_u64(r);
+	struct reply_partition p;
+	reply_get_partition(r, &p);
 	jw_open(w, '{');
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
-	JW_KU64(w, "segments_count", segs);
-	JW_KU64(w, "current_offset", cur);
-	JW_KU64(w, "size", size);
-	JW_KU64(w, "messages_count", msgs);
+	JW_KU64(w, "id", p.id);
+	JW_KU64(w, "created_at", p.created_at);
+	JW_KU64(w, "segments_count", p.segments_count);
+	JW_KU64(w, "current_offset", p.current_offset);
+	JW_KU64(w, "size", p.size_bytes);
+	JW_KU64(w, "messages_count", p.messages_count);
 	jw_close(w, '}');
 }
 
 /* UserHeader fields (inside an open object). */
 static void rd_user(struct wire_rd *r, struct jw *w)
 {
-	uint32_t id = wire_get_u32(r);
-	uint64_t created = wire_get_u64(r);
-	uint8_t status = wire_get_u8(r);
-	struct wire_str name = {0};
-	struct wire_opts opts;
-	wire_get_name(r, &name);
-	wire_get_options_prefixed(r, &opts);
-	JW_KU64(w, "id", id);
-	JW_KU64(w, "created_at", created);
-	JW_KSTR(w, "status", status == 2 ? "inactive" : "active");
+	struct reply_user u;
+	reply_get_user(r, &u);
+	JW_KU64(w, "id", u.id);
+	JW_KU64(w, "created_at", u.created_at);
+	JW_KSTR(w, "status", u.status == 2 ? "inactive" : "active");
 	jw_key(w, "username");
-	jw_name(w, name);
+	jw_name(w, u.username);
 }
 
 static void jw_permissions(struct jw *w, const struct wire_perms *p)
@@ -436,15 +397,14 @@ static void rd_user_details(struct wire_rd *r, struct jw *w)
 /* GroupHeader fields (inside an open object); *members is its member count. */
 static void rd_group(struct wire_rd *r, struct jw *w, uint32_t *members)
 {
-	uint32_t id = wire_get_u32(r), parts = wire_get_u32(r), n = wire_get_u32(r);
-	struct wire_str name = {0};
-	wire_get_name(r, &name);
-	JW_KU64(w, "id", id);
+	struct reply_group g;
+	reply_get_group(r, &g);
+	JW_KU64(w, "id", g.id);
 	jw_key(w, "name");
-	jw_name(w, name);
-	JW_KU64(w, "partitions_count", parts);
-	JW_KU64(w, "members_count", n);
-	*members = n;
+	jw_name(w, g.name);
+	JW_KU64(w, "partitions_count", g.partitions_count);
+	JW_KU64(w, "members_count", g.members_count);
+	*members = g.members_count;
 }
 
 static void rd_group_details(struct wire_rd *r, struct jw *w)
@@ -455,14 +415,16 @@ static void rd_group_details(struct wire_rd *r, struct jw *w)
 	jw_key(w, "members");
 	jw_open(w, '[');
 	for (uint32_t i = 0; i < n && wire_rd_error(r) == 0; i++) {
-		uint32_t id = wire_get_u32(r), np = wire_get_u32(r);
+		struct reply_group_member m;
+		if (reply_get_group_member(r, &m) != 0)
+			break;
 		jw_open(w, '{');
-		JW_KU64(w, "id", id);
-		JW_KU64(w, "partitions_count", np);
+		JW_KU64(w, "id", m.client_id);
+		JW_KU64(w, "partitions_count", m.partitions_count);
 		jw_key(w, "partitions");
 		jw_open(w, '[');
-		for (uint32_t k = 0; k < np && wire_rd_error(r) == 0; k++)
-			jw_u64(w, wire_get_u32(r));
+		for (uint32_t k = 0; k < m.partitions_count; k++)
+			jw_u64(w, reply_group_member_partition(&m, k));
 		jw_close(w, ']');
 		jw_close(w, '}');
 	}
@@ -511,7 +473,7 @@ static void not_found(struct http_call *c, int param, uint32_t by_id, uint32_t b
 void http__reply_stream(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		not_found(c, 0, E_STREAM_NOT_FOUND, E_STREAM_NAME_NOT_FOUND);
+		not_found(c, 0, PROTO_E_STREAM_ID_NOT_FOUND, PROTO_E_STREAM_NAME_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -552,7 +514,7 @@ void http__reply_topics(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_topic(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		not_found(c, 1, E_TOPIC_NOT_FOUND, E_TOPIC_NAME_NOT_FOUND);
+		not_found(c, 1, PROTO_E_TOPIC_ID_NOT_FOUND, PROTO_E_TOPIC_NAME_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -590,7 +552,7 @@ void http__reply_users(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_user(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		http__call_error(c, E_RESOURCE_NOT_FOUND);
+		http__call_error(c, PROTO_E_RESOURCE_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -621,7 +583,7 @@ void http__reply_groups(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_group(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		not_found(c, 2, E_GROUP_NOT_FOUND, E_GROUP_NAME_NOT_FOUND);
+		not_found(c, 2, PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND, PROTO_E_CONSUMER_GROUP_NAME_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
@@ -640,17 +602,16 @@ void http__reply_pats(struct http_call *c, const uint8_t *p, size_t n)
 	jw_init(&w);
 	jw_open(&w, '[');
 	while (wire_rd_left(&r) > 0) {
-		struct wire_str name = {0};
-		wire_get_name(&r, &name);
-		uint64_t exp = wire_get_u64(&r);
+		struct reply_pat t;
+		reply_get_pat(&r, &t);
 		jw_open(&w, '{');
 		jw_key(&w, "name");
-		jw_name(&w, name);
+		jw_name(&w, t.name);
 		jw_key(&w, "expiry_at");
-		if (exp == 0)
+		if (t.expiry_at == 0)
 			jw_null(&w);
 		else
-			jw_u64(&w, exp);
+			jw_u64(&w, t.expiry_at);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');
@@ -661,13 +622,13 @@ void http__reply_pat_created(struct http_call *c, const uint8_t *p, size_t n)
 {
 	struct wire_rd r;
 	struct jw w;
-	struct wire_str tok = {0};
+	struct reply_pat_token t;
 	wire_rd_init(&r, p, n);
-	wire_get_str8(&r, &tok);
+	reply_get_pat_token(&r, &t);
 	jw_init(&w);
 	jw_open(&w, '{');
 	jw_key(&w, "token");
-	jw_name(&w, tok);
+	jw_name(&w, t.token);
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
 }
@@ -686,31 +647,30 @@ static const char *transport_name(uint8_t t)
 /* ClientHeader (and, with details, its groups) as an object. */
 static void rd_client(struct wire_rd *r, struct jw *w, bool details)
 {
-	uint32_t id = wire_get_u32(r), user = wire_get_u32(r);
-	uint8_t transport = wire_get_u8(r);
-	struct wire_str addr = {0};
-	wire_get_str32(r, &addr);
-	uint32_t groups = wire_get_u32(r);
+	struct reply_client c;
+	reply_get_client(r, &c);
 	jw_open(w, '{');
-	JW_KU64(w, "client_id", id);
+	JW_KU64(w, "client_id", c.client_id);
 	jw_key(w, "user_id");
-	if (user == UINT32_MAX)
+	if (c.user_id == UINT32_MAX)
 		jw_null(w);
 	else
-		jw_u64(w, user);
+		jw_u64(w, c.user_id);
 	jw_key(w, "address");
-	jw_name(w, addr);
-	JW_KSTR(w, "transport", transport_name(transport));
-	JW_KU64(w, "consumer_groups_count", groups);
+	jw_name(w, c.address);
+	JW_KSTR(w, "transport", transport_name(c.transport));
+	JW_KU64(w, "consumer_groups_count", c.groups_count);
 	if (details) {
 		jw_key(w, "consumer_groups");
 		jw_open(w, '[');
-		for (uint32_t i = 0; i < groups && wire_rd_error(r) == 0; i++) {
-			uint32_t s = wire_get_u32(r), t = wire_get_u32(r), g = wire_get_u32(r);
+		for (uint32_t i = 0; i < c.groups_count && wire_rd_error(r) == 0; i++) {
+			struct reply_client_group g;
+			if (reply_get_client_group(r, &g) != 0)
+				break;
 			jw_open(w, '{');
-			JW_KU64(w, "stream_id", s);
-			JW_KU64(w, "topic_id", t);
-			JW_KU64(w, "group_id", g);
+			JW_KU64(w, "stream_id", g.stream_id);
+			JW_KU64(w, "topic_id", g.topic_id);
+			JW_KU64(w, "group_id", g.group_id);
 			jw_close(w, '}');
 		}
 		jw_close(w, ']');
@@ -754,23 +714,20 @@ void http__reply_options(struct http_call *c, const uint8_t *p, size_t n)
 	uint32_t count = wire_get_u32(&r);
 	jw_open(&w, '[');
 	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
-		struct wire_str key = {0}, def = {0}, desc = {0};
-		wire_get_name(&r, &key);
-		uint8_t kind = wire_get_u8(&r);
-		wire_get_str32(&r, &def);
-		wire_get_str32(&r, &desc);
+		struct reply_option_info o;
+		reply_get_option_info(&r, &o);
 		jw_open(&w, '{');
 		jw_key(&w, "key");
-		jw_name(&w, key);
-		JW_KSTR(&w, "kind", kind < HTTP__N_KINDS ? http__kind_names[kind] : "unknown");
+		jw_name(&w, o.key);
+		JW_KSTR(&w, "kind", o.kind < HTTP__N_KINDS ? http__kind_names[o.kind] : "unknown");
 		/* The SDK reads the default as its raw bytes in the kind's encoding (a JSON array of bytes). */
 		jw_key(&w, "default_value");
 		jw_open(&w, '[');
-		for (size_t k = 0; k < def.len; k++)
-			jw_u64(&w, def.ptr[k]);
+		for (size_t k = 0; k < o.default_value.len; k++)
+			jw_u64(&w, o.default_value.ptr[k]);
 		jw_close(&w, ']');
 		jw_key(&w, "description");
-		jw_name(&w, desc);
+		jw_name(&w, o.description);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');
@@ -786,68 +743,64 @@ void http__reply_snapshot(struct http_call *c, const uint8_t *p, size_t n)
 
 void http__reply_stats(struct http_call *c, const uint8_t *p, size_t n)
 {
-	static const char *const strs[] = {"hostname", "os_name", "os_version", "kernel_version",
-					   "iggy_server_version"};
 	struct wire_rd r;
 	struct jw w;
-	float f;
-	uint32_t u;
+	struct reply_stats st;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
+	reply_get_stats(&r, &st);
 	jw_open(&w, '{');
-	JW_KU64(&w, "process_id", wire_get_u32(&r));
-	u = wire_get_u32(&r);
-	memcpy(&f, &u, 4);
+	JW_KU64(&w, "process_id", st.process_id);
 	jw_key(&w, "cpu_usage");
-	jw_f64(&w, (double)f);
-	u = wire_get_u32(&r);
-	memcpy(&f, &u, 4);
+	jw_f64(&w, (double)st.cpu_usage);
 	jw_key(&w, "total_cpu_usage");
-	jw_f64(&w, (double)f);
-	JW_KU64(&w, "memory_usage", wire_get_u64(&r));
-	JW_KU64(&w, "total_memory", wire_get_u64(&r));
-	JW_KU64(&w, "available_memory", wire_get_u64(&r));
-	JW_KU64(&w, "run_time", wire_get_u64(&r));
-	JW_KU64(&w, "start_time", wire_get_u64(&r));
-	JW_KU64(&w, "read_bytes", wire_get_u64(&r));
-	JW_KU64(&w, "written_bytes", wire_get_u64(&r));
-	JW_KU64(&w, "messages_size_bytes", wire_get_u64(&r));
-	JW_KU64(&w, "streams_count", wire_get_u32(&r));
-	JW_KU64(&w, "topics_count", wire_get_u32(&r));
-	JW_KU64(&w, "partitions_count", wire_get_u32(&r));
-	JW_KU64(&w, "segments_count", wire_get_u32(&r));
-	JW_KU64(&w, "messages_count", wire_get_u64(&r));
-	JW_KU64(&w, "clients_count", wire_get_u32(&r));
-	JW_KU64(&w, "consumer_groups_count", wire_get_u32(&r));
-	for (size_t i = 0; i < 5; i++) {
-		struct wire_str s = {0};
-		wire_get_str32(&r, &s);
-		jw_key(&w, strs[i]);
-		jw_name(&w, s);
-	}
-	JW_KU64(&w, "iggy_server_semver", wire_get_u32(&r));
-	uint32_t nc = wire_get_u32(&r);
+	jw_f64(&w, (double)st.total_cpu_usage);
+	JW_KU64(&w, "memory_usage", st.memory_usage);
+	JW_KU64(&w, "total_memory", st.total_memory);
+	JW_KU64(&w, "available_memory", st.available_memory);
+	JW_KU64(&w, "run_time", st.run_time);
+	JW_KU64(&w, "start_time", st.start_time);
+	JW_KU64(&w, "read_bytes", st.read_bytes);
+	JW_KU64(&w, "written_bytes", st.written_bytes);
+	JW_KU64(&w, "messages_size_bytes", st.messages_size_bytes);
+	JW_KU64(&w, "streams_count", st.streams_count);
+	JW_KU64(&w, "topics_count", st.topics_count);
+	JW_KU64(&w, "partitions_count", st.partitions_count);
+	JW_KU64(&w, "segments_count", st.segments_count);
+	JW_KU64(&w, "messages_count", st.messages_count);
+	JW_KU64(&w, "clients_count", st.clients_count);
+	JW_KU64(&w, "consumer_groups_count", st.consumer_groups_count);
+	jw_key(&w, "hostname");
+	jw_name(&w, st.hostname);
+	jw_key(&w, "os_name");
+	jw_name(&w, st.os_name);
+	jw_key(&w, "os_version");
+	jw_name(&w, st.os_version);
+	jw_key(&w, "kernel_version");
+	jw_name(&w, st.kernel_version);
+	jw_key(&w, "iggy_server_version");
+	jw_name(&w, st.iggy_server_version);
+	JW_KU64(&w, "iggy_server_semver", st.iggy_server_semver);
 	/* A map keyed "stream-topic-partition" (the SDK's Stats reads an object, not a list). */
 	jw_key(&w, "cache_metrics");
 	jw_open(&w, '{');
-	for (uint32_t i = 0; i < nc && wire_rd_error(&r) == 0; i++) {
+	for (uint32_t i = 0; wire_rd_error(&r) == 0 && i < st.cache_metrics_count; i++) {
+		struct reply_cache_metric m;
 		char key[40];
-		uint32_t sid = wire_get_u32(&r), tid = wire_get_u32(&r), pid = wire_get_u32(&r);
-		snprintf(key, sizeof(key), "%" PRIu32 "-%" PRIu32 "-%" PRIu32, sid, tid, pid);
+		reply_stats_cache_metric(&st, i, &m);
+		snprintf(key, sizeof(key), "%" PRIu32 "-%" PRIu32 "-%" PRIu32, m.stream_id, m.topic_id, m.partition_id);
 		jw_key(&w, key);
 		jw_open(&w, '{');
-		JW_KU64(&w, "hits", wire_get_u64(&r));
-		JW_KU64(&w, "misses", wire_get_u64(&r));
-		u = wire_get_u32(&r);
-		memcpy(&f, &u, 4);
+		JW_KU64(&w, "hits", m.hits);
+		JW_KU64(&w, "misses", m.misses);
 		jw_key(&w, "hit_ratio");
-		jw_f64(&w, (double)f);
+		jw_f64(&w, (double)m.hit_ratio);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, '}');
-	JW_KU64(&w, "threads_count", wire_get_u32(&r));
-	JW_KU64(&w, "free_disk_space", wire_get_u64(&r));
-	JW_KU64(&w, "total_disk_space", wire_get_u64(&r));
+	JW_KU64(&w, "threads_count", st.threads_count);
+	JW_KU64(&w, "free_disk_space", st.free_disk_space);
+	JW_KU64(&w, "total_disk_space", st.total_disk_space);
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
 }
@@ -857,36 +810,33 @@ void http__reply_cluster(struct http_call *c, const uint8_t *p, size_t n)
 	static const char *const statuses[] = {"healthy", "starting", "stopping", "unreachable", "maintenance"};
 	struct wire_rd r;
 	struct jw w;
-	struct wire_str name = {0};
+	struct reply_cluster cl;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
-	wire_get_str32(&r, &name);
-	uint32_t nodes = wire_get_u32(&r);
+	reply_get_cluster(&r, &cl);
 	jw_open(&w, '{');
 	jw_key(&w, "name");
-	jw_name(&w, name);
+	jw_name(&w, cl.name);
 	jw_key(&w, "nodes");
 	jw_open(&w, '[');
-	for (uint32_t i = 0; i < nodes && wire_rd_error(&r) == 0; i++) {
-		struct wire_str nn = {0}, ip = {0};
-		wire_get_str32(&r, &nn);
-		wire_get_str32(&r, &ip);
-		uint16_t tcp = wire_get_u16(&r), quic = wire_get_u16(&r), http = wire_get_u16(&r), ws = wire_get_u16(&r);
-		uint8_t role = wire_get_u8(&r), status = wire_get_u8(&r);
+	for (uint32_t i = 0; i < cl.nodes_count && wire_rd_error(&r) == 0; i++) {
+		struct reply_node nd;
+		if (reply_get_node(&r, &nd) != 0)
+			break;
 		jw_open(&w, '{');
 		jw_key(&w, "name");
-		jw_name(&w, nn);
+		jw_name(&w, nd.name);
 		jw_key(&w, "ip");
-		jw_name(&w, ip);
+		jw_name(&w, nd.ip);
 		jw_key(&w, "endpoints");
 		jw_open(&w, '{');
-		JW_KU64(&w, "tcp", tcp);
-		JW_KU64(&w, "quic", quic);
-		JW_KU64(&w, "http", http);
-		JW_KU64(&w, "websocket", ws);
+		JW_KU64(&w, "tcp", nd.tcp);
+		JW_KU64(&w, "quic", nd.quic);
+		JW_KU64(&w, "http", nd.http);
+		JW_KU64(&w, "websocket", nd.websocket);
 		jw_close(&w, '}');
-		JW_KSTR(&w, "role", role == 0 ? "leader" : "follower");
-		JW_KSTR(&w, "status", status < 5 ? statuses[status] : "unknown");
+		JW_KSTR(&w, "role", nd.role == 0 ? "leader" : "follower");
+		JW_KSTR(&w, "status", nd.status < 5 ? statuses[nd.status] : "unknown");
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');
@@ -897,17 +847,19 @@ void http__reply_cluster(struct http_call *c, const uint8_t *p, size_t n)
 void http__reply_offset(struct http_call *c, const uint8_t *p, size_t n)
 {
 	if (n == 0) {
-		http__call_error(c, E_OFFSET_NOT_FOUND);
+		http__call_error(c, PROTO_E_CONSUMER_OFFSET_NOT_FOUND);
 		return;
 	}
 	struct wire_rd r;
 	struct jw w;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
+	struct reply_offset o;
+	reply_get_offset(&r, &o);
 	jw_open(&w, '{');
-	JW_KU64(&w, "partition_id", wire_get_u32(&r));
-	JW_KU64(&w, "current_offset", wire_get_u64(&r));
-	JW_KU64(&w, "stored_offset", wire_get_u64(&r));
+	JW_KU64(&w, "partition_id", o.partition_id);
+	JW_KU64(&w, "current_offset", o.current_offset);
+	JW_KU64(&w, "stored_offset", o.stored_offset);
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
 }
@@ -923,13 +875,13 @@ void http__reply_sent(struct http_call *c, const uint8_t *p, size_t n)
 	jw_key(&w, "confirmations");
 	jw_open(&w, '[');
 	for (uint32_t i = 0; i < count && wire_rd_error(&r) == 0; i++) {
-		uint32_t s = wire_get_u32(&r), t = wire_get_u32(&r), part = wire_get_u32(&r);
-		uint64_t base = wire_get_u64(&r);
+		struct reply_sent sb;
+		reply_get_sent(&r, &sb);
 		jw_open(&w, '{');
-		JW_KU64(&w, "stream_id", s);
-		JW_KU64(&w, "topic_id", t);
-		JW_KU64(&w, "partition_id", part);
-		JW_KU64(&w, "base_offset", base);
+		JW_KU64(&w, "stream_id", sb.stream_id);
+		JW_KU64(&w, "topic_id", sb.topic_id);
+		JW_KU64(&w, "partition_id", sb.partition_id);
+		JW_KU64(&w, "base_offset", sb.base_offset);
 		jw_close(&w, '}');
 	}
 	jw_close(&w, ']');
@@ -984,58 +936,45 @@ void http__reply_polled(struct http_call *c, const uint8_t *p, size_t n)
 	struct jw w;
 	wire_rd_init(&r, p, n);
 	jw_init(&w);
-	uint32_t pid = wire_get_u32(&r);
-	uint64_t cur = wire_get_u64(&r);
-	uint32_t count = wire_get_u32(&r);
+	struct reply_polled pre;
+	reply_get_polled(&r, &pre);
 	jw_open(&w, '{');
-	JW_KU64(&w, "partition_id", pid);
-	JW_KU64(&w, "current_offset", cur);
-	JW_KU64(&w, "count", count);
+	JW_KU64(&w, "partition_id", pre.partition_id);
+	JW_KU64(&w, "current_offset", pre.current_offset);
+	JW_KU64(&w, "count", pre.count);
 	jw_key(&w, "messages");
 	jw_open(&w, '[');
-	while (wire_rd_left(&r) >= BATCH_HEADER_SIZE) {
-		const uint8_t *bh = wire_get_bytes(&r, BATCH_HEADER_SIZE);
-		uint64_t base_offset = frame_le64(bh + 8), base_ts = frame_le64(bh + 16), origin = frame_le64(bh + 24);
-		uint64_t blen = frame_le64(bh + 32);
-		if (blen < BATCH_HEADER_SIZE || blen - BATCH_HEADER_SIZE > wire_rd_left(&r)) {
-			wire_rd_fail(&r, WIRE_E_SHORT);
-			break;
-		}
-		struct wire_rd fr;
-		wire_rd_init(&fr, wire_get_bytes(&r, blen - BATCH_HEADER_SIZE), blen - BATCH_HEADER_SIZE);
-		while (wire_rd_left(&fr) > 0) {
-			uint64_t sum = wire_get_u64(&fr), id_lo = wire_get_u64(&fr), id_hi = wire_get_u64(&fr);
-			uint32_t od = wire_get_u32(&fr), td = wire_get_u32(&fr), hl = wire_get_u32(&fr), pl = wire_get_u32(&fr);
-			uint64_t reserved = wire_get_u64(&fr);
-			const uint8_t *payload = wire_get_bytes(&fr, pl), *hdrs = wire_get_bytes(&fr, hl);
-			if (wire_rd_error(&fr) != 0) {
-				wire_rd_fail(&r, WIRE_E_SHORT);
-				break;
-			}
-			jw_open(&w, '{');
-			jw_key(&w, "header");
-			jw_open(&w, '{');
-			JW_KU64(&w, "checksum", sum);
-			jw_key(&w, "id");
-			jw_u128(&w, id_lo, id_hi);
-			JW_KU64(&w, "offset", base_offset + od);
-			JW_KU64(&w, "timestamp", base_ts);
-			JW_KU64(&w, "origin_timestamp", origin + td);
-			JW_KU64(&w, "user_headers_length", hl);
-			JW_KU64(&w, "payload_length", pl);
-			JW_KU64(&w, "reserved", reserved);
-			jw_close(&w, '}');
-			jw_key(&w, "payload");
-			jw_b64(&w, payload, pl);
-			/* null, not []: the SDK reports a message without headers as having none. */
-			jw_key(&w, "user_headers");
-			if (hl == 0)
-				jw_null(&w);
-			else
-				jw_user_headers(&w, hdrs, hl);
-			jw_close(&w, '}');
-		}
+	struct batch_iter it;
+	struct batch_msg m;
+	size_t left = wire_rd_left(&r);
+	batch_iter_init(&it, wire_get_bytes(&r, left), left);
+	int rc;
+	while ((rc = batch_iter_next(&it, &m)) > 0) {
+		jw_open(&w, '{');
+		jw_key(&w, "header");
+		jw_open(&w, '{');
+		JW_KU64(&w, "checksum", m.checksum);
+		jw_key(&w, "id");
+		jw_u128(&w, frame_le64(m.id), frame_le64(m.id + 8));
+		JW_KU64(&w, "offset", m.offset);
+		JW_KU64(&w, "timestamp", m.timestamp);
+		JW_KU64(&w, "origin_timestamp", m.origin_timestamp);
+		JW_KU64(&w, "user_headers_length", m.headers_len);
+		JW_KU64(&w, "payload_length", m.payload_len);
+		JW_KU64(&w, "reserved", m.reserved);
+		jw_close(&w, '}');
+		jw_key(&w, "payload");
+		jw_b64(&w, m.payload, m.payload_len);
+		/* null, not []: the SDK reports a message without headers as having none. */
+		jw_key(&w, "user_headers");
+		if (m.headers_len == 0)
+			jw_null(&w);
+		else
+			jw_user_headers(&w, m.headers, m.headers_len);
+		jw_close(&w, '}');
 	}
+	if (rc < 0)
+		wire_rd_fail(&r, WIRE_E_SHORT);
 	jw_close(&w, ']');
 	jw_close(&w, '}');
 	reply_json(c, &r, &w, 200);
@@ -1049,7 +988,7 @@ static void respond_identity(struct http_call *c, uint32_t user_id)
 	uint64_t exp;
 	char *tok = jwt_issue(&c->srv->jwt, user_id, &exp);
 	if (tok == NULL) {
-		http__call_error(c, E_ERROR);
+		http__call_error(c, PROTO_E_ERROR);
 		return;
 	}
 	struct jw w;
@@ -1070,10 +1009,13 @@ static void respond_identity(struct http_call *c, uint32_t user_id)
 bool http__parse_login(const uint8_t *p, size_t n, uint32_t *user_id, uint64_t *session)
 {
 	struct wire_rd r;
+	struct reply_login l;
 	wire_rd_init(&r, p, n);
-	*user_id = wire_get_u32(&r);
-	*session = wire_get_u64(&r);
-	return wire_rd_error(&r) == 0;
+	if (reply_get_login(&r, &l) != 0)
+		return false;
+	*user_id = l.user_id;
+	*session = l.session;
+	return true;
 }
 
 void http__reply_login(struct http_call *c, const uint8_t *p, size_t n)
@@ -1081,7 +1023,7 @@ void http__reply_login(struct http_call *c, const uint8_t *p, size_t n)
 	uint32_t uid;
 	uint64_t session;
 	if (!http__parse_login(p, n, &uid, &session)) {
-		http__call_error(c, E_ERROR);
+		http__call_error(c, PROTO_E_ERROR);
 		return;
 	}
 	respond_identity(c, uid);

@@ -38,7 +38,6 @@
 #include <time.h>
 
 #include <openssl/rand.h>
-#include <xxhash.h>
 
 #define SDK_NAME "galgo-http"
 #define SDK_VERSION "0.1.0"
@@ -293,12 +292,12 @@ static int j_id(const json_t *o, const char *k, struct wire_id *out)
 #define NEED(x)                                                                                            \
 	do {                                                                                               \
 		if (!(x))                                                                                  \
-			return E_INVALID_FORMAT;                                                           \
+			return PROTO_E_INVALID_FORMAT;                                                           \
 	} while (0)
 #define NEED_ID(c, b, i)                                                                                   \
 	do {                                                                                               \
 		if (!put_param_id((c), (b), (i)))                                                          \
-			return E_INVALID_IDENTIFIER;                                                       \
+			return PROTO_E_INVALID_IDENTIFIER;                                                       \
 	} while (0)
 
 static void put_version_info(struct wire_buf *b)
@@ -336,7 +335,7 @@ uint32_t http__req_client(struct http_call *c, struct wire_buf *b, uint8_t *op, 
 {
 	uint32_t id;
 	if (!http__parse_u32(c->params[0], c->param_len[0], &id))
-		return E_INVALID_IDENTIFIER;
+		return PROTO_E_INVALID_IDENTIFIER;
 	NR(FRAME_CODE_GET_CLIENT);
 	wire_put_u32(b, id);
 	return 0;
@@ -351,7 +350,7 @@ uint32_t http__req_options(struct http_call *c, struct wire_buf *b, uint8_t *op,
 			wire_put_u8(b, (uint8_t)(i + 1));
 			return 0;
 		}
-	return E_INVALID_FORMAT;
+	return PROTO_E_INVALID_FORMAT;
 }
 
 /* The index (0-based) of name in names, compared without case; -1 if absent. */
@@ -420,7 +419,7 @@ uint32_t http__req_login(struct http_call *c, struct wire_buf *b, uint8_t *op, u
 	size_t ul, pl;
 	NEED(http__j_str(c->json, "username", &user, &ul) == 0 && http__j_str(c->json, "password", &pw, &pl) == 0);
 	if (ul == 0 || ul > WIRE_NAME_MAX || pl > 255)
-		return E_INVALID_CREDENTIALS;
+		return PROTO_E_INVALID_CREDENTIALS;
 	*op = FRAME_OP_REGISTER;
 	put_version_info(b);
 	wire_put_name(b, user, ul);
@@ -443,7 +442,7 @@ uint32_t http__req_pat_login(struct http_call *c, struct wire_buf *b, uint8_t *o
 	size_t n;
 	NEED(http__j_str(c->json, "token", &tok, &n) == 0);
 	if (n == 0 || n > 255)
-		return E_INVALID_PAT;
+		return PROTO_E_INVALID_PERSONAL_ACCESS_TOKEN;
 	*op = FRAME_OP_REGISTER;
 	http__put_pat_register(b, tok, n);
 	return 0;
@@ -477,7 +476,7 @@ static uint32_t put_user_param(struct http_call *c, struct wire_buf *b)
 		wire_put_id(b, &id);
 		return 0;
 	}
-	return put_param_id(c, b, 0) ? 0 : E_INVALID_IDENTIFIER;
+	return put_param_id(c, b, 0) ? 0 : PROTO_E_INVALID_IDENTIFIER;
 }
 
 uint32_t http__req_user(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code)
@@ -504,11 +503,11 @@ static uint32_t perms_from_json(const json_t *j, struct wire_perms *p)
 {
 	memset(p, 0, sizeof(*p));
 	if (!json_is_object(j))
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	const json_t *g = json_object_get(j, "global");
 	if (g != NULL && !json_is_null(g)) {
 		if (!json_is_object(g))
-			return E_INVALID_FORMAT;
+			return PROTO_E_INVALID_FORMAT;
 		bool ok = perm_flag(g, "manage_servers", &p->manage_servers) && perm_flag(g, "read_servers", &p->read_servers) &&
 			  perm_flag(g, "manage_users", &p->manage_users) && perm_flag(g, "read_users", &p->read_users) &&
 			  perm_flag(g, "manage_streams", &p->manage_streams) &&
@@ -517,16 +516,16 @@ static uint32_t perms_from_json(const json_t *j, struct wire_perms *p)
 			  perm_flag(g, "poll_messages", &p->poll_messages) &&
 			  perm_flag(g, "send_messages", &p->send_messages);
 		if (!ok)
-			return E_INVALID_FORMAT;
+			return PROTO_E_INVALID_FORMAT;
 	}
 	const json_t *ss = json_object_get(j, "streams");
 	if (ss == NULL || json_is_null(ss) || json_object_size(ss) == 0)
-		return json_is_object(ss) || ss == NULL || json_is_null(ss) ? 0 : E_INVALID_FORMAT;
+		return json_is_object(ss) || ss == NULL || json_is_null(ss) ? 0 : PROTO_E_INVALID_FORMAT;
 	if (!json_is_object(ss))
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	p->streams = calloc(json_object_size(ss), sizeof(*p->streams));
 	if (p->streams == NULL)
-		return E_ERROR;
+		return PROTO_E_ERROR;
 	const char *key;
 	const json_t *sv;
 	json_object_foreach((json_t *)ss, key, sv) {
@@ -563,7 +562,7 @@ static uint32_t perms_from_json(const json_t *j, struct wire_perms *p)
 	return 0;
 bad:
 	wire_perms_free(p);
-	return E_INVALID_FORMAT;
+	return PROTO_E_INVALID_FORMAT;
 }
 
 /* [has u8]([len u32][Permissions])? from the "permissions" field (absent or null: none). */
@@ -805,7 +804,7 @@ static uint32_t put_topic_option(struct wire_buf *b, const char *key, const json
 		s = json_is_true(v) ? "true" : "false";
 		n = strlen(s);
 	} else {
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	}
 	if (kind == WIRE_KIND_UINT64 || kind == WIRE_KIND_UINT32) {
 		uint64_t x;
@@ -833,7 +832,7 @@ static uint32_t put_topic_options(const json_t *o, struct wire_buf *b)
 	static const char *const named[] = {"compression_algorithm", "message_expiry", "max_topic_size"};
 	const json_t *opts = json_object_get(o, "options");
 	if (opts != NULL && !json_is_null(opts) && !json_is_object(opts))
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	for (size_t i = 0; i < 3; i++) {
 		const json_t *v = json_object_get(o, named[i]);
 		if (v == NULL || json_is_null(v) || (json_is_object(opts) && json_object_get(opts, named[i]) != NULL))
@@ -924,7 +923,7 @@ uint32_t http__req_delete_segments(struct http_call *c, struct wire_buf *b, uint
 	uint32_t pid;
 	NEED(query_u64(c, "segments_count", 1, &n) == 0 && n <= UINT32_MAX);
 	if (!http__parse_u32(c->params[2], c->param_len[2], &pid))
-		return E_INVALID_IDENTIFIER;
+		return PROTO_E_INVALID_IDENTIFIER;
 	*op = FRAME_OP_DELETE_SEGMENTS;
 	uint32_t e = put_ids(c, b, 2);
 	wire_put_u32(b, pid);
@@ -972,7 +971,7 @@ static uint32_t put_consumer(struct wire_buf *b, const char *kind, const struct 
 	if (kind != NULL && strcmp(kind, "consumer_group") == 0)
 		wc.kind = WIRE_CONSUMER_GROUP;
 	else if (kind != NULL && kind[0] != '\0' && strcmp(kind, "consumer") != 0)
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	wire_put_consumer(b, &wc);
 	return 0;
 }
@@ -982,7 +981,7 @@ static uint32_t put_query_consumer(struct http_call *c, struct wire_buf *b)
 {
 	char *id = query_get(c, "consumer_id"), *kind = query_get(c, "consumer_kind");
 	struct wire_id wid = wire_id_num(0);
-	uint32_t e = id != NULL && !str_to_id(id, strlen(id), &wid) ? E_INVALID_IDENTIFIER : 0;
+	uint32_t e = id != NULL && !str_to_id(id, strlen(id), &wid) ? PROTO_E_INVALID_IDENTIFIER : 0;
 	if (e == 0)
 		e = put_consumer(b, kind, &wid); /* the name is copied before id is freed */
 	free(id);
@@ -998,7 +997,7 @@ static uint32_t put_query_partition(struct http_call *c, struct wire_buf *b)
 	bool ok = s == NULL || http__parse_u32(s, strlen(s), &p.id);
 	free(s);
 	if (!ok)
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	wire_put_opt_partition(b, &p);
 	return 0;
 }
@@ -1032,7 +1031,7 @@ uint32_t http__req_poll(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 	free(k);
 	free(ac);
 	if (!ok)
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	wire_put_polling(b, &pol);
 	wire_put_u32(b, (uint32_t)count);
 	wire_put_u8(b, auto_commit);
@@ -1073,7 +1072,7 @@ uint32_t http__req_delete_offset(struct http_call *c, struct wire_buf *b, uint8_
 {
 	struct wire_id id;
 	if (!str_to_id(c->params[2], c->param_len[2], &id))
-		return E_INVALID_IDENTIFIER;
+		return PROTO_E_INVALID_IDENTIFIER;
 	char *kind = query_get(c, "consumer_kind");
 	*op = FRAME_OP_DELETE_CONSUMER_OFFSET;
 	uint32_t e = put_consumer(b, kind, &id);
@@ -1168,7 +1167,7 @@ static uint32_t put_user_headers(const json_t *arr, struct wire_buf *b)
 	if (arr == NULL || json_is_null(arr))
 		return 0;
 	if (!json_is_array(arr))
-		return E_INVALID_FORMAT;
+		return PROTO_E_INVALID_FORMAT;
 	size_t i;
 	const json_t *h;
 	json_array_foreach(arr, i, h) {
@@ -1180,7 +1179,7 @@ static uint32_t put_user_headers(const json_t *arr, struct wire_buf *b)
 			size_t vl;
 			if (!json_is_object(kv) || http__j_str(kv, "kind", &kn, &kl) != 0 ||
 			    j_b64(kv, "value", &v, &vl) != 0)
-				return E_INVALID_FORMAT;
+				return PROTO_E_INVALID_FORMAT;
 			uint8_t kind = kind_from_name(kn);
 			bool ok = kind != 0 && vl >= 1 && vl <= 255;
 			if (ok) {
@@ -1207,7 +1206,7 @@ static uint32_t put_partitioning(const json_t *o, struct wire_buf *b)
 		const char *kind;
 		size_t kl;
 		if (!json_is_object(p) || http__j_str(p, "kind", &kind, &kl) != 0)
-			return E_INVALID_FORMAT;
+			return PROTO_E_INVALID_FORMAT;
 		const json_t *val = json_object_get(p, "value");
 		if (strcmp(kind, "balanced") == 0) {
 			wp.kind = WIRE_PART_BALANCED;
@@ -1218,19 +1217,19 @@ static uint32_t put_partitioning(const json_t *o, struct wire_buf *b)
 			} else {
 				if (j_b64(p, "value", &v, &vl) != 0 || vl != 4) {
 					free(v);
-					return E_INVALID_FORMAT;
+					return PROTO_E_INVALID_FORMAT;
 				}
 				wp.partition_id = frame_le32(v);
 			}
 		} else if (strcmp(kind, "messages_key") == 0) {
 			if (j_b64(p, "value", &v, &vl) != 0 || vl == 0 || vl > 255) {
 				free(v);
-				return E_INVALID_FORMAT;
+				return PROTO_E_INVALID_FORMAT;
 			}
 			wp.kind = WIRE_PART_MESSAGES_KEY;
 			wp.key = (struct wire_str){v, vl};
 		} else {
-			return E_INVALID_FORMAT;
+			return PROTO_E_INVALID_FORMAT;
 		}
 	}
 	wire_put_partitioning(b, &wp);
@@ -1262,9 +1261,6 @@ uint32_t http__req_send(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 	wire_put_u32(b, count);
 	wire_patch_u32(b, meta_at, (uint32_t)(b->len - meta_at - 4));
 	size_t batch_at = wire_put_reserve(b, BATCH_HEADER_SIZE);
-	size_t *frames = calloc(count + 1, sizeof(*frames));
-	if (frames == NULL)
-		return E_ERROR;
 	uint64_t origin = now_us();
 	size_t i;
 	const json_t *m;
@@ -1273,12 +1269,9 @@ uint32_t http__req_send(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 		uint8_t *payload;
 		size_t pl;
 		if (!json_is_object(m) || !message_id(json_object_get(m, "id"), &lo, &hi) ||
-		    j_b64(m, "payload", &payload, &pl) != 0) {
-			free(frames);
-			return E_INVALID_FORMAT;
-		}
-		frames[i] = b->len;
-		wire_put_u64(b, 0); /* checksum, below */
+		    j_b64(m, "payload", &payload, &pl) != 0)
+			return PROTO_E_INVALID_FORMAT;
+		wire_put_u64(b, 0); /* checksum: batch_seal */
 		wire_put_u64(b, lo);
 		wire_put_u64(b, hi);
 		wire_put_u32(b, (uint32_t)i);
@@ -1290,44 +1283,17 @@ uint32_t http__req_send(struct http_call *c, struct wire_buf *b, uint8_t *op, ui
 		free(payload);
 		size_t h_start = b->len;
 		e = put_user_headers(json_object_get(m, "user_headers"), b);
-		if (e != 0) {
-			free(frames);
+		if (e != 0)
 			return e;
-		}
 		wire_patch_u32(b, hl_at, (uint32_t)(b->len - h_start));
 	}
-	frames[count] = b->len;
-	if (wire_buf_error(b) != 0) {
-		free(frames);
-		return E_ERROR;
-	}
-	uint64_t batch_len = b->len - batch_at;
-	XXH3_state_t *st = XXH3_createState();
-	if (st == NULL) {
-		free(frames);
-		return E_ERROR;
-	}
-	uint8_t head[44] = {0};
-	frame_put64(head + 24, origin);
-	frame_put64(head + 32, batch_len);
-	frame_put32(head + 40, count);
-	XXH3_64bits_reset(st);
-	XXH3_64bits_update(st, head, sizeof(head));
-	for (uint32_t k = 0; k < count; k++) {
-		uint8_t sum[8];
-		uint64_t v = XXH3_64bits(b->p + frames[k] + 8, frames[k + 1] - frames[k] - 8);
-		frame_put64(b->p + frames[k], v);
-		frame_put64(sum, v);
-		XXH3_64bits_update(st, sum, 8);
-	}
-	uint64_t batch_sum = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	free(frames);
+	if (wire_buf_error(b) != 0)
+		return PROTO_E_ERROR;
 	uint8_t *h = b->p + batch_at;
 	memset(h, 0, BATCH_HEADER_SIZE);
 	frame_put64(h + 24, origin);
-	frame_put64(h + 32, batch_len);
-	frame_put64(h + 40, batch_sum);
+	frame_put64(h + 32, b->len - batch_at);
 	frame_put32(h + 48, count);
+	batch_seal(h);
 	return 0;
 }

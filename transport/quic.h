@@ -3,7 +3,7 @@
  * GnuTLS for TLS 1.3, on the caller's libuv loop (one UDP socket, a timer per connection).
  *
  * The byte format is TCP's, cut into streams: a client opens one bidirectional stream per request,
- * writes exactly one VSR request frame (256-byte header and body, transport/frame.h; the size field at
+ * writes exactly one VSR request frame (256-byte header and body, proto/frame.h; the size field at
  * byte 48 counts both) and finishes its sending side. The listener reads that frame, hands it to the
  * handler, and writes exactly one reply frame (Reply or Eviction) on the same stream followed by FIN.
  * A stream that is not one well-formed request frame is reset (RESET_STREAM and STOP_SENDING) with an
@@ -40,7 +40,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 struct quic_server;
 struct quic_conn;

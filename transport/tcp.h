@@ -1,6 +1,6 @@
 /*
  * tcp — the TCP listener of the Iggy client protocol: accepts connections, cuts the byte stream into
- * frames (transport/frame.h), hands valid requests to a handler in arrival order and writes replies,
+ * frames (proto/frame.h), hands valid requests to a handler in arrival order and writes replies,
  * from memory or from file ranges with sendfile(2), in the order they are queued.
  *
  * Threading: a server, its connections and every callback belong to one libuv loop; every function
@@ -93,7 +93,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 struct tcp_server;
 struct tcp_conn;

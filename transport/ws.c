@@ -71,7 +71,7 @@
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
 
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

@@ -58,7 +58,7 @@
  *       lists them (the u128 as 32 hex digits, most significant first). With "full":true each message
  *       is [offset, v, timestamp, origin_timestamp, "checksum", headers_len]: the server's append time
  *       and the producer's origin time (µs), the frame checksum as 16 hex digits (XXH3 of the frame from
- *       its id through its payload and user headers, partition/record.h), and the user headers' length;
+ *       its id through its payload and user headers, proto/batch.h), and the user headers' length;
  *       with the id (checked above) that is every byte of the stored message.
  *       A reply that does not verify (a frame or batch checksum, the layout, the message count) is
  *       "fail" ("info" with auto_commit) with "corrupt":true, "offsets": the offsets its frames claim
@@ -132,8 +132,9 @@
 
 #include "client/gclient.h"
 #include "client/gcluster.h"
-#include "partition/record.h"
-#include "transport/wire.h"
+#include "proto/batch.h"
+#include "proto/reply.h"
+#include "proto/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define MAX_VALUES 100000
@@ -268,19 +269,15 @@ static uint32_t pinned_node_id(struct gclient *c, const char *addr)
 	wire_rd_init(&r, body, len);
 	uint32_t nn = wire_get_u32(&r), found = 0;
 	for (uint32_t i = 0; i < nn && wire_rd_error(&r) == 0; i++) {
-		uint32_t id = wire_get_u32(&r);
-		struct wire_str host;
-		wire_get_str8(&r, &host);
-		uint16_t tcp = wire_get_u16(&r);
-		wire_get_u16(&r);
-		wire_get_u16(&r);
-		if (wire_rd_error(&r) != 0)
+		struct reply_leaders_node n;
+		if (reply_get_leaders_node(&r, &n) != 0)
 			break;
 		char a[300];
-		bool v6 = memchr(host.ptr, ':', host.len) != NULL;
-		snprintf(a, sizeof(a), v6 ? "[%.*s]:%u" : "%.*s:%u", (int)host.len, (const char *)host.ptr, (unsigned)tcp);
+		bool v6 = memchr(n.host.ptr, ':', n.host.len) != NULL;
+		snprintf(a, sizeof(a), v6 ? "[%.*s]:%u" : "%.*s:%u", (int)n.host.len, (const char *)n.host.ptr,
+			 (unsigned)n.tcp);
 		if (strcmp(a, addr) == 0)
-			found = id;
+			found = n.id;
 	}
 	if (found == 0 && nn == 1 && wire_rd_error(&r) == 0) {
 		/* A single node (e.g. reached through another address, such as localhost): it is that one. */
@@ -638,8 +635,8 @@ static json_t *corrupt_reply(const struct gclient_polled *polled, uint32_t node,
 	gclient_msg_iter_init(&it, polled);
 	while (gclient_msg_next(&it, &m) == 1) {
 		json_array_append_new(offs, json_integer((json_int_t)m.offset));
-		const uint8_t *frame = m.payload - RECORD_FRAME_HEADER_SIZE;
-		size_t covered = RECORD_FRAME_HEADER_SIZE - 8 + (size_t)m.payload_len + m.headers_len;
+		const uint8_t *frame = m.payload - BATCH_FRAME_HEADER_SIZE;
+		size_t covered = BATCH_FRAME_HEADER_SIZE - 8 + (size_t)m.payload_len + m.headers_len;
 		if (XXH3_64bits(frame + 8, covered) != m.checksum)
 			json_array_append_new(bad_frames, json_integer((json_int_t)m.offset));
 	}

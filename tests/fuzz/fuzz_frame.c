@@ -1,14 +1,17 @@
 /*
- * libFuzzer target for transport/frame and transport/wire: the decoders of untrusted client bytes must
+ * libFuzzer target for proto/frame, proto/wire and proto/reply: the decoders of untrusted client bytes must
  * never crash or read out of bounds, and what they accept must encode back to the same bytes.
  *
  * Each input is read three ways: its first 256 bytes (zero-padded when shorter) as a request, reply
  * and eviction header; the whole input by every wire decoder on its own (identifier, name, consumer,
- * optional partition, polling strategy, partitioning, options, permissions, version info); and, led by
+ * optional partition, polling strategy, partitioning, options, permissions, version info) and every reply
+ * structure decoder (stream, topic, partition, poll prefix, consumer offset, token, user, consumer group
+ * and member, client and its groups, cluster metadata and node, stats, send confirmation, token, option
+ * info, login, and Galgo's GetPartitionLeaders pieces and NotLeader); and, led by
  * a selector byte, as one of the request payload shapes of reference §2.2 decoded primitive by
  * primitive. Seeds (tests/fuzz/corpus/frame/) are the golden frames of reference §10 and §12.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. transport/frame.c transport/wire.c \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. proto/frame.c proto/wire.c proto/reply.c \
  *         tests/fuzz/fuzz_frame.c $(pkg-config --cflags --libs libxxhash) -o /tmp/fuzz_frame \
  *     && /tmp/fuzz_frame tests/fuzz/corpus/frame
  */
@@ -16,8 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/reply.h"
+#include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -98,6 +102,20 @@ static void headers(const uint8_t *data, size_t size)
 			CHECK(r.err < 0);                                                                  \
 		}                                                                                          \
 	} while (0)
+
+static void put_polled(struct wire_buf *b, const struct reply_polled *p)
+{
+	uint8_t out[REPLY_POLLED_PREFIX_SIZE];
+	reply_encode_polled(out, p);
+	wire_put_bytes(b, out, sizeof(out));
+}
+
+static void put_offset(struct wire_buf *b, const struct reply_offset *o)
+{
+	uint8_t out[REPLY_OFFSET_SIZE];
+	reply_encode_offset(out, o);
+	wire_put_bytes(b, out, sizeof(out));
+}
 
 static void put_name(struct wire_buf *b, const struct wire_str *s)
 {
@@ -263,6 +281,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ROUND_TRIP(struct wire_polling, wire_get_polling, wire_put_polling);
 	ROUND_TRIP(struct wire_partitioning, wire_get_partitioning, wire_put_partitioning);
 	ROUND_TRIP(struct wire_version_info, wire_get_version_info, wire_put_version_info);
+	ROUND_TRIP(struct reply_stream, reply_get_stream, reply_put_stream);
+	ROUND_TRIP(struct reply_topic, reply_get_topic, reply_put_topic);
+	ROUND_TRIP(struct reply_partition, reply_get_partition, reply_put_partition);
+	ROUND_TRIP(struct reply_polled, reply_get_polled, put_polled);
+	ROUND_TRIP(struct reply_offset, reply_get_offset, put_offset);
+	ROUND_TRIP(struct reply_pat, reply_get_pat, reply_put_pat);
+	ROUND_TRIP(struct reply_user, reply_get_user, reply_put_user);
+	ROUND_TRIP(struct reply_group, reply_get_group, reply_put_group);
+	ROUND_TRIP(struct reply_group_member, reply_get_group_member, reply_put_group_member);
+	ROUND_TRIP(struct reply_client, reply_get_client, reply_put_client);
+	ROUND_TRIP(struct reply_client_group, reply_get_client_group, reply_put_client_group);
+	ROUND_TRIP(struct reply_cluster, reply_get_cluster, reply_put_cluster);
+	ROUND_TRIP(struct reply_node, reply_get_node, reply_put_node);
+	ROUND_TRIP(struct reply_stats, reply_get_stats, reply_put_stats);
+	ROUND_TRIP(struct reply_leaders_node, reply_get_leaders_node, reply_put_leaders_node);
+	ROUND_TRIP(struct reply_leaders_part, reply_get_leaders_part, reply_put_leaders_part);
+	ROUND_TRIP(struct reply_node_status, reply_get_node_status, reply_put_node_status);
+	ROUND_TRIP(struct reply_not_leader, reply_get_not_leader, reply_put_not_leader);
+	ROUND_TRIP(struct reply_sent, reply_get_sent, reply_put_sent);
+	ROUND_TRIP(struct reply_pat_token, reply_get_pat_token, reply_put_pat_token);
+	ROUND_TRIP(struct reply_option_info, reply_get_option_info, reply_put_option_info);
+	ROUND_TRIP(struct reply_login, reply_get_login, reply_put_login);
 	options(data, size);
 	permissions(data, size);
 	{

@@ -17,7 +17,7 @@
 
 #include "node/meta.h"
 #include "node/metarec.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

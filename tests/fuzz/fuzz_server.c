@@ -52,8 +52,8 @@
 #include "partition/flusher.h"
 #include "partition/pio.h"
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -199,10 +199,10 @@ static void check_poll_body(const uint8_t *b, size_t len)
 	size_t at = 16;
 	uint64_t msgs = 0;
 	while (at < len) {
-		CHECK(len - at >= RECORD_BATCH_HEADER_SIZE);
+		CHECK(len - at >= BATCH_HEADER_SIZE);
 		uint64_t blen = record_le64(b + at + 32);
-		CHECK(blen >= RECORD_BATCH_HEADER_SIZE && blen <= len - at);
-		CHECK(record_batch_verify(b + at, (size_t)blen, false) == RECORD_OK);
+		CHECK(blen >= BATCH_HEADER_SIZE && blen <= len - at);
+		CHECK(batch_verify(b + at, (size_t)blen, false) == RECORD_OK);
 		CHECK(record_le64(b + at) == pid);
 		msgs += record_le32(b + at + 48);
 		at += (size_t)blen;
@@ -549,7 +549,7 @@ static void world_up(void)
 		const void *pl[3] = {"one", "two", "three"};
 		const uint32_t pll[3] = {3, 3, 5};
 		uint8_t batch[1024];
-		size_t blen = record_batch_build(batch, sizeof(batch), 3, pl, pll, NULL, NULL, 1000);
+		size_t blen = batch_build(batch, sizeof(batch), 3, pl, pll, NULL, NULL, 1000);
 		CHECK(blen > 0);
 		struct wire_partitioning part = {.kind = WIRE_PART_PARTITION_ID, .partition_id = pid};
 		size_t at = wire_put_reserve(&b, 4);

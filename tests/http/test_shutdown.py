@@ -160,7 +160,7 @@ def test_sigterm_with_idle_quic_connections(tmp_path):
 
 
 def ping_frame(client: bytes, request: int) -> bytes:
-    """A Ping request (operation 2 NonReplicated, code 1) with no body: transport/frame.h, section 3."""
+    """A Ping request (operation 2 NonReplicated, code 1) with no body: proto/frame.h, section 3."""
     h = bytearray(256)
     struct.pack_into("<I", h, 48, 256)
     h[60] = 5

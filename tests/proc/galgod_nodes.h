@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "client/gclient.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 struct node {
 	uint32_t id;

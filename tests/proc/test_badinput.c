@@ -1,7 +1,7 @@
 /*
  * Bad input against the real galgod: each test starts galgod (GALGO_BUILD_DIR "/galgod") on a temporary
  * data directory and 127.0.0.1:0, talks to it over raw TCP sockets with frames built by
- * transport/frame and transport/wire, sends one kind of bad input and checks:
+ * proto/frame and proto/wire, sends one kind of bad input and checks:
  *   - the reply the reference specifies (§1.5: a status denial, a result-section rejection or an
  *     eviction reason; or the connection closed, for frame sizes out of range);
  *   - that the server still serves another connection normally (login, ping, get streams);
@@ -30,8 +30,8 @@
 #include <xxhash.h>
 
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define CHILD_TIMEOUT_MS 20000
@@ -421,20 +421,20 @@ static size_t make_batch(uint8_t *out, size_t cap, uint32_t n, const char *tag)
 		pl[i] = text[i];
 		pll[i] = (uint32_t)strlen(text[i]);
 	}
-	size_t len = record_batch_build(out, cap, n, pl, pll, NULL, NULL, 1000);
+	size_t len = batch_build(out, cap, n, pl, pll, NULL, NULL, 1000);
 	cr_assert_gt(len, 0);
 	/* Distinct message ids per tag, so that no id-based deduplication can interfere. */
 	uint64_t salt = XXH3_64bits(tag, strlen(tag));
-	size_t at = RECORD_BATCH_HEADER_SIZE;
+	size_t at = BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = out + at;
 		record_put64(f + 16, salt);
-		uint32_t flen = RECORD_FRAME_HEADER_SIZE + record_le32(f + 36) + record_le32(f + 32);
+		uint32_t flen = BATCH_FRAME_HEADER_SIZE + record_le32(f + 36) + record_le32(f + 32);
 		record_put64(f, XXH3_64bits(f + 8, flen - 8));
 		at += flen;
 	}
-	record_put64(out + 40, record_batch_checksum(out));
-	cr_assert_eq(record_batch_verify(out, len, true), 0);
+	record_put64(out + 40, batch_checksum(out));
+	cr_assert_eq(batch_verify(out, len, true), 0);
 	return len;
 }
 
@@ -884,7 +884,7 @@ Test(badinput, bad_send_messages_are_denied_and_append_nothing)
 
 	/* A payload byte changed after the producer hashed it. */
 	memcpy(bad, good, blen);
-	bad[RECORD_BATCH_HEADER_SIZE + RECORD_FRAME_HEADER_SIZE] ^= 0x20;
+	bad[BATCH_HEADER_SIZE + BATCH_FRAME_HEADER_SIZE] ^= 0x20;
 	put_send(&b, 0, 0, 0, 2, bad, blen);
 	struct reply r = call_buf(&c, FRAME_OP_SEND_MESSAGES, 0, &b);
 	ASSERT_STATUS(r, E_INVALID_MESSAGE_CHECKSUM);

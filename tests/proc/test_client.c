@@ -25,8 +25,8 @@
 
 #include "client/gclient.h"
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 #include <xxhash.h>
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
@@ -833,7 +833,7 @@ static uint32_t send_ids(struct gclient *c, const uint64_t *ids, uint32_t n)
 		lens[i] = (uint32_t)snprintf(bodies[i], sizeof(bodies[i]), "msg-%llu", (unsigned long long)ids[i]);
 		pl[i] = bodies[i];
 	}
-	size_t blen = record_batch_build(batch, sizeof(batch), n, pl, lens, NULL, NULL, 1000);
+	size_t blen = batch_build(batch, sizeof(batch), n, pl, lens, NULL, NULL, 1000);
 	cr_assert_gt(blen, 0);
 	/* Set the ids and recompute the checksums. */
 	size_t f = 256;
@@ -844,7 +844,7 @@ static uint32_t send_ids(struct gclient *c, const uint64_t *ids, uint32_t n)
 		record_put64(batch + f, XXH3_64bits(batch + f + 8, size - 8));
 		f += size;
 	}
-	record_put64(batch + 40, record_batch_checksum(batch));
+	record_put64(batch + 40, batch_checksum(batch));
 	struct wire_buf b;
 	wire_buf_init(&b);
 	size_t at = wire_put_reserve(&b, 4);

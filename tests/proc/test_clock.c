@@ -16,7 +16,7 @@
 
 #include "client/gclient.h"
 #include "node/clock.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define N 3

@@ -26,7 +26,7 @@
 
 #include "client/gclient.h"
 #include "partition/record.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define N 3

@@ -407,23 +407,23 @@ static void writer_close(struct writer *w)
 /* Builds an unstamped producer batch of `count` messages of `size` bytes each. */
 static uint8_t *make_batch(uint32_t count, uint32_t size, uint32_t *len_out)
 {
-	uint32_t frame = RECORD_FRAME_HEADER_SIZE + size;
-	uint32_t len = RECORD_BATCH_HEADER_SIZE + count * frame;
+	uint32_t frame = BATCH_FRAME_HEADER_SIZE + size;
+	uint32_t len = BATCH_HEADER_SIZE + count * frame;
 	uint8_t *b = calloc(1, len);
 	cr_assert_not_null(b);
 	record_put64(b + 24, 1000);
 	record_put64(b + 32, len);
 	record_put32(b + 48, count);
 	for (uint32_t i = 0; i < count; i++) {
-		uint8_t *f = b + RECORD_BATCH_HEADER_SIZE + i * frame;
+		uint8_t *f = b + BATCH_HEADER_SIZE + i * frame;
 		record_put64(f + 8, i + 1);
 		record_put32(f + 24, i);
 		record_put32(f + 36, size);
-		memset(f + RECORD_FRAME_HEADER_SIZE, 'a' + (int)(i % 26), size);
+		memset(f + BATCH_FRAME_HEADER_SIZE, 'a' + (int)(i % 26), size);
 		record_put64(f, XXH3_64bits(f + 8, frame - 8));
 	}
-	record_put64(b + 40, record_batch_checksum(b));
-	cr_assert_eq(record_batch_verify(b, len, true), 0);
+	record_put64(b + 40, batch_checksum(b));
+	cr_assert_eq(batch_verify(b, len, true), 0);
 	*len_out = len;
 	return b;
 }

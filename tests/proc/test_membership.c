@@ -22,7 +22,7 @@
 #include <xxhash.h>
 
 #include "client/gclient.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define WAIT_MS 30000

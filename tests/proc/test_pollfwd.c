@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "client/gclient.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define WAIT_MS 30000

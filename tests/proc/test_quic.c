@@ -31,7 +31,7 @@
 #endif
 
 #include "node/tlscert.h"
-#include "transport/frame.h"
+#include "proto/frame.h"
 #include "transport/quic.h"
 
 #define DEADLINE_MS 20000

@@ -3,7 +3,7 @@
  * with --tcp.tls_enabled=true on a temporary data directory and 127.0.0.1:0, so that galgod makes its
  * self-signed development certificate in <data_dir>/tls/. The clients are OpenSSL clients that verify
  * the server against that certificate (and the name localhost), and speak frames built by
- * transport/frame and transport/wire. Checked:
+ * proto/frame and proto/wire. Checked:
  *   - login and ping round trips over TLS;
  *   - a client that sends garbage instead of a ClientHello, one that stops in the middle of the
  *     handshake, one that closes in the middle of it and one that sends plain frames are each dropped,
@@ -33,8 +33,8 @@
 #include <openssl/ssl.h>
 
 #include "partition/record.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 #define GALGOD GALGO_BUILD_DIR "/galgod"
 #define CHILD_TIMEOUT_MS 20000

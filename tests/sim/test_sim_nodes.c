@@ -47,8 +47,8 @@
 #include "tests/sim/sim.h"
 #include "tests/sim/simnet.h"
 #include "tests/sim/simuv.h"
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 #define NODES 3
 #define PARTS 3
@@ -427,7 +427,7 @@ static void c_produce(struct client *c)
 		lens[i] = 16;
 	}
 	uint8_t batch[1024];
-	size_t blen = record_batch_build(batch, sizeof(batch), c->n_msgs, pls, lens, NULL, NULL, 1000);
+	size_t blen = batch_build(batch, sizeof(batch), c->n_msgs, pls, lens, NULL, NULL, 1000);
 	CHECK(blen > 0, "batch");
 	struct wire_buf b;
 	wire_buf_init(&b);
@@ -481,13 +481,13 @@ static uint32_t check_poll(struct client *c, void (*fn)(uint32_t part, uint64_t 
 	uint64_t next = c->poll_from;
 	uint32_t msgs = 0;
 	while (at < len) {
-		CHECK(len - at >= RECORD_BATCH_HEADER_SIZE, "a cut batch header");
+		CHECK(len - at >= BATCH_HEADER_SIZE, "a cut batch header");
 		uint64_t blen = record_le64(b + at + 32);
-		CHECK(blen >= RECORD_BATCH_HEADER_SIZE && blen <= len - at, "batch length %llu", (unsigned long long)blen);
-		CHECK(record_batch_verify(b + at, (size_t)blen, false) == RECORD_OK, "a polled batch does not verify");
+		CHECK(blen >= BATCH_HEADER_SIZE && blen <= len - at, "batch length %llu", (unsigned long long)blen);
+		CHECK(batch_verify(b + at, (size_t)blen, false) == RECORD_OK, "a polled batch does not verify");
 		uint64_t base = record_le64(b + at + 8);
 		uint32_t n = record_le32(b + at + 48);
-		size_t f = at + RECORD_BATCH_HEADER_SIZE;
+		size_t f = at + BATCH_HEADER_SIZE;
 		for (uint32_t i = 0; i < n; i++) {
 			uint64_t off = base + record_le32(b + f + 24);
 			uint32_t hl = record_le32(b + f + 32), pl = record_le32(b + f + 36);
@@ -509,7 +509,7 @@ static uint32_t check_poll(struct client *c, void (*fn)(uint32_t part, uint64_t 
 				fn(pid, off, key);
 			next++;
 			msgs++;
-			f += RECORD_FRAME_HEADER_SIZE + pl + hl;
+			f += BATCH_FRAME_HEADER_SIZE + pl + hl;
 		}
 		at += (size_t)blen;
 	}
@@ -541,7 +541,7 @@ static void produced(struct client *c)
 		W.acked_by[c->idx]++;
 		c->seq++;
 		c->resend = false;
-	} else if (c->status == E_NOT_ACCEPTED) {
+	} else if (c->status == PROTO_E_TRANSIENT_NOT_ACCEPTED) {
 		W.nacks++;
 		c->resend = true; /* not admitted: the same batch goes again, as Iggy's SDK does */
 	} else {
@@ -628,7 +628,7 @@ static void client_replied(struct client *c)
 		if (r == 0)
 			c->step++;
 		else
-			CHECK(r == E_NOT_ACCEPTED || c->step >= 2 || r == 1, "setup step %d: %u", c->step, r);
+			CHECK(r == PROTO_E_TRANSIENT_NOT_ACCEPTED || c->step >= 2 || r == 1, "setup step %d: %u", c->step, r);
 		if (c->step == 2 + PARTS) {
 			W.setup_done = true;
 			return;

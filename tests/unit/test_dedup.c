@@ -1,4 +1,4 @@
-/* Tests of the message-id deduplication window (node/dedup.h) and batch filtering (record_batch_filter). */
+/* Tests of the message-id deduplication window (node/dedup.h) and batch filtering (batch_filter). */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +62,7 @@ Test(dedup, agrees_with_a_reference_model_under_random_adds)
 
 Test(dedup, filtering_a_batch_keeps_the_chosen_messages_dense_and_valid)
 {
-	/* record_batch_filter keeps the chosen frames in order, renumbers their deltas, and the batch verifies. */
+	/* batch_filter keeps the chosen frames in order, renumbers their deltas, and the batch verifies. */
 	const char *texts[5] = {"zero", "one", "two!", "three", "four"};
 	const void *pl[5];
 	uint32_t lens[5];
@@ -71,27 +71,27 @@ Test(dedup, filtering_a_batch_keeps_the_chosen_messages_dense_and_valid)
 		lens[i] = (uint32_t)strlen(texts[i]);
 	}
 	uint8_t batch[1024];
-	size_t len = record_batch_build(batch, sizeof(batch), 5, pl, lens, NULL, NULL, 1000);
+	size_t len = batch_build(batch, sizeof(batch), 5, pl, lens, NULL, NULL, 1000);
 	cr_assert_gt(len, 0);
 	bool keep[5] = {false, true, false, true, true};
-	size_t n = record_batch_filter(batch, len, keep);
+	size_t n = batch_filter(batch, len, keep);
 	cr_assert_gt(n, 0);
 	cr_assert_lt(n, len);
-	cr_assert_eq(record_batch_verify(batch, n, true), 0);
-	struct record_batch_hdr h;
-	record_batch_hdr_decode(batch, &h);
+	cr_assert_eq(batch_verify(batch, n, true), 0);
+	struct batch_hdr h;
+	batch_hdr_decode(batch, &h);
 	cr_assert_eq(h.message_count, 3);
 	size_t f = 256;
 	const char *want[3] = {"one", "three", "four"};
 	for (uint32_t i = 0; i < 3; i++) {
-		struct record_frame_hdr fh;
-		record_frame_hdr_decode(batch + f, &fh);
+		struct batch_frame_hdr fh;
+		batch_frame_hdr_decode(batch + f, &fh);
 		cr_assert_eq(fh.offset_delta, i);
 		cr_assert_eq(fh.payload_length, strlen(want[i]));
 		cr_assert_eq(memcmp(batch + f + 48, want[i], fh.payload_length), 0);
 		f += 48 + fh.payload_length;
 	}
 	bool none[3] = {false, false, false};
-	cr_assert_eq(record_batch_filter(batch, n, none), 0);
-	cr_assert_eq(record_batch_verify(batch, n, true), 0, "a batch with nothing kept is left unchanged");
+	cr_assert_eq(batch_filter(batch, n, none), 0);
+	cr_assert_eq(batch_verify(batch, n, true), 0, "a batch with nothing kept is left unchanged");
 }

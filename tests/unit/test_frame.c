@@ -1,5 +1,5 @@
 /*
- * Unit tests of transport/frame and transport/wire: the golden frames of the protocol reference (§10 and
+ * Unit tests of proto/frame and proto/wire: the golden frames of the protocol reference (§10 and
  * the bytes captured from the Node SDK in §12), every request validation rule, replies, evictions, the
  * result section, the command table, and the payload primitives (round trips, rejections, truncation).
  */
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "transport/frame.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "proto/wire.h"
 
 static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 {

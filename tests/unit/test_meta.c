@@ -15,7 +15,7 @@
 #include "node/meta.h"
 #include "node/metarec.h"
 #include "partition/piosim.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 /* ---- Helpers ---- */
 
@@ -314,7 +314,7 @@ Test(meta, streams_topics_and_users_take_the_lowest_free_id_after_deletes)
 	ok(m, del);
 	del.stream_id = 3;
 	ok(m, del);
-	cr_assert_eq(apply(m, del), META_E_STREAM_NOT_FOUND);
+	cr_assert_eq(apply(m, del), PROTO_E_STREAM_ID_NOT_FOUND);
 	cr_assert_eq(mk_stream(m, "again1"), 1);
 	cr_assert_eq(mk_stream(m, "again3"), 3);
 	cr_assert_eq(mk_stream(m, "fresh"), 4);
@@ -326,7 +326,7 @@ Test(meta, streams_topics_and_users_take_the_lowest_free_id_after_deletes)
 	dt.stream_id = 0;
 	dt.topic_id = 0;
 	ok(m, dt);
-	cr_assert_eq(apply(m, dt), META_E_TOPIC_NOT_FOUND);
+	cr_assert_eq(apply(m, dt), PROTO_E_TOPIC_ID_NOT_FOUND);
 	cr_assert_eq(mk_topic(m, 0, "t3", 1), 0);
 	cr_assert_eq(mk_topic(m, 0, "t4", 1), 3);
 	/* Topic ids are per stream. */
@@ -339,7 +339,7 @@ Test(meta, streams_topics_and_users_take_the_lowest_free_id_after_deletes)
 	struct meta_cmd du = cmd(META_DELETE_USER);
 	du.user_id = 1;
 	ok(m, du);
-	cr_assert_eq(apply(m, du), META_E_NOT_FOUND);
+	cr_assert_eq(apply(m, du), PROTO_E_RESOURCE_NOT_FOUND);
 	cr_assert_eq(mk_user(m, "carol"), 1);
 	cr_assert_eq(mk_user(m, "dave"), 3);
 	meta_free(m);
@@ -357,7 +357,7 @@ Test(meta, consumer_group_ids_are_monotonic_per_topic_and_never_reused)
 	cr_assert_eq(mk_group(m, 0, 1, "g0"), 0);
 	ok(m, group_cmd(META_DELETE_GROUP, 0, 0, 1, 0));
 	ok(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0));
-	cr_assert_eq(apply(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0)), META_E_GROUP_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0)), PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND);
 	cr_assert_null(meta_group(meta_topic(meta_stream(m, 0), 0), 0));
 	cr_assert_eq(mk_group(m, 0, 0, "g0"), 2);
 	cr_assert_eq(mk_group(m, 0, 0, "g3"), 3);
@@ -371,10 +371,10 @@ Test(meta, consumer_group_ids_are_monotonic_per_topic_and_never_reused)
 	/* Unknown stream or topic. */
 	struct meta_cmd c = named(META_CREATE_GROUP, "y");
 	c.stream_id = 9;
-	cr_assert_eq(apply(m, c), META_E_STREAM_NOT_FOUND);
+	cr_assert_eq(apply(m, c), PROTO_E_STREAM_ID_NOT_FOUND);
 	c.stream_id = 0;
 	c.topic_id = 9;
-	cr_assert_eq(apply(m, c), META_E_TOPIC_NOT_FOUND);
+	cr_assert_eq(apply(m, c), PROTO_E_TOPIC_ID_NOT_FOUND);
 	meta_free(m);
 }
 
@@ -397,27 +397,27 @@ Test(meta, duplicate_names_are_rejected_with_their_codes_and_change_nothing)
 	size_t before_len;
 	uint8_t *before = snap(m, &before_len);
 
-	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "orders")), META_E_STREAM_NAME_EXISTS);
+	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "orders")), PROTO_E_STREAM_NAME_ALREADY_EXISTS);
 	struct meta_cmd us = named(META_UPDATE_STREAM, "orders");
 	us.stream_id = 1;
-	cr_assert_eq(apply(m, us), META_E_STREAM_NAME_EXISTS);
+	cr_assert_eq(apply(m, us), PROTO_E_STREAM_NAME_ALREADY_EXISTS);
 	struct meta_cmd ct = named(META_CREATE_TOPIC, "events");
 	ct.compression = META_COMPRESSION_NONE;
-	cr_assert_eq(apply(m, ct), META_E_TOPIC_NAME_EXISTS);
+	cr_assert_eq(apply(m, ct), PROTO_E_TOPIC_NAME_ALREADY_EXISTS);
 	struct meta_cmd ut = named(META_UPDATE_TOPIC, "events");
 	ut.topic_id = 1;
 	ut.compression = META_COMPRESSION_NONE;
-	cr_assert_eq(apply(m, ut), META_E_TOPIC_NAME_EXISTS);
+	cr_assert_eq(apply(m, ut), PROTO_E_TOPIC_NAME_ALREADY_EXISTS);
 	struct meta_cmd cg = named(META_CREATE_GROUP, "workers");
-	cr_assert_eq(apply(m, cg), META_E_GROUP_NAME_EXISTS);
+	cr_assert_eq(apply(m, cg), PROTO_E_CONSUMER_GROUP_NAME_ALREADY_EXISTS);
 	struct meta_cmd cu = named(META_CREATE_USER, "alice");
 	cu.password_hash = HASH;
 	cu.status = META_USER_ACTIVE;
-	cr_assert_eq(apply(m, cu), META_E_USER_EXISTS);
+	cr_assert_eq(apply(m, cu), PROTO_E_USER_ALREADY_EXISTS);
 	struct meta_cmd uu = named(META_UPDATE_USER, "root");
 	uu.user_id = 1;
-	cr_assert_eq(apply(m, uu), META_E_USER_EXISTS);
-	cr_assert_eq(apply(m, pat), META_E_PAT_EXISTS);
+	cr_assert_eq(apply(m, uu), PROTO_E_USER_ALREADY_EXISTS);
+	cr_assert_eq(apply(m, pat), PROTO_E_PERSONAL_ACCESS_TOKEN_ALREADY_EXISTS);
 	/* Names are bytes: a different case is a different name; renaming to its own name is fine. */
 	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "Orders")), META_OK);
 	us.stream_id = 0;
@@ -426,19 +426,19 @@ Test(meta, duplicate_names_are_rejected_with_their_codes_and_change_nothing)
 	/* Invalid values change nothing either. */
 	size_t mid_len;
 	uint8_t *mid = snap(m, &mid_len);
-	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "")), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, named(META_CREATE_STREAM, "")), PROTO_E_INVALID_OPTION_VALUE);
 	cu = named(META_CREATE_USER, "ab");
 	cu.password_hash = HASH;
 	cu.status = META_USER_ACTIVE;
-	cr_assert_eq(apply(m, cu), META_E_INVALID_USERNAME);
+	cr_assert_eq(apply(m, cu), PROTO_E_INVALID_USERNAME);
 	ct = named(META_CREATE_TOPIC, "new");
 	ct.compression = 3;
-	cr_assert_eq(apply(m, ct), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, ct), PROTO_E_INVALID_OPTION_VALUE);
 	ct.compression = META_COMPRESSION_GZIP;
 	ct.count = META_MAX_PARTITIONS + 1;
-	cr_assert_eq(apply(m, ct), META_E_INVALID_PARTITIONS_COUNT);
+	cr_assert_eq(apply(m, ct), PROTO_E_INVALID_PARTITIONS_COUNT);
 	struct meta_cmd bad = cmd(200);
-	cr_assert_eq(apply(m, bad), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, bad), PROTO_E_INVALID_OPTION_VALUE);
 	size_t after_len;
 	uint8_t *after = snap(m, &after_len);
 	cr_assert_eq(after_len, mid_len);
@@ -475,14 +475,14 @@ Test(meta, partitions_are_added_and_removed_at_the_end_and_take_their_offsets_wi
 	cr_assert_not_null(meta_offset_get(t, META_CONSUMER, 1, 1));
 	/* Counts: zero, more than exist, more than the per-request limit. */
 	dp.count = 4;
-	cr_assert_eq(apply(m, dp), META_E_INVALID_PARTITIONS_COUNT);
+	cr_assert_eq(apply(m, dp), PROTO_E_INVALID_PARTITIONS_COUNT);
 	dp.count = 0;
-	cr_assert_eq(apply(m, dp), META_E_INVALID_PARTITIONS_COUNT);
+	cr_assert_eq(apply(m, dp), PROTO_E_INVALID_PARTITIONS_COUNT);
 	cp.count = META_MAX_PARTITIONS + 1;
-	cr_assert_eq(apply(m, cp), META_E_INVALID_PARTITIONS_COUNT);
+	cr_assert_eq(apply(m, cp), PROTO_E_INVALID_PARTITIONS_COUNT);
 	cp.topic_id = 5;
 	cp.count = 1;
-	cr_assert_eq(apply(m, cp), META_E_TOPIC_NOT_FOUND);
+	cr_assert_eq(apply(m, cp), PROTO_E_TOPIC_ID_NOT_FOUND);
 	dp.count = 3;
 	ok(m, dp);
 	cr_assert_eq(t->n_partitions, 0);
@@ -557,7 +557,7 @@ Test(meta, group_partitions_are_dealt_round_robin_and_every_change_bumps_the_gen
 	/* Members can join again after that. */
 	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 50));
 	assert_partitions(meta_group_member(g, 50), 4, (uint32_t[]){0, 1, 2, 3});
-	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 7, 50)), META_E_GROUP_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 7, 50)), PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND);
 	meta_free(m);
 }
 
@@ -615,7 +615,7 @@ Test(meta, a_removed_node_s_members_leave_every_group)
 	cr_assert_gt(g->generation, gen);
 	/* The removed node may still run: its clients cannot join again (nothing would remove them later). */
 	gen = g->generation;
-	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, (2u << 27) | 2)), META_E_NODE_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, (2u << 27) | 2)), PROTO_E_NODE_NOT_FOUND);
 	cr_assert_eq(g->n_members, 1);
 	cr_assert_eq(g->generation, gen);
 	meta_free(m);
@@ -650,13 +650,13 @@ Test(meta, leaving_a_group_one_is_not_a_member_of_fails_with_5006)
 	ok(m, group_cmd(META_JOIN_GROUP, 0, 0, 0, 1));
 	size_t l1;
 	uint8_t *s1 = snap(m, &l1);
-	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 2)), META_E_MEMBER_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 2)), PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND);
 	size_t l2;
 	uint8_t *s2 = snap(m, &l2);
 	cr_assert(l1 == l2 && memcmp(s1, s2, l1) == 0);
 	ok(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 1));
-	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 1)), META_E_MEMBER_NOT_FOUND);
-	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 3, 1)), META_E_GROUP_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 0, 1)), PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND);
+	cr_assert_eq(apply(m, group_cmd(META_LEAVE_GROUP, 0, 0, 3, 1)), PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND);
 	free(s1);
 	free(s2);
 	meta_free(m);
@@ -681,18 +681,18 @@ Test(meta, offsets_are_stored_read_overwritten_and_deleted)
 	cr_assert_eq(t->n_offsets, 3);
 	/* Errors. */
 	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER, 7, 3, 1)),
-		     META_E_PARTITION_NOT_FOUND);
+		     PROTO_E_PARTITION_NOT_FOUND);
 	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, META_CONSUMER_GROUP, 5, 0, 1)),
-		     META_E_GROUP_NOT_FOUND);
-	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, 3, 7, 0, 1)), META_E_INVALID_OPTION_VALUE);
+		     PROTO_E_CONSUMER_GROUP_ID_NOT_FOUND);
+	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 0, 0, 3, 7, 0, 1)), PROTO_E_INVALID_OPTION_VALUE);
 	cr_assert_eq(apply(m, offset_cmd(META_STORE_OFFSET, 1, 0, META_CONSUMER, 7, 0, 1)),
-		     META_E_STREAM_NOT_FOUND);
+		     PROTO_E_STREAM_ID_NOT_FOUND);
 	/* Delete. */
 	ok(m, offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 7, 1, 0));
 	cr_assert_null(meta_offset_get(t, META_CONSUMER, 7, 1));
 	cr_assert_eq(meta_offset_get(t, META_CONSUMER, 7, 2)->offset, 300);
 	cr_assert_eq(apply(m, offset_cmd(META_DELETE_OFFSET, 0, 0, META_CONSUMER, 7, 1, 0)),
-		     META_E_OFFSET_NOT_FOUND);
+		     PROTO_E_CONSUMER_OFFSET_NOT_FOUND);
 	/* A deleted group's offsets go with it. */
 	ok(m, group_cmd(META_DELETE_GROUP, 0, 0, 0, 0));
 	cr_assert_null(meta_offset_get(t, META_CONSUMER_GROUP, 0, 1));
@@ -707,12 +707,12 @@ Test(meta, the_root_user_cannot_be_deleted_nor_have_its_permissions_changed)
 	mk_user(m, "iggy");
 	mk_user(m, "alice");
 	struct meta_cmd du = cmd(META_DELETE_USER);
-	cr_assert_eq(apply(m, du), META_E_CANNOT_DELETE_USER);
+	cr_assert_eq(apply(m, du), PROTO_E_CANNOT_DELETE_USER);
 	struct meta_perms p = {.read_streams = true};
 	struct meta_cmd up = cmd(META_UPDATE_PERMISSIONS);
 	up.has_perms = true;
 	up.perms = &p;
-	cr_assert_eq(apply(m, up), META_E_CANNOT_CHANGE_PERMISSIONS);
+	cr_assert_eq(apply(m, up), PROTO_E_CANNOT_CHANGE_PERMISSIONS);
 	up.user_id = 1;
 	ok(m, up);
 	cr_assert(meta_user(m, 1)->has_perms && meta_user(m, 1)->perms.read_streams);
@@ -742,9 +742,9 @@ Test(meta, users_passwords_and_personal_access_tokens_follow_their_rules)
 	cr_assert_str_eq(meta_user(m, 1)->username, "alicia");
 	cr_assert_eq(meta_user(m, 1)->status, META_USER_INACTIVE);
 	uu.status = 9;
-	cr_assert_eq(apply(m, uu), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, uu), PROTO_E_INVALID_OPTION_VALUE);
 	uu.user_id = 5;
-	cr_assert_eq(apply(m, uu), META_E_NOT_FOUND);
+	cr_assert_eq(apply(m, uu), PROTO_E_RESOURCE_NOT_FOUND);
 
 	struct meta_cmd cp = cmd(META_CHANGE_PASSWORD);
 	cp.user_id = 1;
@@ -752,7 +752,7 @@ Test(meta, users_passwords_and_personal_access_tokens_follow_their_rules)
 	ok(m, cp);
 	cr_assert_str_eq(meta_user(m, 1)->password_hash, "$argon2id$new");
 	cp.password_hash = NULL;
-	cr_assert_eq(apply(m, cp), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, cp), PROTO_E_INVALID_OPTION_VALUE);
 	cr_assert_str_eq(meta_user(m, 1)->password_hash, "$argon2id$new");
 
 	uint8_t token[32];
@@ -770,12 +770,12 @@ Test(meta, users_passwords_and_personal_access_tokens_follow_their_rules)
 	}
 	pat.name = "one-more";
 	pat.name_len = 8;
-	cr_assert_eq(apply(m, pat), META_E_PAT_LIMIT);
+	cr_assert_eq(apply(m, pat), PROTO_E_PERSONAL_ACCESS_TOKENS_LIMIT_REACHED);
 	cr_assert_eq(meta_user(m, 1)->pats[0].expiry_at, 77);
 	struct meta_cmd dp = named(META_DELETE_PAT, "t0");
 	dp.user_id = 1;
 	ok(m, dp);
-	cr_assert_eq(apply(m, dp), META_E_NOT_FOUND);
+	cr_assert_eq(apply(m, dp), PROTO_E_RESOURCE_NOT_FOUND);
 	cr_assert_eq(meta_user(m, 1)->n_pats, META_MAX_PATS_PER_USER - 1);
 	ok(m, pat);
 	meta_free(m);
@@ -907,7 +907,7 @@ static uint8_t base_token[32] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
 static struct meta *base_state(void)
 {
 	struct meta *m = meta_new();
-	cr_assert_eq(meta_apply(m, &(struct meta_cmd){0}, NULL), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(meta_apply(m, &(struct meta_cmd){0}, NULL), PROTO_E_INVALID_OPTION_VALUE);
 	struct meta_cmd init = init_cmd(3, 3);
 	ok(m, init);
 	mk_user(m, "iggy");
@@ -1411,7 +1411,7 @@ Test(meta, partitions_are_placed_on_consecutive_nodes_and_their_first_replicas_r
 	struct meta_cmd big = named(META_CREATE_TOPIC, "nine");
 	big.compression = META_COMPRESSION_NONE;
 	big.replication_factor = META_MAX_REPLICAS + 1;
-	cr_assert_eq(apply(m, big), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, big), PROTO_E_INVALID_OPTION_VALUE);
 	/* Partitions added later are placed the same way. */
 	struct meta_cmd cp = cmd(META_CREATE_PARTITIONS);
 	cp.stream_id = 0;
@@ -1459,15 +1459,15 @@ Test(meta, a_removed_node_s_replicas_move_to_the_least_loaded_nodes_and_errors_c
 	size_t len;
 	uint8_t *snap_before = snap(m, &len);
 	meta_free(before);
-	cr_assert_eq(apply(m, rm), META_E_NODE_NOT_FOUND);
+	cr_assert_eq(apply(m, rm), PROTO_E_NODE_NOT_FOUND);
 	struct meta_cmd add = {.type = META_NODE_ADD, .n_nodes = 1};
 	add.nodes[0] = node_at(3);
-	cr_assert_eq(apply(m, add), META_E_NODE_EXISTS);
+	cr_assert_eq(apply(m, add), PROTO_E_NODE_EXISTS);
 	add.nodes[0] = node_at(META_MAX_NODE_ID + 1);
-	cr_assert_eq(apply(m, add), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, add), PROTO_E_INVALID_OPTION_VALUE);
 	add.nodes[0] = node_at(7);
 	add.nodes[0].host[0] = '\0';
-	cr_assert_eq(apply(m, add), META_E_INVALID_OPTION_VALUE);
+	cr_assert_eq(apply(m, add), PROTO_E_INVALID_OPTION_VALUE);
 	size_t len2;
 	uint8_t *snap_after = snap(m, &len2);
 	cr_assert(len == len2 && memcmp(snap_before, snap_after, len) == 0);
@@ -1489,13 +1489,13 @@ Test(meta, a_removed_node_s_replicas_move_to_the_least_loaded_nodes_and_errors_c
 	for (uint32_t p = 0; p < t->n_partitions; p++)
 		cr_assert(t->partitions[p].n_replicas == 1 && t->partitions[p].replicas[0] == 7);
 	rm.node_id = 7;
-	cr_assert_eq(apply(m, rm), META_E_NODE_LIMIT, "the last node cannot go");
+	cr_assert_eq(apply(m, rm), PROTO_E_NODE_LIMIT, "the last node cannot go");
 	for (uint32_t id = 10; id < 10 + META_MAX_NODES - 1; id++) {
 		add.nodes[0] = node_at(id);
 		ok(m, add);
 	}
 	add.nodes[0] = node_at(30);
-	cr_assert_eq(apply(m, add), META_E_NODE_LIMIT, "the table is full");
+	cr_assert_eq(apply(m, add), PROTO_E_NODE_LIMIT, "the table is full");
 	meta_free(m);
 }
 
@@ -1521,7 +1521,7 @@ Test(meta, a_node_s_advertised_client_addresses_are_kept_and_snapshotted)
 	size_t len, len2;
 	uint8_t *before = snap(m, &len);
 	c.node_id = 7;
-	cr_assert_eq(apply(m, c), META_E_NODE_NOT_FOUND);
+	cr_assert_eq(apply(m, c), PROTO_E_NODE_NOT_FOUND);
 	uint8_t *after = snap(m, &len2);
 	cr_assert(len == len2 && memcmp(before, after, len) == 0);
 	free(after);

@@ -88,7 +88,7 @@ static int append_msgs(struct plog *l, struct ack *a, uint32_t n, uint32_t size,
 		pl[i] = bodies + (size_t)i * size;
 		lens[i] = size;
 	}
-	size_t len = record_batch_build(batch, cap, n, pl, lens, NULL, NULL, fake_now);
+	size_t len = batch_build(batch, cap, n, pl, lens, NULL, NULL, fake_now);
 	cr_assert(len > 0);
 	plog_stamp(l, batch, 7);
 	memset(a, 0, sizeof(*a));
@@ -113,15 +113,15 @@ static uint8_t *read_copy(struct plog *l, uint64_t from, uint32_t max, uint64_t 
 	uint32_t msgs = 0;
 	uint64_t expect = s->first_offset;
 	while (at < s->bytes) {
-		struct record_batch_hdr h;
-		record_batch_hdr_decode(buf + at, &h);
+		struct batch_hdr h;
+		batch_hdr_decode(buf + at, &h);
 		cr_assert(h.batch_length <= s->bytes - at);
-		cr_assert_eq(record_batch_verify(buf + at, h.batch_length, false), 0, "served record fails its checks");
+		cr_assert_eq(batch_verify(buf + at, h.batch_length, false), 0, "served record fails its checks");
 		/* Offsets are contiguous across the records of the reply. */
 		const uint8_t *f = buf + at + 256;
 		for (uint32_t i = 0; i < h.message_count; i++) {
-			struct record_frame_hdr fh;
-			record_frame_hdr_decode(f, &fh);
+			struct batch_frame_hdr fh;
+			batch_frame_hdr_decode(f, &fh);
 			cr_assert_eq(h.base_offset + fh.offset_delta, expect);
 			expect++;
 			f += 48 + fh.payload_length + fh.user_headers_length;
@@ -858,9 +858,9 @@ static uint8_t *read_everything(struct plog *l, size_t *len, uint32_t *messages)
 		/* Whatever is served verifies. */
 		size_t at = *len;
 		while (at < *len + s.bytes) {
-			struct record_batch_hdr h;
-			record_batch_hdr_decode(all + at, &h);
-			cr_assert_eq(record_batch_verify(all + at, h.batch_length, false), 0, "a served batch fails its checks");
+			struct batch_hdr h;
+			batch_hdr_decode(all + at, &h);
+			cr_assert_eq(batch_verify(all + at, h.batch_length, false), 0, "a served batch fails its checks");
 			at += h.batch_length;
 		}
 		*len += s.bytes;

@@ -83,11 +83,11 @@ static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 /* Byte offset of frame `idx` within a well-formed batch. */
 static size_t frame_off(const uint8_t *batch, uint32_t idx)
 {
-	size_t pos = RECORD_BATCH_HEADER_SIZE;
+	size_t pos = BATCH_HEADER_SIZE;
 	for (uint32_t i = 0; i < idx; i++) {
-		struct record_frame_hdr fh;
-		record_frame_hdr_decode(batch + pos, &fh);
-		pos += RECORD_FRAME_HEADER_SIZE + (size_t)fh.payload_length + fh.user_headers_length;
+		struct batch_frame_hdr fh;
+		batch_frame_hdr_decode(batch + pos, &fh);
+		pos += BATCH_FRAME_HEADER_SIZE + (size_t)fh.payload_length + fh.user_headers_length;
 	}
 	return pos;
 }
@@ -96,15 +96,15 @@ static size_t frame_off(const uint8_t *batch, uint32_t idx)
 static void refresh_frame(uint8_t *batch, uint32_t idx)
 {
 	uint8_t *f = batch + frame_off(batch, idx);
-	struct record_frame_hdr fh;
-	record_frame_hdr_decode(f, &fh);
-	size_t size = RECORD_FRAME_HEADER_SIZE + (size_t)fh.payload_length + fh.user_headers_length;
+	struct batch_frame_hdr fh;
+	batch_frame_hdr_decode(f, &fh);
+	size_t size = BATCH_FRAME_HEADER_SIZE + (size_t)fh.payload_length + fh.user_headers_length;
 	record_put64(f, XXH3_64bits(f + 8, size - 8));
 }
 
 static void refresh_batch(uint8_t *batch)
 {
-	record_put64(batch + 40, record_batch_checksum(batch));
+	record_put64(batch + 40, batch_checksum(batch));
 }
 
 /* Builds an n-message batch (n ≤ 8) with payloads of varying length, every other one with user headers. */
@@ -121,7 +121,7 @@ static size_t build_n(uint8_t *out, size_t cap, uint32_t n)
 		h[i] = headers[i];
 		hl[i] = i % 2 ? (uint32_t)strlen(headers[i]) : 0;
 	}
-	size_t len = record_batch_build(out, cap, n, p, pl, h, hl, 1700000000000000ull);
+	size_t len = batch_build(out, cap, n, p, pl, h, hl, 1700000000000000ull);
 	cr_assert_gt(len, 0u);
 	return len;
 }
@@ -139,7 +139,7 @@ static uint8_t *exact_copy(const uint8_t *src, size_t len)
 static int verify_exact(const uint8_t *src, size_t len, bool dense)
 {
 	uint8_t *p = exact_copy(src, len);
-	int rc = record_batch_verify(p, len, dense);
+	int rc = batch_verify(p, len, dense);
 	free(p);
 	return rc;
 }
@@ -155,7 +155,7 @@ Test(record, the_two_message_golden_batch_of_section_3_6_has_the_reference_check
 	const uint32_t hl[2] = {0, 17};
 	uint8_t b[512];
 
-	size_t len = record_batch_build(b, sizeof b, 2, p, pl, h, hl, 1000);
+	size_t len = batch_build(b, sizeof b, 2, p, pl, h, hl, 1000);
 	cr_assert_eq(len, 396u);
 	cr_assert_eq(frame_off(b, 1), 317u);
 	record_put64(b + 256 + 8, 7);
@@ -165,11 +165,11 @@ Test(record, the_two_message_golden_batch_of_section_3_6_has_the_reference_check
 	refresh_frame(b, 1);
 	refresh_batch(b);
 
-	struct record_batch_hdr bh;
-	struct record_frame_hdr f0, f1;
-	record_batch_hdr_decode(b, &bh);
-	record_frame_hdr_decode(b + 256, &f0);
-	record_frame_hdr_decode(b + 317, &f1);
+	struct batch_hdr bh;
+	struct batch_frame_hdr f0, f1;
+	batch_hdr_decode(b, &bh);
+	batch_frame_hdr_decode(b + 256, &f0);
+	batch_frame_hdr_decode(b + 317, &f1);
 	cr_assert_eq(bh.batch_length, 396u);
 	cr_assert_eq(bh.origin_timestamp, 1000u);
 	cr_assert_eq(bh.message_count, 2u);
@@ -182,8 +182,8 @@ Test(record, the_two_message_golden_batch_of_section_3_6_has_the_reference_check
 	cr_assert_arr_eq(b + 40, le, 8);
 	cr_assert_eq(verify_exact(b, len, true), RECORD_OK);
 
-	record_batch_stamp(b, 3, 100, 5000);
-	record_batch_hdr_decode(b, &bh);
+	batch_stamp(b, 3, 100, 5000);
+	batch_hdr_decode(b, &bh);
 	cr_assert_eq(bh.partition_id, 3u);
 	cr_assert_eq(bh.base_offset, 100u);
 	cr_assert_eq(bh.base_timestamp, 5000u);
@@ -193,7 +193,7 @@ Test(record, the_two_message_golden_batch_of_section_3_6_has_the_reference_check
 
 Test(record, the_batch_the_node_sdk_sent_with_two_messages_verifies_and_matches_a_rebuilt_one)
 {
-	// The batch of §12 6.3 verifies, has the captured checksums, and record_batch_build reproduces it byte for byte.
+	// The batch of §12 6.3 verifies, has the captured checksums, and batch_build reproduces it byte for byte.
 	uint8_t body[512];
 	size_t n = unhex(golden_send_2, body, sizeof body);
 	cr_assert_eq(n, 415u);
@@ -204,7 +204,7 @@ Test(record, the_batch_the_node_sdk_sent_with_two_messages_verifies_and_matches_
 	cr_assert_eq(verify_exact(batch, len, true), RECORD_OK);
 	cr_assert_eq(verify_exact(batch, len, false), RECORD_OK);
 	cr_assert_eq(record_le64(batch + 40), 0x978ff4b0f76e9ee9ull);
-	cr_assert_eq(record_batch_checksum(batch), 0x978ff4b0f76e9ee9ull);
+	cr_assert_eq(batch_checksum(batch), 0x978ff4b0f76e9ee9ull);
 	cr_assert_eq(record_le64(batch + 256), 0xb9bfbddb9ea55c8eull);
 	cr_assert_eq(record_le64(batch + 309), 0xaa82c049ef3e245cull);
 
@@ -215,7 +215,7 @@ Test(record, the_batch_the_node_sdk_sent_with_two_messages_verifies_and_matches_
 	const void *h[2] = {NULL, hdrs};
 	const uint32_t hl[2] = {0, 27};
 	uint8_t b[512];
-	cr_assert_eq(record_batch_build(b, sizeof b, 2, p, pl, h, hl, 1700000000000000ull), 389u);
+	cr_assert_eq(batch_build(b, sizeof b, 2, p, pl, h, hl, 1700000000000000ull), 389u);
 	record_put32(b + 309 + 28, 250);
 	refresh_frame(b, 1);
 	refresh_batch(b);
@@ -230,8 +230,8 @@ Test(record, the_batch_the_node_sdk_sent_with_ten_messages_and_user_headers_veri
 	cr_assert_eq(n, 1119u);
 	const uint8_t *batch = body + SEND_METADATA_LEN;
 	size_t len = n - SEND_METADATA_LEN;
-	struct record_batch_hdr bh;
-	record_batch_hdr_decode(batch, &bh);
+	struct batch_hdr bh;
+	batch_hdr_decode(batch, &bh);
 	cr_assert_eq(bh.batch_length, len);
 	cr_assert_eq(bh.message_count, 10u);
 	cr_assert_eq(verify_exact(batch, len, true), RECORD_OK);
@@ -346,7 +346,7 @@ Test(record, an_envelope_with_any_bit_flipped_after_the_magic_fails_its_check)
 static size_t messages_record(uint8_t *b, size_t cap, struct record_env *e)
 {
 	size_t len = build_n(b, cap, 3);
-	record_batch_stamp(b, 4, 700, 123456789);
+	batch_stamp(b, 4, 700, 123456789);
 	memset(e, 0, sizeof *e);
 	e->type = RECORD_MESSAGES;
 	e->index = 9;
@@ -430,7 +430,7 @@ Test(record, a_messages_payload_that_disagrees_with_its_envelope_is_refused)
 	bad.type = 7;
 	cr_assert_eq(record_payload_verify(&bad, b, len), RECORD_E_TYPE);
 
-	size_t p1 = frame_off(b, 1) + RECORD_FRAME_HEADER_SIZE; /* corrupt frame 1's payload */
+	size_t p1 = frame_off(b, 1) + BATCH_FRAME_HEADER_SIZE; /* corrupt frame 1's payload */
 	b[p1] ^= 1;
 	cr_assert_eq(record_payload_verify(&e, b, len), RECORD_E_FRAME_CHECK);
 	b[p1] ^= 1;
@@ -472,25 +472,25 @@ Test(record, a_non_messages_payload_that_disagrees_with_its_envelope_is_refused)
 	cr_assert_eq(record_payload_verify(&m, conf, sizeof conf), RECORD_E_SHORT);
 }
 
-/* ---- record_batch_verify ---- */
+/* ---- batch_verify ---- */
 
 Test(record, a_built_batch_verifies_and_carries_the_producer_fields)
 {
-	// record_batch_build lays out ids 1..n, deltas 0..n-1 and the given origin, and the result verifies.
+	// batch_build lays out ids 1..n, deltas 0..n-1 and the given origin, and the result verifies.
 	uint8_t b[1024];
 	size_t len = build_n(b, sizeof b, 8);
-	struct record_batch_hdr bh;
-	record_batch_hdr_decode(b, &bh);
+	struct batch_hdr bh;
+	batch_hdr_decode(b, &bh);
 	cr_assert_eq(bh.partition_id, 0u);
 	cr_assert_eq(bh.base_offset, 0u);
 	cr_assert_eq(bh.base_timestamp, 0u);
 	cr_assert_eq(bh.origin_timestamp, 1700000000000000ull);
 	cr_assert_eq(bh.batch_length, len);
 	cr_assert_eq(bh.message_count, 8u);
-	cr_assert_eq(bh.batch_checksum, record_batch_checksum(b));
+	cr_assert_eq(bh.batch_checksum, batch_checksum(b));
 	for (uint32_t i = 0; i < 8; i++) {
-		struct record_frame_hdr fh;
-		record_frame_hdr_decode(b + frame_off(b, i), &fh);
+		struct batch_frame_hdr fh;
+		batch_frame_hdr_decode(b + frame_off(b, i), &fh);
 		cr_assert_eq(record_le64(fh.id), i + 1u);
 		cr_assert_eq(record_le64(fh.id + 8), 0u);
 		cr_assert_eq(fh.offset_delta, i);
@@ -505,24 +505,24 @@ Test(record, a_built_batch_verifies_and_carries_the_producer_fields)
 
 Test(record, building_a_batch_that_does_not_fit_returns_zero)
 {
-	// record_batch_build returns 0 for every capacity below the batch size, and for zero messages.
+	// batch_build returns 0 for every capacity below the batch size, and for zero messages.
 	uint8_t b[1024];
 	const void *p[4] = {"a", "bb", "", "dddddddd"};
 	const uint32_t pl[4] = {1, 2, 0, 8};
 	const size_t len = 256u + 4 * 48 + 11;
 	for (size_t cap = 0; cap < len; cap++) {
 		uint8_t *out = malloc(cap ? cap : 1);
-		cr_assert_eq(record_batch_build(out, cap, 4, p, pl, NULL, NULL, 0), 0u, "cap %zu", cap);
+		cr_assert_eq(batch_build(out, cap, 4, p, pl, NULL, NULL, 0), 0u, "cap %zu", cap);
 		free(out);
 	}
-	cr_assert_eq(record_batch_build(b, sizeof b, 4, p, pl, NULL, NULL, 0), len);
-	cr_assert_eq(record_batch_build(b, len, 4, p, pl, NULL, NULL, 0), len);
-	cr_assert_eq(record_batch_build(b, sizeof b, 0, p, pl, NULL, NULL, 0), 0u);
+	cr_assert_eq(batch_build(b, sizeof b, 4, p, pl, NULL, NULL, 0), len);
+	cr_assert_eq(batch_build(b, len, 4, p, pl, NULL, NULL, 0), len);
+	cr_assert_eq(batch_build(b, sizeof b, 0, p, pl, NULL, NULL, 0), 0u);
 }
 
 Test(record, every_single_bit_flip_in_a_batch_is_detected)
 {
-	// Flipping any one bit of a valid batch makes record_batch_verify fail, with or without dense deltas.
+	// Flipping any one bit of a valid batch makes batch_verify fail, with or without dense deltas.
 	uint8_t good[1024];
 	size_t len = build_n(good, sizeof good, 4);
 	uint8_t *b = malloc(len);
@@ -530,8 +530,8 @@ Test(record, every_single_bit_flip_in_a_batch_is_detected)
 		for (int bit = 0; bit < 8; bit++) {
 			memcpy(b, good, len);
 			b[i] ^= (uint8_t)(1u << bit);
-			int dense = record_batch_verify(b, len, true);
-			int loose = record_batch_verify(b, len, false);
+			int dense = batch_verify(b, len, true);
+			int loose = batch_verify(b, len, false);
 			cr_assert_lt(dense, 0, "byte %zu bit %d", i, bit);
 			cr_assert_lt(loose, 0, "byte %zu bit %d", i, bit);
 			cr_assert_str_neq(record_strerror(loose), "unknown record error");
@@ -547,7 +547,7 @@ Test(record, a_batch_truncated_at_any_length_is_refused)
 	for (size_t cut = 0; cut < len; cut++) {
 		cr_assert_lt(verify_exact(good, cut, true), 0, "cut %zu", cut);
 		cr_assert_lt(verify_exact(good, cut, false), 0, "cut %zu", cut);
-		if (cut < RECORD_BATCH_HEADER_SIZE) {
+		if (cut < BATCH_HEADER_SIZE) {
 			cr_assert_eq(verify_exact(good, cut, false), RECORD_E_SHORT);
 			continue;
 		}
@@ -555,7 +555,7 @@ Test(record, a_batch_truncated_at_any_length_is_refused)
 		record_put64(tmp + 32, cut);
 		cr_assert_lt(verify_exact(tmp, cut, false), 0, "fixed-up cut %zu", cut);
 	}
-	cr_assert_eq(record_batch_verify(NULL, 0, true), RECORD_E_SHORT);
+	cr_assert_eq(batch_verify(NULL, 0, true), RECORD_E_SHORT);
 }
 
 Test(record, a_batch_with_trailing_bytes_is_refused)
@@ -579,7 +579,7 @@ Test(record, a_batch_with_nonzero_reserved_bytes_is_refused)
 	// Any nonzero byte in batch header bytes 52..255 or in a frame's reserved u64 gives RECORD_E_RESERVED.
 	uint8_t good[1024], b[1024];
 	size_t len = build_n(good, sizeof good, 3);
-	for (size_t i = 52; i < RECORD_BATCH_HEADER_SIZE; i++) {
+	for (size_t i = 52; i < BATCH_HEADER_SIZE; i++) {
 		memcpy(b, good, len);
 		b[i] = 0x80;
 		cr_assert_eq(verify_exact(b, len, true), RECORD_E_RESERVED, "byte %zu", i);
@@ -640,10 +640,10 @@ Test(record, frame_lengths_that_overflow_or_overrun_the_batch_are_refused)
 			record_put32(b + o + 36, lens[c][0]);
 			record_put32(b + o + 32, lens[c][1]);
 			cr_assert_eq(verify_exact(b, len, false), RECORD_E_LENGTH, "case %zu frame %u", c, f);
-			uint8_t hdr[RECORD_BATCH_HEADER_SIZE];
+			uint8_t hdr[BATCH_HEADER_SIZE];
 			size_t off, flen;
 			uint8_t *copy = exact_copy(b, len);
-			cr_assert_eq(record_batch_slice(copy, len, 0, 1, hdr, &off, &flen), RECORD_E_LENGTH);
+			cr_assert_eq(batch_slice(copy, len, 0, 1, hdr, &off, &flen), RECORD_E_LENGTH);
 			free(copy);
 		}
 }
@@ -654,48 +654,48 @@ Test(record, stamping_keeps_a_batch_valid_and_changes_its_checksum)
 	uint8_t b[1024];
 	size_t len = build_n(b, sizeof b, 3);
 	uint64_t before = record_le64(b + 40);
-	record_batch_stamp(b, UINT64_MAX, 1ull << 40, 1700000000123456ull);
+	batch_stamp(b, UINT64_MAX, 1ull << 40, 1700000000123456ull);
 	cr_assert_neq(record_le64(b + 40), before);
 	cr_assert_eq(record_le64(b + 0), UINT64_MAX);
 	cr_assert_eq(record_le64(b + 8), 1ull << 40);
 	cr_assert_eq(record_le64(b + 16), 1700000000123456ull);
 	cr_assert_eq(verify_exact(b, len, true), RECORD_OK);
-	record_batch_stamp(b, 0, 0, 0);
+	batch_stamp(b, 0, 0, 0);
 	cr_assert_eq(record_le64(b + 40), before);
 }
 
-/* ---- record_batch_slice ---- */
+/* ---- batch_slice ---- */
 
 Test(record, every_slice_of_a_five_message_batch_is_a_valid_batch)
 {
 	// Each [first, first+count) slice gives a header and frame range that verify (deltas kept) with base_offset kept.
 	uint8_t b[1024];
 	size_t len = build_n(b, sizeof b, 5);
-	record_batch_stamp(b, 2, 1000, 555);
+	batch_stamp(b, 2, 1000, 555);
 	for (uint32_t first = 0; first < 5; first++)
 		for (uint32_t count = 1; first + count <= 5; count++) {
-			uint8_t hdr[RECORD_BATCH_HEADER_SIZE];
+			uint8_t hdr[BATCH_HEADER_SIZE];
 			size_t off = 0, flen = 0;
-			cr_assert_eq(record_batch_slice(b, len, first, count, hdr, &off, &flen), RECORD_OK);
+			cr_assert_eq(batch_slice(b, len, first, count, hdr, &off, &flen), RECORD_OK);
 			cr_assert_eq(off, frame_off(b, first));
 			cr_assert_eq(off + flen, frame_off(b, first + count));
 
-			size_t slen = RECORD_BATCH_HEADER_SIZE + flen;
+			size_t slen = BATCH_HEADER_SIZE + flen;
 			uint8_t *s = malloc(slen);
-			memcpy(s, hdr, RECORD_BATCH_HEADER_SIZE);
-			memcpy(s + RECORD_BATCH_HEADER_SIZE, b + off, flen);
-			struct record_batch_hdr sh;
-			record_batch_hdr_decode(s, &sh);
+			memcpy(s, hdr, BATCH_HEADER_SIZE);
+			memcpy(s + BATCH_HEADER_SIZE, b + off, flen);
+			struct batch_hdr sh;
+			batch_hdr_decode(s, &sh);
 			cr_assert_eq(sh.partition_id, 2u);
 			cr_assert_eq(sh.base_offset, 1000u);
 			cr_assert_eq(sh.base_timestamp, 555u);
 			cr_assert_eq(sh.origin_timestamp, 1700000000000000ull);
 			cr_assert_eq(sh.message_count, count);
 			cr_assert_eq(sh.batch_length, slen);
-			cr_assert_eq(record_batch_verify(s, slen, false), RECORD_OK, "first %u count %u", first, count);
-			cr_assert_eq(record_batch_verify(s, slen, true), first == 0 ? RECORD_OK : RECORD_E_FIELDS);
-			struct record_frame_hdr fh;
-			record_frame_hdr_decode(s + RECORD_BATCH_HEADER_SIZE, &fh);
+			cr_assert_eq(batch_verify(s, slen, false), RECORD_OK, "first %u count %u", first, count);
+			cr_assert_eq(batch_verify(s, slen, true), first == 0 ? RECORD_OK : RECORD_E_FIELDS);
+			struct batch_frame_hdr fh;
+			batch_frame_hdr_decode(s + BATCH_HEADER_SIZE, &fh);
 			cr_assert_eq(fh.offset_delta, first);
 			free(s);
 		}
@@ -704,37 +704,37 @@ Test(record, every_slice_of_a_five_message_batch_is_a_valid_batch)
 Test(record, slicing_the_whole_batch_reproduces_its_header)
 {
 	// The slice [0, n) has exactly the original header, and slicing may write over the batch's own header.
-	uint8_t b[1024], orig[RECORD_BATCH_HEADER_SIZE], hdr[RECORD_BATCH_HEADER_SIZE];
+	uint8_t b[1024], orig[BATCH_HEADER_SIZE], hdr[BATCH_HEADER_SIZE];
 	size_t len = build_n(b, sizeof b, 4), off, flen;
-	record_batch_stamp(b, 1, 2, 3);
+	batch_stamp(b, 1, 2, 3);
 	memcpy(orig, b, sizeof orig);
-	cr_assert_eq(record_batch_slice(b, len, 0, 4, hdr, &off, &flen), RECORD_OK);
+	cr_assert_eq(batch_slice(b, len, 0, 4, hdr, &off, &flen), RECORD_OK);
 	cr_assert_arr_eq(hdr, orig, sizeof orig);
-	cr_assert_eq(off, (size_t)RECORD_BATCH_HEADER_SIZE);
-	cr_assert_eq(flen, len - RECORD_BATCH_HEADER_SIZE);
+	cr_assert_eq(off, (size_t)BATCH_HEADER_SIZE);
+	cr_assert_eq(flen, len - BATCH_HEADER_SIZE);
 
-	cr_assert_eq(record_batch_slice(b, len, 0, 2, b, &off, &flen), RECORD_OK);
-	cr_assert_eq(record_batch_verify(b, RECORD_BATCH_HEADER_SIZE + flen, true), RECORD_OK);
+	cr_assert_eq(batch_slice(b, len, 0, 2, b, &off, &flen), RECORD_OK);
+	cr_assert_eq(batch_verify(b, BATCH_HEADER_SIZE + flen, true), RECORD_OK);
 }
 
 Test(record, out_of_range_or_malformed_slices_are_refused)
 {
 	// Empty ranges, ranges past the last message (also ones whose end overflows u32) and malformed batches fail.
-	uint8_t b[1024], hdr[RECORD_BATCH_HEADER_SIZE];
+	uint8_t b[1024], hdr[BATCH_HEADER_SIZE];
 	size_t len = build_n(b, sizeof b, 5), off, flen;
 	const uint32_t ranges[][2] = {{0, 0}, {5, 1}, {3, 3}, {0, 6}, {4, 2}, {UINT32_MAX, 2}, {1, UINT32_MAX}};
 	for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
-		cr_assert_eq(record_batch_slice(b, len, ranges[i][0], ranges[i][1], hdr, &off, &flen), RECORD_E_COUNT,
+		cr_assert_eq(batch_slice(b, len, ranges[i][0], ranges[i][1], hdr, &off, &flen), RECORD_E_COUNT,
 			     "range %zu", i);
-	cr_assert_eq(record_batch_slice(b, len - 1, 0, 1, hdr, &off, &flen), RECORD_E_LENGTH);
-	cr_assert_eq(record_batch_slice(b, 100, 0, 1, hdr, &off, &flen), RECORD_E_SHORT);
+	cr_assert_eq(batch_slice(b, len - 1, 0, 1, hdr, &off, &flen), RECORD_E_LENGTH);
+	cr_assert_eq(batch_slice(b, 100, 0, 1, hdr, &off, &flen), RECORD_E_SHORT);
 	record_put32(b + 48, 6);
-	cr_assert_eq(record_batch_slice(b, len, 0, 1, hdr, &off, &flen), RECORD_E_COUNT);
+	cr_assert_eq(batch_slice(b, len, 0, 1, hdr, &off, &flen), RECORD_E_COUNT);
 	record_put32(b + 48, 4);
-	cr_assert_eq(record_batch_slice(b, len, 0, 1, hdr, &off, &flen), RECORD_E_COUNT);
+	cr_assert_eq(batch_slice(b, len, 0, 1, hdr, &off, &flen), RECORD_E_COUNT);
 	record_put32(b + 48, 5);
 	b[100] = 1;
-	cr_assert_eq(record_batch_slice(b, len, 0, 1, hdr, &off, &flen), RECORD_E_RESERVED);
+	cr_assert_eq(batch_slice(b, len, 0, 1, hdr, &off, &flen), RECORD_E_RESERVED);
 }
 
 /* ---- record_strerror ---- */

@@ -25,9 +25,9 @@
 #include <uv.h>
 
 #include "node/tlscert.h"
-#include "transport/frame.h"
+#include "proto/frame.h"
 #include "transport/tcp.h"
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 /* Test command codes (NonReplicated), besides Ping. */
 #define CODE_ECHO 9001 /* reply body = request body */

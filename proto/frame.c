@@ -1,7 +1,7 @@
 /*
  * frame — the 256-byte headers of the Iggy client protocol. The byte layouts are specified in frame.h.
  */
-#include "transport/frame.h"
+#include "proto/frame.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
  * wire — payload reader, writer and primitive codecs. The byte formats are specified in wire.h.
  */
-#include "transport/wire.h"
+#include "proto/wire.h"
 
 #include <assert.h>
 #include <stdlib.h>
