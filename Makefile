@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster image compose-up compose-down compose-test test compat compat-cluster lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume clean
+.PHONY: all deps build run cluster image compose-up compose-down compose-test test compat compat-cluster lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume bench-ab clean
 
 all: build
 
@@ -96,6 +96,18 @@ bench-cluster: build
 # directory to compare with, TOTAL=... in the environment).
 bench-consume: build
 	./scripts/bench-consume $(BUILD) $(OTHER)
+
+# A/B: two revisions (A, B: anything git names; default A = HEAD~1, B = HEAD) built in scratch worktrees
+# under /tmp and benchmarked in alternating rounds (scripts/bench-ab).
+A ?= HEAD~1
+B ?= HEAD
+bench-ab:
+	@set -e; for r in A:$(A) B:$(B); do n=$${r%%:*}; rev=$${r#*:}; w=/tmp/galgo-ab-$$n; \
+	  git worktree remove --force $$w 2>/dev/null || rm -rf $$w; git worktree add -q --detach $$w $$rev; \
+	  cmake -S $$w -B $$w/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null; \
+	  cmake --build $$w/build -j$$(nproc) --target galgod galgo-bench >/dev/null; done
+	./scripts/bench-ab /tmp/galgo-ab-A/build /tmp/galgo-ab-B/build
+	git worktree remove --force /tmp/galgo-ab-A; git worktree remove --force /tmp/galgo-ab-B
 
 # The container image galgo:<version> and galgo:latest, written without a registry (scripts/build-image:
 # the binaries, the libraries they link and nothing else; prints its id, size and build time).
