@@ -14,7 +14,7 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-# One galgod with embedded defaults: data in ./local_data, TCP 8090, QUIC 8080, HTTP 3000.
+# One galgod with embedded defaults: data in ./local_data, TCP 8090, QUIC 8080, HTTP 3000, WebSocket 8092.
 run: build
 	$(BUILD)/galgod --with-default-root-credentials
 
@@ -24,8 +24,9 @@ cluster: build
 
 # Everything CI runs, one stage after another (scripts/test-stages; every stage runs even after one
 # fails, then a summary, and the target fails if any stage did): the ASan+UBSan build, the fuzz targets
-# for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC and
-# HTTP, then against a three-node cluster), the lifecycle test's fixed seeds, the HTTP API suite, the unit
+# for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC,
+# HTTP and WebSocket, then against a three-node cluster), the lifecycle test's fixed seeds, the HTTP API
+# suite, the WebSocket suite (tests/ws: the `websockets` client, raw sockets and the SDK over wss), the unit
 # tests, the deploy tests (image, compose cluster, Kubernetes manifests; needs Docker), the jepsen suite's
 # short matrix (jepsen/, needs root), and a check that no galgod, namespace, iptables rule or compose
 # container was left behind. `scripts/test-stages NAME...` runs some stages; `--list` names them.

@@ -112,6 +112,21 @@ static const struct config_setting config_table[] = {
 	 false, NULL},
 	{"http", "max_request_size", CT_SIZE, CFG_OFF(http.max_request_size), "2MiB",
 	 "Largest HTTP request body accepted; larger ones are answered 413.", 1024, UINT32_MAX, false, false, NULL},
+	{"websocket", "enabled", CT_BOOL, CFG_OFF(websocket.enabled), "true",
+	 "Serve the Iggy binary protocol over WebSocket (one frame per binary message; ws:// in the SDKs).", 0, 0,
+	 false, false, NULL},
+	{"websocket", "address", CT_ADDRESS, CFG_OFF(websocket.address), "127.0.0.1:8092",
+	 "Address the WebSocket listener binds.", 0, 0, false, false, NULL},
+	{"websocket", "advertised_port", CT_U32, CFG_OFF(websocket.advertised_port), "0",
+	 "WebSocket port clients are told to use (with node.advertised_host); 0: the port of websocket.address.",
+	 0, 65535, false, false, NULL},
+	{"websocket", "tls_enabled", CT_BOOL, CFG_OFF(websocket.tls_enabled), "false",
+	 "Serve WebSocket inside TLS (wss:// in the SDKs).", 0, 0, false, false, "IGGY_WEBSOCKET_TLS_ENABLED"},
+	{"websocket", "tls_cert", CT_STRING, CFG_OFF(websocket.tls_cert), "",
+	 "PEM certificate (chain) of wss; with tls_key empty too, the development certificate of\n      "
+	 "DATA_DIR/tls (made on first start).", 0, 0, false, false, "IGGY_WEBSOCKET_TLS_CERT_FILE"},
+	{"websocket", "tls_key", CT_STRING, CFG_OFF(websocket.tls_key), "",
+	 "PEM private key of websocket.tls_cert.", 0, 0, false, false, "IGGY_WEBSOCKET_TLS_KEY_FILE"},
 	{"cluster", "nodes", CT_STRING, CFG_OFF(cluster.nodes), "",
 	 "The cluster's roster: comma-separated ID@HOST:RAFT_PORT[:TCP_PORT[:QUIC_PORT[:HTTP_PORT]]], this node\n      "
 	 "included; HOST may be a DNS name (resolved at every connection attempt). Empty: a single node.\n      "
@@ -860,6 +875,11 @@ static void config_format(const struct galgo_config *cfg, const struct config_se
 
 int config_dump(const struct galgo_config *cfg, char *buf, size_t len)
 {
+	return config_dump_sep(cfg, buf, len, " ");
+}
+
+int config_dump_sep(const struct galgo_config *cfg, char *buf, size_t len, const char *sep)
+{
 	size_t used = 0;
 	bool cut = false;
 	char value[512];
@@ -870,7 +890,7 @@ int config_dump(const struct galgo_config *cfg, char *buf, size_t len)
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
 		const struct config_setting *s = &config_table[i];
 		config_format(cfg, s, value, sizeof(value));
-		int n = snprintf(buf + used, len - used, "%s%s.%s=%s", i > 0 ? " " : "", s->section, s->key, value);
+		int n = snprintf(buf + used, len - used, "%s%s.%s=%s", i > 0 ? sep : "", s->section, s->key, value);
 		if (n < 0 || (size_t)n >= len - used) {
 			cut = true;
 			break;

@@ -93,6 +93,14 @@ struct galgo_config {
 		bool metrics_auth;           /* GET /metrics needs a Bearer token (default: open, as Iggy) */
 	} http;
 	struct {
+		bool enabled;
+		char *address;               /* host:port */
+		uint32_t advertised_port;    /* the port clients are told (0: the port of address) */
+		bool tls_enabled;            /* wss: TLS around the WebSocket connection */
+		char *tls_cert;              /* as tcp.tls_cert */
+		char *tls_key;               /* as tcp.tls_key */
+	} websocket;
+	struct {
 		char *nodes;             /* roster: ID@HOST:RAFT_PORT[:TCP[:QUIC[:HTTP]]],...; empty: single node */
 		char *listen;            /* node-to-node listener IP:PORT; empty: 0.0.0.0:own RAFT_PORT */
 		char *name;              /* cluster name */
@@ -147,6 +155,8 @@ void config_free(struct galgo_config *cfg);
  * log; the password is shown only as (set) or (unset). Returns 0, or -ENOSPC if it was cut to fit.
  */
 int config_dump(const struct galgo_config *cfg, char *buf, size_t len);
+/* The same with `sep` between the settings instead of a space ("\n": one setting a line). */
+int config_dump_sep(const struct galgo_config *cfg, char *buf, size_t len, const char *sep);
 
 /* Prints usage: every flag with its environment variable, default and description. */
 void config_help(FILE *out, const char *prog);

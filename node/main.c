@@ -15,7 +15,9 @@
  * (transport/quic: a session per connection, a stream per request; TLS from quic.tls_cert/tls_key or the
  * development certificate node/tlscert makes) and those of the HTTP API (transport/http, HTTPS with
  * http.tls_enabled) too: there every REST request is a session of its own, bound to the user of its
- * access token (srv_session_bind_user) or logged in by the Register frame the listener forwards.
+ * access token (srv_session_bind_user) or logged in by the Register frame the listener forwards. The
+ * WebSocket listener (transport/ws, wss with websocket.tls_enabled) is a TCP listener with the WebSocket
+ * framing: its connections take the TCP callbacks below unchanged, as sessions of kind SRV_WS.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,6 +42,7 @@
 #include "transport/http.h"
 #include "transport/quic.h"
 #include "transport/tcp.h"
+#include "transport/ws.h"
 
 #define TAG "galgod"
 
@@ -60,6 +63,7 @@ struct galgod {
 	struct pio *pio;
 	struct srv *srv;
 	struct tcp_server *tcp;
+	struct tcp_server *ws;      /* the WebSocket listener: a tcp_server with the WebSocket framing */
 	struct http_server *http;
 	struct quic_server *quic;
 	uv_timer_t tick;
@@ -96,11 +100,15 @@ static int galgod_tcp_send(void *ctx, const struct srv_piece *pieces, size_t n, 
 	return 0;
 }
 
+/* WebSocket sessions get client ids with bit 29 set, so that they never meet those of the other transports. */
+#define GALGOD_WS_CLIENT_BIT 0x20000000u
+
 static void galgod_on_connect(struct tcp_conn *c)
 {
 	struct galgod *g = tcp_server_data(tcp_conn_server(c));
-	struct srv_session *ss =
-		srv_session_open(g->srv, SRV_TCP, tcp_conn_peer(c), tcp_conn_id(c), galgod_tcp_send, c);
+	bool ws = tcp_conn_server(c) == g->ws;
+	struct srv_session *ss = srv_session_open(g->srv, ws ? SRV_WS : SRV_TCP, tcp_conn_peer(c),
+						  (ws ? GALGOD_WS_CLIENT_BIT : 0) | tcp_conn_id(c), galgod_tcp_send, c);
 	if (ss == NULL) {
 		tcp_conn_abort(c);
 		return;
@@ -334,7 +342,7 @@ static void galgod_close_walk(uv_handle_t *h, void *arg)
 static bool galgod_drained(const struct galgod *g)
 {
 	return (g->srv == NULL || srv_owed(g->srv) == 0) && (g->http == NULL || http_server_calls(g->http) == 0) &&
-	       (g->tcp == NULL || tcp_server_unsent(g->tcp) == 0);
+	       (g->tcp == NULL || tcp_server_unsent(g->tcp) == 0) && (g->ws == NULL || tcp_server_unsent(g->ws) == 0);
 }
 
 /*
@@ -369,6 +377,8 @@ static void galgod_drain(struct galgod *g)
 {
 	if (g->tcp != NULL)
 		tcp_server_drain(g->tcp);
+	if (g->ws != NULL)
+		tcp_server_drain(g->ws);
 	if (g->http != NULL)
 		http_server_drain(g->http);
 	if (g->quic != NULL)
@@ -390,8 +400,9 @@ static void galgod_drain(struct galgod *g)
 		glog_info(TAG, "shutdown: drained in %" PRIu64 " ms", took);
 	else
 		glog_warn(TAG, "shutdown: not drained after %" PRIu64 " ms (%zu replies owed, %zu HTTP calls, %u TCP "
-			  "connections with unsent replies); closing", took, g->srv != NULL ? srv_owed(g->srv) : 0,
-			  g->http != NULL ? http_server_calls(g->http) : 0, g->tcp != NULL ? tcp_server_unsent(g->tcp) : 0);
+			  "and WebSocket connections with unsent replies); closing", took, g->srv != NULL ? srv_owed(g->srv) : 0,
+			  g->http != NULL ? http_server_calls(g->http) : 0,
+			  (g->tcp != NULL ? tcp_server_unsent(g->tcp) : 0) + (g->ws != NULL ? tcp_server_unsent(g->ws) : 0));
 }
 
 /*
@@ -416,7 +427,7 @@ static void galgod_close_network(struct galgod *g, bool bounded)
 		uv_close((uv_handle_t *)&g->sighup, NULL);
 		g->signals_ready = false;
 	}
-	bool any = g->quic != NULL || g->http != NULL || g->tcp != NULL;
+	bool any = g->quic != NULL || g->http != NULL || g->tcp != NULL || g->ws != NULL;
 	if (g->quic != NULL) {
 		quic_server_close(g->quic);
 		g->quic = NULL;
@@ -428,6 +439,10 @@ static void galgod_close_network(struct galgod *g, bool bounded)
 	if (g->tcp != NULL) {
 		tcp_server_close(g->tcp);
 		g->tcp = NULL;
+	}
+	if (g->ws != NULL) {
+		tcp_server_close(g->ws);
+		g->ws = NULL;
 	}
 	if (!any)
 		return;
@@ -505,12 +520,14 @@ static void galgod_bound(char *out, size_t n, const char *address, bool on, int 
 static void galgod_log_ready(const struct galgod *g)
 {
 	const struct galgo_config *c = &g->cfg;
-	char tcp[300], http[300], quic[300];
+	char tcp[300], http[300], quic[300], ws[300];
 	galgod_bound(tcp, sizeof(tcp), c->tcp.address, g->tcp != NULL, g->tcp ? tcp_server_port(g->tcp) : 0);
 	galgod_bound(http, sizeof(http), c->http.address, g->http != NULL, g->http ? http_server_port(g->http) : 0);
 	galgod_bound(quic, sizeof(quic), c->quic.address, g->quic != NULL, g->quic ? quic_server_port(g->quic) : 0);
-	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, http %s%s, quic %s", c->node.id,
-		  c->node.data_dir, tcp, http, g->http != NULL && c->http.tls_enabled ? " (https)" : "", quic);
+	galgod_bound(ws, sizeof(ws), c->websocket.address, g->ws != NULL, g->ws ? tcp_server_port(g->ws) : 0);
+	glog_info(TAG, "galgod ready: node %" PRIu32 ", data dir %s, tcp %s, http %s%s, quic %s, websocket %s%s",
+		  c->node.id, c->node.data_dir, tcp, http, g->http != NULL && c->http.tls_enabled ? " (https)" : "", quic,
+		  ws, g->ws != NULL && c->websocket.tls_enabled ? " (wss)" : "");
 }
 
 /* The TCP listener (tcp.enabled), inside TLS with tcp.tls_enabled. Returns 0 or -1 (logged). */
@@ -541,6 +558,60 @@ static int galgod_start_tcp(struct galgod *g)
 		SSL_CTX_free(to.ssl_ctx);
 	if (rc < 0) {
 		glog_error(TAG, "cannot listen on %s: %s", g->cfg.tcp.address, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether websocket.address is the built-in default (config_defaults). */
+static bool galgod_ws_default_address(const struct galgo_config *cfg)
+{
+	struct galgo_config d;
+	if (config_defaults(&d) != 0)
+		return false;
+	bool same = strcmp(d.websocket.address, cfg->websocket.address) == 0;
+	config_free(&d);
+	return same;
+}
+
+/* The WebSocket listener (websocket.enabled), wss with websocket.tls_enabled. Returns 0 or -1 (logged). */
+static int galgod_start_ws(struct galgod *g)
+{
+	char err[512];
+	int rc;
+	struct tcp_opts to;
+	tcp_opts_default(&to);
+	to.address = g->cfg.websocket.address;
+	to.log = galgod_tcp_log;
+	if (g->cfg.websocket.tls_enabled) {
+		char cert[4096];
+		bool generated;
+		rc = tlscert_server_ctx(g->cfg.websocket.tls_cert, g->cfg.websocket.tls_key, g->cfg.node.data_dir,
+					&to.ssl_ctx, cert, sizeof(cert), &generated, err, sizeof(err));
+		if (rc < 0) {
+			glog_error(TAG, "TLS (websocket): %s", err);
+			return -1;
+		}
+		glog_info(TAG, "wss with %s certificate %s",
+			  generated ? "a new self-signed development" : g->cfg.websocket.tls_cert[0] ? "the" : "the development",
+			  cert);
+	}
+	rc = ws_server_new(&g->loop, &to, &galgod_tcp_handler, g, &g->ws);
+	if (to.ssl_ctx != NULL)
+		SSL_CTX_free(to.ssl_ctx);
+	if (rc == -EADDRINUSE && galgod_ws_default_address(&g->cfg)) {
+		/*
+		 * Only the default address, which nobody asked for, is taken (another galgod on this host, or
+		 * Iggy's server): this node serves its other transports rather than refuse to start, as it did
+		 * before it had a WebSocket listener. An address set on purpose that cannot be had stops it.
+		 */
+		glog_warn(TAG, "the default WebSocket address %s is in use: no WebSocket listener (set websocket.address "
+			       "or websocket.enabled=false)", g->cfg.websocket.address);
+		g->cfg.websocket.enabled = false; /* nor is one advertised to clients */
+		return 0;
+	}
+	if (rc < 0) {
+		glog_error(TAG, "cannot listen on %s (websocket): %s", g->cfg.websocket.address, strerror(-rc));
 		return -1;
 	}
 	return 0;
@@ -696,7 +767,7 @@ int main(int argc, char **argv)
 	}
 	glog_info(TAG, "partitions opened: %" PRIu32, srv_partition_count(g.srv));
 	if ((g.cfg.tcp.enabled && galgod_start_tcp(&g) < 0) || (g.cfg.http.enabled && galgod_start_http(&g) < 0) ||
-	    (g.cfg.quic.enabled && galgod_start_quic(&g) < 0))
+	    (g.cfg.quic.enabled && galgod_start_quic(&g) < 0) || (g.cfg.websocket.enabled && galgod_start_ws(&g) < 0))
 		goto fail;
 	uv_timer_init(&g.loop, &g.tick);
 	g.tick.data = &g;

@@ -375,6 +375,7 @@ static int node_insert(struct meta *m, const struct meta_node *n)
 	/* Client addresses come only from the node itself (NODE_ADVERTISE). */
 	m->nodes[at].adv_host[0] = '\0';
 	m->nodes[at].adv_tcp_port = m->nodes[at].adv_quic_port = m->nodes[at].adv_http_port = 0;
+	m->nodes[at].adv_ws_port = 0;
 	m->n_nodes++;
 	/* The table stays sorted by id, each id once. */
 	assert((at == 0 || m->nodes[at - 1].id < n->id) && (at + 1 == m->n_nodes || m->nodes[at + 1].id > n->id));
@@ -395,6 +396,7 @@ static int node_advertise(struct meta *m, const struct meta_cmd *c)
 		n->adv_tcp_port = a->adv_tcp_port;
 		n->adv_quic_port = a->adv_quic_port;
 		n->adv_http_port = a->adv_http_port;
+		n->adv_ws_port = a->adv_ws_port;
 		return META_OK;
 	}
 	return PROTO_E_NODE_NOT_FOUND;

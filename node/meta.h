@@ -87,7 +87,7 @@ struct meta_node {
 	 * host or a port 0 means the roster's host or port.
 	 */
 	char adv_host[META_HOST_MAX + 1];
-	uint16_t adv_tcp_port, adv_quic_port, adv_http_port;
+	uint16_t adv_tcp_port, adv_quic_port, adv_http_port, adv_ws_port;
 };
 
 struct meta_member {

@@ -228,7 +228,10 @@ static void put_node(struct wire_buf *b, const struct meta_node *n)
 	wire_put_u16(b, n->http_port);
 }
 
-/* A node's client addresses (NODE_ADVERTISE, snapshot version 3): [host str8, may be empty][tcp u16][quic u16][http u16]. */
+/*
+ * A node's client addresses (NODE_ADVERTISE, snapshot version 4): [host str8, may be empty][tcp u16]
+ * [quic u16][http u16][ws u16].
+ */
 static void put_adv(struct wire_buf *b, const struct meta_node *n)
 {
 	size_t hl = strnlen(n->adv_host, sizeof(n->adv_host) - 1);
@@ -236,6 +239,7 @@ static void put_adv(struct wire_buf *b, const struct meta_node *n)
 	wire_put_u16(b, n->adv_tcp_port);
 	wire_put_u16(b, n->adv_quic_port);
 	wire_put_u16(b, n->adv_http_port);
+	wire_put_u16(b, n->adv_ws_port);
 }
 
 /* A host str8 into out (META_HOST_MAX + 1 bytes, NUL-terminated); one holding a zero byte is refused. */
@@ -257,6 +261,7 @@ static void get_adv(struct wire_rd *r, struct meta_node *n)
 	n->adv_tcp_port = wire_get_u16(r);
 	n->adv_quic_port = wire_get_u16(r);
 	n->adv_http_port = wire_get_u16(r);
+	n->adv_ws_port = 0; /* read by the caller where the format has it */
 }
 
 /* A node; its host holds no zero byte (the state keeps it NUL-terminated). */
@@ -285,13 +290,9 @@ static void get_name(struct wire_rd *r, struct meta_cmd *c)
 	c->name_len = (uint8_t)s.len;
 }
 
-int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
+/* The body of a command on streams and topics; false for a command that cannot be encoded. */
+static bool put_stream_cmd(struct wire_buf *b, const struct meta_cmd *c)
 {
-	if (c->name == NULL && c->name_len > 0)
-		return -EINVAL;
-	size_t start = b->len;
-	wire_put_u8(b, METAREC_VERSION);
-	wire_put_u8(b, c->type);
 	bool ok = true;
 	switch (c->type) {
 	case META_CREATE_STREAM:
@@ -331,6 +332,18 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		wire_put_u32(b, c->topic_id);
 		wire_put_u32(b, c->count);
 		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+/* The body of a command on users and tokens; false for a command that cannot be encoded. */
+static bool put_user_cmd(struct wire_buf *b, const struct meta_cmd *c)
+{
+	bool ok = true;
+	switch (c->type) {
 	case META_CREATE_USER:
 		if (!hash_ok(c->password_hash) || (c->has_perms && c->perms == NULL)) {
 			ok = false;
@@ -386,6 +399,18 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		wire_put_u32(b, c->user_id);
 		wire_put_str8(b, c->name, c->name_len);
 		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+/* The body of a command on groups, members and offsets; false for a command that cannot be encoded. */
+static bool put_group_cmd(struct wire_buf *b, const struct meta_cmd *c)
+{
+	bool ok = true;
+	switch (c->type) {
 	case META_CREATE_GROUP:
 		wire_put_u32(b, c->stream_id);
 		wire_put_u32(b, c->topic_id);
@@ -419,6 +444,18 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		if (c->type == META_STORE_OFFSET)
 			wire_put_u64(b, c->offset);
 		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+/* The body of a command on the node table; false for a command that cannot be encoded. */
+static bool put_node_cmd(struct wire_buf *b, const struct meta_cmd *c)
+{
+	bool ok = true;
+	switch (c->type) {
 	case META_NODES_INIT:
 		if (c->n_nodes == 0 || c->n_nodes > META_MAX_NODES) {
 			ok = false;
@@ -451,6 +488,25 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 		ok = false;
 		break;
 	}
+	return ok;
+}
+
+int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
+{
+	if (c->name == NULL && c->name_len > 0)
+		return -EINVAL;
+	size_t start = b->len;
+	wire_put_u8(b, c->type == META_NODE_ADVERTISE ? METAREC_VERSION_WS : METAREC_VERSION);
+	wire_put_u8(b, c->type);
+	bool ok = false; /* the families by their ranges of types (meta.h) */
+	if (c->type >= META_CREATE_STREAM && c->type <= META_DELETE_PARTITIONS)
+		ok = put_stream_cmd(b, c);
+	else if (c->type >= META_CREATE_USER && c->type <= META_DELETE_PAT)
+		ok = put_user_cmd(b, c);
+	else if (c->type >= META_CREATE_GROUP && c->type <= META_CLEAR_NODE_MEMBERS)
+		ok = put_group_cmd(b, c);
+	else if (c->type >= META_NODES_INIT && c->type <= META_NODE_ADVERTISE)
+		ok = put_node_cmd(b, c);
 	int rv = wire_buf_error(b);
 	if (rv == 0 && !ok)
 		rv = -EINVAL;
@@ -459,18 +515,9 @@ int metarec_encode(const struct meta_cmd *c, struct wire_buf *b)
 	return rv;
 }
 
-int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct meta_perms *scratch)
+/* The body of a command on streams and topics. */
+static void get_stream_cmd(struct wire_rd *r, struct meta_cmd *c)
 {
-	memset(out, 0, sizeof(*out));
-	memset(scratch, 0, sizeof(*scratch));
-	struct wire_rd rd, *r = &rd;
-	wire_rd_init(r, p, len);
-	if (wire_get_u8(r) != METAREC_VERSION) {
-		bad(r);
-		return -EBADMSG;
-	}
-	struct meta_cmd *c = out;
-	c->type = wire_get_u8(r);
 	switch (c->type) {
 	case META_CREATE_STREAM:
 		c->ts = wire_get_u64(r);
@@ -509,6 +556,16 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		c->topic_id = wire_get_u32(r);
 		c->count = wire_get_u32(r);
 		break;
+	default:
+		bad(r);
+		break;
+	}
+}
+
+/* The body of a command on users and tokens. */
+static void get_user_cmd(struct wire_rd *r, struct meta_cmd *c, struct meta_perms *scratch)
+{
+	switch (c->type) {
 	case META_CREATE_USER:
 		c->ts = wire_get_u64(r);
 		get_name(r, c);
@@ -551,6 +608,16 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		c->user_id = wire_get_u32(r);
 		get_name(r, c);
 		break;
+	default:
+		bad(r);
+		break;
+	}
+}
+
+/* The body of a command on groups, members and offsets. */
+static void get_group_cmd(struct wire_rd *r, struct meta_cmd *c)
+{
+	switch (c->type) {
 	case META_CREATE_GROUP:
 		c->stream_id = wire_get_u32(r);
 		c->topic_id = wire_get_u32(r);
@@ -584,6 +651,16 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		if (c->type == META_STORE_OFFSET)
 			c->offset = wire_get_u64(r);
 		break;
+	default:
+		bad(r);
+		break;
+	}
+}
+
+/* The body of a command on the node table. */
+static void get_node_cmd(struct wire_rd *r, struct meta_cmd *c, uint8_t version)
+{
+	switch (c->type) {
 	case META_NODES_INIT:
 		c->replication_factor = wire_get_u8(r);
 		c->n_nodes = wire_get_u8(r);
@@ -604,11 +681,40 @@ int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct me
 		c->n_nodes = 1;
 		memset(&c->nodes[0], 0, sizeof(c->nodes[0]));
 		get_adv(r, &c->nodes[0]);
+		if (version >= METAREC_VERSION_WS)
+			c->nodes[0].adv_ws_port = wire_get_u16(r);
 		break;
 	default:
 		bad(r);
 		break;
 	}
+}
+
+int metarec_decode(const uint8_t *p, size_t len, struct meta_cmd *out, struct meta_perms *scratch)
+{
+	memset(out, 0, sizeof(*out));
+	memset(scratch, 0, sizeof(*scratch));
+	struct wire_rd rd, *r = &rd;
+	wire_rd_init(r, p, len);
+	uint8_t version = wire_get_u8(r);
+	if (version != METAREC_VERSION && version != METAREC_VERSION_WS) {
+		bad(r);
+		return -EBADMSG;
+	}
+	struct meta_cmd *c = out;
+	c->type = wire_get_u8(r);
+	if (version == METAREC_VERSION_WS && c->type != META_NODE_ADVERTISE)
+		bad(r); /* only NODE_ADVERTISE has a version 2 */
+	else if (c->type >= META_CREATE_STREAM && c->type <= META_DELETE_PARTITIONS)
+		get_stream_cmd(r, c);
+	else if (c->type >= META_CREATE_USER && c->type <= META_DELETE_PAT)
+		get_user_cmd(r, c, scratch);
+	else if (c->type >= META_CREATE_GROUP && c->type <= META_CLEAR_NODE_MEMBERS)
+		get_group_cmd(r, c);
+	else if (c->type >= META_NODES_INIT && c->type <= META_NODE_ADVERTISE)
+		get_node_cmd(r, c, version);
+	else
+		bad(r);
 	int rv = outcome(r);
 	if (rv != 0) {
 		meta_perms_free(scratch);
@@ -924,9 +1030,9 @@ int metarec_snapshot_decode(const uint8_t *p, size_t len, struct meta **out)
 		return -ENOMEM;
 	struct wire_rd rd, *r = &rd;
 	wire_rd_init(r, p, len);
-	/* Version 2 (before client addresses) is still read: its nodes advertise nothing. */
+	/* Versions 2 (before client addresses) and 3 (before the WebSocket port) are still read. */
 	uint8_t version = wire_get_u8(r);
-	if (version != METAREC_SNAPSHOT_VERSION && version != 2)
+	if (version != METAREC_SNAPSHOT_VERSION && version != 2 && version != 3)
 		bad(r);
 	m->applied = wire_get_u64(r);
 	m->default_rf = wire_get_u8(r);
@@ -935,8 +1041,10 @@ int metarec_snapshot_decode(const uint8_t *p, size_t len, struct meta **out)
 		bad(r);
 	for (uint32_t i = 0; i < m->n_nodes && !wire_rd_error(r); i++) {
 		get_node(r, &m->nodes[i]);
-		if (version == METAREC_SNAPSHOT_VERSION)
+		if (version >= 3)
 			get_adv(r, &m->nodes[i]);
+		if (version >= 4)
+			m->nodes[i].adv_ws_port = wire_get_u16(r);
 		/* by increasing id, each a valid node */
 		if (m->nodes[i].id == 0 || m->nodes[i].id > META_MAX_NODE_ID || m->nodes[i].host[0] == '\0' ||
 		    (i > 0 && m->nodes[i].id <= m->nodes[i - 1].id))

@@ -62,23 +62,27 @@
  *     27  NODES_INIT          [default_replication_factor u8][n u8, 1..16] then n × node
  *     28  NODE_ADD            [node]
  *     29  NODE_REMOVE         [node_id u32]
- *     30  NODE_ADVERTISE      [node_id u32][client addresses]
+ *     30  NODE_ADVERTISE      [node_id u32][client addresses][ws_port u16, in version 2 records only]
  *                             where node = [id u32][host str8, no zero byte][raft_port u16][tcp_port u16]
  *                             [quic_port u16][http_port u16] (a port 0: not served)
  *                             and client addresses = [host str8, no zero byte, may be empty][tcp_port u16]
  *                             [quic_port u16][http_port u16] (where clients reach the node; an empty host
- *                             or a port 0: the node's own)
+ *                             or a port 0: the node's own); ws_port is where clients reach its
+ *                             WebSocket listener (0: none). NODE_ADVERTISE is written as version 2;
+ *                             every other type as version 1 (so that a node of the version before
+ *                             reads every other record); a version 1 NODE_ADVERTISE has ws_port 0.
  *
  *    The record ends with the last field: trailing bytes are refused. A field a type does not list is
  *    zero (NULL for pointers) in the decoded command. A decoder of a later version keeps reading
  *    version 1 records.
  *
- * 2. Snapshot (version 3)
+ * 2. Snapshot (version 4)
  *
- *    [version u8 = 3][applied u64]
+ *    [version u8 = 4][applied u64]
  *    [default_replication_factor u8][n_nodes u8, at most 16] then the nodes by increasing id, each a
- *      node as in NODES_INIT (id 1..31, non-empty host) followed by its client addresses as in
- *      NODE_ADVERTISE. (Version 2, still decoded, has no client addresses; it is never written.)
+ *      node as in NODES_INIT (id 1..31, non-empty host) followed by its client addresses and ws_port
+ *      as in NODE_ADVERTISE. (Versions 2, without client addresses, and 3, without ws_port, are still
+ *      decoded; they are never written.)
  *    [n_streams u32] then the streams present, by increasing id:
  *      [id u32][name str8][created_at u64]
  *      [n_topics u32] then the topics present, by increasing id:
@@ -121,7 +125,8 @@
 #include "proto/wire.h"
 
 #define METAREC_VERSION 1
-#define METAREC_SNAPSHOT_VERSION 3
+#define METAREC_VERSION_WS 2 /* NODE_ADVERTISE records carry the WebSocket port */
+#define METAREC_SNAPSHOT_VERSION 4
 #define METAREC_MAX_ID (1u << 24)
 
 /*

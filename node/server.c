@@ -258,6 +258,9 @@ int srv_new(uv_loop_t *loop, const struct galgo_config *cfg, struct pio *pio, st
 	uv_timer_init(loop, &s->house);
 	s->house.data = s;
 	uv_unref((uv_handle_t *)&s->house);
+	uv_timer_init(loop, &s->dl_timer);
+	s->dl_timer.data = s;
+	uv_unref((uv_handle_t *)&s->dl_timer);
 	snprintf(s->pdir, sizeof(s->pdir), "%s/partitions", cfg->node.data_dir);
 	char mdir[4096];
 	snprintf(mdir, sizeof(mdir), "%s/meta", cfg->node.data_dir);
@@ -332,6 +335,7 @@ void srv_free(struct srv *s)
 		srv__tparts_drop(s, s->parts->stream_id, s->parts->topic_id, false);
 	while (s->mwaits != NULL)
 		srv__mwait_done(s, s->mwaits, -ECANCELED, 0, NULL);
+	srv__dl_free(s); /* the waiters left end below without their deadlines */
 	while (s->lwaits != NULL) {
 		struct lwait *lw = s->lwaits;
 		s->lwaits = lw->next;
@@ -354,6 +358,7 @@ void srv_free(struct srv *s)
 		free(f);
 	}
 	uv_timer_stop(&s->house);
+	uv_timer_stop(&s->dl_timer);
 	if (s->mg != NULL)
 		clu_group_close(s->mg, false);
 	s->mg = NULL;
@@ -361,6 +366,7 @@ void srv_free(struct srv *s)
 		plog_close(s->mlog);
 	clu_free(s->clu);
 	uv_close((uv_handle_t *)&s->house, NULL);
+	uv_close((uv_handle_t *)&s->dl_timer, NULL);
 	uv_run(s->loop, UV_RUN_NOWAIT);
 	meta_free(s->meta);
 	free(s);

@@ -35,8 +35,8 @@ struct srv_piece {
 	size_t len;
 };
 
-/* Transport kinds as GetClients reports them. */
-enum srv_transport { SRV_TCP = 1, SRV_QUIC = 2, SRV_HTTP = 3 };
+/* Transport kinds as GetClients reports them (Iggy's numbers: 3 is its legacy HTTP, 4 WebSocket). */
+enum srv_transport { SRV_TCP = 1, SRV_QUIC = 2, SRV_HTTP = 3, SRV_WS = 4, SRV_TRANSPORT_LAST = SRV_WS };
 
 /*
  * Sends a whole reply (pieces in order). Memory pieces may be referenced until done; file ranges must be

@@ -1,9 +1,10 @@
 /*
  * srv_house — housekeeping: the node's wall and monotonic clocks as the rooms read them, the one timer
- * (on_house) that expires the waiters of replicated work (metadata commands, forwarded sends, forwarded
- * polls, sends waiting for their entry to commit) and retries what must be retried, and the once-a-second
+ * (on_house) that retries what replicated work must retry (metadata commands looking for a leader,
+ * forwards whose leader moved on, term barriers, topic replies waiting for leaders), and the once-a-second
  * work that is about the node as a whole: its advertised client addresses and the clock-skew watch.
- * Owns: s->house. Each waiter itself belongs to the room that made it (srv_meta, srv_send, srv_poll).
+ * Deadlines are not here: every waiter registers its own with srv_deadline. Owns: s->house, s->lwaits'
+ * ending. Each other waiter belongs to the room that made it (srv_meta, srv_send, srv_poll).
  */
 #include "node/srv_int.h"
 
@@ -22,28 +23,44 @@ uint64_t srv__mono_ms(void)
 	return uv_hrtime() / 1000000u;
 }
 
+/* A topic reply that waited for its partitions' leaders: it goes with what is known. */
+static void lwait_end(struct srv *s, struct lwait *lw)
+{
+	for (struct lwait **pp = &s->lwaits; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == lw) {
+			*pp = lw->next;
+			break;
+		}
+	srv__dl_cancel(s, &lw->dl);
+	srv__finish_buf(lw->p, 0, true, &lw->body);
+	wire_buf_free(&lw->body);
+	free(lw);
+}
+
+void srv__lwait_expired(struct srv *s, struct srv_dl *d)
+{
+	lwait_end(s, SRV_DL_OWNER(d, struct lwait, dl));
+}
+
+/*
+ * The retries of replicated work, every RETRY_MS while there is any (their deadlines are srv_deadline's):
+ * metadata commands looking for a leader (refused as never admitted once admit_by passes unsent), forwards
+ * whose leader has moved on, term barriers of new partition leaders, topic replies whose leaders are now
+ * known, and a new metadata leader's start-of-term work.
+ */
 void srv__on_house(uv_timer_t *t)
 {
 	struct srv *s = t->data;
 	uint64_t now = srv__mono_ms();
 	for (struct mwait *w = s->mwaits, *next; w != NULL; w = next) {
 		next = w->next;
-		if (now >= w->deadline)
-			srv__mwait_done(s, w, -ETIMEDOUT, 0, NULL);
-		else if (!w->placed && !w->sent && now >= w->admit_by)
+		if (!w->placed && !w->sent && now >= w->admit_by)
 			srv__mwait_done(s, w, -EAGAIN, 0, NULL);
 		else if (!w->placed && w->retry_at <= now)
 			srv__mwait_push(s, w);
 	}
 	for (struct fwd *f = s->fwds, *next; f != NULL; f = next) {
 		next = f->next;
-		if (now >= f->deadline) {
-			if (f->acked && !f->relay) /* committed; only this replica lags */
-				srv__fwd_answer(s, f, 0, f->base, f->index);
-			else
-				srv__fwd_answer(s, f, PROTO_E_ERROR, 0, 0);
-			continue;
-		}
 		if (srv__fwd_moved_on(s, f, now)) {
 			/*
 			 * Another leader (or a later term) has been known here for two election timeouts and this
@@ -53,31 +70,16 @@ void srv__on_house(uv_timer_t *t)
 			continue;
 		}
 	}
-	srv__pfwd_expire(s, now);
 	for (struct tparts *tp = s->parts; tp != NULL; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n; i++) {
 			struct part *pt = tp->pp[i];
 			if (pt != NULL && pt->term_barrier)
 				srv__part_term_barrier(pt);
-			/* An entry that never commits (the leader lost its quorum) fails after the deadline. */
-			while (pt != NULL && pt->waits != NULL && now >= pt->waits->deadline) {
-				struct swait *w = pt->waits;
-				pt->waits = w->next;
-				if (pt->waits == NULL)
-					pt->waits_tail = NULL;
-				srv__swait_finish(pt, w, -ETIMEDOUT, 0);
-			}
 		}
-	for (struct lwait **pp = &s->lwaits; *pp != NULL;) {
-		struct lwait *lw = *pp;
-		if (now < lw->deadline && !srv__topic_leaders_known(s, lw->stream_id, lw->topic_id)) {
-			pp = &lw->next;
-			continue;
-		}
-		*pp = lw->next;
-		srv__finish_buf(lw->p, 0, true, &lw->body);
-		wire_buf_free(&lw->body);
-		free(lw);
+	for (struct lwait *lw = s->lwaits, *next; lw != NULL; lw = next) {
+		next = lw->next;
+		if (srv__topic_leaders_known(s, lw->stream_id, lw->topic_id))
+			lwait_end(s, lw);
 	}
 	if (s->leader_work)
 		srv__meta_leader_ready(s);
@@ -91,10 +93,10 @@ void srv__house_arm(struct srv *s)
 		uv_timer_stop(&s->house);
 		return;
 	}
-	bool work = s->fwds != NULL || s->pfwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
+	bool work = s->fwds != NULL || s->mwaits != NULL || s->lwaits != NULL || s->leader_work;
 	for (struct tparts *tp = s->parts; tp != NULL && !work; tp = tp->next)
 		for (uint32_t i = 0; i < tp->n && !work; i++)
-			work = tp->pp[i] != NULL && (tp->pp[i]->waits != NULL || tp->pp[i]->term_barrier);
+			work = tp->pp[i] != NULL && tp->pp[i]->term_barrier;
 	if (!work) {
 		uv_timer_stop(&s->house);
 		return;
@@ -114,6 +116,19 @@ void srv__house_arm(struct srv *s)
  * (NODE_ADVERTISE) so that every node lists them (srv__client_addr_of): submitted once the metadata is caught
  * up and names this node, and again every 2 s until the metadata holds what the settings say.
  */
+/* The WebSocket port this node tells clients: websocket.advertised_port, else its listener's; 0 without one. */
+uint16_t srv__own_ws_port(const struct galgo_config *cfg)
+{
+	char h[256];
+	uint16_t port = 0;
+	if (!cfg->websocket.enabled)
+		return 0;
+	if (cfg->websocket.advertised_port != 0)
+		return (uint16_t)cfg->websocket.advertised_port;
+	config_split_address(cfg->websocket.address, h, sizeof(h), &port);
+	return port;
+}
+
 void srv__advertise_tick(struct srv *s)
 {
 	if (s->closing || !s->meta_caught_up)
@@ -123,7 +138,7 @@ void srv__advertise_tick(struct srv *s)
 	const struct galgo_config *cfg = s->cfg;
 	if (mn == NULL || (strcmp(mn->adv_host, cfg->node.advertised_host) == 0 &&
 			   mn->adv_tcp_port == cfg->tcp.advertised_port && mn->adv_quic_port == cfg->quic.advertised_port &&
-			   mn->adv_http_port == cfg->http.advertised_port))
+			   mn->adv_http_port == cfg->http.advertised_port && mn->adv_ws_port == srv__own_ws_port(cfg)))
 		return;
 	uint64_t now = srv__mono_ms();
 	if (now < s->advertise_at)
@@ -134,8 +149,10 @@ void srv__advertise_tick(struct srv *s)
 	c.nodes[0].adv_tcp_port = (uint16_t)cfg->tcp.advertised_port;
 	c.nodes[0].adv_quic_port = (uint16_t)cfg->quic.advertised_port;
 	c.nodes[0].adv_http_port = (uint16_t)cfg->http.advertised_port;
-	glog_info(TAG, "advertising to clients: host %s, tcp %u, quic %u, http %u (empty or 0: the roster's)",
-		  cfg->node.advertised_host, cfg->tcp.advertised_port, cfg->quic.advertised_port, cfg->http.advertised_port);
+	c.nodes[0].adv_ws_port = srv__own_ws_port(cfg);
+	glog_info(TAG, "advertising to clients: host %s, tcp %u, quic %u, http %u (empty or 0: the roster's), websocket %u",
+		  cfg->node.advertised_host, cfg->tcp.advertised_port, cfg->quic.advertised_port, cfg->http.advertised_port,
+		  c.nodes[0].adv_ws_port);
 	srv__commit(s, &c);
 }
 

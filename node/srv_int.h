@@ -55,13 +55,27 @@ struct srv_tstats {
 	uint64_t latency_buckets[LAT_BUCKETS]; /* not cumulative */
 };
 
+/*
+ * A waiter's deadline (srv_deadline.c): `fire` runs once at `at` (ms, srv__mono_ms) unless cancelled first.
+ * Zeroed means not registered.
+ */
+struct srv_dl;
+typedef void (*srv_dl_fn)(struct srv *s, struct srv_dl *d);
+struct srv_dl {
+	uint64_t at, seq;
+	uint32_t slot;             /* its place in s->dls + 1; 0 while not registered */
+	srv_dl_fn fire;
+};
+#define SRV_DL_OWNER(d, type, field) ((type *)((char *)(d) - offsetof(type, field)))
+
 /* A send waiting for its entry to commit (leader side). */
 struct swait {
 	struct swait *next;
 	uint64_t index, term;
 	struct pending *p;          /* local request, or NULL for a forwarded one */
 	uint64_t origin, req_id;    /* forwarded: the node and its request id */
-	uint64_t deadline;          /* ms */
+	struct part *pt;
+	struct srv_dl dl;
 };
 
 /* One partition replica hosted here: its log and its Raft group. */
@@ -120,7 +134,8 @@ struct mwait {
 	bool sent;                 /* forwarded, no answer yet */
 	bool placed;               /* index and term known: waiting for the apply */
 	uint64_t index, term;
-	uint64_t deadline, retry_at;
+	struct srv_dl dl;
+	uint64_t retry_at;
 	uint64_t admit_by;         /* not taken by a leader by then: refused as never admitted */
 	mdone_fn done;
 	struct pending *p;
@@ -138,7 +153,7 @@ struct lwait {
 	struct pending *p;
 	struct wire_buf body;
 	uint32_t stream_id, topic_id;
-	uint64_t deadline;
+	struct srv_dl dl;
 };
 
 /*
@@ -147,13 +162,13 @@ struct lwait {
  * replica's own log once leadership moves on (srv__fwd_settle): see "A send" in docs/ARCHITECTURE.md.
  */
 struct fwd {
-	struct fwd *next, *prev;   /* s->fwds: every forward, for replies by request id and for deadlines */
+	struct fwd *next, *prev;   /* s->fwds: every forward, for replies by request id and retries */
 	struct tparts *tp;         /* and its partition's list tp->fwds[partition_id] (NULL: in none) */
 	struct fwd *pnext, *pprev;
 	uint64_t req_id;
 	struct pending *p;
 	uint32_t stream_id, topic_id, partition_id;
-	uint64_t deadline;
+	struct srv_dl dl;
 	bool acked;                /* committed on the leader: waiting for this replica to apply `index` */
 	uint64_t index, base;
 	uint64_t to;               /* the leader it went to */
@@ -185,7 +200,7 @@ struct pfwd {
 	struct pfwd *next;
 	uint64_t req_id;
 	struct pending *p;
-	uint64_t deadline;         /* ms */
+	struct srv_dl dl;
 	bool answered;             /* body holds the reply; waiting for meta_index to be applied here */
 	uint64_t meta_index;
 	uint8_t *body;             /* the 16-byte prefix and the messages */
@@ -284,12 +299,17 @@ struct srv {
 		uint32_t client_id;
 		uint64_t retry_at;
 	} gone[16];
-	uv_timer_t house;          /* retries and deadlines of the above */
+	uv_timer_t house;          /* retries of the above (srv_house.c) */
+	uv_timer_t dl_timer;       /* the earliest deadline of s->dls */
+	struct srv_dl **dls;       /* every waiter's deadline: a min-heap (srv_deadline.c) */
+	size_t n_dls, cap_dls;
+	uint64_t dl_seq;
 	struct srv_session *sessions;
 	uint64_t next_session;
 	uint64_t start_us;
-	uint32_t jobs;             /* thread-pool jobs in flight (password checks) */
-	struct srv_tstats tstats[SRV_HTTP + 1]; /* per transport kind, for srv_metrics_text */
+	uint32_t jobs;             /* thread-pool jobs in flight (password checks, a snapshot) */
+	bool snapshot_busy;        /* a GetSnapshotFile job is in flight (srv_snapshot.c: one at a time) */
+	struct srv_tstats tstats[SRV_TRANSPORT_LAST + 1]; /* per transport kind, for srv_metrics_text */
 	char pdir[2048];           /* <data_dir>/partitions */
 	uint64_t restarts;         /* partition groups reopened from disk after they stopped (galgo_partition_restarts_total) */
 	uint64_t repairs;          /* damaged replicas set aside to be rebuilt from peers (galgo_partition_repairs_total) */
@@ -334,6 +354,7 @@ struct srv {
 struct client_addr {
 	const char *host;
 	uint16_t tcp, quic, http;
+	uint16_t ws; /* the roster has no WebSocket port: every node is taken to listen on this node's own */
 };
 
 
@@ -470,7 +491,7 @@ void srv__handle_send(struct srv_session *ss, const struct frame_request *hdr, u
 /* srv_poll.c (polls and consumer offsets) */
 void srv__on_poll_fwd(void *ud, uint64_t from, const void *buf, size_t len);
 void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len);
-void srv__pfwd_expire(struct srv *s, uint64_t now);
+void srv__pfwd_applied(struct srv *s);
 void srv__handle_poll(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 void srv__handle_offset(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
 void srv__handle_routing(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
@@ -508,12 +529,24 @@ void srv__handle_legacy_login(struct srv_session *ss, const struct frame_request
 void srv__handle_delete_segments(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body,
 				   size_t len);
 
+/* srv_snapshot.c (GetSnapshotFile: a ZIP archive of diagnostics, made on the thread pool) */
+void srv__handle_snapshot(struct srv_session *ss, const struct frame_request *hdr, uint8_t *body, size_t len);
+
 /* srv_house.c (housekeeping) */
 uint64_t srv__now_us(void);
 uint64_t srv__mono_ms(void);
 void srv__on_house(uv_timer_t *t);
+void srv__lwait_expired(struct srv *s, struct srv_dl *d);
 void srv__house_arm(struct srv *s);
+
+/* srv_deadline.c: register a waiter's deadline (one at a time), cancel it (no-op if none), and the rest. */
+void srv__dl_add(struct srv *s, struct srv_dl *d, uint64_t at, srv_dl_fn fire);
+void srv__dl_cancel(struct srv *s, struct srv_dl *d);
+bool srv__dl_pending(const struct srv_dl *d);
+void srv__dl_on_timer(uv_timer_t *t);
+void srv__dl_free(struct srv *s); /* srv_free: every waiter is gone or going without its deadline */
 void srv__advertise_tick(struct srv *s);
+uint16_t srv__own_ws_port(const struct galgo_config *cfg);
 void srv__clock_tick(struct srv *s);
 
 /* srv_metrics.c (metrics) */

@@ -301,11 +301,12 @@ struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn,
 	config_split_address(s->cfg->quic.address, h, sizeof(h), &quic);
 	config_split_address(s->cfg->http.address, h, sizeof(h), &http);
 	struct client_addr a = {single ? own_host : cn->host, cn->tcp_port != 0 ? cn->tcp_port : tcp,
-				cn->quic_port != 0 ? cn->quic_port : quic, cn->http_port != 0 ? cn->http_port : http};
+				cn->quic_port != 0 ? cn->quic_port : quic, cn->http_port != 0 ? cn->http_port : http, 0};
 	if (!s->cfg->quic.enabled)
 		a.quic = 0;
 	if (!s->cfg->http.enabled)
 		a.http = 0;
+	a.ws = srv__own_ws_port(s->cfg); /* until the node has advertised its own */
 	const struct meta_node *mn = meta_node(s->meta, (uint32_t)cn->id);
 	if (mn != NULL) {
 		if (mn->adv_host[0] != '\0')
@@ -313,6 +314,7 @@ struct client_addr srv__client_addr_of(struct srv *s, const struct clu_node *cn,
 		a.tcp = mn->adv_tcp_port != 0 ? mn->adv_tcp_port : a.tcp;
 		a.quic = mn->adv_quic_port != 0 ? mn->adv_quic_port : a.quic;
 		a.http = mn->adv_http_port != 0 ? mn->adv_http_port : a.http;
+		a.ws = mn->adv_ws_port != 0 ? mn->adv_ws_port : a.ws;
 	}
 	return a;
 }
@@ -491,5 +493,6 @@ void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
 	struct client_addr a = srv__client_addr_of(s, &nodes[i], n == 1);
 	reply_put_node(b, &(struct reply_node){.name = name_of(name), .ip = name_of(a.host), .tcp = a.tcp,
-					       .quic = a.quic, .http = a.http, .role = role}); /* no websocket; healthy */
+					       .quic = a.quic, .http = a.http, .websocket = a.ws, .role = role});
+					       /* status 0: healthy */
 }

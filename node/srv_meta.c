@@ -18,11 +18,18 @@ static void mwait_free(struct mwait *w)
 static void mwait_unlink(struct srv *s, struct mwait *w)
 {
 	assert(!(w->sent && w->placed)); /* one state at a time: forwarded, or placed, or neither */
+	srv__dl_cancel(s, &w->dl);
 	for (struct mwait **pp = &s->mwaits; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == w) {
 			*pp = w->next;
 			return;
 		}
+}
+
+/* Not applied here in time: its outcome is unknown (it may still be applied). */
+static void mwait_expired(struct srv *s, struct srv_dl *d)
+{
+	srv__mwait_done(s, SRV_DL_OWNER(d, struct mwait, dl), -ETIMEDOUT, 0, NULL);
 }
 
 void srv__mwait_done(struct srv *s, struct mwait *w, int status, int rv, const struct meta_result *res)
@@ -178,7 +185,7 @@ struct mwait *srv__meta_submit(struct srv *s, const struct meta_cmd *c, mdone_fn
 	}
 	w->done = done;
 	w->req_id = ++s->next_req;
-	w->deadline = srv__mono_ms() + META_DEADLINE_MS;
+	srv__dl_add(s, &w->dl, srv__mono_ms() + META_DEADLINE_MS, mwait_expired);
 	w->admit_by = srv__mono_ms() + ADMIT_MS;
 	w->next = s->mwaits;
 	s->mwaits = w;
@@ -212,7 +219,7 @@ int srv__meta_barrier(struct srv *s, mdone_fn done, void *arg)
 	w->arg = arg;
 	w->req_id = ++s->next_req;
 	/* A barrier takes a round trip and an apply; one that has not come back within ADMIT_MS fails. */
-	w->deadline = srv__mono_ms() + ADMIT_MS;
+	srv__dl_add(s, &w->dl, srv__mono_ms() + ADMIT_MS, mwait_expired);
 	w->admit_by = srv__mono_ms() + ADMIT_MS;
 	w->next = s->mwaits;
 	s->mwaits = w;
@@ -336,7 +343,7 @@ static void meta_reply_done(struct srv *s, struct mwait *w, int status, int rv, 
 			lw->body = body;
 			lw->stream_id = w->c.stream_id;
 			lw->topic_id = w->c.type == META_CREATE_TOPIC ? res->id : w->c.topic_id;
-			lw->deadline = srv__mono_ms() + 5000;
+			srv__dl_add(s, &lw->dl, srv__mono_ms() + 5000, srv__lwait_expired);
 			lw->next = s->lwaits;
 			s->lwaits = lw;
 			srv__house_arm(s);
@@ -634,7 +641,7 @@ static void meta_apply_entry(void *ud, const struct rgroup_entry *e)
 			mwait_try_resolve(s, w);
 	}
 	if (s->pfwds != NULL)
-		srv__pfwd_expire(s, 0);
+		srv__pfwd_applied(s);
 	if (!s->meta_caught_up && e->index >= s->meta_replay_to) {
 		s->meta_caught_up = true;
 		if (!s->meta_rebuilt)

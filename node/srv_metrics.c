@@ -150,7 +150,7 @@ int srv_health(struct srv *s, bool ready, char **out, size_t *len)
 
 int srv_metrics_text(struct srv *s, char **out, size_t *len)
 {
-	static const char *const kinds[] = {"", "tcp", "quic", "http"};
+	static const char *const kinds[] = {"", "tcp", "quic", "http", "websocket"};
 	static const struct {
 		const char *name, *help;
 	} part_metrics[] = {
@@ -183,20 +183,20 @@ int srv_metrics_text(struct srv *s, char **out, size_t *len)
 			}
 		}
 	}
-	uint32_t conns[SRV_HTTP + 1] = {0};
+	uint32_t conns[SRV_TRANSPORT_LAST + 1] = {0};
 	for (const struct srv_session *ss = s->sessions; ss != NULL; ss = ss->next)
-		conns[ss->kind <= SRV_HTTP ? ss->kind : 0]++;
+		conns[ss->kind <= SRV_TRANSPORT_LAST ? ss->kind : 0]++;
 	metrics_printf(&b, "# HELP galgo_connections Client sessions open (an HTTP request holds one while it runs).\n"
 			   "# TYPE galgo_connections gauge\n");
-	for (int k = SRV_TCP; k <= SRV_HTTP; k++)
+	for (int k = SRV_TCP; k <= SRV_TRANSPORT_LAST; k++)
 		metrics_printf(&b, "galgo_connections{transport=\"%s\"} %" PRIu32 "\n", kinds[k], conns[k]);
 	metrics_printf(&b, "# HELP galgo_requests_total Request frames received.\n"
 			   "# TYPE galgo_requests_total counter\n");
-	for (int k = SRV_TCP; k <= SRV_HTTP; k++)
+	for (int k = SRV_TCP; k <= SRV_TRANSPORT_LAST; k++)
 		metrics_printf(&b, "galgo_requests_total{transport=\"%s\"} %" PRIu64 "\n", kinds[k], s->tstats[k].requests);
 	metrics_printf(&b, "# HELP galgo_request_duration_seconds Time from a request's arrival to its reply leaving.\n"
 			   "# TYPE galgo_request_duration_seconds histogram\n");
-	for (int k = SRV_TCP; k <= SRV_HTTP; k++) {
+	for (int k = SRV_TCP; k <= SRV_TRANSPORT_LAST; k++) {
 		const struct srv_tstats *t = &s->tstats[k];
 		uint64_t cum = 0;
 		for (size_t i = 0; i < LAT_BUCKETS; i++) {

@@ -54,6 +54,7 @@
 #include "node/srv_int.h"
 
 static void offset_resume(struct srv *s, const struct pfwd *f, uint32_t code, const uint8_t *prefix);
+static void pfwd_expired(struct srv *s, struct srv_dl *d);
 
 /* Resolves the consumer of a poll or offset request: kind and numeric id (a group's id). */
 static int resolve_consumer(const struct meta_topic *t, const struct wire_consumer *wc, uint8_t *kind, uint32_t *id)
@@ -379,7 +380,6 @@ static struct pfwd *poll_forward_to(struct srv *s, struct pending *p, const stru
 	}
 	f->req_id = ++s->next_req;
 	f->p = p;
-	f->deadline = srv__mono_ms() + POLL_FWD_DEADLINE_MS;
 	uint8_t b[POLL_FWD_LEN];
 	record_put64(b, f->req_id);
 	record_put64(b + 8, clu_partition_gid(t->stream_id, t->id, t->created_at, a->pid, mp->created_at));
@@ -400,7 +400,7 @@ static struct pfwd *poll_forward_to(struct srv *s, struct pending *p, const stru
 	}
 	f->next = s->pfwds;
 	s->pfwds = f;
-	srv__house_arm(s);
+	srv__dl_add(s, &f->dl, srv__mono_ms() + POLL_FWD_DEADLINE_MS, pfwd_expired);
 	return f;
 }
 
@@ -473,6 +473,7 @@ void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 			code = PROTO_E_ERROR;
 		}
 		*pp = f->next;
+		srv__dl_cancel(s, &f->dl);
 		if (f->offset_req)
 			offset_resume(s, f, code, code == 0 ? b + POLL_REPLY_HDR : NULL);
 		else
@@ -484,28 +485,45 @@ void srv__on_poll_reply(void *ud, uint64_t from, const void *buf, size_t len)
 }
 
 /*
- * Relays the answered forwarded polls whose offset this node has applied, and (now ≠ 0) ends those past
- * their deadline: an answered one is relayed anyway (its offset is stored; only this node lags), an
- * unanswered one gets 58.
+ * Ends a forwarded poll that is off the list: an answered one is relayed (at its deadline too: its offset
+ * is stored, only this node lags), an unanswered one gets 58.
  */
-void srv__pfwd_expire(struct srv *s, uint64_t now)
+static void pfwd_end(struct srv *s, struct pfwd *f)
+{
+	srv__dl_cancel(s, &f->dl);
+	if (f->answered)
+		srv__finish(f->p, 0, false, f->body, f->body_len);
+	else if (f->offset_req)
+		offset_resume(s, f, PROTO_E_TRANSIENT_NOT_ACCEPTED, NULL);
+	else
+		srv__finish(f->p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
+	free(f->body);
+	free(f);
+}
+
+static void pfwd_expired(struct srv *s, struct srv_dl *d)
+{
+	struct pfwd *f = SRV_DL_OWNER(d, struct pfwd, dl);
+	for (struct pfwd **pp = &s->pfwds; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			pfwd_end(s, f);
+			return;
+		}
+	assert(false); /* a registered forward is on the list */
+}
+
+/* Relays the answered forwarded polls whose offset this node has applied. */
+void srv__pfwd_applied(struct srv *s)
 {
 	for (struct pfwd **pp = &s->pfwds; *pp != NULL;) {
 		struct pfwd *f = *pp;
-		bool applied = f->answered && f->meta_index <= s->meta_applied;
-		if (!applied && (now == 0 || now < f->deadline)) {
+		if (!f->answered || f->meta_index > s->meta_applied) {
 			pp = &f->next;
 			continue;
 		}
 		*pp = f->next;
-		if (f->answered)
-			srv__finish(f->p, 0, false, f->body, f->body_len);
-		else if (f->offset_req)
-			offset_resume(s, f, PROTO_E_TRANSIENT_NOT_ACCEPTED, NULL);
-		else
-			srv__finish(f->p, PROTO_E_TRANSIENT_NOT_ACCEPTED, false, NULL, 0);
-		free(f->body);
-		free(f);
+		pfwd_end(s, f);
 	}
 }
 

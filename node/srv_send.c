@@ -67,6 +67,7 @@ static void fwd_unlink(struct srv *s, struct fwd *f)
 	if (f->next != NULL)
 		f->next->prev = f->prev;
 	fwd_unlink_partition(f);
+	srv__dl_cancel(s, &f->dl);
 }
 
 /* A partition's list goes (its topic or the partition itself is dropped): its forwards stay on s->fwds. */
@@ -80,6 +81,19 @@ void srv__fwds_detach(struct tparts *tp, uint32_t pid)
  * Answers a forwarded send and forgets it: code 0 with the batch's base offset (UINT64_MAX: every message
  * was a retry already stored) and its entry's index, or an Iggy code. A relay passes it to its origin.
  */
+/*
+ * A forward's deadline: committed on the leader but not yet applied here, it is answered as committed
+ * (only this replica lags); otherwise its outcome is unknown.
+ */
+static void fwd_expired(struct srv *s, struct srv_dl *d)
+{
+	struct fwd *f = SRV_DL_OWNER(d, struct fwd, dl);
+	if (f->acked && !f->relay)
+		srv__fwd_answer(s, f, 0, f->base, f->index);
+	else
+		srv__fwd_answer(s, f, PROTO_E_ERROR, 0, 0);
+}
+
 void srv__fwd_answer(struct srv *s, struct fwd *f, uint32_t code, uint64_t base, uint64_t index)
 {
 	assert(f->relay == (f->p == NULL)); /* a relay answers a node, any other forward a client's request */
@@ -231,8 +245,28 @@ void srv__send_reply_remote(struct srv *s, uint64_t origin, uint64_t req_id, uin
 
 static size_t drop_duplicates(const struct dedup *d, uint8_t *batch, size_t len);
 
+/* A send whose entry did not commit in time (the leader lost its quorum): its outcome is unknown. */
+static void swait_expired(struct srv *s, struct srv_dl *d)
+{
+	struct swait *w = SRV_DL_OWNER(d, struct swait, dl);
+	struct part *pt = w->pt;
+	(void)s;
+	struct swait *prev = NULL;
+	for (struct swait *x = pt->waits; x != NULL && x != w; x = x->next)
+		prev = x;
+	assert(prev == NULL ? pt->waits == w : prev->next == w); /* a registered send is on its list */
+	if (prev == NULL)
+		pt->waits = w->next;
+	else
+		prev->next = w->next;
+	if (pt->waits_tail == w)
+		pt->waits_tail = prev;
+	srv__swait_finish(pt, w, -ETIMEDOUT, 0);
+}
+
 void srv__swait_finish(struct part *pt, struct swait *w, int status, uint64_t base_offset)
 {
+	srv__dl_cancel(pt->srv, &w->dl);
 	uint32_t code = status == 0 ? 0 : PROTO_E_ERROR;
 	assert(status != 0 || pt->last_applied >= w->index); /* acknowledged only once applied here */
 	if (w->p != NULL) {
@@ -299,7 +333,7 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 	w->req_id = req_id;
 	w->index = index;
 	w->term = term;
-	w->deadline = srv__mono_ms() + SEND_DEADLINE_MS;
+	w->pt = pt;
 	struct rgroup_status st;
 	clu_group_status(pt->g, &st);
 	if (st.applied_index >= index) {
@@ -310,13 +344,12 @@ static uint32_t send_local(struct part *pt, struct pending *p, uint64_t origin, 
 	/* Indexes only grow on a leader, so appending keeps the list in index order. */
 	assert(pt->waits_tail == NULL || pt->waits_tail->index < index);
 	assert(index > st.applied_index && term == st.term);
-	if (pt->waits_tail != NULL) {
+	if (pt->waits_tail != NULL)
 		pt->waits_tail->next = w;
-	} else {
+	else
 		pt->waits = w;
-		srv__house_arm(s); /* the deadline of the oldest waiting send */
-	}
 	pt->waits_tail = w;
+	srv__dl_add(s, &w->dl, srv__mono_ms() + SEND_DEADLINE_MS, swait_expired);
 	return 0;
 }
 
@@ -343,7 +376,6 @@ static struct fwd *fwd_send(struct srv *s, struct part *pt, uint64_t to, uint64_
 	f->stream_id = stream_id;
 	f->topic_id = topic_id;
 	f->partition_id = pid;
-	f->deadline = srv__mono_ms() + SEND_DEADLINE_MS;
 	f->to = to;
 	if (pt != NULL) {
 		struct rgroup_status st;
@@ -363,7 +395,8 @@ static struct fwd *fwd_send(struct srv *s, struct part *pt, uint64_t to, uint64_
 		return NULL;
 	}
 	fwd_link(s, f);
-	srv__house_arm(s);
+	srv__dl_add(s, &f->dl, srv__mono_ms() + SEND_DEADLINE_MS, fwd_expired);
+	srv__house_arm(s); /* its retries: the leader may move on */
 	return f;
 }
 
@@ -434,7 +467,7 @@ static void not_leader(struct srv *s, struct pending *p, struct part *pt)
 	struct wire_buf wb;
 	wire_buf_init(&wb);
 	const struct clu_node *all;
-	struct client_addr a = {"", 0, 0, 0};
+	struct client_addr a = {"", 0, 0, 0, 0};
 	if (n != NULL)
 		a = srv__client_addr_of(s, n, clu_nodes(s->clu, &all) == 1);
 	reply_put_not_leader(&wb, &(struct reply_not_leader){n != NULL ? (uint32_t)st.leader_id : 0,

@@ -24,7 +24,7 @@ static void sent_cb(void *arg, int status)
 /* Counts a reply leaving and the time since its request arrived. */
 static void observe_latency(struct srv_session *ss, const struct pending *p)
 {
-	struct srv_tstats *t = &ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0];
+	struct srv_tstats *t = &ss->srv->tstats[ss->kind <= SRV_TRANSPORT_LAST ? ss->kind : 0];
 	uint64_t us = (uv_hrtime() - p->t0) / 1000u;
 	size_t i = 0;
 	while (i < LAT_BUCKETS && us > srv__lat_bounds_us[i])
@@ -379,7 +379,7 @@ static const struct {
 } reads[] = {
 	{FRAME_CODE_PING, {NULL, srv__q_ping, CMD_ANON, NO_PERM}},
 	{FRAME_CODE_GET_STATS, {NULL, srv__q_stats, PERM(READ_SERVERS)}},
-	{FRAME_CODE_GET_SNAPSHOT_FILE, {NULL, srv__q_unavailable, 0, NO_PERM}},
+	{FRAME_CODE_GET_SNAPSHOT_FILE, {srv__handle_snapshot, NULL, PERM(READ_SERVERS)}},
 	{FRAME_CODE_GET_CLUSTER_METADATA, {NULL, srv__q_cluster_metadata, 0, NO_PERM}},
 	{FRAME_CODE_DESCRIBE_OPTIONS, {NULL, srv__q_describe_options, 0, NO_PERM}},
 	{FRAME_CODE_ATTACH_CONSUMER_SESSION, {srv__handle_attach, NULL, 0, NO_PERM}},
@@ -465,7 +465,7 @@ void srv_session_frame(struct srv_session *ss, const struct frame_request *hdr, 
 	}
 	if (ss->closed)
 		return;
-	ss->srv->tstats[ss->kind <= SRV_HTTP ? ss->kind : 0].requests++;
+	ss->srv->tstats[ss->kind <= SRV_TRANSPORT_LAST ? ss->kind : 0].requests++;
 	if (glog_get_level() <= GLOG_DEBUG)
 		glog_debug(TAG, "client %u: %s%s%s (code %u), %zu bytes", ss->client_id, frame_op_name(hdr->operation),
 			   hdr->operation == FRAME_OP_NON_REPLICATED ? " " : "",

@@ -29,46 +29,7 @@
 
 #include "partition/segment.h"
 
-#define RP_EVERY_ROUNDS 32
-#define MAX_LOADED_INDEXES 4
-
-struct snap_seg {
-	struct segment *seg;
-	bool sync_indexes; /* sealed when captured: its index files are synced and closed too */
-};
-
-struct plog {
-	struct pio *pio;
-	struct flusher *fl;
-	char *dir;
-	struct plog_opts o;
-	struct segment **segs; /* in log order; the last one is active */
-	size_t n_segs, cap_segs;
-	uint64_t last_ts;
-	uint64_t durable_index, durable_next_offset;
-	bool failed;
-	/* Group commit. */
-	struct flusher_item fitem;
-	struct segment **dirty; /* segments with unsynced writes (each holds a reference) */
-	size_t n_dirty, cap_dirty;
-	bool dir_dirty;
-	uint64_t epoch; /* bumped by anything that removes records */
-	struct {
-		struct snap_seg *segs;
-		size_t n, cap;
-		bool dir;
-		uint64_t index, next_offset, epoch;
-	} snap;
-	struct plog_append_req *pend_head, *pend_tail;
-	/* Recovery point. */
-	struct pio_file *meta;
-	uint64_t rp_index, rp_seq;
-	uint32_t rounds_since_rp;
-	uint64_t idx_clock;
-	/* Integrity: damaged records found since open (each fenced once), the scrubber's position. */
-	uint64_t damaged;
-	size_t scrub_seg;
-};
+#include "partition/plog_int.h"
 
 /* Small helpers. */
 
@@ -80,8 +41,7 @@ static uint64_t real_clock_us(void *ud)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void logf_(struct plog *l, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void logf_(struct plog *l, int level, const char *fmt, ...)
+void plog__logf(struct plog *l, int level, const char *fmt, ...)
 {
 	if (l->o.log == NULL)
 		return;
@@ -94,18 +54,18 @@ static void logf_(struct plog *l, int level, const char *fmt, ...)
 	l->o.log(l->o.log_ud, level, buf);
 }
 
-static struct segment *active(const struct plog *l)
+struct segment *plog__active(const struct plog *l)
 {
 	assert(l->n_segs > 0); /* an open log always has an active segment */
 	return l->segs[l->n_segs - 1];
 }
 
-static bool seg_empty(const struct segment *s)
+bool plog__seg_empty(const struct segment *s)
 {
 	return s->last_index < s->first_index;
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+int plog__grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
 		return 0;
@@ -122,7 +82,7 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 
 static int segs_push(struct plog *l, struct segment *s)
 {
-	int rv = grow((void **)&l->segs, &l->cap_segs, l->n_segs + 1, sizeof(*l->segs));
+	int rv = plog__grow((void **)&l->segs, &l->cap_segs, l->n_segs + 1, sizeof(*l->segs));
 	if (rv == 0)
 		l->segs[l->n_segs++] = s;
 	return rv;
@@ -133,7 +93,7 @@ static int dirty_add(struct plog *l, struct segment *s)
 	for (size_t i = 0; i < l->n_dirty; i++)
 		if (l->dirty[i] == s)
 			return 0;
-	int rv = grow((void **)&l->dirty, &l->cap_dirty, l->n_dirty + 1, sizeof(*l->dirty));
+	int rv = plog__grow((void **)&l->dirty, &l->cap_dirty, l->n_dirty + 1, sizeof(*l->dirty));
 	if (rv != 0)
 		return rv;
 	segment_ref(s);
@@ -142,7 +102,7 @@ static int dirty_add(struct plog *l, struct segment *s)
 }
 
 /* Makes sure a segment's index is in memory, unloading the least recently used sealed ones. */
-static int ensure_index(struct plog *l, struct segment *s)
+int plog__ensure_index(struct plog *l, struct segment *s)
 {
 	s->idx_used = ++l->idx_clock;
 	if (s->idx_loaded)
@@ -256,7 +216,7 @@ static void fl_prepare(struct flusher_item *it)
 {
 	struct plog *l = PLOG_OF(it);
 	assert(l->snap.n == 0); /* the flusher never prepares a log whose sync is still in flight */
-	if (grow((void **)&l->snap.segs, &l->snap.cap, l->n_dirty, sizeof(*l->snap.segs)) != 0) {
+	if (plog__grow((void **)&l->snap.segs, &l->snap.cap, l->n_dirty, sizeof(*l->snap.segs)) != 0) {
 		/* Sync nothing this round; the segments stay dirty for the next one. */
 		l->snap.index = l->durable_index;
 		l->snap.next_offset = l->durable_next_offset;
@@ -271,8 +231,8 @@ static void fl_prepare(struct flusher_item *it)
 	l->n_dirty = 0; /* the references move to the snapshot */
 	l->snap.dir = l->dir_dirty;
 	l->dir_dirty = false;
-	l->snap.index = active(l)->last_index;
-	l->snap.next_offset = active(l)->next_offset;
+	l->snap.index = plog__active(l)->last_index;
+	l->snap.next_offset = plog__active(l)->next_offset;
 	l->snap.epoch = l->epoch;
 	assert(l->snap.index >= l->durable_index);
 }
@@ -311,7 +271,7 @@ static void fl_done(struct flusher_item *it, int status)
 	l->snap.n = 0;
 	uint64_t was_durable = l->durable_index;
 	if (status != 0) {
-		logf_(l, 2, "flush failed (%s); the partition refuses writes until reopened", strerror(-status));
+		plog__logf(l, 2, "flush failed (%s); the partition refuses writes until reopened", strerror(-status));
 		l->failed = true;
 		complete_upto(l, UINT64_MAX, status);
 		return;
@@ -321,7 +281,7 @@ static void fl_done(struct flusher_item *it, int status)
 		l->durable_next_offset = l->snap.next_offset;
 	}
 	/* A flush never moves the durable index back, nor past what was written. */
-	assert(l->durable_index >= was_durable && l->durable_index <= active(l)->last_index);
+	assert(l->durable_index >= was_durable && l->durable_index <= plog__active(l)->last_index);
 	if (l->o.durability == PLOG_DURABILITY_FSYNC)
 		complete_upto(l, l->durable_index, 0);
 	if (l->durable_index > l->rp_index && ++l->rounds_since_rp >= RP_EVERY_ROUNDS)
@@ -332,7 +292,7 @@ static void fl_ready(struct flusher_item *it)
 {
 	struct plog *l = PLOG_OF(it);
 	if (l->o.durability != PLOG_DURABILITY_FSYNC)
-		complete_upto(l, active(l)->last_index, 0);
+		complete_upto(l, plog__active(l)->last_index, 0);
 }
 
 static const struct flusher_item_ops plog_fl_ops = {fl_prepare, fl_sync, fl_done, fl_ready};
@@ -381,13 +341,13 @@ static void report_damage(struct plog *l, struct plog_report *rep, const struct 
 	rep->damaged_pos = pos;
 	snprintf(rep->damaged_segment, sizeof(rep->damaged_segment), "%020llu.log",
 		 (unsigned long long)(s != NULL ? s->first_index : index));
-	logf_(l, 2, "damage in the middle of the log: %s (record %llu at byte %llu of %s)", why,
+	plog__logf(l, 2, "damage in the middle of the log: %s (record %llu at byte %llu of %s)", why,
 	      (unsigned long long)index, (unsigned long long)pos, rep->damaged_segment);
 }
 
 static void drop_segment(struct plog *l, struct segment *s, struct plog_report *rep, const char *why)
 {
-	logf_(l, 1, "removing segment %llu: %s", (unsigned long long)s->first_index, why);
+	plog__logf(l, 1, "removing segment %llu: %s", (unsigned long long)s->first_index, why);
 	rep->torn_bytes_cut += s->size;
 	segment_unlink(s);
 	segment_unref(s);
@@ -432,7 +392,7 @@ static int recover(struct plog *l, struct plog_report *rep)
 				free(base);
 				rep->torn_bytes_cut += size;
 				l->dir_dirty = true;
-				logf_(l, 1, "removed segment %llu whose creation was torn", (unsigned long long)firsts[i]);
+				plog__logf(l, 1, "removed segment %llu whose creation was torn", (unsigned long long)firsts[i]);
 				n--;
 				rv = 0;
 				break;
@@ -485,14 +445,14 @@ static int recover(struct plog *l, struct plog_report *rep)
 		if (rv != 0)
 			goto out;
 		for (size_t k = i + 1; k < n && !found; k++)
-			found = !seg_empty(opened[k]);
+			found = !plog__seg_empty(opened[k]);
 		if (found) {
 			report_damage(l, rep, s, bad_index, scans[i].bad_pos, "valid records follow an invalid one");
 			rv = -EBADMSG;
 			goto out;
 		}
 		uint64_t cut = s->size - scans[i].bad_pos;
-		logf_(l, 1, "cutting a torn tail of %llu bytes at byte %llu of segment %llu", (unsigned long long)cut,
+		plog__logf(l, 1, "cutting a torn tail of %llu bytes at byte %llu of segment %llu", (unsigned long long)cut,
 		      (unsigned long long)scans[i].bad_pos, (unsigned long long)s->first_index);
 		rv = segment_cut(s, scans[i].bad_pos);
 		if (rv == 0 && scans[i].index_rebuilt)
@@ -513,8 +473,8 @@ static int recover(struct plog *l, struct plog_report *rep)
 			goto out;
 		opened[i] = NULL;
 	}
-	if (l->n_segs > 0 && active(l)->last_index < l->rp_index) {
-		report_damage(l, rep, active(l), active(l)->last_index + 1, active(l)->size,
+	if (l->n_segs > 0 && plog__active(l)->last_index < l->rp_index) {
+		report_damage(l, rep, plog__active(l), plog__active(l)->last_index + 1, plog__active(l)->size,
 			      "durable records are missing from the end");
 		rv = -EBADMSG;
 		goto out;
@@ -598,28 +558,28 @@ int plog_open(struct pio *pio, struct flusher *fl, const char *dir, const struct
 		segment_index_unload(l->segs[i]);
 	}
 	/* The active segment's index files are open for appending and match its loaded index. */
-	rv = segment_index_write_all(active(l));
+	rv = segment_index_write_all(plog__active(l));
 	if (rv != 0)
 		goto err;
 	for (size_t i = l->n_segs; i-- > 0;)
-		if (!seg_empty(l->segs[i])) {
+		if (!plog__seg_empty(l->segs[i])) {
 			l->last_ts = l->segs[i]->last_ts;
 			break;
 		}
 	/* What recovery saw may still be only in the page cache (a process crash): make it durable once. */
-	rv = pio_datasync(pio, active(l)->data);
+	rv = pio_datasync(pio, plog__active(l)->data);
 	if (rv == 0)
 		rv = pio_syncdir(pio, dir);
 	if (rv == 0)
-		rv = meta_write(l, active(l)->last_index, true);
+		rv = meta_write(l, plog__active(l)->last_index, true);
 	if (rv != 0)
 		goto err;
 	l->dir_dirty = false;
-	l->durable_index = active(l)->last_index;
-	l->durable_next_offset = active(l)->next_offset;
+	l->durable_index = plog__active(l)->last_index;
+	l->durable_next_offset = plog__active(l)->next_offset;
 	assert(l->rp_index == l->durable_index && l->pend_head == NULL);
 	if (report->torn_bytes_cut || report->indexes_rebuilt)
-		logf_(l, 1, "recovered: %u segments, %u indexes rebuilt, %llu torn bytes cut, %llu records verified",
+		plog__logf(l, 1, "recovered: %u segments, %u indexes rebuilt, %llu torn bytes cut, %llu records verified",
 		      report->segments, report->indexes_rebuilt, (unsigned long long)report->torn_bytes_cut,
 		      (unsigned long long)report->records_verified);
 	*out = l;
@@ -660,7 +620,7 @@ static int flush_all(struct plog *l)
 	if (rv == 0 && l->dir_dirty)
 		rv = pio_syncdir(l->pio, l->dir);
 	if (rv == 0 && !l->failed)
-		rv = meta_write(l, active(l)->last_index, true);
+		rv = meta_write(l, plog__active(l)->last_index, true);
 	return rv;
 }
 
@@ -700,15 +660,15 @@ void plog_stamp(struct plog *l, uint8_t *batch, uint64_t partition_id)
 	uint64_t now = l->o.clock_us(l->o.clock_ud);
 	if (now < l->last_ts)
 		now = l->last_ts;
-	batch_stamp(batch, partition_id, active(l)->next_offset, now);
+	batch_stamp(batch, partition_id, plog__active(l)->next_offset, now);
 }
 
 /* Seals the active segment and starts a new one at index/offset. */
 static int roll(struct plog *l, uint64_t first_index)
 {
-	struct segment *old = active(l);
+	struct segment *old = plog__active(l);
 	/* Only a segment holding records is sealed, and the new one continues it. */
-	assert(!seg_empty(old) && first_index == old->last_index + 1);
+	assert(!plog__seg_empty(old) && first_index == old->last_index + 1);
 	struct segment *s;
 	int rv = segment_create(l->pio, l->dir, first_index, old->next_offset, l->o.clock_us(l->o.clock_ud),
 				l->o.index_interval, &s);
@@ -721,7 +681,7 @@ static int roll(struct plog *l, uint64_t first_index)
 		rv = dirty_add(l, s);
 	if (rv != 0) {
 		/* Undo: the new segment never became part of the log. */
-		if (l->n_segs > 0 && active(l) == s)
+		if (l->n_segs > 0 && plog__active(l) == s)
 			l->n_segs--;
 		for (size_t i = 0; i < l->n_dirty; i++)
 			if (l->dirty[i] == s) {
@@ -743,7 +703,7 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 {
 	if (l->failed)
 		return -EIO;
-	struct segment *s = active(l);
+	struct segment *s = plog__active(l);
 	if (e->index != s->last_index + 1 || e->length > RECORD_MAX_PAYLOAD || (e->length > 0 && e->payload == NULL))
 		return -EINVAL;
 	struct record_env env = {.type = e->type, .index = e->index, .term = e->term};
@@ -768,11 +728,11 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 	env.type = e->type;
 	env.index = e->index;
 	env.term = e->term;
-	if (!seg_empty(s) && s->size + RECORD_ENVELOPE_SIZE + e->length > l->o.segment_size) {
+	if (!plog__seg_empty(s) && s->size + RECORD_ENVELOPE_SIZE + e->length > l->o.segment_size) {
 		int rv = roll(l, e->index);
 		if (rv != 0)
 			return rv;
-		s = active(l);
+		s = plog__active(l);
 	}
 	assert(env.base_offset == s->next_offset && env.index == s->last_index + 1);
 	uint8_t eb[RECORD_ENVELOPE_SIZE];
@@ -784,7 +744,7 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 	if (rv != 0) {
 		if (rv == -EIO) {
 			l->failed = true;
-			logf_(l, 2, "a failed write could not be undone; the partition refuses writes until reopened");
+			plog__logf(l, 2, "a failed write could not be undone; the partition refuses writes until reopened");
 		}
 		return rv;
 	}
@@ -819,349 +779,6 @@ int plog_append(struct plog *l, struct plog_append_req *req, const struct plog_e
 	return 0;
 }
 
-/* Reads. */
-
-static void slice_init(struct plog *l, struct plog_slice *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->pio = l->pio;
-}
-
-static int slice_ref(struct plog_slice *out, struct segment *s)
-{
-	if (out->n_segs > 0 && out->segs[out->n_segs - 1] == s)
-		return 0;
-	int rv = grow((void **)&out->segs, &out->cap_segs, out->n_segs + 1, sizeof(*out->segs));
-	if (rv != 0)
-		return rv;
-	segment_ref(s);
-	out->segs[out->n_segs++] = s;
-	return 0;
-}
-
-static int add_file_piece(struct plog_slice *out, struct segment *s, uint64_t off, size_t len)
-{
-	int rv = slice_ref(out, s);
-	if (rv == 0)
-		rv = grow((void **)&out->pieces, &out->cap_pieces, out->n_pieces + 1, sizeof(*out->pieces));
-	if (rv != 0)
-		return rv;
-	assert(off >= SEGMENT_HEADER_SIZE && off + len <= s->size); /* a piece never leaves its segment */
-	out->pieces[out->n_pieces++] = (struct plog_piece){.file = s->data, .file_off = off, .len = len};
-	out->bytes += len;
-	return 0;
-}
-
-static int add_mem_piece(struct plog_slice *out, const uint8_t *src, size_t len)
-{
-	int rv = grow((void **)&out->bufs, &out->cap_bufs, out->n_bufs + 1, sizeof(*out->bufs));
-	if (rv == 0)
-		rv = grow((void **)&out->pieces, &out->cap_pieces, out->n_pieces + 1, sizeof(*out->pieces));
-	if (rv != 0)
-		return rv;
-	uint8_t *b = malloc(len);
-	if (b == NULL)
-		return -ENOMEM;
-	memcpy(b, src, len);
-	out->bufs[out->n_bufs++] = b;
-	out->pieces[out->n_pieces++] = (struct plog_piece){.mem = b, .len = len};
-	out->bytes += len;
-	return 0;
-}
-
-void plog_slice_release(struct plog_slice *s)
-{
-	for (size_t i = 0; i < s->n_segs; i++)
-		segment_unref(s->segs[i]);
-	for (size_t i = 0; i < s->n_bufs; i++)
-		free(s->bufs[i]);
-	free(s->segs);
-	free(s->bufs);
-	free(s->pieces);
-	memset(s, 0, sizeof(*s));
-}
-
-int plog_slice_copy(const struct plog_slice *s, uint8_t *buf)
-{
-	for (size_t i = 0; i < s->n_pieces; i++) {
-		const struct plog_piece *p = &s->pieces[i];
-		if (p->file == NULL) {
-			memcpy(buf, p->mem, p->len);
-		} else {
-			ssize_t n = pio_pread(s->pio, p->file, buf, p->len, p->file_off);
-			if (n < 0)
-				return (int)n;
-			if ((size_t)n != p->len)
-				return -EIO;
-		}
-		buf += p->len;
-	}
-	return 0;
-}
-
-/* The first segment that may hold offset `off` (the last with base_offset ≤ off), or n_segs. */
-static size_t seg_for_offset(const struct plog *l, uint64_t off)
-{
-	size_t lo = 0, hi = l->n_segs;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (l->segs[mid]->base_offset <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == 0 ? 0 : lo - 1;
-}
-
-static size_t seg_for_index(const struct plog *l, uint64_t index)
-{
-	size_t lo = 0, hi = l->n_segs;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (l->segs[mid]->first_index <= index)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo == 0 ? 0 : lo - 1;
-}
-
-/*
- * A record that fails its checks (found by a read or the scrubber) is fenced: never served again (reads
- * stop before it) and said once, with where it is, so that it can be repaired.
- */
-static void note_damage(struct plog *l, struct segment *s, uint64_t pos, const struct record_env *e, bool was_fenced)
-{
-	if (was_fenced)
-		return;
-	segment_fence(s, pos, e != NULL ? pos + RECORD_ENVELOPE_SIZE + (uint64_t)e->length : 0);
-	l->damaged++;
-	if (e != NULL)
-		logf_(l, 2,
-		      "record at byte %llu of segment %llu (Raft index %llu, offsets %llu..%llu) fails its checksums: "
-		      "fenced, not served",
-		      (unsigned long long)pos, (unsigned long long)s->first_index, (unsigned long long)e->index,
-		      (unsigned long long)e->base_offset,
-		      (unsigned long long)(e->base_offset + (e->message_count ? e->message_count - 1 : 0)));
-	else
-		logf_(l, 2, "record envelope at byte %llu of segment %llu is damaged: fenced, not served",
-		      (unsigned long long)pos, (unsigned long long)s->first_index);
-}
-
-/*
- * Reads the envelope of the record at pos and, with verify, makes sure the whole record is known good
- * before any of it is served (segment_verified, else verified now). -EBADMSG for a damaged or fenced
- * record.
- */
-static int verify_checked(struct plog *l, struct segment *s, uint64_t pos, const struct record_env *e)
-{
-	if (segment_verified(s, pos, pos + RECORD_ENVELOPE_SIZE + (uint64_t)e->length))
-		return 0;
-	if (segment_fenced(s, pos))
-		return -EBADMSG;
-	int rv = segment_verify_record(s, pos, e);
-	if (rv == -EBADMSG)
-		note_damage(l, s, pos, e, false);
-	return rv;
-}
-
-static int read_checked(struct plog *l, struct segment *s, uint64_t pos, struct record_env *e, bool verify)
-{
-	if (segment_fenced(s, pos))
-		return -EBADMSG;
-	int rv = segment_read_env(s, pos, e);
-	if (rv == -EBADMSG)
-		note_damage(l, s, pos, NULL, false);
-	if (rv != 0 || !verify)
-		return rv;
-	return verify_checked(l, s, pos, e);
-}
-
-/* Adds the messages [first, last] of the MESSAGES record at pos to the slice. */
-static int add_messages(struct plog_slice *out, struct segment *s, uint64_t pos, const struct record_env *e,
-			uint64_t first, uint64_t last)
-{
-	uint64_t end = e->base_offset + e->message_count - 1;
-	int rv;
-	if (first == e->base_offset && last == end) {
-		rv = add_file_piece(out, s, pos + RECORD_ENVELOPE_SIZE, e->length);
-	} else {
-		uint8_t *buf = malloc(e->length);
-		if (buf == NULL)
-			return -ENOMEM;
-		ssize_t n = pio_pread(s->pio, s->data, buf, e->length, pos + RECORD_ENVELOPE_SIZE);
-		uint8_t hdr[BATCH_HEADER_SIZE];
-		size_t foff = 0, flen = 0;
-		if (n < 0)
-			rv = (int)n;
-		else if ((size_t)n != e->length)
-			rv = -EIO;
-		else if (batch_slice(buf, e->length, (uint32_t)(first - e->base_offset),
-					    (uint32_t)(last - first + 1), hdr, &foff, &flen) != 0)
-			rv = -EBADMSG;
-		else
-			rv = 0;
-		free(buf);
-		if (rv == 0)
-			rv = add_mem_piece(out, hdr, sizeof(hdr));
-		if (rv == 0)
-			rv = add_file_piece(out, s, pos + RECORD_ENVELOPE_SIZE + foff, flen);
-	}
-	if (rv != 0)
-		return rv;
-	assert(first >= e->base_offset && first <= last && last <= end);
-	if (out->messages == 0)
-		out->first_offset = first;
-	out->last_offset = last;
-	out->messages += (uint32_t)(last - first + 1);
-	out->records++;
-	return 0;
-}
-
-int plog_read(struct plog *l, uint64_t from, uint32_t max_messages, uint64_t max_bytes, uint64_t upto,
-	      struct plog_slice *out)
-{
-	slice_init(l, out);
-	uint64_t next = active(l)->next_offset, first = plog_first_offset(l);
-	if (max_messages == 0 || next == first)
-		return 0;
-	if (from < first)
-		from = first;
-	uint64_t last = upto < next - 1 ? upto : next - 1;
-	if (from > last)
-		return 0;
-	for (size_t i = seg_for_offset(l, from); i < l->n_segs; i++) {
-		struct segment *s = l->segs[i];
-		if (seg_empty(s) || s->next_offset <= from)
-			continue;
-		int rv = ensure_index(l, s);
-		if (rv != 0)
-			return rv;
-		uint64_t pos = segment_seek_offset(s, from);
-		while (pos < s->size) {
-			struct record_env e;
-			rv = read_checked(l, s, pos, &e, false);
-			if (rv == -EBADMSG && out->messages > 0)
-				return 0; /* serve what precedes the damage */
-			if (rv != 0)
-				return rv == -ENODATA ? 0 : rv;
-			uint64_t rec_next = pos + RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
-			if (e.type != RECORD_MESSAGES || e.base_offset + e.message_count <= from) {
-				pos = rec_next;
-				continue;
-			}
-			if (e.base_offset > last)
-				return 0;
-			rv = verify_checked(l, s, pos, &e);
-			if (rv == -EBADMSG && out->messages > 0)
-				return 0;
-			if (rv != 0)
-				return rv;
-			uint64_t a = from > e.base_offset ? from : e.base_offset;
-			uint64_t b = e.base_offset + e.message_count - 1;
-			if (b > last)
-				b = last;
-			uint64_t room = (uint64_t)max_messages - out->messages;
-			if (b - a + 1 > room)
-				b = a + room - 1;
-			rv = add_messages(out, s, pos, &e, a, b);
-			if (rv != 0)
-				return rv;
-			if (out->messages >= max_messages || b == last || out->bytes >= max_bytes)
-				return 0;
-			from = b + 1;
-			pos = rec_next;
-		}
-	}
-	return 0;
-}
-
-int plog_find_timestamp(struct plog *l, uint64_t ts, uint64_t *offset)
-{
-	for (size_t i = 0; i < l->n_segs; i++) {
-		struct segment *s = l->segs[i];
-		if (seg_empty(s) || s->last_ts < ts || s->next_offset == s->base_offset)
-			continue;
-		int rv = ensure_index(l, s);
-		if (rv != 0)
-			return rv;
-		uint64_t pos = segment_seek_time_before(s, ts);
-		while (pos < s->size) {
-			struct record_env e;
-			rv = segment_read_env(s, pos, &e);
-			if (rv == -ENODATA)
-				break;
-			if (rv != 0)
-				return rv;
-			if (e.type == RECORD_MESSAGES && e.timestamp >= ts) {
-				*offset = e.base_offset;
-				return 0;
-			}
-			pos += RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
-		}
-	}
-	*offset = active(l)->next_offset;
-	return 0;
-}
-
-int plog_read_records(struct plog *l, uint64_t from, uint64_t to, uint64_t max_bytes, struct plog_slice *out,
-		      uint32_t *n_records)
-{
-	slice_init(l, out);
-	*n_records = 0;
-	if (from < plog_first_index(l) || from > to || to > active(l)->last_index)
-		return from > to ? 0 : -ENOENT;
-	for (size_t i = seg_for_index(l, from); i < l->n_segs && from <= to; i++) {
-		struct segment *s = l->segs[i];
-		if (seg_empty(s) || s->last_index < from)
-			continue;
-		int rv = ensure_index(l, s);
-		uint64_t pos;
-		struct record_env e;
-		if (rv == 0)
-			rv = segment_find_index(s, from, &pos, &e);
-		if (rv != 0)
-			return rv;
-		while (from <= to && from <= s->last_index) {
-			if (e.index != from)
-				return -EBADMSG;
-			rv = verify_checked(l, s, pos, &e);
-			if (rv == -EBADMSG && *n_records > 0)
-				return 0; /* send what precedes the damage */
-			if (rv != 0)
-				return rv;
-			rv = add_file_piece(out, s, pos, RECORD_ENVELOPE_SIZE + (size_t)e.length);
-			if (rv != 0)
-				return rv;
-			(*n_records)++;
-			from++;
-			if (out->bytes >= max_bytes)
-				return 0;
-			pos += RECORD_ENVELOPE_SIZE + (uint64_t)e.length;
-			if (from <= s->last_index) {
-				rv = read_checked(l, s, pos, &e, false);
-				if (rv == -EBADMSG && *n_records > 0)
-					return 0;
-				if (rv != 0)
-					return rv;
-			}
-		}
-	}
-	return 0;
-}
-
-int plog_entry_at(struct plog *l, uint64_t index, struct record_env *env)
-{
-	if (index < plog_first_index(l) || index > active(l)->last_index)
-		return -ENOENT;
-	struct segment *s = l->segs[seg_for_index(l, index)];
-	int rv = ensure_index(l, s);
-	uint64_t pos;
-	if (rv == 0)
-		rv = segment_find_index(s, index, &pos, env);
-	return rv;
-}
-
 /* Removing records. */
 
 /* Takes segment i out of the log (files unlinked; open handles live on in references). */
@@ -1189,7 +806,7 @@ static void remove_segment(struct plog *l, size_t i)
 
 int plog_truncate(struct plog *l, uint64_t index)
 {
-	struct segment *a = active(l);
+	struct segment *a = plog__active(l);
 	if (index > a->last_index)
 		return 0;
 	if (index < plog_first_index(l))
@@ -1200,12 +817,12 @@ int plog_truncate(struct plog *l, uint64_t index)
 		rv = meta_write(l, index - 1, true);
 	if (rv != 0)
 		return rv;
-	size_t si = seg_for_index(l, index);
+	size_t si = plog__seg_for_index(l, index);
 	struct segment *s = l->segs[si];
 	uint64_t pos = SEGMENT_HEADER_SIZE, new_next = s->base_offset, new_last_ts = 0;
 	struct record_env e;
-	if (index > s->first_index || !seg_empty(s)) {
-		rv = ensure_index(l, s);
+	if (index > s->first_index || !plog__seg_empty(s)) {
+		rv = plog__ensure_index(l, s);
 		if (rv == 0)
 			rv = segment_find_index(s, index, &pos, &e);
 		if (rv != 0)
@@ -1224,7 +841,7 @@ int plog_truncate(struct plog *l, uint64_t index)
 	if (s->oix == NULL) {
 		/* It becomes the active segment again: reopen its index files for writing. */
 		s->sealed = false;
-		rv = ensure_index(l, s);
+		rv = plog__ensure_index(l, s);
 		if (rv == 0)
 			rv = segment_index_write_all(s);
 		if (rv != 0)
@@ -1286,7 +903,7 @@ uint64_t plog_retain_keep_from(const struct plog *l, uint64_t now_us, uint64_t m
 			return s->first_index;
 		size -= s->size;
 	}
-	return active(l)->first_index;
+	return plog__active(l)->first_index;
 }
 
 uint64_t plog_drop_keep_from(const struct plog *l, uint32_t n, uint64_t safe_index)
@@ -1311,14 +928,14 @@ int plog_drop_segments(struct plog *l, uint32_t n, uint64_t safe_index)
 
 int plog_purge(struct plog *l, uint64_t next_offset)
 {
-	uint64_t next_index = active(l)->last_index + 1;
-	int rv = grow((void **)&l->segs, &l->cap_segs, l->n_segs + 1, sizeof(*l->segs));
+	uint64_t next_index = plog__active(l)->last_index + 1;
+	int rv = plog__grow((void **)&l->segs, &l->cap_segs, l->n_segs + 1, sizeof(*l->segs));
 	if (rv != 0)
 		return rv;
 	/* An empty active segment already named next_index must make room for the new one. */
 	struct segment *keep = NULL;
-	if (active(l)->first_index == next_index) {
-		keep = active(l);
+	if (plog__active(l)->first_index == next_index) {
+		keep = plog__active(l);
 		segment_ref(keep);
 		remove_segment(l, l->n_segs - 1);
 	}
@@ -1381,7 +998,7 @@ int plog_reset(struct plog *l, uint64_t first_index, uint64_t first_offset)
 	l->last_ts = 0;
 	l->durable_index = first_index - 1;
 	l->durable_next_offset = first_offset;
-	assert(l->n_segs == 1 && active(l)->last_index == l->durable_index && l->rp_index == 0);
+	assert(l->n_segs == 1 && plog__active(l)->last_index == l->durable_index && l->rp_index == 0);
 	rv = dirty_add(l, s);
 	l->dir_dirty = true;
 	flusher_mark(l->fl, &l->fitem, 0);
@@ -1394,14 +1011,14 @@ int plog_reset(struct plog *l, uint64_t first_index, uint64_t first_offset)
 uint64_t plog_first_index(const struct plog *l)
 {
 	for (size_t i = 0; i < l->n_segs; i++)
-		if (!seg_empty(l->segs[i]))
+		if (!plog__seg_empty(l->segs[i]))
 			return l->segs[i]->first_index;
-	return active(l)->last_index + 1;
+	return plog__active(l)->last_index + 1;
 }
 
 uint64_t plog_last_index(const struct plog *l)
 {
-	return active(l)->last_index;
+	return plog__active(l)->last_index;
 }
 
 uint64_t plog_durable_index(const struct plog *l)
@@ -1414,12 +1031,12 @@ uint64_t plog_first_offset(const struct plog *l)
 	for (size_t i = 0; i < l->n_segs; i++)
 		if (l->segs[i]->next_offset != l->segs[i]->base_offset)
 			return l->segs[i]->base_offset;
-	return active(l)->next_offset;
+	return plog__active(l)->next_offset;
 }
 
 uint64_t plog_next_offset(const struct plog *l)
 {
-	return active(l)->next_offset;
+	return plog__active(l)->next_offset;
 }
 
 uint64_t plog_durable_next_offset(const struct plog *l)
@@ -1459,44 +1076,4 @@ uint64_t plog_last_timestamp(const struct plog *l)
 bool plog_failed(const struct plog *l)
 {
 	return l->failed;
-}
-
-int64_t plog_scrub(struct plog *l, uint64_t max_bytes)
-{
-	uint64_t done = 0;
-	if (l->scrub_seg >= l->n_segs)
-		l->scrub_seg = 0;
-	for (size_t k = 0; k < l->n_segs && done < max_bytes; k++) {
-		struct segment *s = l->segs[l->scrub_seg];
-		bool was_fenced = s->bad_at != 0 && s->verified_to >= s->bad_at;
-		int64_t n = segment_scrub(s, max_bytes - done);
-		if (n == -EBADMSG) {
-			struct record_env e;
-			bool env_ok = segment_read_env(s, s->bad_at, &e) == 0;
-			note_damage(l, s, s->bad_at, env_ok ? &e : NULL, was_fenced);
-			n = 0;
-		}
-		if (n < 0)
-			return n;
-		done += (uint64_t)n;
-		if (done < max_bytes)
-			l->scrub_seg = (l->scrub_seg + 1) % l->n_segs;
-	}
-	return (int64_t)done;
-}
-
-uint64_t plog_damaged(const struct plog *l)
-{
-	return l->damaged;
-}
-
-uint64_t plog_unverified_bytes(const struct plog *l)
-{
-	uint64_t n = 0;
-	for (size_t i = 0; i < l->n_segs; i++) {
-		const struct segment *s = l->segs[i];
-		if (s->verified_to < s->vtail)
-			n += s->vtail - s->verified_to;
-	}
-	return n;
 }

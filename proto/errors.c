@@ -70,6 +70,7 @@ static const struct proto_error errors[] = {
 	{PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND, "ConsumerGroupMemberNotFound", "Consumer group member not found"},
 	{PROTO_E_CONSUMER_GROUP_PARTITION_NOT_OWNED, "ConsumerGroupPartitionNotOwned",
 	 "Consumer group partition not owned"},
+	{PROTO_E_SNAPSHOT_FILE_COMPLETION_FAILED, "SnapshotFileCompletionFailed", "Snapshot file completion failed"},
 	{PROTO_E_INCOMPATIBLE_PROTOCOL_VERSION, "IncompatibleProtocolVersion", "Incompatible protocol version"},
 	{PROTO_E_NOT_LEADER, "NotLeader", "This node does not lead the partition"},
 	{PROTO_E_NODE_EXISTS, "NodeExists", "The node is a member already"},

@@ -81,6 +81,7 @@ enum proto_err {
 	PROTO_E_CONSUMER_GROUP_NAME_ALREADY_EXISTS = 5004,
 	PROTO_E_CONSUMER_GROUP_MEMBER_NOT_FOUND = 5006,
 	PROTO_E_CONSUMER_GROUP_PARTITION_NOT_OWNED = 5009,
+	PROTO_E_SNAPSHOT_FILE_COMPLETION_FAILED = 9000,
 	PROTO_E_INCOMPATIBLE_PROTOCOL_VERSION = 14003,
 	/* Galgo's extensions (docs/protocol-extensions.md). */
 	PROTO_E_NOT_LEADER = 10058,       /* redirect mode: this node does not lead the partition */

@@ -15,6 +15,7 @@
  *   GET    /ping                                   Ping (NR 1)                 200 text "pong"
  *   GET    /stats                                  GetStats (NR 10)            Stats
  *   GET    /cluster/metadata                       GetClusterMetadata (NR 12)  ClusterMetadata
+ *   POST   /snapshot                               GetSnapshotFile (NR 11)     application/zip (http_req.c)
  *   GET    /metrics                                (http_opts.metrics)          Prometheus text; open
  *                                                  unless http_opts.metrics_auth (Iggy serves it openly)
  *   GET    /health/live, /health/ready             (http_opts.health)           200 or 503, a JSON object; open
@@ -356,11 +357,6 @@ static void local_health_ready(struct http_call *c)
 	local_health(c, true);
 }
 
-static void local_not_implemented(struct http_call *c)
-{
-	http__call_error(c, HTTP_E_NOT_IMPLEMENTED);
-}
-
 /* ---- Routes ---- */
 
 typedef uint32_t (*build_fn)(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
@@ -393,7 +389,7 @@ static const struct http_route routes[] = {
 	{"GET", "/clients", AUTH_BEARER, false, http__req_clients, http__reply_clients, 200, NULL},
 	{"GET", "/clients/*", AUTH_BEARER, false, http__req_client, http__reply_client, 200, NULL},
 	{"GET", "/options/*", AUTH_BEARER, false, http__req_options, http__reply_options, 200, NULL},
-	{"POST", "/snapshot", AUTH_BEARER, false, NULL, NULL, 200, local_not_implemented},
+	{"POST", "/snapshot", AUTH_BEARER, true, http__req_snapshot, http__reply_snapshot, 200, NULL},
 	{"POST", "/users/login", AUTH_NONE, true, http__req_login, http__reply_login, 200, NULL},
 	{"POST", "/users/refresh-token", AUTH_BODY_TOKEN, true, http__req_me, http__reply_refresh, 200, NULL},
 	{"DELETE", "/users/logout", AUTH_BEARER, false, http__req_logout, http__reply_logout, 204, NULL},

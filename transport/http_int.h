@@ -143,6 +143,7 @@ void http__put_pat_register(struct wire_buf *b, const char *tok, size_t n);
  */
 uint32_t http__req_ping(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
 uint32_t http__req_stats(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
+uint32_t http__req_snapshot(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
 uint32_t http__req_cluster(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
 uint32_t http__req_clients(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
 uint32_t http__req_client(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code);
@@ -214,6 +215,7 @@ void http__reply_clients(struct http_call *c, const uint8_t *p, size_t n);
 void http__reply_client(struct http_call *c, const uint8_t *p, size_t n);
 void http__reply_options(struct http_call *c, const uint8_t *p, size_t n);
 void http__reply_stats(struct http_call *c, const uint8_t *p, size_t n);
+void http__reply_snapshot(struct http_call *c, const uint8_t *p, size_t n);
 void http__reply_cluster(struct http_call *c, const uint8_t *p, size_t n);
 void http__reply_offset(struct http_call *c, const uint8_t *p, size_t n);
 void http__reply_sent(struct http_call *c, const uint8_t *p, size_t n);

@@ -734,6 +734,13 @@ void http__reply_options(struct http_call *c, const uint8_t *p, size_t n)
 	reply_json(c, &r, &w, 200);
 }
 
+/* GetSnapshotFile: the archive as it came, a ZIP file. */
+void http__reply_snapshot(struct http_call *c, const uint8_t *p, size_t n)
+{
+	http__call_respond(c, 200, "application/zip", p, n, "content-disposition",
+			   "attachment; filename=\"snapshot.zip\"");
+}
+
 void http__reply_stats(struct http_call *c, const uint8_t *p, size_t n)
 {
 	struct wire_rd r;

@@ -353,6 +353,66 @@ uint32_t http__req_options(struct http_call *c, struct wire_buf *b, uint8_t *op,
 	return PROTO_E_INVALID_FORMAT;
 }
 
+/* The index (0-based) of name in names, compared without case; -1 if absent. */
+static int name_index(const char *const *names, size_t n_names, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n_names; i++)
+		if (strlen(names[i]) == n && strncasecmp(names[i], s, n) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * POST /snapshot {"compression"?: name, "snapshot_types"?: [name]}: GetSnapshotFile (NR 11). The names are
+ * Iggy's (serde's variant names, any case; the snake_case ones of its CLI are taken too); a missing field
+ * takes Iggy's GetSnapshot default (Deflated; FilesystemOverview, ProcessList, ResourceUsage, ServerLogs).
+ */
+uint32_t http__req_snapshot(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code)
+{
+	static const char *const comps[] = {"Stored", "Deflated", "Bzip2", "Zstd", "Lzma", "Xz"};
+	static const char *const types[] = {"FilesystemOverview", "ProcessList", "ResourceUsage", "Test",
+					    "ServerLogs", "ServerConfig"};
+	static const char *const snake[] = {"filesystem_overview", "process_list", "resource_usage", "test",
+					    "server_logs", "server_config"};
+	static const uint8_t defaults[] = {1, 2, 3, 5};
+	const char *s;
+	size_t n;
+	uint8_t comp = 2, list[255];
+	size_t count = 0;
+	int rc = http__j_str(c->json, "compression", &s, &n);
+	NEED(rc >= 0);
+	if (rc == 0) {
+		int i = name_index(comps, 6, s, n);
+		NEED(i >= 0);
+		comp = (uint8_t)(i + 1);
+	}
+	const json_t *arr = json_object_get(c->json, "snapshot_types");
+	if (arr == NULL || json_is_null(arr)) {
+		memcpy(list, defaults, sizeof(defaults));
+		count = sizeof(defaults);
+	} else {
+		NEED(json_is_array(arr) && json_array_size(arr) <= sizeof(list));
+		for (size_t k = 0; k < json_array_size(arr); k++) {
+			const json_t *v = json_array_get(arr, k);
+			NEED(json_is_string(v));
+			s = json_string_value(v);
+			n = json_string_length(v);
+			int i = name_index(types, 6, s, n);
+			if (i < 0)
+				i = name_index(snake, 6, s, n);
+			if (i < 0 && n == 3 && strncasecmp(s, "all", 3) == 0)
+				i = 99; /* All: code 100 */
+			NEED(i >= 0);
+			list[count++] = (uint8_t)(i + 1);
+		}
+	}
+	NR(FRAME_CODE_GET_SNAPSHOT_FILE);
+	wire_put_u8(b, comp);
+	wire_put_u8(b, (uint8_t)count);
+	wire_put_bytes(b, list, count);
+	return 0;
+}
+
 uint32_t http__req_login(struct http_call *c, struct wire_buf *b, uint8_t *op, uint32_t *code)
 {
 	const char *user, *pw;

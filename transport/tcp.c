@@ -113,6 +113,8 @@ struct tcp_conn {
 	bool stale_fired;
 	bool framed;      /* a VSR frame was delivered: the legacy check (frame.h section 8) is over */
 	int close_status; /* for sends not written when the connection closed */
+	void *fdata;      /* the framing's state of this connection */
+	bool fopen;       /* framing->open succeeded, so framing->close is due */
 	uint64_t last_rx, last_tx, close_req_at;
 	struct frame_u128 last_client;
 
@@ -153,6 +155,7 @@ static void conn_update(struct tcp_conn *c);
 static void conn_abort(struct tcp_conn *c, int status);
 static void conn_parse(struct tcp_conn *c);
 static void conn_read(struct tcp_conn *c);
+static void conn_dispatch(struct tcp_conn *c, const uint8_t *p, uint32_t size);
 static bool conn_may_read(const struct tcp_conn *c);
 static int tls_conn_init(struct tcp_conn *c);
 static void tls_handshake(struct tcp_conn *c);
@@ -185,73 +188,7 @@ void tcp_opts_default(struct tcp_opts *o)
 
 /* ---- Addresses ---- */
 
-int tcp_addr_parse(const char *address, struct sockaddr_storage *out, socklen_t *len)
-{
-	if (!address)
-		return -EINVAL;
-	char host[256];
-	const char *port_str;
-	if (address[0] == '[') {
-		const char *end = strchr(address, ']');
-		if (!end || end[1] != ':' || (size_t)(end - address - 1) >= sizeof host)
-			return -EINVAL;
-		memcpy(host, address + 1, (size_t)(end - address - 1));
-		host[end - address - 1] = '\0';
-		port_str = end + 2;
-	} else {
-		const char *colon = strrchr(address, ':');
-		if (!colon || (size_t)(colon - address) >= sizeof host)
-			return -EINVAL;
-		memcpy(host, address, (size_t)(colon - address));
-		host[colon - address] = '\0';
-		if (strchr(host, ':'))
-			return -EINVAL; /* an IPv6 address needs brackets */
-		port_str = colon + 1;
-	}
-	if (*port_str == '\0' || strlen(port_str) > 5)
-		return -EINVAL;
-	unsigned long port = 0;
-	for (const char *p = port_str; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-		port = port * 10 + (unsigned long)(*p - '0');
-	}
-	if (port > 65535)
-		return -EINVAL;
-	if (host[0] == '\0')
-		strcpy(host, "0.0.0.0");
-
-	memset(out, 0, sizeof *out);
-	struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons((uint16_t)port);
-		*len = sizeof *v4;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((uint16_t)port);
-		*len = sizeof *v6;
-		return 0;
-	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-		return -EINVAL;
-	int rc = -EINVAL;
-	if (res->ai_addrlen <= sizeof *out) {
-		memcpy(out, res->ai_addr, res->ai_addrlen);
-		*len = res->ai_addrlen;
-		if (out->ss_family == AF_INET)
-			v4->sin_port = htons((uint16_t)port);
-		else if (out->ss_family == AF_INET6)
-			v6->sin6_port = htons((uint16_t)port);
-		rc = 0;
-	}
-	freeaddrinfo(res);
-	return rc;
-}
+/* tcp_addr_parse is in tcp_addr.c. */
 
 static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
@@ -554,6 +491,8 @@ static void conn_closed(uv_handle_t *h)
 	c->sq_tail = NULL;
 	if (c->connected && s->h.on_close)
 		s->h.on_close(c);
+	if (c->fopen)
+		s->opts.framing->close(c);
 	free(c->rbuf);
 	free(c->bounce);
 	free(c);
@@ -615,6 +554,31 @@ static void conn_update(struct tcp_conn *c)
 	c->poll_events = ev;
 }
 
+/* The connection is secured (or plain): the handler learns of it now, or once the framing's handshake is done. */
+static void conn_secured(struct tcp_conn *c)
+{
+	struct tcp_server *s = c->srv;
+	if (!s->opts.framing) {
+		tcp_conn_upgraded(c);
+		return;
+	}
+	int rc = s->opts.framing->open(c);
+	if (rc != 0) {
+		conn_abort(c, rc);
+		return;
+	}
+	c->fopen = true;
+}
+
+void tcp_conn_upgraded(struct tcp_conn *c)
+{
+	struct tcp_server *s = c->srv;
+	assert(!c->connected && !c->closing); /* once, before anything is delivered */
+	c->connected = true;
+	if (s->h.on_connect)
+		s->h.on_connect(c);
+}
+
 static void conn_new(struct tcp_server *s, int fd, const struct sockaddr_storage *ss)
 {
 	struct tcp_conn *c = calloc(1, sizeof *c);
@@ -659,9 +623,7 @@ static void conn_new(struct tcp_server *s, int fd, const struct sockaddr_storage
 		return;
 	}
 	conn_update(c);
-	c->connected = true;
-	if (s->h.on_connect)
-		s->h.on_connect(c);
+	conn_secured(c);
 }
 
 static void on_listen(uv_poll_t *h, int status, int events)
@@ -740,12 +702,48 @@ static void conn_dispatch(struct tcp_conn *c, const uint8_t *p, uint32_t size)
 	s->h.on_frame(c, &req, p + FRAME_HEADER_SIZE, size - FRAME_HEADER_SIZE);
 }
 
+bool tcp_conn_may_deliver(const struct tcp_conn *c)
+{
+	const struct tcp_server *s = c->srv;
+	return !c->closing && !c->close_req && !conn_paused(c) && !s->closing && !s->draining;
+}
+
+int tcp_conn_deliver(struct tcp_conn *c, const uint8_t *p, size_t len)
+{
+	assert(c->connected && tcp_conn_may_deliver(c)); /* the framing asks before it delivers */
+	if (len > c->srv->opts.max_frame)
+		return -E2BIG;
+	if (len < FRAME_HEADER_SIZE || frame_peek_size(p) != len)
+		return -EMSGSIZE;
+	conn_dispatch(c, p, (uint32_t)len);
+	return 0;
+}
+
+/* conn_parse with a framing: it takes the bytes and delivers the frames inside them. */
+static void conn_parse_framed(struct tcp_conn *c)
+{
+	c->in_parse = true;
+	if (tcp_conn_may_deliver(c)) {
+		size_t avail = c->rlen - c->rpos;
+		size_t used = c->srv->opts.framing->input(c, c->rbuf + c->rpos, avail);
+		assert(used <= avail); /* a framing consumes only what it was offered */
+		c->rpos += used;
+	}
+	c->in_parse = false;
+	if (!c->closing && c->rpos == c->rlen)
+		c->rpos = c->rlen = 0;
+}
+
 /* Delivers the complete frames in the buffer while the connection may take them. */
 static void conn_parse(struct tcp_conn *c)
 {
 	struct tcp_server *s = c->srv;
 	if (c->in_parse)
 		return;
+	if (s->opts.framing) {
+		conn_parse_framed(c);
+		return;
+	}
 	c->in_parse = true;
 	while (!c->closing && !c->close_req && !conn_paused(c) && !s->closing && !s->draining) {
 		size_t avail = c->rlen - c->rpos;
@@ -1006,11 +1004,13 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
 	conn_update(c);
 }
 
-int tcp_conn_send(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, tcp_send_cb done, void *arg)
+/* Queues a send: `head` (COPY, may be empty) and then the pieces. */
+static int conn_queue(struct tcp_conn *c, const uint8_t *head, size_t head_len, const struct tcp_piece *pieces,
+		      size_t n, tcp_send_cb done, void *arg)
 {
 	if (c->closing || c->close_req)
 		return -ENOTCONN;
-	size_t nsegs = 0, copy = 0, total = 0;
+	size_t nsegs = head_len > 0, copy = head_len, total = head_len;
 	for (size_t i = 0; i < n; i++) {
 		const struct tcp_piece *p = &pieces[i];
 		if (p->kind != TCP_PIECE_COPY && p->kind != TCP_PIECE_REF && p->kind != TCP_PIECE_FILE)
@@ -1038,6 +1038,11 @@ int tcp_conn_send(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, 
 	snd->cur = 0;
 	uint8_t *copy_to = (uint8_t *)&snd->segs[nsegs];
 	size_t k = 0;
+	if (head_len > 0) {
+		memcpy(copy_to, head, head_len);
+		snd->segs[k++] = (struct seg){.fd = -1, .base = copy_to, .len = head_len};
+		copy_to += head_len;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct tcp_piece *p = &pieces[i];
 		if (p->len == 0)
@@ -1076,6 +1081,47 @@ int tcp_conn_send(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, 
 	}
 	conn_update(c);
 	return 0;
+}
+
+int tcp_conn_write(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, tcp_send_cb done, void *arg)
+{
+	return conn_queue(c, NULL, 0, pieces, n, done, arg);
+}
+
+int tcp_conn_send(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, tcp_send_cb done, void *arg)
+{
+	const struct tcp_framing *f = c->srv->opts.framing;
+	if (!f)
+		return conn_queue(c, NULL, 0, pieces, n, done, arg);
+	if (c->closing || c->close_req || !c->connected)
+		return -ENOTCONN;
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (pieces[i].len > SIZE_MAX / 2 - total)
+			return -EINVAL;
+		total += pieces[i].len;
+	}
+	uint8_t head[TCP_FRAMING_HEAD_MAX];
+	int hl = f->head(c, total, head);
+	if (hl < 0)
+		return hl;
+	assert(hl <= TCP_FRAMING_HEAD_MAX);
+	return conn_queue(c, head, (size_t)hl, pieces, n, done, arg);
+}
+
+void tcp_conn_log(struct tcp_conn *c, int level, const char *msg)
+{
+	slog(c->srv, level, "connection %u (%s): %s", c->id, c->peer, msg);
+}
+
+void tcp_conn_set_framing_data(struct tcp_conn *c, void *data)
+{
+	c->fdata = data;
+}
+
+void *tcp_conn_get_framing_data(const struct tcp_conn *c)
+{
+	return c->fdata;
 }
 
 void tcp_conn_close(struct tcp_conn *c)
@@ -1231,9 +1277,7 @@ static void tls_handshake(struct tcp_conn *c)
 		c->last_rx = c->last_tx = uv_now(s->loop);
 		slog(s, TCP_LOG_DEBUG, "connection %u (%s): TLS handshake done (%s, %s)", c->id, c->peer,
 		     SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
-		c->connected = true;
-		if (s->h.on_connect)
-			s->h.on_connect(c);
+		conn_secured(c);
 		return;
 	}
 	int e = errno;
@@ -1422,11 +1466,11 @@ static void on_timer(uv_timer_t *t)
 		struct tcp_conn *c = container_of(l, struct tcp_conn, link);
 		if (c->closing)
 			continue;
-		if (c->ssl && !c->tls_ready) {
+		if (!c->connected) { /* only during a TLS handshake or a framing's upgrade */
 			uint64_t limit = s->opts.tls_handshake_timeout_ms;
 			if (limit > 0 && now - c->accepted_at >= limit) {
-				slog(s, TCP_LOG_INFO, "connection %u (%s): no TLS handshake within %u ms; closing", c->id,
-				     c->peer, s->opts.tls_handshake_timeout_ms);
+				slog(s, TCP_LOG_INFO, "connection %u (%s): no %s handshake within %u ms; closing", c->id,
+				     c->peer, c->ssl && !c->tls_ready ? "TLS" : "upgrade", s->opts.tls_handshake_timeout_ms);
 				conn_abort(c, -ETIMEDOUT);
 			}
 			continue;

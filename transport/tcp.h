@@ -68,6 +68,17 @@
  * peer that closes without close_notify is treated as an ordinary end of file (the frames carry their
  * own lengths, so truncation cannot go unnoticed). A graceful close sends close_notify.
  *
+ * Framing. With tcp_opts.framing set, the byte stream does not carry Iggy frames directly but another
+ * framing around them (transport/ws.h: WebSocket). The server then hands every byte it receives to
+ * framing->input instead of cutting frames itself; the framing unwraps the Iggy frames and hands each
+ * one back with tcp_conn_deliver, which checks and delivers it as above (or refuses it). tcp_conn_send
+ * puts framing->head's header before each reply, so that the handler sends exactly as it does over TCP;
+ * the framing writes its own bytes (handshake, control messages) unwrapped with tcp_conn_write. A new
+ * connection (after its TLS handshake, if any) goes to framing->open, and on_connect waits until the
+ * framing calls tcp_conn_upgraded; one that is not upgraded within tls_handshake_timeout_ms is closed
+ * without any callback. Accepting, TLS, the write queue, backpressure, heartbeat, limits and closing
+ * stay as described above.
+ *
  * SIGPIPE: a write to a connection the peer has reset must not kill the process. Memory pieces are sent
  * with MSG_NOSIGNAL, but sendfile(2) has no such flag, so tcp_server_new sets SIGPIPE to SIG_IGN when its
  * disposition is still the default.
@@ -86,6 +97,7 @@
 
 struct tcp_server;
 struct tcp_conn;
+struct tcp_framing;
 
 /* Log levels of tcp_opts.log (the same numbers as node/log.h's enum glog_level). */
 enum tcp_log_level {
@@ -106,7 +118,9 @@ struct tcp_opts {
 	int backlog;                   /* default 511 */
 	/* TLS (see TLS above): a server context made by the caller, or NULL for plain TCP (the default). */
 	SSL_CTX *ssl_ctx;
-	uint32_t tls_handshake_timeout_ms; /* default 10000: how long a TLS handshake may take */
+	uint32_t tls_handshake_timeout_ms; /* default 10000: how long a TLS handshake (and an upgrade) may take */
+	/* Framing (see Framing above): NULL (the default) for Iggy frames straight on the byte stream. */
+	const struct tcp_framing *framing;
 	/* Where the server says what it does (default: nowhere). level: enum tcp_log_level. */
 	void (*log)(void *ud, int level, const char *msg);
 	void *log_ud;
@@ -244,6 +258,48 @@ struct frame_u128 tcp_conn_last_client(const struct tcp_conn *c);
  * was received yet.
  */
 int tcp_conn_evict(struct tcp_conn *c, uint8_t reason);
+
+/* ---- For a framing (see Framing above) ---- */
+
+#define TCP_FRAMING_HEAD_MAX 16 /* the longest header framing->head may write */
+
+struct tcp_framing {
+	/* A connection was accepted (and secured): returns 0, or a negative errno to close it at once. */
+	int (*open)(struct tcp_conn *c);
+	/*
+	 * Bytes [p, p + n) are received and not yet consumed (n may be 0 when the connection resumes after
+	 * a pause): returns how many it consumed, the rest is offered again with what follows. Called only
+	 * while the connection may deliver frames (tcp_conn_may_deliver).
+	 */
+	size_t (*input)(struct tcp_conn *c, const uint8_t *p, size_t n);
+	/* Writes the header of a reply of `len` bytes to out: its length, or a negative errno to refuse it. */
+	int (*head)(struct tcp_conn *c, size_t len, uint8_t out[TCP_FRAMING_HEAD_MAX]);
+	/* The connection is gone (after on_close): frees what open made. */
+	void (*close)(struct tcp_conn *c);
+};
+
+/* The framing's handshake is done: the handler learns of the connection (on_connect). Once. */
+void tcp_conn_upgraded(struct tcp_conn *c);
+
+/* Whether a frame handed to tcp_conn_deliver now would reach the handler (not paused, not closing). */
+bool tcp_conn_may_deliver(const struct tcp_conn *c);
+
+/*
+ * One whole Iggy frame of exactly `len` bytes, unwrapped by the framing: delivered as a frame read from
+ * TCP would be (a command other than Request or an undecodable request is dropped). Returns 0, -E2BIG
+ * when it is longer than max_frame, or -EMSGSIZE when its size field is not `len` or below 256: the
+ * framing closes then.
+ */
+int tcp_conn_deliver(struct tcp_conn *c, const uint8_t *p, size_t len);
+
+/* Queues bytes as they are, without framing->head (as tcp_conn_send otherwise). */
+int tcp_conn_write(struct tcp_conn *c, const struct tcp_piece *pieces, size_t n, tcp_send_cb done, void *arg);
+
+/* Says something about a connection through tcp_opts.log (level: enum tcp_log_level). */
+void tcp_conn_log(struct tcp_conn *c, int level, const char *msg);
+
+void tcp_conn_set_framing_data(struct tcp_conn *c, void *data);
+void *tcp_conn_get_framing_data(const struct tcp_conn *c);
 
 /*
  * Parses "host:port" or "[ipv6]:port" (a numeric address or a name resolved with getaddrinfo; an empty

@@ -62,7 +62,8 @@ class Node:
 
     def argv(self) -> list[str]:
         a = [str(GALGOD), f"--node.data_dir={self.data}", f"--tcp.address=127.0.0.1:{self.port}",
-             "--quic.enabled=false", "--http.enabled=false", "--with-default-root-credentials"]
+             "--quic.enabled=false", "--http.enabled=false", "--websocket.enabled=false",
+             "--with-default-root-credentials"]
         if self.cluster:
             node, roster = self.cluster
             a += [f"--node.id={node}", f"--cluster.nodes={roster}", "--cluster.secret=jepsen-cclient",

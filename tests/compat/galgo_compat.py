@@ -35,6 +35,8 @@ from apache_iggy import (
     SendMessage,
     TcpConfig,
     TcpReconnectionConfig,
+    WebSocketConfig,
+    WebSocketReconnectionConfig,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,9 +76,9 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 # The transports the `server` fixture runs every test over (comma-separated in GALGO_COMPAT_TRANSPORTS):
-# "tcp", "quic" and "http" (the REST API; tests of what the SDK has only on the binary transports are
-# skipped there, see conftest.py).
-TRANSPORTS = [t for t in os.environ.get("GALGO_COMPAT_TRANSPORTS", "tcp,quic,http").split(",") if t]
+# "tcp", "quic", "http" (the REST API; tests of what the SDK has only on the binary transports are
+# skipped there, see conftest.py) and "ws" (WebSocket, the SDK's WebSocketConfig).
+TRANSPORTS = [t for t in os.environ.get("GALGO_COMPAT_TRANSPORTS", "tcp,quic,http,ws").split(",") if t]
 
 
 def find_galgod() -> Path:
@@ -133,7 +135,7 @@ class GalgodServer:
     """
 
     def __init__(self, workdir: Path, binary: Path | None = None, transport: str = "tcp"):
-        if transport not in ("tcp", "quic", "http", "cluster"):
+        if transport not in ("tcp", "quic", "http", "ws", "cluster"):
             raise HarnessError(f"unknown transport {transport!r}")
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
@@ -142,6 +144,7 @@ class GalgodServer:
         self.port = free_port()
         self.quic_port = free_port(socket.SOCK_DGRAM) if transport == "quic" else 0
         self.http_port = free_port() if transport == "http" else 0
+        self.ws_port = free_port() if transport == "ws" else 0
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
         self.generation = 0  # how many times galgod was started
@@ -175,6 +178,10 @@ class GalgodServer:
     def quic_address(self) -> str:
         return f"{self.host}:{self.quic_port}"
 
+    @property
+    def ws_address(self) -> str:
+        return f"{self.host}:{self.ws_port}"
+
     def argv(self) -> list[str]:
         quic = ["--quic.enabled=false"]
         if self.transport == "quic":
@@ -182,12 +189,16 @@ class GalgodServer:
         http = ["--http.enabled=false"]
         if self.transport == "http":
             http = ["--http.enabled=true", f"--http.address={self.host}:{self.http_port}"]
+        ws = ["--websocket.enabled=false"]
+        if self.transport == "ws":
+            ws = ["--websocket.enabled=true", f"--websocket.address={self.ws_address}"]
         return self.node_argv(1) if self.transport == "cluster" else [
             str(self.binary),
             f"--node.data_dir={self.data_dir}",
             f"--tcp.address={self.address}",
             *quic,
             *http,
+            *ws,
             "--with-default-root-credentials",
             *self.extra_args,
         ]
@@ -202,6 +213,7 @@ class GalgodServer:
             f"--tcp.address={self.host}:{self.tcp_ports[node - 1]}",
             "--quic.enabled=false",
             "--http.enabled=false",
+            "--websocket.enabled=false",
             f"--cluster.nodes={self.roster}",
             "--cluster.secret=compat-suite",
             "--cluster.election_timeout_ms=500",
@@ -317,7 +329,7 @@ class GalgodServer:
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    # QUIC and HTTP are bound after the TCP listener: the "ready" line says when.
+                    # QUIC, HTTP and WebSocket are bound after the TCP listener: the "ready" line says when.
                     if self.transport == "tcp" or "galgod ready" in _tail(self.stderr_path, 400, True):
                         return
             except OSError:
@@ -441,6 +453,24 @@ class GalgodServer:
             reconnection=reconnection,
         )
 
+    def ws_config(self, *, auto_login: AutoLogin | None = None, reconnect: bool = False) -> WebSocketConfig:
+        """WebSocket config for this server (ws://, the SDK's own framing defaults); reconnection as in
+        tcp_config."""
+        if reconnect:
+            reconnection = WebSocketReconnectionConfig(
+                enabled=True,
+                max_retries=40,
+                interval=timedelta(milliseconds=250),
+                reestablish_after=timedelta(0),
+            )
+        else:
+            reconnection = WebSocketReconnectionConfig(enabled=False)
+        return WebSocketConfig(
+            server_address=self.ws_address,
+            auto_login=auto_login or AutoLogin.disabled(),
+            reconnection=reconnection,
+        )
+
     def http_config(self, *, auto_login: AutoLogin | None = None, reconnect: bool = False) -> HttpConfig:
         """HTTP config for this server: no automatic replays (as the binary transports); HttpConfig has no
         auto-login and no reconnection, so neither may be asked for."""
@@ -449,9 +479,11 @@ class GalgodServer:
 
     def config(
         self, *, auto_login: AutoLogin | None = None, reconnect: bool = False
-    ) -> TcpConfig | QuicConfig | HttpConfig:
+    ) -> TcpConfig | QuicConfig | HttpConfig | WebSocketConfig:
         """The SDK config of this server's transport (see `transport`)."""
-        make = {"quic": self.quic_config, "http": self.http_config}.get(self.transport, self.tcp_config)
+        make = {"quic": self.quic_config, "http": self.http_config, "ws": self.ws_config}.get(
+            self.transport, self.tcp_config
+        )
         return make(auto_login=auto_login, reconnect=reconnect)
 
     async def client(

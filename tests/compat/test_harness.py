@@ -50,7 +50,7 @@ def test_the_harness_starts_galgod_with_the_agreed_flags(tmp_path, fake_binary):
         line = (srv.data_dir / "starts").read_text().splitlines()[0]
         assert line.split(" ", 1)[1] == (
             f"--node.data_dir={srv.data_dir} --tcp.address=127.0.0.1:{srv.port} "
-            "--quic.enabled=false --http.enabled=false --with-default-root-credentials"
+            "--quic.enabled=false --http.enabled=false --websocket.enabled=false --with-default-root-credentials"
         )
     finally:
         srv.stop()

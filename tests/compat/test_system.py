@@ -138,9 +138,11 @@ async def test_describe_options_rejects_an_unknown_scope(server):
 async def test_a_client_from_a_connection_string_logs_in_on_connect(server):
     """IggyClient.from_connection_string with credentials is authenticated right after connect()."""
     # iggy:// is TCP; the QUIC run uses the iggy+quic:// scheme on the QUIC port (whose option for the
-    # same thing is named reconnection_max_retries).
+    # same thing is named reconnection_max_retries), the WebSocket run iggy+ws:// on the WebSocket port.
     if server.transport == "quic":
         url = f"iggy+quic://{ROOT_USERNAME}:{ROOT_PASSWORD}@{server.quic_address}?reconnection_max_retries=0"
+    elif server.transport == "ws":
+        url = f"iggy+ws://{ROOT_USERNAME}:{ROOT_PASSWORD}@{server.ws_address}?reconnection_retries=0"
     else:
         url = f"iggy://{ROOT_USERNAME}:{ROOT_PASSWORD}@{server.address}?reconnection_retries=0"
     raw = IggyClient.from_connection_string(url)

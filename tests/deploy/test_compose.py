@@ -32,6 +32,8 @@ from apache_iggy import (  # type: ignore
     SendMessage,
     TcpConfig,
     TcpReconnectionConfig,
+    WebSocketConfig,
+    WebSocketReconnectionConfig,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +105,9 @@ def config(transport: str, node: int):
                           auto_login=AutoLogin.disabled(), reconnection=QuicReconnectionConfig(enabled=False))
     if transport == "http":
         return HttpConfig(api_url=f"http://127.0.0.1:{8301 + node}", retries=0)
+    if transport == "ws":
+        return WebSocketConfig(server_address=f"127.0.0.1:{8501 + node}", auto_login=AutoLogin.disabled(),
+                               reconnection=WebSocketReconnectionConfig(enabled=False))
     return TcpConfig(server_address=f"127.0.0.1:{8101 + node}", auto_login=AutoLogin.disabled(),
                      reconnection=TcpReconnectionConfig(enabled=False))
 
@@ -166,12 +171,12 @@ def test_every_node_is_ready_and_advertises_the_published_addresses(cluster):
     # GetClusterMetadata as the HTTP API gives it, from every node: every node at its published address
     for i in range(NODES):
         m = http_get(8301 + i, "/cluster/metadata")
-        nodes = sorted((n["ip"], n["endpoints"]["tcp"], n["endpoints"]["quic"], n["endpoints"]["http"])
-                       for n in m["nodes"])
-        assert nodes == [("127.0.0.1", 8101 + k, 8201 + k, 8301 + k) for k in range(NODES)], (i, nodes)
+        nodes = sorted((n["ip"], n["endpoints"]["tcp"], n["endpoints"]["quic"], n["endpoints"]["http"],
+                        n["endpoints"]["websocket"]) for n in m["nodes"])
+        assert nodes == [("127.0.0.1", 8101 + k, 8201 + k, 8301 + k, 8501 + k) for k in range(NODES)], (i, nodes)
 
 
-@pytest.mark.parametrize("transport", ["tcp", "quic", "http"])
+@pytest.mark.parametrize("transport", ["tcp", "quic", "http", "ws"])
 def test_the_python_sdk_on_the_host_sends_and_polls(cluster, transport):
     stream, topic = f"deploy-{transport}", "t"
 

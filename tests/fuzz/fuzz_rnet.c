@@ -1,39 +1,22 @@
 /*
- * libFuzzer target for the byte formats of transport/rnet (specified at the top of transport/rnet.c): the
- * HELLO decoder and the frame splitter that every byte from another node goes through. They must never
- * crash or read out of bounds, and what they accept must encode back to the same bytes.
+ * libFuzzer target for the byte formats of transport/rnet (specified at the top of transport/rnet_wire.c):
+ * the HELLO decoder and the frame splitter that every byte from another node goes through. They must
+ * never crash or read out of bounds, and what they accept must encode back to the same bytes.
  *
  * The input is read as a HELLO (its first 120 bytes) and, after a 4-byte little-endian max_payload, as a
  * stream of frames split the way a connection's receive buffer is. The last check makes the proof's
  * direction label matter: the dialer's and the acceptor's proofs over the same fields always differ.
  * Seeds (tests/fuzz/corpus/rnet/) are a valid HELLO, HELLO + PROOF, and a few frame streams.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. transport/rnet.c tests/fuzz/fuzz_rnet.c \
- *         $(pkg-config --cflags --libs libuv libssl libcrypto) -o /tmp/fuzz_rnet && /tmp/fuzz_rnet tests/fuzz/corpus/rnet
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. transport/rnet_wire.c tests/fuzz/fuzz_rnet.c \
+ *         $(pkg-config --cflags --libs libcrypto) -o /tmp/fuzz_rnet && /tmp/fuzz_rnet tests/fuzz/corpus/rnet
  */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* transport/rnet.c's codec, which rnet.h does not export (it is no API for the node layer). */
-struct rnet__hello {
-	uint64_t from, to;
-	uint8_t nonce[32];
-	uint8_t cluster[64];
-};
-struct rnet__frame {
-	uint8_t type, kind;
-	const uint8_t *payload;
-	size_t len;
-	size_t size;
-};
-void rnet__hello_encode(uint8_t out[120], const struct rnet__hello *h);
-int rnet__hello_decode(const uint8_t *b, size_t len, struct rnet__hello *h);
-int rnet__proof(uint8_t out[32], const void *secret, size_t secret_len, bool from_dialer, const uint8_t cluster[64],
-		uint64_t dialer, uint64_t acceptor, const uint8_t dialer_nonce[32], const uint8_t acceptor_nonce[32]);
-int rnet__frame_next(const uint8_t *b, size_t avail, size_t max_payload, struct rnet__frame *f);
-void rnet__frame_header(uint8_t out[8], uint8_t type, uint8_t kind, uint32_t len);
+#include "transport/rnet_wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

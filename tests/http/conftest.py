@@ -58,6 +58,7 @@ class Galgod:
             f"--node.data_dir={self.workdir / 'data'}",
             f"--tcp.address=127.0.0.1:{self.tcp_port}",
             "--quic.enabled=false",
+            "--websocket.enabled=false",
             "--http.enabled=true",
             f"--http.address=127.0.0.1:{self.http_port}",
             f"--http.max_request_size={MAX_REQUEST_SIZE}",

@@ -79,6 +79,7 @@ static void galgod_start_with(const char *extra)
 	snprintf(datadir, sizeof(datadir), "%s/data", G.tmpdir);
 	snprintf(flag, sizeof(flag), "--node.data_dir=%s", datadir);
 	char *argv[] = {GALGOD, flag, "--tcp.address=127.0.0.1:0", "--quic.enabled=false", "--http.enabled=false",
+			"--websocket.enabled=false",
 			"--with-default-root-credentials", (char *)extra, NULL};
 	char *envp[256];
 	int envc = 0;

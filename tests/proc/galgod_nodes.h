@@ -144,8 +144,8 @@ static pid_t node_spawn(struct node *n)
 			putenv((char *)n->env[i]);
 		char *argv[24] = {GALGOD, a_id, a_dir, a_tcp, a_nodes, "--cluster.secret=test-secret",
 				  "--cluster.election_timeout_ms=500", "--storage.segment_size=16KiB", "--quic.enabled=false",
-				  "--http.enabled=false", "--with-default-root-credentials"};
-		for (int i = 0, k = 11; i < 9 && n->extra[i] != NULL; i++)
+				  "--http.enabled=false", "--websocket.enabled=false", "--with-default-root-credentials"};
+		for (int i = 0, k = 12; i < 9 && n->extra[i] != NULL; i++)
 			argv[k++] = (char *)n->extra[i];
 		execv(GALGOD, argv);
 		_exit(127);

@@ -85,6 +85,7 @@ static void galgod_start(void)
 	snprintf(datadir, sizeof(datadir), "%s/data", tmpdir);
 	snprintf(dataflag, sizeof(dataflag), "--node.data_dir=%s", datadir);
 	char *argv[] = {GALGOD, dataflag, "--tcp.address=127.0.0.1:0", "--quic.enabled=false", "--http.enabled=false",
+			"--websocket.enabled=false",
 			"--with-default-root-credentials", (char *)galgod_extra_flag, NULL};
 	char *envp[256];
 	int envc = 0;

@@ -210,7 +210,7 @@ static void start_ready(struct child *c)
 	char flag[160];
 	snprintf(flag, sizeof(flag), "--node.data_dir=%s", datadir);
 	const char *args[] = {flag, "--tcp.address=127.0.0.1:0", "--http.address=127.0.0.1:0", "--quic.address=127.0.0.1:0",
-			      NULL};
+			      "--websocket.address=127.0.0.1:0", NULL};
 	child_start(c, args);
 	cr_assert(child_wait_output(c, "galgod ready", CHILD_TIMEOUT_MS), "no 'galgod ready'; output:\n%s",
 		  c->buf != NULL ? c->buf : "");
@@ -284,7 +284,7 @@ Test(galgod, second_instance_on_the_same_data_dir_is_refused)
 	char flag[160];
 	snprintf(flag, sizeof(flag), "--node.data_dir=%s", datadir);
 	const char *args[] = {flag, "--tcp.address=127.0.0.1:0", "--http.address=127.0.0.1:0", "--quic.address=127.0.0.1:0",
-			      NULL};
+			      "--websocket.address=127.0.0.1:0", NULL};
 	child_start(&b, args);
 	int status = child_wait(&b, CHILD_TIMEOUT_MS);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0, "status 0x%x; output:\n%s",

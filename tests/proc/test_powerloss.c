@@ -587,7 +587,7 @@ static int galgod_start(const char *durability, bool shim, const char *log, pid_
 	const char *env_on[] = {"LD_PRELOAD=" SHIM, e_dir, e_trig, e_rep, "GALGO_POWERLOSS_STRICT_DIRS=1", NULL};
 	/* QUIC on: galgod makes its development certificate in <data_dir>/tls, whose entries must be durable. */
 	char *argv[] = {GALGOD, f_data, f_dur, "--tcp.address=127.0.0.1:0", "--quic.address=127.0.0.1:0",
-			"--http.enabled=false", "--with-default-root-credentials", NULL};
+			"--http.enabled=false", "--websocket.enabled=false", "--with-default-root-credentials", NULL};
 	int out = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	cr_assert_geq(out, 0);
 	int saved1 = dup(STDOUT_FILENO), saved2 = dup(STDERR_FILENO);

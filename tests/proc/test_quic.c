@@ -961,6 +961,7 @@ static int galgod_start(char *out, size_t cap)
 	char data[128];
 	snprintf(data, sizeof(data), "--node.data_dir=%s/data", N.dir);
 	char *argv[] = {GALGO_BUILD_DIR "/galgod", data, "--tcp.address=127.0.0.1:0", "--http.enabled=false",
+			"--websocket.enabled=false",
 			"--quic.address=127.0.0.1:0", "--with-default-root-credentials", NULL};
 	char *envp[256];
 	int envc = 0;

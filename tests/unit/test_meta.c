@@ -1036,6 +1036,7 @@ static size_t all_commands(struct meta_cmd *out)
 	snprintf(c.nodes[0].adv_host, sizeof(c.nodes[0].adv_host), "127.0.0.1");
 	c.nodes[0].adv_tcp_port = 8101;
 	c.nodes[0].adv_http_port = 8301;
+	c.nodes[0].adv_ws_port = 8501;
 	out[n++] = c;
 	out[n++] = (struct meta_cmd){.type = META_NODE_REMOVE, .node_id = 2};
 	return n;
@@ -1061,7 +1062,7 @@ Test(metarec, every_command_type_round_trips_through_its_record)
 		struct meta *a = base_state(), *b = base_state();
 		size_t len;
 		uint8_t *rec = encode(&cmds[i], &len);
-		cr_assert_eq(rec[0], METAREC_VERSION);
+		cr_assert_eq(rec[0], cmds[i].type == META_NODE_ADVERTISE ? METAREC_VERSION_WS : METAREC_VERSION);
 		cr_assert_eq(rec[1], cmds[i].type);
 		struct meta_cmd d;
 		struct meta_perms scratch;
@@ -1507,8 +1508,10 @@ Test(meta, a_node_s_advertised_client_addresses_are_kept_and_snapshotted)
 	snprintf(c.nodes[0].adv_host, sizeof(c.nodes[0].adv_host), "127.0.0.1");
 	c.nodes[0].adv_tcp_port = 8102;
 	c.nodes[0].adv_quic_port = 8202;
+	c.nodes[0].adv_ws_port = 8502;
 	ok(m, c);
 	const struct meta_node *n = meta_node(m, 2);
+	cr_assert_eq(n->adv_ws_port, 8502);
 	cr_assert_str_eq(n->adv_host, "127.0.0.1");
 	cr_assert_eq(n->adv_tcp_port, 8102);
 	cr_assert_eq(n->adv_quic_port, 8202);
@@ -1527,9 +1530,27 @@ Test(meta, a_node_s_advertised_client_addresses_are_kept_and_snapshotted)
 	cr_assert_eq(metarec_snapshot_decode(before, len, &d), 0);
 	cr_assert_str_eq(meta_node(d, 2)->adv_host, "127.0.0.1");
 	cr_assert_eq(meta_node(d, 2)->adv_quic_port, 8202);
+	cr_assert_eq(meta_node(d, 2)->adv_ws_port, 8502);
 	meta_free(d);
 	free(before);
 	meta_free(m);
+	/* A version 1 NODE_ADVERTISE record (it ends after the HTTP port) still decodes, with no WebSocket port. */
+	uint8_t old_adv[] = {METAREC_VERSION, META_NODE_ADVERTISE, 2, 0, 0, 0, 1, 'h', 0x9e, 0x1f, 0, 0, 0, 0};
+	struct meta_cmd oc;
+	struct meta_perms scratch;
+	cr_assert_eq(metarec_decode(old_adv, sizeof(old_adv), &oc, &scratch), 0);
+	cr_assert_eq(oc.nodes[0].adv_tcp_port, 8094);
+	cr_assert_eq(oc.nodes[0].adv_ws_port, 0);
+	cr_assert_neq(metarec_decode(old_adv, sizeof(old_adv) - 1, &oc, &scratch), 0, "a cut record decodes");
+	/* A version 3 snapshot (client addresses, no WebSocket port): one node "h" advertising tcp 8094. */
+	uint8_t v3[] = {3, 5, 0, 0, 0, 0, 0, 0, 0, /* applied 5 */ 3, /* rf */ 1, /* one node */
+			1, 0, 0, 0, 1, 'h', 0x20, 0x21, 0x9a, 0x1f, 0x90, 0x1f, 0xb8, 0x0b, /* id, host, ports */
+			0, 0x9e, 0x1f, 0, 0, 0, 0, /* client addresses */
+			0, 0, 0, 0, /* streams */ 0, 0, 0, 0 /* users */};
+	cr_assert_eq(metarec_snapshot_decode(v3, sizeof(v3), &d), 0);
+	cr_assert_eq(d->nodes[0].adv_tcp_port, 8094);
+	cr_assert_eq(d->nodes[0].adv_ws_port, 0);
+	meta_free(d);
 	/* A version 2 snapshot (no client addresses): one node "h", nothing else. */
 	uint8_t v2[] = {2, 5, 0, 0, 0, 0, 0, 0, 0, /* applied 5 */ 3, /* rf */ 1, /* one node */
 			1, 0, 0, 0, 1, 'h', 0x20, 0x21, 0x9a, 0x1f, 0x90, 0x1f, 0xb8, 0x0b, /* id, host, ports */
