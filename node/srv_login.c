@@ -153,7 +153,7 @@ static void handle_register_now(struct srv_session *ss, const struct frame_reque
 		srv__evict(ss, hdr, FRAME_EVICT_MALFORMED_LOGIN);
 		return;
 	}
-	if (!frame_version_accepts(vi.protocol_version, FRAME_PROTOCOL_VERSION, false)) {
+	if (!frame_version_accepts(vi.protocol_version, FRAME_PROTOCOL_VERSION, true)) {
 		srv__evict(ss, hdr, FRAME_EVICT_INCOMPATIBLE_PROTOCOL);
 		return;
 	}

@@ -1185,3 +1185,50 @@ Test(badinput, a_half_closed_connection_still_gets_its_late_reply)
 	conn_close(&c);
 	galgod_stop();
 }
+
+/*
+ * A client of another protocol version (0.12, the unreleased line of iggy-cli 0.14.1-edge; or 0.10) is told
+ * so at login: Eviction(14 IncompatibleProtocol) naming the versions this server speaks (0.11.0 to 0.11.x),
+ * which the SDKs report as IncompatibleProtocolVersion, instead of failing on a body it cannot read. A
+ * 0.11 client with another patch level is served.
+ */
+Test(badinput, a_login_of_another_protocol_version_gets_eviction_14_with_the_server_s_versions)
+{
+	struct reply before = snapshot();
+	const uint32_t others[] = {FRAME_VERSION_PACK(0, 12, 0), FRAME_VERSION_PACK(0, 10, 3), FRAME_VERSION_PACK(1, 11, 0)};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		struct conn c = conn_open();
+		struct wire_buf b;
+		wire_buf_init(&b);
+		struct wire_version_info vi = {others[i], {(const uint8_t *)"rust-sdk", 8}, {(const uint8_t *)"0.11.1", 6}};
+		wire_put_version_info(&b, &vi);
+		wire_put_name(&b, "iggy", 4);
+		wire_put_str8(&b, "iggy", 4);
+		wire_put_u32(&b, 0);
+		struct reply r = call_buf(&c, FRAME_OP_REGISTER, 0, &b);
+		ASSERT_EVICTION(r, FRAME_EVICT_INCOMPATIBLE_PROTOCOL);
+		cr_assert_eq(r.ev.protocol_version, FRAME_PROTOCOL_VERSION, "version %#x", others[i]);
+		cr_assert_eq(r.ev.protocol_version_min, FRAME_PROTOCOL_VERSION);
+		reply_free(&r);
+		wire_buf_free(&b);
+		conn_close(&c);
+	}
+	/* 0.11.7: the same protocol line, served */
+	struct conn c = conn_open();
+	struct wire_buf b;
+	wire_buf_init(&b);
+	struct wire_version_info vi = {FRAME_VERSION_PACK(0, 11, 7), {(const uint8_t *)"rust-sdk", 8}, {(const uint8_t *)"0.11.0", 6}};
+	wire_put_version_info(&b, &vi);
+	wire_put_name(&b, "iggy", 4);
+	wire_put_str8(&b, "iggy", 4);
+	wire_put_u32(&b, 0);
+	struct reply r = call_buf(&c, FRAME_OP_REGISTER, 0, &b);
+	cr_assert_eq(r.command, FRAME_CMD_REPLY, "a 0.11.7 login: command %u", r.command);
+	cr_assert_eq(r.rep.status, 0);
+	reply_free(&r);
+	wire_buf_free(&b);
+	conn_close(&c);
+	assert_healthy_and_unchanged(&before);
+	reply_free(&before);
+	galgod_stop();
+}
