@@ -493,5 +493,6 @@ void srv__put_node(struct srv *s, struct wire_buf *b, size_t i, uint8_t role)
 	snprintf(name, sizeof(name), "galgo-node-%" PRIu64, nodes[i].id);
 	struct client_addr a = srv__client_addr_of(s, &nodes[i], n == 1);
 	reply_put_node(b, &(struct reply_node){.name = name_of(name), .ip = name_of(a.host), .tcp = a.tcp,
-					       .quic = a.quic, .http = a.http, .websocket = a.ws, .role = role}); /* healthy */
+					       .quic = a.quic, .http = a.http, .websocket = a.ws, .role = role});
+					       /* status 0: healthy */
 }
