@@ -121,10 +121,6 @@ def check_stream(cli: Cli, tag: str) -> None:
     cli("message", "send", "-p", "0", b, "t", "one", "two")
     out = cli("stream", "get", b)
     assert prop(out, "Stream message count") == "2" and prop(out, "Stream topics count") == "1", out
-    out = cli("stream", "purge", b)
-    assert f"Stream with ID: {b} purged" in out, out
-    out = cli("stream", "get", b)
-    assert prop(out, "Stream message count") == "0" and prop(out, "Stream topics count") == "1", out
     out = cli("stream", "delete", b)
     assert f"Stream with ID: {b} deleted" in out, out
     assert row_of(cli("stream", "list"), 2, b) is None
@@ -151,13 +147,31 @@ def check_topic(cli: Cli, tag: str) -> None:
         assert prop(out, "Compression") == "gzip" and prop(out, "Message expiry") == "2h", out
         cli("message", "send", "-p", "1", s, "t1b", "a", "b", "c")
         assert prop(cli("topic", "get", s, "t1b"), "Topic message count") == "3"
-        out = cli("topic", "purge", s, "t1b")
-        assert f"Topic with ID: t1b in stream with ID: {s} purged" in out, out
-        out = cli("topic", "get", s, "t1b")
-        assert prop(out, "Topic message count") == "0" and prop(out, "Partitions count") == "3", out
         out = cli("topic", "delete", s, "t2")
         assert f"Topic with ID: t2 in stream with ID: {s} deleted" in out, out
         assert names_in(cli("topic", "list", s), 2) == ["t1b"]
+    finally:
+        cli("stream", "delete", s)
+
+
+def check_purge(cli: Cli, tag: str) -> None:
+    """`stream purge` and `topic purge`: the messages go, the topics and partitions stay."""
+    s = f"pu-{tag}"
+    cli("stream", "create", s)
+    try:
+        cli("topic", "create", s, "t1", "3", "none")
+        cli("topic", "create", s, "t2", "1", "none")
+        cli("message", "send", "-p", "1", s, "t1", "a", "b", "c")
+        cli("message", "send", "-p", "0", s, "t2", "d")
+        out = cli("topic", "purge", s, "t1")
+        assert f"Topic with ID: t1 in stream with ID: {s} purged" in out, out
+        out = cli("topic", "get", s, "t1")
+        assert prop(out, "Topic message count") == "0" and prop(out, "Partitions count") == "3", out
+        assert prop(cli("stream", "get", s), "Stream message count") == "1"
+        out = cli("stream", "purge", s)
+        assert f"Stream with ID: {s} purged" in out, out
+        out = cli("stream", "get", s)
+        assert prop(out, "Stream message count") == "0" and prop(out, "Stream topics count") == "2", out
     finally:
         cli("stream", "delete", s)
 
@@ -396,7 +410,7 @@ def check_login(cli: Cli, tag: str) -> None:
     assert row_of(cli("pat", "list"), 0, "iggy-cli-session") is None
 
 
-GROUPS = ["ping", "me", "stats", "snapshot", "options", "stream", "topic", "partition", "segment", "message",
+GROUPS = ["ping", "me", "stats", "snapshot", "options", "stream", "topic", "purge", "partition", "segment", "message",
           "consumer_group", "consumer_offset", "user", "pat", "client", "cluster", "context", "session", "login"]
 
 _WS_NO_ADDRESS = ("iggy-cli 0.14.0 bug: for --transport ws, Args::get_server_address() knows only \"websocket\" "

@@ -13,8 +13,7 @@ from groups import GROUPS, names_in, prop, row_of, rows, run_group, xfail_param
 
 _PURGE = ("a purge is refused by a cluster of more than one node (FeatureUnavailable): it must become a "
           "partition-log entry (as in tests/compat's CLUSTER_SKIPS)")
-CLUSTER_XFAILS = {("stream", t): _PURGE for t in ("tcp", "quic", "http", "ws")}
-CLUSTER_XFAILS.update({("topic", t): _PURGE for t in ("tcp", "quic", "http", "ws")})
+CLUSTER_XFAILS = {("purge", t): _PURGE for t in ("tcp", "quic", "http", "ws")}
 
 TARGETS = [(1, "tcp"), (2, "quic"), (3, "http"), (1, "ws")]
 
