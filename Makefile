@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run cluster image compose-up compose-down compose-test test compat compat-cluster lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume bench-ab clean
+.PHONY: all deps build run cluster image compose-up compose-down compose-test test compat compat-cluster cli lifecycle lifecycle-ci jepsen jepsen-ci fuzz valgrind bench-storage bench-cluster bench-consume bench-ab clean
 
 all: build
 
@@ -26,7 +26,8 @@ cluster: build
 # fails, then a summary, and the target fails if any stage did): the ASan+UBSan build, the fuzz targets
 # for a fixed time, valgrind, Iggy's official Python SDK against an ASan+UBSan galgod (over TCP, QUIC,
 # HTTP and WebSocket, then against a three-node cluster), the lifecycle test's fixed seeds, the HTTP API
-# suite, the WebSocket suite (tests/ws: the `websockets` client, raw sockets and the SDK over wss), the unit
+# suite, the WebSocket suite (tests/ws: the `websockets` client, raw sockets and the SDK over wss), Iggy's CLI
+# (tests/cli: iggy-cli 0.14.0, every command group, one node and a cluster), the unit
 # tests, the deploy tests (image, compose cluster, Kubernetes manifests; needs Docker), the jepsen suite's
 # short matrix (jepsen/, needs root), and a check that no galgod, namespace, iptables rule or compose
 # container was left behind. `scripts/test-stages NAME...` runs some stages; `--list` names them.
@@ -42,6 +43,15 @@ compat-cluster: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	GALGO_COMPAT_TRANSPORTS=cluster GALGOD=$(CURDIR)/$(ASAN_BUILD)/galgod .venv/bin/python -m pytest tests/compat -q -p no:cacheprovider
+
+# Iggy's own CLI (iggy-cli 0.14.0, built once into ~/.cache/galgo by scripts/install-iggy-cli) running every
+# command group against an ASan galgod over TCP, QUIC, HTTP and WebSocket, then against a three-node cluster
+# (tests/cli). Also a stage of `make test`.
+cli: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGALGO_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	IGGY_CLI=$$(./scripts/install-iggy-cli) && IGGY_CLI=$$IGGY_CLI GALGOD=$(if $(GALGOD),$(GALGOD),$(CURDIR)/$(ASAN_BUILD)/galgod) \
+	  .venv/bin/python -m pytest tests/cli -q -p no:cacheprovider
 
 # The model-based lifecycle test (tests/lifecycle/README.md) against the ASan+UBSan galgod (or $(GALGOD)):
 # `make lifecycle` runs one seeded sequence of OPS operations on NODES nodes (1 or 3) and prints its seed;

@@ -5,6 +5,8 @@
   line), CLUSTER_SECRET overriding it.
 * scripts/test-stages with its stage list replaced by stand-in stages: every stage runs after one fails,
   a summary names each stage with its result, and the exit status is 1 if any failed.
+* scripts/install-iggy-cli with a stand-in cargo: built once (pinned, --locked, -jN, into the cache),
+  then reused; without cargo, a clear error.
 """
 
 from __future__ import annotations
@@ -87,3 +89,36 @@ def test_test_stages_runs_every_stage_and_summarises(tmp_path):
     assert summary == {"first": "PASS", "broken": "FAIL", "after": "PASS", "leftovers": "PASS"}
     r = subprocess.run([str(script), "first", "after"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "ran-broken" not in r.stdout
+
+
+FAKE_CARGO = """#!/bin/sh
+# Records its arguments and installs a stand-in iggy under --root.
+printf '%s\\n' "$@" >> "$OUT/cargo.args"
+while [ $# -gt 0 ]; do [ "$1" = --root ] && root=$2; shift; done
+mkdir -p "$root/bin" && printf '#!/bin/sh\\n' > "$root/bin/iggy" && chmod +x "$root/bin/iggy"
+"""
+
+
+def test_install_iggy_cli_builds_once_into_the_cache_and_then_reuses_it(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    cargo = bindir / "cargo"
+    cargo.write_text(FAKE_CARGO)
+    cargo.chmod(0o755)
+    env = dict(os.environ, GALGO_CACHE=str(tmp_path / "cache"), OUT=str(tmp_path), PATH=f"{bindir}:/usr/bin:/bin")
+    want = tmp_path / "cache" / "iggy-cli-0.14.0" / "bin" / "iggy"
+    for _ in range(2):
+        r = subprocess.run([str(ROOT / "scripts/install-iggy-cli")], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"{want}\n"
+    args = (tmp_path / "cargo.args").read_text().split("\n")
+    assert args.count("install") == 1, "built again although cached"
+    assert args[:5] == ["install", "--locked", "iggy-cli", "--version", "0.14.0"], args
+    assert f"-j{os.cpu_count()}" in args or any(a.startswith("-j") for a in args), args
+
+
+def test_install_iggy_cli_without_cargo_says_so(tmp_path):
+    env = dict(os.environ, GALGO_CACHE=str(tmp_path / "cache"), PATH="/nonexistent")
+    r = subprocess.run(["/bin/bash", str(ROOT / "scripts/install-iggy-cli")], env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "cargo not found" in r.stderr, r.stderr
