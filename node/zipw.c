@@ -95,6 +95,24 @@ static int deflate_raw(const void *data, size_t len, size_t max, uint8_t **out, 
 	return 0;
 }
 
+/*
+ * The fields a local header and its central directory header share, from "version needed" to the name
+ * length: [version needed u16][flags u16][method u16][time u16][date u16][crc u32][csize u32][usize u32]
+ * [name length u16].
+ */
+static void put_shared(struct wire_buf *b, const struct zipw_entry *e, size_t nlen)
+{
+	wire_put_u16(b, VERSION_NEEDED);
+	wire_put_u16(b, FLAG_UTF8);
+	wire_put_u16(b, e->method);
+	wire_put_u16(b, e->time);
+	wire_put_u16(b, e->date);
+	wire_put_u32(b, e->crc);
+	wire_put_u32(b, e->csize);
+	wire_put_u32(b, e->usize);
+	wire_put_u16(b, (uint16_t)nlen);
+}
+
 int zipw_add(struct zipw *z, const char *name, const void *data, size_t len, time_t mtime)
 {
 	size_t nlen = name != NULL ? strlen(name) : 0;
@@ -130,15 +148,7 @@ int zipw_add(struct zipw *z, const char *name, const void *data, size_t len, tim
 	e->csize = (uint32_t)plen;
 	struct wire_buf *b = &z->b;
 	wire_put_u32(b, SIG_LOCAL);
-	wire_put_u16(b, VERSION_NEEDED);
-	wire_put_u16(b, FLAG_UTF8);
-	wire_put_u16(b, e->method);
-	wire_put_u16(b, e->time);
-	wire_put_u16(b, e->date);
-	wire_put_u32(b, e->crc);
-	wire_put_u32(b, e->csize);
-	wire_put_u32(b, e->usize);
-	wire_put_u16(b, (uint16_t)nlen);
+	put_shared(b, e, nlen);
 	wire_put_u16(b, 0);
 	wire_put_bytes(b, name, nlen);
 	wire_put_bytes(b, payload, plen);
@@ -160,15 +170,7 @@ int zipw_finish(struct zipw *z, uint8_t **out, size_t *len)
 		size_t nlen = strlen(e->name);
 		wire_put_u32(b, SIG_CENTRAL);
 		wire_put_u16(b, VERSION_MADE_BY);
-		wire_put_u16(b, VERSION_NEEDED);
-		wire_put_u16(b, FLAG_UTF8);
-		wire_put_u16(b, e->method);
-		wire_put_u16(b, e->time);
-		wire_put_u16(b, e->date);
-		wire_put_u32(b, e->crc);
-		wire_put_u32(b, e->csize);
-		wire_put_u32(b, e->usize);
-		wire_put_u16(b, (uint16_t)nlen);
+		put_shared(b, e, nlen);
 		wire_put_u16(b, 0);
 		wire_put_u16(b, 0);
 		wire_put_u16(b, 0);

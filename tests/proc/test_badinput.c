@@ -292,19 +292,24 @@ static void assert_closed(struct conn *c)
 
 /* ---- Requests ---- */
 
-static void put_version(struct wire_buf *b)
+static void put_version(struct wire_buf *b, uint32_t protocol)
 {
-	struct wire_version_info vi = {FRAME_PROTOCOL_VERSION, {(const uint8_t *)"badinput", 8},
-				       {(const uint8_t *)"1.0.0", 5}};
+	struct wire_version_info vi = {protocol, {(const uint8_t *)"badinput", 8}, {(const uint8_t *)"1.0.0", 5}};
 	wire_put_version_info(b, &vi);
+}
+
+/* A LoginUser body of a client of `protocol`. */
+static void put_login_v(struct wire_buf *b, uint32_t protocol, const char *user, const char *pw)
+{
+	put_version(b, protocol);
+	wire_put_name(b, user, strlen(user));
+	wire_put_str8(b, pw, strlen(pw));
+	wire_put_u32(b, 0);
 }
 
 static void put_login(struct wire_buf *b, const char *user, const char *pw)
 {
-	put_version(b);
-	wire_put_name(b, user, strlen(user));
-	wire_put_str8(b, pw, strlen(pw));
-	wire_put_u32(b, 0);
+	put_login_v(b, FRAME_PROTOCOL_VERSION, user, pw);
 }
 
 /* Logs in (Register) and keeps the session. */
@@ -1144,7 +1149,7 @@ Test(badinput, a_token_with_a_huge_expiry_does_not_expire_at_once)
 	reply_free(&r);
 
 	struct conn t = conn_open();
-	put_version(&b);
+	put_version(&b, FRAME_PROTOCOL_VERSION);
 	wire_put_str8(&b, token, strlen(token));
 	wire_put_u32(&b, 0);
 	r = call_buf(&t, FRAME_OP_REGISTER, 0, &b);
@@ -1200,11 +1205,7 @@ Test(badinput, a_login_of_another_protocol_version_gets_eviction_14_with_the_ser
 		struct conn c = conn_open();
 		struct wire_buf b;
 		wire_buf_init(&b);
-		struct wire_version_info vi = {others[i], {(const uint8_t *)"rust-sdk", 8}, {(const uint8_t *)"0.11.1", 6}};
-		wire_put_version_info(&b, &vi);
-		wire_put_name(&b, "iggy", 4);
-		wire_put_str8(&b, "iggy", 4);
-		wire_put_u32(&b, 0);
+		put_login_v(&b, others[i], "iggy", "iggy");
 		struct reply r = call_buf(&c, FRAME_OP_REGISTER, 0, &b);
 		ASSERT_EVICTION(r, FRAME_EVICT_INCOMPATIBLE_PROTOCOL);
 		cr_assert_eq(r.ev.protocol_version, FRAME_PROTOCOL_VERSION, "version %#x", others[i]);
@@ -1217,11 +1218,7 @@ Test(badinput, a_login_of_another_protocol_version_gets_eviction_14_with_the_ser
 	struct conn c = conn_open();
 	struct wire_buf b;
 	wire_buf_init(&b);
-	struct wire_version_info vi = {FRAME_VERSION_PACK(0, 11, 7), {(const uint8_t *)"rust-sdk", 8}, {(const uint8_t *)"0.11.0", 6}};
-	wire_put_version_info(&b, &vi);
-	wire_put_name(&b, "iggy", 4);
-	wire_put_str8(&b, "iggy", 4);
-	wire_put_u32(&b, 0);
+	put_login_v(&b, FRAME_VERSION_PACK(0, 11, 7), "iggy", "iggy");
 	struct reply r = call_buf(&c, FRAME_OP_REGISTER, 0, &b);
 	cr_assert_eq(r.command, FRAME_CMD_REPLY, "a 0.11.7 login: command %u", r.command);
 	cr_assert_eq(r.rep.status, 0);
