@@ -23,9 +23,10 @@
  *                            [flags u8] bits 0..3: manage_topic, read_topic, poll_messages,
  *                                       send_messages; bits 4..7 must be zero
  *
- * 1. Command record (version 1)
+ * 1. Command record (version 1; version 2 for NODE_ADVERTISE only)
  *
- *    [version u8 = 1][type u8 = enum meta_cmd_type][the fields of that type, in this order]:
+ *    [version u8 = 1, or 2 for NODE_ADVERTISE][type u8 = enum meta_cmd_type][the fields of that type,
+ *    in this order]:
  *
  *      1  CREATE_STREAM       [ts u64][name str8]
  *      2  UPDATE_STREAM       [stream_id u32][name str8]
